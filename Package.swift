@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "charrnn",
+    products: [
+        .executable(name: "charrnn", targets: ["charrnn"]),
+        .library(name: "CharRNN", targets: ["CharRNN"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: System libraries
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "Cutf8proc", pkgConfig: "libutf8proc",
+                       providers: [.apt(["libutf8proc-dev"])]),
+        // MARK: Library
+        .target(name: "CharRNN", dependencies: ["COpenBLAS", "Cutf8proc"],
+                // The numeric kernels are optimised in debug builds too, so `swift test` stays fast.
+                swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        // MARK: Tool
+        .executableTarget(name: "charrnn", dependencies: [
+            "CharRNN",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),  // C stdio globals (stdout) in the CLI
+        // MARK: Tests
+        .testTarget(name: "CharRNNTests", dependencies: ["CharRNN"]),
+        .testTarget(name: "charrnnTests", dependencies: ["charrnn"]),
+    ]
+)

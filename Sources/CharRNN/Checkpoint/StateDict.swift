@@ -1,0 +1,23 @@
+// Checkpoint/StateDict.swift — the one table of PyTorch state_dict names charrnn uses.
+//
+// Model tensors are named and shaped exactly as a PyTorch module
+//   embedding = nn.Embedding(V, E); rnn = nn.LSTM/nn.GRU/nn.RNN(D, H, L); decoder = nn.Linear(H, V)
+// would name them, so `model.load_state_dict` takes them as they are. Optimizer moments and the
+// carried hidden state live under the `optimizer.` and `state.` prefixes.
+
+public enum StateDict {
+    public static let embedding = "embedding.weight"
+    public static let decoderWeight = "decoder.weight"
+    public static let decoderBias = "decoder.bias"
+    public static func weightIH(_ k: Int) -> String { "rnn.weight_ih_l\(k)" }
+    public static func weightHH(_ k: Int) -> String { "rnn.weight_hh_l\(k)" }
+    public static func biasIH(_ k: Int) -> String { "rnn.bias_ih_l\(k)" }
+    public static func biasHH(_ k: Int) -> String { "rnn.bias_hh_l\(k)" }
+
+    /// Optimizer moment `slot` (e.g. "square_avg", "exp_avg", "momentum_buffer") of parameter `name`.
+    public static func moment(_ slot: String, of name: String) -> String { "optimizer.\(slot).\(name)" }
+    /// Carried hidden state of layer k, (B, H).
+    public static func stateH(_ k: Int) -> String { "state.h_l\(k)" }
+    /// Carried cell state of layer k (LSTM), (B, H).
+    public static func stateC(_ k: Int) -> String { "state.c_l\(k)" }
+}

@@ -1,0 +1,126 @@
+// Layers/GRU.swift — PyTorch nn.GRU, gates packed [r z n].
+//
+//   r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
+//   n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+//   h' = (1 − z) ⊙ n + z ⊙ h
+//
+// Legend: T steps, B batch, H hidden, G = 3H. Caches: gx (T, B, G) overwritten with [r z n] after
+// activation; gh (T, B, G) = h[t-1]·W_hhᵀ per step, its n block overwritten with W_hn h + b_hn.
+// Backward has two pre-activation gradients: dGx = [dr̃ dz̃ dñ] for the input side and
+// dGh = [dr̃ dz̃ r ⊙ dñ] for the hidden side (r multiplies the hidden n-term only).
+
+public final class GRULayer: RecurrentLayer, @unchecked Sendable {
+    let gh: Storage    // (T, B, G)
+    let dGh: Storage   // (T, B, G)
+
+    public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+        gh = Storage(count: maxT * maxB * 3 * H)
+        dGh = Storage(count: maxT * maxB * 3 * H)
+        super.init(kind: .gru, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+    }
+
+    override var dGhPtr: UnsafeMutablePointer<Float> { dGh.ptr }
+
+    // MARK: - Forward
+
+    public override func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+                                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
+                                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H, BG = B * G
+        projectInput(x, T: T, B: B, p: p)
+        h.ptr.update(from: h0, count: BH)
+        let wHH = p + params.wHH.offset
+        for t in 0..<T {
+            // gh[t] = h[t-1] · W_hhᵀ
+            gemm(.noTrans, .trans, m: B, n: G, k: H, a: h.ptr + t * BH, lda: H, b: wHH, ldb: H, beta: 0, c: gh.ptr + t * BG, ldc: G)
+            gruForwardKernel(gx: gx.ptr + t * BG, gh: gh.ptr + t * BG, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset,
+                             hPrev: h.ptr + t * BH, h: h.ptr + (t + 1) * BH, rows: B, H: H)
+        }
+        hT.update(from: h.ptr + T * BH, count: BH)
+    }
+
+    // MARK: - Backward
+
+    public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+                                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H, BG = B * G
+        dhNext.zero()
+        let wHH = p + params.wHH.offset
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            // writes dGx[t], dGh[t] and the direct part dhNext = dh ⊙ z
+            gruBackwardKernel(gates: gx.ptr + t * BG, gh: gh.ptr + t * BG, hPrev: h.ptr + t * BH, dy: dy + t * BH,
+                              dh: dhNext.ptr, dGx: dGx.ptr + t * BG, dGh: dGh.ptr + t * BG, rows: B, H: H)
+            // forward: gh[t] = h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] += dGh[t] · W_hh
+            gemm(.noTrans, .noTrans, m: B, n: H, k: G, a: dGh.ptr + t * BG, lda: G, b: wHH, ldb: H, beta: 1, c: dhNext.ptr, ldc: H)
+        }
+        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    // MARK: - Sampling step
+
+    public override func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
+                              p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        // scratch (G) = W_hh · h
+        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 0, y: scratch)
+        gruForwardKernel(gx: xproj, gh: scratch, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset,
+                         hPrev: h, h: h, rows: 1, H: H)
+    }
+}
+
+// MARK: - Fused kernels
+
+/// One step. gx (rows, 3H): input projection without bias in, [r z n] out; gh (rows, 3H): hidden
+/// projection without bias in, its n block replaced by W_hn h + b_hn. Writes h (may alias hPrev).
+@inline(__always)
+func gruForwardKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, bIH: UnsafePointer<Float>,
+                      bHH: UnsafePointer<Float>, hPrev: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
+    let G = 3 * H
+    for b in 0..<rows {
+        let xi = gx + b * G, hh = gh + b * G, hp = hPrev + b * H, hr = h + b * H
+        var j = 0
+        while j < H {
+            let n = min(vecWidth, H - j)
+            let r = vsigmoid(vload(xi + j, n) + vload(bIH + j, n) + vload(hh + j, n) + vload(bHH + j, n))
+            let z = vsigmoid(vload(xi + H + j, n) + vload(bIH + H + j, n) + vload(hh + H + j, n) + vload(bHH + H + j, n))
+            let hn = vload(hh + 2 * H + j, n) + vload(bHH + 2 * H + j, n)                  // W_hn h + b_hn
+            let nn = vtanh(vload(xi + 2 * H + j, n) + vload(bIH + 2 * H + j, n) + r * hn)  // n
+            let hv = vload(hp + j, n)
+            vstore(r, xi + j, n); vstore(z, xi + H + j, n); vstore(nn, xi + 2 * H + j, n)
+            vstore(hn, hh + 2 * H + j, n)
+            vstore(nn + z * (hv - nn), hr + j, n)                                        // h' = (1−z)⊙n + z⊙h
+            j += vecWidth
+        }
+    }
+}
+
+/// Backward of one step: dh holds ∂L/∂h[t] from step t+1 (read) and receives the direct part of
+/// ∂L/∂h[t-1] (dh_total ⊙ z). Writes dGx, dGh (rows, 3H).
+@inline(__always)
+func gruBackwardKernel(gates: UnsafePointer<Float>, gh: UnsafePointer<Float>, hPrev: UnsafePointer<Float>,
+                       dy: UnsafePointer<Float>, dh: UnsafeMutablePointer<Float>,
+                       dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
+    let G = 3 * H
+    for b in 0..<rows {
+        let a = gates + b * G, hh = gh + b * G, hp = hPrev + b * H, dyr = dy + b * H, dhr = dh + b * H
+        let dx = dGx + b * G, dhh = dGh + b * G
+        var j = 0
+        while j < H {
+            let n = min(vecWidth, H - j)
+            let r = vload(a + j, n), z = vload(a + H + j, n), nn = vload(a + 2 * H + j, n)
+            let hn = vload(hh + 2 * H + j, n), hv = vload(hp + j, n)
+            let d = vload(dyr + j, n) + vload(dhr + j, n)
+            // h' = (1−z)⊙n + z⊙h  ⇒  dn = dh⊙(1−z), dz = dh⊙(h − n), dh_prev(direct) = dh⊙z
+            let dAn = d * (1 - z) * (1 - nn * nn)               // through n = tanh(·)
+            let dAz = d * (hv - nn) * z * (1 - z)
+            // n = tanh(x_n + r ⊙ hn)  ⇒  dr = dñ ⊙ hn,  d(hn) = dñ ⊙ r
+            let dAr = dAn * hn * r * (1 - r)
+            vstore(dAr, dx + j, n); vstore(dAz, dx + H + j, n); vstore(dAn, dx + 2 * H + j, n)
+            vstore(dAr, dhh + j, n); vstore(dAz, dhh + H + j, n); vstore(dAn * r, dhh + 2 * H + j, n)
+            vstore(d * z, dhr + j, n)
+            j += vecWidth
+        }
+    }
+}

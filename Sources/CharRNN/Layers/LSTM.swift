@@ -1,0 +1,136 @@
+// Layers/LSTM.swift — PyTorch nn.LSTM, gates packed [i f g o].
+//
+//   i = σ(W_ii x + b_ii + W_hi h + b_hi)     f = σ(W_if x + b_if + W_hf h + b_hf)
+//   g = tanh(W_ig x + b_ig + W_hg h + b_hg)  o = σ(W_io x + b_io + W_ho h + b_ho)
+//   c' = f ⊙ c + i ⊙ g                       h' = o ⊙ tanh(c')
+//
+// Legend: T steps, B batch, H hidden, G = 4H. Caches for backward: gx (T, B, G) overwritten with the
+// post-activation gates, c (T+1, B, H) with slot 0 = carried c, tanhC (T, B, H).
+// Per step: one recurrent GEMM into gx[t] plus one fused SIMD kernel (bias, σ/tanh, c', h').
+
+public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
+    let c: Storage       // (T+1, B, H)
+    let tanhC: Storage   // (T, B, H)
+    let dcNext: Storage  // (B, H) ∂L/∂c[t-1] flowing left; after backward: ∂L/∂c0
+
+    public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+        c = Storage(count: (maxT + 1) * maxB * H)
+        tanhC = Storage(count: maxT * maxB * H)
+        dcNext = Storage(count: maxB * H)
+        super.init(kind: .lstm, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+    }
+
+    public override var dc0: UnsafePointer<Float>? { UnsafePointer(dcNext.ptr) }
+
+    // MARK: - Forward
+
+    public override func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+                                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
+                                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H, BG = B * G
+        projectInput(x, T: T, B: B, p: p)
+        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
+        h.ptr.update(from: h0, count: BH)
+        c.ptr.update(from: c0!, count: BH)
+        let wHH = p + params.wHH.offset
+        for t in 0..<T {
+            let gt = gx.ptr + t * BG
+            // gx[t] += h[t-1] · W_hhᵀ
+            gemm(.noTrans, .trans, m: B, n: G, k: H, a: h.ptr + t * BH, lda: H, b: wHH, ldb: H, beta: 1, c: gt, ldc: G)
+            lstmForwardKernel(gates: gt, bias: biasSum.ptr, cPrev: c.ptr + t * BH, c: c.ptr + (t + 1) * BH,
+                              tanhC: tanhC.ptr + t * BH, h: h.ptr + (t + 1) * BH, rows: B, H: H)
+        }
+        hT.update(from: h.ptr + T * BH, count: BH)
+        cT!.update(from: c.ptr + T * BH, count: BH)
+    }
+
+    // MARK: - Backward
+
+    public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+                                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H, BG = B * G
+        dhNext.zero(); dcNext.zero()   // truncated BPTT: nothing flows back from the next minibatch
+        let wHH = p + params.wHH.offset
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            lstmBackwardKernel(gates: gx.ptr + t * BG, cPrev: c.ptr + t * BH, tanhC: tanhC.ptr + t * BH,
+                               dy: dy + t * BH, dh: dhNext.ptr, dc: dcNext.ptr, dA: dGx.ptr + t * BG, rows: B, H: H)
+            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
+            gemm(.noTrans, .noTrans, m: B, n: H, k: G, a: dGx.ptr + t * BG, lda: G, b: wHH, ldb: H, beta: 0, c: dhNext.ptr, ldc: H)
+        }
+        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    // MARK: - Sampling step
+
+    public override func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
+                              p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        // xproj += W_hh · h
+        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 1, y: xproj)
+        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: scratch, n: G)
+        lstmForwardKernel(gates: xproj, bias: scratch, cPrev: c!, c: c!, tanhC: scratch + G, h: h, rows: 1, H: H)
+    }
+}
+
+// MARK: - Fused kernels
+
+/// One step for `rows` rows. gates (rows, 4H): pre-activations without bias in, post-activations
+/// [i f g o] out. Writes c, tanhC, h (rows, H). cPrev may alias c (sampling).
+@inline(__always)
+func lstmForwardKernel(gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cPrev: UnsafePointer<Float>,
+                       c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                       rows: Int, H: Int) {
+    let G = 4 * H
+    for b in 0..<rows {
+        let a = gates + b * G
+        let cp = cPrev + b * H, cr = c + b * H, tr = tanhC + b * H, hr = h + b * H
+        var j = 0
+        while j < H {
+            let n = min(vecWidth, H - j)
+            let i = vsigmoid(vload(a + j, n) + vload(bias + j, n))
+            let f = vsigmoid(vload(a + H + j, n) + vload(bias + H + j, n))
+            let gg = vtanh(vload(a + 2 * H + j, n) + vload(bias + 2 * H + j, n))
+            let o = vsigmoid(vload(a + 3 * H + j, n) + vload(bias + 3 * H + j, n))
+            let cn = f * vload(cp + j, n) + i * gg          // c' = f ⊙ c + i ⊙ g
+            let tc = vtanh(cn)
+            vstore(i, a + j, n); vstore(f, a + H + j, n); vstore(gg, a + 2 * H + j, n); vstore(o, a + 3 * H + j, n)
+            vstore(cn, cr + j, n); vstore(tc, tr + j, n)
+            vstore(o * tc, hr + j, n)                        // h' = o ⊙ tanh(c')
+            j += vecWidth
+        }
+    }
+}
+
+/// Backward of one step. Reads the post-activation gates, c[t-1], tanh(c[t]), dy[t]; dh holds
+/// ∂L/∂h[t] from step t+1 (read), dc holds ∂L/∂c[t] from step t+1 (read, then overwritten with
+/// ∂L/∂c[t-1]). Writes dA (rows, 4H) = ∂L/∂ pre-activations.
+@inline(__always)
+func lstmBackwardKernel(gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
+                        dy: UnsafePointer<Float>, dh: UnsafePointer<Float>, dc: UnsafeMutablePointer<Float>,
+                        dA: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
+    let G = 4 * H
+    for b in 0..<rows {
+        let a = gates + b * G, d = dA + b * G
+        let cp = cPrev + b * H, tr = tanhC + b * H, dyr = dy + b * H, dhr = dh + b * H, dcr = dc + b * H
+        var j = 0
+        while j < H {
+            let n = min(vecWidth, H - j)
+            let i = vload(a + j, n), f = vload(a + H + j, n), gg = vload(a + 2 * H + j, n), o = vload(a + 3 * H + j, n)
+            let tc = vload(tr + j, n)
+            let dhv = vload(dyr + j, n) + vload(dhr + j, n)
+            // h' = o ⊙ tanh(c')  ⇒  dc' += dh ⊙ o ⊙ (1 − tanh²c'),  do = dh ⊙ tanh c'
+            let dcv = vload(dcr + j, n) + dhv * o * (1 - tc * tc)
+            let dO = dhv * tc
+            // c' = f ⊙ c + i ⊙ g  ⇒  di = dc ⊙ g, df = dc ⊙ c, dg = dc ⊙ i, dc_prev = dc ⊙ f
+            let dI = dcv * gg, dF = dcv * vload(cp + j, n), dG = dcv * i
+            vstore(dI * i * (1 - i), d + j, n)               // σ' = σ(1−σ)
+            vstore(dF * f * (1 - f), d + H + j, n)
+            vstore(dG * (1 - gg * gg), d + 2 * H + j, n)     // tanh' = 1 − tanh²
+            vstore(dO * o * (1 - o), d + 3 * H + j, n)
+            vstore(dcv * f, dcr + j, n)
+            j += vecWidth
+        }
+    }
+}

@@ -1,0 +1,34 @@
+// Layers/Linear.swift — the decoder, PyTorch nn.Linear (`decoder.weight` (V, H), `decoder.bias` (V)).
+//
+//   forward:  logits (N, V) = y (N, H) · Wᵀ + b           one GEMM over all N = T·B rows
+//   backward: dW += dlogitsᵀ · y,  db += Σ_rows dlogits,  dy = dlogits · W
+
+public struct LinearLayer: Sendable {
+    public let weight: TensorView   // (V, H)
+    public let bias: TensorView     // (V)
+    public let inFeatures: Int, outFeatures: Int
+
+    public init(weight: TensorView, bias: TensorView) {
+        self.weight = weight; self.bias = bias
+        outFeatures = weight.shape[0]; inFeatures = weight.shape[1]
+    }
+
+    /// Writes out (rows, V).
+    public func forward(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let V = outFeatures, H = inFeatures
+        let b = p + bias.offset
+        for r in 0..<rows { (out + r * V).update(from: b, count: V) }
+        // logits = y · Wᵀ + b
+        gemm(.noTrans, .trans, m: rows, n: V, k: H, a: x, lda: H, b: p + weight.offset, ldb: H, beta: 1, c: out, ldc: V)
+    }
+
+    /// Parameter gradients accumulate; dx (rows, H) is written.
+    public func backward(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
+                         g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let V = outFeatures, H = inFeatures
+        // logits = y · Wᵀ + b  ⇒  dW += doutᵀ · y,  db += Σ dout,  dy = dout · W
+        gemm(.trans, .noTrans, m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, beta: 1, c: g + weight.offset, ldc: H)
+        gemv(.trans, m: rows, n: V, a: dout, lda: V, x: ones, beta: 1, y: g + bias.offset)
+        gemm(.noTrans, .noTrans, m: rows, n: H, k: V, a: dout, lda: V, b: p + weight.offset, ldb: H, beta: 0, c: dx, ldc: H)
+    }
+}

@@ -1,0 +1,80 @@
+// Layers/RNN.swift — PyTorch nn.RNN with tanh: h' = tanh(W_ih x + b_ih + W_hh h + b_hh).
+//
+// Legend: T steps, B batch, H hidden, G = H. Cache: gx (T, B, H) keeps nothing of its own after
+// forward; h (T+1, B, H) holds the outputs, which is all backward needs (tanh' = 1 − h'²).
+
+public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
+    public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+        super.init(kind: .rnn, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+    }
+
+    public override func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+                                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
+                                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H
+        projectInput(x, T: T, B: B, p: p)
+        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
+        h.ptr.update(from: h0, count: BH)
+        let wHH = p + params.wHH.offset
+        for t in 0..<T {
+            let gt = gx.ptr + t * BH
+            // gx[t] += h[t-1] · W_hhᵀ
+            gemm(.noTrans, .trans, m: B, n: H, k: H, a: h.ptr + t * BH, lda: H, b: wHH, ldb: H, beta: 1, c: gt, ldc: H)
+            rnnForwardKernel(pre: gt, bias: biasSum.ptr, h: h.ptr + (t + 1) * BH, rows: B, H: H)
+        }
+        hT.update(from: h.ptr + T * BH, count: BH)
+    }
+
+    public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+                                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H
+        dhNext.zero()
+        let wHH = p + params.wHH.offset
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            rnnBackwardKernel(h: h.ptr + (t + 1) * BH, dy: dy + t * BH, dh: dhNext.ptr, dA: dGx.ptr + t * BH, rows: B, H: H)
+            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
+            gemm(.noTrans, .noTrans, m: B, n: H, k: H, a: dGx.ptr + t * BH, lda: H, b: wHH, ldb: H, beta: 0, c: dhNext.ptr, ldc: H)
+        }
+        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    public override func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
+                              p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 1, y: xproj)
+        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: scratch, n: G)
+        rnnForwardKernel(pre: xproj, bias: scratch, h: h, rows: 1, H: H)
+    }
+}
+
+/// h = tanh(pre + bias) for `rows` rows of H. Writes h.
+@inline(__always)
+func rnnForwardKernel(pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
+    for b in 0..<rows {
+        let a = pre + b * H, hr = h + b * H
+        var j = 0
+        while j < H {
+            let n = min(vecWidth, H - j)
+            vstore(vtanh(vload(a + j, n) + vload(bias + j, n)), hr + j, n)
+            j += vecWidth
+        }
+    }
+}
+
+/// dA = (dy + dh) ⊙ (1 − h²). Writes dA (rows, H).
+@inline(__always)
+func rnnBackwardKernel(h: UnsafePointer<Float>, dy: UnsafePointer<Float>, dh: UnsafePointer<Float>,
+                       dA: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
+    for b in 0..<rows {
+        let hr = h + b * H, dyr = dy + b * H, dhr = dh + b * H, d = dA + b * H
+        var j = 0
+        while j < H {
+            let n = min(vecWidth, H - j)
+            let hv = vload(hr + j, n)
+            vstore((vload(dyr + j, n) + vload(dhr + j, n)) * (1 - hv * hv), d + j, n)
+            j += vecWidth
+        }
+    }
+}

@@ -1,0 +1,183 @@
+// Layers/Recurrent.swift — what every recurrent layer shares: parameters, the batched input
+// projection, the per-minibatch weight-gradient GEMMs and dx.
+//
+// Legend: T steps, B batch, D input width, H hidden, G = gates·H (LSTM 4H, GRU 3H, RNN H), V vocabulary.
+// Layout: time-major rows, (T, B, ·). h has a leading slot, (T+1, B, H), slot 0 = carried state, so
+// dW_hh is one GEMM over h[0..<T].
+//
+// Parameters (PyTorch nn.LSTM/nn.GRU/nn.RNN state_dict names and shapes):
+//   rnn.weight_ih_l{k} (G, D)   rnn.weight_hh_l{k} (G, H)   rnn.bias_ih_l{k} (G)   rnn.bias_hh_l{k} (G)
+//
+// Forward (shared part):  gx = x · W_ihᵀ        one GEMM over T·B rows, or a row gather of W_ihᵀ for one-hot x
+// Backward (shared part): dW_ih += dGxᵀ · x     dW_hh += dGhᵀ · h[0..<T]
+//                         db_ih += Σ_rows dGx   db_hh += Σ_rows dGh       dx = dGx · W_ih
+// where dGx/dGh are ∂L/∂(input/hidden pre-activations), written by the cell's time loop.
+
+/// The recurrent cell kinds, named as the CLI and checkpoints name them.
+public enum CellKind: String, Sendable, CaseIterable, Codable {
+    case lstm, gru, rnn
+    /// Gate blocks per hidden unit (PyTorch's packing: LSTM i,f,g,o; GRU r,z,n; RNN one).
+    public var gates: Int { switch self { case .lstm: 4; case .gru: 3; case .rnn: 1 } }
+}
+
+/// Input of a recurrent layer for one minibatch.
+public enum LayerInput {
+    /// Dense rows (T, B, D).
+    case dense(UnsafePointer<Float>)
+    /// Token ids (T, B): one-hot input, realised as a gather of W_ih's columns.
+    case tokens(UnsafePointer<Int32>)
+}
+
+/// Offsets of one layer's parameters in the flat arena.
+public struct RecurrentParams: Sendable {
+    public let wIH: TensorView, wHH: TensorView, bIH: TensorView, bHH: TensorView
+}
+
+/// Base class: owns the activation caches of one layer for up to (maxT, maxB) and implements the
+/// parts of forward/backward that do not depend on the cell. Subclasses implement the time loops.
+public class RecurrentLayer: @unchecked Sendable {
+    public let kind: CellKind
+    public let D: Int, H: Int, G: Int
+    public let maxT: Int, maxB: Int
+    public let params: RecurrentParams
+    /// True when the input is one-hot tokens (D = V).
+    public let oneHot: Bool
+
+    // Caches, allocated once.
+    let gx: Storage        // (T, B, G) input projection; cells overwrite it with what backward needs
+    let h: Storage         // (T+1, B, H) slot 0 = carried state
+    let dGx: Storage       // (T, B, G) ∂L/∂ input-side pre-activations
+    let dhNext: Storage    // (B, H) ∂L/∂h[t-1] flowing left; after backward: ∂L/∂h0
+    let biasSum: Storage   // (G) b_ih + b_hh, for cells that add both at once
+    let wihT: Storage?     // (V, G) W_ihᵀ for the one-hot gather, refreshed each forward
+    let dwihT: Storage?    // (V, G) scatter target for the one-hot dW_ih
+    /// ∂L/∂ hidden-side pre-activations; aliases dGx for LSTM and RNN.
+    var dGhPtr: UnsafeMutablePointer<Float> { dGx.ptr }
+
+    init(kind: CellKind, inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+        precondition(D > 0 && H > 0 && maxT > 0 && maxB > 0, "layer dimensions must be positive")
+        self.kind = kind; self.D = D; self.H = H; self.G = kind.gates * H
+        self.maxT = maxT; self.maxB = maxB; self.params = params; self.oneHot = oneHot
+        gx = Storage(count: maxT * maxB * G)
+        h = Storage(count: (maxT + 1) * maxB * H)
+        dGx = Storage(count: maxT * maxB * G)
+        dhNext = Storage(count: maxB * H)
+        biasSum = Storage(count: G)
+        wihT = oneHot ? Storage(count: D * G) : nil
+        dwihT = oneHot ? Storage(count: D * G) : nil
+    }
+
+    /// Registers the four PyTorch-named tensors of layer `k` in `layout`.
+    public static func addParams(to layout: inout ParameterLayout, layer k: Int, kind: CellKind, inputSize D: Int, hiddenSize H: Int) -> RecurrentParams {
+        let G = kind.gates * H
+        return RecurrentParams(
+            wIH: layout.add(StateDict.weightIH(k), shape: [G, D]),
+            wHH: layout.add(StateDict.weightHH(k), shape: [G, H]),
+            bIH: layout.add(StateDict.biasIH(k), shape: [G]),
+            bHH: layout.add(StateDict.biasHH(k), shape: [G]))
+    }
+
+    /// h[1...T] as (T, B, H) rows for a minibatch of B streams.
+    @inline(__always) public func output(B: Int) -> UnsafeMutablePointer<Float> { h.ptr + B * H }
+
+    // MARK: - Shared forward
+
+    /// gx (T·B, G) = x · W_ihᵀ (dense) or gx[r] = W_ihᵀ[token r] (one-hot). Writes gx.
+    final func projectInput(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>) {
+        let rows = T * B
+        switch x {
+        case .dense(let xd):
+            // forward: gx = x · W_ihᵀ
+            gemm(.noTrans, .trans, m: rows, n: G, k: D, a: xd, lda: D, b: p + params.wIH.offset, ldb: D,
+                 beta: 0, c: gx.ptr, ldc: G)
+        case .tokens(let ids):
+            let wt = wihT!.ptr
+            transpose(p + params.wIH.offset, rows: G, cols: D, into: wt)
+            for r in 0..<rows {
+                let tok = Int(ids[r])
+                precondition(tok >= 0 && tok < D, "token id \(tok) outside vocabulary of \(D)")
+                (gx.ptr + r * G).update(from: wt + tok * G, count: G)
+            }
+        }
+    }
+
+    // MARK: - Shared backward
+
+    /// After the time loop: weight and bias gradients (accumulate) and dx (written, when given).
+    final func accumulateGradients(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                                   ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        let rows = T * B
+        let dGh = dGhPtr
+        // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  dW_hh += dGhᵀ · h[0..<T]
+        gemm(.trans, .noTrans, m: G, n: H, k: rows, a: dGh, lda: G, b: h.ptr, ldb: H,
+             beta: 1, c: g + params.wHH.offset, ldc: H)
+        // both biases enter additively ⇒ column sums of their pre-activation gradients
+        gemv(.trans, m: rows, n: G, a: dGx.ptr, lda: G, x: ones, beta: 1, y: g + params.bIH.offset)
+        gemv(.trans, m: rows, n: G, a: dGh, lda: G, x: ones, beta: 1, y: g + params.bHH.offset)
+        switch x {
+        case .dense(let xd):
+            // forward: gx = x · W_ihᵀ  ⇒  dW_ih += dGxᵀ · x,  dx = dGx · W_ih
+            gemm(.trans, .noTrans, m: G, n: D, k: rows, a: dGx.ptr, lda: G, b: xd, ldb: D,
+                 beta: 1, c: g + params.wIH.offset, ldc: D)
+            if let dx {
+                gemm(.noTrans, .noTrans, m: rows, n: D, k: G, a: dGx.ptr, lda: G, b: p + params.wIH.offset, ldb: D,
+                     beta: 0, c: dx, ldc: D)
+            }
+        case .tokens(let ids):
+            // forward: gx[r] = W_ihᵀ[token r]  ⇒  dW_ihᵀ[token r] += dGx[r]  (scatter-add, then transpose-add)
+            let dwt = dwihT!
+            dwt.zero()
+            for r in 0..<rows {
+                let row = dwt.ptr + Int(ids[r]) * G
+                let src = dGx.ptr + r * G
+                var j = 0
+                while j < G {
+                    let n = min(vecWidth, G - j)
+                    vstore(vload(row + j, n) + vload(src + j, n), row + j, n)
+                    j += vecWidth
+                }
+            }
+            addTransposed(dwt.ptr, rows: G, cols: D, into: g + params.wIH.offset)
+        }
+    }
+
+    // MARK: - Cell interface
+
+    /// Runs the layer over T steps. `h0`/`c0` (B, H) are the carried state (c0 ignored unless LSTM);
+    /// on return `hT`/`cT` receive the final state. Writes all caches needed by `backward`.
+    public func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+                        h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
+                        hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
+        preconditionFailure("abstract")
+    }
+
+    /// Back-propagates dy (T, B, H) = ∂L/∂h[1...T] (read only). Parameter gradients accumulate into g;
+    /// dx (T, B, D) is written when non-nil. Truncated BPTT: no gradient arrives from beyond step T.
+    /// After return, `dh0` holds ∂L/∂h0 (and `dc0` ∂L/∂c0 for LSTM).
+    public func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+                         p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                         ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        preconditionFailure("abstract")
+    }
+
+    /// ∂L/∂h0 after `backward` (B, H).
+    public var dh0: UnsafePointer<Float> { UnsafePointer(dhNext.ptr) }
+    /// ∂L/∂c0 after `backward` (B, H), LSTM only.
+    public var dc0: UnsafePointer<Float>? { nil }
+
+    // MARK: - Single step for sampling (B = 1, no caches)
+
+    /// Scratch sizes for `step`: floats needed.
+    public var stepScratchCount: Int { 2 * G }
+
+    /// One step at batch 1 for the sampler: `xproj` (G) holds W_ih·x (no bias); updates h (H)
+    /// and c (H, LSTM) in place using W_hh by gemv. `scratch` has `stepScratchCount` floats.
+    public func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
+                     p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        preconditionFailure("abstract")
+    }
+
+    final func checkShape(T: Int, B: Int) {
+        precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB, "minibatch (\(T), \(B)) exceeds workspace (\(maxT), \(maxB))")
+    }
+}

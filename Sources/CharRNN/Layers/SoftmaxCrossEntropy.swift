@@ -1,0 +1,68 @@
+// Layers/SoftmaxCrossEntropy.swift — fused softmax + cross-entropy over all T·B rows at once.
+//
+//   loss = (1/N) Σ_r [ log Σ_v exp(z_rv − m_r) + m_r − z_r,y_r ]     (max-subtracted log-sum-exp)
+//   ∂loss/∂z_rv = (softmax(z_r)_v − [v = y_r]) / N
+//
+// The gradient overwrites the logits in place (the logits are not needed after this point).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Mean cross-entropy of `rows` rows of V logits against targets. When `gradient` is true, the
+/// logits are replaced by ∂loss/∂logits (scaled by `scale`/N, scale 1 for the mean loss).
+/// Returns the mean loss in Double (summed in Double so long validation runs do not drift).
+public func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int,
+                                gradient: Bool, scale: Float = 1) -> Double {
+    precondition(rows > 0 && V > 0)
+    var total = 0.0
+    let invN = scale / Float(rows)
+    for r in 0..<rows {
+        let z = logits + r * V
+        let y = Int(targets[r])
+        precondition(y >= 0 && y < V, "target id \(y) outside vocabulary of \(V)")
+        // max
+        var mv = Vec(repeating: -.infinity)
+        var j = 0
+        while j + vecWidth <= V { mv = vmax(mv, vload(z + j)); j += vecWidth }
+        var m = mv.max()
+        while j < V { m = max(m, z[j]); j += 1 }
+        let zy = z[y]
+        // Σ exp(z − m), keeping exp(z − m) in place when the gradient is wanted
+        var sv = Vec()
+        let mvec = Vec(repeating: m)
+        j = 0
+        while j < V {
+            let n = min(vecWidth, V - j)
+            let e = vexp(vload(z + j, n) - mvec)
+            if gradient { vstore(e, z + j, n) }
+            sv += n == vecWidth ? e : vloadMask(e, n)
+            j += vecWidth
+        }
+        let s = sv.sum()
+        if gradient {
+            total += log(Double(s)) + Double(m) - Double(zy)
+            let k = Vec(repeating: invN / s)
+            j = 0
+            while j < V {
+                let n = min(vecWidth, V - j)
+                vstore(vload(z + j, n) * k, z + j, n)
+                j += vecWidth
+            }
+            z[y] -= invN
+        } else {
+            total += log(Double(s)) + Double(m) - Double(zy)
+        }
+    }
+    return total / Double(rows)
+}
+
+/// Keeps the low n lanes, zeroes the rest.
+@inline(__always)
+func vloadMask(_ v: Vec, _ n: Int) -> Vec {
+    var out = Vec()
+    for k in 0..<n { out[k] = v[k] }
+    return out
+}

@@ -1,0 +1,38 @@
+// Model/ModelConfig.swift — the shape of a model, stored in every checkpoint.
+
+/// Hyper-parameters that fix the parameter tensors' names and shapes.
+public struct ModelConfig: Codable, Sendable, Equatable {
+    public var cell: CellKind
+    public var layers: Int
+    public var hidden: Int
+    /// 0 = one-hot input (a column gather of the first layer's W_ih); > 0 = embedding width.
+    public var embed: Int
+    public var dropout: Float
+    public var vocabSize: Int
+
+    public init(cell: CellKind = .lstm, layers: Int = 2, hidden: Int = 128, embed: Int = 0, dropout: Float = 0, vocabSize: Int) {
+        self.cell = cell; self.layers = layers; self.hidden = hidden; self.embed = embed
+        self.dropout = dropout; self.vocabSize = vocabSize
+    }
+
+    /// Input width of layer k.
+    public func inputSize(layer k: Int) -> Int { k > 0 ? hidden : (embed > 0 ? embed : vocabSize) }
+
+    /// Number of trainable parameters.
+    public var parameterCount: Int {
+        let G = cell.gates * hidden
+        var n = embed > 0 ? vocabSize * embed : 0
+        for k in 0..<layers { n += G * inputSize(layer: k) + G * hidden + 2 * G }
+        return n + vocabSize * hidden + vocabSize
+    }
+
+    /// Problems with the numbers, or nil.
+    public var problem: String? {
+        if layers < 1 { return "--layers must be at least 1" }
+        if hidden < 1 { return "--hidden must be at least 1" }
+        if embed < 0 { return "--embed must be 0 (one-hot) or positive" }
+        if !(dropout >= 0 && dropout < 1) { return "--dropout must be in [0, 1)" }
+        if vocabSize < 1 { return "vocabulary is empty" }
+        return nil
+    }
+}

@@ -1,0 +1,133 @@
+// Text/Batches.swift — minibatches in karpathy/char-rnn's CharSplitLMMinibatchLoader layout.
+//
+// Dims: B batch (streams), T seq (steps per minibatch), N tokens used.
+// Contract (CharSplitLMMinibatchLoader.lua + train.lua, reproduced exactly):
+// - N = B·T·floor(len / (B·T)); the tail is dropped. Targets: y[i] = data[i+1] for i < N−1 and
+//   y[N−1] = data[0] (the last target wraps around to the first token).
+// - The N tokens are viewed as B rows (stream b = tokens [b·N/B, (b+1)·N/B)); minibatch k holds columns
+//   [k·T, (k+1)·T) of every row, so stream b of minibatch k+1 continues where minibatch k stopped.
+// - nbatches = N / (B·T). test_frac = max(0, 1 − (train_frac + val_frac)), treated as 0 when below 1e-9.
+//   ntrain = floor(nbatches·train_frac); nval = nbatches − ntrain if test_frac is 0, else
+//   floor(nbatches·val_frac); ntest = the rest. Splits are consecutive: train, then val, then test.
+// - `fill` writes time-major (T, B) buffers: x[t·B + b] = input of stream b at column k·T + t.
+// Caches nothing; reads the corpus' ids directly.
+
+/// The train/val/test minibatch layout of a corpus.
+public struct Batches: Sendable {
+    /// Which consecutive range of minibatches.
+    public enum Split: Sendable, CaseIterable { case train, val, test }
+
+    /// B: number of parallel streams.
+    public let batch: Int
+    /// T: steps per minibatch.
+    public let seq: Int
+    /// Minibatches in each split.
+    public let ntrain: Int, nval: Int, ntest: Int
+
+    /// N: tokens actually used (a multiple of `batch * seq`).
+    public var usedTokens: Int { (ntrain + nval + ntest) * batch * seq }
+    /// Total minibatches (ntrain + nval + ntest).
+    public var nbatches: Int { ntrain + nval + ntest }
+
+    /// Lays out `tokenCount` tokens as char-rnn does.
+    /// - Parameters:
+    ///   - tokenCount: corpus length in tokens.
+    ///   - batch: B ≥ 1.
+    ///   - seq: T ≥ 1.
+    ///   - trainFrac: fraction of minibatches for training, in [0, 1].
+    ///   - valFrac: fraction for validation, in [0, 1]; the rest (if any) is the test split.
+    ///   - file: corpus name for error messages.
+    /// - Throws: `TextError.tooSmall` unless ntrain ≥ 1 and nval ≥ 1 (the message gives the minimum
+    ///   token count); `TextError.invalidSplit` if the fractions cannot give that at any size.
+    public init(tokenCount: Int, batch: Int, seq: Int, trainFrac: Double, valFrac: Double, file: String) throws {
+        precondition(batch >= 1 && seq >= 1, "batch and seq must be at least 1")
+        precondition(tokenCount >= 0, "negative token count")
+        guard let minimumBatches = Batches.minimumBatches(trainFrac: trainFrac, valFrac: valFrac) else {
+            throw TextError.invalidSplit(file: file, trainFrac: trainFrac, valFrac: valFrac)
+        }
+        let nbatches = tokenCount / (batch * seq)
+        let (ntrain, nval, ntest) = Batches.splitCounts(nbatches: nbatches, trainFrac: trainFrac, valFrac: valFrac)
+        guard ntrain >= 1 && nval >= 1 else {
+            throw TextError.tooSmall(file: file, tokens: tokenCount, minimum: minimumBatches * batch * seq,
+                                     batch: batch, seq: seq)
+        }
+        self.batch = batch
+        self.seq = seq
+        self.ntrain = ntrain
+        self.nval = nval
+        self.ntest = ntest
+    }
+
+    /// char-rnn's split of `nbatches` minibatches into (ntrain, nval, ntest).
+    public static func splitCounts(nbatches: Int, trainFrac: Double, valFrac: Double) -> (train: Int, val: Int, test: Int) {
+        let testFrac = max(0, 1 - (trainFrac + valFrac))
+        let ntrain = Int((Double(nbatches) * trainFrac).rounded(.down))
+        if abs(testFrac) < 1e-9 {
+            return (ntrain, nbatches - ntrain, 0)
+        }
+        let nval = Int((Double(nbatches) * valFrac).rounded(.down))
+        return (ntrain, nval, nbatches - ntrain - nval)
+    }
+
+    /// Smallest nbatches with ntrain ≥ 1 and nval ≥ 1, or nil if the fractions never allow it.
+    /// Both counts are non-decreasing in nbatches, so the first hit is the minimum.
+    static func minimumBatches(trainFrac: Double, valFrac: Double) -> Int? {
+        guard trainFrac.isFinite, valFrac.isFinite, (0...1).contains(trainFrac), (0...1).contains(valFrac),
+              trainFrac > 0 else { return nil }
+        // With a test split, nval ≥ 1 needs valFrac ≥ 1/nbatches; without, train < 1 suffices.
+        let bound = 1_000_000
+        for n in 1...bound {
+            let (t, v, _) = splitCounts(nbatches: n, trainFrac: trainFrac, valFrac: valFrac)
+            if t >= 1 && v >= 1 { return n }
+        }
+        return nil
+    }
+
+    /// Number of minibatches in `split`.
+    public func count(_ split: Split) -> Int {
+        switch split {
+        case .train: return ntrain
+        case .val: return nval
+        case .test: return ntest
+        }
+    }
+
+    /// Index of the first minibatch of `split` among all nbatches.
+    public func offset(_ split: Split) -> Int {
+        switch split {
+        case .train: return 0
+        case .val: return ntrain
+        case .test: return ntrain + nval
+        }
+    }
+
+    /// Writes minibatch `index` of `split`, time-major.
+    /// - Parameters:
+    ///   - split: train, val or test.
+    ///   - index: 0 ≤ index < count(split); the global minibatch is k = offset(split) + index.
+    ///   - corpus: the tokens; must hold at least `usedTokens`.
+    ///   - x: (T, B) inputs, written (=): x[t·B + b] = token b·N/B + k·T + t.
+    ///   - y: (T, B) targets, written (=): the token after each input, wrapping to token 0 at N−1.
+    public func fill(_ split: Split, index: Int, corpus: Corpus,
+                     x: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Int32>) {
+        precondition(index >= 0 && index < count(split), "minibatch \(index) out of range for \(split)")
+        let N = usedTokens
+        precondition(corpus.count >= N, "corpus has \(corpus.count) tokens, layout needs \(N)")
+        let B = batch, T = seq
+        let k = offset(split) + index
+        let rowLength = N / B
+        let store = corpus.store
+        @inline(__always) func id(_ i: Int) -> Int32 {
+            if let w = store.wide { return Int32(bitPattern: w[i]) }
+            return Int32(store.narrow.unsafelyUnwrapped[i])
+        }
+        for b in 0..<B {
+            let start = b * rowLength + k * T
+            for t in 0..<T {
+                let i = start + t
+                x[t * B + b] = id(i)
+                y[t * B + b] = i + 1 < N ? id(i + 1) : id(0)     // ydata[N−1] = data[0]
+            }
+        }
+    }
+}

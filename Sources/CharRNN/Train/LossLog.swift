@@ -1,0 +1,64 @@
+// Train/LossLog.swift — the per-run loss CSV that a spreadsheet, pandas or gnuplot reads as it is.
+//
+// Header: iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec
+// One row per --log-every iterations (and at every validation); val_loss is empty when not evaluated.
+// Rows are flushed as written, so a plot can follow a running job. On resume the file is cut back
+// to the rows up to the checkpoint's iteration (dropping a torn last line and rows the resumed run
+// will write again) and then appended to.
+
+import Foundation
+
+public final class LossLog {
+    public static let header = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec"
+    public let path: String
+    private let handle: UnsafeMutablePointer<FILE>
+
+    /// Opens (creating, or truncating back to `keepThrough` iterations when resuming) the CSV at `path`.
+    public init(path: String, keepThrough iteration: Int?) throws {
+        self.path = path
+        var keep = Data()
+        if let iteration, let existing = FileManager.default.contents(atPath: path) {
+            keep = LossLog.prefix(of: existing, through: iteration)
+        }
+        if keep.isEmpty { keep = Data((LossLog.header + "\n").utf8) }
+        guard let f = fopen(path, "w") else {
+            throw CheckpointError(file: path, message: "cannot write loss log: \(String(cString: strerror(errno)))")
+        }
+        _ = keep.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+        fflush(f)
+        handle = f
+    }
+
+    deinit { fclose(handle) }
+
+    /// The header and the complete rows whose iteration is ≤ `iteration`.
+    static func prefix(of data: Data, through iteration: Int) -> Data {
+        var out = Data()
+        var first = true
+        var start = data.startIndex
+        while let nl = data[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            let line = data[start..<nl]
+            start = data.index(after: nl)
+            if first {
+                guard String(decoding: line, as: UTF8.self) == header else { return Data() }
+                first = false
+            } else {
+                let field = line.prefix { $0 != UInt8(ascii: ",") }
+                guard let it = Int(String(decoding: field, as: UTF8.self)), it <= iteration else { break }
+            }
+            out.append(line); out.append(UInt8(ascii: "\n"))
+        }
+        return out
+    }
+
+    /// Appends one row and flushes it.
+    public func append(iteration: Int, epoch: Double, trainLoss: Double, valLoss: Double?, lr: Float,
+                       gradNorm: Float, tokensPerSec: Double, elapsed: Double) {
+        let val = valLoss.map { fmt($0, 6) } ?? ""
+        let line = "\(iteration),\(fmt(epoch, 4)),\(fmt(trainLoss, 6)),\(val),\(lr),\(fmt(Double(gradNorm), 6)),\(fmt(tokensPerSec, 1)),\(fmt(elapsed, 3))\n"
+        fputs(line, handle)
+        fflush(handle)
+    }
+
+    private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+}

@@ -1,0 +1,120 @@
+// Train/Optimizers.swift — RMSprop, Adam and SGD with momentum over the flat parameter arena.
+//
+// Semantics follow PyTorch's torch.optim (and char-rnn's optim.rmsprop, which is the same update):
+//   RMSprop  v ← αv + (1−α)g²;                p ← p − lr·g/(√v + ε)             α = 0.95, ε = 1e-8
+//   Adam     m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+//            p ← p − (lr/(1−β₁ᵗ))·m/(√v/√(1−β₂ᵗ) + ε)                         β = 0.9, 0.999, ε = 1e-8
+//   SGD      b ← μb + g;                       p ← p − lr·b                      μ = 0.9
+// Each step is one SIMD loop over the whole arena; the moments share the parameters' layout, so
+// their checkpoint names are `optimizer.<slot>.<parameter name>`.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
+    case rmsprop, adam, sgd
+    /// Moment buffers, named as PyTorch's optimizer state names them.
+    public var slots: [String] {
+        switch self {
+        case .rmsprop: ["square_avg"]
+        case .adam: ["exp_avg", "exp_avg_sq"]
+        case .sgd: ["momentum_buffer"]
+        }
+    }
+}
+
+public final class Optimizer: @unchecked Sendable {
+    public let kind: OptimizerKind
+    public let count: Int
+    /// One buffer per slot, same layout as the parameters.
+    public let moments: [Storage]
+    /// Steps taken (Adam's bias correction uses it).
+    public var stepCount: Int = 0
+
+    public static let rmspropAlpha: Float = 0.95
+    public static let eps: Float = 1e-8
+    public static let beta1: Float = 0.9, beta2: Float = 0.999
+    public static let momentum: Float = 0.9
+
+    public init(kind: OptimizerKind, count: Int) {
+        self.kind = kind; self.count = count
+        moments = kind.slots.map { _ in Storage(count: count) }
+    }
+
+    /// One update of `params` from `grads` (both `count` floats).
+    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float) {
+        stepCount += 1
+        let n = count
+        switch kind {
+        case .rmsprop:
+            let v = moments[0].ptr
+            let a = Vec(repeating: Self.rmspropAlpha), oma = Vec(repeating: 1 - Self.rmspropAlpha)
+            let lrv = Vec(repeating: lr), e = Vec(repeating: Self.eps)
+            forEachVector(n) { i, k in
+                let g = vload(grads + i, k)
+                let vv = a * vload(v + i, k) + oma * g * g
+                vstore(vv, v + i, k)
+                vstore(vload(params + i, k) - lrv * g / (vv.squareRoot() + e), params + i, k)
+            }
+        case .adam:
+            let m = moments[0].ptr, v = moments[1].ptr
+            // bias corrections in Double, as PyTorch computes them in Python floats
+            let t = Double(stepCount)
+            let bc1 = 1 - pow(Double(Self.beta1), t), bc2 = 1 - pow(Double(Self.beta2), t)
+            let b1 = Vec(repeating: Self.beta1), b2 = Vec(repeating: Self.beta2)
+            let stepSize = Vec(repeating: Float(Double(lr) / bc1)), invSqrtBC2 = Vec(repeating: Float(1 / bc2.squareRoot()))
+            let e = Vec(repeating: Self.eps)
+            forEachVector(n) { i, k in
+                let g = vload(grads + i, k)
+                let mm = b1 * vload(m + i, k) + (1 - b1) * g
+                let vv = b2 * vload(v + i, k) + (1 - b2) * g * g
+                vstore(mm, m + i, k); vstore(vv, v + i, k)
+                vstore(vload(params + i, k) - stepSize * mm / (vv.squareRoot() * invSqrtBC2 + e), params + i, k)
+            }
+        case .sgd:
+            let b = moments[0].ptr
+            let mu = Vec(repeating: Self.momentum), lrv = Vec(repeating: lr)
+            forEachVector(n) { i, k in
+                let bb = mu * vload(b + i, k) + vload(grads + i, k)
+                vstore(bb, b + i, k)
+                vstore(vload(params + i, k) - lrv * bb, params + i, k)
+            }
+        }
+    }
+}
+
+/// Calls body(i, n) for i = 0, 8, 16, … with n = min(8, count − i).
+@inline(__always)
+func forEachVector(_ count: Int, _ body: (Int, Int) -> Void) {
+    var i = 0
+    while i < count { body(i, min(vecWidth, count - i)); i += vecWidth }
+}
+
+// MARK: - Gradient clipping
+
+public enum ClipMode: String, Sendable, CaseIterable, Codable {
+    /// Scale all gradients so their global L2 norm is at most `clip` (torch.nn.utils.clip_grad_norm_).
+    case norm
+    /// Clamp every element to [−clip, clip] (char-rnn; torch.nn.utils.clip_grad_value_).
+    case value
+}
+
+public enum GradientClip {
+    /// Global L2 norm of n floats, before clipping.
+    public static func norm(_ g: UnsafePointer<Float>, count n: Int) -> Float { nrm2(n: n, x: g) }
+
+    /// Clips in place; `norm` is the precomputed global norm. clip ≤ 0 disables clipping.
+    public static func apply(_ g: UnsafeMutablePointer<Float>, count n: Int, mode: ClipMode, clip: Float, norm: Float) {
+        guard clip > 0 else { return }
+        switch mode {
+        case .norm:
+            let coef = clip / (norm + 1e-6)
+            if coef < 1 { scal(n: n, alpha: coef, x: g) }
+        case .value:
+            forEachVector(n) { i, k in vstore(vclamp(vload(g + i, k), -clip, clip), g + i, k) }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+// Train/TrainConfig.swift — everything about a training run that is not the model's shape.
+// Defaults are karpathy/char-rnn's.
+
+extension TokenUnit: Codable {}
+extension Normalization: Codable {}
+
+public struct TrainConfig: Codable, Sendable, Equatable {
+    public var seq = 50
+    public var batch = 50
+    public var epochs: Double = 50
+    /// Stop after this many iterations (overrides `epochs` when set).
+    public var maxIters: Int? = nil
+    public var optim: OptimizerKind = .rmsprop
+    public var lr: Float = 2e-3
+    public var lrDecay: Float = 0.97
+    public var lrDecayAfter = 10
+    public var clip: Float = 5
+    public var clipMode: ClipMode = .norm
+    public var trainFrac = 0.95
+    public var valFrac = 0.05
+    public var evalEvery = 1000
+    public var logEvery = 1
+    public var seed: UInt64 = 123
+    public var threads = 0
+    public var unit: TokenUnit = .scalar
+    public var normalize: Normalization = .none
+
+    public init() {}
+
+    /// Problems with the numbers, or nil.
+    public var problem: String? {
+        if seq < 1 { return "--seq must be at least 1" }
+        if batch < 1 { return "--batch must be at least 1" }
+        if !(epochs > 0) { return "--epochs must be positive" }
+        if let m = maxIters, m < 1 { return "--max-iters must be at least 1" }
+        if !(lr > 0) || !lr.isFinite { return "--lr must be positive" }
+        if !(lrDecay > 0 && lrDecay <= 1) { return "--lr-decay must be in (0, 1]" }
+        if lrDecayAfter < 0 { return "--lr-decay-after must be non-negative" }
+        if !(clip >= 0) || !clip.isFinite { return "--clip must be non-negative (0 disables clipping)" }
+        if !(trainFrac > 0 && trainFrac <= 1) { return "--train-frac must be in (0, 1]" }
+        if !(valFrac > 0 && valFrac < 1) { return "--val-frac must be in (0, 1)" }
+        if trainFrac + valFrac > 1 + 1e-9 { return "--train-frac + --val-frac must not exceed 1" }
+        if evalEvery < 1 { return "--eval-every must be at least 1" }
+        if logEvery < 1 { return "--log-every must be at least 1" }
+        if threads < 0 { return "--threads must be 0 (all cores) or positive" }
+        return nil
+    }
+}

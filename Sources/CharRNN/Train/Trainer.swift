@@ -1,0 +1,217 @@
+// Train/Trainer.swift — the training loop: truncated BPTT over char-rnn's minibatch layout.
+//
+// Per iteration: fill (x, y) for train minibatch k = iteration mod ntrain → model.trainStep (hidden
+// state carried from the previous minibatch, not back-propagated through) → global grad norm →
+// stop on NaN/Inf → clip → optimizer step. At each epoch end, after --lr-decay-after epochs, the
+// learning rate is multiplied by --lr-decay (char-rnn). Every --eval-every iterations, at each
+// epoch end and at the last iteration: validation over the whole val split (state reset at its
+// start and carried across its minibatches, as char-rnn's eval_split), then latest.safetensors and,
+// when the val loss improved, best.safetensors are written atomically.
+// Nothing is allocated in the loop except the CSV line.
+
+import Foundation
+
+public enum TrainError: Error, CustomStringConvertible {
+    case nonFinite(iteration: Int, loss: Double, gradNorm: Float, checkpoint: String?)
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case let .nonFinite(it, loss, norm, ckpt):
+            let kept = ckpt.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint had been written yet"
+            return "training diverged at iteration \(it): loss \(loss), gradient norm \(norm) (try a lower --lr or --clip)\(kept)"
+        case let .invalid(m): return m
+        }
+    }
+}
+
+/// What the trainer reports as it goes.
+public enum TrainEvent {
+    case iteration(it: Int, total: Int, epoch: Double, loss: Double, lr: Float, tokensPerSec: Double, elapsed: Double)
+    case validation(it: Int, epoch: Double, valLoss: Double, improved: Bool, seconds: Double)
+    case saved(path: String)
+}
+
+public struct TrainSummary: Sendable {
+    public var iterations: Int
+    public var lastTrainLoss: Double
+    public var lastValLoss: Double?
+    public var bestValLoss: Double?
+    public var runDir: String
+    public var interrupted: Bool
+}
+
+public final class Trainer {
+    public let corpus: Corpus
+    public let batches: Batches
+    public let model: CharRNNModel
+    public let optimizer: Optimizer
+    public let trainState: RecurrentState
+    public let evalState: RecurrentState
+    public private(set) var meta: CheckpointMeta
+    public let runDir: String
+    public let totalIterations: Int
+    let x: IntStorage, y: IntStorage
+    var log: LossLog
+    /// Polled once per iteration; when it returns true the trainer saves latest and stops.
+    public var shouldStop: () -> Bool = { false }
+
+    public var latestPath: String { (runDir as NSString).appendingPathComponent("latest.safetensors") }
+    public var bestPath: String { (runDir as NSString).appendingPathComponent("best.safetensors") }
+
+    /// A new run: initialises the model from `train.seed`.
+    public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String) throws {
+        if let p = train.problem ?? modelConfig.problem { throw TrainError.invalid(p) }
+        self.corpus = corpus
+        batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
+                              trainFrac: train.trainFrac, valFrac: train.valFrac, file: corpusInfo.path)
+        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: train.batch)
+        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
+        trainState = RecurrentState(config: modelConfig, batch: train.batch)
+        evalState = RecurrentState(config: modelConfig, batch: train.batch)
+        var progress = RunProgress()
+        progress.rng = Xoshiro256(seed: train.seed)
+        progress.lr = train.lr
+        model.initialize(rng: &progress.rng)
+        meta = CheckpointMeta(model: modelConfig, train: train, vocabulary: corpus.vocabulary, corpus: corpusInfo,
+                              progress: progress, trainBatches: batches.ntrain)
+        self.runDir = runDir
+        totalIterations = Trainer.total(train, ntrain: batches.ntrain)
+        x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
+        try Trainer.makeDirectory(runDir)
+        log = try LossLog(path: (runDir as NSString).appendingPathComponent("loss.csv"), keepThrough: nil)
+    }
+
+    /// Continues the run saved in `checkpoint` (its run directory), bit for bit. `maxIters`/`epochs`
+    /// replace the stopping point when given.
+    public init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?) throws {
+        var train = checkpoint.meta.train
+        if let maxIters { train.maxIters = maxIters }
+        if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
+        if let p = train.problem { throw TrainError.invalid(p) }
+        guard corpus.vocabulary == checkpoint.meta.vocabulary else {
+            throw TrainError.invalid("\(checkpoint.path): the corpus's vocabulary differs from the checkpoint's (\(corpus.vocabulary.count) vs \(checkpoint.meta.vocabulary.count) tokens); resume needs the same corpus")
+        }
+        guard corpus.count == checkpoint.meta.corpus.tokens else {
+            throw TrainError.invalid("\(checkpoint.path): the corpus has \(corpus.count) tokens but the run was trained on \(checkpoint.meta.corpus.tokens); resume needs the same corpus")
+        }
+        self.corpus = corpus
+        batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
+                              trainFrac: train.trainFrac, valFrac: train.valFrac, file: checkpoint.meta.corpus.path)
+        let modelConfig = checkpoint.meta.model
+        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: train.batch)
+        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
+        trainState = RecurrentState(config: modelConfig, batch: train.batch)
+        evalState = RecurrentState(config: modelConfig, batch: train.batch)
+        guard checkpoint.hasOptimizerState else {
+            throw TrainError.invalid("\(checkpoint.path): has no optimizer state to resume from")
+        }
+        try Checkpoint.restore(checkpoint, model: model, optimizer: optimizer, state: trainState)
+        meta = checkpoint.meta
+        meta.train = train
+        runDir = (checkpoint.path as NSString).deletingLastPathComponent
+        totalIterations = Trainer.total(train, ntrain: batches.ntrain)
+        x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
+        log = try LossLog(path: (runDir as NSString).appendingPathComponent("loss.csv"), keepThrough: meta.progress.iteration)
+    }
+
+    static func total(_ t: TrainConfig, ntrain: Int) -> Int {
+        t.maxIters ?? max(1, Int((t.epochs * Double(ntrain)).rounded()))
+    }
+
+    static func makeDirectory(_ dir: String) throws {
+        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw CheckpointError(file: dir, message: "cannot create run directory: \((error as NSError).localizedDescription)")
+        }
+    }
+
+    // MARK: - Validation
+
+    /// Mean cross-entropy over the whole val split (state reset at its start, carried across it).
+    public func validate() -> Double {
+        let T = meta.train.seq, B = meta.train.batch
+        evalState.reset()
+        var total = 0.0
+        for k in 0..<batches.nval {
+            batches.fill(.val, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
+            total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: B, state: evalState)
+        }
+        return total / Double(max(1, batches.nval))
+    }
+
+    // MARK: - Loop
+
+    public func run(report: (TrainEvent) -> Void) throws -> TrainSummary {
+        let T = meta.train.seq, B = meta.train.batch, ntrain = batches.ntrain
+        let train = meta.train
+        let n = model.layout.count
+        var lastLoss = Double.nan
+        var interrupted = false
+        var savedAny = FileManager.default.fileExists(atPath: latestPath)
+        let startClock = DispatchTime.now().uptimeNanoseconds
+        let elapsedBefore = meta.progress.elapsed
+        var rowTokens = 0
+        var rowTime = 0.0
+        while meta.progress.iteration < totalIterations {
+            if shouldStop() { interrupted = true; break }
+            let k = meta.progress.iteration % ntrain
+            batches.fill(.train, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: trainState, rng: &meta.progress.rng)
+            let norm = GradientClip.norm(model.grads.ptr, count: n)
+            guard loss.isFinite && norm.isFinite else {
+                throw TrainError.nonFinite(iteration: meta.progress.iteration + 1, loss: loss, gradNorm: norm,
+                                           checkpoint: savedAny ? latestPath : nil)
+            }
+            GradientClip.apply(model.grads.ptr, count: n, mode: train.clipMode, clip: train.clip, norm: norm)
+            optimizer.step(params: model.params.ptr, grads: model.grads.ptr, lr: meta.progress.lr)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            meta.progress.iteration += 1
+            meta.progress.optimizerSteps = optimizer.stepCount
+            meta.progress.elapsed = elapsedBefore + Double(DispatchTime.now().uptimeNanoseconds - startClock) / 1e9
+            lastLoss = loss
+            rowTokens += T * B; rowTime += dt
+            let it = meta.progress.iteration
+            let lrUsed = meta.progress.lr
+            let epochEnd = it % ntrain == 0
+            if epochEnd && train.lrDecay < 1 && it / ntrain >= train.lrDecayAfter {
+                meta.progress.lr *= train.lrDecay
+            }
+            let tps = Double(rowTokens) / max(rowTime, 1e-9)
+            report(.iteration(it: it, total: totalIterations, epoch: meta.epoch, loss: loss, lr: lrUsed, tokensPerSec: tps,
+                              elapsed: meta.progress.elapsed))
+            var val: Double? = nil
+            if it % train.evalEvery == 0 || epochEnd || it == totalIterations {
+                let v0 = DispatchTime.now().uptimeNanoseconds
+                let v = validate()
+                val = v
+                let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
+                meta.progress.lastValLoss = v
+                if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = it }
+                report(.validation(it: it, epoch: meta.epoch, valLoss: v, improved: improved,
+                                   seconds: Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9))
+                try save(improved: improved)
+                savedAny = true
+                report(.saved(path: latestPath))
+            }
+            if it % train.logEvery == 0 || val != nil {
+                log.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: val, lr: lrUsed, gradNorm: norm,
+                           tokensPerSec: tps, elapsed: meta.progress.elapsed)
+                rowTokens = 0; rowTime = 0
+            }
+        }
+        if interrupted {
+            try save(improved: false)
+            report(.saved(path: latestPath))
+        }
+        return TrainSummary(iterations: meta.progress.iteration, lastTrainLoss: lastLoss, lastValLoss: meta.progress.lastValLoss,
+                            bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted)
+    }
+
+    /// Writes latest (and best when `improved`) atomically.
+    func save(improved: Bool) throws {
+        try Checkpoint.save(to: latestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
+        if improved {
+            try Checkpoint.save(to: bestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+// charrnn — the command-line tool: a root that only routes to one small command per file.
+
+import ArgumentParser
+
+@main
+struct CharRNNCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "charrnn",
+        abstract: "Train character-level LSTM/GRU/RNN language models on any UTF-8 text, and sample from them.",
+        discussion: """
+        Typical use:
+          charrnn train corpus.txt            train; checkpoints and loss.csv go to checkpoints/<run>/
+          charrnn sample --temp 0.8           generate from the newest run's best checkpoint
+        """,
+        subcommands: [TrainCommand.self, SampleCommand.self])
+}

@@ -1,0 +1,77 @@
+// charrnn sample — stream generated text from a checkpoint to stdout.
+
+import ArgumentParser
+import CharRNN
+import Foundation
+
+struct SampleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sample",
+        abstract: "Generate text from a trained checkpoint.",
+        discussion: "Without --checkpoint, uses best.safetensors of the most recently modified run under checkpoints/.")
+
+    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
+    var checkpoint: String?
+    @Option(help: ArgumentHelp("Folder searched for the newest run when --checkpoint is not given.", valueName: "DIR"))
+    var runs: String = "checkpoints"
+    @Option(name: .customLong("temp"), help: "Temperature: lower is more conservative, 0 = always the likeliest character.")
+    var temperature: Float = 0.8
+    @Option(help: "Number of characters (tokens) to generate after the prime text.")
+    var length: Int = 2000
+    @Option(help: ArgumentHelp("Text that starts the sample: it warms up the state and is printed first.", valueName: "TEXT"))
+    var prime: String?
+    @Option(help: "Random seed (default: random). The same seed gives the same text.")
+    var seed: UInt64?
+    @Option(help: ArgumentHelp("Draw only from the K likeliest characters (0 = all).", valueName: "K"))
+    var topK: Int = 0
+    @Option(help: ArgumentHelp("Nucleus sampling: draw from the smallest set holding probability P (1 = all).", valueName: "P"))
+    var topP: Float = 1
+    @Flag(help: "Always take the likeliest character (same as --temp 0).")
+    var argmax = false
+
+    var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
+
+    func validate() throws {
+        if let p = options.problem { throw ValidationError(p) }
+        if length < 0 { throw ValidationError("--length must be ≥ 0") }
+    }
+
+    func run() throws {
+        do { try sample() } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func sample() throws {
+        let path = try Checkpoint.resolve(checkpoint ?? Checkpoint.latestRun(under: runs))
+        let loaded = try Checkpoint.load(path: path)
+        let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max))
+        let out = TokenWriter(vocabulary: loaded.meta.vocabulary)
+        if let prime, !prime.isEmpty {
+            let unknown = sampler.prime(prime, normalize: loaded.meta.train.normalize)
+            if !unknown.isEmpty {
+                printError("warning: --prime characters not in the vocabulary were skipped: \(unknown.map { $0.debugDescription }.joined(separator: " "))")
+            }
+            out.write(prime)
+        }
+        for _ in 0..<length { out.write(token: sampler.next()) }
+        out.finish()
+    }
+}
+
+/// Writes tokens' UTF-8 to stdout; flushes per token on a terminal, buffered otherwise.
+final class TokenWriter {
+    let bytes: [[UInt8]]
+    let tty = isatty(STDOUT_FILENO) != 0
+    init(vocabulary: Vocabulary) { bytes = vocabulary.tokens.map { Array($0.utf8) } }
+    func write(token: Int) {
+        bytes[token].withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+        if tty { fflush(stdout) }
+    }
+    func write(_ s: String) { fputs(s, stdout); if tty { fflush(stdout) } }
+    func finish() {
+        if tty { fputs("\n", stdout) }
+        fflush(stdout)
+    }
+}

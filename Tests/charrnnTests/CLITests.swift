@@ -1,0 +1,122 @@
+// End-to-end tests through the built `charrnn` binary: train → checkpoint → sample, the CSV,
+// resume, and one-line errors with a non-zero exit for bad input and bad flags.
+
+import Foundation
+import XCTest
+
+final class CLITests: XCTestCase {
+    /// .build/<config>/charrnn, next to the test bundle.
+    var binary: URL {
+        var dir = Bundle.main.bundleURL
+        if dir.pathExtension == "xctest" { dir.deleteLastPathComponent() }
+        return dir.appendingPathComponent("charrnn")
+    }
+
+    struct Result { var status: Int32; var out: String; var err: String }
+
+    @discardableResult
+    func run(_ args: [String], cwd: String) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o; p.standardError = e
+        try p.run()
+        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, out: String(decoding: od, as: UTF8.self), err: String(decoding: ed, as: UTF8.self))
+    }
+
+    func workDir() -> String {
+        let d = NSTemporaryDirectory() + "charrnn-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// A small generated corpus: English and a few Chinese characters.
+    func writeCorpus(_ dir: String) throws -> String {
+        var s = ""
+        let lines = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer",
+                     "床前明月光，疑是地上霜。", "The slings and arrows of outrageous fortune,", "舉頭望明月，低頭思故鄉。"]
+        for i in 0..<300 { s += lines[i % lines.count] + "\n" }
+        let path = dir + "/corpus.txt"
+        try s.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    let small = ["--hidden", "32", "--seq", "20", "--batch", "8", "--threads", "1", "--lr", "0.03"]
+
+    func testTrainSampleAndCSV() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        let r = try run(["train", corpus, "--max-iters", "60", "--eval-every", "20", "--name", "run1"] + small, cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("vocabulary"), r.err)
+        let csv = try String(contentsOfFile: dir + "/checkpoints/run1/loss.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.first, "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec")
+        XCTAssertEqual(csv.count, 61)
+        let first = Double(csv[1].split(separator: ",")[2])!, last = Double(csv[60].split(separator: ",", omittingEmptySubsequences: false)[2])!
+        XCTAssertLessThan(last, first * 0.5, "loss should fall: \(first) → \(last)")
+        XCTAssertFalse(csv[20].split(separator: ",", omittingEmptySubsequences: false)[3].isEmpty, "val_loss at the eval iteration")
+        XCTAssertTrue(csv[5].split(separator: ",", omittingEmptySubsequences: false)[3].isEmpty, "val_loss empty elsewhere")
+
+        // Default checkpoint = newest run; same seed → same text; valid UTF-8 out.
+        let a = try run(["sample", "--length", "200", "--seed", "9"], cwd: dir)
+        let b = try run(["sample", "--checkpoint", "checkpoints/run1", "--length", "200", "--seed", "9"], cwd: dir)
+        XCTAssertEqual(a.status, 0, a.err)
+        XCTAssertEqual(a.out, b.out)
+        XCTAssertEqual(a.out.unicodeScalars.count, 200)
+        let p = try run(["sample", "--length", "50", "--prime", "To be🦊", "--temp", "0"], cwd: dir)
+        XCTAssertEqual(p.status, 0, p.err)
+        XCTAssertTrue(p.out.hasPrefix("To be🦊"), p.out)
+        XCTAssertTrue(p.err.contains("🦊"), p.err)
+    }
+
+    func testResumeThroughTheBinaryContinuesTheSameLossSequence() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        XCTAssertEqual(try run(["train", corpus, "--max-iters", "30", "--eval-every", "10", "--dropout", "0.2", "--name", "full"] + small, cwd: dir).status, 0)
+        XCTAssertEqual(try run(["train", corpus, "--max-iters", "20", "--eval-every", "10", "--dropout", "0.2", "--name", "part"] + small, cwd: dir).status, 0)
+        let r = try run(["train", "--resume", "checkpoints/part", "--max-iters", "30"], cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        func losses(_ run: String) throws -> [Substring] {
+            try String(contentsOfFile: dir + "/checkpoints/\(run)/loss.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+                .map { $0.split(separator: ",", omittingEmptySubsequences: false)[2] }
+        }
+        XCTAssertEqual(try losses("full"), try losses("part"))
+        XCTAssertEqual(try losses("part").count, 30)
+    }
+
+    func testBadInputGivesOneLineErrors() throws {
+        let dir = workDir()
+        var bytes = Array("hello\nwor".utf8)
+        bytes += [0xC3, 0x28]
+        bytes += Array("ld\n".utf8)
+        FileManager.default.createFile(atPath: dir + "/bad.txt", contents: Data(bytes))
+        let r = try run(["train", "bad.txt"], cwd: dir)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("bad.txt:2:4 (byte 9): invalid UTF-8"), r.err)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/checkpoints"), "nothing written on bad input")
+
+        let missing = try run(["train", "nope.txt"], cwd: dir)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.err.contains("nope.txt"), missing.err)
+
+        FileManager.default.createFile(atPath: dir + "/tiny.txt", contents: Data("abc".utf8))
+        let tiny = try run(["train", "tiny.txt"], cwd: dir)
+        XCTAssertNotEqual(tiny.status, 0)
+        XCTAssertTrue(tiny.err.contains("too small"), tiny.err)
+
+        for args in [["train", "x.txt", "--hidden", "0"], ["train", "x.txt", "--seq", "0"], ["sample", "--temp", "-1"],
+                     ["sample", "--top-p", "2"], ["train", "x.txt", "--model", "transformer"]] {
+            let e = try run(args, cwd: dir)
+            XCTAssertNotEqual(e.status, 0, "\(args)")
+            XCTAssertTrue(e.err.contains("Error") || e.err.contains("error"), "\(args): \(e.err)")
+        }
+        let noRun = try run(["sample"], cwd: dir)
+        XCTAssertNotEqual(noRun.status, 0)
+        XCTAssertTrue(noRun.err.contains("train a model first"), noRun.err)
+    }
+}

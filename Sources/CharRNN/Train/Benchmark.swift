@@ -1,0 +1,133 @@
+// Train/Benchmark.swift — times the real training step and the real sampler (`charrnn bench`).
+//
+// Model FLOPs by formula (stated in README): forward multiply-adds per token are every weight matrix
+// used — G·D (input projection, 0 for a one-hot gather) + G·H (recurrent) per layer, V·H for the
+// decoder — and training counts 3 × 2 × that (forward, plus two GEMMs per matrix in backward).
+
+import Foundation
+
+public struct BenchConfig: Sendable {
+    public var model: ModelConfig
+    public var seq = 50
+    public var batch = 50
+    public var iters = 50
+    public var warmup = 5
+    public var sampleLength = 2000
+    public var seed: UInt64 = 123
+    public init(model: ModelConfig) { self.model = model }
+}
+
+public struct BenchResult: Sendable, Codable {
+    public var model: String, layers: Int, hidden: Int, embed: Int, vocab: Int, seq: Int, batch: Int, threads: Int
+    public var params: Int
+    public var trainTokensPerSec: Double
+    public var msPerIterMin: Double, msPerIterMedian: Double, msPerIterMax: Double
+    public var trainGFLOPPerIter: Double
+    public var achievedGFLOPS: Double
+    public var sgemmPeakGFLOPS: Double
+    public var fractionOfPeak: Double
+    public var sampleTokensPerSec: Double
+    public var peakRSSMB: Double
+    public var loss: Double
+}
+
+public enum Benchmark {
+    /// Forward multiply-adds per token (one-hot gather and embedding lookups count zero).
+    public static func forwardMACsPerToken(_ c: ModelConfig) -> Int {
+        let G = c.cell.gates * c.hidden
+        var macs = 0
+        for k in 0..<c.layers {
+            let oneHot = k == 0 && c.embed == 0
+            macs += (oneHot ? 0 : G * c.inputSize(layer: k)) + G * c.hidden
+        }
+        return macs + c.vocabSize * c.hidden
+    }
+
+    /// Training FLOPs per token = 3 × 2 × forward MACs.
+    public static func trainFLOPsPerToken(_ c: ModelConfig) -> Double { 6 * Double(forwardMACsPerToken(c)) }
+
+    /// sgemm GFLOP/s on n×n×n (median of `reps` after one warm-up), with the current BLAS threads.
+    public static func sgemmGFLOPS(n: Int = 2048, reps: Int = 5) -> Double {
+        let a = Storage(count: n * n), b = Storage(count: n * n), c = Storage(count: n * n)
+        for i in 0..<(n * n) { a.ptr[i] = Float(i % 7) * 0.1; b.ptr[i] = Float(i % 5) * 0.1 }
+        var times: [Double] = []
+        for r in 0...reps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            gemm(.noTrans, .noTrans, m: n, n: n, k: n, a: a.ptr, lda: n, b: b.ptr, ldb: n, beta: 0, c: c.ptr, ldc: n)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if r > 0 { times.append(dt) }
+        }
+        times.sort()
+        return 2 * pow(Double(n), 3) / times[times.count / 2] / 1e9
+    }
+
+    /// Peak resident set size of this process so far, in MB.
+    public static func peakRSSMB() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_maxrss) / 1024
+    }
+
+    /// Token ids for the benchmark: a corpus, or uniform random ids over `vocab`.
+    public static func syntheticTokens(count: Int, vocab: Int, seed: UInt64) -> [Int32] {
+        var rng = Xoshiro256(seed: seed)
+        return (0..<count).map { _ in Int32(rng.next() % UInt64(vocab)) }
+    }
+
+    /// Runs training iterations on `tokens` (time-major minibatches cut from it in order) and then
+    /// the sampler, and reports speed. `sgemmPeak` is measured by the caller in the same run.
+    public static func run(_ cfg: BenchConfig, tokens: [Int32], sgemmPeak: Double, threads: Int) -> BenchResult {
+        let T = cfg.seq, B = cfg.batch, N = T * B
+        let model = CharRNNModel(config: cfg.model, maxT: T, maxB: B)
+        var rng = Xoshiro256(seed: cfg.seed)
+        model.initialize(rng: &rng)
+        let opt = Optimizer(kind: .rmsprop, count: model.layout.count)
+        let state = RecurrentState(config: cfg.model, batch: B)
+        let x = IntStorage(count: N), y = IntStorage(count: N)
+        let span = max(1, tokens.count / B - 1)
+        var times: [Double] = []
+        times.reserveCapacity(cfg.iters)
+        var loss = 0.0
+        var col = 0
+        for it in 0..<(cfg.warmup + cfg.iters) {
+            // stream b reads tokens [b·span + col, …), time-major
+            if col + T >= span { col = 0 }
+            for t in 0..<T {
+                for b in 0..<B {
+                    x.ptr[t * B + b] = tokens[b * span + col + t]
+                    y.ptr[t * B + b] = tokens[b * span + col + t + 1]
+                }
+            }
+            col += T
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: state, rng: &rng)
+            let norm = GradientClip.norm(model.grads.ptr, count: model.layout.count)
+            GradientClip.apply(model.grads.ptr, count: model.layout.count, mode: .norm, clip: 5, norm: norm)
+            opt.step(params: model.params.ptr, grads: model.grads.ptr, lr: 2e-3)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if it >= cfg.warmup { times.append(dt) }
+        }
+        let total = times.reduce(0, +)
+        let tps = Double(N * times.count) / total
+        let sorted = times.sorted()
+        let flopsIter = trainFLOPsPerToken(cfg.model) * Double(N)
+
+        // Sampler: batch 1, temperature 0.8, a model holding the trained weights.
+        let sm = CharRNNModel(config: cfg.model, maxT: 1, maxB: 1)
+        sm.params.ptr.update(from: model.params.ptr, count: model.layout.count)
+        let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map { String(UnicodeScalar(UInt32(0x4E00 + $0))!) })
+        let sampler = Sampler(model: sm, vocabulary: vocab, options: SamplingOptions(temperature: 0.8), seed: cfg.seed)
+        _ = sampler.next()
+        let s0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<cfg.sampleLength { _ = sampler.next() }
+        let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
+
+        let achieved = flopsIter * Double(times.count) / total / 1e9
+        return BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
+                           vocab: cfg.model.vocabSize, seq: T, batch: B, threads: threads, params: cfg.model.parameterCount,
+                           trainTokensPerSec: tps, msPerIterMin: sorted.first! * 1e3, msPerIterMedian: sorted[sorted.count / 2] * 1e3,
+                           msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
+                           sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
+                           sampleTokensPerSec: Double(cfg.sampleLength) / sampleSecs, peakRSSMB: peakRSSMB(), loss: loss)
+    }
+}

@@ -1,5 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
+import Foundation
+
+// charrnn is built from source on the machine that trains, so by default the numeric library is
+// compiled for this CPU (AVX2/AVX-512 for the SIMD gate kernels). Set CHARRNN_PORTABLE=1 to build a
+// binary that runs on any x86-64 (or other) CPU.
+let portable = ProcessInfo.processInfo.environment["CHARRNN_PORTABLE"] != nil
+var kernelFlags: [String] = []
+#if arch(x86_64)
+if !portable { kernelFlags += ["-target-cpu", "native"] }
+#endif
 
 let package = Package(
     name: "charrnn",
@@ -19,7 +29,8 @@ let package = Package(
         // MARK: Library
         .target(name: "CharRNN", dependencies: ["COpenBLAS", "Cutf8proc"],
                 // The numeric kernels are optimised in debug builds too, so `swift test` stays fast.
-                swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+                swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug)),
+                                .unsafeFlags(kernelFlags)]),
         // MARK: Tool
         .executableTarget(name: "charrnn", dependencies: [
             "CharRNN",

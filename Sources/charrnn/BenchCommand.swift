@@ -35,7 +35,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        if threads > 0 { BLASThreads.set(threads) }
+        BLASThreads.set(threads)
         var tokens: [Int32]
         var V = vocab
         if let corpus {
@@ -50,7 +50,7 @@ struct BenchCommand: ParsableCommand {
         guard tokens.count > batch * (seq + 2) else { printError("error: corpus too small for --batch \(batch) --seq \(seq)"); throw ExitCode.failure }
         var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
-        let peak = Benchmark.sgemmGFLOPS()
+        let peak = BLASThreads.withOpenBLASThreads(BLASThreads.current) { Benchmark.sgemmGFLOPS() }
         let r = Benchmark.run(cfg, tokens: tokens, sgemmPeak: peak, threads: BLASThreads.current)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]

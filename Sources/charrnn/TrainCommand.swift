@@ -88,7 +88,7 @@ struct TrainCommand: ParsableCommand {
         CommandLine.arguments.contains { $0 == "--epochs" || $0.hasPrefix("--epochs=") } ? opt.epochs : nil
     }
 
-    func setThreads(_ n: Int) { if n > 0 { BLASThreads.set(n) } }
+    func setThreads(_ n: Int) { BLASThreads.set(n) }
 
     static func timestamp() -> String {
         let f = DateFormatter()

@@ -34,15 +34,22 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
         h.ptr.update(from: h0, count: BH)
         c.ptr.update(from: c0!, count: BH)
         let wHH = p + params.wHH.offset
-        for t in 0..<T {
-            let gt = gx.ptr + t * BG
-            // gx[t] += h[t-1] · W_hhᵀ
-            gemm(.noTrans, .trans, m: B, n: G, k: H, a: h.ptr + t * BH, lda: H, b: wHH, ldb: H, beta: 1, c: gt, ldc: G)
-            lstmForwardKernel(gates: gt, bias: biasSum.ptr, cPrev: c.ptr + t * BH, c: c.ptr + (t + 1) * BH,
-                              tanhC: tanhC.ptr + t * BH, h: h.ptr + (t + 1) * BH, rows: B, H: H)
+        let gx = gx.ptr, h = h.ptr, c = c.ptr, tanhC = tanhC.ptr, bias = biasSum.ptr, G = G, H = H, whhT = whhT
+        whhT.packTransposed(wHH, k: H, n: G, ld: H)
+        let parts = timeLoopParts(B: B)
+        WorkerPool.shared.run(parts: parts) { part in
+            let r = slice(B, part: part, of: parts)
+            let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+            for t in 0..<T {
+                let gt = gx + t * BG + og
+                // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
+                packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gt, ldc: G, accumulate: true)
+                lstmForwardKernel(gates: gt, bias: bias, cPrev: c + t * BH + oh, c: c + (t + 1) * BH + oh,
+                                  tanhC: tanhC + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
+            }
         }
-        hT.update(from: h.ptr + T * BH, count: BH)
-        cT!.update(from: c.ptr + T * BH, count: BH)
+        hT.update(from: h + T * BH, count: BH)
+        cT!.update(from: c + T * BH, count: BH)
     }
 
     // MARK: - Backward
@@ -54,11 +61,18 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
         let BH = B * H, BG = B * G
         dhNext.zero(); dcNext.zero()   // truncated BPTT: nothing flows back from the next minibatch
         let wHH = p + params.wHH.offset
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            lstmBackwardKernel(gates: gx.ptr + t * BG, cPrev: c.ptr + t * BH, tanhC: tanhC.ptr + t * BH,
-                               dy: dy + t * BH, dh: dhNext.ptr, dc: dcNext.ptr, dA: dGx.ptr + t * BG, rows: B, H: H)
-            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
-            gemm(.noTrans, .noTrans, m: B, n: H, k: G, a: dGx.ptr + t * BG, lda: G, b: wHH, ldb: H, beta: 0, c: dhNext.ptr, ldc: H)
+        let gx = gx.ptr, c = c.ptr, tanhC = tanhC.ptr, dA = dGx.ptr, dh = dhNext.ptr, dc = dcNext.ptr, G = G, H = H, whhP = whhP
+        whhP.pack(wHH, k: G, n: H, ld: H)
+        let parts = timeLoopParts(B: B)
+        WorkerPool.shared.run(parts: parts) { part in
+            let r = slice(B, part: part, of: parts)
+            let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+            for t in stride(from: T - 1, through: 0, by: -1) {
+                lstmBackwardKernel(gates: gx + t * BG + og, cPrev: c + t * BH + oh, tanhC: tanhC + t * BH + oh,
+                                   dy: dy + t * BH + oh, dh: dh + oh, dc: dc + oh, dA: dA + t * BG + og, rows: nb, H: H)
+                // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
+                packedGemm(m: nb, a: dA + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: false)
+            }
         }
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }

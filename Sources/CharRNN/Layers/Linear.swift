@@ -19,7 +19,7 @@ public struct LinearLayer: Sendable {
         let b = p + bias.offset
         for r in 0..<rows { (out + r * V).update(from: b, count: V) }
         // logits = y · Wᵀ + b
-        gemm(.noTrans, .trans, m: rows, n: V, k: H, a: x, lda: H, b: p + weight.offset, ldb: H, beta: 1, c: out, ldc: V)
+        pgemm(.noTrans, .trans, m: rows, n: V, k: H, a: x, lda: H, b: p + weight.offset, ldb: H, beta: 1, c: out, ldc: V)
     }
 
     /// Parameter gradients accumulate; dx (rows, H) is written.
@@ -27,8 +27,8 @@ public struct LinearLayer: Sendable {
                          g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let V = outFeatures, H = inFeatures
         // logits = y · Wᵀ + b  ⇒  dW += doutᵀ · y,  db += Σ dout,  dy = dout · W
-        gemm(.trans, .noTrans, m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, beta: 1, c: g + weight.offset, ldc: H)
-        gemv(.trans, m: rows, n: V, a: dout, lda: V, x: ones, beta: 1, y: g + bias.offset)
-        gemm(.noTrans, .noTrans, m: rows, n: H, k: V, a: dout, lda: V, b: p + weight.offset, ldb: H, beta: 0, c: dx, ldc: H)
+        pgemm(.trans, .noTrans, m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, beta: 1, c: g + weight.offset, ldc: H)
+        pgemvTrans(m: rows, n: V, a: dout, lda: V, x: ones, beta: 1, y: g + bias.offset)
+        pgemm(.noTrans, .noTrans, m: rows, n: H, k: V, a: dout, lda: V, b: p + weight.offset, ldb: H, beta: 0, c: dx, ldc: H)
     }
 }

@@ -49,6 +49,8 @@ public class RecurrentLayer: @unchecked Sendable {
     let dGx: Storage       // (T, B, G) ∂L/∂ input-side pre-activations
     let dhNext: Storage    // (B, H) ∂L/∂h[t-1] flowing left; after backward: ∂L/∂h0
     let biasSum: Storage   // (G) b_ih + b_hh, for cells that add both at once
+    let whhT: PackedPanels // W_hhᵀ (H × G) packed for the per-step forward product, once per forward
+    let whhP: PackedPanels // W_hh (G × H) packed for the per-step backward product, once per backward
     let wihT: Storage?     // (V, G) W_ihᵀ for the one-hot gather, refreshed each forward
     let dwihT: Storage?    // (V, G) scatter target for the one-hot dW_ih
     /// ∂L/∂ hidden-side pre-activations; aliases dGx for LSTM and RNN.
@@ -63,6 +65,8 @@ public class RecurrentLayer: @unchecked Sendable {
         dGx = Storage(count: maxT * maxB * G)
         dhNext = Storage(count: maxB * H)
         biasSum = Storage(count: G)
+        whhT = PackedPanels(maxK: H, maxN: G)
+        whhP = PackedPanels(maxK: G, maxN: H)
         wihT = oneHot ? Storage(count: D * G) : nil
         dwihT = oneHot ? Storage(count: D * G) : nil
     }
@@ -88,15 +92,20 @@ public class RecurrentLayer: @unchecked Sendable {
         switch x {
         case .dense(let xd):
             // forward: gx = x · W_ihᵀ
-            gemm(.noTrans, .trans, m: rows, n: G, k: D, a: xd, lda: D, b: p + params.wIH.offset, ldb: D,
-                 beta: 0, c: gx.ptr, ldc: G)
+            pgemm(.noTrans, .trans, m: rows, n: G, k: D, a: xd, lda: D, b: p + params.wIH.offset, ldb: D,
+                  beta: 0, c: gx.ptr, ldc: G)
         case .tokens(let ids):
-            let wt = wihT!.ptr
+            let wt = wihT!.ptr, out = gx.ptr, G = G, D = D
             transpose(p + params.wIH.offset, rows: G, cols: D, into: wt)
             for r in 0..<rows {
                 let tok = Int(ids[r])
                 precondition(tok >= 0 && tok < D, "token id \(tok) outside vocabulary of \(D)")
-                (gx.ptr + r * G).update(from: wt + tok * G, count: G)
+            }
+            let pool = WorkerPool.shared
+            pool.run(parts: pool.width) { part in
+                for r in slice(rows, part: part, of: pool.width) {
+                    (out + r * G).update(from: wt + Int(ids[r]) * G, count: G)
+                }
             }
         }
     }
@@ -109,35 +118,41 @@ public class RecurrentLayer: @unchecked Sendable {
         let rows = T * B
         let dGh = dGhPtr
         // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  dW_hh += dGhᵀ · h[0..<T]
-        gemm(.trans, .noTrans, m: G, n: H, k: rows, a: dGh, lda: G, b: h.ptr, ldb: H,
-             beta: 1, c: g + params.wHH.offset, ldc: H)
+        pgemm(.trans, .noTrans, m: G, n: H, k: rows, a: dGh, lda: G, b: h.ptr, ldb: H,
+              beta: 1, c: g + params.wHH.offset, ldc: H)
         // both biases enter additively ⇒ column sums of their pre-activation gradients
-        gemv(.trans, m: rows, n: G, a: dGx.ptr, lda: G, x: ones, beta: 1, y: g + params.bIH.offset)
-        gemv(.trans, m: rows, n: G, a: dGh, lda: G, x: ones, beta: 1, y: g + params.bHH.offset)
+        pgemvTrans(m: rows, n: G, a: dGx.ptr, lda: G, x: ones, beta: 1, y: g + params.bIH.offset)
+        pgemvTrans(m: rows, n: G, a: dGh, lda: G, x: ones, beta: 1, y: g + params.bHH.offset)
         switch x {
         case .dense(let xd):
             // forward: gx = x · W_ihᵀ  ⇒  dW_ih += dGxᵀ · x,  dx = dGx · W_ih
-            gemm(.trans, .noTrans, m: G, n: D, k: rows, a: dGx.ptr, lda: G, b: xd, ldb: D,
-                 beta: 1, c: g + params.wIH.offset, ldc: D)
+            pgemm(.trans, .noTrans, m: G, n: D, k: rows, a: dGx.ptr, lda: G, b: xd, ldb: D,
+                  beta: 1, c: g + params.wIH.offset, ldc: D)
             if let dx {
-                gemm(.noTrans, .noTrans, m: rows, n: D, k: G, a: dGx.ptr, lda: G, b: p + params.wIH.offset, ldb: D,
-                     beta: 0, c: dx, ldc: D)
+                pgemm(.noTrans, .noTrans, m: rows, n: D, k: G, a: dGx.ptr, lda: G, b: p + params.wIH.offset, ldb: D,
+                      beta: 0, c: dx, ldc: D)
             }
         case .tokens(let ids):
-            // forward: gx[r] = W_ihᵀ[token r]  ⇒  dW_ihᵀ[token r] += dGx[r]  (scatter-add, then transpose-add)
-            let dwt = dwihT!
-            dwt.zero()
-            for r in 0..<rows {
-                let row = dwt.ptr + Int(ids[r]) * G
-                let src = dGx.ptr + r * G
-                var j = 0
-                while j < G {
-                    let n = min(vecWidth, G - j)
-                    vstore(vload(row + j, n) + vload(src + j, n), row + j, n)
-                    j += vecWidth
+            // forward: gx[r] = W_ihᵀ[token r]  ⇒  dW_ihᵀ[token r] += dGx[r]  (scatter-add, then transpose-add).
+            // Parts own disjoint column blocks, so repeated tokens never race.
+            let dwt = dwihT!.ptr, src = dGx.ptr, G = G
+            dwihT!.zero()
+            let pool = WorkerPool.shared
+            let parts = min(pool.width, max(1, G / 64))
+            pool.run(parts: parts) { part in
+                let cols = slice(G / vecWidth, part: part, of: parts)
+                let j0 = cols.lowerBound * vecWidth, j1 = part == parts - 1 ? G : cols.upperBound * vecWidth
+                for r in 0..<rows {
+                    let row = dwt + Int(ids[r]) * G, s = src + r * G
+                    var j = j0
+                    while j < j1 {
+                        let n = min(vecWidth, j1 - j)
+                        vstore(vload(row + j, n) + vload(s + j, n), row + j, n)
+                        j += vecWidth
+                    }
                 }
             }
-            addTransposed(dwt.ptr, rows: G, cols: D, into: g + params.wIH.offset)
+            addTransposed(dwt, rows: G, cols: D, into: g + params.wIH.offset)
         }
     }
 
@@ -176,6 +191,9 @@ public class RecurrentLayer: @unchecked Sendable {
                      p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         preconditionFailure("abstract")
     }
+
+    /// How many batch slices the time loop runs in parallel (each slice's streams are independent).
+    final func timeLoopParts(B: Int) -> Int { min(WorkerPool.shared.width, max(1, B / 8)) }
 
     final func checkShape(T: Int, B: Int) {
         precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB, "minibatch (\(T), \(B)) exceeds workspace (\(maxT), \(maxB))")

@@ -17,9 +17,35 @@ import Darwin
 public func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int,
                                 gradient: Bool, scale: Float = 1) -> Double {
     precondition(rows > 0 && V > 0)
+    // Rows are independent: split them across the pool; the per-part sums are added in part order,
+    // so the result is deterministic for a given number of cores.
+    let pool = WorkerPool.shared
+    let parts = min(pool.width, max(1, rows * V / 8192), maxParts)
+    var partial = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    withUnsafeMutableBytes(of: &partial) { raw in
+        let sums = raw.baseAddress!.assumingMemoryBound(to: Double.self)
+        pool.run(parts: parts) { p in
+            let r = slice(rows, part: p, of: parts)
+            sums[p] = softmaxCrossEntropyRows(logits: logits, targets: targets, rows: r, V: V, gradient: gradient,
+                                              invN: scale / Float(rows))
+        }
+    }
     var total = 0.0
-    let invN = scale / Float(rows)
-    for r in 0..<rows {
+    withUnsafeBytes(of: &partial) { raw in
+        let sums = raw.baseAddress!.assumingMemoryBound(to: Double.self)
+        for p in 0..<parts { total += sums[p] }
+    }
+    return total / Double(rows)
+}
+
+let maxParts = 8
+
+/// Sum over `rows` of the cross-entropy; writes gradients (scaled by invN) when asked.
+@inline(__always)
+func softmaxCrossEntropyRows(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Range<Int>, V: Int,
+                             gradient: Bool, invN: Float) -> Double {
+    var total = 0.0
+    for r in rows {
         let z = logits + r * V
         let y = Int(targets[r])
         precondition(y >= 0 && y < V, "target id \(y) outside vocabulary of \(V)")
@@ -56,7 +82,7 @@ public func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: Un
             total += log(Double(s)) + Double(m) - Double(zy)
         }
     }
-    return total / Double(rows)
+    return total
 }
 
 /// Keeps the low n lanes, zeroes the rest.

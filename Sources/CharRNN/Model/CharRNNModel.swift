@@ -45,6 +45,7 @@ public final class CharRNNModel: @unchecked Sendable {
     /// Builds the parameter layout (zeros) and all workspaces for minibatches up to (maxT, maxB).
     public init(config: ModelConfig, maxT: Int, maxB: Int) {
         precondition(config.problem == nil, config.problem ?? "")
+        BLASThreads.ensureConfigured()
         self.config = config; self.maxT = maxT; self.maxB = maxB
         let V = config.vocabSize, H = config.hidden, L = config.layers, N = maxT * maxB
         var layout = ParameterLayout()

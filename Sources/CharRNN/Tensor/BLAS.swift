@@ -4,6 +4,7 @@
 // (Swift's Int32(_:) traps on overflow where C would wrap silently).
 
 import COpenBLAS
+import Foundation
 
 /// Whether an operand of `gemm` is used as stored or transposed.
 public enum Transpose: Sendable {
@@ -52,8 +53,71 @@ public func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutable
     if n > 0 { cblas_saxpy(Int32(n), alpha, x, 1, y, 1) }
 }
 
-/// OpenBLAS worker threads (process-wide).
+/// How many cores charrnn uses (process-wide). OpenBLAS itself always runs single-threaded: the
+/// cores are shared out by `WorkerPool` — big GEMMs split into row or column blocks (`pgemm`), the
+/// recurrent time loop split by batch streams — so one scheduler owns the cores and tiny per-step
+/// GEMMs never pay for OpenBLAS's thread hand-offs.
 public enum BLASThreads {
-    public static func set(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
-    public static var current: Int { Int(openblas_get_num_threads()) }
+    /// n = 0 means all cores.
+    public static func set(_ n: Int) {
+        openblas_set_num_threads(1)
+        WorkerPool.shared.setWidth(n > 0 ? n : ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Single-threaded unless `set` was called (library default: deterministic and quiet).
+    public static func ensureConfigured() {
+        if !WorkerPool.shared.configured { set(1) }
+    }
+    public static var current: Int { WorkerPool.shared.width }
+
+    /// Lets OpenBLAS use its own n threads for one call (the sgemm peak measurement).
+    public static func withOpenBLASThreads<R>(_ n: Int, _ body: () -> R) -> R {
+        openblas_set_num_threads(Int32(max(1, n)))
+        defer { openblas_set_num_threads(1) }
+        return body()
+    }
+}
+
+// MARK: - Parallel GEMM / GEMV over the worker pool
+
+/// `gemm` split across the pool: along m (rows of C) when m ≥ n, else along n. Each part is one
+/// single-threaded sgemm on a block of C; no element is computed twice or summed across parts, so
+/// results do not depend on the number of parts.
+public func pgemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
+                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let pool = WorkerPool.shared
+    let parts = min(pool.width, max(1, max(m, n) / 16))
+    if parts == 1 || Double(m) * Double(n) * Double(k) < 2e5 {
+        gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    pool.run(parts: parts) { p in
+        if m >= n {
+            let r = slice(m, part: p, of: parts)
+            let ap = transA == .noTrans ? a + r.lowerBound * lda : a + r.lowerBound
+            gemm(transA, transB, m: r.count, n: n, k: k, alpha: alpha, a: ap, lda: lda, b: b, ldb: ldb,
+                 beta: beta, c: c + r.lowerBound * ldc, ldc: ldc)
+        } else {
+            let r = slice(n, part: p, of: parts)
+            let bp = transB == .noTrans ? b + r.lowerBound : b + r.lowerBound * ldb
+            gemm(transA, transB, m: m, n: r.count, k: k, alpha: alpha, a: a, lda: lda, b: bp, ldb: ldb,
+                 beta: beta, c: c + r.lowerBound, ldc: ldc)
+        }
+    }
+}
+
+/// y = alpha · Aᵀ · x + beta · y for A row-major (m×n), split over the n outputs (column sums).
+public func pgemvTrans(m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                       x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
+    let pool = WorkerPool.shared
+    let parts = min(pool.width, max(1, n / 64))
+    if parts == 1 || m * n < 100_000 {
+        gemv(.trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: y)
+        return
+    }
+    pool.run(parts: parts) { p in
+        let r = slice(n, part: p, of: parts)
+        gemv(.trans, m: m, n: r.count, alpha: alpha, a: a + r.lowerBound, lda: lda, x: x, beta: beta, y: y + r.lowerBound)
+    }
 }

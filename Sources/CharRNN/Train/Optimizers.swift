@@ -44,13 +44,22 @@ public final class Optimizer: @unchecked Sendable {
         moments = kind.slots.map { _ in Storage(count: count) }
     }
 
-    /// One update of `params` from `grads` (both `count` floats).
+    /// One update of `params` from `grads` (both `count` floats), elementwise, split across the pool.
     public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float) {
         stepCount += 1
-        let n = count
+        let pool = WorkerPool.shared
+        let parts = min(pool.width, max(1, count / 65_536))
+        pool.run(parts: parts) { p in
+            let r = slice(count / vecWidth, part: p, of: parts)
+            let lo = r.lowerBound * vecWidth, hi = p == parts - 1 ? count : r.upperBound * vecWidth
+            update(params: params + lo, grads: grads + lo, offset: lo, n: hi - lo, lr: lr)
+        }
+    }
+
+    private func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, offset: Int, n: Int, lr: Float) {
         switch kind {
         case .rmsprop:
-            let v = moments[0].ptr
+            let v = moments[0].ptr + offset
             let a = Vec(repeating: Self.rmspropAlpha), oma = Vec(repeating: 1 - Self.rmspropAlpha)
             let lrv = Vec(repeating: lr), e = Vec(repeating: Self.eps)
             forEachVector(n) { i, k in
@@ -60,7 +69,7 @@ public final class Optimizer: @unchecked Sendable {
                 vstore(vload(params + i, k) - lrv * g / (vv.squareRoot() + e), params + i, k)
             }
         case .adam:
-            let m = moments[0].ptr, v = moments[1].ptr
+            let m = moments[0].ptr + offset, v = moments[1].ptr + offset
             // bias corrections in Double, as PyTorch computes them in Python floats
             let t = Double(stepCount)
             let bc1 = 1 - pow(Double(Self.beta1), t), bc2 = 1 - pow(Double(Self.beta2), t)
@@ -75,7 +84,7 @@ public final class Optimizer: @unchecked Sendable {
                 vstore(vload(params + i, k) - stepSize * mm / (vv.squareRoot() * invSqrtBC2 + e), params + i, k)
             }
         case .sgd:
-            let b = moments[0].ptr
+            let b = moments[0].ptr + offset
             let mu = Vec(repeating: Self.momentum), lrv = Vec(repeating: lr)
             forEachVector(n) { i, k in
                 let bb = mu * vload(b + i, k) + vload(grads + i, k)

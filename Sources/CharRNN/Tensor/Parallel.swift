@@ -1,0 +1,111 @@
+// Tensor/Parallel.swift — a tiny fork-join pool for splitting a minibatch's streams across cores.
+//
+// The recurrent time loop is sequential in t but independent across the B streams: row b of h[t+1]
+// needs only row b of h[t]. So each core runs the whole time loop for its own slice of the batch
+// (per-step GEMMs single-threaded on that slice, plus the fused gate kernel), with one join per
+// layer — instead of OpenBLAS splitting every tiny per-step GEMM and synchronising 50 times.
+// Workers spin briefly for new work (cheap hand-off for back-to-back calls), then sleep on a
+// semaphore. `run` allocates nothing: the body is a non-escaping closure lent to the workers for
+// the duration of the call.
+
+import Foundation
+import Synchronization
+
+public final class WorkerPool: @unchecked Sendable {
+    /// The process-wide pool; its width follows `BLASThreads.set`.
+    public static let shared = WorkerPool()
+
+    private final class Worker: @unchecked Sendable {
+        let wake = DispatchSemaphore(value: 0)
+        let sleeping = Atomic<Bool>(false)
+        let seen = Atomic<Int>(0)
+    }
+
+    private var workers: [Worker] = []
+    private let generation = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)
+    private nonisolated(unsafe) var body: ((Int) -> Void)? = nil
+    private nonisolated(unsafe) var parts = 0
+    private let lock = NSLock()
+
+    /// Number of parts `run` splits work into (1 = run inline).
+    public private(set) var width = 1
+    /// Whether `setWidth` has been called.
+    public private(set) var configured = false
+
+    /// Sets the number of cores used (spawns workers on first need; they live for the process).
+    /// Not to be called while `run` is in progress.
+    public func setWidth(_ n: Int) {
+        lock.lock(); defer { lock.unlock() }
+        width = max(1, n)
+        configured = true
+        while workers.count < width - 1 {
+            let w = Worker(), index = workers.count + 1
+            workers.append(w)
+            let t = Thread { [unowned self] in self.loop(w, index: index) }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    /// Calls body(0..<parts) with part 0 on the calling thread and the others on workers; returns
+    /// when all are done. parts ≤ width.
+    public func run(parts n: Int, _ work: (Int) -> Void) {
+        precondition(n >= 1 && n <= width, "parts must be in 1...width")
+        if n == 1 { work(0); return }
+        withoutActuallyEscaping(work) { w in
+            body = w
+            parts = n
+            remaining.store(n - 1, ordering: .relaxed)
+            generation.add(1, ordering: .releasing)
+            for k in 0..<(n - 1) {
+                let worker = workers[k]
+                if worker.sleeping.exchange(false, ordering: .acquiringAndReleasing) { worker.wake.signal() }
+            }
+            w(0)
+            while remaining.load(ordering: .acquiring) != 0 { spinPause() }
+            body = nil
+        }
+    }
+
+    private func loop(_ w: Worker, index: Int) {
+        while true {
+            // wait for a new generation: spin a little, then sleep
+            var spins = 0
+            var g = generation.load(ordering: .acquiring)
+            while g == w.seen.load(ordering: .relaxed) {
+                spins += 1
+                if spins < 20_000 { spinPause() } else {
+                    w.sleeping.store(true, ordering: .releasing)
+                    g = generation.load(ordering: .acquiring)
+                    if g != w.seen.load(ordering: .relaxed) {
+                        // work arrived meanwhile: undo the sleep flag, or consume the wake-up already sent
+                        if !w.sleeping.exchange(false, ordering: .acquiringAndReleasing) { w.wake.wait() }
+                        break
+                    }
+                    w.wake.wait()
+                    spins = 0
+                }
+                g = generation.load(ordering: .acquiring)
+            }
+            w.seen.store(g, ordering: .relaxed)
+            if index < parts {
+                // the borrowed closure must be released before the join is signalled
+                do { let b = body!; b(index) }
+                remaining.subtract(1, ordering: .releasing)
+            }
+        }
+    }
+}
+
+@inline(__always) func spinPause() {
+    #if arch(x86_64) || arch(i386)
+    _ = 0   // a compiler barrier is enough here; the loads are atomic
+    #endif
+}
+
+/// Rows [start, end) of part `k` when `n` rows are split into `parts` near-equal slices.
+@inline(__always)
+public func slice(_ n: Int, part k: Int, of parts: Int) -> Range<Int> {
+    (n * k / parts)..<(n * (k + 1) / parts)
+}

@@ -76,6 +76,11 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
     var i = 0
     while i < m {
         let mr = min(6, m - i)
+        if mr <= 2 {
+            // a short tail: one row at a time (two accumulators) instead of a mostly idle 6-row tile
+            for r in i..<m { packedGemmRow(a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate) }
+            return
+        }
         // rows past mr alias row 0: computed, never stored
         let a0 = a + i * lda
         let a1 = mr > 1 ? a0 + lda : a0, a2 = mr > 2 ? a0 + 2 * lda : a0
@@ -104,6 +109,27 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
             storeTile(cc, ldc: ldc, row: 5, mr: mr, w: w, c50, c51, accumulate)
         }
         i += 6
+    }
+}
+
+/// One row of C: c (n) = or += a (k) · B. Also the batch-1 product of the sampler.
+public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
+    for p in 0..<b.panels {
+        var x0 = Vec16(), x1 = Vec16(), y0 = Vec16(), y1 = Vec16()
+        var pp = UnsafeRawPointer(P + p * k * 32)
+        var kk = 0
+        while kk + 1 < k {   // two k at a time: four independent accumulators
+            let s0 = Vec16(repeating: a[kk]), s1 = Vec16(repeating: a[kk + 1])
+            x0.addProduct(s0, pp.load(as: Vec16.self)); x1.addProduct(s0, (pp + 64).load(as: Vec16.self))
+            y0.addProduct(s1, (pp + 128).load(as: Vec16.self)); y1.addProduct(s1, (pp + 192).load(as: Vec16.self))
+            pp += 256; kk += 2
+        }
+        if kk < k {
+            let s0 = Vec16(repeating: a[kk])
+            x0.addProduct(s0, pp.load(as: Vec16.self)); x1.addProduct(s0, (pp + 64).load(as: Vec16.self))
+        }
+        storeTile(c + p * 32, ldc: 0, row: 0, mr: 1, w: min(32, n - p * 32), x0 + y0, x1 + y1, accumulate)
     }
 }
 

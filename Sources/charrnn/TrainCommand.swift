@@ -39,7 +39,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        do { try train() } catch let e as ValidationError { throw e } catch {
+        do { try train() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }

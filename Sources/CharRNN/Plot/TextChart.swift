@@ -85,7 +85,7 @@ public enum TextChart {
             let r = Int(((1 - chart.y.fraction(v)) * Double(dotsY - 1)).rounded()) / sy
             if r >= 0 && r < rows { tickRow[r] = l }
         }
-        var out = String(repeating: " ", count: yw + 1) + chart.title + " — " + chart.yLabel + "\n"
+        var out = String(repeating: " ", count: yw + 1) + chart.title + (charset == .braille ? " — " : " - ") + chart.yLabel + "\n"
         for r in 0..<rows {
             var line = ""
             if let l = tickRow[r] { line += String(repeating: " ", count: yw - l.count) + l + ytick }

@@ -59,12 +59,11 @@ public struct Axis: Sendable {
         return out
     }
 
-    /// The smallest 1, 2, 2.5 or 5 × 10^k that is ≥ `raw`.
+    /// The 1, 2, 2.5 or 5 × 10^k nearest to `raw` (on a log scale).
     static func niceStep(_ raw: Double) -> Double {
         guard raw > 0 && raw.isFinite else { return 1 }
         let p = pow(10, floor(log10(raw)))
-        for m in [1.0, 2, 2.5, 5, 10] where m * p >= raw * (1 - 1e-9) { return m * p }
-        return 10 * p
+        return [1.0, 2, 2.5, 5, 10].map { $0 * p }.min { abs(Foundation.log($0 / raw)) < abs(Foundation.log($1 / raw)) }!
     }
 
     /// A tick label with as few decimals as tell the ticks apart (every tick written exactly).

@@ -12,5 +12,6 @@ struct CharRNNCommand: ParsableCommand {
           charrnn train corpus.txt            train; checkpoints and loss.csv go to checkpoints/<run>/
           charrnn sample --temp 0.8           generate from the newest run's best checkpoint
         """,
-        subcommands: [TrainCommand.self, SampleCommand.self, BenchCommand.self])
+        subcommands: [TrainCommand.self, SampleCommand.self, BenchCommand.self,
+                      EvalCommand.self, InfoCommand.self, PlotCommand.self])
 }

@@ -27,13 +27,19 @@ struct TrainCommand: ParsableCommand {
     var out: String = "checkpoints"
     @Option(help: ArgumentHelp("Continue a run exactly: its folder or a .safetensors file (prefers latest).", valueName: "RUN_DIR_OR_FILE"))
     var resume: String?
+    @Flag(help: "With --resume: accept a corpus that differs from the run's (same vocabulary; the data layout is rebuilt).")
+    var allowNewCorpus = false
+    @Option(help: ArgumentHelp("Fine-tune: a new run starting from this checkpoint's weights (model config and vocabulary from it, fresh optimizer).", valueName: "RUN_DIR_OR_FILE"))
+    var initFrom: String?
 
     func validate() throws {
         if corpus == nil && resume == nil { throw ValidationError("Missing expected argument '<CORPUS>' (or --resume RUN_DIR_OR_FILE)") }
+        if resume != nil && initFrom != nil { throw ValidationError("--resume and --init-from cannot be combined") }
+        if allowNewCorpus && resume == nil { throw ValidationError("--allow-new-corpus only applies to --resume") }
     }
 
     func run() throws {
-        do { try train() } catch let e as ValidationError { throw e } catch {
+        do { try train() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }
@@ -44,8 +50,18 @@ struct TrainCommand: ParsableCommand {
         if let resume {
             let loaded = try Checkpoint.load(path: try Checkpoint.resolve(resume, preferred: "latest.safetensors"))
             let path = corpus ?? loaded.meta.corpus.path
-            let c = try Corpus.load(path: path, unit: loaded.meta.vocabulary.unit, normalize: loaded.meta.train.normalize)
-            trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs())
+            if let change = try RunContinuation.corpusChange(recorded: loaded.meta.corpus, path: path) {
+                guard allowNewCorpus else {
+                    throw TrainError.invalid("\(loaded.path): the corpus changed: \(change); pass --allow-new-corpus to continue on it with the run's vocabulary")
+                }
+                let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
+                trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs(), newCorpus: info)
+                printError("continuing on a new corpus \(path): \(c.count) tokens")
+            } else {
+                let c = try Corpus.load(path: path, unit: loaded.meta.vocabulary.unit, normalize: loaded.meta.train.normalize)
+                trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs())
+            }
+            RunContinuation.removeStaleTempFiles(runDir: trainer.runDir)
             setThreads(loaded.meta.train.threads)
             printError("resuming \(trainer.runDir) at iteration \(loaded.meta.progress.iteration) (epoch \(String(format: "%.2f", loaded.meta.epoch)))")
         } else {
@@ -57,16 +73,21 @@ struct TrainCommand: ParsableCommand {
             let t0 = Date()
             let c = try Corpus.load(path: path, unit: t.unit, normalize: t.normalize)
             let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
-            let info = CorpusInfo(name: c.name, path: path, bytes: bytes, tokens: c.count)
+            let info = CorpusInfo(name: c.name, path: path, bytes: bytes, tokens: c.count, hash: try CorpusHash.file(path))
             let runName = name ?? "\(c.name)-\(Self.timestamp())"
             let dir = (out as NSString).appendingPathComponent(runName)
-            trainer = try Trainer(corpus: c, corpusInfo: info, model: model.config(vocabSize: c.vocabulary.count), train: t, runDir: dir)
+            if let initFrom {
+                trainer = try fineTune(initFrom, corpus: path, train: t, runDir: dir)
+            } else {
+                trainer = try Trainer(corpus: c, corpusInfo: info, model: model.config(vocabSize: c.vocabulary.count), train: t, runDir: dir)
+            }
             printError(String(format: "corpus %@: %d tokens (%@), vocabulary %d, loaded in %.2fs",
                               path, c.count, t.unit.rawValue, c.vocabulary.count, Date().timeIntervalSince(t0)))
             let b = trainer.batches
+            let mc = trainer.model.config
             printError("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
-                       + "\(trainer.totalIterations) iterations; model \(model.cell.rawValue) \(model.layers)×\(model.hidden), "
-                       + "\(trainer.model.config.parameterCount) parameters → \(dir)")
+                       + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "
+                       + "\(mc.parameterCount) parameters → \(dir)")
         }
         let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
         Interrupt.install()
@@ -81,6 +102,21 @@ struct TrainCommand: ParsableCommand {
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
         printError("sample with: charrnn sample --checkpoint \(trainer.runDir)")
+    }
+
+    /// --init-from: the checkpoint's model and vocabulary, this command's optimization flags.
+    func fineTune(_ source: String, corpus path: String, train t: TrainConfig, runDir: String) throws -> Trainer {
+        let loaded = try Checkpoint.load(path: try Checkpoint.resolve(source))
+        let ignored = ["--model", "--layers", "--hidden", "--embed", "--unit", "--normalize"].filter { f in
+            CommandLine.arguments.contains { $0 == f || $0.hasPrefix(f + "=") }
+        }
+        if !ignored.isEmpty { printError("warning: \(ignored.joined(separator: " ")) ignored: --init-from takes the model and vocabulary from \(loaded.path)") }
+        var t = t
+        t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
+        let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
+        let dropout = CommandLine.arguments.contains { $0 == "--dropout" || $0.hasPrefix("--dropout=") } ? model.dropout : nil
+        printError("fine-tuning from \(loaded.path) (iteration \(loaded.meta.progress.iteration)): fresh optimizer state, new run")
+        return try Trainer(initFrom: loaded, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: runDir)
     }
 
     /// --epochs only counts on resume when given explicitly.

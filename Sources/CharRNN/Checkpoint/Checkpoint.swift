@@ -15,8 +15,10 @@ public struct CorpusInfo: Codable, Sendable, Equatable {
     public var path: String
     public var bytes: Int
     public var tokens: Int
-    public init(name: String, path: String, bytes: Int, tokens: Int) {
-        self.name = name; self.path = path; self.bytes = bytes; self.tokens = tokens
+    /// `CorpusHash` of the file's bytes (16 hex digits); nil in checkpoints written before it existed.
+    public var hash: String?
+    public init(name: String, path: String, bytes: Int, tokens: Int, hash: String? = nil) {
+        self.name = name; self.path = path; self.bytes = bytes; self.tokens = tokens; self.hash = hash
     }
 }
 
@@ -44,6 +46,9 @@ public struct CheckpointMeta: Sendable {
     public var progress: RunProgress
     /// Iterations per epoch (number of train minibatches).
     public var trainBatches: Int
+    /// Further `__metadata__` entries (e.g. `vocab_counts`, `init_from`), written as they are and read
+    /// back from every key this struct does not decode itself.
+    public var extra: [String: String] = [:]
     public var epoch: Double { Double(progress.iteration) / Double(max(1, trainBatches)) }
 
     public init(model: ModelConfig, train: TrainConfig, vocabulary: Vocabulary, corpus: CorpusInfo, progress: RunProgress, trainBatches: Int) {
@@ -113,10 +118,16 @@ public enum Checkpoint {
         ]
         if let b = p.bestValLoss { m["best_val_loss"] = "\(b)" }
         if let v = p.lastValLoss { m["val_loss"] = "\(v)" }
+        m.merge(meta.extra) { core, _ in core }
         return m
     }
 
     // MARK: - Read
+
+    /// The metadata keys `load` decodes into `CheckpointMeta`'s own fields.
+    static let coreKeys: Set<String> = ["format", "format_version", "model", "train", "vocab", "unit", "corpus", "train_batches",
+                                        "iteration", "epoch", "cursor", "lr", "rng", "optimizer", "optimizer_steps",
+                                        "best_iteration", "elapsed_sec", "best_val_loss", "val_loss"]
 
     /// A checkpoint read and validated at the format level; `restore` puts its tensors in place.
     public struct Loaded: Sendable {
@@ -168,8 +179,9 @@ public enum Checkpoint {
         p.bestValLoss = md["best_val_loss"].flatMap(Double.init)
         p.lastValLoss = md["val_loss"].flatMap(Double.init)
         p.elapsed = md["elapsed_sec"].flatMap(Double.init) ?? 0
-        let meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens),
+        var meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens),
                                   corpus: corpus, progress: p, trainBatches: try int("train_batches"))
+        meta.extra = md.filter { !coreKeys.contains($0.key) }
         return Loaded(path: path, file: file, meta: meta)
     }
 

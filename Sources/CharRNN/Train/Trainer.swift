@@ -47,7 +47,7 @@ public final class Trainer {
     public let optimizer: Optimizer
     public let trainState: RecurrentState
     public let evalState: RecurrentState
-    public private(set) var meta: CheckpointMeta
+    public internal(set) var meta: CheckpointMeta
     public let runDir: String
     public let totalIterations: Int
     let x: IntStorage, y: IntStorage
@@ -74,6 +74,7 @@ public final class Trainer {
         model.initialize(rng: &progress.rng)
         meta = CheckpointMeta(model: modelConfig, train: train, vocabulary: corpus.vocabulary, corpus: corpusInfo,
                               progress: progress, trainBatches: batches.ntrain)
+        meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         self.runDir = runDir
         totalIterations = Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
@@ -82,8 +83,9 @@ public final class Trainer {
     }
 
     /// Continues the run saved in `checkpoint` (its run directory), bit for bit. `maxIters`/`epochs`
-    /// replace the stopping point when given.
-    public init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?) throws {
+    /// replace the stopping point when given. `newCorpus` (--allow-new-corpus) accepts a different
+    /// corpus, already encoded with the checkpoint's vocabulary, and records it.
+    public init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
         var train = checkpoint.meta.train
         if let maxIters { train.maxIters = maxIters }
         if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
@@ -91,7 +93,7 @@ public final class Trainer {
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
             throw TrainError.invalid("\(checkpoint.path): the corpus's vocabulary differs from the checkpoint's (\(corpus.vocabulary.count) vs \(checkpoint.meta.vocabulary.count) tokens); resume needs the same corpus")
         }
-        guard corpus.count == checkpoint.meta.corpus.tokens else {
+        guard corpus.count == checkpoint.meta.corpus.tokens || newCorpus != nil else {
             throw TrainError.invalid("\(checkpoint.path): the corpus has \(corpus.count) tokens but the run was trained on \(checkpoint.meta.corpus.tokens); resume needs the same corpus")
         }
         self.corpus = corpus
@@ -108,6 +110,10 @@ public final class Trainer {
         try Checkpoint.restore(checkpoint, model: model, optimizer: optimizer, state: trainState)
         meta = checkpoint.meta
         meta.train = train
+        if let newCorpus {
+            meta.corpus = newCorpus; meta.trainBatches = batches.ntrain
+            meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
+        }
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
@@ -180,23 +186,28 @@ public final class Trainer {
             report(.iteration(it: it, total: totalIterations, epoch: meta.epoch, loss: loss, lr: lrUsed, tokensPerSec: tps,
                               elapsed: meta.progress.elapsed))
             var val: Double? = nil
+            var improved = false
             if it % train.evalEvery == 0 || epochEnd || it == totalIterations {
                 let v0 = DispatchTime.now().uptimeNanoseconds
                 let v = validate()
                 val = v
-                let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
+                improved = meta.progress.bestValLoss.map { v < $0 } ?? true
                 meta.progress.lastValLoss = v
                 if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = it }
                 report(.validation(it: it, epoch: meta.epoch, valLoss: v, improved: improved,
                                    seconds: Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9))
-                try save(improved: improved)
-                savedAny = true
-                report(.saved(path: latestPath))
             }
+            // The row goes out before the checkpoint: after a kill -9 the log may run ahead of
+            // latest (resume cuts it back), but it never misses a row the checkpoint has passed.
             if it % train.logEvery == 0 || val != nil {
                 log.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: val, lr: lrUsed, gradNorm: norm,
                            tokensPerSec: tps, elapsed: meta.progress.elapsed)
                 rowTokens = 0; rowTime = 0
+            }
+            if val != nil {
+                try save(improved: improved)
+                savedAny = true
+                report(.saved(path: latestPath))
             }
         }
         if interrupted {
@@ -207,11 +218,13 @@ public final class Trainer {
                             bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted)
     }
 
-    /// Writes latest (and best when `improved`) atomically.
+    /// Writes best (when `improved`) and then latest, each atomically. Best goes first so that a
+    /// kill between the two leaves latest at the previous save: the resumed run redoes this
+    /// iteration and writes best again, instead of carrying a best loss whose file was never written.
     func save(improved: Bool) throws {
-        try Checkpoint.save(to: latestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
         if improved {
             try Checkpoint.save(to: bestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
         }
+        try Checkpoint.save(to: latestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
     }
 }

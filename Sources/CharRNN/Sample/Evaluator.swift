@@ -1,0 +1,131 @@
+// Sample/Evaluator.swift — the loss of a checkpoint on a text: nats/token, bits per token, perplexity.
+//
+// Dims: B streams, T steps per minibatch, P = n − 1 predictions for n known tokens, S = ⌊P / B⌋.
+// What is scored: the text is tokenized with the checkpoint's vocabulary and normalization; tokens
+// the vocabulary lacks are skipped (dropped from the sequence) and counted. Every known token except
+// the first is predicted exactly once from the tokens before it: prediction i has input ids[i] and
+// target ids[i+1], i in 0..<P. No wrap-around target (training's last target wraps to the first
+// token; evaluation does not).
+// Layout, as training's validation: predictions are cut into B consecutive streams; stream b covers
+// [b·S, (b+1)·S) and the last stream also takes the tail [B·S, P). The state is zero at the start of
+// each stream and carried across its minibatches (never reset inside a stream). Minibatches are the
+// columns [k·T, (k+1)·T) of all B streams, the last one T' = S mod T wide; then the tail runs at
+// batch 1 from the last stream's carried state, in chunks of T. So B = 1 is one exact sequential
+// pass, and larger B trades B − 1 state resets for speed.
+// loss = (1/P) Σ −ln p(target), summed in Double; bits = loss / ln 2; perplexity = e^loss.
+
+import Foundation
+
+/// One text's score.
+public struct EvalResult: Codable, Sendable, Equatable {
+    /// The file evaluated.
+    public var file: String
+    /// Tokens of the text found in the vocabulary.
+    public var tokens: Int
+    /// Tokens skipped because the vocabulary lacks them.
+    public var unknown: Int
+    /// Predictions scored: tokens − 1 (0 for a text of fewer than two known tokens).
+    public var scored: Int
+    /// Mean cross-entropy in nats per token (NaN when nothing was scored).
+    public var loss: Double
+    /// loss / ln 2: bits per character (per token).
+    public var bitsPerToken: Double { loss / M_LN2 }
+    /// e^loss.
+    public var perplexity: Double { exp(loss) }
+
+    enum CodingKeys: String, CodingKey { case file, tokens, unknown, scored, loss, bpc, perplexity }
+
+    public init(file: String, tokens: Int, unknown: Int, scored: Int, loss: Double) {
+        self.file = file; self.tokens = tokens; self.unknown = unknown; self.scored = scored; self.loss = loss
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        file = try c.decode(String.self, forKey: .file)
+        tokens = try c.decode(Int.self, forKey: .tokens)
+        unknown = try c.decode(Int.self, forKey: .unknown)
+        scored = try c.decode(Int.self, forKey: .scored)
+        loss = try c.decode(Double.self, forKey: .loss)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(file, forKey: .file); try c.encode(tokens, forKey: .tokens); try c.encode(unknown, forKey: .unknown)
+        try c.encode(scored, forKey: .scored); try c.encode(loss, forKey: .loss)
+        try c.encode(bitsPerToken, forKey: .bpc); try c.encode(perplexity, forKey: .perplexity)
+    }
+}
+
+/// Scores texts with a checkpoint's model; all buffers are allocated once.
+public final class Evaluator {
+    public let model: CharRNNModel
+    public let vocabulary: Vocabulary
+    public let normalize: Normalization
+    public let batch: Int, seq: Int
+    let state: RecurrentState         // B streams
+    let tail: RecurrentState          // 1 stream
+    let x: IntStorage, y: IntStorage  // (T, B)
+
+    /// - Parameters:
+    ///   - checkpoint: the model, vocabulary and normalization to use.
+    ///   - batch: B parallel streams (≥ 1).
+    ///   - seq: T steps per minibatch (≥ 1).
+    /// - Throws: `SafeTensorsError` when the file's tensors do not match its metadata.
+    public init(checkpoint: Checkpoint.Loaded, batch: Int = 50, seq: Int = 50) throws {
+        precondition(batch >= 1 && seq >= 1)
+        model = CharRNNModel(config: checkpoint.meta.model, maxT: seq, maxB: batch)
+        try Checkpoint.restore(checkpoint, model: model)
+        vocabulary = checkpoint.meta.vocabulary
+        normalize = checkpoint.meta.train.normalize
+        self.batch = batch; self.seq = seq
+        state = RecurrentState(config: model.config, batch: batch)
+        tail = RecurrentState(config: model.config, batch: 1)
+        x = IntStorage(count: seq * batch); y = IntStorage(count: seq * batch)
+    }
+
+    /// Scores the UTF-8 file at `path`.
+    /// - Throws: `TextError` for an unreadable file or invalid UTF-8.
+    public func evaluate(path: String) throws -> EvalResult {
+        let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
+        var r = evaluate(ids: enc.ids)
+        r.file = path; r.unknown = enc.unknownCount
+        return r
+    }
+
+    /// Scores a sequence of ids (see the file header for exactly what is scored).
+    public func evaluate(ids: [Int32]) -> EvalResult {
+        let P = max(0, ids.count - 1)
+        guard P > 0 else { return EvalResult(file: "", tokens: ids.count, unknown: 0, scored: 0, loss: .nan) }
+        let B = batch, T = seq, S = P / B
+        var total = 0.0
+        state.reset()
+        ids.withUnsafeBufferPointer { id in
+            var col = 0
+            while col < S {
+                let Tk = min(T, S - col)
+                for t in 0..<Tk {
+                    for b in 0..<B {
+                        let i = b * S + col + t
+                        x.ptr[t * B + b] = id[i]; y.ptr[t * B + b] = id[i + 1]
+                    }
+                }
+                total += model.evaluate(x: x.ptr, y: y.ptr, T: Tk, B: B, state: state) * Double(Tk * B)
+                col += Tk
+            }
+            // Tail [B·S, P): continues the last stream (or starts fresh when S = 0).
+            tail.reset()
+            if S > 0 {
+                for (dst, src) in zip(tail.h, state.h) { dst.ptr.update(from: src.ptr + (B - 1) * model.config.hidden, count: dst.count) }
+                for (dst, src) in zip(tail.c, state.c) { dst.ptr.update(from: src.ptr + (B - 1) * model.config.hidden, count: dst.count) }
+            }
+            var i = B * S
+            while i < P {
+                let Tk = min(T, P - i)
+                for t in 0..<Tk { x.ptr[t] = id[i + t]; y.ptr[t] = id[i + t + 1] }
+                total += model.evaluate(x: x.ptr, y: y.ptr, T: Tk, B: 1, state: tail) * Double(Tk)
+                i += Tk
+            }
+        }
+        return EvalResult(file: "", tokens: ids.count, unknown: 0, scored: P, loss: total / Double(P))
+    }
+}

@@ -1,0 +1,174 @@
+// Text/FixedVocabulary.swift — a text encoded against a vocabulary it did not build: for `eval`,
+// `train --init-from` and `train --resume --allow-new-corpus`; plus the corpus content hash and
+// per-token counts that checkpoints record.
+//
+// Contract
+// - `Vocabulary.encodeFile` decodes the file exactly as the corpus loader does (same `UTF8Decoder`
+//   pipeline: BOM skipped, NFC first if asked, scalar or grapheme unit) and maps every token to its
+//   id in this vocabulary. A token not in the vocabulary is skipped (left out of `ids`, so its
+//   neighbours become adjacent) and counted in `unknownCount`; the distinct ones are listed in
+//   order of first appearance in `unknown`.
+// - `CorpusHash` is a fast, non-cryptographic 64-bit hash of a file's bytes: four interleaved lanes
+//   over 8-byte little-endian words, each `h = (h ^ w) · 0x100000001b3; h ^= h >> 29` (FNV-1a's
+//   prime plus an xor-shift so high input bits reach low output bits), the tail bytes FNV-1a, then
+//   the lanes and the length folded together. It only has to tell "same file" from "changed file".
+// - `Corpus.tokenCounts` is how often each id occurs (vocabulary order).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A text as ids of a fixed vocabulary.
+public struct EncodedText: Sendable {
+    /// Ids of the tokens found in the vocabulary, in text order.
+    public var ids: [Int32]
+    /// Tokens skipped because the vocabulary does not have them (every occurrence counts).
+    public var unknownCount: Int
+    /// The distinct unknown tokens, in order of first appearance (at most 64 are kept).
+    public var unknown: [String]
+    /// Size of the file in bytes.
+    public var bytes: Int
+}
+
+/// Collects ids of a fixed vocabulary and counts the tokens it lacks.
+struct CountingLookupSink: TokenSink {
+    let bmp: UnsafePointer<Int32>     // (65536) borrowed from `table.bmp` for the duration of the scan
+    let table: TokenTable
+    var ids: [Int32] = []
+    var unknownCount = 0
+    var unknown: [String] = []
+    var seen: Set<[UInt8]> = []
+
+    mutating func willScan(byteCount: Int) { ids.reserveCapacity(ids.count + byteCount) }
+
+    @inline(__always)
+    mutating func scalar(_ value: UInt32, bytes: UnsafePointer<UInt8>, length: Int) {
+        let id = value < UInt32(TokenTable.bmpSize) ? bmp[Int(value)] : (table.astral[value] ?? -1)
+        if id >= 0 { ids.append(id) } else { noteUnknown(bytes, length: length) }
+    }
+
+    mutating func cluster(bytes: UnsafePointer<UInt8>, length: Int) {
+        let id = table.clusterID(bytes, length: length)
+        if id >= 0 { ids.append(id) } else { noteUnknown(bytes, length: length) }
+    }
+
+    mutating func noteUnknown(_ p: UnsafePointer<UInt8>, length: Int) {
+        unknownCount += 1
+        guard unknown.count < 64 else { return }
+        let bytes = Array(UnsafeBufferPointer(start: p, count: length))
+        if seen.insert(bytes).inserted { unknown.append(String(decoding: bytes, as: UTF8.self)) }
+    }
+}
+
+extension Vocabulary {
+    /// Reads and tokenizes the UTF-8 file at `path` with this vocabulary's unit.
+    /// - Parameters:
+    ///   - path: the file; named as given in errors.
+    ///   - normalize: normalization applied before tokenizing (use the checkpoint's).
+    /// - Throws: `TextError` (`.cannotRead`, `.invalidUTF8`, `.normalizationFailed`). An empty file
+    ///   is not an error here: it gives no ids.
+    public func encodeFile(path: String, normalize: Normalization) throws -> EncodedText {
+        try FileBytes.withContents(of: path) { (input) throws(TextError) -> EncodedText in
+            try table.bmp.withUnsafeBufferPointer { (bmp) throws(TextError) -> EncodedText in
+                var sink = CountingLookupSink(bmp: bmp.baseAddress!, table: table)
+                do throws(DecodeFailure) {
+                    try UTF8Decoder.tokenize(input, unit: unit, normalize: normalize, into: &sink)
+                } catch {
+                    switch error {
+                    case let .invalidUTF8(offset):
+                        let at = TextLocation(offset: offset, in: input)
+                        throw .invalidUTF8(file: path, line: at.line, column: at.column, byteOffset: offset,
+                                           bytes: UTF8Decoder.offendingBytes(input, at: offset))
+                    case let .normalization(message):
+                        throw .normalizationFailed(file: path, reason: message)
+                    }
+                }
+                return EncodedText(ids: sink.ids, unknownCount: sink.unknownCount, unknown: sink.unknown, bytes: input.count)
+            }
+        }
+    }
+}
+
+extension Corpus {
+    /// A corpus made of ids of an existing vocabulary (e.g. a checkpoint's).
+    /// - Parameters:
+    ///   - ids: token ids, each in 0..<vocabulary.count; must not be empty.
+    ///   - vocabulary: the vocabulary the ids index.
+    ///   - name: the file name; `self.name` is its base name without extension.
+    public init(ids: [Int32], vocabulary: Vocabulary, name: String) {
+        precondition(!ids.isEmpty, "a corpus needs at least one token")
+        let n = ids.count
+        let store: TokenStore
+        if vocabulary.count <= 65_536 {
+            let p = malloc(n * 2)!.bindMemory(to: UInt16.self, capacity: n)
+            for i in 0..<n { p[i] = UInt16(truncatingIfNeeded: ids[i]) }
+            store = TokenStore(narrow: p, wide: nil, count: n)
+        } else {
+            let p = malloc(n * 4)!.bindMemory(to: UInt32.self, capacity: n)
+            for i in 0..<n { p[i] = UInt32(bitPattern: ids[i]) }
+            store = TokenStore(narrow: nil, wide: p, count: n)
+        }
+        self.name = Corpus.baseName(name)
+        self.vocabulary = vocabulary
+        self.store = store
+    }
+
+    /// How often each id occurs, in vocabulary order.
+    public func tokenCounts() -> [Int] {
+        var counts = [Int](repeating: 0, count: vocabulary.count)
+        counts.withUnsafeMutableBufferPointer { c in
+            if let w = store.wide {
+                for i in 0..<store.count { c[Int(w[i])] += 1 }
+            } else if let n = store.narrow {
+                for i in 0..<store.count { c[Int(n[i])] += 1 }
+            }
+        }
+        return counts
+    }
+}
+
+/// A 64-bit content hash of a file (see the file header); 16 lowercase hex digits.
+public enum CorpusHash {
+    static let prime: UInt64 = 0x0000_0100_0000_01B3
+    static let basis: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    /// Hash of `bytes`.
+    public static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h0 = basis, h1 = basis ^ 1, h2 = basis ^ 2, h3 = basis ^ 3
+        let n = bytes.count
+        var i = 0
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            @inline(__always) func lane(_ h: inout UInt64, _ w: UInt64) { h = (h ^ w) &* prime; h ^= h >> 29 }
+            while i + 32 <= n {
+                lane(&h0, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+                lane(&h1, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)))
+                lane(&h2, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)))
+                lane(&h3, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)))
+                i += 32
+            }
+            while i < n { h0 = (h0 ^ UInt64(base[i])) &* prime; i += 1 }
+        }
+        var h = basis
+        for x in [h0, h1, h2, h3, UInt64(n)] { h = (h ^ x) &* prime; h ^= h >> 29 }
+        return h
+    }
+
+    /// Hash of `bytes` as 16 hex digits.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBufferPointer { format(hash($0)) }
+    }
+
+    /// Hash of the file at `path` as 16 hex digits.
+    /// - Throws: `TextError.cannotRead`.
+    public static func file(_ path: String) throws -> String {
+        try FileBytes.withContents(of: path) { (bytes) throws(TextError) -> String in format(hash(bytes)) }
+    }
+
+    static func format(_ h: UInt64) -> String {
+        let s = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}

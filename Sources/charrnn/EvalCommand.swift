@@ -1,0 +1,68 @@
+// charrnn eval — loss, bits per character and perplexity of a checkpoint on text files.
+
+import ArgumentParser
+import CharRNN
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Score text files with a checkpoint: loss (nats/token), bits per character, perplexity.",
+        discussion: """
+        Each file is tokenized with the checkpoint's vocabulary; characters it lacks are skipped and
+        counted. Every remaining token but the first is predicted once from the ones before it. The
+        tokens are laid out as --batch parallel streams like training's validation (state zero at each
+        stream's start, carried across minibatches of --seq steps); the remainder continues the last
+        stream. --batch 1 is one exact sequential pass.
+        """)
+
+    @Argument(help: ArgumentHelp("UTF-8 text files to score.", valueName: "FILE"))
+    var files: [String]
+    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
+    var checkpoint: String?
+    @Option(help: ArgumentHelp("Folder searched for the newest run when --checkpoint is not given.", valueName: "DIR"))
+    var runs: String = "checkpoints"
+    @Option(help: "Parallel streams per minibatch.")
+    var batch: Int = 50
+    @Option(help: "Steps per minibatch.")
+    var seq: Int = 50
+    @Option(help: ArgumentHelp("OpenBLAS threads (0 = all cores).", valueName: "N"))
+    var threads: Int = 0
+    @Flag(help: "Print one JSON object per file instead of text.")
+    var json = false
+
+    func validate() throws {
+        if batch < 1 || seq < 1 { throw ValidationError("--batch and --seq must be at least 1") }
+        if threads < 0 { throw ValidationError("--threads must be 0 (all cores) or positive") }
+    }
+
+    func run() throws {
+        do { try evaluate() } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func evaluate() throws {
+        if threads > 0 { BLASThreads.set(threads) }
+        let path = try Checkpoint.resolve(checkpoint ?? Checkpoint.latestRun(under: runs))
+        let loaded = try Checkpoint.load(path: path)
+        let evaluator = try Evaluator(checkpoint: loaded, batch: batch, seq: seq)
+        if !json { print("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }
+        for f in files {
+            let r = try evaluator.evaluate(path: f)
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+                print(String(decoding: try enc.encode(r), as: UTF8.self))
+            } else if r.scored == 0 {
+                print("\(f): \(r.tokens) tokens, \(r.unknown) unknown: too short to score (needs 2 known tokens)")
+            } else {
+                print(String(format: "%@: %d tokens, %d unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
+                             f, r.tokens, r.unknown, r.loss, r.bitsPerToken, r.perplexity))
+            }
+            fflush(stdout)
+        }
+    }
+}

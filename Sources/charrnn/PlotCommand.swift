@@ -1,0 +1,87 @@
+// charrnn plot — loss curves of one or more runs as an SVG file or a text chart in the terminal.
+
+import ArgumentParser
+import CharRNN
+import Foundation
+
+extension XAxisKind: ExpressibleByArgument {}
+extension TextChart.Charset: ExpressibleByArgument {}
+
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plot",
+        abstract: "Plot train and validation loss of runs (SVG, or a text chart with --terminal).",
+        discussion: """
+        Each run is a folder (its loss.csv) or a CSV file; several are overlaid, one color each. The
+        train loss is drawn smoothed (exponential moving average, --smooth) over the raw values (faint);
+        validation losses are points joined by a dashed line. Files still being written are fine: an
+        incomplete last line is ignored.
+        """)
+
+    @Argument(help: ArgumentHelp("Run folders or loss CSV files.", valueName: "RUN_DIR_OR_CSV"))
+    var runs: [String]
+    @Option(name: .shortAndLong, help: ArgumentHelp("SVG file to write.", valueName: "FILE"))
+    var output: String = "loss.svg"
+    @Option(help: "Horizontal axis: iteration or epoch.")
+    var x: XAxisKind = .iteration
+    @Flag(help: "Logarithmic loss axis.")
+    var log = false
+    @Option(help: ArgumentHelp("EMA factor β for the train loss in [0, 1); 0 = raw.", valueName: "BETA"))
+    var smooth: Double = 0.9
+    @Flag(help: "Draw a text chart on stdout instead of writing the SVG.")
+    var terminal = false
+    @Option(help: ArgumentHelp("Text chart characters: braille or ascii (default: braille when the locale is UTF-8).", valueName: "SET"))
+    var charset: TextChart.Charset?
+    @Option(help: ArgumentHelp("Text chart size (default: the terminal's, else 80×24).", valueName: "COLSxROWS"))
+    var size: String?
+
+    func validate() throws {
+        if !(smooth >= 0 && smooth < 1) { throw ValidationError("--smooth must be in [0, 1)") }
+        if let size, Self.parseSize(size) == nil { throw ValidationError("--size must look like 100x30") }
+    }
+
+    func run() throws {
+        do { try plot() } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func plot() throws {
+        let histories = try runs.map { try LossHistory.load($0) }
+        for h in histories where h.rows.isEmpty { printError("warning: \(h.name): no complete rows yet") }
+        let chart = Chart.losses(histories, xAxis: x, logY: log, smoothing: smooth, raw: !terminal)
+        if terminal {
+            let (w, h) = size.flatMap(Self.parseSize) ?? Self.terminalSize()
+            let set = charset ?? (Self.localeIsUTF8 ? .braille : .ascii)
+            let color = isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+            print(TextChart.render(chart, width: w, height: h, charset: set, color: color), terminator: "")
+            return
+        }
+        do {
+            try AtomicFile.write(Array(SVGChart.render(chart).utf8), to: output)
+        }
+        printError("wrote \(output) (\(histories.map { "\($0.name): \($0.rows.count) rows" }.joined(separator: ", ")))")
+    }
+
+    static func parseSize(_ s: String) -> (Int, Int)? {
+        let p = s.lowercased().split(separator: "x")
+        guard p.count == 2, let w = Int(p[0]), let h = Int(p[1]), w >= 30, h >= 10 else { return nil }
+        return (w, h)
+    }
+
+    static func terminalSize() -> (Int, Int) {
+        var ws = winsize()
+        if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_col >= 30, ws.ws_row >= 10 {
+            return (Int(ws.ws_col), Int(ws.ws_row) - 1)
+        }
+        let env = ProcessInfo.processInfo.environment
+        return (Int(env["COLUMNS"] ?? "") ?? 80, (Int(env["LINES"] ?? "") ?? 24) - 1)
+    }
+
+    static var localeIsUTF8: Bool {
+        let env = ProcessInfo.processInfo.environment
+        let v = env["LC_ALL"].flatMap { $0.isEmpty ? nil : $0 } ?? env["LC_CTYPE"].flatMap { $0.isEmpty ? nil : $0 } ?? env["LANG"] ?? ""
+        return v.uppercased().replacingOccurrences(of: "-", with: "").contains("UTF8")
+    }
+}

@@ -129,8 +129,9 @@ final class LayerGradientTests: XCTestCase {
         for (n, s) in Self.shapes.enumerated() { checkLayer(.rnn, s, oneHot: true, seed: 60 + UInt64(n)) }
     }
 
-    /// Parameter gradients accumulate (a second backward doubles them); dx, dh0, dc0 are written.
-    /// The second call also proves backward leaves the forward caches intact.
+    /// Parameter gradients accumulate (a second forward+backward doubles them); dx, dh0, dc0 are
+    /// written. Backward consumes the forward caches (it writes the pre-activation gradients over the
+    /// gates in place), so each backward follows its own forward.
     func testParameterGradientsAccumulateAndActivationGradientsAreWritten() {
         for kind in CellKind.allCases {
             for oneHot in [false, true] {
@@ -143,6 +144,7 @@ final class LayerGradientTests: XCTestCase {
                 let dOut = data.uniform(T * B * H)
                 layer.backward(dy: dOut)
                 let once = layer.gradients
+                layer.forward()
                 layer.backward(dy: dOut)
                 let twice = layer.gradients
                 let tag = "\(kind) \(oneHot ? "one-hot" : "dense")"

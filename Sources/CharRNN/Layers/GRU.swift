@@ -11,11 +11,11 @@
 
 public final class GRULayer: RecurrentLayer, @unchecked Sendable {
     let gh: Storage    // (T, B, G)
-    let dGh: Storage   // (T, B, G)
+    let dGh: Storage   // (T, B, G) ∂L/∂ hidden-side pre-activations; the same buffer as gh (see dGx)
 
     public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
         gh = Storage(count: maxT * maxB * 3 * H)
-        dGh = Storage(count: maxT * maxB * 3 * H)
+        dGh = gh
         super.init(kind: .gru, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }
 
@@ -75,12 +75,9 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
 
     // MARK: - Sampling step
 
-    public override func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
-                              p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        // scratch (G) = W_hh · h
-        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 0, y: scratch)
-        gruForwardKernel(gx: xproj, gh: scratch, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset,
-                         hPrev: h, h: h, rows: 1, H: H)
+    public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                    c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        gruForwardKernel(gx: gx, gh: gh, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset, hPrev: h, h: h, rows: 1, H: H)
     }
 }
 

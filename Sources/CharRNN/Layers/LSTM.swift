@@ -79,12 +79,11 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
 
     // MARK: - Sampling step
 
-    public override func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
-                              p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        // xproj += W_hh · h
-        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 1, y: xproj)
+    public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                    c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        addVectors(gx, gh, into: gx, n: G)                                          // W_ih x + W_hh h
         addVectors(p + params.bIH.offset, p + params.bHH.offset, into: scratch, n: G)
-        lstmForwardKernel(gates: xproj, bias: scratch, cPrev: c!, c: c!, tanhC: scratch + G, h: h, rows: 1, H: H)
+        lstmForwardKernel(gates: gx, bias: scratch, cPrev: c!, c: c!, tanhC: scratch + G, h: h, rows: 1, H: H)
     }
 }
 

@@ -55,11 +55,11 @@ public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }
 
-    public override func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
-                              p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 1, y: xproj)
+    public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                    c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        addVectors(gx, gh, into: gx, n: G)
         addVectors(p + params.bIH.offset, p + params.bHH.offset, into: scratch, n: G)
-        rnnForwardKernel(pre: xproj, bias: scratch, h: h, rows: 1, H: H)
+        rnnForwardKernel(pre: gx, bias: scratch, h: h, rows: 1, H: H)
     }
 }
 

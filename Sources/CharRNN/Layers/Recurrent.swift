@@ -46,7 +46,10 @@ public class RecurrentLayer: @unchecked Sendable {
     // Caches, allocated once.
     let gx: Storage        // (T, B, G) input projection; cells overwrite it with what backward needs
     let h: Storage         // (T+1, B, H) slot 0 = carried state
-    let dGx: Storage       // (T, B, G) ∂L/∂ input-side pre-activations
+    /// (T, B, G) ∂L/∂ input-side pre-activations. The same buffer as gx: the backward kernel of step t
+    /// reads what forward left in gx[t] and overwrites it with the gradient (all reads of a unit come
+    /// before its writes), and nothing reads gx[t] afterwards — one (T, B, G) buffer less per layer.
+    let dGx: Storage
     let dhNext: Storage    // (B, H) ∂L/∂h[t-1] flowing left; after backward: ∂L/∂h0
     let biasSum: Storage   // (G) b_ih + b_hh, for cells that add both at once
     let whhT: PackedPanels // W_hhᵀ (H × G) packed for the per-step forward product, once per forward
@@ -62,7 +65,7 @@ public class RecurrentLayer: @unchecked Sendable {
         self.maxT = maxT; self.maxB = maxB; self.params = params; self.oneHot = oneHot
         gx = Storage(count: maxT * maxB * G)
         h = Storage(count: (maxT + 1) * maxB * H)
-        dGx = Storage(count: maxT * maxB * G)
+        dGx = gx
         dhNext = Storage(count: maxB * H)
         biasSum = Storage(count: G)
         whhT = PackedPanels(maxK: H, maxN: G)
@@ -166,7 +169,8 @@ public class RecurrentLayer: @unchecked Sendable {
         preconditionFailure("abstract")
     }
 
-    /// Back-propagates dy (T, B, H) = ∂L/∂h[1...T] (read only). Parameter gradients accumulate into g;
+    /// Back-propagates dy (T, B, H) = ∂L/∂h[1...T] (read only). Consumes the forward caches (gradients
+    /// are written over the gates in place), so each backward needs its own forward. Parameter gradients accumulate into g;
     /// dx (T, B, D) is written when non-nil. Truncated BPTT: no gradient arrives from beyond step T.
     /// After return, `dh0` holds ∂L/∂h0 (and `dc0` ∂L/∂c0 for LSTM).
     public func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
@@ -182,14 +186,22 @@ public class RecurrentLayer: @unchecked Sendable {
 
     // MARK: - Single step for sampling (B = 1, no caches)
 
-    /// Scratch sizes for `step`: floats needed.
-    public var stepScratchCount: Int { 2 * G }
+    /// Scratch sizes for `step` / `stepKernel`: floats needed.
+    public var stepScratchCount: Int { 3 * G }
 
-    /// One step at batch 1 for the sampler: `xproj` (G) holds W_ih·x (no bias); updates h (H)
-    /// and c (H, LSTM) in place using W_hh by gemv. `scratch` has `stepScratchCount` floats.
-    public func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
-                     p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    /// One step at batch 1 given both products, without biases: gx = W_ih·x (G) and gh = W_hh·h (G).
+    /// Updates h (H) and c (H, LSTM) in place; gx and gh are overwritten. `scratch` has 2G floats.
+    public func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                           c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         preconditionFailure("abstract")
+    }
+
+    /// One step at batch 1: `xproj` (G) holds W_ih·x (no bias); W_hh·h by gemv, then `stepKernel`.
+    /// `scratch` has `stepScratchCount` floats.
+    public final func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
+                           p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 0, y: scratch)
+        stepKernel(gx: xproj, gh: scratch, h: h, c: c, p: p, scratch: scratch + G)
     }
 
     /// How many batch slices the time loop runs in parallel (each slice's streams are independent).

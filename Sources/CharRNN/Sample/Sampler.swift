@@ -29,8 +29,12 @@ public final class Sampler {
 
     let H: Int, V: Int, G: Int
     let h: [Storage], c: [Storage]     // L × (H)
-    let xproj: Storage                 // (G)
+    let xproj: Storage                 // (G) W_ih·x of the current layer
+    let hproj: Storage                 // (G) W_hh·h of the current layer
     let scratch: Storage               // cell scratch
+    let packedIH: [PackedPanels?]      // per layer W_ihᵀ packed (nil for one-hot layer 0)
+    let packedHH: [PackedPanels]       // per layer W_hhᵀ packed
+    let packedDec: PackedPanels        // decoder Wᵀ (H × V) packed
     let emb: Storage                   // (E) embedding of the current token
     let wihT: Storage?                 // (V, G) layer-0 W_ihᵀ, for the one-hot column
     let logits: Storage                // (V)
@@ -47,8 +51,24 @@ public final class Sampler {
         H = cfg.hidden; V = cfg.vocabSize; G = cfg.cell.gates * cfg.hidden
         h = (0..<cfg.layers).map { _ in Storage(count: cfg.hidden) }
         c = (0..<cfg.layers).map { _ in Storage(count: cfg.hidden) }
-        xproj = Storage(count: G)
+        xproj = Storage(count: G); hproj = Storage(count: G)
         scratch = Storage(count: model.layers.map(\.stepScratchCount).max() ?? 0)
+        // Weights packed once into 32-column panels: each token streams them through the SIMD
+        // row kernel, split by panels across cores.
+        let p = UnsafePointer(model.params.ptr)
+        packedIH = model.layers.map { l in
+            guard !l.oneHot else { return nil }
+            let pk = PackedPanels(maxK: l.D, maxN: l.G)
+            pk.packTransposed(p + l.params.wIH.offset, k: l.D, n: l.G, ld: l.D)
+            return pk
+        }
+        packedHH = model.layers.map { l in
+            let pk = PackedPanels(maxK: l.H, maxN: l.G)
+            pk.packTransposed(p + l.params.wHH.offset, k: l.H, n: l.G, ld: l.H)
+            return pk
+        }
+        packedDec = PackedPanels(maxK: cfg.hidden, maxN: V)
+        packedDec.packTransposed(p + model.decoder.weight.offset, k: cfg.hidden, n: V, ld: cfg.hidden)
         emb = Storage(count: max(1, cfg.embed))
         if cfg.embed == 0 {
             let t = Storage(count: V * G)
@@ -75,25 +95,43 @@ public final class Sampler {
     public func feed(_ token: Int) {
         precondition(token >= 0 && token < V)
         let p = UnsafePointer(model.params.ptr)
+        let pool = WorkerPool.shared
         for (k, layer) in model.layers.enumerated() {
+            // input of this layer: the embedding row, or the layer below's new h
+            var x: UnsafePointer<Float>? = k > 0 ? UnsafePointer(h[k - 1].ptr) : nil
             if k == 0 {
                 if let wihT {
-                    xproj.ptr.update(from: wihT.ptr + token * G, count: G)
+                    xproj.ptr.update(from: wihT.ptr + token * G, count: G)   // one-hot: a column of W_ih
                 } else {
                     let E = model.config.embed
                     emb.ptr.update(from: p + model.embedding!.weight.offset + token * E, count: E)
-                    gemv(.noTrans, m: G, n: E, a: p + layer.params.wIH.offset, lda: E, x: emb.ptr, beta: 0, y: xproj.ptr)
+                    x = UnsafePointer(emb.ptr)
                 }
-            } else {
-                gemv(.noTrans, m: G, n: H, a: p + layer.params.wIH.offset, lda: H, x: h[k - 1].ptr, beta: 0, y: xproj.ptr)
             }
-            layer.step(xproj: xproj.ptr, h: h[k].ptr, c: c[k].ptr, p: p, scratch: scratch.ptr)
+            let wih = packedIH[k], whh = packedHH[k], hk = UnsafePointer(h[k].ptr)
+            let gx = xproj.ptr, gh = hproj.ptr
+            let parts = sampleParts(panels: whh.panels, work: G * (H + (x == nil ? 0 : layer.D)))
+            pool.run(parts: parts) { part in
+                let r = slice(whh.panels, part: part, of: parts)
+                if let x, let wih { packedGemmRow(a: x, b: wih, c: gx, accumulate: false, panels: r) }   // W_ih·x
+                packedGemmRow(a: hk, b: whh, c: gh, accumulate: false, panels: r)                         // W_hh·h
+            }
+            layer.stepKernel(gx: gx, gh: gh, h: h[k].ptr, c: c[k].ptr, p: p, scratch: scratch.ptr)
         }
         // logits = W_dec · h_top + b
-        let d = model.decoder
-        logits.ptr.update(from: p + d.bias.offset, count: V)
-        gemv(.noTrans, m: V, n: H, a: p + d.weight.offset, lda: H, x: h[model.layers.count - 1].ptr, beta: 1, y: logits.ptr)
+        let top = UnsafePointer(h[model.layers.count - 1].ptr), out = logits.ptr, dec = packedDec
+        out.update(from: p + model.decoder.bias.offset, count: V)
+        let parts = sampleParts(panels: dec.panels, work: V * H)
+        pool.run(parts: parts) { part in
+            packedGemmRow(a: top, b: dec, c: out, accumulate: true, panels: slice(dec.panels, part: part, of: parts))
+        }
         hasState = true
+    }
+
+    /// Cores worth using for one batch-1 product: only when each gets a sizeable share.
+    @inline(__always)
+    func sampleParts(panels: Int, work: Int) -> Int {
+        work < 400_000 ? 1 : min(WorkerPool.shared.width, panels)
     }
 
     /// Feeds the tokens of `text` (same tokenizer as training). Returns the characters that are not
@@ -133,9 +171,17 @@ public final class Sampler {
         let z = logits.ptr, pr = probs.ptr
         var m = -Float.infinity
         for i in 0..<V { m = max(m, z[i]) }
-        var s: Float = 0
-        let invT = 1 / T
-        for i in 0..<V { let e = fexp((z[i] - m) * invT); pr[i] = e; s += e }
+        var sv = Vec()
+        let invT = Vec(repeating: 1 / T), mv = Vec(repeating: m)
+        var i = 0
+        while i < V {   // pr = exp((z − m)/T), eight at a time
+            let n = min(vecWidth, V - i)
+            let e = vexp((vload(z + i, n) - mv) * invT)
+            vstore(e, pr + i, n)
+            sv += n == vecWidth ? e : vloadMask(e, n)
+            i += vecWidth
+        }
+        let s = sv.sum()
         let k = options.topK > 0 ? min(options.topK, V) : V
         if k == V && options.topP >= 1 {
             // plain categorical draw

@@ -81,8 +81,8 @@ public enum BLASThreads {
 // MARK: - Parallel GEMM / GEMV over the worker pool
 
 /// `gemm` split across the pool: along m (rows of C) when m ≥ n, else along n. Each part is one
-/// single-threaded sgemm on a block of C; no element is computed twice or summed across parts, so
-/// results do not depend on the number of parts.
+/// single-threaded sgemm on a block of C; no element is summed across parts, and the partition is
+/// fixed for a given number of cores, so results are reproducible run to run.
 public func pgemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {

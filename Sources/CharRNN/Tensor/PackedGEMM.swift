@@ -24,7 +24,8 @@ public final class PackedPanels: @unchecked Sendable {
         storage = Storage(count: maxK * ((maxN + 31) / 32) * 32)
     }
 
-    var panels: Int { (n + 31) / 32 }
+    /// Number of 32-column panels.
+    public var panels: Int { (n + 31) / 32 }
 
     /// Packs B[kk][j] = src[j·ld + kk] (src holds Bᵀ row-major, e.g. W_hh (G×H) for B = W_hhᵀ).
     public func packTransposed(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
@@ -112,10 +113,12 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
     }
 }
 
-/// One row of C: c (n) = or += a (k) · B. Also the batch-1 product of the sampler.
-public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+/// One row of C: c (n) = or += a (k) · B, over all panels or the given panel range (columns
+/// [32·lo, 32·hi)). Also the batch-1 product of the sampler, split by panels across cores.
+public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool,
+                          panels: Range<Int>? = nil) {
     let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
-    for p in 0..<b.panels {
+    for p in panels ?? 0..<b.panels {
         var x0 = Vec16(), x1 = Vec16(), y0 = Vec16(), y1 = Vec16()
         var pp = UnsafeRawPointer(P + p * k * 32)
         var kk = 0

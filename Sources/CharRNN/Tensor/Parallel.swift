@@ -57,10 +57,10 @@ public final class WorkerPool: @unchecked Sendable {
             body = w
             parts = n
             remaining.store(n - 1, ordering: .relaxed)
-            generation.add(1, ordering: .releasing)
+            generation.add(1, ordering: .sequentiallyConsistent)
             for k in 0..<(n - 1) {
                 let worker = workers[k]
-                if worker.sleeping.exchange(false, ordering: .acquiringAndReleasing) { worker.wake.signal() }
+                if worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) { worker.wake.signal() }
             }
             w(0)
             while remaining.load(ordering: .acquiring) != 0 { spinPause() }
@@ -76,11 +76,14 @@ public final class WorkerPool: @unchecked Sendable {
             while g == w.seen.load(ordering: .relaxed) {
                 spins += 1
                 if spins < 20_000 { spinPause() } else {
-                    w.sleeping.store(true, ordering: .releasing)
-                    g = generation.load(ordering: .acquiring)
+                    // Dekker-style hand-shake with `run`: publish "sleeping" and re-read the generation
+                    // with full fences (a release store followed by an acquire load may be reordered,
+                    // which would lose the wake-up).
+                    _ = w.sleeping.exchange(true, ordering: .sequentiallyConsistent)
+                    g = generation.load(ordering: .sequentiallyConsistent)
                     if g != w.seen.load(ordering: .relaxed) {
                         // work arrived meanwhile: undo the sleep flag, or consume the wake-up already sent
-                        if !w.sleeping.exchange(false, ordering: .acquiringAndReleasing) { w.wake.wait() }
+                        if !w.sleeping.exchange(false, ordering: .sequentiallyConsistent) { w.wake.wait() }
                         break
                     }
                     w.wake.wait()

@@ -74,9 +74,10 @@ public enum Benchmark {
         return (0..<count).map { _ in Int32(rng.next() % UInt64(vocab)) }
     }
 
-    /// Runs training iterations on `tokens` (time-major minibatches cut from it in order) and then
-    /// the sampler, and reports speed. `sgemmPeak` is measured by the caller in the same run.
-    public static func run(_ cfg: BenchConfig, tokens: [Int32], sgemmPeak: Double, threads: Int) -> BenchResult {
+    /// Runs training iterations on `tokens` (time-major minibatches cut from it in order), then the
+    /// sampler, then sgemm 2048³ with OpenBLAS's own threads, and reports speed. Peak RSS is read
+    /// right after training, before the sampler and the sgemm buffers exist.
+    public static func run(_ cfg: BenchConfig, tokens: [Int32], threads: Int) -> BenchResult {
         let T = cfg.seq, B = cfg.batch, N = T * B
         let model = CharRNNModel(config: cfg.model, maxT: T, maxB: B)
         var rng = Xoshiro256(seed: cfg.seed)
@@ -107,6 +108,7 @@ public enum Benchmark {
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             if it >= cfg.warmup { times.append(dt) }
         }
+        let trainRSS = peakRSSMB()
         let total = times.reduce(0, +)
         let tps = Double(N * times.count) / total
         let sorted = times.sorted()
@@ -122,12 +124,13 @@ public enum Benchmark {
         for _ in 0..<cfg.sampleLength { _ = sampler.next() }
         let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
 
+        let sgemmPeak = BLASThreads.withOpenBLASThreads(threads) { sgemmGFLOPS() }
         let achieved = flopsIter * Double(times.count) / total / 1e9
         return BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
                            vocab: cfg.model.vocabSize, seq: T, batch: B, threads: threads, params: cfg.model.parameterCount,
                            trainTokensPerSec: tps, msPerIterMin: sorted.first! * 1e3, msPerIterMedian: sorted[sorted.count / 2] * 1e3,
                            msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
                            sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
-                           sampleTokensPerSec: Double(cfg.sampleLength) / sampleSecs, peakRSSMB: peakRSSMB(), loss: loss)
+                           sampleTokensPerSec: Double(cfg.sampleLength) / sampleSecs, peakRSSMB: trainRSS, loss: loss)
     }
 }

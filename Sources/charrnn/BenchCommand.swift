@@ -64,5 +64,10 @@ struct BenchCommand: ParsableCommand {
                      r.trainGFLOPPerIter, r.achievedGFLOPS, r.sgemmPeakGFLOPS, 100 * r.fractionOfPeak))
         print(String(format: "sample: %.0f tokens/s (batch 1, temperature 0.8)", r.sampleTokensPerSec))
         print(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
+        if let a = r.trainAllocations, let b = r.sampleAllocations {
+            print("heap:   \(a) allocations in \(iters) timed training iterations, \(b) in \(sampleLength) sampled tokens")
+        } else {
+            print("heap:   allocation count n/a (run with LD_PRELOAD of scripts/malloc-count.c, see README)")
+        }
     }
 }

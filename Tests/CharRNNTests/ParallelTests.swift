@@ -16,7 +16,9 @@ final class ParallelTests: XCTestCase {
         let counts = Counts()
         Thread {
             for i in 0..<3000 {
-                WorkerPool.shared.run(parts: 2) { p in counts.a[p] += 1 }
+                WorkerPool.shared.run(parts: 2, with: Unmanaged.passUnretained(counts)) { ctx, p in
+                    ctx.assumingMemoryBound(to: Unmanaged<Counts>.self).pointee.takeUnretainedValue().a[p] += 1
+                }
                 if i % 97 == 0 { usleep(3000) }       // let the worker go to sleep
                 else if i % 13 == 0 { usleep(20) }
             }

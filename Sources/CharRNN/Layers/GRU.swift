@@ -30,21 +30,22 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
         let BH = B * H, BG = B * G
         projectInput(x, T: T, B: B, p: p)
         h.ptr.update(from: h0, count: BH)
-        let wHH = p + params.wHH.offset, bIH = p + params.bIH.offset, bHH = p + params.bHH.offset
-        let gx = gx.ptr, gh = gh.ptr, h = h.ptr, G = G, H = H, whhT = whhT
-        whhT.packTransposed(wHH, k: H, n: G, ld: H)
-        let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts) { part in
-            let r = slice(B, part: part, of: parts)
-            let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-            for t in 0..<T {
-                // gh[t] = h[t-1] · W_hhᵀ   (this part's streams only)
-                packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G, accumulate: false)
-                gruForwardKernel(gx: gx + t * BG + og, gh: gh + t * BG + og, bIH: bIH, bHH: bHH,
-                                 hPrev: h + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
-            }
+        whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: nil)
+        hT.update(from: h.ptr + T * BH, count: BH)
+    }
+
+    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) {
+        let BH = B * H, BG = B * G
+        let bIH = p + params.bIH.offset, bHH = p + params.bHH.offset
+        let gx = gx.ptr, gh = gh.ptr, h = h.ptr
+        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        for t in 0..<T {
+            // gh[t] = h[t-1] · W_hhᵀ   (this part's streams only)
+            packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G, accumulate: false)
+            gruForwardKernel(gx: gx + t * BG + og, gh: gh + t * BG + og, bIH: bIH, bHH: bHH,
+                             hPrev: h + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
         }
-        hT.update(from: h + T * BH, count: BH)
     }
 
     // MARK: - Backward
@@ -53,24 +54,23 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
                                   p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                                   ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
-        let BH = B * H, BG = B * G
         dhNext.zero()
-        let wHH = p + params.wHH.offset
-        let gx = gx.ptr, gh = gh.ptr, h = h.ptr, dh = dhNext.ptr, dGx = dGx.ptr, dGh = dGh.ptr, G = G, H = H, whhP = whhP
-        whhP.pack(wHH, k: G, n: H, ld: H)
-        let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts) { part in
-            let r = slice(B, part: part, of: parts)
-            let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-            for t in stride(from: T - 1, through: 0, by: -1) {
-                // writes dGx[t], dGh[t] and the direct part dhNext = dh ⊙ z
-                gruBackwardKernel(gates: gx + t * BG + og, gh: gh + t * BG + og, hPrev: h + t * BH + oh, dy: dy + t * BH + oh,
-                                  dh: dh + oh, dGx: dGx + t * BG + og, dGh: dGh + t * BG + og, rows: nb, H: H)
-                // forward: gh[t] = h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] += dGh[t] · W_hh
-                packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: true)
-            }
-        }
+        whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: dy)
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+        let BH = B * H, BG = B * G
+        let gx = gx.ptr, gh = gh.ptr, h = h.ptr, dh = dhNext.ptr, dGx = dGx.ptr, dGh = dGh.ptr
+        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            // writes dGx[t], dGh[t] and the direct part dhNext = dh ⊙ z
+            gruBackwardKernel(gates: gx + t * BG + og, gh: gh + t * BG + og, hPrev: h + t * BH + oh, dy: dy + t * BH + oh,
+                              dh: dh + oh, dGx: dGx + t * BG + og, dGh: dGh + t * BG + og, rows: nb, H: H)
+            // forward: gh[t] = h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] += dGh[t] · W_hh
+            packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: true)
+        }
     }
 
     // MARK: - Sampling step

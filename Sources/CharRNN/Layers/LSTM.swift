@@ -33,23 +33,23 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
         addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
         h.ptr.update(from: h0, count: BH)
         c.ptr.update(from: c0!, count: BH)
-        let wHH = p + params.wHH.offset
-        let gx = gx.ptr, h = h.ptr, c = c.ptr, tanhC = tanhC.ptr, bias = biasSum.ptr, G = G, H = H, whhT = whhT
-        whhT.packTransposed(wHH, k: H, n: G, ld: H)
-        let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts) { part in
-            let r = slice(B, part: part, of: parts)
-            let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-            for t in 0..<T {
-                let gt = gx + t * BG + og
-                // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
-                packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gt, ldc: G, accumulate: true)
-                lstmForwardKernel(gates: gt, bias: bias, cPrev: c + t * BH + oh, c: c + (t + 1) * BH + oh,
-                                  tanhC: tanhC + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
-            }
+        whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: nil)
+        hT.update(from: h.ptr + T * BH, count: BH)
+        cT!.update(from: c.ptr + T * BH, count: BH)
+    }
+
+    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) {
+        let BH = B * H, BG = B * G
+        let gx = gx.ptr, h = h.ptr, c = c.ptr, tanhC = tanhC.ptr, bias = biasSum.ptr
+        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        for t in 0..<T {
+            let gt = gx + t * BG + og
+            // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
+            packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gt, ldc: G, accumulate: true)
+            lstmForwardKernel(gates: gt, bias: bias, cPrev: c + t * BH + oh, c: c + (t + 1) * BH + oh,
+                              tanhC: tanhC + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
         }
-        hT.update(from: h + T * BH, count: BH)
-        cT!.update(from: c + T * BH, count: BH)
     }
 
     // MARK: - Backward
@@ -58,23 +58,22 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
                                   p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                                   ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
-        let BH = B * H, BG = B * G
         dhNext.zero(); dcNext.zero()   // truncated BPTT: nothing flows back from the next minibatch
-        let wHH = p + params.wHH.offset
-        let gx = gx.ptr, c = c.ptr, tanhC = tanhC.ptr, dA = dGx.ptr, dh = dhNext.ptr, dc = dcNext.ptr, G = G, H = H, whhP = whhP
-        whhP.pack(wHH, k: G, n: H, ld: H)
-        let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts) { part in
-            let r = slice(B, part: part, of: parts)
-            let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-            for t in stride(from: T - 1, through: 0, by: -1) {
-                lstmBackwardKernel(gates: gx + t * BG + og, cPrev: c + t * BH + oh, tanhC: tanhC + t * BH + oh,
-                                   dy: dy + t * BH + oh, dh: dh + oh, dc: dc + oh, dA: dA + t * BG + og, rows: nb, H: H)
-                // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
-                packedGemm(m: nb, a: dA + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: false)
-            }
-        }
+        whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: dy)
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+        let BH = B * H, BG = B * G
+        let gx = gx.ptr, c = c.ptr, tanhC = tanhC.ptr, dA = dGx.ptr, dh = dhNext.ptr, dc = dcNext.ptr
+        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            lstmBackwardKernel(gates: gx + t * BG + og, cPrev: c + t * BH + oh, tanhC: tanhC + t * BH + oh,
+                               dy: dy + t * BH + oh, dh: dh + oh, dc: dc + oh, dA: dA + t * BG + og, rows: nb, H: H)
+            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
+            packedGemm(m: nb, a: dA + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: false)
+        }
     }
 
     // MARK: - Sampling step

@@ -16,43 +16,42 @@ public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
         projectInput(x, T: T, B: B, p: p)
         addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
         h.ptr.update(from: h0, count: BH)
-        let wHH = p + params.wHH.offset
-        let gx = gx.ptr, h = h.ptr, bias = biasSum.ptr, H = H, whhT = whhT
-        whhT.packTransposed(wHH, k: H, n: H, ld: H)
-        let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts) { part in
-            let r = slice(B, part: part, of: parts)
-            let nb = r.count, o = r.lowerBound * H
-            for t in 0..<T {
-                let gt = gx + t * BH + o
-                // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
-                packedGemm(m: nb, a: h + t * BH + o, lda: H, b: whhT, c: gt, ldc: H, accumulate: true)
-                rnnForwardKernel(pre: gt, bias: bias, h: h + (t + 1) * BH + o, rows: nb, H: H)
-            }
+        whhT.packTransposed(p + params.wHH.offset, k: H, n: H, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: nil)
+        hT.update(from: h.ptr + T * BH, count: BH)
+    }
+
+    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) {
+        let BH = B * H
+        let gx = gx.ptr, h = h.ptr, bias = biasSum.ptr
+        let nb = r.count, o = r.lowerBound * H
+        for t in 0..<T {
+            let gt = gx + t * BH + o
+            // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
+            packedGemm(m: nb, a: h + t * BH + o, lda: H, b: whhT, c: gt, ldc: H, accumulate: true)
+            rnnForwardKernel(pre: gt, bias: bias, h: h + (t + 1) * BH + o, rows: nb, H: H)
         }
-        hT.update(from: h + T * BH, count: BH)
     }
 
     public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
                                   p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                                   ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
-        let BH = B * H
         dhNext.zero()
-        let wHH = p + params.wHH.offset
-        let h = h.ptr, dh = dhNext.ptr, dA = dGx.ptr, H = H, whhP = whhP
-        whhP.pack(wHH, k: H, n: H, ld: H)
-        let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts) { part in
-            let r = slice(B, part: part, of: parts)
-            let nb = r.count, o = r.lowerBound * H
-            for t in stride(from: T - 1, through: 0, by: -1) {
-                rnnBackwardKernel(h: h + (t + 1) * BH + o, dy: dy + t * BH + o, dh: dh + o, dA: dA + t * BH + o, rows: nb, H: H)
-                // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
-                packedGemm(m: nb, a: dA + t * BH + o, lda: H, b: whhP, c: dh + o, ldc: H, accumulate: false)
-            }
-        }
+        whhP.pack(p + params.wHH.offset, k: H, n: H, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: dy)
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+        let BH = B * H
+        let h = h.ptr, dh = dhNext.ptr, dA = dGx.ptr
+        let nb = r.count, o = r.lowerBound * H
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            rnnBackwardKernel(h: h + (t + 1) * BH + o, dy: dy + t * BH + o, dh: dh + o, dA: dA + t * BH + o, rows: nb, H: H)
+            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
+            packedGemm(m: nb, a: dA + t * BH + o, lda: H, b: whhP, c: dh + o, ldc: H, accumulate: false)
+        }
     }
 
     public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,

@@ -105,10 +105,8 @@ public class RecurrentLayer: @unchecked Sendable {
                 precondition(tok >= 0 && tok < D, "token id \(tok) outside vocabulary of \(D)")
             }
             let pool = WorkerPool.shared
-            pool.run(parts: pool.width) { part in
-                for r in slice(rows, part: part, of: pool.width) {
-                    (out + r * G).update(from: wt + Int(ids[r]) * G, count: G)
-                }
+            pool.run(parts: pool.width, with: GatherJob(ids: ids, table: wt, out: out, rows: rows, G: G, parts: pool.width)) {
+                $0.assumingMemoryBound(to: GatherJob.self).pointee.run(part: $1)
             }
         }
     }
@@ -142,18 +140,8 @@ public class RecurrentLayer: @unchecked Sendable {
             dwihT!.zero()
             let pool = WorkerPool.shared
             let parts = min(pool.width, max(1, G / 64))
-            pool.run(parts: parts) { part in
-                let cols = slice(G / vecWidth, part: part, of: parts)
-                let j0 = cols.lowerBound * vecWidth, j1 = part == parts - 1 ? G : cols.upperBound * vecWidth
-                for r in 0..<rows {
-                    let row = dwt + Int(ids[r]) * G, s = src + r * G
-                    var j = j0
-                    while j < j1 {
-                        let n = min(vecWidth, j1 - j)
-                        vstore(vload(row + j, n) + vload(s + j, n), row + j, n)
-                        j += vecWidth
-                    }
-                }
+            pool.run(parts: parts, with: ScatterJob(ids: ids, src: src, table: dwt, rows: rows, G: G, parts: parts)) {
+                $0.assumingMemoryBound(to: ScatterJob.self).pointee.run(part: $1)
             }
             addTransposed(dwt, rows: G, cols: D, into: g + params.wIH.offset)
         }
@@ -207,7 +195,57 @@ public class RecurrentLayer: @unchecked Sendable {
     /// How many batch slices the time loop runs in parallel (each slice's streams are independent).
     final func timeLoopParts(B: Int) -> Int { min(WorkerPool.shared.width, max(1, B / 8)) }
 
+    /// Runs the cell's forward (dy == nil) or backward time loop, the batch split across the pool.
+    final func runTimeLoop(T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?) {
+        let parts = timeLoopParts(B: B)
+        WorkerPool.shared.run(parts: parts, with: TimeLoopJob(layer: Unmanaged.passUnretained(self), T: T, B: B, p: p, dy: dy, parts: parts)) {
+            $0.assumingMemoryBound(to: TimeLoopJob.self).pointee.run(part: $1)
+        }
+    }
+
+    /// Forward time loop over the streams `rows` (weights already packed, caches' slot 0 filled).
+    func forwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) { preconditionFailure("abstract") }
+    /// Backward time loop over the streams `rows` (dhNext/dcNext rows zeroed, W_hh packed).
+    func backwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) { preconditionFailure("abstract") }
+
     final func checkShape(T: Int, B: Int) {
         precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB, "minibatch (\(T), \(B)) exceeds workspace (\(maxT), \(maxB))")
+    }
+}
+
+// MARK: - Parallel parts of the one-hot input (allocation-free pool jobs)
+
+/// gx[r] = W_ihᵀ[token r] for the rows of one part.
+private struct GatherJob {
+    let ids: UnsafePointer<Int32>, table: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, G: Int, parts: Int
+    func run(part: Int) {
+        for r in slice(rows, part: part, of: parts) { (out + r * G).update(from: table + Int(ids[r]) * G, count: G) }
+    }
+}
+
+/// dW_ihᵀ[token r] += dGx[r] over one block of columns (parts own disjoint columns: no races).
+private struct ScatterJob {
+    let ids: UnsafePointer<Int32>, src: UnsafePointer<Float>, table: UnsafeMutablePointer<Float>, rows: Int, G: Int, parts: Int
+    func run(part: Int) {
+        let cols = slice(G / vecWidth, part: part, of: parts)
+        let j0 = cols.lowerBound * vecWidth, j1 = part == parts - 1 ? G : cols.upperBound * vecWidth
+        for r in 0..<rows {
+            let row = table + Int(ids[r]) * G, s = src + r * G
+            var j = j0
+            while j < j1 {
+                let n = min(vecWidth, j1 - j)
+                vstore(vload(row + j, n) + vload(s + j, n), row + j, n)
+                j += vecWidth
+            }
+        }
+    }
+}
+
+/// One part of a layer's time loop: the streams of one batch slice (allocation-free pool job).
+private struct TimeLoopJob {
+    let layer: Unmanaged<RecurrentLayer>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?, parts: Int
+    func run(part: Int) {
+        let l = layer.takeUnretainedValue(), r = slice(B, part: part, of: parts)
+        if let dy { l.backwardRows(r, T: T, B: B, p: p, dy: dy) } else { l.forwardRows(r, T: T, B: B, p: p) }
     }
 }

@@ -23,12 +23,9 @@ public func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: Un
     let parts = min(pool.width, max(1, rows * V / 8192), maxParts)
     var partial = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     withUnsafeMutableBytes(of: &partial) { raw in
-        let sums = raw.baseAddress!.assumingMemoryBound(to: Double.self)
-        pool.run(parts: parts) { p in
-            let r = slice(rows, part: p, of: parts)
-            sums[p] = softmaxCrossEntropyRows(logits: logits, targets: targets, rows: r, V: V, gradient: gradient,
-                                              invN: scale / Float(rows))
-        }
+        let job = SoftmaxJob(logits: logits, targets: targets, rows: rows, V: V, gradient: gradient, invN: scale / Float(rows),
+                             parts: parts, sums: raw.baseAddress!.assumingMemoryBound(to: Double.self))
+        pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: SoftmaxJob.self).pointee.run(part: $1) }
     }
     var total = 0.0
     withUnsafeBytes(of: &partial) { raw in
@@ -39,6 +36,15 @@ public func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: Un
 }
 
 let maxParts = 8
+
+private struct SoftmaxJob {
+    let logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int, gradient: Bool, invN: Float
+    let parts: Int, sums: UnsafeMutablePointer<Double>
+    func run(part p: Int) {
+        sums[p] = softmaxCrossEntropyRows(logits: logits, targets: targets, rows: slice(rows, part: p, of: parts), V: V,
+                                          gradient: gradient, invN: invN)
+    }
+}
 
 /// Sum over `rows` of the cross-entropy; writes gradients (scaled by invN) when asked.
 @inline(__always)

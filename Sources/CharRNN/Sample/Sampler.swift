@@ -111,20 +111,16 @@ public final class Sampler {
             let wih = packedIH[k], whh = packedHH[k], hk = UnsafePointer(h[k].ptr)
             let gx = xproj.ptr, gh = hproj.ptr
             let parts = sampleParts(panels: whh.panels, work: G * (H + (x == nil ? 0 : layer.D)))
-            pool.run(parts: parts) { part in
-                let r = slice(whh.panels, part: part, of: parts)
-                if let x, let wih { packedGemmRow(a: x, b: wih, c: gx, accumulate: false, panels: r) }   // W_ih·x
-                packedGemmRow(a: hk, b: whh, c: gh, accumulate: false, panels: r)                         // W_hh·h
-            }
+            let job = RowProductJob(x: x, wih: x == nil ? nil : wih, gx: gx, h: hk, whh: whh, gh: gh, parts: parts)
+            pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: RowProductJob.self).pointee.run(part: $1) }
             layer.stepKernel(gx: gx, gh: gh, h: h[k].ptr, c: c[k].ptr, p: p, scratch: scratch.ptr)
         }
         // logits = W_dec · h_top + b
         let top = UnsafePointer(h[model.layers.count - 1].ptr), out = logits.ptr, dec = packedDec
         out.update(from: p + model.decoder.bias.offset, count: V)
         let parts = sampleParts(panels: dec.panels, work: V * H)
-        pool.run(parts: parts) { part in
-            packedGemmRow(a: top, b: dec, c: out, accumulate: true, panels: slice(dec.panels, part: part, of: parts))
-        }
+        let job = RowProductJob(x: nil, wih: nil, gx: out, h: top, whh: dec, gh: out, parts: parts, accumulate: true)
+        pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: RowProductJob.self).pointee.run(part: $1) }
         hasState = true
     }
 
@@ -225,4 +221,17 @@ public final class Sampler {
 
     /// Current next-token scores (V), for tests.
     public var currentLogits: [Float] { logits.toArray() }
+}
+
+/// One part of the batch-1 products of a layer: columns of gx = W_ih·x (when x is given) and of
+/// gh = W_hh·h (or of the decoder's logits), split by 32-column panels (allocation-free pool job).
+private struct RowProductJob {
+    let x: UnsafePointer<Float>?, wih: PackedPanels?, gx: UnsafeMutablePointer<Float>
+    let h: UnsafePointer<Float>, whh: PackedPanels, gh: UnsafeMutablePointer<Float>, parts: Int
+    var accumulate = false
+    func run(part: Int) {
+        let r = slice(whh.panels, part: part, of: parts)
+        if let x, let wih { packedGemmRow(a: x, b: wih, c: gx, accumulate: false, panels: r) }   // W_ih·x
+        packedGemmRow(a: h, b: whh, c: gh, accumulate: accumulate, panels: r)                     // W_hh·h (or W_dec·h)
+    }
 }

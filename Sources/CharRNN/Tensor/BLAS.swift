@@ -92,7 +92,17 @@ public func pgemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: I
         gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         return
     }
-    pool.run(parts: parts) { p in
+    let job = GemmJob(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                      beta: beta, c: c, ldc: ldc, parts: parts)
+    pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: GemmJob.self).pointee.run(part: $1) }
+}
+
+private struct GemmJob {
+    let transA: Transpose, transB: Transpose, m: Int, n: Int, k: Int, alpha: Float
+    let a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int
+    let beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int
+
+    func run(part p: Int) {
         if m >= n {
             let r = slice(m, part: p, of: parts)
             let ap = transA == .noTrans ? a + r.lowerBound * lda : a + r.lowerBound
@@ -116,7 +126,16 @@ public func pgemvTrans(m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>
         gemv(.trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: y)
         return
     }
-    pool.run(parts: parts) { p in
+    pool.run(parts: parts, with: GemvJob(m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: y, parts: parts)) {
+        $0.assumingMemoryBound(to: GemvJob.self).pointee.run(part: $1)
+    }
+}
+
+private struct GemvJob {
+    let m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int
+    let x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>, parts: Int
+
+    func run(part p: Int) {
         let r = slice(n, part: p, of: parts)
         gemv(.trans, m: m, n: r.count, alpha: alpha, a: a + r.lowerBound, lda: lda, x: x, beta: beta, y: y + r.lowerBound)
     }

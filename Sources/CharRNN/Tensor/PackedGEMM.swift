@@ -29,42 +29,50 @@ public final class PackedPanels: @unchecked Sendable {
 
     /// Packs B[kk][j] = src[j·ld + kk] (src holds Bᵀ row-major, e.g. W_hh (G×H) for B = W_hhᵀ).
     public func packTransposed(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
-        precondition(k <= maxK && n <= maxN)
-        self.k = k; self.n = n
-        let P = storage.ptr, panels = panels
-        let pool = WorkerPool.shared, parts = min(pool.width, panels)
-        pool.run(parts: parts) { part in
-          for p in slice(panels, part: part, of: parts) {
-            let j0 = p * 32, w = min(32, n - j0)
-            let dst = P + p * k * 32
-            for jj in 0..<32 {
-                if jj < w {
-                    let s = src + (j0 + jj) * ld
-                    for kk in 0..<k { dst[kk * 32 + jj] = s[kk] }
-                } else {
-                    for kk in 0..<k { dst[kk * 32 + jj] = 0 }
-                }
-            }
-          }
-        }
+        packAll(PackJob(src: src, dst: storage.ptr, k: k, n: n, ld: ld, transposed: true, parts: 0))
     }
 
     /// Packs B[kk][j] = src[kk·ld + j] (src holds B row-major, e.g. W_hh (G×H) for B = W_hh).
     public func pack(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
-        precondition(k <= maxK && n <= maxN)
-        self.k = k; self.n = n
-        let P = storage.ptr, panels = panels
-        let pool = WorkerPool.shared, parts = min(pool.width, panels)
-        pool.run(parts: parts) { part in
-          for p in slice(panels, part: part, of: parts) {
+        packAll(PackJob(src: src, dst: storage.ptr, k: k, n: n, ld: ld, transposed: false, parts: 0))
+    }
+
+    private func packAll(_ job: PackJob) {
+        precondition(job.k <= maxK && job.n <= maxN)
+        k = job.k; n = job.n
+        let pool = WorkerPool.shared
+        var j = job
+        j.parts = min(pool.width, panels)
+        pool.run(parts: j.parts, with: j) { $0.assumingMemoryBound(to: PackJob.self).pointee.run(part: $1) }
+    }
+}
+
+/// Packing of panels [lo, hi) of one part.
+private struct PackJob {
+    let src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, k: Int, n: Int, ld: Int, transposed: Bool
+    var parts: Int
+
+    func run(part: Int) {
+        let panels = (n + 31) / 32
+        for p in slice(panels, part: part, of: parts) {
             let j0 = p * 32, w = min(32, n - j0)
-            let dst = P + p * k * 32
-            for kk in 0..<k {
-                let d = dst + kk * 32
-                d.update(from: src + kk * ld + j0, count: w)
-                if w < 32 { (d + w).update(repeating: 0, count: 32 - w) }
+            let d0 = dst + p * k * 32
+            if transposed {
+                for jj in 0..<32 {
+                    if jj < w {
+                        let s = src + (j0 + jj) * ld
+                        for kk in 0..<k { d0[kk * 32 + jj] = s[kk] }
+                    } else {
+                        for kk in 0..<k { d0[kk * 32 + jj] = 0 }
+                    }
+                }
+            } else {
+                for kk in 0..<k {
+                    let d = d0 + kk * 32
+                    d.update(from: src + kk * ld + j0, count: w)
+                    if w < 32 { (d + w).update(repeating: 0, count: 32 - w) }
+                }
             }
-          }
         }
     }
 }

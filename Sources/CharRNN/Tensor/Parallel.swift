@@ -5,8 +5,9 @@
 // (per-step GEMMs single-threaded on that slice, plus the fused gate kernel), with one join per
 // layer — instead of OpenBLAS splitting every tiny per-step GEMM and synchronising 50 times.
 // Workers spin briefly for new work (cheap hand-off for back-to-back calls), then sleep on a
-// semaphore. `run` allocates nothing: the body is a non-escaping closure lent to the workers for
-// the duration of the call.
+// semaphore. `run` allocates nothing: the work is a C function pointer plus a pointer to a context
+// struct on the caller's stack (Swift closures would not do: lending a non-escaping closure to
+// another thread goes through `withoutActuallyEscaping`, which heap-allocates its context).
 
 import Foundation
 import Synchronization
@@ -24,7 +25,10 @@ public final class WorkerPool: @unchecked Sendable {
     private var workers: [Worker] = []
     private let generation = Atomic<Int>(0)
     private let remaining = Atomic<Int>(0)
-    private nonisolated(unsafe) var body: ((Int) -> Void)? = nil
+    /// Work of one part: `(context, part)`.
+    public typealias Task = @convention(c) (UnsafeRawPointer, Int) -> Void
+    private nonisolated(unsafe) var task: Task? = nil
+    private nonisolated(unsafe) var context: UnsafeRawPointer? = nil
     private nonisolated(unsafe) var parts = 0
     private let lock = NSLock()
 
@@ -48,24 +52,31 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Calls body(0..<parts) with part 0 on the calling thread and the others on workers; returns
-    /// when all are done. parts ≤ width.
-    public func run(parts n: Int, _ work: (Int) -> Void) {
+    /// Calls task(context, part) for part in 0..<parts, part 0 on the calling thread and the others
+    /// on workers; returns when all are done. parts ≤ width. `context` must stay valid for the call.
+    public func run(parts n: Int, context: UnsafeRawPointer, _ work: Task) {
         precondition(n >= 1 && n <= width, "parts must be in 1...width")
-        if n == 1 { work(0); return }
-        withoutActuallyEscaping(work) { w in
-            body = w
-            parts = n
-            remaining.store(n - 1, ordering: .relaxed)
-            generation.add(1, ordering: .sequentiallyConsistent)
-            for k in 0..<(n - 1) {
-                let worker = workers[k]
-                if worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) { worker.wake.signal() }
-            }
-            w(0)
-            while remaining.load(ordering: .acquiring) != 0 { spinPause() }
-            body = nil
+        if n == 1 { work(context, 0); return }
+        task = work
+        self.context = context
+        parts = n
+        remaining.store(n - 1, ordering: .relaxed)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        for k in 0..<(n - 1) {
+            let worker = workers[k]
+            if worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) { worker.wake.signal() }
         }
+        work(context, 0)
+        while remaining.load(ordering: .acquiring) != 0 { spinPause() }
+        task = nil
+        self.context = nil
+    }
+
+    /// `run` with a context value: its address (on the caller's stack) is what `work` receives;
+    /// read it back with `ctx.load(as: C.self)`.
+    @inline(__always)
+    public func run<C>(parts n: Int, with value: C, _ work: Task) {
+        withUnsafePointer(to: value) { run(parts: n, context: UnsafeRawPointer($0), work) }
     }
 
     private func loop(_ w: Worker, index: Int) {
@@ -93,8 +104,7 @@ public final class WorkerPool: @unchecked Sendable {
             }
             w.seen.store(g, ordering: .relaxed)
             if index < parts {
-                // the borrowed closure must be released before the join is signalled
-                do { let b = body!; b(index) }
+                task!(context!, index)
                 remaining.subtract(1, ordering: .releasing)
             }
         }

@@ -29,6 +29,20 @@ public struct BenchResult: Sendable, Codable {
     public var sampleTokensPerSec: Double
     public var peakRSSMB: Double
     public var loss: Double
+    /// Heap allocations inside the timed training iterations and the sampling loop; nil unless the
+    /// process runs with scripts/malloc-count.c preloaded.
+    public var trainAllocations: Int?
+    public var sampleAllocations: Int?
+}
+
+/// The allocation counter of scripts/malloc-count.c, when it is preloaded.
+enum MallocCounter {
+    typealias Fn = @convention(c) () -> UInt
+    static let fn: Fn? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "charrnn_malloc_count") else { return nil }
+        return unsafeBitCast(sym, to: Fn.self)
+    }()
+    static var count: Int? { fn.map { Int($0()) } }
 }
 
 public enum Benchmark {
@@ -90,7 +104,9 @@ public enum Benchmark {
         times.reserveCapacity(cfg.iters)
         var loss = 0.0
         var col = 0
+        var allocStart: Int? = nil
         for it in 0..<(cfg.warmup + cfg.iters) {
+            if it == cfg.warmup { allocStart = MallocCounter.count }
             // stream b reads tokens [b·span + col, …), time-major
             if col + T >= span { col = 0 }
             for t in 0..<T {
@@ -108,6 +124,7 @@ public enum Benchmark {
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             if it >= cfg.warmup { times.append(dt) }
         }
+        let trainAllocs = allocStart.flatMap { a in MallocCounter.count.map { $0 - a } }
         let trainRSS = peakRSSMB()
         let total = times.reduce(0, +)
         let tps = Double(N * times.count) / total
@@ -120,9 +137,11 @@ public enum Benchmark {
         let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map { String(UnicodeScalar(UInt32(0x4E00 + $0))!) })
         let sampler = Sampler(model: sm, vocabulary: vocab, options: SamplingOptions(temperature: 0.8), seed: cfg.seed)
         _ = sampler.next()
+        let sampleAllocStart = MallocCounter.count
         let s0 = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<cfg.sampleLength { _ = sampler.next() }
         let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
+        let sampleAllocs = sampleAllocStart.flatMap { a in MallocCounter.count.map { $0 - a } }
 
         let sgemmPeak = BLASThreads.withOpenBLASThreads(threads) { sgemmGFLOPS() }
         let achieved = flopsIter * Double(times.count) / total / 1e9
@@ -131,6 +150,7 @@ public enum Benchmark {
                            trainTokensPerSec: tps, msPerIterMin: sorted.first! * 1e3, msPerIterMedian: sorted[sorted.count / 2] * 1e3,
                            msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
                            sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
-                           sampleTokensPerSec: Double(cfg.sampleLength) / sampleSecs, peakRSSMB: trainRSS, loss: loss)
+                           sampleTokensPerSec: Double(cfg.sampleLength) / sampleSecs, peakRSSMB: trainRSS, loss: loss,
+                           trainAllocations: trainAllocs, sampleAllocations: sampleAllocs)
     }
 }

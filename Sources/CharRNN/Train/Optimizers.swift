@@ -49,14 +49,22 @@ public final class Optimizer: @unchecked Sendable {
         stepCount += 1
         let pool = WorkerPool.shared
         let parts = min(pool.width, max(1, count / 65_536))
-        pool.run(parts: parts) { p in
-            let r = slice(count / vecWidth, part: p, of: parts)
-            let lo = r.lowerBound * vecWidth, hi = p == parts - 1 ? count : r.upperBound * vecWidth
-            update(params: params + lo, grads: grads + lo, offset: lo, n: hi - lo, lr: lr)
+        pool.run(parts: parts, with: StepJob(optimizer: Unmanaged.passUnretained(self), params: params, grads: grads, lr: lr, parts: parts)) {
+            $0.assumingMemoryBound(to: StepJob.self).pointee.run(part: $1)
         }
     }
 
-    private func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, offset: Int, n: Int, lr: Float) {
+    private struct StepJob {
+        let optimizer: Unmanaged<Optimizer>, params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float, parts: Int
+        func run(part p: Int) {
+            let o = optimizer.takeUnretainedValue()
+            let r = slice(o.count / vecWidth, part: p, of: parts)
+            let lo = r.lowerBound * vecWidth, hi = p == parts - 1 ? o.count : r.upperBound * vecWidth
+            o.update(params: params + lo, grads: grads + lo, offset: lo, n: hi - lo, lr: lr)
+        }
+    }
+
+    fileprivate func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, offset: Int, n: Int, lr: Float) {
         switch kind {
         case .rmsprop:
             let v = moments[0].ptr + offset

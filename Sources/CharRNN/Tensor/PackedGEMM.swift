@@ -82,22 +82,24 @@ private struct PackJob {
 public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels,
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
-    var i = 0
-    while i < m {
-        let mr = min(6, m - i)
-        if mr <= 2 {
-            // a short tail: one row at a time (two accumulators) instead of a mostly idle 6-row tile
-            for r in i..<m { packedGemmRow(a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate) }
-            return
-        }
-        // rows past mr alias row 0: computed, never stored
-        let a0 = a + i * lda
-        let a1 = mr > 1 ? a0 + lda : a0, a2 = mr > 2 ? a0 + 2 * lda : a0
-        let a3 = mr > 3 ? a0 + 3 * lda : a0, a4 = mr > 4 ? a0 + 4 * lda : a0, a5 = mr > 5 ? a0 + 5 * lda : a0
-        for p in 0..<b.panels {
+    // Row tiles of 6 (the last may hold 3–5 rows); a remainder of 1–2 rows uses the one-row kernel.
+    let tiles = m / 6 + (m % 6 >= 3 ? 1 : 0)
+    let sixRowsEnd = min(m, tiles * 6)
+    // Panels outer, row tiles inner: one 32-column panel (k × 128 bytes) stays in L1 while every
+    // row tile streams past it.
+    for p in 0..<b.panels {
+        let panel = P + p * k * 32
+        let w = min(32, n - p * 32)
+        var i = 0
+        while i < sixRowsEnd {
+            let mr = min(6, m - i)
+            // rows past mr alias row 0: computed, never stored
+            let a0 = a + i * lda
+            let a1 = mr > 1 ? a0 + lda : a0, a2 = mr > 2 ? a0 + 2 * lda : a0
+            let a3 = mr > 3 ? a0 + 3 * lda : a0, a4 = mr > 4 ? a0 + 4 * lda : a0, a5 = mr > 5 ? a0 + 5 * lda : a0
             var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16(), c20 = Vec16(), c21 = Vec16()
             var c30 = Vec16(), c31 = Vec16(), c40 = Vec16(), c41 = Vec16(), c50 = Vec16(), c51 = Vec16()
-            var pp = UnsafeRawPointer(P + p * k * 32)
+            var pp = UnsafeRawPointer(panel)
             for kk in 0..<k {
                 let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
                 var s = Vec16(repeating: a0[kk]); c00.addProduct(s, b0); c01.addProduct(s, b1)
@@ -109,15 +111,18 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
                 pp += 128
             }
             let cc = c + i * ldc + p * 32
-            let w = min(32, n - p * 32)
             storeTile(cc, ldc: ldc, row: 0, mr: mr, w: w, c00, c01, accumulate)
             storeTile(cc, ldc: ldc, row: 1, mr: mr, w: w, c10, c11, accumulate)
             storeTile(cc, ldc: ldc, row: 2, mr: mr, w: w, c20, c21, accumulate)
             storeTile(cc, ldc: ldc, row: 3, mr: mr, w: w, c30, c31, accumulate)
             storeTile(cc, ldc: ldc, row: 4, mr: mr, w: w, c40, c41, accumulate)
             storeTile(cc, ldc: ldc, row: 5, mr: mr, w: w, c50, c51, accumulate)
+            i += 6
         }
-        i += 6
+        // a short tail (1–2 rows): one row at a time instead of a mostly idle 6-row tile
+        for r in sixRowsEnd..<m {
+            packedGemmRow(a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate, panels: p..<(p + 1))
+        }
     }
 }
 

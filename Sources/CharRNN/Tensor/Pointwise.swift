@@ -4,10 +4,10 @@
 // polynomial on |r| ≤ ln2/2: relative error ≲ 2e-7, i.e. about one Float ulp, which keeps the
 // float-vs-double gradient checks tight. sigmoid(x) = 1/(1+e^−x); tanh(x) = 1 − 2/(e^{2x}+1)
 // (absolute error ≲ 3e-7 everywhere, exact limits ±1 and 0/1 saturate without NaN).
-// Every kernel has a SIMD8 body and a scalar tail that runs the same arithmetic on one lane.
+// Every kernel has a SIMD16 body and a scalar tail that runs the same arithmetic on one lane.
 
-public typealias Vec = SIMD8<Float>
-public let vecWidth = 8
+public typealias Vec = SIMD16<Float>
+public let vecWidth = 16
 
 @usableFromInline let expHi: Float = 88.0
 @usableFromInline let expLo: Float = -87.0
@@ -30,7 +30,7 @@ public func vexp(_ x0: Vec) -> Vec {
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    let k = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000   // integer n
+    let k = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000   // integer n
     return p * unsafeBitCast((k &+ 127) &<< 23, to: Vec.self)         // · 2ⁿ
 }
 

@@ -30,7 +30,9 @@ let package = Package(
         .target(name: "CharRNN", dependencies: ["COpenBLAS", "Cutf8proc"],
                 // The numeric kernels are optimised in debug builds too, so `swift test` stays fast.
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug)),
-                                .unsafeFlags(kernelFlags)]),
+                                .unsafeFlags(kernelFlags),
+                                // hot loops touch only raw buffers; skip the runtime exclusivity checks
+                                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // MARK: Tool
         .executableTarget(name: "charrnn", dependencies: [
             "CharRNN",

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Side by side with ../shared/bench/torch_charrnn.py (PyTorch, same recipe), same machine, same run.
+#   bash scripts/bench-vs-torch.sh lstm 2 128 2        # cell layers hidden threads
+# Needs a PyTorch venv (see ../shared/bench/README.md); TORCH_PY overrides its python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cell=${1:-lstm}; layers=${2:-2}; hidden=${3:-128}; threads=${4:-2}
+py=${TORCH_PY:-/tmp/torch-venv/bin/python}
+ref=${TORCH_BENCH:-../shared/bench/torch_charrnn.py}
+bin=${CHARRNN:-.build/release/charrnn}
+iters=60; [ "$hidden" -ge 256 ] && iters=30; [ "$hidden" -ge 512 ] && iters=16
+# Two alternating rounds; each side keeps its better round (the machine is shared: noise only slows).
+runs=()
+for round in 1 2; do
+    runs+=("$("$bin" bench --model "$cell" --layers "$layers" --hidden "$hidden" --threads "$threads" --iters "$iters" --warmup 3 --sample-length 2000 --json)")
+    runs+=("$("$py" "$ref" --model "$cell" --layers "$layers" --hidden "$hidden" --seq 50 --batch 50 --iters $((iters + 5)) \
+              --warmup 5 --threads "$threads" --eval 0 2>/dev/null | sed -n 's/^RESULT //p')")
+done
+python3 - "${runs[@]}" <<'PY'
+import json, sys
+r = [json.loads(a) for a in sys.argv[1:]]
+o = max(r[0::2], key=lambda x: x['trainTokensPerSec'])
+t = max(r[1::2], key=lambda x: x['train_chars_per_s'])
+print(f"{o['model']} {o['layers']}x{o['hidden']}, {o['threads']} threads")
+print(f"  train tokens/s   charrnn {o['trainTokensPerSec']:>10,.0f}   torch {t['train_chars_per_s']:>10,.0f}   ratio {o['trainTokensPerSec']/t['train_chars_per_s']:.2f}x")
+print(f"  ms/iter median   charrnn {o['msPerIterMedian']:>10.1f}   torch {t['ms_per_iter_median']:>10.1f}   ratio {t['ms_per_iter_median']/o['msPerIterMedian']:.2f}x")
+print(f"  sample tokens/s  charrnn {o['sampleTokensPerSec']:>10,.0f}   torch {t['sample_chars_per_s']:>10,.0f}   ratio {o['sampleTokensPerSec']/t['sample_chars_per_s']:.1f}x")
+print(f"  peak RSS MB      charrnn {o['peakRSSMB']:>10.0f}   torch {t['peak_rss_mb']:>10.0f}   ratio 1/{t['peak_rss_mb']/o['peakRSSMB']:.1f}")
+print(f"  charrnn: {o['achievedGFLOPS']:.0f} GFLOP/s = {100*o['fractionOfPeak']:.0f}% of sgemm 2048^3 ({o['sgemmPeakGFLOPS']:.0f} GFLOP/s, same run)")
+PY

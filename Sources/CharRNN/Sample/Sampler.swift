@@ -36,6 +36,8 @@ public final class Sampler {
     let logits: Storage                // (V)
     let probs: Storage                 // (V)
     let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
+    let adaptiveWS: AdaptiveSoftmaxWorkspace?  // (1 row) with an adaptive softmax: logits are exact log-probs
+    let unknownID: Int?                // masked: never drawn
     var hasState = false
 
     /// - Parameter model: a model built with maxT = maxB = 1 (or larger) holding the weights.
@@ -57,6 +59,8 @@ public final class Sampler {
         } else { wihT = nil }
         logits = Storage(count: V); probs = Storage(count: V)
         order = .allocate(capacity: V)
+        adaptiveWS = model.adaptive.map { AdaptiveSoftmaxWorkspace(layer: $0, maxRows: 1) }
+        unknownID = vocabulary.unknownID
     }
 
     deinit { order.deallocate() }
@@ -88,6 +92,11 @@ public final class Sampler {
                 gemv(.noTrans, m: G, n: H, a: p + layer.params.wIH.offset, lda: H, x: h[k - 1].ptr, beta: 0, y: xproj.ptr)
             }
             layer.step(xproj: xproj.ptr, h: h[k].ptr, c: c[k].ptr, p: p, scratch: scratch.ptr)
+        }
+        if let a = model.adaptive, let adaptiveWS {   // issue 4: the exact full distribution, log p per token
+            a.fullLogProbs(x: h[model.layers.count - 1].ptr, rows: 1, headLogits: nil, p: p, out: logits.ptr, ws: adaptiveWS)
+            hasState = true
+            return
         }
         // logits = W_dec · h_top + b
         let d = model.decoder
@@ -121,8 +130,8 @@ public final class Sampler {
 
     /// The index of the largest logit (ties: lowest id).
     public func argmax() -> Int {
-        var best = 0
-        for i in 1..<V where logits.ptr[i] > logits.ptr[best] { best = i }
+        var best = unknownID == 0 && V > 1 ? 1 : 0
+        for i in 1..<V where logits.ptr[i] > logits.ptr[best] && i != unknownID { best = i }
         return best
     }
 
@@ -136,6 +145,7 @@ public final class Sampler {
         var s: Float = 0
         let invT = 1 / T
         for i in 0..<V { let e = fexp((z[i] - m) * invT); pr[i] = e; s += e }
+        if let u = unknownID, V > 1 { s -= pr[u]; pr[u] = 0 }   // the unknown token is never sampled
         let k = options.topK > 0 ? min(options.topK, V) : V
         if k == V && options.topP >= 1 {
             // plain categorical draw

@@ -7,19 +7,20 @@ import Foundation
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a character-level model on a UTF-8 text file.",
+        abstract: "Train a character-level model on UTF-8 text files.",
         discussion: """
         Checkpoints go to <out>/<run>/ (run = corpus name + timestamp unless --name): best.safetensors
         (lowest validation loss), latest.safetensors and loss.csv. Ctrl-C saves latest.safetensors and
         prints the command that resumes the run exactly where it stopped.
         """)
 
-    @Argument(help: ArgumentHelp("UTF-8 text to learn (optional with --resume: the run's own corpus).", valueName: "CORPUS"))
-    var corpus: String?
+    @Argument(help: ArgumentHelp("UTF-8 text files, or folders of .txt files (name order), joined by a newline (optional with --resume: the run's own corpus).", valueName: "CORPUS"))
+    var corpus: [String] = []
 
     @OptionGroup(title: "Model") var model: ModelOptions
     @OptionGroup(title: "Optimization") var opt: OptimizationOptions
     @OptionGroup(title: "Text") var text: TextOptions
+    @OptionGroup(title: "Vocabulary and scale") var scale: ScaleOptions
 
     @Option(help: ArgumentHelp("Run name (default: corpus name + timestamp).", valueName: "RUN"))
     var name: String?
@@ -29,7 +30,7 @@ struct TrainCommand: ParsableCommand {
     var resume: String?
 
     func validate() throws {
-        if corpus == nil && resume == nil { throw ValidationError("Missing expected argument '<CORPUS>' (or --resume RUN_DIR_OR_FILE)") }
+        if corpus.isEmpty && resume == nil { throw ValidationError("Missing expected argument '<CORPUS>' (or --resume RUN_DIR_OR_FILE)") }
     }
 
     func run() throws {
@@ -43,26 +44,27 @@ struct TrainCommand: ParsableCommand {
         let trainer: Trainer
         if let resume {
             let loaded = try Checkpoint.load(path: try Checkpoint.resolve(resume, preferred: "latest.safetensors"))
-            let path = corpus ?? loaded.meta.corpus.path
-            let c = try Corpus.load(path: path, unit: loaded.meta.vocabulary.unit, normalize: loaded.meta.train.normalize)
+            let paths = corpus.isEmpty ? (loaded.meta.corpus.paths ?? [loaded.meta.corpus.path]) : corpus
+            let (c, _) = try scale.load(paths: paths, options: loaded.meta.train.loadOptions, out: out, train: loaded.meta.train)
             trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs())
             setThreads(loaded.meta.train.threads)
             printError("resuming \(trainer.runDir) at iteration \(loaded.meta.progress.iteration) (epoch \(String(format: "%.2f", loaded.meta.epoch)))")
         } else {
-            let path = corpus!
+            let path = corpus[0]
             var t = TrainConfig()
             opt.apply(to: &t)
             t.unit = text.unit; t.normalize = text.normalize
+            scale.apply(to: &t)
             setThreads(t.threads)
-            let t0 = Date()
-            let c = try Corpus.load(path: path, unit: t.unit, normalize: t.normalize)
-            let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
-            let info = CorpusInfo(name: c.name, path: path, bytes: bytes, tokens: c.count)
+            let (c, files) = try scale.load(paths: corpus, options: t.loadOptions, out: out, train: t)
+            var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count)
+            if corpus.count > 1 { info.paths = corpus }
             let runName = name ?? "\(c.name)-\(Self.timestamp())"
             let dir = (out as NSString).appendingPathComponent(runName)
-            trainer = try Trainer(corpus: c, corpusInfo: info, model: model.config(vocabSize: c.vocabulary.count), train: t, runDir: dir)
-            printError(String(format: "corpus %@: %d tokens (%@), vocabulary %d, loaded in %.2fs",
-                              path, c.count, t.unit.rawValue, c.vocabulary.count, Date().timeIntervalSince(t0)))
+            var mc = model.config(vocabSize: c.vocabulary.count)
+            try scale.applySoftmax(to: &mc, corpus: c)
+            try ScaleOptions.checkMemory(corpus: c, config: mc, train: t)
+            trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir)
             let b = trainer.batches
             printError("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(model.cell.rawValue) \(model.layers)×\(model.hidden), "

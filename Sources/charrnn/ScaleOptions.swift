@@ -96,7 +96,8 @@ struct ScaleOptions: ParsableArguments {
             printError("warning: could not write the token cache \(p): \(message)")
             printError(String(format: "corpus %@ (%@): decoded in %.2fs", names, mb(total), secs))
         case .off:
-            printError(String(format: "corpus %@ (%@): decoded in %.2fs", names, mb(total), secs))
+            printError(String(format: "corpus %@ (%@): decoded in %.2fs (%.0f MB/s)", names, mb(total), secs,
+                              Double(total) / 1_048_576 / max(secs, 1e-9)))
         }
         let s = corpus.stats
         if s.replacements > 0 {

@@ -51,7 +51,8 @@ struct SampleCommand: ParsableCommand {
         if let prime, !prime.isEmpty {
             let unknown = sampler.prime(prime, normalize: loaded.meta.train.normalize)
             if !unknown.isEmpty {
-                printError("warning: --prime characters not in the vocabulary were skipped: \(unknown.map { $0.debugDescription }.joined(separator: " "))")
+                let what = loaded.meta.vocabulary.unknownID == nil ? "were skipped" : "were read as the unknown token"
+                printError("warning: --prime characters not in the vocabulary \(what): \(unknown.map { $0.debugDescription }.joined(separator: " "))")
             }
             out.write(prime)
         }

@@ -7,19 +7,20 @@ import Foundation
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a character-level model on a UTF-8 text file.",
+        abstract: "Train a character-level model on UTF-8 text files.",
         discussion: """
         Checkpoints go to <out>/<run>/ (run = corpus name + timestamp unless --name): best.safetensors
         (lowest validation loss), latest.safetensors and loss.csv. Ctrl-C saves latest.safetensors and
         prints the command that resumes the run exactly where it stopped.
         """)
 
-    @Argument(help: ArgumentHelp("UTF-8 text to learn (optional with --resume: the run's own corpus).", valueName: "CORPUS"))
-    var corpus: String?
+    @Argument(help: ArgumentHelp("UTF-8 text files, or folders of .txt files (name order), joined by a newline (optional with --resume: the run's own corpus).", valueName: "CORPUS"))
+    var corpus: [String] = []
 
     @OptionGroup(title: "Model") var model: ModelOptions
     @OptionGroup(title: "Optimization") var opt: OptimizationOptions
     @OptionGroup(title: "Text") var text: TextOptions
+    @OptionGroup(title: "Vocabulary and scale") var scale: ScaleOptions
 
     @Option(help: ArgumentHelp("Run name (default: corpus name + timestamp).", valueName: "RUN"))
     var name: String?
@@ -33,9 +34,10 @@ struct TrainCommand: ParsableCommand {
     var initFrom: String?
 
     func validate() throws {
-        if corpus == nil && resume == nil { throw ValidationError("Missing expected argument '<CORPUS>' (or --resume RUN_DIR_OR_FILE)") }
+        if corpus.isEmpty && resume == nil { throw ValidationError("Missing expected argument '<CORPUS>' (or --resume RUN_DIR_OR_FILE)") }
         if resume != nil && initFrom != nil { throw ValidationError("--resume and --init-from cannot be combined") }
         if allowNewCorpus && resume == nil { throw ValidationError("--allow-new-corpus only applies to --resume") }
+        if (initFrom != nil || allowNewCorpus) && corpus.count > 1 { throw ValidationError("--init-from and --allow-new-corpus take one corpus file") }
     }
 
     func run() throws {
@@ -49,45 +51,53 @@ struct TrainCommand: ParsableCommand {
         let trainer: Trainer
         if let resume {
             let loaded = try Checkpoint.load(path: try Checkpoint.resolve(resume, preferred: "latest.safetensors"))
-            let path = corpus ?? loaded.meta.corpus.path
-            if let change = try RunContinuation.corpusChange(recorded: loaded.meta.corpus, path: path) {
+            // refuse a checkpoint whose tensors do not match its metadata before any corpus work
+            try Checkpoint.restore(loaded, model: CharRNNModel(config: loaded.meta.model, maxT: 1, maxB: 1))
+            let paths = corpus.isEmpty ? (loaded.meta.corpus.paths ?? [loaded.meta.corpus.path]) : corpus
+            // A single corpus file is compared with what the run recorded (size, content hash).
+            if paths.count == 1, Self.isRegularFile(paths[0]),
+               let change = try RunContinuation.corpusChange(recorded: loaded.meta.corpus, path: paths[0]) {
                 guard allowNewCorpus else {
                     throw TrainError.invalid("\(loaded.path): the corpus changed: \(change); pass --allow-new-corpus to continue on it with the run's vocabulary")
                 }
-                let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
+                let (c, info) = try RunContinuation.corpus(path: paths[0], vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
                 trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs(), newCorpus: info)
-                printError("continuing on a new corpus \(path): \(c.count) tokens")
+                printError("continuing on a new corpus \(paths[0]): \(c.count) tokens")
             } else {
-                let c = try Corpus.load(path: path, unit: loaded.meta.vocabulary.unit, normalize: loaded.meta.train.normalize)
+                let (c, _) = try scale.load(paths: paths, options: loaded.meta.train.loadOptions, out: out, train: loaded.meta.train)
                 trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs())
             }
             RunContinuation.removeStaleTempFiles(runDir: trainer.runDir)
             setThreads(loaded.meta.train.threads)
             printError("resuming \(trainer.runDir) at iteration \(loaded.meta.progress.iteration) (epoch \(String(format: "%.2f", loaded.meta.epoch)))")
         } else {
-            let path = corpus!
+            let path = corpus[0]
             var t = TrainConfig()
             opt.apply(to: &t)
             t.unit = text.unit; t.normalize = text.normalize
+            scale.apply(to: &t)
             setThreads(t.threads)
-            let t0 = Date()
-            let c = try Corpus.load(path: path, unit: t.unit, normalize: t.normalize)
-            let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
-            let info = CorpusInfo(name: c.name, path: path, bytes: bytes, tokens: c.count, hash: try CorpusHash.file(path))
-            let runName = name ?? "\(c.name)-\(Self.timestamp())"
-            let dir = (out as NSString).appendingPathComponent(runName)
             if let initFrom {
+                let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                let dir = (out as NSString).appendingPathComponent(name ?? "\(base)-\(Self.timestamp())")
                 trainer = try fineTune(initFrom, corpus: path, train: t, runDir: dir)
             } else {
-                trainer = try Trainer(corpus: c, corpusInfo: info, model: model.config(vocabSize: c.vocabulary.count), train: t, runDir: dir)
+                let (c, files) = try scale.load(paths: corpus, options: t.loadOptions, out: out, train: t)
+                var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
+                                      hash: corpus.count == 1 && Self.isRegularFile(path) ? try CorpusHash.file(path) : nil)
+                if corpus.count > 1 { info.paths = corpus }
+                let runName = name ?? "\(c.name)-\(Self.timestamp())"
+                let dir = (out as NSString).appendingPathComponent(runName)
+                var mc = model.config(vocabSize: c.vocabulary.count)
+                try scale.applySoftmax(to: &mc, corpus: c)
+                try ScaleOptions.checkMemory(corpus: c, config: mc, train: t)
+                trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir)
             }
-            printError(String(format: "corpus %@: %d tokens (%@), vocabulary %d, loaded in %.2fs",
-                              path, c.count, t.unit.rawValue, c.vocabulary.count, Date().timeIntervalSince(t0)))
             let b = trainer.batches
             let mc = trainer.model.config
             printError("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "
-                       + "\(mc.parameterCount) parameters → \(dir)")
+                       + "\(mc.parameterCount) parameters → \(trainer.runDir)")
         }
         let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
         Interrupt.install()
@@ -125,6 +135,11 @@ struct TrainCommand: ParsableCommand {
     }
 
     func setThreads(_ n: Int) { BLASThreads.set(n) }
+
+    static func isRegularFile(_ path: String) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
+    }
 
     static func timestamp() -> String {
         let f = DateFormatter()

@@ -17,6 +17,8 @@ public struct CorpusInfo: Codable, Sendable, Equatable {
     public var tokens: Int
     /// `CorpusHash` of the file's bytes (16 hex digits); nil in checkpoints written before it existed.
     public var hash: String?
+    /// Every input (files and directories) when there were several; `path` is the first.
+    public var paths: [String]? = nil
     public init(name: String, path: String, bytes: Int, tokens: Int, hash: String? = nil) {
         self.name = name; self.path = path; self.bytes = bytes; self.tokens = tokens; self.hash = hash
     }
@@ -116,6 +118,7 @@ public enum Checkpoint {
             "best_iteration": String(p.bestIteration),
             "elapsed_sec": String(p.elapsed),
         ]
+        if let u = meta.vocabulary.unknownID { m["unk_id"] = String(u) }
         if let b = p.bestValLoss { m["best_val_loss"] = "\(b)" }
         if let v = p.lastValLoss { m["val_loss"] = "\(v)" }
         m.merge(meta.extra) { core, _ in core }
@@ -134,7 +137,7 @@ public enum Checkpoint {
         public let path: String
         public let file: SafeTensorsFile
         public let meta: CheckpointMeta
-        public var hasOptimizerState: Bool { file.tensors[StateDict.moment(meta.train.optim.slots[0], of: StateDict.decoderBias)] != nil }
+        public var hasOptimizerState: Bool { file.tensors[StateDict.moment(meta.train.optim.slots[0], of: StateDict.weightHH(0))] != nil }
     }
 
     /// Reads `path` (a .safetensors file) and decodes its metadata.
@@ -179,7 +182,12 @@ public enum Checkpoint {
         p.bestValLoss = md["best_val_loss"].flatMap(Double.init)
         p.lastValLoss = md["val_loss"].flatMap(Double.init)
         p.elapsed = md["elapsed_sec"].flatMap(Double.init) ?? 0
-        var meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens),
+        var unknownID: Int? = nil
+        if let u = md["unk_id"] {
+            guard let v = Int(u), v >= 0, v < tokens.count else { throw fail("metadata \"unk_id\" is not a vocabulary id") }
+            unknownID = v
+        }
+        var meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens, unknownID: unknownID),
                                   corpus: corpus, progress: p, trainBatches: try int("train_batches"))
         meta.extra = md.filter { !coreKeys.contains($0.key) }
         return Loaded(path: path, file: file, meta: meta)

@@ -13,6 +13,11 @@ public enum StateDict {
     public static func weightHH(_ k: Int) -> String { "rnn.weight_hh_l\(k)" }
     public static func biasIH(_ k: Int) -> String { "rnn.bias_ih_l\(k)" }
     public static func biasHH(_ k: Int) -> String { "rnn.bias_hh_l\(k)" }
+    // Adaptive softmax (--softmax adaptive), PyTorch nn.AdaptiveLogSoftmaxWithLoss(head_bias=True) under `decoder.`.
+    public static let adaptiveHeadWeight = "decoder.head.weight"
+    public static let adaptiveHeadBias = "decoder.head.bias"
+    public static func adaptiveTailProj(_ i: Int) -> String { "decoder.tail.\(i).0.weight" }
+    public static func adaptiveTailOut(_ i: Int) -> String { "decoder.tail.\(i).1.weight" }
 
     /// Optimizer moment `slot` (e.g. "square_avg", "exp_avg", "momentum_buffer") of parameter `name`.
     public static func moment(_ slot: String, of name: String) -> String { "optimizer.\(slot).\(name)" }

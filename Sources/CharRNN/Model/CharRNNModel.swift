@@ -32,6 +32,10 @@ public final class CharRNNModel: @unchecked Sendable {
     public let embedding: EmbeddingLayer?
     public let layers: [RecurrentLayer]
     public let decoder: LinearLayer
+    /// Decoder choice (issue 4): with `config.adaptive`, `decoder` is the adaptive softmax's head and
+    /// this holds the tails and their workspace; nil for the full softmax.
+    public let adaptive: AdaptiveSoftmaxLayer?
+    let adaptiveWS: AdaptiveSoftmaxWorkspace?
 
     // Workspace, (maxT, maxB) sized.
     let embOut: Storage?         // (T, B, E)
@@ -39,7 +43,7 @@ public final class CharRNNModel: @unchecked Sendable {
     let masks: [Storage]         // L × (T, B, H) dropout masks of each layer's output (empty when dropout = 0)
     let dropped: [Storage]       // L × (T, B, H) masked outputs
     let dy: [Storage]            // L × (T, B, H) ∂L/∂(layer k's output h[1...T])
-    let logits: Storage          // (N, V); replaced by ∂L/∂logits in training
+    let logits: Storage          // (N, V) (adaptive: (N, S+C) head logits); replaced by ∂L/∂logits in training
     let ones: Storage            // (N) of 1, for bias column sums
 
     /// Builds the parameter layout (zeros) and all workspaces for minibatches up to (maxT, maxB).
@@ -55,8 +59,18 @@ public final class CharRNNModel: @unchecked Sendable {
             layerParams.append(RecurrentLayer.addParams(to: &layout, layer: k, kind: config.cell,
                                                         inputSize: config.inputSize(layer: k), hiddenSize: H))
         }
-        decoder = LinearLayer(weight: layout.add(StateDict.decoderWeight, shape: [V, H]),
-                              bias: layout.add(StateDict.decoderBias, shape: [V]))
+        // MARK: decoder choice (issue 4) — full softmax, or adaptive softmax whose head is `decoder`
+        if let a = config.adaptive {
+            let layer = AdaptiveSoftmaxLayer(config: a, hidden: H, layout: &layout)
+            decoder = layer.head
+            adaptive = layer
+            adaptiveWS = AdaptiveSoftmaxWorkspace(layer: layer, maxRows: N)
+        } else {
+            decoder = LinearLayer(weight: layout.add(StateDict.decoderWeight, shape: [V, H]),
+                                  bias: layout.add(StateDict.decoderBias, shape: [V]))
+            adaptive = nil
+            adaptiveWS = nil
+        }
         self.layout = layout
         params = Storage(count: layout.count)
         grads = Storage(count: layout.count)
@@ -73,7 +87,7 @@ public final class CharRNNModel: @unchecked Sendable {
         masks = config.dropout > 0 ? (0..<L).map { _ in Storage(count: N * H) } : []
         dropped = config.dropout > 0 ? (0..<L).map { _ in Storage(count: N * H) } : []
         dy = (0..<L).map { _ in Storage(count: N * H) }
-        logits = Storage(count: N * V)
+        logits = Storage(count: N * decoder.outFeatures)
         ones = Storage(count: N)
         for i in 0..<N { ones.ptr[i] = 1 }
     }
@@ -126,6 +140,10 @@ public final class CharRNNModel: @unchecked Sendable {
     public func evaluate(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState) -> Double {
         var unused = Xoshiro256(seed: 0)
         forwardLogits(x: x, T: T, B: B, state: state, training: false, rng: &unused)
+        if let adaptive, let adaptiveWS {   // decoder choice (issue 4): the exact full distribution
+            return adaptive.exactLoss(x: layers[layers.count - 1].output(B: B), targets: y, rows: T * B, head: logits.ptr,
+                                      p: params.ptr, ws: adaptiveWS)
+        }
         return softmaxCrossEntropy(logits: logits.ptr, targets: y, rows: T * B, V: config.vocabSize, gradient: false)
     }
 
@@ -139,13 +157,16 @@ public final class CharRNNModel: @unchecked Sendable {
         grads.zero()
         forwardLogits(x: x, T: T, B: B, state: state, training: true, rng: &rng)
         let N = T * B, H = config.hidden
-        let loss = softmaxCrossEntropy(logits: logits.ptr, targets: y, rows: N, V: config.vocabSize, gradient: true)
         let p = UnsafePointer(params.ptr), g = grads.ptr
         let drop = config.dropout > 0
         let L = layers.count
-        // decoder: logits = top · Wᵀ + b
         let top = drop ? dropped[L - 1].ptr : layers[L - 1].output(B: B)
+        // decoder choice (issue 4): adaptive softmax = head CE + tails (forward and backward)
+        let loss = adaptive.map { $0.trainLoss(x: top, targets: y, rows: N, head: logits.ptr, p: p, g: g, ws: adaptiveWS!) }
+            ?? softmaxCrossEntropy(logits: logits.ptr, targets: y, rows: N, V: config.vocabSize, gradient: true)
+        // decoder: logits = top · Wᵀ + b
         decoder.backward(x: top, dout: logits.ptr, rows: N, p: p, g: g, ones: ones.ptr, dx: dy[L - 1].ptr)
+        if let adaptiveWS { axpy(n: N * H, alpha: 1, x: adaptiveWS.dxTail.ptr, y: dy[L - 1].ptr) }
         for k in stride(from: L - 1, through: 0, by: -1) {
             // dropout: out = h ⊙ mask  ⇒  dh = dout ⊙ mask
             if drop { Dropout.apply(dy[k].ptr, mask: masks[k].ptr, out: dy[k].ptr, n: N * H) }

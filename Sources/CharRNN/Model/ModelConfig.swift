@@ -9,6 +9,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var embed: Int
     public var dropout: Float
     public var vocabSize: Int
+    /// Output layer: nil = full softmax (`decoder.weight`, `decoder.bias`); set = adaptive softmax.
+    public var adaptive: AdaptiveSoftmaxConfig? = nil
 
     public init(cell: CellKind = .lstm, layers: Int = 2, hidden: Int = 128, embed: Int = 0, dropout: Float = 0, vocabSize: Int) {
         self.cell = cell; self.layers = layers; self.hidden = hidden; self.embed = embed
@@ -23,6 +25,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         let G = cell.gates * hidden
         var n = embed > 0 ? vocabSize * embed : 0
         for k in 0..<layers { n += G * inputSize(layer: k) + G * hidden + 2 * G }
+        if let adaptive { return n + adaptive.parameterCount(hidden: hidden) }
         return n + vocabSize * hidden + vocabSize
     }
 
@@ -33,6 +36,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         if embed < 0 { return "--embed must be 0 (one-hot) or positive" }
         if !(dropout >= 0 && dropout < 1) { return "--dropout must be in [0, 1)" }
         if vocabSize < 1 { return "vocabulary is empty" }
+        if let adaptive {
+            if let p = adaptive.problem { return p }
+            if adaptive.order.count != vocabSize { return "adaptive softmax covers \(adaptive.order.count) tokens, vocabulary has \(vocabSize)" }
+        }
         return nil
     }
 }

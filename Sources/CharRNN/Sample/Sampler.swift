@@ -34,12 +34,14 @@ public final class Sampler {
     let scratch: Storage               // cell scratch
     let packedIH: [PackedPanels?]      // per layer W_ihᵀ packed (nil for one-hot layer 0)
     let packedHH: [PackedPanels]       // per layer W_hhᵀ packed
-    let packedDec: PackedPanels        // decoder Wᵀ (H × V) packed
+    let packedDec: PackedPanels        // decoder Wᵀ (H × V) packed (the head's, with an adaptive softmax)
     let emb: Storage                   // (E) embedding of the current token
     let wihT: Storage?                 // (V, G) layer-0 W_ihᵀ, for the one-hot column
     let logits: Storage                // (V)
     let probs: Storage                 // (V)
     let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
+    let adaptiveWS: AdaptiveSoftmaxWorkspace?  // (1 row) with an adaptive softmax: logits are exact log-probs
+    let unknownID: Int?                // masked: never drawn
     var hasState = false
 
     /// - Parameter model: a model built with maxT = maxB = 1 (or larger) holding the weights.
@@ -67,8 +69,10 @@ public final class Sampler {
             pk.packTransposed(p + l.params.wHH.offset, k: l.H, n: l.G, ld: l.H)
             return pk
         }
-        packedDec = PackedPanels(maxK: cfg.hidden, maxN: V)
-        packedDec.packTransposed(p + model.decoder.weight.offset, k: cfg.hidden, n: V, ld: cfg.hidden)
+        // (with an adaptive softmax the decoder is its head; feed then takes the adaptive path)
+        let decRows = model.decoder.outFeatures
+        packedDec = PackedPanels(maxK: cfg.hidden, maxN: decRows)
+        packedDec.packTransposed(p + model.decoder.weight.offset, k: cfg.hidden, n: decRows, ld: cfg.hidden)
         emb = Storage(count: max(1, cfg.embed))
         if cfg.embed == 0 {
             let t = Storage(count: V * G)
@@ -77,6 +81,8 @@ public final class Sampler {
         } else { wihT = nil }
         logits = Storage(count: V); probs = Storage(count: V)
         order = .allocate(capacity: V)
+        adaptiveWS = model.adaptive.map { AdaptiveSoftmaxWorkspace(layer: $0, maxRows: 1) }
+        unknownID = vocabulary.unknownID
     }
 
     deinit { order.deallocate() }
@@ -114,6 +120,11 @@ public final class Sampler {
             let job = RowProductJob(x: x, wih: x == nil ? nil : wih, gx: gx, h: hk, whh: whh, gh: gh, parts: parts)
             pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: RowProductJob.self).pointee.run(part: $1) }
             layer.stepKernel(gx: gx, gh: gh, h: h[k].ptr, c: c[k].ptr, p: p, scratch: scratch.ptr)
+        }
+        if let a = model.adaptive, let adaptiveWS {   // issue 4: the exact full distribution, log p per token
+            a.fullLogProbs(x: h[model.layers.count - 1].ptr, rows: 1, headLogits: nil, p: p, out: logits.ptr, ws: adaptiveWS)
+            hasState = true
+            return
         }
         // logits = W_dec · h_top + b
         let top = UnsafePointer(h[model.layers.count - 1].ptr), out = logits.ptr, dec = packedDec
@@ -155,8 +166,8 @@ public final class Sampler {
 
     /// The index of the largest logit (ties: lowest id).
     public func argmax() -> Int {
-        var best = 0
-        for i in 1..<V where logits.ptr[i] > logits.ptr[best] { best = i }
+        var best = unknownID == 0 && V > 1 ? 1 : 0
+        for i in 1..<V where logits.ptr[i] > logits.ptr[best] && i != unknownID { best = i }
         return best
     }
 
@@ -170,14 +181,15 @@ public final class Sampler {
         var sv = Vec()
         let invT = Vec(repeating: 1 / T), mv = Vec(repeating: m)
         var i = 0
-        while i < V {   // pr = exp((z − m)/T), eight at a time
+        while i < V {   // pr = exp((z − m)/T), sixteen at a time
             let n = min(vecWidth, V - i)
             let e = vexp((vload(z + i, n) - mv) * invT)
             vstore(e, pr + i, n)
             sv += n == vecWidth ? e : vloadMask(e, n)
             i += vecWidth
         }
-        let s = sv.sum()
+        var s = sv.sum()
+        if let u = unknownID, V > 1 { s -= pr[u]; pr[u] = 0 }   // the unknown token is never sampled
         let k = options.topK > 0 ? min(options.topK, V) : V
         if k == V && options.topP >= 1 {
             // plain categorical draw

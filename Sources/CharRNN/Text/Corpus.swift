@@ -35,6 +35,14 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
     case tooSmall(file: String, tokens: Int, minimum: Int, batch: Int, seq: Int)
     /// Split fractions outside [0, 1], or that leave no training or no validation minibatch at any size.
     case invalidSplit(file: String, trainFrac: Double, valFrac: Double)
+    /// A NUL byte (text files have none) at 1-based line/column, 0-based `byteOffset`.
+    case nulByte(file: String, line: Int, column: Int, byteOffset: Int)
+    /// More than `CorpusLoader.binaryThreshold` of the first `sampled` bytes are not text.
+    case binary(file: String, byteOffset: Int, percent: Int, sampled: Int)
+    /// The file's size or modification time changed while it was being read (near `offset`).
+    case changed(file: String, offset: Int)
+    /// A loading option is out of range.
+    case invalidOption(String)
 
     public var description: String {
         switch self {
@@ -54,6 +62,14 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
             return "\(file): corpus too small: \(tokens) tokens, need at least \(minimum) for --batch \(batch) --seq \(seq) (one training and one validation minibatch)"
         case let .invalidSplit(file, trainFrac, valFrac):
             return "\(file): --train-frac \(trainFrac) --val-frac \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
+        case let .nulByte(file, line, column, byteOffset):
+            return "\(file):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
+        case let .binary(file, byteOffset, percent, sampled):
+            return "\(file) (byte \(byteOffset)): not a text file: \(percent)% of the first \(sampled) bytes are control bytes or invalid UTF-8"
+        case let .changed(file, offset):
+            return "\(file): the file changed while it was being read (near byte \(offset)); load it again once it is complete"
+        case let .invalidOption(message):
+            return message
         }
     }
 }
@@ -67,6 +83,10 @@ public struct Corpus: Sendable {
     /// Built from this corpus: its distinct tokens in code-point order.
     public let vocabulary: Vocabulary
     let store: TokenStore
+    /// Occurrences of each id in the token array (V entries); filled by `CorpusLoader`, empty otherwise.
+    public internal(set) var counts: [Int] = []
+    /// What loading found and did (replacements, pruned characters); see `CorpusLoader`.
+    public internal(set) var stats = CorpusStats()
 
     /// Number of tokens.
     public var count: Int { store.count }
@@ -144,6 +164,13 @@ public struct Corpus: Sendable {
         self.store = store
     }
 
+    /// A corpus over an already built id buffer (the loader and the token cache).
+    init(name: String, vocabulary: Vocabulary, store: TokenStore) {
+        self.name = name
+        self.vocabulary = vocabulary
+        self.store = store
+    }
+
     /// "data/tang-poems.txt" → "tang-poems"; a leading dot ("/x/.hidden") is not an extension.
     static func baseName(_ path: String) -> String {
         var trimmed = Substring(path)
@@ -156,21 +183,30 @@ public struct Corpus: Sendable {
 
 // MARK: - Token storage
 
-/// Owns the id buffer (malloc'd, UInt16 or UInt32). Immutable once built, hence Sendable.
+/// Owns the id buffer (malloc'd, UInt16 or UInt32), or a read-only mapping of a token cache file
+/// that holds it. Immutable once built, hence Sendable.
 final class TokenStore: @unchecked Sendable {
     let narrow: UnsafeMutablePointer<UInt16>?   // (count) when V ≤ 65,536
     let wide: UnsafeMutablePointer<UInt32>?     // (count) otherwise
     let count: Int
+    /// When set, the ids live inside this mmap'd region (never written), which deinit unmaps.
+    let mapping: (base: UnsafeMutableRawPointer, length: Int)?
 
-    init(narrow: UnsafeMutablePointer<UInt16>?, wide: UnsafeMutablePointer<UInt32>?, count: Int) {
+    init(narrow: UnsafeMutablePointer<UInt16>?, wide: UnsafeMutablePointer<UInt32>?, count: Int,
+         mapping: (base: UnsafeMutableRawPointer, length: Int)? = nil) {
         self.narrow = narrow
         self.wide = wide
         self.count = count
+        self.mapping = mapping
     }
 
     deinit {
-        free(narrow)
-        free(wide)
+        if let mapping {
+            munmap(mapping.base, mapping.length)
+        } else {
+            free(narrow)
+            free(wide)
+        }
     }
 }
 
@@ -308,7 +344,7 @@ struct InterningSink: TokenSink {
 }
 
 /// `realloc` for a trivial element type. Traps (via precondition) only if the allocation itself fails.
-private func reallocate<T>(_ p: UnsafeMutablePointer<T>?, capacity: Int) -> UnsafeMutablePointer<T> {
+func reallocate<T>(_ p: UnsafeMutablePointer<T>?, capacity: Int) -> UnsafeMutablePointer<T> {
     let raw = realloc(p, capacity * MemoryLayout<T>.stride)
     precondition(raw != nil, "out of memory allocating \(capacity * MemoryLayout<T>.stride) bytes for token ids")
     return raw!.bindMemory(to: T.self, capacity: capacity)

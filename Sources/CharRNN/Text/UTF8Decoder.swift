@@ -3,7 +3,8 @@
 // Contract
 // - Scalars are decoded with `utf8proc_iterate`, which rejects stray continuation bytes, overlong forms
 //   (C0 AF), UTF-8-encoded surrogates (ED A0 80), code points above U+10FFFF and sequences cut short by
-//   the end of the input. ASCII bytes take a fast path that never calls into C.
+//   the end of the input. ASCII bytes, and two- and three-byte forms whose continuation bytes are
+//   simply 80...BF, take fast paths that never call into C (scalar mode).
 // - `.grapheme` groups scalars into extended grapheme clusters (UAX #29) with
 //   `utf8proc_grapheme_break_stateful`. Shortcuts that give the same answer without the C call: two
 //   ASCII bytes other than CR LF always break, and so does any pair whose right side has break class
@@ -137,6 +138,25 @@ enum UTF8Decoder {
                 sink.scalar(UInt32(b), bytes: p + i, length: 1)
                 i += 1
                 continue
+            }
+            // Inline paths for the two- and three-byte forms whose continuation ranges are plain
+            // 80...BF (C2...DF, E1...EC, EE...EF): CJK text is almost all of these. E0, ED (overlong
+            // and surrogate ranges) and four-byte forms go through utf8proc.
+            if b >= 0xE1 && b <= 0xEF && b != 0xED && i + 2 < n {
+                let b1 = p[i + 1], b2 = p[i + 2]
+                if b1 & 0xC0 == 0x80 && b2 & 0xC0 == 0x80 {
+                    let cp = UInt32(b & 0x0F) << 12 | UInt32(b1 & 0x3F) << 6 | UInt32(b2 & 0x3F)
+                    sink.scalar(cp, bytes: p + i, length: 3)
+                    i += 3
+                    continue
+                }
+            } else if b >= 0xC2 && b <= 0xDF && i + 1 < n {
+                let b1 = p[i + 1]
+                if b1 & 0xC0 == 0x80 {
+                    sink.scalar(UInt32(b & 0x1F) << 6 | UInt32(b1 & 0x3F), bytes: p + i, length: 2)
+                    i += 2
+                    continue
+                }
             }
             var cp: Int32 = -1
             let len = utf8proc_iterate(p + i, n - i, &cp)

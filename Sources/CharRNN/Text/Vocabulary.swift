@@ -90,6 +90,9 @@ public struct Vocabulary: Sendable, Equatable {
     /// Id → token text. Built from a corpus, sorted in code-point order.
     public let tokens: [String]
     let table: TokenTable
+    /// The id that stands for every character left out by `--min-count`/`--max-vocab` (its token text
+    /// is "", id 0), or nil when the vocabulary has no unknown token. Learned, never sampled or printed.
+    public internal(set) var unknownID: Int? = nil
 
     /// Number of tokens (V).
     public var count: Int { tokens.count }
@@ -102,6 +105,13 @@ public struct Vocabulary: Sendable, Equatable {
         var table = TokenTable()
         for (i, token) in tokens.enumerated() { table.insertIfAbsent(Array(token.utf8), id: Int32(i)) }
         self.init(unit: unit, tokens: tokens, table: table)
+    }
+
+    /// A vocabulary with an unknown token (`tokens[unknownID]` should be "").
+    public init(unit: TokenUnit, tokens: [String], unknownID: Int?) {
+        self.init(unit: unit, tokens: tokens)
+        precondition(unknownID.map { $0 >= 0 && $0 < tokens.count } ?? true, "unknown id out of range")
+        self.unknownID = unknownID
     }
 
     init(unit: TokenUnit, tokens: [String], table: TokenTable) {
@@ -136,13 +146,15 @@ public struct Vocabulary: Sendable, Equatable {
     /// - Parameters:
     ///   - text: the text to encode.
     ///   - normalize: normalization to apply before tokenizing.
-    /// - Returns: `ids`, the ids of the tokens found in the vocabulary, in order (unknown tokens are
-    ///   left out), and `unknown`, the distinct tokens not in the vocabulary in order of first appearance.
+    /// - Returns: `ids`, the ids of the tokens found in the vocabulary, in order (tokens not in it are
+    ///   left out, or mapped to `unknownID` when the vocabulary has one), and `unknown`, the distinct
+    ///   tokens not in the vocabulary in order of first appearance.
     public func encode(_ text: String, normalize: Normalization) -> (ids: [Int32], unknown: [String]) {
         var text = text
         return text.withUTF8 { utf8 in
             table.bmp.withUnsafeBufferPointer { bmp in
                 var sink = LookupSink(bmp: bmp.baseAddress!, table: table)
+                sink.unknownID = unknownID.map { Int32($0) } ?? -1
                 // A Swift String is valid UTF-8, so this can only fail if utf8proc runs out of memory
                 // while normalizing; the tokens encoded until then are returned.
                 try? UTF8Decoder.tokenize(utf8, unit: unit, normalize: normalize, into: &sink)
@@ -153,7 +165,7 @@ public struct Vocabulary: Sendable, Equatable {
 
     /// Equal when the units match and the tokens have identical UTF-8 in the same order.
     public static func == (a: Vocabulary, b: Vocabulary) -> Bool {
-        a.unit == b.unit && a.tokens.count == b.tokens.count
+        a.unit == b.unit && a.unknownID == b.unknownID && a.tokens.count == b.tokens.count
             && zip(a.tokens, b.tokens).allSatisfy { $0.utf8.elementsEqual($1.utf8) }
     }
 }
@@ -167,6 +179,7 @@ struct LookupSink: TokenSink {
     var ids: [Int32] = []
     var unknown: [String] = []
     var seen: Set<[UInt8]> = []
+    var unknownID: Int32 = -1         // appended for tokens not in the table when ≥ 0
 
     init(bmp: UnsafePointer<Int32>, table: TokenTable) {
         self.bmp = bmp
@@ -187,6 +200,7 @@ struct LookupSink: TokenSink {
     }
 
     mutating func noteUnknown(_ p: UnsafePointer<UInt8>, length: Int) {
+        if unknownID >= 0 { ids.append(unknownID) }
         let bytes = Array(UnsafeBufferPointer(start: p, count: length))
         if seen.insert(bytes).inserted { unknown.append(String(decoding: bytes, as: UTF8.self)) }
     }

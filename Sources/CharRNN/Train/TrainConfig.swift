@@ -24,6 +24,18 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var threads = 0
     public var unit: TokenUnit = .scalar
     public var normalize: Normalization = .none
+    /// Vocabulary control and decoding (issue 4); nil in checkpoints written before they existed.
+    public var minCount: Int? = nil
+    public var maxVocab: Int? = nil
+    public var lossy: Bool? = nil
+
+    /// How the corpus is decoded into tokens for this run.
+    public var loadOptions: LoadOptions {
+        var o = LoadOptions()
+        o.unit = unit; o.normalize = normalize; o.lossy = lossy ?? false
+        o.minCount = minCount ?? 1; o.maxVocab = maxVocab
+        return o
+    }
 
     public init() {}
 

@@ -1,0 +1,432 @@
+// Text/CorpusLoader.swift — a corpus at scale: several inputs, bounded memory, vocabulary control,
+// bad-input checks, progress, and the first-pass cache (`TokenCache`).
+//
+// Contract
+// - Inputs: files and directories; a directory stands for its `*.txt` files in name order (byte-wise,
+//   not recursive). Files are joined with one "\n" token between them. Errors name the file as given
+//   (a directory's files as dir/name) and a byte offset from the start of that file.
+// - One pass per file over a read-only mmap, in chunks of `chunkBytes` cut at a scalar boundary
+//   (a grapheme-safe cut point with `--unit grapheme`). After each chunk its pages are dropped
+//   (madvise DONTNEED), so resident memory while loading is the id buffer plus about one chunk, not
+//   the file. NFC input is decoded in one piece (utf8proc needs its own cut points) without that drop.
+// - Ids go straight into one buffer reserved at one slot per input byte (virtual; only the used
+//   slots become resident) and shrunk at the end: 2 bytes per token while V ≤ 65,536, else 4.
+// - Bad input: a NUL byte is an error (`.nulByte`), and so is a file whose first 64 KiB are more than
+//   `binaryThreshold` non-text bytes (C0 controls other than tab/LF/VT/FF/CR/ESC, DEL, invalid UTF-8)
+//   (`.binary`). Invalid UTF-8 is an error unless `lossy`: then each maximal invalid sequence
+//   becomes one U+FFFD token and is counted. A file whose size or mtime changes between the start,
+//   any chunk and the end of its decoding is an error (`.changed`). (A file truncated under the
+//   mapping can still raise SIGBUS: mmap cannot report that as an error.)
+// - Vocabulary control: with `minCount` and/or `maxVocab`, characters seen fewer than minCount times,
+//   and all but the `maxVocab − 1` most frequent, share one unknown token: text "", id 0, sorted
+//   first, so the rest of the vocabulary keeps its code-point order. The ids are remapped in place.
+// - `counts` (occurrences per id) and `stats` (replacements, coverage, the most frequent characters
+//   that fell out) come with the corpus.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Options and report
+
+/// How to turn the input files into tokens. Part of the token cache's key.
+public struct LoadOptions: Sendable, Equatable, Codable {
+    public var unit: TokenUnit = .scalar
+    public var normalize: Normalization = .none
+    /// Replace invalid UTF-8 with U+FFFD (counted) instead of stopping.
+    public var lossy = false
+    /// Characters seen fewer times than this map to the unknown token (1 = keep all).
+    public var minCount = 1
+    /// At most this many tokens including the unknown one (nil = no limit).
+    public var maxVocab: Int? = nil
+    public init() {}
+
+    /// True when some characters may be mapped to the unknown token.
+    public var prunes: Bool { minCount > 1 || maxVocab != nil }
+
+    public var problem: String? {
+        if minCount < 1 { return "--min-count must be at least 1" }
+        if let m = maxVocab, m < 2 { return "--max-vocab must be at least 2 (one character and the unknown token)" }
+        return nil
+    }
+}
+
+/// What loading found. All counts are tokens.
+public struct CorpusStats: Sendable, Equatable, Codable {
+    /// Invalid UTF-8 sequences replaced by U+FFFD (`lossy`).
+    public var replacements = 0
+    /// Distinct tokens before pruning.
+    public var distinctTokens = 0
+    /// Tokens whose character is in the vocabulary (not mapped to unknown).
+    public var coveredTokens = 0
+    /// Distinct characters mapped to the unknown token.
+    public var droppedDistinct = 0
+    /// The most frequent characters that fell out, with their counts (at most 10).
+    public var topDropped: [DroppedToken] = []
+    public init() {}
+
+    public struct DroppedToken: Sendable, Equatable, Codable {
+        public var token: String
+        public var count: Int
+    }
+}
+
+/// One input file: path as named in errors, and what `stat` said when it was opened.
+public struct InputFile: Sendable, Equatable, Codable {
+    public var path: String
+    public var size: Int
+    public var mtimeNanoseconds: Int64
+    public var inode: UInt64
+}
+
+// MARK: - Loader
+
+public enum CorpusLoader {
+    /// Bytes decoded between progress reports, page drops and change checks.
+    public static let chunkBytes = 8 << 20
+    /// Fraction of non-text bytes in a file's first 64 KiB above which it is rejected as binary.
+    public static let binaryThreshold = 0.30
+
+    /// Expands directories into their `*.txt` files (name order) and stats every file.
+    /// - Throws: `TextError.cannotRead` for a missing path, an unreadable directory, or a directory
+    ///   with no .txt file.
+    public static func inputs(_ paths: [String]) throws(TextError) -> [InputFile] {
+        var out: [InputFile] = []
+        for path in paths {
+            var st = stat()
+            if stat(path, &st) != 0 { throw .cannotRead(file: path, reason: String(cString: strerror(errno))) }
+            if st.st_mode & S_IFMT == S_IFDIR {
+                guard let dir = opendir(path) else { throw .cannotRead(file: path, reason: String(cString: strerror(errno))) }
+                var names: [String] = []
+                while let e = readdir(dir) {
+                    let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                        String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                    }
+                    if name.hasSuffix(".txt") && !name.hasPrefix(".") { names.append(name) }
+                }
+                closedir(dir)
+                names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                if names.isEmpty { throw .cannotRead(file: path, reason: "directory has no .txt files") }
+                let prefix = path.hasSuffix("/") ? path : path + "/"
+                for n in names {
+                    let p = prefix + n
+                    var fst = stat()
+                    if stat(p, &fst) != 0 { throw .cannotRead(file: p, reason: String(cString: strerror(errno))) }
+                    if fst.st_mode & S_IFMT == S_IFDIR { continue }
+                    out.append(InputFile(path: p, stat: fst))
+                }
+            } else {
+                out.append(InputFile(path: path, stat: st))
+            }
+        }
+        return out
+    }
+
+    /// Loads and decodes `files` in order, joined by "\n", then prunes the vocabulary as `options` ask.
+    /// - Parameters:
+    ///   - name: the corpus name (for run names).
+    ///   - progress: called after each chunk with (bytes done, total bytes).
+    /// - Throws: `TextError`.
+    public static func load(_ files: [InputFile], name: String, options: LoadOptions,
+                            progress: (Int, Int) -> Void = { _, _ in }) throws(TextError) -> Corpus {
+        precondition(!files.isEmpty, "no input files")
+        if let p = options.problem { throw .invalidOption(p) }
+        let total = files.reduce(0) { $0 + $1.size }
+        var sink = InterningSink()
+        defer { sink.release() }
+        sink.willScan(byteCount: total + files.count)        // one reservation for all files and separators
+        var replacements = 0
+        var done = 0
+        let newline: [UInt8] = [0x0A]
+        for (k, file) in files.enumerated() {
+            if k > 0 { newline.withUnsafeBufferPointer { sink.scalar(0x0A, bytes: $0.baseAddress!, length: 1) } }
+            replacements += try decodeFile(file, options: options, sink: &sink) { d in progress(done + d, total) }
+            done += file.size
+            progress(done, total)
+        }
+        if sink.count == 0 { throw .empty(file: files.map(\.path).joined(separator: " ")) }
+        let (vocabulary, store) = sink.finish(unit: options.unit)
+        var corpus = Corpus(name: name, vocabulary: vocabulary, store: store)
+        corpus.counts = countTokens(store, V: vocabulary.count)
+        corpus.stats.replacements = replacements
+        corpus.stats.distinctTokens = vocabulary.count
+        corpus.stats.coveredTokens = corpus.count
+        if options.prunes { corpus = prune(corpus, options: options) }
+        return corpus
+    }
+
+    /// Occurrences of each id.
+    static func countTokens(_ store: TokenStore, V: Int) -> [Int] {
+        var counts = [Int](repeating: 0, count: V)
+        counts.withUnsafeMutableBufferPointer { c in
+            if let n = store.narrow {
+                for i in 0..<store.count { c[Int(n[i])] += 1 }
+            } else if let w = store.wide {
+                for i in 0..<store.count { c[Int(w[i])] += 1 }
+            }
+        }
+        return counts
+    }
+
+    // MARK: Decoding one file
+
+    /// Decodes one file into `sink`; returns the number of U+FFFD replacements.
+    static func decodeFile(_ file: InputFile, options: LoadOptions, sink: inout InterningSink,
+                           progress: (Int) -> Void) throws(TextError) -> Int {
+        let fd = open(file.path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .cannotRead(file: file.path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .cannotRead(file: file.path, reason: String(cString: strerror(errno))) }
+        if st.st_mode & S_IFMT != S_IFREG {
+            // Pipes and devices: read into memory, decode in one piece.
+            return try FileBytes.withContents(of: file.path) { (bytes) throws(TextError) -> Int in
+                try decodeBytes(bytes, file: file.path, options: options, sink: &sink, chunked: false,
+                                check: { () throws(TextError) in }, progress: progress)
+            }
+        }
+        let opened = InputFile(path: file.path, stat: st)
+        if opened.size != file.size || opened.mtimeNanoseconds != file.mtimeNanoseconds {
+            throw .changed(file: file.path, offset: 0)
+        }
+        let size = opened.size
+        if size == 0 { return 0 }
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        if mapped == nil || mapped == UnsafeMutableRawPointer(bitPattern: -1) {
+            throw .cannotRead(file: file.path, reason: String(cString: strerror(errno)))
+        }
+        defer { munmap(mapped, size) }
+        _ = madvise(mapped, size, MADV_SEQUENTIAL)
+        let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(mapped!).assumingMemoryBound(to: UInt8.self), count: size)
+        var lastOffset = 0
+        let check = { () throws(TextError) in
+            var now = stat()
+            if fstat(fd, &now) != 0 { throw .cannotRead(file: file.path, reason: String(cString: strerror(errno))) }
+            let n = InputFile(path: file.path, stat: now)
+            if n.size != opened.size || n.mtimeNanoseconds != opened.mtimeNanoseconds {
+                throw .changed(file: file.path, offset: lastOffset)
+            }
+        }
+        let replaced = try decodeBytes(bytes, file: file.path, options: options, sink: &sink, chunked: true,
+                                       check: check, progress: { d in lastOffset = d; progress(d) })
+        try check()
+        return replaced
+    }
+
+    /// Checks, then decodes `input` (a whole file) chunk by chunk.
+    static func decodeBytes(_ input: UnsafeBufferPointer<UInt8>, file: String, options: LoadOptions,
+                            sink: inout InterningSink, chunked: Bool, check: () throws(TextError) -> Void,
+                            progress: (Int) -> Void) throws(TextError) -> Int {
+        guard let base = input.baseAddress, input.count > 0 else { return 0 }
+        let n = input.count
+        try rejectBinary(input, file: file)
+        var replaced = 0
+        if options.normalize == .nfc || !chunked {
+            if let z = memchr(base, 0, n) { throw nulError(input, at: UnsafeRawPointer(z) - UnsafeRawPointer(base), file: file) }
+            replaced = try decodeRange(input, from: 0, to: n, file: file, options: options, sink: &sink)
+            progress(n)
+            return replaced
+        }
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var pos = 0
+        var dropped = 0                                      // pages below this offset were released
+        while pos < n {
+            var end = min(n, pos + chunkBytes)
+            if end < n {
+                if options.unit == .scalar {
+                    var back = 0                             // step back off continuation bytes (≤ 3)
+                    while back < 3 && end > pos + 1 && base[end] & 0xC0 == 0x80 { end -= 1; back += 1 }
+                } else {
+                    end = UTF8Decoder.nextCut(base, from: end, lowerBound: pos, end: n, preferBefore: true)
+                }
+            }
+            if let z = memchr(base + pos, 0, end - pos) {
+                throw nulError(input, at: UnsafeRawPointer(z) - UnsafeRawPointer(base), file: file)
+            }
+            replaced += try decodeRange(input, from: pos, to: end, file: file, options: options, sink: &sink)
+            // Release the pages already decoded (read-only private mapping: they are just dropped).
+            let releaseEnd = (end / pageSize) * pageSize
+            if releaseEnd > dropped {
+                _ = madvise(UnsafeMutableRawPointer(mutating: base + dropped), releaseEnd - dropped, MADV_DONTNEED)
+                dropped = releaseEnd
+            }
+            pos = end
+            progress(pos)
+            try check()
+        }
+        return replaced
+    }
+
+    /// Decodes `input[from..<to]`; in lossy mode, invalid sequences become U+FFFD.
+    static func decodeRange(_ input: UnsafeBufferPointer<UInt8>, from: Int, to: Int, file: String,
+                            options: LoadOptions, sink: inout InterningSink) throws(TextError) -> Int {
+        let base = input.baseAddress!
+        let bom = from == 0 ? UTF8Decoder.bomLength(input) : 0
+        func fail(_ e: DecodeFailure) -> TextError {
+            switch e {
+            case let .invalidUTF8(offset):
+                let at = TextLocation(offset: offset, in: input)
+                return .invalidUTF8(file: file, line: at.line, column: at.column, byteOffset: offset,
+                                    bytes: UTF8Decoder.offendingBytes(input, at: offset))
+            case let .normalization(message):
+                return .normalizationFailed(file: file, reason: message)
+            }
+        }
+        func decodeValid(_ a: Int, _ b: Int) throws(TextError) {
+            guard b > a else { return }
+            do {
+                if options.normalize == .nfc {
+                    try UTF8Decoder.tokenize(UnsafeBufferPointer(start: base + a, count: b - a), unit: options.unit,
+                                             normalize: .nfc, into: &sink)
+                } else {
+                    try UTF8Decoder.scanDirect(base, from: a, to: b, unit: options.unit, into: &sink)
+                }
+            } catch {
+                if case let .invalidUTF8(offset) = error, options.normalize == .nfc { throw fail(.invalidUTF8(offset: a + offset)) }
+                throw fail(error)
+            }
+        }
+        if !options.lossy {
+            try decodeValid(from + bom, to)
+            return 0
+        }
+        var pos = from + bom
+        var replaced = 0
+        let fffd: [UInt8] = [0xEF, 0xBF, 0xBD]
+        while pos < to {
+            guard let bad = UTF8Decoder.firstInvalid(base + pos, count: to - pos) else {
+                try decodeValid(pos, to)
+                break
+            }
+            try decodeValid(pos, pos + bad)
+            let at = pos + bad
+            fffd.withUnsafeBufferPointer { sink.scalar(0xFFFD, bytes: $0.baseAddress!, length: 3) }
+            replaced += 1
+            pos = min(to, at + maximalSubpart(base + at, count: to - at))
+        }
+        return replaced
+    }
+
+    /// Length of the maximal subpart of an ill-formed sequence at `p` (Unicode §3.9, Table 3-7): the
+    /// longest prefix of a well-formed sequence, at least 1 byte. One U+FFFD replaces it (as Swift,
+    /// ICU and WHATWG do).
+    static func maximalSubpart(_ p: UnsafePointer<UInt8>, count n: Int) -> Int {
+        let lead = p[0]
+        let length: Int
+        var lo: UInt8 = 0x80, hi: UInt8 = 0xBF                 // allowed range of the second byte
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lo = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; hi = 0x9F
+        case 0xF0: length = 4; lo = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; hi = 0x8F
+        default: return 1
+        }
+        var k = 1
+        while k < length && k < n {
+            let b = p[k]
+            if k == 1 ? (b < lo || b > hi) : (b & 0xC0 != 0x80) { break }
+            k += 1
+        }
+        return k
+    }
+
+    static func nulError(_ input: UnsafeBufferPointer<UInt8>, at offset: Int, file: String) -> TextError {
+        let at = TextLocation(offset: offset, in: input)
+        return .nulByte(file: file, line: at.line, column: at.column, byteOffset: offset)
+    }
+
+    /// Rejects a file whose first 64 KiB are mostly not text.
+    static func rejectBinary(_ input: UnsafeBufferPointer<UInt8>, file: String) throws(TextError) {
+        let n = min(input.count, 1 << 16)
+        guard n >= 16, let p = input.baseAddress else { return }
+        var bad = 0
+        var first = -1
+        var i = 0
+        while i < n {
+            let b = p[i]
+            if b < 0x80 {
+                let text = b >= 0x20 && b != 0x7F || (b >= 0x09 && b <= 0x0D) || b == 0x1B
+                if !text { bad += 1; if first < 0 { first = i } }
+                i += 1
+                continue
+            }
+            var cp: Int32 = -1
+            let len = UTF8Decoder.scalarLength(p + i, count: n - i, value: &cp)
+            if len <= 0 {
+                if n - i < 4 && i > 0 { break }              // a sequence cut by the 64 KiB window
+                bad += 1; if first < 0 { first = i }
+                i += 1
+            } else {
+                i += len
+            }
+        }
+        let fraction = Double(bad) / Double(n)
+        if fraction > binaryThreshold {
+            throw .binary(file: file, byteOffset: first, percent: Int((fraction * 100).rounded()), sampled: n)
+        }
+    }
+
+    // MARK: Vocabulary control
+
+    /// Maps the rare characters to one unknown token (id 0, text "") and remaps the ids in place.
+    static func prune(_ corpus: Corpus, options: LoadOptions) -> Corpus {
+        let V = corpus.vocabulary.count
+        let counts = corpus.counts
+        // Keep: count ≥ minCount, then the (maxVocab − 1) most frequent (ties: lower id first).
+        var keep = (0..<V).filter { counts[$0] >= options.minCount }
+        if let m = options.maxVocab, keep.count > m - 1 {
+            keep.sort { counts[$0] > counts[$1] || (counts[$0] == counts[$1] && $0 < $1) }
+            keep = Array(keep.prefix(m - 1))
+            keep.sort()
+        }
+        if keep.count == V { return corpus }                  // nothing falls out: no unknown token
+        var remap = [Int32](repeating: 0, count: V)           // old id → new id; 0 = unknown
+        var tokens = [""]
+        var newCounts = [0]
+        for (k, old) in keep.enumerated() {
+            remap[old] = Int32(k + 1)
+            tokens.append(corpus.vocabulary.tokens[old])
+            newCounts.append(counts[old])
+        }
+        var dropped: [Int] = []
+        for old in 0..<V where remap[old] == 0 { dropped.append(old); newCounts[0] += counts[old] }
+        dropped.sort { counts[$0] > counts[$1] || (counts[$0] == counts[$1] && $0 < $1) }
+        let store = corpus.store
+        remap.withUnsafeBufferPointer { r in
+            if let n = store.narrow {
+                for i in 0..<store.count { n[i] = UInt16(truncatingIfNeeded: r[Int(n[i])]) }
+            } else if let w = store.wide {
+                for i in 0..<store.count { w[i] = UInt32(bitPattern: r[Int(w[i])]) }
+            }
+        }
+        var out = Corpus(name: corpus.name, vocabulary: Vocabulary(unit: corpus.vocabulary.unit, tokens: tokens, unknownID: 0),
+                         store: store)
+        out.counts = newCounts
+        out.stats = corpus.stats
+        out.stats.coveredTokens = corpus.count - newCounts[0]
+        out.stats.droppedDistinct = dropped.count
+        out.stats.topDropped = dropped.prefix(10).map { .init(token: corpus.vocabulary.tokens[$0], count: counts[$0]) }
+        return out
+    }
+}
+
+extension InputFile {
+    init(path: String, stat st: stat) {
+        self.path = path
+        size = Int(st.st_size)
+        mtimeNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        inode = UInt64(st.st_ino)
+    }
+}
+
+extension Corpus {
+    /// Percentage of tokens whose character is in the vocabulary (100 without an unknown token).
+    public var coveragePercent: Double {
+        count == 0 ? 100 : 100 * Double(stats.coveredTokens) / Double(count)
+    }
+}

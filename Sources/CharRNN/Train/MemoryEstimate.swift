@@ -1,0 +1,81 @@
+// Train/MemoryEstimate.swift — predict a run's memory before allocating it, and compare it with what
+// the machine (or its cgroup) has available.
+//
+// Estimate (bytes):
+//   tokens      = token count × bytes per id (2 while V ≤ 65,536, else 4)
+//   model       = P × 4 × (1 parameters + 1 gradients + optimizer slots), P = parameterCount
+//   workspace   = N × 4 × (16·L·H + 2·E + decoder outputs), N = seq × batch
+//                 (LSTM caches gates, c, h, tanh c and their gradients per layer; the logits buffer;
+//                  an upper bound for GRU/RNN)
+// Loading needs the token buffer plus one 8 MB chunk of the file; the file itself is not resident.
+// Before the corpus is decoded the token count is predicted from the byte count (scalar tokens ≤ bytes).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+public struct MemoryEstimate: Sendable, CustomStringConvertible {
+    public var tokens: Int
+    public var model: Int
+    public var workspace: Int
+    public var total: Int { tokens + model + workspace }
+
+    public init(tokens: Int, model: Int, workspace: Int) {
+        self.tokens = tokens; self.model = model; self.workspace = workspace
+    }
+
+    /// Estimate for training `config` with `train` on `tokenCount` tokens of `bytesPerToken` bytes.
+    public init(tokenCount: Int, bytesPerToken: Int, config: ModelConfig, train: TrainConfig) {
+        tokens = tokenCount * bytesPerToken
+        model = config.parameterCount * 4 * (2 + train.optim.slots.count)
+        let N = train.seq * train.batch
+        let outputs = config.adaptive.map { $0.headSize + $0.cutoffs.count } ?? config.vocabSize
+        workspace = N * 4 * (16 * config.layers * config.hidden + 2 * config.embed + outputs)
+            + (config.adaptive != nil ? N * 4 * (2 * config.hidden + config.vocabSize) : 0)
+    }
+
+    public var description: String {
+        "\(Self.mb(total)) (tokens \(Self.mb(tokens)), parameters+gradients+optimizer \(Self.mb(model)), activations \(Self.mb(workspace)))"
+    }
+
+    static func mb(_ b: Int) -> String { String(format: "%.0f MB", Double(b) / 1_048_576) }
+
+    /// Bytes this process can still allocate: MemAvailable, capped by a cgroup v2 limit when one is set.
+    public static func availableBytes() -> Int? {
+        var avail: Int? = nil
+        if let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
+            for line in s.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+                let f = line.split(separator: " ")
+                if f.count >= 2, let kb = Int(f[1]) { avail = kb * 1024 }
+            }
+        }
+        if let maxS = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
+           let limit = Int(maxS.trimmingCharacters(in: .whitespacesAndNewlines)),
+           let curS = try? String(contentsOfFile: "/sys/fs/cgroup/memory.current", encoding: .utf8),
+           let cur = Int(curS.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            avail = min(avail ?? Int.max, max(0, limit - cur))
+        }
+        return avail
+    }
+}
+
+/// The run would not fit in memory.
+public struct OutOfMemoryPrediction: Error, CustomStringConvertible {
+    public let what: String
+    public let needed: Int
+    public let available: Int
+    public let suggestion: String
+    public var description: String {
+        "\(what) needs about \(MemoryEstimate.mb(needed)) but only \(MemoryEstimate.mb(available)) is available; \(suggestion)"
+    }
+
+    /// Throws when `needed` exceeds the available memory (`available` nil = measure it).
+    public static func check(_ what: String, needed: Int, available: Int? = MemoryEstimate.availableBytes(),
+                             suggestion: String) throws {
+        guard let available, needed > available else { return }
+        throw OutOfMemoryPrediction(what: what, needed: needed, available: available, suggestion: suggestion)
+    }
+}

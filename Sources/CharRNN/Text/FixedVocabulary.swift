@@ -5,9 +5,10 @@
 // Contract
 // - `Vocabulary.encodeFile` decodes the file exactly as the corpus loader does (same `UTF8Decoder`
 //   pipeline: BOM skipped, NFC first if asked, scalar or grapheme unit) and maps every token to its
-//   id in this vocabulary. A token not in the vocabulary is skipped (left out of `ids`, so its
-//   neighbours become adjacent) and counted in `unknownCount`; the distinct ones are listed in
-//   order of first appearance in `unknown`.
+//   id in this vocabulary. A token not in the vocabulary maps to the unknown token when the
+//   vocabulary has one (`--min-count`/`--max-vocab`), else is skipped (left out of `ids`, so its
+//   neighbours become adjacent); either way it is counted in `unknownCount`, and the distinct ones
+//   are listed in order of first appearance in `unknown` (at most 64).
 // - `CorpusHash` is a fast, non-cryptographic 64-bit hash of a file's bytes: four interleaved lanes
 //   over 8-byte little-endian words, each `h = (h ^ w) · 0x100000001b3; h ^= h >> 29` (FNV-1a's
 //   prime plus an xor-shift so high input bits reach low output bits), the tail bytes FNV-1a, then
@@ -32,36 +33,6 @@ public struct EncodedText: Sendable {
     public var bytes: Int
 }
 
-/// Collects ids of a fixed vocabulary and counts the tokens it lacks.
-struct CountingLookupSink: TokenSink {
-    let bmp: UnsafePointer<Int32>     // (65536) borrowed from `table.bmp` for the duration of the scan
-    let table: TokenTable
-    var ids: [Int32] = []
-    var unknownCount = 0
-    var unknown: [String] = []
-    var seen: Set<[UInt8]> = []
-
-    mutating func willScan(byteCount: Int) { ids.reserveCapacity(ids.count + byteCount) }
-
-    @inline(__always)
-    mutating func scalar(_ value: UInt32, bytes: UnsafePointer<UInt8>, length: Int) {
-        let id = value < UInt32(TokenTable.bmpSize) ? bmp[Int(value)] : (table.astral[value] ?? -1)
-        if id >= 0 { ids.append(id) } else { noteUnknown(bytes, length: length) }
-    }
-
-    mutating func cluster(bytes: UnsafePointer<UInt8>, length: Int) {
-        let id = table.clusterID(bytes, length: length)
-        if id >= 0 { ids.append(id) } else { noteUnknown(bytes, length: length) }
-    }
-
-    mutating func noteUnknown(_ p: UnsafePointer<UInt8>, length: Int) {
-        unknownCount += 1
-        guard unknown.count < 64 else { return }
-        let bytes = Array(UnsafeBufferPointer(start: p, count: length))
-        if seen.insert(bytes).inserted { unknown.append(String(decoding: bytes, as: UTF8.self)) }
-    }
-}
-
 extension Vocabulary {
     /// Reads and tokenizes the UTF-8 file at `path` with this vocabulary's unit.
     /// - Parameters:
@@ -72,7 +43,9 @@ extension Vocabulary {
     public func encodeFile(path: String, normalize: Normalization) throws -> EncodedText {
         try FileBytes.withContents(of: path) { (input) throws(TextError) -> EncodedText in
             try table.bmp.withUnsafeBufferPointer { (bmp) throws(TextError) -> EncodedText in
-                var sink = CountingLookupSink(bmp: bmp.baseAddress!, table: table)
+                var sink = LookupSink(bmp: bmp.baseAddress!, table: table)
+                sink.unknownID = unknownID.map { Int32($0) } ?? -1   // mapped to the unknown token when there is one
+                sink.maxListed = 64
                 do throws(DecodeFailure) {
                     try UTF8Decoder.tokenize(input, unit: unit, normalize: normalize, into: &sink)
                 } catch {

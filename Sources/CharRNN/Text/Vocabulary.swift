@@ -172,12 +172,15 @@ public struct Vocabulary: Sendable, Equatable {
 
 // MARK: - Lookup sink
 
-/// Encodes against a fixed vocabulary, collecting unknown tokens.
+/// Encodes against a fixed vocabulary, counting and collecting unknown tokens (used for prime text,
+/// `eval` files, `--init-from` and `--allow-new-corpus` corpora).
 struct LookupSink: TokenSink {
     let bmp: UnsafePointer<Int32>     // (65536) borrowed from `table.bmp` for the duration of the scan
     let table: TokenTable
     var ids: [Int32] = []
-    var unknown: [String] = []
+    var unknown: [String] = []        // distinct unknown tokens in order of first appearance
+    var unknownCount = 0              // every unknown occurrence
+    var maxListed = Int.max           // stop listing (not counting) after this many distinct ones
     var seen: Set<[UInt8]> = []
     var unknownID: Int32 = -1         // appended for tokens not in the table when ≥ 0
 
@@ -201,6 +204,8 @@ struct LookupSink: TokenSink {
 
     mutating func noteUnknown(_ p: UnsafePointer<UInt8>, length: Int) {
         if unknownID >= 0 { ids.append(unknownID) }
+        unknownCount += 1
+        guard unknown.count < maxListed else { return }
         let bytes = Array(UnsafeBufferPointer(start: p, count: length))
         if seen.insert(bytes).inserted { unknown.append(String(decoding: bytes, as: UTF8.self)) }
     }

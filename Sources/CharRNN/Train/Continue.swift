@@ -56,10 +56,10 @@ public enum RunContinuation {
     /// Loads the corpus at `path` as ids of `vocabulary` (a checkpoint's), for fine-tuning or
     /// continuing on a new text.
     /// - Throws: `TextError` for unreadable or invalid text, `TrainError.invalid` when the text is empty
-    ///   or has tokens the vocabulary lacks (there is no unknown id to map them to yet).
+    ///   or has tokens the vocabulary lacks and the vocabulary has no unknown token to map them to.
     public static func corpus(path: String, vocabulary: Vocabulary, normalize: Normalization) throws -> (Corpus, CorpusInfo) {
         let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
-        if enc.unknownCount > 0 {
+        if enc.unknownCount > 0 && vocabulary.unknownID == nil {
             let shown = enc.unknown.prefix(20).map { $0.debugDescription }.joined(separator: " ")
             throw TrainError.invalid("\(path): \(enc.unknownCount) tokens are not in the checkpoint's vocabulary of \(vocabulary.count) (\(shown)); "
                                      + "the vocabulary has no unknown token to map them to, so the corpus must use only its characters")

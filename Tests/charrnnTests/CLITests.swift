@@ -4,49 +4,7 @@
 import Foundation
 import XCTest
 
-final class CLITests: XCTestCase {
-    /// .build/<config>/charrnn, next to the test bundle.
-    var binary: URL {
-        var dir = Bundle.main.bundleURL
-        if dir.pathExtension == "xctest" { dir.deleteLastPathComponent() }
-        return dir.appendingPathComponent("charrnn")
-    }
-
-    struct Result { var status: Int32; var out: String; var err: String }
-
-    @discardableResult
-    func run(_ args: [String], cwd: String) throws -> Result {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o; p.standardError = e
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, out: String(decoding: od, as: UTF8.self), err: String(decoding: ed, as: UTF8.self))
-    }
-
-    func workDir() -> String {
-        let d = NSTemporaryDirectory() + "charrnn-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
-
-    /// A small generated corpus: English and a few Chinese characters.
-    func writeCorpus(_ dir: String) throws -> String {
-        var s = ""
-        let lines = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer",
-                     "床前明月光，疑是地上霜。", "The slings and arrows of outrageous fortune,", "舉頭望明月，低頭思故鄉。"]
-        for i in 0..<300 { s += lines[i % lines.count] + "\n" }
-        let path = dir + "/corpus.txt"
-        try s.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
-    let small = ["--hidden", "32", "--seq", "20", "--batch", "8", "--threads", "1", "--lr", "0.03"]
-
+final class CLITests: CharrnnCLITestCase {
     func testTrainSampleAndCSV() throws {
         let dir = workDir()
         let corpus = try writeCorpus(dir)

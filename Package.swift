@@ -8,7 +8,12 @@ import Foundation
 let portable = ProcessInfo.processInfo.environment["CHARRNN_PORTABLE"] != nil
 var kernelFlags: [String] = []
 #if arch(x86_64)
-if !portable { kernelFlags += ["-target-cpu", "native"] }
+if !portable {
+    kernelFlags += ["-target-cpu", "native"]
+    // fused multiply-add in the packed GEMM only where the CPU has it (else it becomes a libm call)
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    if cpuinfo.contains(" fma ") { kernelFlags += ["-D", "CHARRNN_FMA"] }
+}
 #endif
 
 let package = Package(

@@ -12,6 +12,17 @@
 
 public typealias Vec16 = SIMD16<Float>
 
+/// acc += a·b: one fused multiply-add where the build CPU has FMA (CHARRNN_FMA, set by Package.swift),
+/// else a multiply and an add (a fused one would become a libm call per lane).
+@inline(__always)
+func madd(_ acc: inout Vec16, _ a: Vec16, _ b: Vec16) {
+    #if CHARRNN_FMA
+    acc.addProduct(a, b)
+    #else
+    acc += a * b
+    #endif
+}
+
 /// B (k × n) packed for `packedGemm`. Sized once for the largest (k, n) it will hold.
 public final class PackedPanels: @unchecked Sendable {
     public private(set) var k = 0
@@ -102,12 +113,12 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
             var pp = UnsafeRawPointer(panel)
             for kk in 0..<k {
                 let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
-                var s = Vec16(repeating: a0[kk]); c00.addProduct(s, b0); c01.addProduct(s, b1)
-                s = Vec16(repeating: a1[kk]); c10.addProduct(s, b0); c11.addProduct(s, b1)
-                s = Vec16(repeating: a2[kk]); c20.addProduct(s, b0); c21.addProduct(s, b1)
-                s = Vec16(repeating: a3[kk]); c30.addProduct(s, b0); c31.addProduct(s, b1)
-                s = Vec16(repeating: a4[kk]); c40.addProduct(s, b0); c41.addProduct(s, b1)
-                s = Vec16(repeating: a5[kk]); c50.addProduct(s, b0); c51.addProduct(s, b1)
+                var s = Vec16(repeating: a0[kk]); madd(&c00, s, b0); madd(&c01, s, b1)
+                s = Vec16(repeating: a1[kk]); madd(&c10, s, b0); madd(&c11, s, b1)
+                s = Vec16(repeating: a2[kk]); madd(&c20, s, b0); madd(&c21, s, b1)
+                s = Vec16(repeating: a3[kk]); madd(&c30, s, b0); madd(&c31, s, b1)
+                s = Vec16(repeating: a4[kk]); madd(&c40, s, b0); madd(&c41, s, b1)
+                s = Vec16(repeating: a5[kk]); madd(&c50, s, b0); madd(&c51, s, b1)
                 pp += 128
             }
             let cc = c + i * ldc + p * 32
@@ -137,13 +148,13 @@ public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMut
         var kk = 0
         while kk + 1 < k {   // two k at a time: four independent accumulators
             let s0 = Vec16(repeating: a[kk]), s1 = Vec16(repeating: a[kk + 1])
-            x0.addProduct(s0, pp.load(as: Vec16.self)); x1.addProduct(s0, (pp + 64).load(as: Vec16.self))
-            y0.addProduct(s1, (pp + 128).load(as: Vec16.self)); y1.addProduct(s1, (pp + 192).load(as: Vec16.self))
+            madd(&x0, s0, pp.load(as: Vec16.self)); madd(&x1, s0, (pp + 64).load(as: Vec16.self))
+            madd(&y0, s1, (pp + 128).load(as: Vec16.self)); madd(&y1, s1, (pp + 192).load(as: Vec16.self))
             pp += 256; kk += 2
         }
         if kk < k {
             let s0 = Vec16(repeating: a[kk])
-            x0.addProduct(s0, pp.load(as: Vec16.self)); x1.addProduct(s0, (pp + 64).load(as: Vec16.self))
+            madd(&x0, s0, pp.load(as: Vec16.self)); madd(&x1, s0, (pp + 64).load(as: Vec16.self))
         }
         storeTile(c + p * 32, ldc: 0, row: 0, mr: 1, w: min(32, n - p * 32), x0 + y0, x1 + y1, accumulate)
     }

@@ -29,6 +29,8 @@ struct TrainCommand: ParsableCommand {
     var resume: String?
     @Flag(help: "With --resume: accept a corpus that differs from the run's (same vocabulary; the data layout is rebuilt).")
     var allowNewCorpus = false
+    @Flag(help: "Skip the update of a step whose loss or gradient is NaN/Inf instead of stopping (the run still stops after 10 such steps in a row).")
+    var skipNonfinite = false
     @Option(help: ArgumentHelp("Fine-tune: a new run starting from this checkpoint's weights (model config and vocabulary from it, fresh optimizer).", valueName: "RUN_DIR_OR_FILE"))
     var initFrom: String?
 
@@ -92,6 +94,13 @@ struct TrainCommand: ParsableCommand {
         let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
+        trainer.skipNonFinite = skipNonfinite
+        // Fault injection for the reliability tests: CHARRNN_FAULT_NONFINITE=3,4,5 puts a NaN into the
+        // gradient at those (1-based) iterations.
+        if let spec = ProcessInfo.processInfo.environment["CHARRNN_FAULT_NONFINITE"] {
+            let at = Set(spec.split(separator: ",").compactMap { Int($0) })
+            trainer.gradientFault = { it, g in if at.contains(it) { g[0] = .nan } }
+        }
         let summary = try trainer.run { progress.handle($0) }
         progress.finish()
         if summary.interrupted {
@@ -100,6 +109,7 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(Interrupt.exitCode)
         }
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
+        if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
         printError("sample with: charrnn sample --checkpoint \(trainer.runDir)")
     }

@@ -35,6 +35,9 @@ final class ProgressPrinter {
             fflush(stdout)
         case .saved:
             break
+        case let .skipped(it, loss, norm, total):
+            closeLine()
+            FileHandle.standardError.write(Data("warning: iteration \(it): non-finite loss \(loss) or gradient norm \(norm); update skipped (--skip-nonfinite, \(total) skipped so far)\n".utf8))
         }
     }
 

@@ -49,6 +49,10 @@ struct SampleCommand: ParsableCommand {
         let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max))
         let out = TokenWriter(vocabulary: loaded.meta.vocabulary)
         if let prime, !prime.isEmpty {
+            let (known, unknownOnly) = loaded.meta.vocabulary.encode(prime, normalize: loaded.meta.train.normalize)
+            if known.isEmpty && !unknownOnly.isEmpty {
+                throw TrainError.invalid("\(loaded.path): --prime has no character in the model's vocabulary: \(unknownOnly.map { $0.debugDescription }.joined(separator: " "))")
+            }
             let unknown = sampler.prime(prime, normalize: loaded.meta.train.normalize)
             if !unknown.isEmpty {
                 let what = loaded.meta.vocabulary.unknownID == nil ? "were skipped" : "were read as the unknown token"

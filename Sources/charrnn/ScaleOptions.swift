@@ -65,7 +65,7 @@ struct ScaleOptions: ParsableArguments {
             parts.append(String(format: "%@ ranks %d..<%d (%.1f%% of tokens%@)", i == 0 ? "head" : "tail \(i - 1)", lo, hi,
                                 100 * Double(n) / Double(total), i == 0 ? "" : ", width \(a.tailWidth(i - 1, hidden: config.hidden))"))
         }
-        printError("adaptive softmax: cutoffs \(a.cutoffs.map(String.init).joined(separator: ",")): " + parts.joined(separator: "; "))
+        SetupLog.info("adaptive softmax: cutoffs \(a.cutoffs.map(String.init).joined(separator: ",")): " + parts.joined(separator: "; "))
     }
 
     /// Loads the corpus (through the cache unless disabled), with a progress bar on a terminal, after
@@ -87,21 +87,21 @@ struct ScaleOptions: ParsableArguments {
         let names = files.count > 3 ? "\(files.count) files from \(paths.joined(separator: " "))" : files.map(\.path).joined(separator: " ")
         switch outcome {
         case .hit(let p):
-            printError(String(format: "corpus %@ (%@): token cache %@ loaded in %.2fs", names, mb(total), p, secs))
+            SetupLog.info(String(format: "corpus %@ (%@): token cache %@ loaded in %.2fs", names, mb(total), p, secs))
         case .built(let p, let reason):
-            if let reason { printError("token cache \(p): \(reason); rebuilt") }
-            printError(String(format: "corpus %@ (%@): decoded in %.2fs (%.0f MB/s); token cache → %@",
+            if let reason { SetupLog.info("token cache \(p): \(reason); rebuilt") }
+            SetupLog.info(String(format: "corpus %@ (%@): decoded in %.2fs (%.0f MB/s); token cache → %@",
                               names, mb(total), secs, Double(total) / 1_048_576 / max(secs, 1e-9), p))
         case .writeFailed(let p, let message):
-            printError("warning: could not write the token cache \(p): \(message)")
-            printError(String(format: "corpus %@ (%@): decoded in %.2fs", names, mb(total), secs))
+            SetupLog.info("warning: could not write the token cache \(p): \(message)")
+            SetupLog.info(String(format: "corpus %@ (%@): decoded in %.2fs", names, mb(total), secs))
         case .off:
-            printError(String(format: "corpus %@ (%@): decoded in %.2fs (%.0f MB/s)", names, mb(total), secs,
+            SetupLog.info(String(format: "corpus %@ (%@): decoded in %.2fs (%.0f MB/s)", names, mb(total), secs,
                               Double(total) / 1_048_576 / max(secs, 1e-9)))
         }
         let s = corpus.stats
         if s.replacements > 0 {
-            printError("--lossy: replaced \(s.replacements) invalid UTF-8 sequence\(s.replacements == 1 ? "" : "s") with U+FFFD")
+            SetupLog.info("--lossy: replaced \(s.replacements) invalid UTF-8 sequence\(s.replacements == 1 ? "" : "s") with U+FFFD")
         }
         var line = "\(corpus.count) tokens (\(options.unit.rawValue)), vocabulary \(corpus.vocabulary.count)"
         if corpus.vocabulary.unknownID != nil {
@@ -114,7 +114,7 @@ struct ScaleOptions: ParsableArguments {
         } else {
             line += ", coverage 100%"
         }
-        printError(line)
+        SetupLog.info(line)
         return (corpus, files)
     }
 
@@ -134,7 +134,7 @@ struct ScaleOptions: ParsableArguments {
     /// Refuses a run that will not fit, with the estimate and what to change.
     static func checkMemory(corpus: Corpus, config: ModelConfig, train: TrainConfig) throws {
         let e = MemoryEstimate(tokenCount: 0, bytesPerToken: corpus.bytesPerToken, config: config, train: train)
-        printError("memory estimate: token array \(mb(corpus.count * corpus.bytesPerToken)) (resident) + model \(e)")
+        SetupLog.info("memory estimate: token array \(mb(corpus.count * corpus.bytesPerToken)) (resident) + model \(e)")
         var hints: [String] = []
         if config.adaptive == nil && config.vocabSize > 2000 { hints.append("--softmax adaptive") }
         if config.vocabSize > 2000 { hints.append("--max-vocab \(max(2, config.vocabSize / 2))") }

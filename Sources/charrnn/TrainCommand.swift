@@ -30,6 +30,8 @@ struct TrainCommand: ParsableCommand {
     var resume: String?
     @Flag(help: "With --resume: accept a corpus that differs from the run's (same vocabulary; the data layout is rebuilt).")
     var allowNewCorpus = false
+    @Flag(help: "Skip the update of a step whose loss or gradient is NaN/Inf instead of stopping (the run still stops after 10 such steps in a row).")
+    var skipNonfinite = false
     @Option(help: ArgumentHelp("Fine-tune: a new run starting from this checkpoint's weights (model config and vocabulary from it, fresh optimizer).", valueName: "RUN_DIR_OR_FILE"))
     var initFrom: String?
 
@@ -41,7 +43,9 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        do { try train() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
+        SetupLog.hold()
+        do { try train() } catch let e as ValidationError { SetupLog.discard(); throw e } catch let e as ExitCode { SetupLog.release(); throw e } catch {
+            SetupLog.discard()
             printError("error: \(error)")
             throw ExitCode.failure
         }
@@ -90,18 +94,28 @@ struct TrainCommand: ParsableCommand {
                 let dir = (out as NSString).appendingPathComponent(runName)
                 var mc = model.config(vocabSize: c.vocabulary.count)
                 try scale.applySoftmax(to: &mc, corpus: c)
+                // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
+                _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
                 try ScaleOptions.checkMemory(corpus: c, config: mc, train: t)
                 trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir)
             }
             let b = trainer.batches
             let mc = trainer.model.config
-            printError("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
+            SetupLog.info("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "
                        + "\(mc.parameterCount) parameters → \(trainer.runDir)")
         }
+        SetupLog.release()
         let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
+        trainer.skipNonFinite = skipNonfinite
+        // Fault injection for the reliability tests: CHARRNN_FAULT_NONFINITE=3,4,5 puts a NaN into the
+        // gradient at those (1-based) iterations.
+        if let spec = ProcessInfo.processInfo.environment["CHARRNN_FAULT_NONFINITE"] {
+            let at = Set(spec.split(separator: ",").compactMap { Int($0) })
+            trainer.gradientFault = { it, g in if at.contains(it) { g[0] = .nan } }
+        }
         let summary = try trainer.run { progress.handle($0) }
         progress.finish()
         if summary.interrupted {
@@ -110,6 +124,7 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(Interrupt.exitCode)
         }
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
+        if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
         printError("sample with: charrnn sample --checkpoint \(trainer.runDir)")
     }
@@ -147,6 +162,16 @@ struct TrainCommand: ParsableCommand {
         f.dateFormat = "yyyyMMdd-HHmmss"
         return f.string(from: Date())
     }
+}
+
+/// Informational lines of `train`'s set-up (corpus summary, cache, memory estimate) are held back
+/// until the run starts, so a refused run prints only its one-line error.
+enum SetupLog {
+    static var held: [String]? = nil
+    static func info(_ s: String) { if held != nil { held!.append(s) } else { printError(s) } }
+    static func hold() { held = [] }
+    static func release() { let h = held ?? []; held = nil; h.forEach(printError) }
+    static func discard() { held = nil }
 }
 
 func printError(_ s: String) {

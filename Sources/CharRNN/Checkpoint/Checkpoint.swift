@@ -142,7 +142,13 @@ public enum Checkpoint {
 
     /// Reads `path` (a .safetensors file) and decodes its metadata.
     public static func load(path: String) throws -> Loaded {
-        let file = try SafeTensorsFile.read(path: path)
+        try load(bytes: AtomicFile.read(from: path), path: path)
+    }
+
+    /// Validates and decodes a checkpoint held in memory (`path` names it in errors). Same checks as
+    /// `load(path:)`; the fuzz target and the hostile-input tests call this.
+    public static func load(bytes: [UInt8], path: String) throws -> Loaded {
+        let file = try SafeTensorsFile(bytes: bytes, path: path)
         let md = file.metadata
         func fail(_ msg: String) -> CheckpointError { CheckpointError(file: path, message: msg) }
         func field(_ key: String) throws -> String {
@@ -169,6 +175,8 @@ public enum Checkpoint {
         let tokens = try decode([String].self, "vocab")
         guard let unit = TokenUnit(rawValue: try field("unit")) else { throw fail("unknown token unit \(md["unit"]!)") }
         guard tokens.count == model.vocabSize else { throw fail("vocabulary has \(tokens.count) entries but the model expects \(model.vocabSize)") }
+        try checkModelTensors(model, in: file, fail: fail)
+        if let problem = train.problem { throw fail("train config invalid: \(problem)") }
         let corpus = try decode(CorpusInfo.self, "corpus")
         var p = RunProgress()
         p.iteration = try int("iteration")
@@ -179,6 +187,9 @@ public enum Checkpoint {
         let words = try decode([String].self, "rng").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw fail("metadata \"rng\" is not a valid generator state") }
         p.rng = Xoshiro256(words: words)
+        guard p.iteration >= 0, p.optimizerSteps >= 0, p.bestIteration >= 0, lr.isFinite, lr >= 0 else {
+            throw fail("metadata counters are invalid (negative iteration or step count, or a non-finite learning rate)")
+        }
         p.bestValLoss = md["best_val_loss"].flatMap(Double.init)
         p.lastValLoss = md["val_loss"].flatMap(Double.init)
         p.elapsed = md["elapsed_sec"].flatMap(Double.init) ?? 0
@@ -187,10 +198,48 @@ public enum Checkpoint {
             guard let v = Int(u), v >= 0, v < tokens.count else { throw fail("metadata \"unk_id\" is not a vocabulary id") }
             unknownID = v
         }
+        let trainBatches = try int("train_batches")
+        guard trainBatches >= 0 else { throw fail("metadata \"train_batches\" is negative") }
         var meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens, unknownID: unknownID),
-                                  corpus: corpus, progress: p, trainBatches: try int("train_batches"))
+                                  corpus: corpus, progress: p, trainBatches: trainBatches)
         meta.extra = md.filter { !coreKeys.contains($0.key) }
         return Loaded(path: path, file: file, meta: meta)
+    }
+
+    /// Model-level validation (STYLE.md, after the format rules): every parameter tensor the config
+    /// implies is present as F32 with its exact shape. Building the model then allocates no more than
+    /// the file holds, so a forged `hidden` or `layers` cannot ask for terabytes, and the sizes
+    /// computed here are overflow-checked.
+    static func checkModelTensors(_ c: ModelConfig, in file: SafeTensorsFile, fail: (String) -> CheckpointError) throws {
+        // Each layer has four tensors in the file; more layers than tensors cannot be valid.
+        guard c.layers <= file.tensors.count else {
+            throw fail("model config has \(c.layers) layers but the file holds only \(file.tensors.count) tensors")
+        }
+        let (G, overflow) = c.cell.gates.multipliedReportingOverflow(by: c.hidden)
+        guard !overflow else { throw fail("model config hidden size \(c.hidden) is too large") }
+        var expected: [(String, [Int])] = []
+        if c.embed > 0 { expected.append((StateDict.embedding, [c.vocabSize, c.embed])) }
+        for k in 0..<c.layers {
+            expected += [(StateDict.weightIH(k), [G, c.inputSize(layer: k)]), (StateDict.weightHH(k), [G, c.hidden]),
+                         (StateDict.biasIH(k), [G]), (StateDict.biasHH(k), [G])]
+        }
+        if let a = c.adaptive {
+            // the config's own `problem` (checked before this) bounds cutoffs and order to the vocabulary
+            let b = a.bounds
+            expected += [(StateDict.adaptiveHeadWeight, [a.headSize + a.clusters, c.hidden]),
+                         (StateDict.adaptiveHeadBias, [a.headSize + a.clusters])]
+            for i in 0..<a.clusters {
+                let w = a.tailWidth(i, hidden: c.hidden)
+                expected += [(StateDict.adaptiveTailProj(i), [w, c.hidden]), (StateDict.adaptiveTailOut(i), [b[i + 1] - b[i], w])]
+            }
+        } else {
+            expected += [(StateDict.decoderWeight, [c.vocabSize, c.hidden]), (StateDict.decoderBias, [c.vocabSize])]
+        }
+        for (name, shape) in expected {
+            guard let info = file.tensors[name] else { throw SafeTensorsError(file: file.path, kind: .notFound(name)) }
+            guard info.dtype == .F32 else { throw SafeTensorsError(file: file.path, kind: .wrongDType(name, info.dtype)) }
+            guard info.shape == shape else { throw SafeTensorsError(file: file.path, kind: .wrongShape(name, info.shape, expected: shape)) }
+        }
     }
 
     /// Copies the model tensors (and, when given, optimizer moments and carried state) into place.

@@ -43,6 +43,7 @@ public struct Axis: Sendable {
 
     /// Tick values within [lo, hi], about `target` of them.
     public func ticks(target: Int = 6) -> [Double] {
+        guard lo.isFinite && hi.isFinite else { return [] }
         if log && hi / lo >= 10 {
             var out: [Double] = []
             var e = floor(log10(lo))
@@ -55,7 +56,9 @@ public struct Axis: Sendable {
         let step = Axis.niceStep((hi - lo) / Double(max(1, target)))
         var v = (lo / step).rounded(.up) * step
         var out: [Double] = []
-        while v <= hi + step * 1e-9 { out.append(abs(v) < step * 1e-9 ? 0 : v); v += step }
+        // The count bound stops the loop when step is below the spacing of doubles near v (v += step
+        // would not move), e.g. iterations near 2^63 in a hostile CSV.
+        while v <= hi + step * 1e-9 && out.count <= 4 * target + 8 { out.append(abs(v) < step * 1e-9 ? 0 : v); v += step }
         return out
     }
 

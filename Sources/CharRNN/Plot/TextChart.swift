@@ -44,7 +44,10 @@ public enum TextChart {
             owner[cell] = c
         }
         func toDots(_ p: (x: Double, y: Double)) -> (Double, Double) {
-            (chart.x.fraction(p.x) * Double(dotsX - 1), (1 - chart.y.fraction(p.y)) * Double(dotsY - 1))
+            // Clamped just outside the plot (NaN too), so Int(_:) cannot trap on NaN/±inf/huge values
+            // from a hostile CSV and a line between two points stays a bounded number of dots.
+            func clamp(_ v: Double, _ n: Int) -> Double { v.isNaN ? -2 : min(max(v, -2), Double(n + 1)) }
+            return (clamp(chart.x.fraction(p.x) * Double(dotsX - 1), dotsX), clamp((1 - chart.y.fraction(p.y)) * Double(dotsY - 1), dotsY))
         }
         var runIndex: [Int: Int] = [:]
         for s in chart.series where runIndex[s.color] == nil { runIndex[s.color] = runIndex.count }

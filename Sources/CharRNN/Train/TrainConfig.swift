@@ -43,6 +43,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var problem: String? {
         if seq < 1 { return "--seq must be at least 1" }
         if batch < 1 { return "--batch must be at least 1" }
+        if seq.multipliedReportingOverflow(by: batch).overflow { return "--seq × --batch is too large" }
         if !(epochs > 0) { return "--epochs must be positive" }
         if let m = maxIters, m < 1 { return "--max-iters must be at least 1" }
         if !(lr > 0) || !lr.isFinite { return "--lr must be positive" }

@@ -29,6 +29,8 @@ public enum TrainEvent {
     case iteration(it: Int, total: Int, epoch: Double, loss: Double, lr: Float, tokensPerSec: Double, elapsed: Double)
     case validation(it: Int, epoch: Double, valLoss: Double, improved: Bool, seconds: Double)
     case saved(path: String)
+    /// --skip-nonfinite skipped the update of iteration `it`; `total` skipped so far.
+    case skipped(it: Int, loss: Double, gradNorm: Float, total: Int)
 }
 
 public struct TrainSummary: Sendable {
@@ -38,6 +40,8 @@ public struct TrainSummary: Sendable {
     public var bestValLoss: Double?
     public var runDir: String
     public var interrupted: Bool
+    /// Steps whose update was skipped because the loss or gradient was NaN/Inf (`skipNonFinite`).
+    public var skippedSteps: Int = 0
 }
 
 public final class Trainer {
@@ -54,6 +58,15 @@ public final class Trainer {
     var log: LossLog
     /// Polled once per iteration; when it returns true the trainer saves latest and stops.
     public var shouldStop: () -> Bool = { false }
+    /// --skip-nonfinite: a step whose loss or gradient norm is NaN/Inf is skipped (no update, the
+    /// carried state is reset) instead of stopping the run; `maxConsecutiveSkips` in a row still stop it.
+    public var skipNonFinite = false
+    public var maxConsecutiveSkips = 10
+    /// Steps skipped so far in this process.
+    public private(set) var skippedSteps = 0
+    /// Fault-injection seam (tests, CHARRNN_FAULT_NONFINITE): called with the 1-based iteration and
+    /// the gradient buffer after backward, before the gradient norm is taken.
+    public var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)?
 
     public var latestPath: String { (runDir as NSString).appendingPathComponent("latest.safetensors") }
     public var bestPath: String { (runDir as NSString).appendingPathComponent("best.safetensors") }
@@ -61,6 +74,10 @@ public final class Trainer {
     /// A new run: initialises the model from `train.seed`.
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.invalid(p) }
+        if corpus.vocabulary.count < 2 {
+            let only = corpus.vocabulary.tokens.first.map { $0.debugDescription } ?? "nothing"
+            throw TrainError.invalid("\(corpusInfo.path): the corpus has only one distinct character (\(only)); there is nothing to learn")
+        }
         self.corpus = corpus
         batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
                               trainFrac: train.trainFrac, valFrac: train.valFrac, file: corpusInfo.path)
@@ -157,17 +174,32 @@ public final class Trainer {
         let elapsedBefore = meta.progress.elapsed
         var rowTokens = 0
         var rowTime = 0.0
+        var consecutiveSkips = 0
         while meta.progress.iteration < totalIterations {
             if shouldStop() { interrupted = true; break }
             let k = meta.progress.iteration % ntrain
             batches.fill(.train, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
             let t0 = DispatchTime.now().uptimeNanoseconds
             let loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: trainState, rng: &meta.progress.rng)
+            gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
             let norm = GradientClip.norm(model.grads.ptr, count: n)
-            guard loss.isFinite && norm.isFinite else {
-                throw TrainError.nonFinite(iteration: meta.progress.iteration + 1, loss: loss, gradNorm: norm,
-                                           checkpoint: savedAny ? latestPath : nil)
+            if !(loss.isFinite && norm.isFinite) {
+                guard skipNonFinite, consecutiveSkips + 1 < maxConsecutiveSkips else {
+                    if skipNonFinite {
+                        throw TrainError.invalid("training diverged: \(maxConsecutiveSkips) steps in a row had a non-finite loss or gradient (iterations \(meta.progress.iteration + 2 - maxConsecutiveSkips)–\(meta.progress.iteration + 1), \(skippedSteps + 1) skipped in all)" + (savedAny ? "; the last good checkpoint is \(latestPath)" : "; no checkpoint had been written yet"))
+                    }
+                    throw TrainError.nonFinite(iteration: meta.progress.iteration + 1, loss: loss, gradNorm: norm,
+                                               checkpoint: savedAny ? latestPath : nil)
+                }
+                // Skip the update: parameters and moments stay as they were; the carried state may hold
+                // the non-finite values, so it restarts from zero. The data cursor moves on.
+                consecutiveSkips += 1; skippedSteps += 1
+                trainState.reset()
+                meta.progress.iteration += 1
+                report(.skipped(it: meta.progress.iteration, loss: loss, gradNorm: norm, total: skippedSteps))
+                continue
             }
+            consecutiveSkips = 0
             GradientClip.apply(model.grads.ptr, count: n, mode: train.clipMode, clip: train.clip, norm: norm)
             optimizer.step(params: model.params.ptr, grads: model.grads.ptr, lr: meta.progress.lr)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -210,12 +242,21 @@ public final class Trainer {
                 report(.saved(path: latestPath))
             }
         }
+        if consecutiveSkips > 0 && !interrupted {
+            // The last step(s) were skipped, so their validation and checkpoint did not run: do them now.
+            let v = validate()
+            let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
+            meta.progress.lastValLoss = v
+            if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = meta.progress.iteration }
+            try save(improved: improved)
+            report(.saved(path: latestPath))
+        }
         if interrupted {
             try save(improved: false)
             report(.saved(path: latestPath))
         }
         return TrainSummary(iterations: meta.progress.iteration, lastTrainLoss: lastLoss, lastValLoss: meta.progress.lastValLoss,
-                            bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted)
+                            bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted, skippedSteps: skippedSteps)
     }
 
     /// Writes best (when `improved`) and then latest, each atomically. Best goes first so that a

@@ -1,0 +1,254 @@
+// FuzzTargets.swift — the fuzz entry points, shared by the libFuzzer harness (Fuzz/Harness.swift,
+// built by scripts/fuzz.sh) and by FuzzRegressionTests, which replays Fuzz/regressions/<target>/.
+//
+// Each target takes arbitrary bytes and drives one reader the way the tool does. A crash (trap,
+// precondition, ASan report) is a finding; so is a broken invariant, reported by throwing
+// `FuzzViolation` (the harness turns it into a crash, the tests into a failure). Invariants checked:
+// - every error is one line (what the CLI prints after "error: ");
+// - corpus: success ⇔ the text is valid UTF-8 (Swift's own validator as the oracle) and not empty;
+//   the error offset is the first invalid byte; the tokens, joined, give back the text (no NFC); ids
+//   are in range; NFC by the quick-check path equals NFC by utf8proc alone (in small chunks);
+//   `Vocabulary.encode` of the text gives the corpus' ids;
+// - safetensors: a file that parses re-serialises to a file that parses to the same tensors and
+//   metadata; `Checkpoint.load(bytes:)` either throws or gives a checkpoint the sampler can run;
+// - csv: the loss-log reader, the chart builder and both renderers never crash; LossLog's resume
+//   cut is a prefix of its input;
+// - prime: `Vocabulary.encode` + `Sampler.prime` on a tiny model: ids in range, unknown tokens are
+//   distinct and really unknown, known tokens joined give back the text; sampling stays in range.
+//
+// The first input byte selects options (unit, normalization, chart flags, sampling controls); the
+// rest is the payload.
+
+import Foundation
+#if !CHARRNN_FUZZ
+@testable import CharRNN
+#endif
+
+struct FuzzViolation: Error, CustomStringConvertible {
+    let target: String
+    let message: String
+    var description: String { "fuzz target \(target): invariant violated: \(message)" }
+}
+
+enum FuzzTarget: String, CaseIterable {
+    case corpus, safetensors, csv, prime
+
+    /// Runs the target on one input. Throws `FuzzViolation` when an invariant breaks.
+    func run(_ data: [UInt8]) throws {
+        switch self {
+        case .corpus: try FuzzTarget.corpus(data)
+        case .safetensors: try FuzzTarget.safetensors(data)
+        case .csv: try FuzzTarget.csv(data)
+        case .prime: try FuzzTarget.prime(data)
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func check(_ ok: Bool, _ target: FuzzTarget, _ message: @autoclosure () -> String) throws {
+        if !ok { throw FuzzViolation(target: target.rawValue, message: message()) }
+    }
+
+    static func oneLine(_ error: Any, _ target: FuzzTarget) throws {
+        let d = "\(error)"
+        try check(!d.isEmpty && !d.contains("\n") && !d.contains("\r"), target, "error message is not one line: \(d.debugDescription)")
+    }
+
+    static func split(_ data: [UInt8]) -> (mode: UInt8, payload: [UInt8]) {
+        guard let m = data.first else { return (0, []) }
+        return (m, Array(data.dropFirst()))
+    }
+
+    // MARK: - corpus
+
+    /// Collects the decoder's tokens as byte strings (for comparing two decoding paths).
+    struct CollectingSink: TokenSink {
+        var tokens: [[UInt8]] = []
+        mutating func willScan(byteCount: Int) {}
+        mutating func scalar(_ value: UInt32, bytes: UnsafePointer<UInt8>, length: Int) {
+            tokens.append(Array(UnsafeBufferPointer(start: bytes, count: length)))
+        }
+        mutating func cluster(bytes: UnsafePointer<UInt8>, length: Int) {
+            tokens.append(Array(UnsafeBufferPointer(start: bytes, count: length)))
+        }
+    }
+
+    static func corpus(_ data: [UInt8]) throws {
+        let (mode, text) = split(data)
+        let unit: TokenUnit = mode & 1 == 0 ? .scalar : .grapheme
+        let normalize: Normalization = mode & 2 == 0 ? .none : .nfc
+        let t = FuzzTarget.corpus
+        let bom = text.count >= 3 && text[0] == 0xEF && text[1] == 0xBB && text[2] == 0xBF ? 3 : 0
+        let body = Array(text[bom...])
+        let valid = String(validating: text, as: UTF8.self) != nil
+        do {
+            let c = try Corpus(bytes: text, name: "fuzz.txt", unit: unit, normalize: normalize)
+            try check(valid, t, "accepted invalid UTF-8")
+            try check(c.count >= 1 && (normalize == .nfc || c.count <= body.count), t, "token count \(c.count) for \(body.count) bytes")
+            let V = c.vocabulary.count
+            try check(V >= 1 && c.vocabulary.isSortedInCodePointOrder, t, "vocabulary not sorted/distinct")
+            var ids = [Int32](repeating: 0, count: c.count)
+            ids.withUnsafeMutableBufferPointer { c.copyTokens(from: 0, count: c.count, into: $0.baseAddress!) }
+            try check(ids.allSatisfy { $0 >= 0 && Int($0) < V }, t, "token id out of range")
+            let tokenBytes = c.vocabulary.tokens.map { Array($0.utf8) }
+            if normalize == .none {
+                var joined: [UInt8] = []
+                joined.reserveCapacity(body.count)
+                for id in ids { joined += tokenBytes[Int(id)] }
+                try check(joined == body, t, "tokens joined differ from the text")
+                if unit == .scalar {
+                    try check(c.count == String(decoding: body, as: UTF8.self).unicodeScalars.count, t, "scalar count differs")
+                }
+            } else {
+                // NFC: the quick-check path must equal sending everything through utf8proc, in tiny chunks.
+                var a = CollectingSink(), b = CollectingSink()
+                try text.withUnsafeBufferPointer { buf in
+                    do {
+                        try UTF8Decoder.tokenize(buf, unit: unit, normalize: .nfc, into: &a, quickCheck: true)
+                        try UTF8Decoder.tokenize(buf, unit: unit, normalize: .nfc, into: &b, quickCheck: false, chunkBytes: 7)
+                    } catch {
+                        throw FuzzViolation(target: t.rawValue, message: "tokenize failed after Corpus succeeded: \(error)")
+                    }
+                }
+                try check(a.tokens == b.tokens, t, "NFC quick-check path differs from utf8proc-only path")
+                try check(a.tokens.map { Int(c.vocabulary.id(of: String(decoding: $0, as: UTF8.self)) ?? -1) } == ids.map { Int($0) },
+                          t, "vocabulary lookup differs from corpus ids")
+            }
+            // The prime/sample path tokenizes with Vocabulary.encode: same ids, nothing unknown.
+            let (encoded, unknown) = c.vocabulary.encode(String(decoding: text, as: UTF8.self), normalize: normalize)
+            try check(unknown.isEmpty && encoded == ids, t, "Vocabulary.encode differs from the corpus (\(unknown.count) unknown)")
+        } catch let e as TextError {
+            try oneLine(e, t)
+            switch e {
+            case let .invalidUTF8(_, line, column, offset, bytes):
+                try check(!valid, t, "rejected valid UTF-8 at byte \(offset)")
+                try check(offset >= bom && offset < text.count, t, "error offset \(offset) outside the text")
+                try check(String(validating: text[..<offset], as: UTF8.self) != nil, t, "bytes before the error offset \(offset) are not valid")
+                try check(line >= 1 && column >= 1 && !bytes.isEmpty && bytes[0] == text[offset], t, "bad location/bytes")
+            case .empty:
+                try check(body.isEmpty, t, "non-empty text reported empty")
+            case .normalizationFailed:
+                throw FuzzViolation(target: t.rawValue, message: "normalization failed: \(e)")
+            default:
+                throw FuzzViolation(target: t.rawValue, message: "unexpected error \(e)")
+            }
+        }
+    }
+
+    // MARK: - safetensors / checkpoint
+
+    static func safetensors(_ data: [UInt8]) throws {
+        let t = FuzzTarget.safetensors
+        // The whole input is the file (no mode byte), so real files are valid seeds as they are.
+        do {
+            let f = try SafeTensorsFile(bytes: data, path: "fuzz.safetensors")
+            var w = SafeTensorsWriter()
+            w.metadata = f.metadata
+            for name in f.names {
+                let info = f.tensors[name]!
+                let raw = try f.rawBytes(name)
+                try check(raw.count == info.byteCount && info.begin <= info.end, t, "tensor \(name) size mismatch")
+                if info.dtype == .F32 { try check(try f.floats(name).count == info.count, t, "floats count") }
+                raw.withUnsafeBytes { w.add(name, dtype: info.dtype, shape: info.shape, bytes: $0) }
+            }
+            let again = try SafeTensorsFile(bytes: w.serialize(), path: "again")
+            try check(again.metadata == f.metadata && again.tensors.count == f.tensors.count, t, "round trip changed the header")
+            for name in f.names {
+                try check(again.tensors[name]?.shape == f.tensors[name]!.shape && (try again.rawBytes(name)) == (try f.rawBytes(name)),
+                          t, "round trip changed tensor \(name)")
+            }
+        } catch let e as SafeTensorsError {
+            try oneLine(e, t)
+        }
+        // The sample command's path: load, build the sampler, prime, draw.
+        do {
+            let loaded = try Checkpoint.load(bytes: data, path: "fuzz.safetensors")
+            let sampler = try Sampler(checkpoint: loaded, options: SamplingOptions(temperature: 0.8, topK: 3, topP: 0.9), seed: 1)
+            sampler.prime("ab\n", normalize: loaded.meta.train.normalize)
+            for _ in 0..<4 {
+                let tok = sampler.next()
+                try check(tok >= 0 && tok < loaded.meta.vocabulary.count, t, "sampled token \(tok) out of range")
+            }
+        } catch let e as FuzzViolation {
+            throw e
+        } catch {
+            try oneLine(error, t)
+        }
+    }
+
+    // MARK: - csv (plot)
+
+    static func csv(_ data: [UInt8]) throws {
+        let t = FuzzTarget.csv
+        let (mode, text) = split(data)
+        do {
+            let rows = try LossHistory.parse(text, file: "loss.csv")
+            let chart = Chart.losses([LossHistory(name: "fuzz", rows: rows), LossHistory(name: "b", rows: Array(rows.prefix(3)))],
+                                     xAxis: mode & 1 == 0 ? .iteration : .epoch, logY: mode & 2 != 0,
+                                     smoothing: [0, 0.6, 0.99, 1][Int(mode >> 2) & 3], raw: mode & 16 != 0)
+            _ = TextChart.render(chart, width: 20 + Int(mode >> 5) * 9, height: 6 + Int(mode >> 5) * 3,
+                                 charset: mode & 32 == 0 ? .braille : .ascii, color: mode & 64 != 0)
+            _ = SVGChart.render(chart)
+        } catch let e as CheckpointError {
+            try oneLine(e, t)
+        }
+        // loss.csv cut on --resume: the header and complete rows up to an iteration — a prefix.
+        let cut = LossLog.prefix(of: Data(text), through: Int(mode))
+        try check(Array(cut) == Array(text.prefix(cut.count)), t, "LossLog.prefix is not a prefix of its input")
+    }
+
+    // MARK: - prime (sample --prime)
+
+    /// Tiny models (LSTM 1×8, GRU 2×4 with an embedding) whose vocabularies mix ASCII, Latin with
+    /// and without combining marks, CJK, an astral emoji, a ZWJ sequence and CR LF.
+    final class PrimeModels: @unchecked Sendable {
+        let samplers: [Sampler]
+        init() {
+            let text = "To be, or not to be: café cafe\u{301} 床前明月光 🦊 👩‍💻 \r\nline\n\u{1F1EB}\u{1F1F7}"
+            var s: [Sampler] = []
+            for (k, unit) in [TokenUnit.scalar, .grapheme].enumerated() {
+                let corpus = try! Corpus(bytes: Array(text.utf8), name: "prime.txt", unit: unit)
+                let cfg = k == 0 ? ModelConfig(cell: .lstm, layers: 1, hidden: 8, vocabSize: corpus.vocabulary.count)
+                                 : ModelConfig(cell: .gru, layers: 2, hidden: 4, embed: 3, vocabSize: corpus.vocabulary.count)
+                let model = CharRNNModel(config: cfg, maxT: 1, maxB: 1)
+                var rng = Xoshiro256(seed: 7)
+                model.initialize(rng: &rng)
+                s.append(Sampler(model: model, vocabulary: corpus.vocabulary, options: SamplingOptions(), seed: 3))
+            }
+            samplers = s
+        }
+    }
+    nonisolated(unsafe) static var primeModels: PrimeModels?
+
+    static func prime(_ data: [UInt8]) throws {
+        let t = FuzzTarget.prime
+        let (mode, payload) = split(data)
+        if primeModels == nil { primeModels = PrimeModels() }
+        let sampler = primeModels!.samplers[Int(mode & 1)]
+        let normalize: Normalization = mode & 2 == 0 ? .none : .nfc
+        sampler.options = SamplingOptions(temperature: [0, 0.8, 1e-4, 50][Int(mode >> 2) & 3],
+                                          topK: [0, 1, 2, 1000][Int(mode >> 4) & 3], topP: [1, 0.5, 1e-6, 0.9][Int(mode >> 6) & 3])
+        let vocab = sampler.vocabulary
+        // argv arrives as a Swift String: invalid UTF-8 is repaired with U+FFFD, as here.
+        let text = String(decoding: payload, as: UTF8.self)
+        let (ids, unknownEncoded) = vocab.encode(text, normalize: normalize)
+        try check(ids.allSatisfy { $0 >= 0 && Int($0) < vocab.count }, t, "encoded id out of range")
+        sampler.reset()
+        let unknown = sampler.prime(text, normalize: normalize)
+        try check(unknown == unknownEncoded, t, "prime and encode disagree on unknown tokens")
+        // Distinct by UTF-8 bytes (as the vocabulary identifies tokens), not by String equality, which
+        // treats canonically equivalent clusters ("e" + U+0301 and "é") as equal.
+        try check(Set(unknown.map { Array($0.utf8) }).count == unknown.count, t, "unknown tokens are not distinct")
+        try check(unknown.allSatisfy { vocab.id(of: $0) == nil }, t, "a reported unknown token is in the vocabulary")
+        if unknown.isEmpty && normalize == .none {
+            var s = text
+            if s.unicodeScalars.first == "\u{FEFF}" { s.unicodeScalars.removeFirst() }
+            let joined = ids.map { vocab.tokens[Int($0)] }.joined()
+            try check(Array(joined.utf8) == Array(s.utf8), t, "known tokens joined differ from the prime text")
+        }
+        for _ in 0..<3 {
+            let tok = sampler.next()
+            try check(tok >= 0 && tok < vocab.count, t, "sampled token \(tok) out of range")
+        }
+    }
+}

@@ -27,7 +27,7 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
                                  h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
                                  hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
-        let BH = B * H, BG = B * G
+        let BH = B * H
         projectInput(x, T: T, B: B, p: p)
         h.ptr.update(from: h0, count: BH)
         whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)

@@ -28,7 +28,7 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
                                  h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
                                  hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
-        let BH = B * H, BG = B * G
+        let BH = B * H
         projectInput(x, T: T, B: B, p: p)
         addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
         h.ptr.update(from: h0, count: BH)

@@ -12,12 +12,17 @@ final class ParallelTests: XCTestCase {
     func testPoolHandOffsNeverLoseAWakeUp() {
         BLASThreads.set(2)
         let done = DispatchSemaphore(value: 0)
-        final class Counts: @unchecked Sendable { var a = [Int](repeating: 0, count: 2) }
+        // one counter per part, each written by exactly one thread (raw memory: no Array to race on)
+        final class Counts: @unchecked Sendable {
+            let a = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+            init() { a.initialize(repeating: 0, count: 2) }
+            deinit { a.deallocate() }
+        }
         let counts = Counts()
         Thread {
             for i in 0..<3000 {
-                WorkerPool.shared.run(parts: 2, with: Unmanaged.passUnretained(counts)) { ctx, p in
-                    ctx.assumingMemoryBound(to: Unmanaged<Counts>.self).pointee.takeUnretainedValue().a[p] += 1
+                WorkerPool.shared.run(parts: 2, context: UnsafeRawPointer(counts.a)) { ctx, p in
+                    UnsafeMutablePointer(mutating: ctx.assumingMemoryBound(to: Int.self))[p] += 1
                 }
                 if i % 97 == 0 { usleep(3000) }       // let the worker go to sleep
                 else if i % 13 == 0 { usleep(20) }
@@ -25,7 +30,7 @@ final class ParallelTests: XCTestCase {
             done.signal()
         }.start()
         XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "a hand-off hung")
-        XCTAssertEqual(counts.a, [3000, 3000])
+        XCTAssertEqual([counts.a[0], counts.a[1]], [3000, 3000])
     }
 
     func randomMatrix(_ n: Int, seed: UInt64) -> Storage {

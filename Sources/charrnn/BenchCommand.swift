@@ -25,7 +25,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Time on this corpus's tokens instead of synthetic ones.", valueName: "FILE")) var corpus: String?
     @Option(help: "Timed iterations.") var iters: Int = 50
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 5
-    @Option(help: ArgumentHelp("OpenBLAS threads (0 = all cores).", valueName: "N")) var threads: Int = 0
+    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N")) var threads: Int = 0
     @Option(help: "Tokens to sample for the sampling figure.") var sampleLength: Int = 2000
     @Flag(help: "Print one JSON object instead of text.") var json = false
 

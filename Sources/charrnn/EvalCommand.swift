@@ -19,15 +19,12 @@ struct EvalCommand: ParsableCommand {
 
     @Argument(help: ArgumentHelp("UTF-8 text files to score.", valueName: "FILE"))
     var files: [String]
-    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
-    var checkpoint: String?
-    @Option(help: ArgumentHelp("Folder searched for the newest run when --checkpoint is not given.", valueName: "DIR"))
-    var runs: String = "checkpoints"
+    @OptionGroup var source: CheckpointOptions
     @Option(help: "Parallel streams per minibatch.")
     var batch: Int = 50
     @Option(help: "Steps per minibatch.")
     var seq: Int = 50
-    @Option(help: ArgumentHelp("OpenBLAS threads (0 = all cores).", valueName: "N"))
+    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N"))
     var threads: Int = 0
     @Flag(help: "Print one JSON object per file instead of text.")
     var json = false
@@ -45,8 +42,8 @@ struct EvalCommand: ParsableCommand {
     }
 
     func evaluate() throws {
-        if threads > 0 { BLASThreads.set(threads) }
-        let path = try Checkpoint.resolve(checkpoint ?? Checkpoint.latestRun(under: runs))
+        BLASThreads.set(threads)
+        let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let evaluator = try Evaluator(checkpoint: loaded, batch: batch, seq: seq)
         if !json { print("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }

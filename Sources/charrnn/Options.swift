@@ -64,7 +64,7 @@ struct OptimizationOptions: ParsableArguments {
     var logEvery: Int = 1
     @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run.")
     var seed: UInt64 = 123
-    @Option(help: ArgumentHelp("OpenBLAS threads (0 = all cores).", valueName: "N"))
+    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N"))
     var threads: Int = 0
 
     func apply(to t: inout TrainConfig) {
@@ -86,4 +86,15 @@ struct TextOptions: ParsableArguments {
     var unit: TokenUnit = .scalar
     @Option(help: "Unicode normalization applied before tokenizing: none (text as written) or nfc.")
     var normalize: Normalization = .none
+}
+
+/// Which checkpoint `sample` and `eval` read.
+struct CheckpointOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
+    var checkpoint: String?
+    @Option(help: ArgumentHelp("Folder searched for the newest run when --checkpoint is not given.", valueName: "DIR"))
+    var runs: String = "checkpoints"
+
+    /// The .safetensors file: --checkpoint, else best of the most recently modified run under --runs.
+    func resolve() throws -> String { try Checkpoint.resolve(checkpoint ?? Checkpoint.latestRun(under: runs)) }
 }

@@ -10,10 +10,7 @@ struct SampleCommand: ParsableCommand {
         abstract: "Generate text from a trained checkpoint.",
         discussion: "Without --checkpoint, uses best.safetensors of the most recently modified run under checkpoints/.")
 
-    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
-    var checkpoint: String?
-    @Option(help: ArgumentHelp("Folder searched for the newest run when --checkpoint is not given.", valueName: "DIR"))
-    var runs: String = "checkpoints"
+    @OptionGroup var source: CheckpointOptions
     @Option(name: .customLong("temp"), help: "Temperature: lower is more conservative, 0 = always the likeliest character.")
     var temperature: Float = 0.8
     @Option(help: "Number of characters (tokens) to generate after the prime text.")
@@ -28,6 +25,8 @@ struct SampleCommand: ParsableCommand {
     var topP: Float = 1
     @Flag(help: "Always take the likeliest character (same as --temp 0).")
     var argmax = false
+    @Option(help: ArgumentHelp("CPU cores to use (0 = all; large models split each step across them).", valueName: "N"))
+    var threads: Int = 0
 
     var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
 
@@ -44,7 +43,8 @@ struct SampleCommand: ParsableCommand {
     }
 
     func sample() throws {
-        let path = try Checkpoint.resolve(checkpoint ?? Checkpoint.latestRun(under: runs))
+        BLASThreads.set(threads)
+        let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max))
         let out = TokenWriter(vocabulary: loaded.meta.vocabulary)

@@ -154,7 +154,8 @@ final class ReliabilityCLITests: XCTestCase {
         let corpus = writeCorpus(dir)
         for (args, flag) in [(["--hidden", "0"], "--hidden"), (["--seq", "0"], "--seq"), (["--batch", "0"], "--batch"),
                              (["--seq", "4611686018427387904", "--batch", "4"], "--seq × --batch"), (["--layers", "0"], "--layers"),
-                             (["--lr=-1"], "--lr"), (["--dropout", "1"], "--dropout")] {
+                             (["--lr=-1"], "--lr"), (["--dropout", "1"], "--dropout"),
+                             (["--hidden", "99999999999"], "--hidden"), (["--layers", "100000"], "--layers")] {
             let r = try run(["train", corpus] + args, cwd: dir)
             XCTAssertNotEqual(r.status, 0, "\(args)")
             XCTAssertTrue(r.err.hasPrefix("Error: ") && r.err.split(separator: "\n")[0].contains(flag), "\(args): \(r.err)")

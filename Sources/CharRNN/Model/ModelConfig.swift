@@ -36,6 +36,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         if embed < 0 { return "--embed must be 0 (one-hot) or positive" }
         if !(dropout >= 0 && dropout < 1) { return "--dropout must be in [0, 1)" }
         if vocabSize < 1 { return "vocabulary is empty" }
+        // Bounds far past any machine, so that sizes computed from them cannot overflow an Int
+        // (the memory estimate then refuses what does not fit).
+        if layers > 1024 { return "--layers must be at most 1024" }
+        if hidden > 1 << 20 { return "--hidden must be at most 1048576" }
+        if embed > 1 << 20 { return "--embed must be at most 1048576" }
+        if vocabSize > 1 << 30 { return "vocabulary is larger than 2^30 tokens" }
         if let adaptive {
             if let p = adaptive.problem { return p }
             if adaptive.order.count != vocabSize { return "adaptive softmax covers \(adaptive.order.count) tokens, vocabulary has \(vocabSize)" }

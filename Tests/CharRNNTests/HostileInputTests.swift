@@ -103,9 +103,13 @@ final class HostileInputTests: XCTestCase {
 
     func testForgedModelConfigCannotAskForAHugeAllocation() throws {
         XCTAssertNoThrow(try Checkpoint.load(bytes: try forged(), path: "ok"))
-        XCTAssertTrue(loadError(try forged("model") { $0["hidden"] = 1 << 40 }).contains("tensor \"rnn.weight_ih_l0\" has shape [12, 6], expected [4398046511104, 6] (WrongShape)"))
-        XCTAssertTrue(loadError(try forged("model") { $0["hidden"] = 1 << 62 }).contains("too large"))
-        XCTAssertTrue(loadError(try forged("model") { $0["layers"] = 1 << 40 }).contains("layers but the file holds only"))
+        // absurd sizes are refused by the config's bounds, sizes within them by the tensor check —
+        // either way before anything is allocated
+        XCTAssertTrue(loadError(try forged("model") { $0["hidden"] = 1 << 40 }).contains("model config invalid: --hidden must be at most 1048576"))
+        XCTAssertTrue(loadError(try forged("model") { $0["hidden"] = 1 << 62 }).contains("model config invalid: --hidden must be at most 1048576"))
+        XCTAssertTrue(loadError(try forged("model") { $0["hidden"] = 1 << 20 }).contains("tensor \"rnn.weight_ih_l0\" has shape [12, 6], expected [4194304, 6] (WrongShape)"))
+        XCTAssertTrue(loadError(try forged("model") { $0["layers"] = 1 << 40 }).contains("model config invalid: --layers must be at most 1024"))
+        XCTAssertTrue(loadError(try forged("model") { $0["layers"] = 1000 }).contains("layers but the file holds only"))
         XCTAssertTrue(loadError(try forged("model") { $0["cell"] = "gru" }).contains("tensor \"rnn.weight_ih_l0\" has shape [12, 6], expected [9, 6]"))
         XCTAssertTrue(loadError(try forged("train") { $0["seq"] = 1 << 40; $0["batch"] = 1 << 40 }).contains("--seq × --batch is too large"))
     }

@@ -70,6 +70,11 @@ public enum Checkpoint {
 
     /// Serialises model, optimizer and state with `meta` and writes `path` atomically.
     public static func save(to path: String, model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
+        try save(to: [path], model: model, optimizer: optimizer, state: state, meta: meta)
+    }
+
+    /// The same checkpoint, serialised once, written atomically to each path in order.
+    public static func save(to paths: [String], model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
         var w = SafeTensorsWriter()
         for v in model.layout.views {
             w.add(v.name, shape: v.shape, floats: UnsafeBufferPointer(start: model.params.ptr + v.offset, count: v.count))
@@ -88,7 +93,7 @@ public enum Checkpoint {
             for (k, c) in state.c.enumerated() { w.add(StateDict.stateC(k), shape: shape, floats: UnsafeBufferPointer(start: c.ptr, count: c.count)) }
         }
         w.metadata = encode(meta, optimizer: optimizer)
-        try w.write(to: path)
+        try w.write(to: paths)
     }
 
     static func json<T: Encodable>(_ value: T) -> String {

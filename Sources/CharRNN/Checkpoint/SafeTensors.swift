@@ -513,11 +513,15 @@ public struct SafeTensorsWriter: Sendable {
     /// fsync of the folder), so `path` never holds a torn file.
     /// - Throws: `SafeTensorsError.headerTooLarge` if the header would exceed 100 000 000 bytes;
     ///   `FileIOError` (path + strerror) if writing fails, in which case `path` is untouched.
-    public func write(to path: String) throws {
+    public func write(to path: String) throws { try write(to: [path]) }
+
+    /// The same bytes, serialised once, written atomically to each path in order.
+    public func write(to paths: [String]) throws {
         let p = prepare()
         guard p.header.count <= SafeTensorsFile.maxHeaderLength else {
-            throw SafeTensorsError(file: path, kind: .headerTooLarge(UInt64(p.header.count)))
+            throw SafeTensorsError(file: paths.first ?? "", kind: .headerTooLarge(UInt64(p.header.count)))
         }
-        try AtomicFile.write(Self.assemble(header: p.header, ordered: p.ordered, dataLength: p.dataLength), to: path)
+        let bytes = Self.assemble(header: p.header, ordered: p.ordered, dataLength: p.dataLength)
+        for path in paths { try AtomicFile.write(bytes, to: path) }
     }
 }

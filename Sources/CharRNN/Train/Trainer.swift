@@ -259,13 +259,11 @@ public final class Trainer {
                             bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted, skippedSteps: skippedSteps)
     }
 
-    /// Writes best (when `improved`) and then latest, each atomically. Best goes first so that a
+    /// Writes best (when `improved`) and then latest, each atomically, from one serialisation. Best goes first so that a
     /// kill between the two leaves latest at the previous save: the resumed run redoes this
     /// iteration and writes best again, instead of carrying a best loss whose file was never written.
     func save(improved: Bool) throws {
-        if improved {
-            try Checkpoint.save(to: bestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
-        }
-        try Checkpoint.save(to: latestPath, model: model, optimizer: optimizer, state: trainState, meta: meta)
+        try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
+                            state: trainState, meta: meta)
     }
 }

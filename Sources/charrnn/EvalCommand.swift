@@ -34,12 +34,7 @@ struct EvalCommand: ParsableCommand {
         if threads < 0 { throw ValidationError("--threads must be 0 (all cores) or positive") }
     }
 
-    func run() throws {
-        do { try evaluate() } catch {
-            printError("error: \(error)")
-            throw ExitCode.failure
-        }
-    }
+    func run() throws { try reportingErrors(evaluate) }
 
     func evaluate() throws {
         BLASThreads.set(threads)

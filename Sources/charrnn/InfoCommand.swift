@@ -51,12 +51,7 @@ struct InfoCommand: ParsableCommand {
 
     struct TokenCount: Codable { var token: String; var count: Int }
 
-    func run() throws {
-        do { try info() } catch {
-            printError("error: \(error)")
-            throw ExitCode.failure
-        }
-    }
+    func run() throws { try reportingErrors(info) }
 
     static func gather(path: String) throws -> Info {
         let c = try Checkpoint.load(path: path)

@@ -40,12 +40,7 @@ struct PlotCommand: ParsableCommand {
         if let size, Self.parseSize(size) == nil { throw ValidationError("--size must look like 100x30") }
     }
 
-    func run() throws {
-        do { try plot() } catch {
-            printError("error: \(error)")
-            throw ExitCode.failure
-        }
-    }
+    func run() throws { try reportingErrors(plot) }
 
     func plot() throws {
         let histories = try runs.map { try LossHistory.load($0) }

@@ -35,12 +35,7 @@ struct SampleCommand: ParsableCommand {
         if length < 0 { throw ValidationError("--length must be ≥ 0") }
     }
 
-    func run() throws {
-        do { try sample() } catch {
-            printError("error: \(error)")
-            throw ExitCode.failure
-        }
-    }
+    func run() throws { try reportingErrors(sample) }
 
     func sample() throws {
         BLASThreads.set(threads)

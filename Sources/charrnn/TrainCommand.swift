@@ -174,6 +174,14 @@ enum SetupLog {
     static func discard() { held = nil }
 }
 
+/// Runs a command's work; a library error becomes one `error: …` line on stderr and exit status 1.
+func reportingErrors(_ work: () throws -> Void) throws {
+    do { try work() } catch {
+        printError("error: \(error)")
+        throw ExitCode.failure
+    }
+}
+
 func printError(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
         Prints training tokens/s, ms/iteration (min/median/max after warm-up), achieved GFLOP/s (model
         FLOPs by formula: 3 × 2 × forward multiply-adds of every weight matrix; a one-hot gather counts
         zero), this machine's sgemm GFLOP/s on 2048³ with the same threads, their ratio, sampling
-        tokens/s (batch 1, temperature 0.8) and peak RSS.
+        tokens/s (temperature 0.8; --sample-streams K draws K samples in one batched step) and peak RSS.
         """)
 
     @Option(name: .customLong("model"), help: "Recurrent cell: lstm, gru or rnn.") var cell: CellKind = .lstm
@@ -27,10 +27,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 5
     @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N")) var threads: Int = 0
     @Option(help: "Tokens to sample for the sampling figure.") var sampleLength: Int = 2000
+    @Option(help: ArgumentHelp("Streams sampled together, one figure each, e.g. 1,8,32.", valueName: "LIST"))
+    var sampleStreams: String = "1"
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
         if let p = ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: max(1, vocab)).problem { throw ValidationError(p) }
+        guard let k = streamCounts, !k.isEmpty, k.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else {
+            throw ValidationError("--sample-streams must be a comma-separated list of counts from 1 to 4096, e.g. 1,8,32")
+        }
         if seq < 1 || batch < 1 || iters < 1 || warmup < 0 || vocab < 1 || sampleLength < 1 { throw ValidationError("--seq, --batch, --iters, --vocab and --sample-length must be positive") }
     }
 
@@ -50,6 +55,7 @@ struct BenchCommand: ParsableCommand {
         guard tokens.count > batch * (seq + 2) else { printError("error: corpus too small for --batch \(batch) --seq \(seq)"); throw ExitCode.failure }
         var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
+        cfg.sampleStreams = streamCounts ?? [1]
         let r = Benchmark.run(cfg, tokens: tokens, threads: BLASThreads.current)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
@@ -62,12 +68,21 @@ struct BenchCommand: ParsableCommand {
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
         print(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, r.sgemmPeakGFLOPS, 100 * r.fractionOfPeak))
-        print(String(format: "sample: %.0f tokens/s (batch 1, temperature 0.8)", r.sampleTokensPerSec))
+        for f in r.sampleStreams {
+            print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8)",
+                         f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream))
+        }
         print(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
         if let a = r.trainAllocations, let b = r.sampleAllocations {
             print("heap:   \(a) allocations in \(iters) timed training iterations, \(b) in \(sampleLength) sampled tokens")
         } else {
             print("heap:   allocation count n/a (run with LD_PRELOAD of scripts/malloc-count.c, see README)")
         }
+    }
+
+    /// --sample-streams as numbers (nil when one is not a number).
+    var streamCounts: [Int]? {
+        let parts = sampleStreams.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return parts.contains(nil) ? nil : parts.compactMap { $0 }
     }
 }

@@ -27,12 +27,17 @@ struct SampleCommand: ParsableCommand {
     var argmax = false
     @Option(help: ArgumentHelp("CPU cores to use (0 = all; large models split each step across them).", valueName: "N"))
     var threads: Int = 0
+    @Option(help: ArgumentHelp("Draw K independent samples in one batched pass (sample i is the same whatever K is), printed one after another.", valueName: "K"))
+    var numSamples: Int = 1
+    @Option(help: ArgumentHelp("Write each sample to DIR/sample-<i>.txt instead of standard output.", valueName: "DIR"))
+    var outputDir: String?
 
     var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
 
     func validate() throws {
         if let p = options.problem { throw ValidationError(p) }
         if length < 0 { throw ValidationError("--length must be ≥ 0") }
+        if numSamples < 1 || numSamples > 4096 { throw ValidationError("--num-samples must be between 1 and 4096") }
     }
 
     func run() throws { try reportingErrors(sample) }
@@ -41,8 +46,9 @@ struct SampleCommand: ParsableCommand {
         BLASThreads.set(threads)
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
-        let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max))
-        let out = TokenWriter(vocabulary: loaded.meta.vocabulary)
+        let K = numSamples
+        let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max), streams: K)
+        var primeText = ""
         if let prime, !prime.isEmpty {
             let (known, unknownOnly) = loaded.meta.vocabulary.encode(prime, normalize: loaded.meta.train.normalize)
             if known.isEmpty && !unknownOnly.isEmpty {
@@ -53,11 +59,55 @@ struct SampleCommand: ParsableCommand {
                 let what = loaded.meta.vocabulary.unknownID == nil ? "were skipped" : "were read as the unknown token"
                 printError("warning: --prime characters not in the vocabulary \(what): \(unknown.map { $0.debugDescription }.joined(separator: " "))")
             }
-            out.write(prime)
+            primeText = prime
         }
-        for _ in 0..<length { out.write(token: sampler.next()) }
-        out.finish()
+        let vocab = loaded.meta.vocabulary
+        if K == 1 && outputDir == nil {
+            // one stream, streamed to stdout as it is drawn
+            let out = TokenWriter(vocabulary: vocab)
+            out.write(primeText)
+            for _ in 0..<length { out.write(token: sampler.next()) }
+            out.finish()
+            return
+        }
+        // K streams in lockstep: sample 0 streams to stdout, the others are kept until the end
+        let live = outputDir == nil ? TokenWriter(vocabulary: vocab) : nil
+        if live != nil { fputs(Self.separator(1, of: K) + "\n", stdout) }
+        live?.write(primeText)
+        var kept = [[Int32]](repeating: [], count: K)
+        for i in 0..<K { kept[i].reserveCapacity(length) }
+        let step = IntStorage(count: K)
+        for _ in 0..<length {
+            sampler.next(into: step.ptr)
+            for i in 0..<K { kept[i].append(step.ptr[i]) }
+            live?.write(token: Int(step.ptr[0]))
+        }
+        let bytes = vocab.tokens.map { Array($0.utf8) }
+        func text(_ i: Int) -> [UInt8] { Array(primeText.utf8) + kept[i].flatMap { bytes[Int($0)] } }
+        if let outputDir {
+            do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
+                throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
+            }
+            let width = String(K).count
+            for i in 0..<K {
+                let name = "sample-" + String(repeating: "0", count: width - String(i + 1).count) + String(i + 1) + ".txt"
+                let file = (outputDir as NSString).appendingPathComponent(name)
+                try AtomicFile.write(text(i), to: file)
+            }
+            printError("wrote \(K) samples to \(outputDir)/sample-*.txt")
+            return
+        }
+        live?.finish()
+        for i in 1..<K {
+            fputs("\n\n" + Self.separator(i + 1, of: K) + "\n", stdout)
+            text(i).withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+        }
+        fputs("\n", stdout)
+        fflush(stdout)
     }
+
+    /// The line between samples on standard output.
+    static func separator(_ i: Int, of k: Int) -> String { "──── sample \(i) of \(k) ────" }
 }
 
 /// Writes tokens' UTF-8 to stdout; flushes per token on a terminal, buffered otherwise.
@@ -74,4 +124,10 @@ final class TokenWriter {
         if tty { fputs("\n", stdout) }
         fflush(stdout)
     }
+}
+
+/// --output-dir cannot be made.
+struct OutputFolderError: Error, CustomStringConvertible {
+    let path: String, reason: String
+    var description: String { "\(path): cannot create the output folder: \(reason)" }
 }

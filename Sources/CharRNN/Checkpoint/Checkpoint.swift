@@ -59,6 +59,18 @@ public struct CheckpointMeta: Sendable {
     }
 }
 
+/// The `__metadata__` keys a checkpoint's own fields are stored under: the one table the writer and
+/// the reader use. Every other key is carried in `CheckpointMeta.extra`.
+public enum MetaKey: String, CaseIterable, Sendable {
+    case format, formatVersion = "format_version", model, train, vocab, unit, unknownID = "unk_id", corpus
+    case trainBatches = "train_batches", iteration, epoch, cursor, lr, rng, optimizer
+    case optimizerSteps = "optimizer_steps", bestIteration = "best_iteration", elapsed = "elapsed_sec"
+    case bestValLoss = "best_val_loss", valLoss = "val_loss"
+
+    /// Every key of this table.
+    static let all: Set<String> = Set(allCases.map(\.rawValue))
+}
+
 public struct CheckpointError: Error, CustomStringConvertible {
     public let file: String
     public let message: String
@@ -73,76 +85,70 @@ public enum Checkpoint {
         try save(to: [path], model: model, optimizer: optimizer, state: state, meta: meta)
     }
 
-    /// The same checkpoint, serialised once, written atomically to each path in order.
+    /// The same checkpoint, serialised once, written atomically to each path in order. The tensors
+    /// are the model's spec: parameters, then the optimizer's slots, then the carried state.
     public static func save(to paths: [String], model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
         var w = SafeTensorsWriter()
-        for v in model.layout.views {
-            w.add(v.name, shape: v.shape, floats: UnsafeBufferPointer(start: model.params.ptr + v.offset, count: v.count))
-        }
+        func add(_ t: TensorSpec, from base: UnsafePointer<Float>) { w.add(t.name, shape: t.shape, floats: UnsafeBufferPointer(start: base, count: t.count)) }
+        for (t, v) in zip(model.spec.parameters, model.layout.views) { add(t, from: model.params.ptr + v.offset) }
         if let optimizer {
-            for (slot, buf) in zip(optimizer.kind.slots, optimizer.moments) {
-                for v in model.layout.views {
-                    w.add(StateDict.moment(slot, of: v.name), shape: v.shape,
-                          floats: UnsafeBufferPointer(start: buf.ptr + v.offset, count: v.count))
-                }
-            }
+            let slots = model.spec.optimizerSlots(optimizer.kind), n = model.spec.parameters.count
+            for (i, t) in slots.enumerated() { add(t, from: optimizer.moments[i / n].ptr + model.layout.views[i % n].offset) }
         }
         if let state {
-            let shape = [state.batch, model.config.hidden]
-            for (k, h) in state.h.enumerated() { w.add(StateDict.stateH(k), shape: shape, floats: UnsafeBufferPointer(start: h.ptr, count: h.count)) }
-            for (k, c) in state.c.enumerated() { w.add(StateDict.stateC(k), shape: shape, floats: UnsafeBufferPointer(start: c.ptr, count: c.count)) }
+            for (t, buf) in zip(model.spec.carriedState(streams: state.batch), state.h + state.c) { add(t, from: buf.ptr) }
         }
-        w.metadata = encode(meta, optimizer: optimizer)
+        w.metadata = try encode(meta, optimizer: optimizer, file: paths.first ?? "")
         try w.write(to: paths)
     }
 
-    static func json<T: Encodable>(_ value: T) -> String {
+    static func json<T: Encodable>(_ value: T, key: MetaKey, file: String) throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try! enc.encode(value), as: UTF8.self)
+        do { return String(decoding: try enc.encode(value), as: UTF8.self) } catch {
+            throw CheckpointError(file: file, message: "cannot record \"\(key.rawValue)\" in the checkpoint (a value that JSON cannot hold, such as infinity or NaN)")
+        }
     }
 
-    static func encode(_ meta: CheckpointMeta, optimizer: Optimizer?) -> [String: String] {
+    static func encode(_ meta: CheckpointMeta, optimizer: Optimizer?, file: String) throws -> [String: String] {
         let p = meta.progress
-        var m: [String: String] = [
-            "format": CheckpointMeta.formatName,
-            "format_version": String(CheckpointMeta.formatVersion),
-            "model": json(meta.model),
-            "train": json(meta.train),
-            "vocab": json(meta.vocabulary.tokens),
-            "unit": meta.vocabulary.unit.rawValue,
-            "corpus": json(meta.corpus),
-            "train_batches": String(meta.trainBatches),
-            "iteration": String(p.iteration),
-            "epoch": String(meta.epoch),
-            "cursor": String(meta.trainBatches > 0 ? p.iteration % meta.trainBatches : 0),
-            "lr": "\(p.lr)",
-            "rng": json(p.rng.words.map { String($0) }),
-            "optimizer": optimizer?.kind.rawValue ?? meta.train.optim.rawValue,
-            "optimizer_steps": String(p.optimizerSteps),
-            "best_iteration": String(p.bestIteration),
-            "elapsed_sec": String(p.elapsed),
+        var m: [MetaKey: String] = [
+            .format: CheckpointMeta.formatName,
+            .formatVersion: String(CheckpointMeta.formatVersion),
+            .model: try json(meta.model, key: .model, file: file),
+            .train: try json(meta.train, key: .train, file: file),
+            .vocab: try json(meta.vocabulary.tokens, key: .vocab, file: file),
+            .unit: meta.vocabulary.unit.rawValue,
+            .corpus: try json(meta.corpus, key: .corpus, file: file),
+            .trainBatches: String(meta.trainBatches),
+            .iteration: String(p.iteration),
+            .epoch: String(meta.epoch),
+            .cursor: String(meta.trainBatches > 0 ? p.iteration % meta.trainBatches : 0),
+            .lr: "\(p.lr)",
+            .rng: try json(p.rng.words.map { String($0) }, key: .rng, file: file),
+            .optimizer: optimizer?.kind.rawValue ?? meta.train.optim.rawValue,
+            .optimizerSteps: String(p.optimizerSteps),
+            .bestIteration: String(p.bestIteration),
+            .elapsed: String(p.elapsed),
         ]
-        if let u = meta.vocabulary.unknownID { m["unk_id"] = String(u) }
-        if let b = p.bestValLoss { m["best_val_loss"] = "\(b)" }
-        if let v = p.lastValLoss { m["val_loss"] = "\(v)" }
-        m.merge(meta.extra) { core, _ in core }
-        return m
+        if let u = meta.vocabulary.unknownID { m[.unknownID] = String(u) }
+        if let b = p.bestValLoss { m[.bestValLoss] = "\(b)" }
+        if let v = p.lastValLoss { m[.valLoss] = "\(v)" }
+        var out = meta.extra.filter { !MetaKey.all.contains($0.key) }
+        for (k, v) in m { out[k.rawValue] = v }
+        return out
     }
 
     // MARK: - Read
-
-    /// The metadata keys `load` decodes into `CheckpointMeta`'s own fields.
-    static let coreKeys: Set<String> = ["format", "format_version", "model", "train", "vocab", "unit", "corpus", "train_batches",
-                                        "iteration", "epoch", "cursor", "lr", "rng", "optimizer", "optimizer_steps",
-                                        "best_iteration", "elapsed_sec", "best_val_loss", "val_loss"]
 
     /// A checkpoint read and validated at the format level; `restore` puts its tensors in place.
     public struct Loaded: Sendable {
         public let path: String
         public let file: SafeTensorsFile
         public let meta: CheckpointMeta
-        public var hasOptimizerState: Bool { file.tensors[StateDict.moment(meta.train.optim.slots[0], of: StateDict.weightHH(0))] != nil }
+        public var hasOptimizerState: Bool {
+            NetworkSpec(meta.model).optimizerSlots(meta.train.optim).allSatisfy { file.tensors[$0.name] != nil }
+        }
     }
 
     /// Reads `path` (a .safetensors file) and decodes its metadata.
@@ -156,94 +162,75 @@ public enum Checkpoint {
         let file = try SafeTensorsFile(bytes: bytes, path: path)
         let md = file.metadata
         func fail(_ msg: String) -> CheckpointError { CheckpointError(file: path, message: msg) }
-        func field(_ key: String) throws -> String {
-            guard let v = md[key] else { throw fail("not a charrnn checkpoint: metadata has no \"\(key)\"") }
+        func field(_ key: MetaKey) throws -> String {
+            guard let v = md[key.rawValue] else { throw fail("not a charrnn checkpoint: metadata has no \"\(key.rawValue)\"") }
             return v
         }
-        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
+        func decode<T: Decodable>(_ type: T.Type, _ key: MetaKey) throws -> T {
             do { return try JSONDecoder().decode(T.self, from: Data(try field(key).utf8)) } catch let e as CheckpointError { throw e } catch {
-                throw fail("metadata \"\(key)\" is not valid: \(error)")
+                throw fail("metadata \"\(key.rawValue)\" is not valid: \(error)")
             }
         }
-        func int(_ key: String) throws -> Int {
-            guard let v = Int(try field(key)) else { throw fail("metadata \"\(key)\" is not an integer") }
+        func int(_ key: MetaKey) throws -> Int {
+            guard let v = Int(try field(key)) else { throw fail("metadata \"\(key.rawValue)\" is not an integer") }
             return v
         }
-        guard md["format"] == CheckpointMeta.formatName else { throw fail("not a charrnn checkpoint (metadata format is \(md["format"].map { "\"\($0)\"" } ?? "missing"))") }
-        let version = try int("format_version")
+        guard md[MetaKey.format.rawValue] == CheckpointMeta.formatName else { throw fail("not a charrnn checkpoint (metadata format is \(md[MetaKey.format.rawValue].map { "\"\($0)\"" } ?? "missing"))") }
+        let version = try int(.formatVersion)
         if version > CheckpointMeta.formatVersion {
             throw fail("format version \(version) is newer than this charrnn reads (\(CheckpointMeta.formatVersion)); upgrade charrnn")
         }
-        let model = try decode(ModelConfig.self, "model")
+        let model = try decode(ModelConfig.self, .model)
         if let problem = model.problem { throw fail("model config invalid: \(problem)") }
-        let train = try decode(TrainConfig.self, "train")
-        let tokens = try decode([String].self, "vocab")
-        guard let unit = TokenUnit(rawValue: try field("unit")) else { throw fail("unknown token unit \(md["unit"]!)") }
+        let train = try decode(TrainConfig.self, .train)
+        let tokens = try decode([String].self, .vocab)
+        guard let unit = TokenUnit(rawValue: try field(.unit)) else { throw fail("unknown token unit \(md[MetaKey.unit.rawValue]!)") }
         guard tokens.count == model.vocabSize else { throw fail("vocabulary has \(tokens.count) entries but the model expects \(model.vocabSize)") }
         try checkModelTensors(model, in: file, fail: fail)
         if let problem = train.problem { throw fail("train config invalid: \(problem)") }
-        let corpus = try decode(CorpusInfo.self, "corpus")
+        let corpus = try decode(CorpusInfo.self, .corpus)
         var p = RunProgress()
-        p.iteration = try int("iteration")
-        p.optimizerSteps = try int("optimizer_steps")
-        p.bestIteration = try int("best_iteration")
-        guard let lr = Float(try field("lr")) else { throw fail("metadata \"lr\" is not a number") }
+        p.iteration = try int(.iteration)
+        p.optimizerSteps = try int(.optimizerSteps)
+        p.bestIteration = try int(.bestIteration)
+        guard let lr = Float(try field(.lr)) else { throw fail("metadata \"lr\" is not a number") }
         p.lr = lr
-        let words = try decode([String].self, "rng").compactMap { UInt64($0) }
+        let words = try decode([String].self, .rng).compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw fail("metadata \"rng\" is not a valid generator state") }
         p.rng = Xoshiro256(words: words)
         guard p.iteration >= 0, p.optimizerSteps >= 0, p.bestIteration >= 0, lr.isFinite, lr >= 0 else {
             throw fail("metadata counters are invalid (negative iteration or step count, or a non-finite learning rate)")
         }
-        p.bestValLoss = md["best_val_loss"].flatMap(Double.init)
-        p.lastValLoss = md["val_loss"].flatMap(Double.init)
-        p.elapsed = md["elapsed_sec"].flatMap(Double.init) ?? 0
+        p.bestValLoss = md[MetaKey.bestValLoss.rawValue].flatMap(Double.init)
+        p.lastValLoss = md[MetaKey.valLoss.rawValue].flatMap(Double.init)
+        p.elapsed = md[MetaKey.elapsed.rawValue].flatMap(Double.init) ?? 0
         var unknownID: Int? = nil
-        if let u = md["unk_id"] {
+        if let u = md[MetaKey.unknownID.rawValue] {
             guard let v = Int(u), v >= 0, v < tokens.count else { throw fail("metadata \"unk_id\" is not a vocabulary id") }
             unknownID = v
         }
-        let trainBatches = try int("train_batches")
+        let trainBatches = try int(.trainBatches)
         guard trainBatches >= 0 else { throw fail("metadata \"train_batches\" is negative") }
         var meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens, unknownID: unknownID),
                                   corpus: corpus, progress: p, trainBatches: trainBatches)
-        meta.extra = md.filter { !coreKeys.contains($0.key) }
+        meta.extra = md.filter { !MetaKey.all.contains($0.key) }
         return Loaded(path: path, file: file, meta: meta)
     }
 
-    /// Model-level validation (STYLE.md, after the format rules): every parameter tensor the config
-    /// implies is present as F32 with its exact shape. Building the model then allocates no more than
-    /// the file holds, so a forged `hidden` or `layers` cannot ask for terabytes, and the sizes
-    /// computed here are overflow-checked.
+    /// Model-level validation (STYLE.md, after the format rules): every parameter tensor of the
+    /// config's spec is present as F32 with its exact shape. Building the model then allocates no more
+    /// than the file holds, so a forged `hidden` or `layers` cannot ask for terabytes. The config has
+    /// passed `problem`, whose bounds keep the spec's sizes from overflowing.
     static func checkModelTensors(_ c: ModelConfig, in file: SafeTensorsFile, fail: (String) -> CheckpointError) throws {
-        // Each layer has four tensors in the file; more layers than tensors cannot be valid.
+        // Each layer has four tensors in the file; more layers than tensors cannot be valid (and the
+        // spec of a forged 1024-layer config need not be built).
         guard c.layers <= file.tensors.count else {
             throw fail("model config has \(c.layers) layers but the file holds only \(file.tensors.count) tensors")
         }
-        let (G, overflow) = c.cell.gates.multipliedReportingOverflow(by: c.hidden)
-        guard !overflow else { throw fail("model config hidden size \(c.hidden) is too large") }
-        var expected: [(String, [Int])] = []
-        if c.embed > 0 { expected.append((StateDict.embedding, [c.vocabSize, c.embed])) }
-        for k in 0..<c.layers {
-            expected += [(StateDict.weightIH(k), [G, c.inputSize(layer: k)]), (StateDict.weightHH(k), [G, c.hidden]),
-                         (StateDict.biasIH(k), [G]), (StateDict.biasHH(k), [G])]
-        }
-        if let a = c.adaptive {
-            // the config's own `problem` (checked before this) bounds cutoffs and order to the vocabulary
-            let b = a.bounds
-            expected += [(StateDict.adaptiveHeadWeight, [a.headSize + a.clusters, c.hidden]),
-                         (StateDict.adaptiveHeadBias, [a.headSize + a.clusters])]
-            for i in 0..<a.clusters {
-                let w = a.tailWidth(i, hidden: c.hidden)
-                expected += [(StateDict.adaptiveTailProj(i), [w, c.hidden]), (StateDict.adaptiveTailOut(i), [b[i + 1] - b[i], w])]
-            }
-        } else {
-            expected += [(StateDict.decoderWeight, [c.vocabSize, c.hidden]), (StateDict.decoderBias, [c.vocabSize])]
-        }
-        for (name, shape) in expected {
-            guard let info = file.tensors[name] else { throw SafeTensorsError(file: file.path, kind: .notFound(name)) }
-            guard info.dtype == .F32 else { throw SafeTensorsError(file: file.path, kind: .wrongDType(name, info.dtype)) }
-            guard info.shape == shape else { throw SafeTensorsError(file: file.path, kind: .wrongShape(name, info.shape, expected: shape)) }
+        for t in NetworkSpec(c).parameters {
+            guard let info = file.tensors[t.name] else { throw SafeTensorsError(file: file.path, kind: .notFound(t.name)) }
+            guard info.dtype == .F32 else { throw SafeTensorsError(file: file.path, kind: .wrongDType(t.name, info.dtype)) }
+            guard info.shape == t.shape else { throw SafeTensorsError(file: file.path, kind: .wrongShape(t.name, info.shape, expected: t.shape)) }
         }
     }
 
@@ -251,21 +238,21 @@ public enum Checkpoint {
     /// Every expected tensor must be present with its exact shape and dtype F32.
     public static func restore(_ c: Loaded, model: CharRNNModel, optimizer: Optimizer? = nil, state: RecurrentState? = nil) throws {
         precondition(model.config == c.meta.model, "restore into a model of another shape")
-        for v in model.layout.views {
-            try c.file.copyFloats(v.name, shape: v.shape, into: model.params.ptr + v.offset)
+        for (t, v) in zip(model.spec.parameters, model.layout.views) {
+            try c.file.copyFloats(t.name, shape: t.shape, into: model.params.ptr + v.offset)
         }
+        model.parametersChanged()
         if let optimizer {
-            for (slot, buf) in zip(optimizer.kind.slots, optimizer.moments) {
-                for v in model.layout.views {
-                    try c.file.copyFloats(StateDict.moment(slot, of: v.name), shape: v.shape, into: buf.ptr + v.offset)
-                }
+            let n = model.spec.parameters.count
+            for (i, t) in model.spec.optimizerSlots(optimizer.kind).enumerated() {
+                try c.file.copyFloats(t.name, shape: t.shape, into: optimizer.moments[i / n].ptr + model.layout.views[i % n].offset)
             }
             optimizer.stepCount = c.meta.progress.optimizerSteps
         }
         if let state {
-            let shape = [state.batch, model.config.hidden]
-            for (k, h) in state.h.enumerated() { try c.file.copyFloats(StateDict.stateH(k), shape: shape, into: h.ptr) }
-            for (k, cc) in state.c.enumerated() { try c.file.copyFloats(StateDict.stateC(k), shape: shape, into: cc.ptr) }
+            for (t, buf) in zip(model.spec.carriedState(streams: state.batch), state.h + state.c) {
+                try c.file.copyFloats(t.name, shape: t.shape, into: buf.ptr)
+            }
         }
     }
 

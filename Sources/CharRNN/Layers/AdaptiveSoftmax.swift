@@ -14,8 +14,8 @@
 // Training evaluates each tail only on the rows whose target falls in it (the speed-up); the loss is
 // exactly −log p(target) of the distribution above. Evaluation and sampling compute log p for every
 // token (`fullLogProbs`), a normalized distribution over all V ids.
-// The head's forward and backward are CharRNNModel's `decoder` (a LinearLayer over the head views);
-// this file does the head's cross-entropy and everything about the tails.
+// The head's forward and backward are a LinearLayer over the head views (AdaptiveSoftmaxOutput in
+// OutputLayer.swift drives both); this file does the head's cross-entropy and everything about the tails.
 // Caches (workspace): head targets, per-cluster row lists, gathered rows, projections, tail logits, dx of the tails.
 
 #if canImport(Glibc)
@@ -48,14 +48,6 @@ public struct AdaptiveSoftmaxConfig: Codable, Sendable, Equatable {
     public var bounds: [Int] { cutoffs + [order.count] }
     /// w_i.
     public func tailWidth(_ i: Int, hidden: Int) -> Int { max(1, Int(Double(hidden) / pow(divValue, Double(i + 1)))) }
-
-    /// Parameters of the head and tails.
-    public func parameterCount(hidden H: Int) -> Int {
-        let b = bounds
-        var n = (headSize + clusters) * (H + 1)
-        for i in 0..<clusters { let w = tailWidth(i, hidden: H); n += w * H + (b[i + 1] - b[i]) * w }
-        return n
-    }
 
     /// Problems, or nil.
     public var problem: String? {
@@ -129,7 +121,7 @@ public struct AdaptiveTail: Sendable {
     public let out: TensorView    // (n_i, w_i) decoder.tail.{i}.1.weight
 }
 
-/// The tails and the bookkeeping; the head is the model's `decoder` (`head` here, same views).
+/// The head, the tails and the bookkeeping.
 public struct AdaptiveSoftmaxLayer: Sendable {
     public let head: LinearLayer
     public let tails: [AdaptiveTail]
@@ -140,21 +132,24 @@ public struct AdaptiveSoftmaxLayer: Sendable {
     let rankOf: [Int32]           // (V) vocabulary id → rank
     let idOf: [Int32]             // (V) rank → vocabulary id
 
-    /// Adds `decoder.head.weight`, `decoder.head.bias` and `decoder.tail.{i}.{0,1}.weight` to `layout`.
-    public init(config: AdaptiveSoftmaxConfig, hidden: Int, layout: inout ParameterLayout) {
+    /// Takes `decoder.head.weight`, `decoder.head.bias` and `decoder.tail.{i}.{0,1}.weight` from a
+    /// layout built from the model's `NetworkSpec`.
+    public init(config: AdaptiveSoftmaxConfig, hidden: Int, layout: ParameterLayout) {
         precondition(config.problem == nil, config.problem ?? "")
         H = hidden; V = config.order.count; S = config.headSize; C = config.clusters
         self.config = config
         bounds = config.bounds
         widths = (0..<C).map { config.tailWidth($0, hidden: hidden) }
-        head = LinearLayer(weight: layout.add(StateDict.adaptiveHeadWeight, shape: [S + C, H]),
-                           bias: layout.add(StateDict.adaptiveHeadBias, shape: [S + C]))
-        var t: [AdaptiveTail] = []
-        for i in 0..<C {
-            t.append(AdaptiveTail(proj: layout.add(StateDict.adaptiveTailProj(i), shape: [widths[i], H]),
-                                  out: layout.add(StateDict.adaptiveTailOut(i), shape: [bounds[i + 1] - bounds[i], widths[i]])))
+        guard let hw = layout[StateDict.adaptiveHeadWeight], let hb = layout[StateDict.adaptiveHeadBias] else {
+            preconditionFailure("layout has no adaptive softmax head")
         }
-        tails = t
+        head = LinearLayer(weight: hw, bias: hb)
+        tails = (0..<C).map { i in
+            guard let proj = layout[StateDict.adaptiveTailProj(i)], let out = layout[StateDict.adaptiveTailOut(i)] else {
+                preconditionFailure("layout has no adaptive softmax tail \(i)")
+            }
+            return AdaptiveTail(proj: proj, out: out)
+        }
         idOf = config.order.map { Int32($0) }
         var r = [Int32](repeating: 0, count: V)
         for (rank, id) in config.order.enumerated() { r[id] = Int32(rank) }

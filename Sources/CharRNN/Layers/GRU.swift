@@ -73,11 +73,13 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
         }
     }
 
-    // MARK: - Sampling step
+    // MARK: - Inference step
 
-    public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                    c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        gruForwardKernel(gx: gx, gh: gh, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset, hPrev: h, h: h, rows: 1, H: H)
+    public override func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                                  scratch: UnsafeMutablePointer<Float>) {
+        // r multiplies the hidden n-term with its own bias, so the two biases stay apart here
+        gruForwardKernel(gx: gx, gh: gh, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset, hPrev: h, h: h, rows: rows, H: H)
     }
 }
 

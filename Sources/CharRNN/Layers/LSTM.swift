@@ -76,13 +76,13 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
         }
     }
 
-    // MARK: - Sampling step
+    // MARK: - Inference step
 
-    public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                    c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        addVectors(gx, gh, into: gx, n: G)                                          // W_ih x + W_hh h
-        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: scratch, n: G)
-        lstmForwardKernel(gates: gx, bias: scratch, cPrev: c!, c: c!, tanhC: scratch + G, h: h, rows: 1, H: H)
+    public override func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                                  scratch: UnsafeMutablePointer<Float>) {
+        addVectors(gx, gh, into: gx, n: rows * G)                                   // W_ih x + W_hh h
+        lstmForwardKernel(gates: gx, bias: bias, cPrev: c!, c: c!, tanhC: scratch, h: h, rows: rows, H: H)
     }
 }
 

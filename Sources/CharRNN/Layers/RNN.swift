@@ -54,11 +54,11 @@ public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
         }
     }
 
-    public override func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                    c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        addVectors(gx, gh, into: gx, n: G)
-        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: scratch, n: G)
-        rnnForwardKernel(pre: gx, bias: scratch, h: h, rows: 1, H: H)
+    public override func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                                  scratch: UnsafeMutablePointer<Float>) {
+        addVectors(gx, gh, into: gx, n: rows * G)
+        rnnForwardKernel(pre: gx, bias: bias, h: h, rows: rows, H: H)
     }
 }
 

@@ -31,6 +31,15 @@ public enum LayerInput {
 /// Offsets of one layer's parameters in the flat arena.
 public struct RecurrentParams: Sendable {
     public let wIH: TensorView, wHH: TensorView, bIH: TensorView, bHH: TensorView
+
+    /// The views of layer `k` in a layout built from its `NetworkSpec` tensors.
+    public init(layout: ParameterLayout, layer k: Int) {
+        guard let wIH = layout[StateDict.weightIH(k)], let wHH = layout[StateDict.weightHH(k)],
+              let bIH = layout[StateDict.biasIH(k)], let bHH = layout[StateDict.biasHH(k)] else {
+            preconditionFailure("layout has no recurrent layer \(k)")
+        }
+        self.wIH = wIH; self.wHH = wHH; self.bIH = bIH; self.bHH = bHH
+    }
 }
 
 /// Base class: owns the activation caches of one layer for up to (maxT, maxB) and implements the
@@ -72,16 +81,6 @@ public class RecurrentLayer: @unchecked Sendable {
         whhP = PackedPanels(maxK: G, maxN: H)
         wihT = oneHot ? Storage(count: D * G) : nil
         dwihT = oneHot ? Storage(count: D * G) : nil
-    }
-
-    /// Registers the four PyTorch-named tensors of layer `k` in `layout`.
-    public static func addParams(to layout: inout ParameterLayout, layer k: Int, kind: CellKind, inputSize D: Int, hiddenSize H: Int) -> RecurrentParams {
-        let G = kind.gates * H
-        return RecurrentParams(
-            wIH: layout.add(StateDict.weightIH(k), shape: [G, D]),
-            wHH: layout.add(StateDict.weightHH(k), shape: [G, H]),
-            bIH: layout.add(StateDict.biasIH(k), shape: [G]),
-            bHH: layout.add(StateDict.biasHH(k), shape: [G]))
     }
 
     /// h[1...T] as (T, B, H) rows for a minibatch of B streams.
@@ -172,24 +171,16 @@ public class RecurrentLayer: @unchecked Sendable {
     /// ∂L/∂c0 after `backward` (B, H), LSTM only.
     public var dc0: UnsafePointer<Float>? { nil }
 
-    // MARK: - Single step for sampling (B = 1, no caches)
+    // MARK: - Inference step (B streams, no caches)
 
-    /// Scratch sizes for `step` / `stepKernel`: floats needed.
-    public var stepScratchCount: Int { 3 * G }
-
-    /// One step at batch 1 given both products, without biases: gx = W_ih·x (G) and gh = W_hh·h (G).
-    /// Updates h (H) and c (H, LSTM) in place; gx and gh are overwritten. `scratch` has 2G floats.
-    public func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                           c: UnsafeMutablePointer<Float>?, p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    /// One inference step for `rows` streams given both products without biases: gx (rows, G) =
+    /// x · W_ihᵀ and gh (rows, G) = h · W_hhᵀ (both overwritten). Updates h (rows, H) and, for the
+    /// LSTM, c (rows, H) in place, with the same fused kernel as training. `bias` (G) is b_ih + b_hh;
+    /// `scratch` holds rows·H floats.
+    public func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                         c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                         scratch: UnsafeMutablePointer<Float>) {
         preconditionFailure("abstract")
-    }
-
-    /// One step at batch 1: `xproj` (G) holds W_ih·x (no bias); W_hh·h by gemv, then `stepKernel`.
-    /// `scratch` has `stepScratchCount` floats.
-    public final func step(xproj: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
-                           p: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        gemv(.noTrans, m: G, n: H, a: p + params.wHH.offset, lda: H, x: h, beta: 0, y: scratch)
-        stepKernel(gx: xproj, gh: scratch, h: h, c: c, p: p, scratch: scratch + G)
     }
 
     /// How many batch slices the time loop runs in parallel (each slice's streams are independent).

@@ -1,6 +1,7 @@
-// Model/CharRNNModel.swift — the stack: [embedding] → L recurrent layers → dropout → decoder → softmax CE.
+// Model/CharRNNModel.swift — the stack: [embedding] → L recurrent layers → dropout → output layer.
 //
 // Legend: T steps, B batch, V vocabulary, E embedding width, H hidden, L layers, N = T·B rows.
+// What the network is (every tensor's name, shape and role) is NetworkSpec; this file runs it.
 // Memory (llm.c's split by role): one flat Storage for parameters, one for gradients (same layout),
 // and per-layer activation caches sized for (maxT, maxB), all allocated in `init`. Nothing is
 // allocated by `trainStep` or `evaluate`.
@@ -25,17 +26,18 @@ public final class RecurrentState: @unchecked Sendable {
 
 public final class CharRNNModel: @unchecked Sendable {
     public let config: ModelConfig
+    /// Every tensor of the network (names, shapes, roles); the layout below is built from it.
+    public let spec: NetworkSpec
     public let layout: ParameterLayout
     public let params: Storage
     public let grads: Storage
     public let maxT: Int, maxB: Int
     public let embedding: EmbeddingLayer?
     public let layers: [RecurrentLayer]
-    public let decoder: LinearLayer
-    /// Decoder choice (issue 4): with `config.adaptive`, `decoder` is the adaptive softmax's head and
-    /// this holds the tails and their workspace; nil for the full softmax.
-    public let adaptive: AdaptiveSoftmaxLayer?
-    let adaptiveWS: AdaptiveSoftmaxWorkspace?
+    /// Full or adaptive softmax.
+    public let output: any OutputLayer
+    /// Packed weights of the inference step; made on first use, dropped by `parametersChanged`.
+    var inference: InferenceWeights?
 
     // Workspace, (maxT, maxB) sized.
     let embOut: Storage?         // (T, B, E)
@@ -43,7 +45,6 @@ public final class CharRNNModel: @unchecked Sendable {
     let masks: [Storage]         // L × (T, B, H) dropout masks of each layer's output (empty when dropout = 0)
     let dropped: [Storage]       // L × (T, B, H) masked outputs
     let dy: [Storage]            // L × (T, B, H) ∂L/∂(layer k's output h[1...T])
-    let logits: Storage          // (N, V) (adaptive: (N, S+C) head logits); replaced by ∂L/∂logits in training
     let ones: Storage            // (N) of 1, for bias column sums
 
     /// Builds the parameter layout (zeros) and all workspaces for minibatches up to (maxT, maxB).
@@ -51,35 +52,26 @@ public final class CharRNNModel: @unchecked Sendable {
         precondition(config.problem == nil, config.problem ?? "")
         BLASThreads.ensureConfigured()
         self.config = config; self.maxT = maxT; self.maxB = maxB
-        let V = config.vocabSize, H = config.hidden, L = config.layers, N = maxT * maxB
-        var layout = ParameterLayout()
-        embedding = config.embed > 0 ? EmbeddingLayer(weight: layout.add(StateDict.embedding, shape: [V, config.embed])) : nil
-        var layerParams: [RecurrentParams] = []
-        for k in 0..<L {
-            layerParams.append(RecurrentLayer.addParams(to: &layout, layer: k, kind: config.cell,
-                                                        inputSize: config.inputSize(layer: k), hiddenSize: H))
-        }
-        // MARK: decoder choice (issue 4) — full softmax, or adaptive softmax whose head is `decoder`
-        if let a = config.adaptive {
-            let layer = AdaptiveSoftmaxLayer(config: a, hidden: H, layout: &layout)
-            decoder = layer.head
-            adaptive = layer
-            adaptiveWS = AdaptiveSoftmaxWorkspace(layer: layer, maxRows: N)
-        } else {
-            decoder = LinearLayer(weight: layout.add(StateDict.decoderWeight, shape: [V, H]),
-                                  bias: layout.add(StateDict.decoderBias, shape: [V]))
-            adaptive = nil
-            adaptiveWS = nil
-        }
+        spec = NetworkSpec(config)
+        let layout = ParameterLayout(spec.parameters)
         self.layout = layout
+        let H = config.hidden, L = config.layers, N = maxT * maxB
+        embedding = layout[StateDict.embedding].map { EmbeddingLayer(weight: $0) }
+        if let a = config.adaptive {
+            output = AdaptiveSoftmaxOutput(layer: AdaptiveSoftmaxLayer(config: a, hidden: H, layout: layout), maxRows: N)
+        } else {
+            output = FullSoftmaxOutput(decoder: LinearLayer(weight: layout[StateDict.decoderWeight]!, bias: layout[StateDict.decoderBias]!),
+                                       maxRows: N)
+        }
         params = Storage(count: layout.count)
         grads = Storage(count: layout.count)
         layers = (0..<L).map { k in
             let D = config.inputSize(layer: k), oneHot = k == 0 && config.embed == 0
+            let params = RecurrentParams(layout: layout, layer: k)
             switch config.cell {
-            case .lstm: return LSTMLayer(inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: layerParams[k])
-            case .gru: return GRULayer(inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: layerParams[k])
-            case .rnn: return RNNLayer(inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: layerParams[k])
+            case .lstm: return LSTMLayer(inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+            case .gru: return GRULayer(inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+            case .rnn: return RNNLayer(inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
             }
         }
         embOut = config.embed > 0 ? Storage(count: N * config.embed) : nil
@@ -87,7 +79,6 @@ public final class CharRNNModel: @unchecked Sendable {
         masks = config.dropout > 0 ? (0..<L).map { _ in Storage(count: N * H) } : []
         dropped = config.dropout > 0 ? (0..<L).map { _ in Storage(count: N * H) } : []
         dy = (0..<L).map { _ in Storage(count: N * H) }
-        logits = Storage(count: N * decoder.outFeatures)
         ones = Storage(count: N)
         for i in 0..<N { ones.ptr[i] = 1 }
     }
@@ -103,13 +94,19 @@ public final class CharRNNModel: @unchecked Sendable {
             let H = config.hidden
             for l in layers { (params.ptr + l.params.bIH.offset + H).update(repeating: 1, count: H) }
         }
+        parametersChanged()
     }
+
+    /// Call after writing `params` other than by training (a restore, a copy): the inference step
+    /// re-packs its weights on next use.
+    public func parametersChanged() { inference = nil }
 
     // MARK: - Forward
 
-    /// Runs the stack and the decoder, leaving logits (N, V) in the workspace. Reads and updates
-    /// `state`. With `training`, draws fresh dropout masks from `rng`.
-    func forwardLogits(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, training: Bool, rng: inout Xoshiro256) {
+    /// Runs the recurrent stack over a minibatch and returns its top output (N, H): after dropout
+    /// when `training` (fresh masks from `rng`). Reads and updates `state`.
+    func forwardStack(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, training: Bool,
+                      rng: inout Xoshiro256) -> UnsafeMutablePointer<Float> {
         precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB && state.batch == B, "minibatch (\(T), \(B)) does not fit the model workspace")
         let N = T * B, H = config.hidden
         let p = UnsafePointer(params.ptr)
@@ -121,30 +118,35 @@ public final class CharRNNModel: @unchecked Sendable {
         } else {
             input = .tokens(x)
         }
+        var out: UnsafeMutablePointer<Float>? = nil
         for (k, layer) in layers.enumerated() {
             let c = state.c.isEmpty ? nil : state.c[k].ptr
             layer.forward(input, T: T, B: B, p: p, h0: state.h[k].ptr, c0: c, hT: state.h[k].ptr, cT: c)
-            var out = layer.output(B: B)
+            out = layer.output(B: B)
             if drop {
                 Dropout.drawMask(masks[k].ptr, n: N * H, prob: config.dropout, rng: &rng)
-                Dropout.apply(out, mask: masks[k].ptr, out: dropped[k].ptr, n: N * H)
+                Dropout.apply(out!, mask: masks[k].ptr, out: dropped[k].ptr, n: N * H)
                 out = dropped[k].ptr
             }
-            input = .dense(out)
+            input = .dense(out!)
         }
-        guard case .dense(let top) = input else { preconditionFailure() }
-        decoder.forward(x: top, rows: N, p: p, out: logits.ptr)
+        return out!   // L ≥ 1
     }
 
-    /// Mean cross-entropy of one minibatch without gradients (no dropout). Updates `state`.
+    /// Mean cross-entropy of one minibatch without gradients (no dropout), from the exact
+    /// distribution. Updates `state`.
     public func evaluate(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState) -> Double {
         var unused = Xoshiro256(seed: 0)
-        forwardLogits(x: x, T: T, B: B, state: state, training: false, rng: &unused)
-        if let adaptive, let adaptiveWS {   // decoder choice (issue 4): the exact full distribution
-            return adaptive.exactLoss(x: layers[layers.count - 1].output(B: B), targets: y, rows: T * B, head: logits.ptr,
-                                      p: params.ptr, ws: adaptiveWS)
-        }
-        return softmaxCrossEntropy(logits: logits.ptr, targets: y, rows: T * B, V: config.vocabSize, gradient: false)
+        let top = forwardStack(x: x, T: T, B: B, state: state, training: false, rng: &unused)
+        return output.exactLoss(x: top, targets: y, rows: T * B, p: params.ptr)
+    }
+
+    /// log p(next token) of every vocabulary id for each row of a minibatch: out (T·B, V), written;
+    /// the training forward (no dropout), so the inference step can be checked against it. Updates `state`.
+    public func logProbs(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, out: UnsafeMutablePointer<Float>) {
+        var unused = Xoshiro256(seed: 0)
+        let top = forwardStack(x: x, T: T, B: B, state: state, training: false, rng: &unused)
+        output.logProbs(x: top, rows: T * B, p: params.ptr, out: out)
     }
 
     // MARK: - Forward + backward
@@ -155,18 +157,12 @@ public final class CharRNNModel: @unchecked Sendable {
     public func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
                           state: RecurrentState, rng: inout Xoshiro256) -> Double {
         grads.zero()
-        forwardLogits(x: x, T: T, B: B, state: state, training: true, rng: &rng)
+        let top = forwardStack(x: x, T: T, B: B, state: state, training: true, rng: &rng)
         let N = T * B, H = config.hidden
         let p = UnsafePointer(params.ptr), g = grads.ptr
         let drop = config.dropout > 0
         let L = layers.count
-        let top = drop ? dropped[L - 1].ptr : layers[L - 1].output(B: B)
-        // decoder choice (issue 4): adaptive softmax = head CE + tails (forward and backward)
-        let loss = adaptive.map { $0.trainLoss(x: top, targets: y, rows: N, head: logits.ptr, p: p, g: g, ws: adaptiveWS!) }
-            ?? softmaxCrossEntropy(logits: logits.ptr, targets: y, rows: N, V: config.vocabSize, gradient: true)
-        // decoder: logits = top · Wᵀ + b
-        decoder.backward(x: top, dout: logits.ptr, rows: N, p: p, g: g, ones: ones.ptr, dx: dy[L - 1].ptr)
-        if let adaptiveWS { axpy(n: N * H, alpha: 1, x: adaptiveWS.dxTail.ptr, y: dy[L - 1].ptr) }
+        let loss = output.trainLoss(x: top, targets: y, rows: N, p: p, g: g, ones: ones.ptr, dx: dy[L - 1].ptr)
         for k in stride(from: L - 1, through: 0, by: -1) {
             // dropout: out = h ⊙ mask  ⇒  dh = dout ⊙ mask
             if drop { Dropout.apply(dy[k].ptr, mask: masks[k].ptr, out: dy[k].ptr, n: N * H) }

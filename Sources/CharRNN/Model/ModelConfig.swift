@@ -20,14 +20,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Input width of layer k.
     public func inputSize(layer k: Int) -> Int { k > 0 ? hidden : (embed > 0 ? embed : vocabSize) }
 
-    /// Number of trainable parameters.
-    public var parameterCount: Int {
-        let G = cell.gates * hidden
-        var n = embed > 0 ? vocabSize * embed : 0
-        for k in 0..<layers { n += G * inputSize(layer: k) + G * hidden + 2 * G }
-        if let adaptive { return n + adaptive.parameterCount(hidden: hidden) }
-        return n + vocabSize * hidden + vocabSize
-    }
+    /// Number of trainable parameters (from the network's spec; the config must have no `problem`).
+    public var parameterCount: Int { NetworkSpec(self).parameterCount }
 
     /// Problems with the numbers, or nil.
     public var problem: String? {

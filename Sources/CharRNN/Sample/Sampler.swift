@@ -1,9 +1,10 @@
-// Sample/Sampler.swift — generation from a checkpoint, one token at a time at batch 1.
+// Sample/Sampler.swift — generation from a checkpoint for K independent streams.
 //
-// Per token: layer-0 input projection (a column of W_ih for one-hot input, or W_ih·e by gemv for an
-// embedding), then per layer one recurrent gemv plus the same fused gate kernel training uses, the
-// decoder by gemv, and the distribution: logits/temperature → softmax → optional top-k and top-p
-// (nucleus) truncation → one draw. Temperature 0 is argmax. All buffers are allocated at init.
+// The network runs through the model's inference step (Model/Inference.swift), which gives log p of
+// every id for each stream. The sampler only shapes that distribution — temperature, top-k, top-p
+// (nucleus) truncation, the unknown token masked — and draws, each stream with its own generator
+// (stream i's from the seed and i, so sample i is the same whatever K is; stream 0's is the seed's
+// own, as a single sample has always been). Temperature 0 is argmax. All buffers are allocated at init.
 
 /// Controls of the next-token distribution.
 public struct SamplingOptions: Sendable {
@@ -25,124 +26,70 @@ public final class Sampler {
     public let model: CharRNNModel
     public let vocabulary: Vocabulary
     public var options: SamplingOptions
-    public var rng: Xoshiro256
+    /// K streams sampled together.
+    public let streams: Int
+    /// One generator per stream.
+    public var rngs: [Xoshiro256]
 
-    let H: Int, V: Int, G: Int
-    let h: [Storage], c: [Storage]     // L × (H)
-    let xproj: Storage                 // (G) W_ih·x of the current layer
-    let hproj: Storage                 // (G) W_hh·h of the current layer
-    let scratch: Storage               // cell scratch
-    let packedIH: [PackedPanels?]      // per layer W_ihᵀ packed (nil for one-hot layer 0)
-    let packedHH: [PackedPanels]       // per layer W_hhᵀ packed
-    let packedDec: PackedPanels        // decoder Wᵀ (H × V) packed (the head's, with an adaptive softmax)
-    let emb: Storage                   // (E) embedding of the current token
-    let wihT: Storage?                 // (V, G) layer-0 W_ihᵀ, for the one-hot column
-    let logits: Storage                // (V)
-    let probs: Storage                 // (V)
+    let V: Int
+    let state: InferenceState
+    let logProbs: Storage              // (K, V) log p of the next token per stream
+    let tokens: IntStorage             // (K) the tokens fed to the step
+    let probs: Storage                 // (V) the shaped distribution of the stream being drawn
     let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
-    let adaptiveWS: AdaptiveSoftmaxWorkspace?  // (1 row) with an adaptive softmax: logits are exact log-probs
     let unknownID: Int?                // masked: never drawn
-    var hasState = false
+    public private(set) var hasState = false
 
-    /// - Parameter model: a model built with maxT = maxB = 1 (or larger) holding the weights.
-    public init(model: CharRNNModel, vocabulary: Vocabulary, options: SamplingOptions, seed: UInt64) {
+    /// - Parameters:
+    ///   - model: holds the weights (any workspace size).
+    ///   - seed: stream 0 draws from `Xoshiro256(seed: seed)`, stream i from `Sampler.seed(seed, stream: i)`.
+    ///   - streams: K ≥ 1 samples drawn in one batched pass.
+    public init(model: CharRNNModel, vocabulary: Vocabulary, options: SamplingOptions, seed: UInt64, streams: Int = 1) {
         precondition(vocabulary.count == model.config.vocabSize)
-        self.model = model; self.vocabulary = vocabulary; self.options = options
-        rng = Xoshiro256(seed: seed)
-        let cfg = model.config
-        H = cfg.hidden; V = cfg.vocabSize; G = cfg.cell.gates * cfg.hidden
-        h = (0..<cfg.layers).map { _ in Storage(count: cfg.hidden) }
-        c = (0..<cfg.layers).map { _ in Storage(count: cfg.hidden) }
-        xproj = Storage(count: G); hproj = Storage(count: G)
-        scratch = Storage(count: model.layers.map(\.stepScratchCount).max() ?? 0)
-        // Weights packed once into 32-column panels: each token streams them through the SIMD
-        // row kernel, split by panels across cores.
-        let p = UnsafePointer(model.params.ptr)
-        packedIH = model.layers.map { l in
-            guard !l.oneHot else { return nil }
-            let pk = PackedPanels(maxK: l.D, maxN: l.G)
-            pk.packTransposed(p + l.params.wIH.offset, k: l.D, n: l.G, ld: l.D)
-            return pk
-        }
-        packedHH = model.layers.map { l in
-            let pk = PackedPanels(maxK: l.H, maxN: l.G)
-            pk.packTransposed(p + l.params.wHH.offset, k: l.H, n: l.G, ld: l.H)
-            return pk
-        }
-        // (with an adaptive softmax the decoder is its head; feed then takes the adaptive path)
-        let decRows = model.decoder.outFeatures
-        packedDec = PackedPanels(maxK: cfg.hidden, maxN: decRows)
-        packedDec.packTransposed(p + model.decoder.weight.offset, k: cfg.hidden, n: decRows, ld: cfg.hidden)
-        emb = Storage(count: max(1, cfg.embed))
-        if cfg.embed == 0 {
-            let t = Storage(count: V * G)
-            transpose(model.params.ptr + model.layers[0].params.wIH.offset, rows: G, cols: V, into: t.ptr)
-            wihT = t
-        } else { wihT = nil }
-        logits = Storage(count: V); probs = Storage(count: V)
+        precondition(streams >= 1, "at least one stream")
+        self.model = model; self.vocabulary = vocabulary; self.options = options; self.streams = streams
+        rngs = (0..<streams).map { Xoshiro256(seed: Sampler.seed(seed, stream: $0)) }
+        V = model.config.vocabSize
+        state = InferenceState(config: model.config, streams: streams)
+        logProbs = Storage(count: streams * V)
+        tokens = IntStorage(count: streams)
+        probs = Storage(count: V)
         order = .allocate(capacity: V)
-        adaptiveWS = model.adaptive.map { AdaptiveSoftmaxWorkspace(layer: $0, maxRows: 1) }
         unknownID = vocabulary.unknownID
     }
 
     deinit { order.deallocate() }
 
     /// Loads a checkpoint file for sampling.
-    public convenience init(checkpoint: Checkpoint.Loaded, options: SamplingOptions, seed: UInt64) throws {
-        let model = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
+    public convenience init(checkpoint: Checkpoint.Loaded, options: SamplingOptions, seed: UInt64, streams: Int = 1) throws {
+        let model = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: streams)
         try Checkpoint.restore(checkpoint, model: model)
-        self.init(model: model, vocabulary: checkpoint.meta.vocabulary, options: options, seed: seed)
+        self.init(model: model, vocabulary: checkpoint.meta.vocabulary, options: options, seed: seed, streams: streams)
     }
 
-    /// Zeroes the hidden state.
-    public func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() }; hasState = false }
+    /// The seed of stream i's generator: the seed itself for stream 0, a SplitMix64 step away for the others.
+    public static func seed(_ seed: UInt64, stream i: Int) -> UInt64 {
+        guard i > 0 else { return seed }
+        var z = seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 
-    /// Feeds one token; afterwards `logits` hold the scores of the next token.
+    /// Zeroes the hidden state of every stream.
+    public func reset() { state.reset(); hasState = false }
+
+    /// Feeds the same token to every stream; afterwards each stream's log-probabilities are those of
+    /// the next token.
     public func feed(_ token: Int) {
         precondition(token >= 0 && token < V)
-        let p = UnsafePointer(model.params.ptr)
-        let pool = WorkerPool.shared
-        for (k, layer) in model.layers.enumerated() {
-            // input of this layer: the embedding row, or the layer below's new h
-            var x: UnsafePointer<Float>? = k > 0 ? UnsafePointer(h[k - 1].ptr) : nil
-            if k == 0 {
-                if let wihT {
-                    xproj.ptr.update(from: wihT.ptr + token * G, count: G)   // one-hot: a column of W_ih
-                } else {
-                    let E = model.config.embed
-                    emb.ptr.update(from: p + model.embedding!.weight.offset + token * E, count: E)
-                    x = UnsafePointer(emb.ptr)
-                }
-            }
-            let wih = packedIH[k], whh = packedHH[k], hk = UnsafePointer(h[k].ptr)
-            let gx = xproj.ptr, gh = hproj.ptr
-            let parts = sampleParts(panels: whh.panels, work: G * (H + (x == nil ? 0 : layer.D)))
-            let job = RowProductJob(x: x, wih: x == nil ? nil : wih, gx: gx, h: hk, whh: whh, gh: gh, parts: parts)
-            pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: RowProductJob.self).pointee.run(part: $1) }
-            layer.stepKernel(gx: gx, gh: gh, h: h[k].ptr, c: c[k].ptr, p: p, scratch: scratch.ptr)
-        }
-        if let a = model.adaptive, let adaptiveWS {   // issue 4: the exact full distribution, log p per token
-            a.fullLogProbs(x: h[model.layers.count - 1].ptr, rows: 1, headLogits: nil, p: p, out: logits.ptr, ws: adaptiveWS)
-            hasState = true
-            return
-        }
-        // logits = W_dec · h_top + b
-        let top = UnsafePointer(h[model.layers.count - 1].ptr), out = logits.ptr, dec = packedDec
-        out.update(from: p + model.decoder.bias.offset, count: V)
-        let parts = sampleParts(panels: dec.panels, work: V * H)
-        let job = RowProductJob(x: nil, wih: nil, gx: out, h: top, whh: dec, gh: out, parts: parts, accumulate: true)
-        pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: RowProductJob.self).pointee.run(part: $1) }
+        for r in 0..<streams { tokens.ptr[r] = Int32(token) }
+        model.step(tokens: tokens.ptr, state: state, logProbs: logProbs.ptr)
         hasState = true
     }
 
-    /// Cores worth using for one batch-1 product: only when each gets a sizeable share.
-    @inline(__always)
-    func sampleParts(panels: Int, work: Int) -> Int {
-        work < 400_000 ? 1 : min(WorkerPool.shared.width, panels)
-    }
-
-    /// Feeds the tokens of `text` (same tokenizer as training). Returns the characters that are not
-    /// in the vocabulary (skipped), distinct, in order of appearance.
+    /// Feeds the tokens of `text` (same tokenizer as training) to every stream. Returns the
+    /// characters that are not in the vocabulary (skipped), distinct, in order of appearance.
     @discardableResult
     public func prime(_ text: String, normalize: Normalization) -> [String] {
         let (ids, unknown) = vocabulary.encode(text, normalize: normalize)
@@ -151,31 +98,44 @@ public final class Sampler {
     }
 
     /// Feeds a neutral start when nothing was primed: a newline if the vocabulary has one, else
-    /// the scores stay uniform (zero logits).
+    /// the distribution stays uniform.
     public func start() {
-        if let nl = vocabulary.id(of: "\n") ?? vocabulary.id(of: "\r\n") { feed(nl) } else { logits.zero(); hasState = true }
+        if let nl = vocabulary.id(of: "\n") ?? vocabulary.id(of: "\r\n") { feed(nl) } else { logProbs.zero(); hasState = true }
     }
 
-    /// Draws the next token from the current logits, feeds it, and returns it.
+    /// Single stream: draws the next token, feeds it, and returns it.
     public func next() -> Int {
+        precondition(streams == 1, "next() draws for one stream; use next(into:)")
         if !hasState { start() }
         let tok = draw()
         feed(tok)
         return tok
     }
 
-    /// The index of the largest logit (ties: lowest id).
-    public func argmax() -> Int {
+    /// Draws the next token of every stream into `out` (K) and feeds them all in one step.
+    public func next(into out: UnsafeMutablePointer<Int32>) {
+        if !hasState { start() }
+        for r in 0..<streams {
+            let t = Int32(draw(stream: r))
+            out[r] = t; tokens.ptr[r] = t
+        }
+        model.step(tokens: tokens.ptr, state: state, logProbs: logProbs.ptr)
+    }
+
+    /// The likeliest token of `stream` (ties: lowest id), never the unknown token.
+    public func argmax(stream: Int = 0) -> Int {
+        let z = logProbs.ptr + stream * V
         var best = unknownID == 0 && V > 1 ? 1 : 0
-        for i in 1..<V where logits.ptr[i] > logits.ptr[best] && i != unknownID { best = i }
+        for i in 1..<V where z[i] > z[best] && i != unknownID { best = i }
         return best
     }
 
-    /// Draws from softmax(logits / T) restricted by top-k / top-p. T = 0 → argmax.
-    public func draw() -> Int {
+    /// Draws from softmax(log p / T) of `stream` restricted by top-k / top-p, with the stream's own
+    /// generator. T = 0 → argmax.
+    public func draw(stream: Int = 0) -> Int {
         let T = options.temperature
-        if T == 0 { return argmax() }
-        let z = logits.ptr, pr = probs.ptr
+        if T == 0 { return argmax(stream: stream) }
+        let z = logProbs.ptr + stream * V, pr = probs.ptr
         var m = -Float.infinity
         for i in 0..<V { m = max(m, z[i]) }
         var sv = Vec()
@@ -193,7 +153,7 @@ public final class Sampler {
         let k = options.topK > 0 ? min(options.topK, V) : V
         if k == V && options.topP >= 1 {
             // plain categorical draw
-            let u = Float(rng.nextDouble()) * s
+            let u = Float(rngs[stream].nextDouble()) * s
             var acc: Float = 0
             for i in 0..<V { acc += pr[i]; if u < acc { return i } }
             return lastNonzero()
@@ -216,7 +176,7 @@ public final class Sampler {
         }
         var kept: Float = 0
         for r in 0..<keep { kept += pr[Int(order[r])] }
-        let u = Float(rng.nextDouble()) * kept
+        let u = Float(rngs[stream].nextDouble()) * kept
         var acc: Float = 0
         for r in 0..<keep {
             acc += pr[Int(order[r])]
@@ -231,19 +191,6 @@ public final class Sampler {
         return i
     }
 
-    /// Current next-token scores (V), for tests.
-    public var currentLogits: [Float] { logits.toArray() }
-}
-
-/// One part of the batch-1 products of a layer: columns of gx = W_ih·x (when x is given) and of
-/// gh = W_hh·h (or of the decoder's logits), split by 32-column panels (allocation-free pool job).
-private struct RowProductJob {
-    let x: UnsafePointer<Float>?, wih: PackedPanels?, gx: UnsafeMutablePointer<Float>
-    let h: UnsafePointer<Float>, whh: PackedPanels, gh: UnsafeMutablePointer<Float>, parts: Int
-    var accumulate = false
-    func run(part: Int) {
-        let r = slice(whh.panels, part: part, of: parts)
-        if let x, let wih { packedGemmRow(a: x, b: wih, c: gx, accumulate: false, panels: r) }   // W_ih·x
-        packedGemmRow(a: h, b: whh, c: gh, accumulate: accumulate, panels: r)                     // W_hh·h (or W_dec·h)
-    }
+    /// log p of the next token (V) of `stream`, for tests.
+    public func currentLogProbs(stream: Int = 0) -> [Float] { Array(UnsafeBufferPointer(start: logProbs.ptr + stream * V, count: V)) }
 }

@@ -160,6 +160,52 @@ public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMut
     }
 }
 
+/// Rows of C for the inference step: c (m×n) = or += a (m×k) · B over all panels or `panels`, each row
+/// computed with exactly the arithmetic of `packedGemmRow` (the same bits for a row whether it is
+/// alone or one of many), three rows per pass over a panel so that the panel is read once from
+/// memory for every three streams.
+public func packedGemmRows(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
+                           ldc: Int, accumulate: Bool, panels: Range<Int>? = nil) {
+    let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
+    for p in panels ?? 0..<b.panels {
+        let w = min(32, n - p * 32)
+        var i = 0
+        while i + 3 <= m {
+            let a0 = a + i * lda, a1 = a0 + lda, a2 = a1 + lda
+            var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
+            var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
+            var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
+            var pp = UnsafeRawPointer(P + p * k * 32)
+            var kk = 0
+            while kk + 1 < k {   // as packedGemmRow: even k into x, odd k into y
+                let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+                let b2 = (pp + 128).load(as: Vec16.self), b3 = (pp + 192).load(as: Vec16.self)
+                var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
+                madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
+                s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
+                madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
+                s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
+                madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
+                pp += 256; kk += 2
+            }
+            if kk < k {
+                let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+                var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
+                s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
+                s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
+            }
+            let cc = c + i * ldc + p * 32
+            storeTile(cc, ldc: ldc, row: 0, mr: 3, w: w, x00 + y00, x01 + y01, accumulate)
+            storeTile(cc, ldc: ldc, row: 1, mr: 3, w: w, x10 + y10, x11 + y11, accumulate)
+            storeTile(cc, ldc: ldc, row: 2, mr: 3, w: w, x20 + y20, x21 + y21, accumulate)
+            i += 3
+        }
+        for r in i..<m {
+            packedGemmRow(a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate, panels: p..<(p + 1))
+        }
+    }
+}
+
 /// Writes (or adds) one row of a 32-wide tile; only the first w columns when the panel is partial.
 @inline(__always)
 func storeTile(_ cc: UnsafeMutablePointer<Float>, ldc: Int, row: Int, mr: Int, w: Int,

@@ -111,11 +111,10 @@ public final class WorkerPool: @unchecked Sendable {
     }
 }
 
-@inline(__always) func spinPause() {
-    #if arch(x86_64) || arch(i386)
-    _ = 0   // a compiler barrier is enough here; the loads are atomic
-    #endif
-}
+/// One turn of a spin-wait. It does nothing: the atomic load in each waiting loop is what keeps
+/// the loop from being optimised away, and Swift reaches no PAUSE instruction without a C shim
+/// (which would only ease the sibling hyper-thread and power; the pool parks after 20,000 turns).
+@inline(__always) func spinPause() {}
 
 /// Rows [start, end) of part `k` when `n` rows are split into `parts` near-equal slices.
 @inline(__always)

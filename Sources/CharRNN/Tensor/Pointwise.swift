@@ -4,7 +4,8 @@
 // polynomial on |r| ≤ ln2/2: relative error ≲ 2e-7, i.e. about one Float ulp, which keeps the
 // float-vs-double gradient checks tight. sigmoid(x) = 1/(1+e^−x); tanh(x) = 1 − 2/(e^{2x}+1)
 // (absolute error ≲ 3e-7 everywhere, exact limits ±1 and 0/1 saturate without NaN).
-// Every kernel has a SIMD16 body and a scalar tail that runs the same arithmetic on one lane.
+// Every kernel has a SIMD16 body; a row tail of fewer than 16 floats runs the same SIMD arithmetic
+// on a partly filled vector (vload/vstore with a count).
 
 public typealias Vec = SIMD16<Float>
 public let vecWidth = 16
@@ -12,7 +13,7 @@ public let vecWidth = 16
 @usableFromInline let expHi: Float = 88.0
 @usableFromInline let expLo: Float = -87.0
 
-/// e^x for eight lanes (inputs clamped to [−87, 88], so the result is finite and ≥ 2^-126).
+/// e^x for sixteen lanes (inputs clamped to [−87, 88], so the result is finite and ≥ 2^-126).
 /// Rounding to the nearest integer uses the 1.5·2²³ trick: adding it leaves round(x·log2 e) in the
 /// low mantissa bits, which also gives the integer exponent without a float→int conversion.
 @inline(__always)
@@ -51,16 +52,12 @@ public func vmax(_ a: Vec, _ b: Vec) -> Vec {
     return y
 }
 
-/// 1 / (1 + e^−x) for eight lanes.
+/// 1 / (1 + e^−x) for sixteen lanes.
 @inline(__always) public func vsigmoid(_ x: Vec) -> Vec { 1 / (1 + vexp(-x)) }
 
-/// tanh(x) for eight lanes.
+/// tanh(x) for sixteen lanes.
 @inline(__always) public func vtanh(_ x: Vec) -> Vec { 1 - 2 / (vexp(x + x) + 1) }
 
-/// Scalar versions computed with the same polynomial (lane 0 of the SIMD kernel).
-@inline(__always) public func fexp(_ x: Float) -> Float { vexp(Vec(repeating: x))[0] }
-@inline(__always) public func fsigmoid(_ x: Float) -> Float { vsigmoid(Vec(repeating: x))[0] }
-@inline(__always) public func ftanh(_ x: Float) -> Float { vtanh(Vec(repeating: x))[0] }
 
 // MARK: - Unaligned SIMD loads and stores
 
@@ -121,7 +118,7 @@ public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into ds
     }
 }
 
-/// Loads `n` (< 8) floats into the low lanes, zero elsewhere (row tails).
+/// Loads `n` (< 16) floats into the low lanes, zero elsewhere (row tails).
 @inline(__always)
 public func vloadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
     var v = Vec()
@@ -129,19 +126,19 @@ public func vloadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
     return v
 }
 
-/// Stores the low `n` (< 8) lanes.
+/// Stores the low `n` (< 16) lanes.
 @inline(__always)
 public func vstorePartial(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     for k in 0..<n { p[k] = v[k] }
 }
 
-/// Loads min(8, n) floats: a full vector when n ≥ 8, else a zero-padded tail.
+/// Loads min(16, n) floats: a full vector when n ≥ 16, else a zero-padded tail.
 @inline(__always)
 public func vload(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
     n >= vecWidth ? vload(p) : vloadPartial(p, n)
 }
 
-/// Stores min(8, n) lanes.
+/// Stores min(16, n) lanes.
 @inline(__always)
 public func vstore(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n >= vecWidth { vstore(v, p) } else { vstorePartial(v, p, n) }

@@ -1,8 +1,10 @@
 // Train/Benchmark.swift — times the real training step and the real sampler (`charrnn bench`).
 //
-// Model FLOPs by formula (stated in README): forward multiply-adds per token are every weight matrix
-// used — G·D (input projection, 0 for a one-hot gather) + G·H (recurrent) per layer, V·H for the
-// decoder — and training counts 3 × 2 × that (forward, plus two GEMMs per matrix in backward).
+// Model FLOPs by formula (stated in README), from the network's spec: forward multiply-adds per token
+// are every weight matrix used — G·D (input projection, 0 for a one-hot gather) + G·H (recurrent) per
+// layer, V·H for the decoder (an adaptive softmax: its head, and each tail weighted by the share of
+// the timed tokens that fall in it) — and training counts 3 × 2 × that (forward, plus two GEMMs per
+// matrix in backward). Sampling is timed for each count of streams in `sampleStreams`.
 
 import Foundation
 
@@ -13,6 +15,8 @@ public struct BenchConfig: Sendable {
     public var iters = 50
     public var warmup = 5
     public var sampleLength = 2000
+    /// Streams sampled together for the sampling figures (one figure each).
+    public var sampleStreams = [1]
     public var seed: UInt64 = 123
     public init(model: ModelConfig) { self.model = model }
 }
@@ -26,13 +30,23 @@ public struct BenchResult: Sendable, Codable {
     public var achievedGFLOPS: Double
     public var sgemmPeakGFLOPS: Double
     public var fractionOfPeak: Double
+    /// Sampling tokens/s of one stream (the first count of `sampleStreams`).
     public var sampleTokensPerSec: Double
+    /// Per count of streams: tokens/s summed over the streams.
+    public var sampleStreams: [SampleFigure]
     public var peakRSSMB: Double
     public var loss: Double
     /// Heap allocations inside the timed training iterations and the sampling loop; nil unless the
     /// process runs with scripts/malloc-count.c preloaded.
     public var trainAllocations: Int?
     public var sampleAllocations: Int?
+}
+
+/// Sampling speed with K streams in one batched step.
+public struct SampleFigure: Sendable, Codable {
+    public var streams: Int
+    public var tokensPerSec: Double
+    public var perStream: Double { tokensPerSec / Double(streams) }
 }
 
 /// The allocation counter of scripts/malloc-count.c, when it is preloaded.
@@ -47,18 +61,23 @@ enum MallocCounter {
 
 public enum Benchmark {
     /// Forward multiply-adds per token (one-hot gather and embedding lookups count zero).
-    public static func forwardMACsPerToken(_ c: ModelConfig) -> Int {
-        let G = c.cell.gates * c.hidden
-        var macs = 0
-        for k in 0..<c.layers {
-            let oneHot = k == 0 && c.embed == 0
-            macs += (oneHot ? 0 : G * c.inputSize(layer: k)) + G * c.hidden
+    /// Training FLOPs per token = 3 × 2 × forward multiply-adds (NetworkSpec), an adaptive softmax's
+    /// tails weighted by the share of `tokens` whose id falls in each.
+    public static func trainFLOPsPerToken(_ c: ModelConfig, tokens: [Int32] = []) -> Double {
+        var shares: [Double]? = nil
+        if let a = c.adaptive, !tokens.isEmpty {
+            var rank = [Int](repeating: 0, count: c.vocabSize)
+            for (r, id) in a.order.enumerated() { rank[id] = r }
+            let b = a.bounds
+            var n = [Int](repeating: 0, count: a.clusters)
+            for t in tokens {
+                let r = rank[Int(t)]
+                if r >= a.headSize { n[(0..<a.clusters).first { r < b[$0 + 1] }!] += 1 }
+            }
+            shares = n.map { Double($0) / Double(tokens.count) }
         }
-        return macs + c.vocabSize * c.hidden
+        return 6 * NetworkSpec(c).forwardMACsPerToken(tailShares: shares)
     }
-
-    /// Training FLOPs per token = 3 × 2 × forward MACs.
-    public static func trainFLOPsPerToken(_ c: ModelConfig) -> Double { 6 * Double(forwardMACsPerToken(c)) }
 
     /// sgemm GFLOP/s on n×n×n (median of `reps` after one warm-up), with the current BLAS threads.
     public static func sgemmGFLOPS(n: Int = 2048, reps: Int = 5) -> Double {
@@ -129,19 +148,25 @@ public enum Benchmark {
         let total = times.reduce(0, +)
         let tps = Double(N * times.count) / total
         let sorted = times.sorted()
-        let flopsIter = trainFLOPsPerToken(cfg.model) * Double(N)
+        let flopsIter = trainFLOPsPerToken(cfg.model, tokens: tokens) * Double(N)
 
-        // Sampler: batch 1, temperature 0.8, a model holding the trained weights.
-        let sm = CharRNNModel(config: cfg.model, maxT: 1, maxB: 1)
-        sm.params.ptr.update(from: model.params.ptr, count: model.layout.count)
+        // Sampling: temperature 0.8, K streams in one batched step, a model holding the trained weights.
         let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map { String(UnicodeScalar(UInt32(0x4E00 + $0))!) })
-        let sampler = Sampler(model: sm, vocabulary: vocab, options: SamplingOptions(temperature: 0.8), seed: cfg.seed)
-        _ = sampler.next()
-        let sampleAllocStart = MallocCounter.count
-        let s0 = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<cfg.sampleLength { _ = sampler.next() }
-        let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
-        let sampleAllocs = sampleAllocStart.flatMap { a in MallocCounter.count.map { $0 - a } }
+        var figures: [SampleFigure] = []
+        var sampleAllocs: Int? = nil
+        for K in cfg.sampleStreams {
+            let sm = CharRNNModel(config: cfg.model, maxT: 1, maxB: K)
+            sm.params.ptr.update(from: model.params.ptr, count: model.layout.count)
+            let sampler = Sampler(model: sm, vocabulary: vocab, options: SamplingOptions(temperature: 0.8), seed: cfg.seed, streams: K)
+            let out = IntStorage(count: K)
+            sampler.next(into: out.ptr)
+            let sampleAllocStart = MallocCounter.count
+            let s0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<cfg.sampleLength { sampler.next(into: out.ptr) }
+            let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
+            if figures.isEmpty { sampleAllocs = sampleAllocStart.flatMap { a in MallocCounter.count.map { $0 - a } } }
+            figures.append(SampleFigure(streams: K, tokensPerSec: Double(cfg.sampleLength * K) / sampleSecs))
+        }
 
         let sgemmPeak = BLASThreads.withOpenBLASThreads(threads) { sgemmGFLOPS() }
         let achieved = flopsIter * Double(times.count) / total / 1e9
@@ -150,7 +175,7 @@ public enum Benchmark {
                            trainTokensPerSec: tps, msPerIterMin: sorted.first! * 1e3, msPerIterMedian: sorted[sorted.count / 2] * 1e3,
                            msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
                            sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
-                           sampleTokensPerSec: Double(cfg.sampleLength) / sampleSecs, peakRSSMB: trainRSS, loss: loss,
+                           sampleTokensPerSec: figures.first.map(\.perStream) ?? 0, sampleStreams: figures, peakRSSMB: trainRSS, loss: loss,
                            trainAllocations: trainAllocs, sampleAllocations: sampleAllocs)
     }
 }

@@ -3,10 +3,8 @@
 //
 // Estimate (bytes):
 //   tokens      = token count × bytes per id (2 while V ≤ 65,536, else 4)
-//   model       = P × 4 × (1 parameters + 1 gradients + optimizer slots), P = parameterCount
-//   workspace   = N × 4 × (16·L·H + 2·E + decoder outputs), N = seq × batch
-//                 (LSTM caches gates, c, h, tanh c and their gradients per layer; the logits buffer;
-//                  an upper bound for GRU/RNN)
+//   model       = P × 4 × (1 parameters + 1 gradients + optimizer slots), P = NetworkSpec.parameterCount
+//   workspace   = NetworkSpec.activationBytes(rows: N), N = seq × batch
 // Loading needs the token buffer plus one 8 MB chunk of the file; the file itself is not resident.
 // Before the corpus is decoded the token count is predicted from the byte count (scalar tokens ≤ bytes).
 
@@ -30,11 +28,9 @@ public struct MemoryEstimate: Sendable, CustomStringConvertible {
     /// Estimate for training `config` with `train` on `tokenCount` tokens of `bytesPerToken` bytes.
     public init(tokenCount: Int, bytesPerToken: Int, config: ModelConfig, train: TrainConfig) {
         tokens = tokenCount * bytesPerToken
-        model = config.parameterCount * 4 * (2 + train.optim.slots.count)
-        let N = train.seq * train.batch
-        let outputs = config.adaptive.map { $0.headSize + $0.cutoffs.count } ?? config.vocabSize
-        workspace = N * 4 * (16 * config.layers * config.hidden + 2 * config.embed + outputs)
-            + (config.adaptive != nil ? N * 4 * (2 * config.hidden + config.vocabSize) : 0)
+        let spec = NetworkSpec(config)
+        model = spec.parameterCount * 4 * (2 + train.optim.slots.count)
+        workspace = spec.activationBytes(rows: train.seq * train.batch)
     }
 
     public var description: String {

@@ -103,7 +103,7 @@ public final class Optimizer: @unchecked Sendable {
     }
 }
 
-/// Calls body(i, n) for i = 0, 8, 16, … with n = min(8, count − i).
+/// Calls body(i, n) for i = 0, 16, 32, … with n = min(16, count − i).
 @inline(__always)
 func forEachVector(_ count: Int, _ body: (Int, Int) -> Void) {
     var i = 0

@@ -173,8 +173,8 @@ final class AdaptiveSoftmaxTests: XCTestCase {
     }
 
     func makeFloat(_ cfg: AdaptiveSoftmaxConfig, _ ref: RefAdaptive, rows: Int) -> FloatSetup {
-        var layout = ParameterLayout()
-        let layer = AdaptiveSoftmaxLayer(config: cfg, hidden: H, layout: &layout)
+        let layout = ParameterLayout(NetworkSpec.adaptiveTensors(cfg, hidden: H))
+        let layer = AdaptiveSoftmaxLayer(config: cfg, hidden: H, layout: layout)
         let params = Storage(count: layout.count), grads = Storage(count: layout.count)
         func put(_ v: TensorView, _ a: [Double]) { XCTAssertEqual(v.count, a.count); for k in 0..<a.count { params.ptr[v.offset + k] = Float(a[k]) } }
         put(layer.head.weight, ref.Wh); put(layer.head.bias, ref.bh)
@@ -274,7 +274,7 @@ final class AdaptiveSoftmaxTests: XCTestCase {
         XCTAssertTrue(loaded.hasOptimizerState)
         let sampler = try Sampler(checkpoint: loaded, options: SamplingOptions(temperature: 1), seed: 3)
         sampler.start()
-        let lp = sampler.currentLogits.map { Double($0) }
+        let lp = sampler.currentLogProbs().map { Double($0) }
         XCTAssertEqual(lp.reduce(0) { $0 + exp($1) }, 1, accuracy: 1e-4, "sampler logits are exact log-probs")
         for _ in 0..<50 { let tok = sampler.next(); XCTAssertTrue(tok >= 0 && tok < corpus.vocabulary.count) }
     }

@@ -100,7 +100,7 @@ final class CorpusScaleTests: XCTestCase {
         let cfg = ModelConfig(cell: .lstm, layers: 1, hidden: 4, vocabSize: 3)
         let model = CharRNNModel(config: cfg, maxT: 1, maxB: 1)
         // decoder bias makes the unknown token 20 nats likelier than the others
-        model.params.ptr[model.decoder.bias.offset] = 20
+        model.params.ptr[model.layout[StateDict.decoderBias]!.offset] = 20
         for temp: Float in [0, 0.5, 1, 2] {
             for topK in [0, 1, 2] {
                 let s = Sampler(model: model, vocabulary: vocab, options: SamplingOptions(temperature: temp, topK: topK), seed: 9)

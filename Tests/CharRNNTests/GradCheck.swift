@@ -517,7 +517,8 @@ final class LayerHarness {
         self.kind = kind; self.T = T; self.B = B; self.D = D; self.H = H; self.oneHot = oneHot
         var layout = ParameterLayout()
         layout.add("dummy", shape: [3])
-        params = RecurrentLayer.addParams(to: &layout, layer: 0, kind: kind, inputSize: D, hiddenSize: H)
+        for t in NetworkSpec.recurrentTensors(layer: 0, cell: kind, inputSize: D, hidden: H) { layout.add(t.name, shape: t.shape) }
+        params = RecurrentParams(layout: layout, layer: 0)
         p = Storage(count: layout.count); g = Storage(count: layout.count)
         let maxT = T + 1, maxB = B + 1
         switch kind {

@@ -2,14 +2,15 @@
 // reference of GradCheck.swift, after that reference has itself been checked by central differences.
 //
 // Legend: T steps, B batch, D input width, H hidden, G = gates·H, V vocabulary, E embedding width, N rows.
-// Shapes: (T3, B2, D4, H5) is the brief's tiny case; (T4, B3, D7, H6) is non-square with H not a
-// multiple of 8 (SIMD tail only); H16 runs the full SIMD8 path with no tail; H11 mixes both.
+// Shapes: (T3, B2, D4, H5) is the brief's tiny case; (T4, B3, D7, H6) is non-square with H below
+// one 16-lane vector (tail only); H16 runs one full vector with no tail; H21 a full vector plus a
+// tail of 5; H37 two full vectors plus a tail.
 
 import XCTest
 @testable import CharRNN
 
 final class LayerGradientTests: XCTestCase {
-    static let shapes: [(T: Int, B: Int, D: Int, H: Int)] = [(3, 2, 4, 5), (4, 3, 7, 6), (3, 2, 5, 16), (2, 2, 3, 11)]
+    static let shapes: [(T: Int, B: Int, D: Int, H: Int)] = [(3, 2, 4, 5), (4, 3, 7, 6), (3, 2, 5, 16), (2, 2, 3, 21), (2, 1, 3, 37)]
 
     // MARK: - 1. The Double reference against central differences
 
@@ -160,21 +161,32 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
-    /// The sampler's batch-1 `step` equals one step of the reference.
-    func testSamplingStepMatchesReference() {
+    /// The inference step's cell update (`stepRows`, what sampling runs) equals one step of the
+    /// reference for B = 3 streams, with H = 21 (one full 16-lane vector plus a tail).
+    func testInferenceStepRowsMatchReference() {
         for kind in CellKind.allCases {
-            let (D, H) = (4, 11)
+            let (B, D, H) = (3, 4, 21)
             var data = TestData(seed: 80)
-            let v = RecurrentTensors.random(kind, T: 1, B: 1, D: D, H: H, data: &data)
-            let fw = ReferenceRecurrent(kind: kind, T: 1, B: 1, D: D, H: H).forward(v)
-            let layer = LayerHarness(kind, T: 1, B: 1, D: D, H: H, oneHot: false)
+            let v = RecurrentTensors.random(kind, T: 1, B: B, D: D, H: H, data: &data)
+            let fw = ReferenceRecurrent(kind: kind, T: 1, B: B, D: D, H: H).forward(v)
+            let layer = LayerHarness(kind, T: 1, B: B, D: D, H: H, oneHot: false)
             layer.load(v)
             let G = kind.gates * H
-            let xproj = Storage(count: G), scratch = Storage(count: layer.layer.stepScratchCount)
-            let wIH = layer.p.ptr + layer.params.wIH.offset
-            for r in 0..<G { var s: Float = 0; for d in 0..<D { s += wIH[r * D + d] * Float(v.x[d]) }; xproj.ptr[r] = s }
+            let p = layer.p.ptr
+            let wIH = p + layer.params.wIH.offset, wHH = p + layer.params.wHH.offset
+            let gx = Storage(count: B * G), gh = Storage(count: B * G), bias = Storage(count: G), scratch = Storage(count: B * H)
             let h = Storage(values: v.h0), c = Storage(values: v.c0)
-            layer.layer.step(xproj: xproj.ptr, h: h.ptr, c: kind == .lstm ? c.ptr : nil, p: layer.p.ptr, scratch: scratch.ptr)
+            for b in 0..<B {
+                for r in 0..<G {
+                    var sx: Float = 0, sh: Float = 0
+                    for d in 0..<D { sx += wIH[r * D + d] * Float(v.x[b * D + d]) }
+                    for j in 0..<H { sh += wHH[r * H + j] * h.ptr[b * H + j] }
+                    gx.ptr[b * G + r] = sx; gh.ptr[b * G + r] = sh
+                }
+            }
+            for r in 0..<G { bias.ptr[r] = p[layer.params.bIH.offset + r] + p[layer.params.bHH.offset + r] }
+            layer.layer.stepRows(gx: gx.ptr, gh: gh.ptr, h: h.ptr, c: kind == .lstm ? c.ptr : nil, rows: B, bias: bias.ptr,
+                                 p: p, scratch: scratch.ptr)
             assertClose(h.toArray(), fw.hT, tol: Tol.float, floor: Tol.floatFloor, "\(kind) step h")
             if kind == .lstm { assertClose(c.toArray(), fw.cT, tol: Tol.float, floor: Tol.floatFloor, "\(kind) step c") }
         }

@@ -148,13 +148,9 @@ final class ModelGradientTests: XCTestCase {
             split.copy(from: s.state)
             let V = config.vocabSize
             let long = s.model.evaluate(x: s.xs.ptr, y: s.ys.ptr, T: T, B: B, state: s.state)
-            let longLogits = s.model.logits.doubles(count: T * B * V)
             let first = s.model.evaluate(x: s.xs.ptr, y: s.ys.ptr, T: half, B: B, state: split)
-            let firstLogits = s.model.logits.doubles(count: half * B * V)
             let second = s.model.evaluate(x: s.xs.ptr + half * B, y: s.ys.ptr + half * B, T: half, B: B, state: split)
-            let secondLogits = s.model.logits.doubles(count: half * B * V)
             assertClose([(first + second) / 2], [long], tol: 1e-6, floor: 1e-6, "\(tag) carried loss")
-            assertClose(firstLogits + secondLogits, longLogits, tol: 1e-6, floor: 1e-6, "\(tag) carried logits")
             for k in 0..<config.layers {
                 assertClose(split.h[k].doubles(count: split.h[k].count), s.state.h[k].doubles(count: split.h[k].count),
                             tol: 1e-6, floor: 1e-6, "\(tag) carried h\(k)")
@@ -163,10 +159,20 @@ final class ModelGradientTests: XCTestCase {
                                 tol: 1e-6, floor: 1e-6, "\(tag) carried c\(k)")
                 }
             }
-            // and the carried state matters: a reset state gives different logits
-            split.reset()
-            _ = s.model.evaluate(x: s.xs.ptr + half * B, y: s.ys.ptr + half * B, T: half, B: B, state: split)
-            XCTAssertNotEqual(s.model.logits.doubles(count: half * B * V), secondLogits, "\(tag): the carried state had no effect")
+            // the log-probabilities too, from the same starting state
+            let start = RecurrentState(config: config, batch: B), a = RecurrentState(config: config, batch: B)
+            let out = Storage(count: T * B * V)
+            s.model.logProbs(x: s.xs.ptr, T: T, B: B, state: start, out: out.ptr)
+            let longLP = out.doubles(count: T * B * V)
+            s.model.logProbs(x: s.xs.ptr, T: half, B: B, state: a, out: out.ptr)
+            let firstLP = out.doubles(count: half * B * V)
+            s.model.logProbs(x: s.xs.ptr + half * B, T: half, B: B, state: a, out: out.ptr)
+            let secondLP = out.doubles(count: half * B * V)
+            assertClose(firstLP + secondLP, longLP, tol: 1e-6, floor: 1e-6, "\(tag) carried log-probabilities")
+            // and the carried state matters: a reset state gives different log-probabilities
+            a.reset()
+            s.model.logProbs(x: s.xs.ptr + half * B, T: half, B: B, state: a, out: out.ptr)
+            XCTAssertNotEqual(out.doubles(count: half * B * V), secondLP, "\(tag): the carried state had no effect")
         }
     }
 

@@ -61,14 +61,7 @@ public struct NetworkSpec: Sendable {
                                        oneHotInput: k == 0 && config.embed == 0)
         }
         if let a = config.adaptive {
-            let K = a.headSize + a.clusters, b = a.bounds
-            t.append(TensorSpec(StateDict.adaptiveHeadWeight, [K, H], macs: K * H))
-            t.append(TensorSpec(StateDict.adaptiveHeadBias, [K]))
-            for i in 0..<a.clusters {
-                let w = a.tailWidth(i, hidden: H), n = b[i + 1] - b[i]
-                t.append(TensorSpec(StateDict.adaptiveTailProj(i), [w, H], macs: w * H, tail: i))
-                t.append(TensorSpec(StateDict.adaptiveTailOut(i), [n, w], macs: n * w, tail: i))
-            }
+            t += Self.adaptiveTensors(a, hidden: H)
         } else {
             t.append(TensorSpec(StateDict.decoderWeight, [V, H], macs: V * H))
             t.append(TensorSpec(StateDict.decoderBias, [V]))
@@ -84,6 +77,18 @@ public struct NetworkSpec: Sendable {
                 TensorSpec(StateDict.weightHH(k), [G, H], macs: G * H),
                 TensorSpec(StateDict.biasIH(k), [G]),
                 TensorSpec(StateDict.biasHH(k), [G])]
+    }
+
+    /// The head and tail tensors of an adaptive softmax (PyTorch nn.AdaptiveLogSoftmaxWithLoss names).
+    public static func adaptiveTensors(_ a: AdaptiveSoftmaxConfig, hidden H: Int) -> [TensorSpec] {
+        let K = a.headSize + a.clusters, b = a.bounds
+        var t = [TensorSpec(StateDict.adaptiveHeadWeight, [K, H], macs: K * H), TensorSpec(StateDict.adaptiveHeadBias, [K])]
+        for i in 0..<a.clusters {
+            let w = a.tailWidth(i, hidden: H), n = b[i + 1] - b[i]
+            t.append(TensorSpec(StateDict.adaptiveTailProj(i), [w, H], macs: w * H, tail: i))
+            t.append(TensorSpec(StateDict.adaptiveTailOut(i), [n, w], macs: n * w, tail: i))
+        }
+        return t
     }
 
     /// Number of trainable parameters.

@@ -1,0 +1,221 @@
+// InferenceStepTests.swift — the model's B-stream inference step against the training forward, the
+// per-stream independence batched sampling relies on, and the network spec that owns every tensor.
+
+import XCTest
+@testable import CharRNN
+
+final class InferenceStepTests: XCTestCase {
+    /// H = 21: one full 16-lane vector plus a tail in every gate kernel; V = 23.
+    static let H = 21, V = 23
+
+    static func config(_ cell: CellKind, embed: Int, adaptive: Bool) -> ModelConfig {
+        var c = ModelConfig(cell: cell, layers: 2, hidden: H, embed: embed, vocabSize: V)
+        if adaptive { c.adaptive = AdaptiveSoftmaxConfig(cutoffs: [8, 15], divValue: 2, order: Array((0..<V).reversed())) }
+        return c
+    }
+
+    static var configs: [ModelConfig] {
+        CellKind.allCases.flatMap { cell in [0, 8].flatMap { e in [false, true].map { config(cell, embed: e, adaptive: $0) } } }
+    }
+
+    static func tag(_ c: ModelConfig) -> String {
+        "\(c.cell.rawValue) \(c.embed > 0 ? "embed" : "one-hot") \(c.adaptive == nil ? "full" : "adaptive")"
+    }
+
+    /// A model with weights uniform in ±0.5 (char-rnn's ±0.08 leaves the state near zero, too easy a test).
+    static func model(_ c: ModelConfig, maxT: Int, maxB: Int, seed: UInt64) -> CharRNNModel {
+        let m = CharRNNModel(config: c, maxT: maxT, maxB: maxB)
+        var rng = Xoshiro256(seed: seed)
+        for i in 0..<m.layout.count { m.params.ptr[i] = (rng.nextFloat() * 2 - 1) * 0.5 }
+        m.parametersChanged()
+        return m
+    }
+
+    static func tokens(_ n: Int, seed: UInt64) -> [Int32] {
+        var rng = Xoshiro256(seed: seed)
+        return (0..<n).map { _ in Int32(rng.next() % UInt64(V)) }
+    }
+
+    /// Over 100 steps with carried state, the step's log-probabilities equal the training forward's
+    /// (≤ 1e-5 relative, floor 1), for B = 1 and B = 7, every cell × input × output layer.
+    func testStepEqualsTrainingForward() {
+        let T = 100
+        for (n, c) in Self.configs.enumerated() {
+            for B in [1, 7] {
+                let m = Self.model(c, maxT: T, maxB: B, seed: 10 + UInt64(n))
+                let x = Self.tokens(T * B, seed: 99 + UInt64(B))
+                let reference = Storage(count: T * B * Self.V)
+                x.withUnsafeBufferPointer { m.logProbs(x: $0.baseAddress!, T: T, B: B, state: RecurrentState(config: c, batch: B), out: reference.ptr) }
+                let state = InferenceState(config: c, streams: B)
+                let out = Storage(count: B * Self.V)
+                var worst = 0.0
+                for t in 0..<T {
+                    x.withUnsafeBufferPointer { m.step(tokens: $0.baseAddress! + t * B, state: state, logProbs: out.ptr) }
+                    for i in 0..<(B * Self.V) {
+                        let a = Double(out.ptr[i]), b = Double(reference.ptr[t * B * Self.V + i])
+                        XCTAssertTrue(a.isFinite, "\(Self.tag(c)) B=\(B): non-finite log-probability")
+                        worst = max(worst, abs(a - b) / max(1, abs(b)))
+                    }
+                }
+                XCTAssertLessThanOrEqual(worst, 1e-5, "\(Self.tag(c)) B=\(B): step vs training forward")
+                // the state moved: the last step's distribution is not the first step's
+                XCTAssertNotEqual(Array(UnsafeBufferPointer(start: out.ptr, count: Self.V)),
+                                  Array(UnsafeBufferPointer(start: reference.ptr, count: Self.V)), "\(Self.tag(c)): state had no effect")
+            }
+        }
+    }
+
+    /// Each row of a log-probability output is normalised.
+    func testStepLogProbabilitiesAreNormalised() {
+        for c in Self.configs {
+            let m = Self.model(c, maxT: 1, maxB: 4, seed: 3)
+            let state = InferenceState(config: c, streams: 4)
+            let out = Storage(count: 4 * Self.V)
+            let tok: [Int32] = [0, 5, 22, 7]
+            tok.withUnsafeBufferPointer { m.step(tokens: $0.baseAddress!, state: state, logProbs: out.ptr) }
+            for r in 0..<4 {
+                let s = (0..<Self.V).reduce(0.0) { $0 + exp(Double(out.ptr[r * Self.V + $1])) }
+                XCTAssertEqual(s, 1, accuracy: 1e-5, "\(Self.tag(c)) row \(r)")
+            }
+        }
+    }
+
+    /// A stream gives the same bits stepped alone as among seven others, at every step.
+    func testStreamIsBitIdenticalAloneOrBatched() {
+        let T = 20, B = 8, probe = 5
+        for c in Self.configs {
+            let m = Self.model(c, maxT: 1, maxB: B, seed: 4)
+            let many = InferenceState(config: c, streams: B), one = InferenceState(config: c, streams: 1)
+            let outMany = Storage(count: B * Self.V), outOne = Storage(count: Self.V)
+            let x = Self.tokens(T * B, seed: 5)
+            for t in 0..<T {
+                x.withUnsafeBufferPointer { p in
+                    m.step(tokens: p.baseAddress! + t * B, state: many, logProbs: outMany.ptr)
+                    m.step(tokens: p.baseAddress! + t * B + probe, state: one, logProbs: outOne.ptr)
+                }
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: outMany.ptr + probe * Self.V, count: Self.V)),
+                               Array(UnsafeBufferPointer(start: outOne.ptr, count: Self.V)), "\(Self.tag(c)) step \(t)")
+            }
+        }
+    }
+
+    /// Stream state can be reset and copied one stream at a time (what a server's rows need).
+    func testStreamResetAndCopy() {
+        let c = Self.config(.lstm, embed: 0, adaptive: false)
+        let m = Self.model(c, maxT: 1, maxB: 3, seed: 6)
+        let s = InferenceState(config: c, streams: 3), out = Storage(count: 3 * Self.V)
+        let tok: [Int32] = [1, 2, 3]
+        tok.withUnsafeBufferPointer { m.step(tokens: $0.baseAddress!, state: s, logProbs: out.ptr) }
+        let before = s.hidden(layer: 1)
+        s.reset(stream: 1)
+        let after = s.hidden(layer: 1)
+        XCTAssertEqual(Array(after[0..<Self.H]), Array(before[0..<Self.H]))
+        XCTAssertEqual(Array(after[Self.H..<(2 * Self.H)]), [Float](repeating: 0, count: Self.H))
+        s.copyStream(2, of: s, to: 0)
+        XCTAssertEqual(Array(s.hidden(layer: 1)[0..<Self.H]), Array(before[(2 * Self.H)..<(3 * Self.H)]))
+    }
+
+    // MARK: - Batched sampling
+
+    /// Sample i is the same whatever K is; stream 0 is the single-sample draw of the same seed.
+    func testBatchedSamplesDoNotDependOnK() {
+        let vocab = Vocabulary(unit: .scalar, tokens: (0..<Self.V).map { String(UnicodeScalar(UInt8(65 + $0))) })
+        for c in [Self.config(.lstm, embed: 0, adaptive: false), Self.config(.gru, embed: 8, adaptive: true)] {
+            func draw(_ K: Int, _ opts: SamplingOptions) -> [[Int32]] {
+                let m = Self.model(c, maxT: 1, maxB: K, seed: 7)
+                let s = Sampler(model: m, vocabulary: vocab, options: opts, seed: 42, streams: K)
+                s.prime("ABC", normalize: .none)
+                var out = [[Int32]](repeating: [], count: K)
+                let step = IntStorage(count: K)
+                for _ in 0..<60 { s.next(into: step.ptr); for i in 0..<K { out[i].append(step.ptr[i]) } }
+                return out
+            }
+            for opts in [SamplingOptions(temperature: 1), SamplingOptions(temperature: 0.8, topK: 5, topP: 0.9)] {
+                let k1 = draw(1, opts), k3 = draw(3, opts), k8 = draw(8, opts)
+                XCTAssertEqual(k3[0], k1[0], Self.tag(c))
+                for i in 0..<3 { XCTAssertEqual(k8[i], k3[i], "\(Self.tag(c)) sample \(i)") }
+                XCTAssertNotEqual(k8[1], k8[2], "\(Self.tag(c)): streams share a generator")
+                // and the one-stream API gives the same as stream 0
+                let m = Self.model(c, maxT: 1, maxB: 1, seed: 7)
+                let single = Sampler(model: m, vocabulary: vocab, options: opts, seed: 42)
+                single.prime("ABC", normalize: .none)
+                XCTAssertEqual((0..<60).map { _ in Int32(single.next()) }, k1[0], Self.tag(c))
+            }
+        }
+    }
+
+    // MARK: - The network spec
+
+    func testSpecOwnsEveryTensorOfACheckpoint() throws {
+        let dir = NSTemporaryDirectory() + "spec-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for c in Self.configs {
+            let m = Self.model(c, maxT: 2, maxB: 3, seed: 8)
+            let spec = m.spec
+            XCTAssertEqual(spec.parameterCount, c.parameterCount)
+            XCTAssertEqual(spec.parameterCount, m.layout.views.reduce(0) { $0 + $1.count }, Self.tag(c))
+            XCTAssertEqual(m.layout.views.map(\.name), spec.parameters.map(\.name))
+            let opt = Optimizer(kind: .adam, count: m.layout.count)
+            let state = RecurrentState(config: c, batch: 3)
+            let meta = CheckpointMeta(model: c, train: TrainConfig(), vocabulary: Vocabulary(unit: .scalar, tokens: (0..<Self.V).map { String(UnicodeScalar(UInt8(65 + $0))) }),
+                                      corpus: CorpusInfo(name: "x", path: "x", bytes: 1, tokens: 1), progress: RunProgress(), trainBatches: 1)
+            let path = dir + "/c.safetensors"
+            try Checkpoint.save(to: path, model: m, optimizer: opt, state: state, meta: meta)
+            let file = try Checkpoint.load(path: path).file
+            let expected = spec.parameters + spec.optimizerSlots(.adam) + spec.carriedState(streams: 3)
+            XCTAssertEqual(Set(file.tensors.keys), Set(expected.map(\.name)), Self.tag(c))
+            for t in expected { XCTAssertEqual(file.tensors[t.name]?.shape, t.shape, "\(Self.tag(c)) \(t.name)") }
+            XCTAssertEqual(spec.carriedState(streams: 3).count, c.layers * (c.cell == .lstm ? 2 : 1))
+        }
+    }
+
+    func testFLOPCountComesFromTheSpec() {
+        let full = Self.config(.lstm, embed: 0, adaptive: false)
+        let H = Self.H, V = Self.V, G = 4 * H
+        // layer 0 one-hot: W_hh only; layer 1: W_ih + W_hh; decoder V·H
+        XCTAssertEqual(NetworkSpec(full).forwardMACsPerToken(), Double(G * H + 2 * G * H + V * H))
+        let ad = Self.config(.lstm, embed: 0, adaptive: true)
+        let a = ad.adaptive!
+        let w0 = a.tailWidth(0, hidden: H), w1 = a.tailWidth(1, hidden: H)
+        let head = Double((8 + 2) * H), tail0 = Double(w0 * H + 7 * w0), tail1 = Double(w1 * H + 8 * w1)
+        XCTAssertEqual(NetworkSpec(ad).forwardMACsPerToken(tailShares: [0.5, 0.25]),
+                       Double(3 * G * H) + head + 0.5 * tail0 + 0.25 * tail1, accuracy: 1e-9)
+        XCTAssertEqual(NetworkSpec(ad).forwardMACsPerToken(), Double(3 * G * H) + head + tail0 + tail1, accuracy: 1e-9)
+    }
+
+    func testMetadataKeysAreOneTableAndUnknownIDDoesNotLeak() throws {
+        let dir = NSTemporaryDirectory() + "meta-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = ModelConfig(cell: .gru, layers: 1, hidden: 4, vocabSize: 3)
+        let m = CharRNNModel(config: c, maxT: 1, maxB: 1)
+        var meta = CheckpointMeta(model: c, train: TrainConfig(), vocabulary: Vocabulary(unit: .scalar, tokens: ["", "a", "b"], unknownID: 0),
+                                  corpus: CorpusInfo(name: "x", path: "x", bytes: 1, tokens: 1), progress: RunProgress(), trainBatches: 1)
+        meta.extra["note"] = "kept"
+        meta.extra["iteration"] = "999"   // a core key in extra never overrides the real one
+        try Checkpoint.save(to: dir + "/m.safetensors", model: m, optimizer: nil, state: nil, meta: meta)
+        let back = try Checkpoint.load(path: dir + "/m.safetensors").meta
+        XCTAssertEqual(back.extra, ["note": "kept"])
+        XCTAssertEqual(back.vocabulary.unknownID, 0)
+        XCTAssertEqual(back.progress.iteration, 0)
+        let written = try Checkpoint.load(path: dir + "/m.safetensors").file.metadata
+        XCTAssertTrue(Set(written.keys).subtracting(["note"]).isSubset(of: MetaKey.all))
+    }
+
+    func testNonFiniteMetadataIsAnErrorNotACrash() throws {
+        let dir = NSTemporaryDirectory() + "inf-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = ModelConfig(cell: .rnn, layers: 1, hidden: 4, vocabSize: 2)
+        var t = TrainConfig()
+        t.epochs = .infinity
+        let meta = CheckpointMeta(model: c, train: t, vocabulary: Vocabulary(unit: .scalar, tokens: ["a", "b"]),
+                                  corpus: CorpusInfo(name: "x", path: "x", bytes: 1, tokens: 1), progress: RunProgress(), trainBatches: 1)
+        XCTAssertThrowsError(try Checkpoint.save(to: dir + "/m.safetensors", model: CharRNNModel(config: c, maxT: 1, maxB: 1),
+                                                 optimizer: nil, state: nil, meta: meta)) { e in
+            XCTAssertTrue("\(e)".contains("\"train\""), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/m.safetensors"))
+    }
+}

@@ -4,7 +4,8 @@
 // every id for each stream. The sampler only shapes that distribution — temperature, top-k, top-p
 // (nucleus) truncation, the unknown token masked — and draws, each stream with its own generator
 // (stream i's from the seed and i, so sample i is the same whatever K is; stream 0's is the seed's
-// own, as a single sample has always been). Temperature 0 is argmax. All buffers are allocated at init.
+// own, as a single sample has always been). Temperature 0 is argmax. The shaping and the draw are
+// TokenDrawer, which a server can use row by row. All buffers are allocated at init.
 
 /// Controls of the next-token distribution.
 public struct SamplingOptions: Sendable {
@@ -35,9 +36,7 @@ public final class Sampler {
     let state: InferenceState
     let logProbs: Storage              // (K, V) log p of the next token per stream
     let tokens: IntStorage             // (K) the tokens fed to the step
-    let probs: Storage                 // (V) the shaped distribution of the stream being drawn
-    let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
-    let unknownID: Int?                // masked: never drawn
+    let drawer: TokenDrawer
     public private(set) var hasState = false
 
     /// - Parameters:
@@ -53,12 +52,8 @@ public final class Sampler {
         state = InferenceState(config: model.config, streams: streams)
         logProbs = Storage(count: streams * V)
         tokens = IntStorage(count: streams)
-        probs = Storage(count: V)
-        order = .allocate(capacity: V)
-        unknownID = vocabulary.unknownID
+        drawer = TokenDrawer(vocabSize: V, unknownID: vocabulary.unknownID)
     }
-
-    deinit { order.deallocate() }
 
     /// Loads a checkpoint file for sampling.
     public convenience init(checkpoint: Checkpoint.Loaded, options: SamplingOptions, seed: UInt64, streams: Int = 1) throws {
@@ -123,19 +118,45 @@ public final class Sampler {
     }
 
     /// The likeliest token of `stream` (ties: lowest id), never the unknown token.
-    public func argmax(stream: Int = 0) -> Int {
-        let z = logProbs.ptr + stream * V
+    public func argmax(stream: Int = 0) -> Int { drawer.argmax(logProbs.ptr + stream * V) }
+
+    /// Draws the next token of `stream` with the stream's own generator (see `TokenDrawer.draw`).
+    public func draw(stream: Int = 0) -> Int { drawer.draw(logProbs.ptr + stream * V, options: options, rng: &rngs[stream]) }
+
+    /// log p of the next token (V) of `stream`, for tests.
+    public func currentLogProbs(stream: Int = 0) -> [Float] { Array(UnsafeBufferPointer(start: logProbs.ptr + stream * V, count: V)) }
+}
+
+/// Shapes one stream's next-token distribution and draws from it: softmax(log p / T), the unknown
+/// token masked, then top-k and top-p (nucleus) truncation. T = 0 is argmax. Holds the scratch of
+/// one draw (allocated once); draws for several streams one after another.
+public final class TokenDrawer: @unchecked Sendable {
+    public let V: Int
+    let unknownID: Int?                // masked: never drawn
+    let probs: Storage                 // (V) the shaped distribution
+    let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
+
+    public init(vocabSize V: Int, unknownID: Int?) {
+        self.V = V; self.unknownID = unknownID
+        probs = Storage(count: V)
+        order = .allocate(capacity: V)
+    }
+
+    deinit { order.deallocate() }
+
+    /// The likeliest id of a row of V scores (ties: lowest id), never the unknown token.
+    public func argmax(_ z: UnsafePointer<Float>) -> Int {
         var best = unknownID == 0 && V > 1 ? 1 : 0
         for i in 1..<V where z[i] > z[best] && i != unknownID { best = i }
         return best
     }
 
-    /// Draws from softmax(log p / T) of `stream` restricted by top-k / top-p, with the stream's own
-    /// generator. T = 0 → argmax.
-    public func draw(stream: Int = 0) -> Int {
+    /// Draws an id from softmax(z / T) restricted by top-k / top-p, advancing `rng` once (not at T = 0).
+    /// - Parameter z: (V) log-probabilities (or any scores: only differences matter).
+    public func draw(_ z: UnsafePointer<Float>, options: SamplingOptions, rng: inout Xoshiro256) -> Int {
         let T = options.temperature
-        if T == 0 { return argmax(stream: stream) }
-        let z = logProbs.ptr + stream * V, pr = probs.ptr
+        if T == 0 { return argmax(z) }
+        let pr = probs.ptr
         var m = -Float.infinity
         for i in 0..<V { m = max(m, z[i]) }
         var sv = Vec()
@@ -153,7 +174,7 @@ public final class Sampler {
         let k = options.topK > 0 ? min(options.topK, V) : V
         if k == V && options.topP >= 1 {
             // plain categorical draw
-            let u = Float(rngs[stream].nextDouble()) * s
+            let u = Float(rng.nextDouble()) * s
             var acc: Float = 0
             for i in 0..<V { acc += pr[i]; if u < acc { return i } }
             return lastNonzero()
@@ -176,7 +197,7 @@ public final class Sampler {
         }
         var kept: Float = 0
         for r in 0..<keep { kept += pr[Int(order[r])] }
-        let u = Float(rngs[stream].nextDouble()) * kept
+        let u = Float(rng.nextDouble()) * kept
         var acc: Float = 0
         for r in 0..<keep {
             acc += pr[Int(order[r])]
@@ -190,7 +211,4 @@ public final class Sampler {
         while i > 0 && probs.ptr[i] == 0 { i -= 1 }
         return i
     }
-
-    /// log p of the next token (V) of `stream`, for tests.
-    public func currentLogProbs(stream: Int = 0) -> [Float] { Array(UnsafeBufferPointer(start: logProbs.ptr + stream * V, count: V)) }
 }

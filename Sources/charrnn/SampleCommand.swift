@@ -8,7 +8,7 @@ struct SampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sample",
         abstract: "Generate text from a trained checkpoint.",
-        discussion: "Without --checkpoint, uses best.safetensors of the most recently modified run under checkpoints/.")
+        discussion: "Without --checkpoint, uses \(RunFolder.bestName) of the most recently modified run under checkpoints/.")
 
     @OptionGroup var source: CheckpointOptions
     @Option(name: .customLong("temp"), help: "Temperature: lower is more conservative, 0 = always the likeliest character.")
@@ -25,8 +25,7 @@ struct SampleCommand: ParsableCommand {
     var topP: Float = 1
     @Flag(help: "Always take the likeliest character (same as --temp 0).")
     var argmax = false
-    @Option(help: ArgumentHelp("CPU cores to use (0 = all; large models split each step across them).", valueName: "N"))
-    var threads: Int = 0
+    @OptionGroup var threads: ThreadsOption
 
     var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
 
@@ -38,7 +37,7 @@ struct SampleCommand: ParsableCommand {
     func run() throws { try reportingErrors(sample) }
 
     func sample() throws {
-        BLASThreads.set(threads)
+        threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max))
@@ -46,7 +45,7 @@ struct SampleCommand: ParsableCommand {
         if let prime, !prime.isEmpty {
             let (known, unknownOnly) = loaded.meta.vocabulary.encode(prime, normalize: loaded.meta.train.normalize)
             if known.isEmpty && !unknownOnly.isEmpty {
-                throw TrainError.invalid("\(loaded.path): --prime has no character in the model's vocabulary: \(unknownOnly.map { $0.debugDescription }.joined(separator: " "))")
+                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknownOnly.map { $0.debugDescription })
             }
             let unknown = sampler.prime(prime, normalize: loaded.meta.train.normalize)
             if !unknown.isEmpty {
@@ -57,6 +56,19 @@ struct SampleCommand: ParsableCommand {
         }
         for _ in 0..<length { out.write(token: sampler.next()) }
         out.finish()
+    }
+}
+
+/// Why `sample` cannot run with its flags and checkpoint.
+enum SampleError: Error, CustomStringConvertible {
+    /// Not one character of --prime is in the vocabulary of `checkpoint`; `characters` are debug-quoted.
+    case primeOutsideVocabulary(checkpoint: String, characters: [String])
+
+    var description: String {
+        switch self {
+        case let .primeOutsideVocabulary(ckpt, chars):
+            return "\(ckpt): --prime has no character in the model's vocabulary: \(chars.joined(separator: " "))"
+        }
     }
 }
 

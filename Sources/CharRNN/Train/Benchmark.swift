@@ -143,7 +143,7 @@ public enum Benchmark {
         let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
         let sampleAllocs = sampleAllocStart.flatMap { a in MallocCounter.count.map { $0 - a } }
 
-        let sgemmPeak = BLASThreads.withOpenBLASThreads(threads) { sgemmGFLOPS() }
+        let sgemmPeak = withOpenBLASThreads(threads) { sgemmGFLOPS() }
         let achieved = flopsIter * Double(times.count) / total / 1e9
         return BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
                            vocab: cfg.model.vocabSize, seq: T, batch: B, threads: threads, params: cfg.model.parameterCount,

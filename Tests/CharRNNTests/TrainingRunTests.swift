@@ -109,8 +109,9 @@ final class TrainingRunTests: XCTestCase {
         _ = try resumed.trainer.run { _ in }
         XCTAssertEqual(try losses(part.trainer.runDir), try losses(full.trainer.runDir))
         XCTAssertEqual(try losses(part.trainer.runDir).count, 30)
-        XCTAssertEqual(try weights(RunFolder(part.trainer.runDir).latest), try weights(RunFolder(full.trainer.runDir).latest))
-        XCTAssertEqual(resumed.trainer.model.params.toArray(), full.trainer.model.params.toArray())
+        XCTAssertTrue(try weights(RunFolder(part.trainer.runDir).latest) == weights(RunFolder(full.trainer.runDir).latest),
+                      "the resumed run's latest checkpoint differs from the uninterrupted run's")
+        XCTAssertTrue(resumed.trainer.model.params.toArray() == full.trainer.model.params.toArray(), "final weights differ")
     }
 
     func testInitFromStartsANewRunFromTheCheckpointWeights() throws {
@@ -131,7 +132,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(ft.trainer.model.config.hidden, 16)
         XCTAssertEqual(ft.trainer.meta.extra[RunContinuation.initFromKey], source)
         XCTAssertEqual(ft.trainer.meta.corpus.hash, try CorpusHash.file(corpusPath))
-        XCTAssertEqual(ft.trainer.model.params.toArray(), try weights(source), "starts from the checkpoint's weights")
+        XCTAssertTrue(try ft.trainer.model.params.toArray() == weights(source), "starts from the checkpoint's weights")
         XCTAssertTrue(events.contains { if case .fineTuning(source, 20) = $0 { true } else { false } }, "\(events)")
         let summary = try ft.trainer.run { _ in }
         XCTAssertEqual(summary.iterations, 5)

@@ -25,7 +25,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Time on this corpus's tokens instead of synthetic ones.", valueName: "FILE")) var corpus: String?
     @Option(help: "Timed iterations.") var iters: Int = 50
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 5
-    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N")) var threads: Int = 0
+    @OptionGroup var threads: ThreadsOption
     @Option(help: "Tokens to sample for the sampling figure.") var sampleLength: Int = 2000
     @Option(help: ArgumentHelp("Streams sampled together, one figure each, e.g. 1,8,32.", valueName: "LIST"))
     var sampleStreams: String = "1"
@@ -40,7 +40,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        BLASThreads.set(threads)
+        threads.configure()
         var tokens: [Int32]
         var V = vocab
         if let corpus {
@@ -56,7 +56,7 @@ struct BenchCommand: ParsableCommand {
         var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
-        let r = Benchmark.run(cfg, tokens: tokens, threads: BLASThreads.current)
+        let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))

@@ -1,6 +1,7 @@
 // charrnn — the command-line tool: a root that only routes to one small command per file.
 
 import ArgumentParser
+import CharRNN
 
 @main
 struct CharRNNCommand: ParsableCommand {
@@ -9,7 +10,7 @@ struct CharRNNCommand: ParsableCommand {
         abstract: "Train character-level LSTM/GRU/RNN language models on any UTF-8 text, and sample from them.",
         discussion: """
         Typical use:
-          charrnn train corpus.txt            train; checkpoints and loss.csv go to checkpoints/<run>/
+          charrnn train corpus.txt            train; checkpoints and \(RunFolder.lossLogName) go to checkpoints/<run>/
           charrnn sample --temp 0.8           generate from the newest run's best checkpoint
         """,
         subcommands: [TrainCommand.self, SampleCommand.self, BenchCommand.self,

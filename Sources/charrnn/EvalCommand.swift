@@ -24,20 +24,18 @@ struct EvalCommand: ParsableCommand {
     var batch: Int = 50
     @Option(help: "Steps per minibatch.")
     var seq: Int = 50
-    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N"))
-    var threads: Int = 0
+    @OptionGroup var threads: ThreadsOption
     @Flag(help: "Print one JSON object per file instead of text.")
     var json = false
 
     func validate() throws {
         if batch < 1 || seq < 1 { throw ValidationError("--batch and --seq must be at least 1") }
-        if threads < 0 { throw ValidationError("--threads must be 0 (all cores) or positive") }
     }
 
     func run() throws { try reportingErrors(evaluate) }
 
     func evaluate() throws {
-        BLASThreads.set(threads)
+        threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let evaluator = try Evaluator(checkpoint: loaded, batch: batch, seq: seq)

@@ -10,7 +10,7 @@ struct InfoCommand: ParsableCommand {
         abstract: "Describe a checkpoint: format, model, vocabulary, corpus, training progress.",
         discussion: "The tensors are checked against the metadata too; a mismatch is reported as an error.")
 
-    @Argument(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
+    @Argument(help: ArgumentHelp("Run folder or .safetensors file (a folder means its \(RunFolder.bestName)).", valueName: "RUN_DIR_OR_FILE"))
     var checkpoint: String
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
@@ -92,7 +92,7 @@ struct InfoCommand: ParsableCommand {
     }
 
     func info() throws {
-        let path = try Checkpoint.resolve(checkpoint)
+        let path = try RunFolder.resolve(checkpoint)
         let i = try Self.gather(path: path)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

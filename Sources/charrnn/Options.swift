@@ -1,5 +1,8 @@
 // Options shared by the subcommands: enum flags that list their values in --help, and the
-// option groups that turn into library configs.
+// option groups that turn into library configs. Options whose use depends on whether they were given
+// (`--epochs` on resume, `--dropout` with --init-from, the model and text flags --init-from ignores)
+// are optionals; their defaults, taken from the library configs, are applied here and shown in the
+// help text.
 
 import ArgumentParser
 import CharRNN
@@ -10,26 +13,36 @@ extension ClipMode: ExpressibleByArgument {}
 extension TokenUnit: ExpressibleByArgument {}
 extension Normalization: ExpressibleByArgument {}
 
-struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("model"), help: "Recurrent cell: lstm, gru or rnn (tanh).")
-    var cell: CellKind = .lstm
-    @Option(help: "Number of stacked recurrent layers.")
-    var layers: Int = 2
-    @Option(help: "Hidden units per layer.")
-    var hidden: Int = 128
-    @Option(help: ArgumentHelp("Embedding width; 0 feeds one-hot characters straight into the first layer.", valueName: "E"))
-    var embed: Int = 0
-    @Option(help: ArgumentHelp("Dropout probability between layers and before the decoder.", valueName: "P"))
-    var dropout: Float = 0
+private let modelDefaults = ModelConfig(vocabSize: 1)
+private let trainDefaults = TrainConfig()
 
-    func config(vocabSize: Int) -> ModelConfig {
-        ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, dropout: dropout, vocabSize: vocabSize)
+struct ModelOptions: ParsableArguments {
+    @Option(name: .customLong("model"), help: "Recurrent cell: lstm, gru or rnn (tanh). (default: \(modelDefaults.cell.rawValue))")
+    var cell: CellKind?
+    @Option(help: "Number of stacked recurrent layers. (default: \(modelDefaults.layers))")
+    var layers: Int?
+    @Option(help: "Hidden units per layer. (default: \(modelDefaults.hidden))")
+    var hidden: Int?
+    @Option(help: ArgumentHelp("Embedding width; 0 feeds one-hot characters straight into the first layer. (default: \(modelDefaults.embed))", valueName: "E"))
+    var embed: Int?
+    @Option(help: ArgumentHelp("Dropout probability between layers and before the decoder. (default: \(modelDefaults.dropout))", valueName: "P"))
+    var dropout: Float?
+
+    /// The model shape with the defaults filled in; the vocabulary size is the corpus's, set later.
+    var config: ModelConfig {
+        let d = modelDefaults
+        return ModelConfig(cell: cell ?? d.cell, layers: layers ?? d.layers, hidden: hidden ?? d.hidden, embed: embed ?? d.embed,
+                           dropout: dropout ?? d.dropout, vocabSize: 1)
+    }
+
+    /// The shape flags given on the command line (--init-from takes the shape from its checkpoint).
+    var givenShapeFlags: [String] {
+        [(cell != nil, "--model"), (layers != nil, "--layers"), (hidden != nil, "--hidden"), (embed != nil, "--embed")]
+            .filter(\.0).map(\.1)
     }
 
     func validate() throws {
-        if let p = ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, dropout: dropout, vocabSize: 1).problem {
-            throw ValidationError(p)
-        }
+        if let p = config.problem { throw ValidationError(p) }
     }
 }
 
@@ -38,8 +51,8 @@ struct OptimizationOptions: ParsableArguments {
     var seq: Int = 50
     @Option(help: "Parallel streams per minibatch.")
     var batch: Int = 50
-    @Option(help: "Passes over the training split.")
-    var epochs: Double = 50
+    @Option(help: "Passes over the training split; on --resume, replaces the run's. (default: \(trainDefaults.epochs))")
+    var epochs: Double?
     @Option(help: ArgumentHelp("Stop after N iterations (overrides --epochs).", valueName: "N"))
     var maxIters: Int?
     @Option(help: "Optimizer: rmsprop (α 0.95, as char-rnn), adam (β 0.9/0.999) or sgd (momentum 0.9).")
@@ -60,18 +73,16 @@ struct OptimizationOptions: ParsableArguments {
     var valFrac: Double = 0.05
     @Option(help: ArgumentHelp("Validate (and checkpoint) every N iterations, and at each epoch end.", valueName: "N"))
     var evalEvery: Int = 1000
-    @Option(help: ArgumentHelp("Write a loss.csv row every N iterations.", valueName: "N"))
+    @Option(help: ArgumentHelp("Write a \(RunFolder.lossLogName) row every N iterations.", valueName: "N"))
     var logEvery: Int = 1
     @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run.")
     var seed: UInt64 = 123
-    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N"))
-    var threads: Int = 0
 
     func apply(to t: inout TrainConfig) {
-        t.seq = seq; t.batch = batch; t.epochs = epochs; t.maxIters = maxIters; t.optim = optim; t.lr = lr
+        t.seq = seq; t.batch = batch; t.epochs = epochs ?? trainDefaults.epochs; t.maxIters = maxIters; t.optim = optim; t.lr = lr
         t.lrDecay = lrDecay; t.lrDecayAfter = lrDecayAfter; t.clip = clip; t.clipMode = clipMode
         t.trainFrac = trainFrac; t.valFrac = valFrac; t.evalEvery = evalEvery; t.logEvery = logEvery
-        t.seed = seed; t.threads = threads
+        t.seed = seed
     }
 
     func validate() throws {
@@ -82,19 +93,40 @@ struct OptimizationOptions: ParsableArguments {
 }
 
 struct TextOptions: ParsableArguments {
-    @Option(help: "Token unit: scalar (one Unicode scalar) or grapheme (one user-perceived character).")
-    var unit: TokenUnit = .scalar
-    @Option(help: "Unicode normalization applied before tokenizing: none (text as written) or nfc.")
-    var normalize: Normalization = .none
+    @Option(help: "Token unit: scalar (one Unicode scalar) or grapheme (one user-perceived character). (default: \(trainDefaults.unit.rawValue))")
+    var unit: TokenUnit?
+    @Option(help: "Unicode normalization applied before tokenizing: none (text as written) or nfc. (default: \(trainDefaults.normalize.rawValue))")
+    var normalize: Normalization?
+
+    func apply(to t: inout TrainConfig) {
+        t.unit = unit ?? trainDefaults.unit
+        t.normalize = normalize ?? trainDefaults.normalize
+    }
+
+    /// The text flags given on the command line (--init-from takes them from its checkpoint).
+    var givenFlags: [String] { [(unit != nil, "--unit"), (normalize != nil, "--normalize")].filter(\.0).map(\.1) }
+}
+
+/// `--threads`, for every command that computes.
+struct ThreadsOption: ParsableArguments {
+    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N"))
+    var threads: Int = 0
+
+    func validate() throws {
+        if threads < 0 { throw ValidationError("--threads must be 0 (all cores) or positive") }
+    }
+
+    /// Sizes the worker pool that the model's kernels split their work over.
+    func configure() { WorkerPool.configure(threads: threads) }
 }
 
 /// Which checkpoint `sample` and `eval` read.
 struct CheckpointOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its best.safetensors).", valueName: "RUN_DIR_OR_FILE"))
+    @Option(help: ArgumentHelp("Run folder or .safetensors file (a folder means its \(RunFolder.bestName)).", valueName: "RUN_DIR_OR_FILE"))
     var checkpoint: String?
     @Option(help: ArgumentHelp("Folder searched for the newest run when --checkpoint is not given.", valueName: "DIR"))
     var runs: String = "checkpoints"
 
     /// The .safetensors file: --checkpoint, else best of the most recently modified run under --runs.
-    func resolve() throws -> String { try Checkpoint.resolve(checkpoint ?? Checkpoint.latestRun(under: runs)) }
+    func resolve() throws -> String { try RunFolder.resolve(checkpoint ?? RunFolder.latestRun(under: runs)) }
 }

@@ -8,7 +8,7 @@ struct SampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sample",
         abstract: "Generate text from a trained checkpoint.",
-        discussion: "Without --checkpoint, uses best.safetensors of the most recently modified run under checkpoints/.")
+        discussion: "Without --checkpoint, uses \(RunFolder.bestName) of the most recently modified run under checkpoints/.")
 
     @OptionGroup var source: CheckpointOptions
     @Option(name: .customLong("temp"), help: "Temperature: lower is more conservative, 0 = always the likeliest character.")
@@ -25,8 +25,7 @@ struct SampleCommand: ParsableCommand {
     var topP: Float = 1
     @Flag(help: "Always take the likeliest character (same as --temp 0).")
     var argmax = false
-    @Option(help: ArgumentHelp("CPU cores to use (0 = all; large models split each step across them).", valueName: "N"))
-    var threads: Int = 0
+    @OptionGroup var threads: ThreadsOption
     @Option(help: ArgumentHelp("Draw K independent samples in one batched pass (sample i is the same whatever K is), printed one after another.", valueName: "K"))
     var numSamples: Int = 1
     @Option(help: ArgumentHelp("Write each sample to DIR/sample-<i>.txt instead of standard output.", valueName: "DIR"))
@@ -43,7 +42,7 @@ struct SampleCommand: ParsableCommand {
     func run() throws { try reportingErrors(sample) }
 
     func sample() throws {
-        BLASThreads.set(threads)
+        threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let K = numSamples
@@ -52,7 +51,7 @@ struct SampleCommand: ParsableCommand {
         if let prime, !prime.isEmpty {
             let (known, unknownOnly) = loaded.meta.vocabulary.encode(prime, normalize: loaded.meta.train.normalize)
             if known.isEmpty && !unknownOnly.isEmpty {
-                throw TrainError.invalid("\(loaded.path): --prime has no character in the model's vocabulary: \(unknownOnly.map { $0.debugDescription }.joined(separator: " "))")
+                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknownOnly.map { $0.debugDescription })
             }
             let unknown = sampler.prime(prime, normalize: loaded.meta.train.normalize)
             if !unknown.isEmpty {
@@ -108,6 +107,19 @@ struct SampleCommand: ParsableCommand {
 
     /// The line between samples on standard output.
     static func separator(_ i: Int, of k: Int) -> String { "──── sample \(i) of \(k) ────" }
+}
+
+/// Why `sample` cannot run with its flags and checkpoint.
+enum SampleError: Error, CustomStringConvertible {
+    /// Not one character of --prime is in the vocabulary of `checkpoint`; `characters` are debug-quoted.
+    case primeOutsideVocabulary(checkpoint: String, characters: [String])
+
+    var description: String {
+        switch self {
+        case let .primeOutsideVocabulary(ckpt, chars):
+            return "\(ckpt): --prime has no character in the model's vocabulary: \(chars.joined(separator: " "))"
+        }
+    }
 }
 
 /// Writes tokens' UTF-8 to stdout; flushes per token on a terminal, buffered otherwise.

@@ -1,4 +1,5 @@
-// charrnn train — builds the vocabulary, trains, validates, checkpoints and logs loss.csv.
+// charrnn train — parses the flags into a `TrainingRun.Request`, shows the run's set-up events, then
+// drives `Trainer.run` with progress lines, Ctrl-C/SIGTERM handling and exit codes.
 
 import ArgumentParser
 import CharRNN
@@ -9,8 +10,8 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a character-level model on UTF-8 text files.",
         discussion: """
-        Checkpoints go to <out>/<run>/ (run = corpus name + timestamp unless --name): best.safetensors
-        (lowest validation loss), latest.safetensors and loss.csv. Ctrl-C saves latest.safetensors and
+        Checkpoints go to <out>/<run>/ (run = corpus name + timestamp unless --name): \(RunFolder.bestName)
+        (lowest validation loss), \(RunFolder.latestName) and \(RunFolder.lossLogName). Ctrl-C saves \(RunFolder.latestName) and
         prints the command that resumes the run exactly where it stopped.
         """)
 
@@ -19,8 +20,11 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var model: ModelOptions
     @OptionGroup(title: "Optimization") var opt: OptimizationOptions
+    @OptionGroup(title: "Optimization") var threads: ThreadsOption
     @OptionGroup(title: "Text") var text: TextOptions
-    @OptionGroup(title: "Vocabulary and scale") var scale: ScaleOptions
+    @OptionGroup(title: "Vocabulary and scale") var vocabulary: VocabularyOptions
+    @OptionGroup(title: "Vocabulary and scale") var softmax: SoftmaxOptions
+    @OptionGroup(title: "Vocabulary and scale") var cache: TokenCacheOptions
 
     @Option(help: ArgumentHelp("Run name (default: corpus name + timestamp).", valueName: "RUN"))
     var name: String?
@@ -51,61 +55,52 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    func train() throws {
-        let trainer: Trainer
+    /// The library's request for these flags.
+    var request: TrainingRun.Request {
+        var t = TrainConfig()
+        opt.apply(to: &t)
+        t.threads = threads.threads
+        text.apply(to: &t)
+        vocabulary.apply(to: &t)
+        let mode: TrainingRun.Mode
         if let resume {
-            let loaded = try Checkpoint.load(path: try Checkpoint.resolve(resume, preferred: "latest.safetensors"))
-            // refuse a checkpoint whose tensors do not match its metadata before any corpus work
-            try Checkpoint.restore(loaded, model: CharRNNModel(config: loaded.meta.model, maxT: 1, maxB: 1))
-            let paths = corpus.isEmpty ? (loaded.meta.corpus.paths ?? [loaded.meta.corpus.path]) : corpus
-            // A single corpus file is compared with what the run recorded (size, content hash).
-            if paths.count == 1, Self.isRegularFile(paths[0]),
-               let change = try RunContinuation.corpusChange(recorded: loaded.meta.corpus, path: paths[0]) {
-                guard allowNewCorpus else {
-                    throw TrainError.invalid("\(loaded.path): the corpus changed: \(change); pass --allow-new-corpus to continue on it with the run's vocabulary")
-                }
-                let (c, info) = try RunContinuation.corpus(path: paths[0], vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
-                trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs(), newCorpus: info)
-                printError("continuing on a new corpus \(paths[0]): \(c.count) tokens")
-            } else {
-                let (c, _) = try scale.load(paths: paths, options: loaded.meta.train.loadOptions, out: out, train: loaded.meta.train)
-                trainer = try Trainer(resume: loaded, corpus: c, maxIters: opt.maxIters, epochs: explicitEpochs())
-            }
-            RunContinuation.removeStaleTempFiles(runDir: trainer.runDir)
-            setThreads(loaded.meta.train.threads)
-            printError("resuming \(trainer.runDir) at iteration \(loaded.meta.progress.iteration) (epoch \(String(format: "%.2f", loaded.meta.epoch)))")
+            mode = .resume(checkpoint: resume, maxIters: opt.maxIters, epochs: opt.epochs, allowNewCorpus: allowNewCorpus)
+        } else if let initFrom {
+            mode = .initFrom(checkpoint: initFrom, dropout: model.dropout)
         } else {
-            let path = corpus[0]
-            var t = TrainConfig()
-            opt.apply(to: &t)
-            t.unit = text.unit; t.normalize = text.normalize
-            scale.apply(to: &t)
-            setThreads(t.threads)
-            if let initFrom {
-                let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
-                let dir = (out as NSString).appendingPathComponent(name ?? "\(base)-\(Self.timestamp())")
-                trainer = try fineTune(initFrom, corpus: path, train: t, runDir: dir)
-            } else {
-                let (c, files) = try scale.load(paths: corpus, options: t.loadOptions, out: out, train: t)
-                var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
-                                      hash: corpus.count == 1 && Self.isRegularFile(path) ? try CorpusHash.file(path) : nil)
-                if corpus.count > 1 { info.paths = corpus }
-                let runName = name ?? "\(c.name)-\(Self.timestamp())"
-                let dir = (out as NSString).appendingPathComponent(runName)
-                var mc = model.config(vocabSize: c.vocabulary.count)
-                try scale.applySoftmax(to: &mc, corpus: c)
-                // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
-                _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
-                try ScaleOptions.checkMemory(corpus: c, config: mc, train: t)
-                trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir)
+            mode = .fresh(model: model.config, softmax: softmax.choice)
+        }
+        return TrainingRun.Request(mode: mode, corpus: corpus, train: t, outDir: out, name: name, tokenCache: cache.setting)
+    }
+
+    func train() throws {
+        let setup: TrainingRun
+        var bar: LoadProgressBar? = nil
+        do {
+            defer { bar?.finish() }
+            setup = try TrainingRun(request) { event in
+                if case let .loading(done, total) = event {
+                    if bar == nil || done == 0 { bar?.finish(); bar = LoadProgressBar() }
+                    bar?.update(done: done, total: total)
+                    return
+                }
+                bar?.finish()
+                switch event {
+                case .loading: break
+                case .detail(let line): SetupLog.info(line)
+                case .checkpointRead(let path):
+                    let ignored = initFrom == nil ? [] : model.givenShapeFlags + text.givenFlags
+                    if !ignored.isEmpty {
+                        printError("warning: \(ignored.joined(separator: " ")) ignored: --init-from takes the model and vocabulary from \(path)")
+                    }
+                case .fineTuning, .continuingOnNewCorpus, .resuming: printError(event.description)
+                }
             }
-            let b = trainer.batches
-            let mc = trainer.model.config
-            SetupLog.info("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
-                       + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "
-                       + "\(mc.parameterCount) parameters → \(trainer.runDir)")
+        } catch TrainError.softmaxCutoffs(let problem) {
+            throw ValidationError(problem)
         }
         SetupLog.release()
+        let trainer = setup.trainer
         let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
@@ -127,40 +122,6 @@ struct TrainCommand: ParsableCommand {
         if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
         printError("sample with: charrnn sample --checkpoint \(trainer.runDir)")
-    }
-
-    /// --init-from: the checkpoint's model and vocabulary, this command's optimization flags.
-    func fineTune(_ source: String, corpus path: String, train t: TrainConfig, runDir: String) throws -> Trainer {
-        let loaded = try Checkpoint.load(path: try Checkpoint.resolve(source))
-        let ignored = ["--model", "--layers", "--hidden", "--embed", "--unit", "--normalize"].filter { f in
-            CommandLine.arguments.contains { $0 == f || $0.hasPrefix(f + "=") }
-        }
-        if !ignored.isEmpty { printError("warning: \(ignored.joined(separator: " ")) ignored: --init-from takes the model and vocabulary from \(loaded.path)") }
-        var t = t
-        t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
-        let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
-        let dropout = CommandLine.arguments.contains { $0 == "--dropout" || $0.hasPrefix("--dropout=") } ? model.dropout : nil
-        printError("fine-tuning from \(loaded.path) (iteration \(loaded.meta.progress.iteration)): fresh optimizer state, new run")
-        return try Trainer(initFrom: loaded, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: runDir)
-    }
-
-    /// --epochs only counts on resume when given explicitly.
-    func explicitEpochs() -> Double? {
-        CommandLine.arguments.contains { $0 == "--epochs" || $0.hasPrefix("--epochs=") } ? opt.epochs : nil
-    }
-
-    func setThreads(_ n: Int) { BLASThreads.set(n) }
-
-    static func isRegularFile(_ path: String) -> Bool {
-        var isDir: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
-    }
-
-    static func timestamp() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        return f.string(from: Date())
     }
 }
 

@@ -8,10 +8,10 @@ import XCTest
 @testable import CharRNN
 
 final class ConcurrencyTests: XCTestCase {
-    override func tearDown() { BLASThreads.set(1) }
+    override func tearDown() { WorkerPool.configure(threads: 1) }
 
     func losses(cell: CellKind, width: Int) throws -> [Double] {
-        BLASThreads.set(width)
+        WorkerPool.configure(threads: width)
         let dir = NSTemporaryDirectory() + "charrnn-conc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let text = String(repeating: "To be, or not to be, that is the question. 床前明月光\n", count: 40)
@@ -41,7 +41,7 @@ final class ConcurrencyTests: XCTestCase {
     }
 
     func testWorkerPoolRunsEveryPartOnce() {
-        BLASThreads.set(4)
+        WorkerPool.configure(threads: 4)
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: 4)
         counts.initialize(repeating: 0, count: 4)
         defer { counts.deallocate() }

@@ -189,7 +189,7 @@ enum FuzzTarget: String, CaseIterable {
             _ = TextChart.render(chart, width: 20 + Int(mode >> 5) * 9, height: 6 + Int(mode >> 5) * 3,
                                  charset: mode & 32 == 0 ? .braille : .ascii, color: mode & 64 != 0)
             _ = SVGChart.render(chart)
-        } catch let e as CheckpointError {
+        } catch let e as LossLogError {
             try oneLine(e, t)
         }
         // loss.csv cut on --resume: the header and complete rows up to an iteration — a prefix.

@@ -124,7 +124,7 @@ final class HostileInputTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "charrnn-dirckpt-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir + "/best.safetensors", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        XCTAssertThrowsError(try Checkpoint.load(path: try Checkpoint.resolve(dir))) { e in
+        XCTAssertThrowsError(try Checkpoint.load(path: try RunFolder.resolve(dir))) { e in
             XCTAssertEqual("\(e)", "\(dir)/best.safetensors: cannot read: Is a directory")
         }
     }

@@ -139,7 +139,7 @@ final class RunToolsTests: XCTestCase {
     }
 
     func testTrainerRecordsVocabCountsAndCorpusHash() throws {
-        BLASThreads.set(1)
+        WorkerPool.configure(threads: 1)
         let dir = tempDir("counts")
         let text = syntheticCorpusText()
         try text.write(toFile: dir + "/s.txt", atomically: true, encoding: .utf8)
@@ -153,9 +153,9 @@ final class RunToolsTests: XCTestCase {
         XCTAssertEqual(counts.reduce(0, +), corpus.count)
         XCTAssertEqual(counts[ck.meta.vocabulary.id(of: "\n")!], text.filter { $0 == "\n" }.count)
         XCTAssertEqual(ck.meta.corpus.hash, info.hash)
-        XCTAssertNil(try RunContinuation.corpusChange(recorded: ck.meta.corpus, path: dir + "/s.txt"))
+        XCTAssertNil(try TrainingRun.corpusChange(recorded: ck.meta.corpus, path: dir + "/s.txt"))
         try (text + " ").write(toFile: dir + "/s.txt", atomically: true, encoding: .utf8)
-        XCTAssertNotNil(try RunContinuation.corpusChange(recorded: ck.meta.corpus, path: dir + "/s.txt"))
+        XCTAssertNotNil(try TrainingRun.corpusChange(recorded: ck.meta.corpus, path: dir + "/s.txt"))
         // Stale temp files from a killed writer are cleaned up.
         FileManager.default.createFile(atPath: dir + "/run/.latest.safetensors.tmp-1-2", contents: Data([1]))
         XCTAssertEqual(RunContinuation.removeStaleTempFiles(runDir: dir + "/run"), [".latest.safetensors.tmp-1-2"])

@@ -11,32 +11,49 @@ class CharrnnCLITestCase: XCTestCase {
         return dir.appendingPathComponent("charrnn")
     }
 
-    struct Result { var status: Int32; var out: String; var err: String }
+    /// Exit status, stdout, stderr and wall time of one run of the binary.
+    struct Result { var status: Int32; var out: String; var err: String; var seconds: Double = 0 }
 
-    func start(_ args: [String], cwd: String) throws -> (Process, Pipe, Pipe) {
+    /// Starts the binary in `cwd`; `env` entries are added to this process's environment.
+    func start(_ args: [String], cwd: String, env: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
         p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
         let o = Pipe(), e = Pipe()
         p.standardOutput = o; p.standardError = e
         try p.run()
         return (p, o, e)
     }
 
-    func finish(_ s: (Process, Pipe, Pipe)) -> Result {
+    func finish(_ s: (Process, Pipe, Pipe), since t0: Date = Date()) -> Result {
         let od = s.1.fileHandleForReading.readDataToEndOfFile(), ed = s.2.fileHandleForReading.readDataToEndOfFile()
         s.0.waitUntilExit()
-        return Result(status: s.0.terminationStatus, out: String(decoding: od, as: UTF8.self), err: String(decoding: ed, as: UTF8.self))
+        return Result(status: s.0.terminationStatus, out: String(decoding: od, as: UTF8.self), err: String(decoding: ed, as: UTF8.self),
+                      seconds: Date().timeIntervalSince(t0))
     }
 
     @discardableResult
-    func run(_ args: [String], cwd: String) throws -> Result { finish(try start(args, cwd: cwd)) }
+    func run(_ args: [String], cwd: String, env: [String: String] = [:]) throws -> Result {
+        let t0 = Date()
+        return finish(try start(args, cwd: cwd, env: env), since: t0)
+    }
 
-    /// A fresh temporary folder.
+    /// Folders made by `workDir`, removed after each test.
+    var workDirs: [String] = []
+
+    override func tearDown() {
+        for d in workDirs { try? FileManager.default.removeItem(atPath: d) }
+        workDirs = []
+        super.tearDown()
+    }
+
+    /// A fresh temporary folder (removed after the test).
     func workDir() -> String {
         let d = NSTemporaryDirectory() + "charrnn-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        workDirs.append(d)
         return d
     }
 

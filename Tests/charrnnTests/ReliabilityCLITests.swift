@@ -6,46 +6,13 @@
 import Foundation
 import XCTest
 
-final class ReliabilityCLITests: XCTestCase {
-    var binary: URL {
-        var dir = Bundle.main.bundleURL
-        if dir.pathExtension == "xctest" { dir.deleteLastPathComponent() }
-        return dir.appendingPathComponent("charrnn")
-    }
-
-    struct Result { var status: Int32; var out: String; var err: String; var seconds: Double }
-
-    @discardableResult
-    func run(_ args: [String], cwd: String, env: [String: String] = [:]) throws -> Result {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o; p.standardError = e
-        let t0 = Date()
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, out: String(decoding: od, as: UTF8.self),
-                      err: String(decoding: ed, as: UTF8.self), seconds: Date().timeIntervalSince(t0))
-    }
-
-    var dirs: [String] = []
+final class ReliabilityCLITests: CharrnnCLITestCase {
     var mounts: [String] = []
-
-    func workDir() -> String {
-        let d = NSTemporaryDirectory() + "charrnn-rel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        dirs.append(d)
-        return d
-    }
 
     override func tearDown() {
         for m in mounts.reversed() { _ = shell("umount", m) }
-        for d in dirs { try? FileManager.default.removeItem(atPath: d) }
-        mounts = []; dirs = []
+        mounts = []
+        super.tearDown()
     }
 
     @discardableResult
@@ -72,12 +39,13 @@ final class ReliabilityCLITests: XCTestCase {
         return name
     }
 
-    func writeCorpus(_ dir: String, _ name: String = "corpus.txt") -> String {
+    /// A shorter corpus than the shared one (200 lines of three), for runs that only need to start.
+    func writeShortCorpus(_ dir: String, _ name: String = "corpus.txt") -> String {
         let lines = ["To be, or not to be, that is the question:", "床前明月光，疑是地上霜。", "The slings and arrows of outrageous fortune,"]
         return write(dir, name, Array((0..<200).map { lines[$0 % lines.count] + "\n" }.joined().utf8))
     }
 
-    let small = ["--hidden", "16", "--seq", "20", "--batch", "4", "--threads", "1"]
+    let tiny = ["--hidden", "16", "--seq", "20", "--batch", "4", "--threads", "1"]
 
     /// The failure is exactly one line on stderr and the exit status is non-zero.
     func assertOneLineError(_ r: Result, contains: String..., file: StaticString = #filePath, line: UInt = #line) {
@@ -113,7 +81,7 @@ final class ReliabilityCLITests: XCTestCase {
         for (name, bytes, message) in cases {
             _ = write(dir, name, bytes)
             for unit in ["scalar", "grapheme"] {
-                let r = try run(["train", name, "--unit", unit] + small, cwd: dir)
+                let r = try run(["train", name, "--unit", unit] + tiny, cwd: dir)
                 assertOneLineError(r, contains: message)
             }
         }
@@ -125,7 +93,7 @@ final class ReliabilityCLITests: XCTestCase {
     func testNULBytesAreReportedWithFileAndOffset() throws {
         let dir = workDir()
         let name = write(dir, "nul.txt", Array(String(repeating: "To be, or not to be.\n", count: 300).utf8) + [0x00] + Array("tail\n".utf8))
-        let r = try run(["train", name, "--max-iters", "1"] + small, cwd: dir)
+        let r = try run(["train", name, "--max-iters", "1"] + tiny, cwd: dir)
         if r.status == 0 { throw XCTSkip("needs issue 4: NUL/binary detection (the corpus is accepted today)") }
         assertOneLineError(r, contains: "nul.txt", "6300")
     }
@@ -151,7 +119,7 @@ final class ReliabilityCLITests: XCTestCase {
 
     func testAbsurdOptionsAreArgumentErrorsBeforeAnyWork() throws {
         let dir = workDir()
-        let corpus = writeCorpus(dir)
+        let corpus = writeShortCorpus(dir)
         for (args, flag) in [(["--hidden", "0"], "--hidden"), (["--seq", "0"], "--seq"), (["--batch", "0"], "--batch"),
                              (["--seq", "4611686018427387904", "--batch", "4"], "--seq × --batch"), (["--layers", "0"], "--layers"),
                              (["--lr=-1"], "--lr"), (["--dropout", "1"], "--dropout"),
@@ -174,8 +142,8 @@ final class ReliabilityCLITests: XCTestCase {
     // MARK: - Hostile checkpoints
 
     func trainSmall(_ dir: String, name: String, extra: [String] = []) throws -> String {
-        let corpus = writeCorpus(dir)
-        let r = try run(["train", corpus, "--max-iters", "20", "--eval-every", "10", "--name", name] + small + extra, cwd: dir)
+        let corpus = writeShortCorpus(dir)
+        let r = try run(["train", corpus, "--max-iters", "20", "--eval-every", "10", "--name", name] + tiny + extra, cwd: dir)
         XCTAssertEqual(r.status, 0, r.err)
         return dir + "/checkpoints/" + name
     }
@@ -222,20 +190,20 @@ final class ReliabilityCLITests: XCTestCase {
 
     func testNaNGradientStopsTheRunAndSkipNonFiniteSkipsIt() throws {
         let dir = workDir()
-        let corpus = writeCorpus(dir)
-        let r = try run(["train", corpus, "--max-iters", "30", "--eval-every", "10", "--name", "nan"] + small, cwd: dir,
+        let corpus = writeShortCorpus(dir)
+        let r = try run(["train", corpus, "--max-iters", "30", "--eval-every", "10", "--name", "nan"] + tiny, cwd: dir,
                         env: ["CHARRNN_FAULT_NONFINITE": "15"])
         assertLastLineError(r, contains: "training diverged at iteration 15", "the last good checkpoint is checkpoints/nan/latest.safetensors")
         let s = try run(["sample", "--checkpoint", "checkpoints/nan/latest.safetensors", "--length", "20", "--seed", "2"], cwd: dir)
         XCTAssertEqual(s.status, 0, s.err)
 
-        let k = try run(["train", corpus, "--max-iters", "30", "--eval-every", "10", "--name", "skip", "--skip-nonfinite"] + small,
+        let k = try run(["train", corpus, "--max-iters", "30", "--eval-every", "10", "--name", "skip", "--skip-nonfinite"] + tiny,
                         cwd: dir, env: ["CHARRNN_FAULT_NONFINITE": "15,16"])
         XCTAssertEqual(k.status, 0, k.err)
         XCTAssertTrue(k.err.contains("warning: iteration 15: non-finite"), k.err)
         XCTAssertTrue(k.err.contains("skipped 2 non-finite steps"), k.err)
 
-        let many = try run(["train", corpus, "--max-iters", "40", "--eval-every", "5", "--name", "many", "--skip-nonfinite"] + small,
+        let many = try run(["train", corpus, "--max-iters", "40", "--eval-every", "5", "--name", "many", "--skip-nonfinite"] + tiny,
                            cwd: dir, env: ["CHARRNN_FAULT_NONFINITE": (12...40).map(String.init).joined(separator: ",")])
         XCTAssertNotEqual(many.status, 0)
         XCTAssertTrue(many.err.split(separator: "\n").last!.hasPrefix("error: training diverged: 10 steps in a row"), many.err)
@@ -243,8 +211,8 @@ final class ReliabilityCLITests: XCTestCase {
 
     func testDiskFullWhileSavingKeepsThePreviousCheckpoint() throws {
         let dir = workDir()
-        let corpus = writeCorpus(dir)
-        let args = ["train", corpus, "--eval-every", "10", "--name", "r"] + small
+        let corpus = writeShortCorpus(dir)
+        let args = ["train", corpus, "--eval-every", "10", "--name", "r"] + tiny
         // Measure one checkpoint, then give the run room for two (best + latest) but not a third (the temp file).
         let probe = try run(args + ["--max-iters", "10"], cwd: dir)
         XCTAssertEqual(probe.status, 0, probe.err)
@@ -261,23 +229,18 @@ final class ReliabilityCLITests: XCTestCase {
 
     func testReadOnlyOutputFolderIsAOneLineError() throws {
         let dir = workDir()
-        let corpus = writeCorpus(dir)
+        let corpus = writeShortCorpus(dir)
         let ro = dir + "/ro"
         try mountTmpfs(ro, options: "ro,size=64k")
-        let r = try run(["train", corpus, "--out", ro, "--max-iters", "5"] + small, cwd: dir)
+        let r = try run(["train", corpus, "--out", ro, "--max-iters", "5"] + tiny, cwd: dir)
         assertOneLineError(r, contains: "ro/corpus-", "cannot create run directory")
     }
 
     func testCorpusReplacedDuringTraining() throws {
         let dir = workDir()
-        let corpus = writeCorpus(dir)
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = ["train", corpus, "--max-iters", "1000000", "--eval-every", "20", "--name", "live"] + small
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let e = Pipe()
-        p.standardOutput = FileHandle.nullDevice; p.standardError = e
-        try p.run()
+        let corpus = writeShortCorpus(dir)
+        let s = try start(["train", corpus, "--max-iters", "1000000", "--eval-every", "20", "--name", "live"] + tiny, cwd: dir)
+        let p = s.0
         let latest = dir + "/checkpoints/live/latest.safetensors"
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: latest) && Date() < deadline && p.isRunning { usleep(20_000) }
@@ -289,9 +252,8 @@ final class ReliabilityCLITests: XCTestCase {
         usleep(300_000)
         XCTAssertTrue(p.isRunning, "training must not crash when its corpus file changes (it holds the tokens in memory)")
         p.interrupt()
-        let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 130, err)
+        let stopped = finish(s)
+        XCTAssertEqual(stopped.status, 130, stopped.err)
         let r = try run(["train", "--resume", "checkpoints/live"], cwd: dir)
         assertOneLineError(r, contains: "the corpus changed")
     }

@@ -255,44 +255,4 @@ public enum Checkpoint {
             }
         }
     }
-
-    // MARK: - Locating checkpoints
-
-    /// Resolves a run directory or file: a file is taken as is; a directory gives its
-    /// `preferred` file (e.g. best.safetensors), else the other one.
-    public static func resolve(_ path: String, preferred: String = "best.safetensors") throws -> String {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw CheckpointError(file: path, message: "no such checkpoint file or run directory")
-        }
-        if !isDir.boolValue { return path }
-        let other = preferred == "best.safetensors" ? "latest.safetensors" : "best.safetensors"
-        for name in [preferred, other] {
-            let p = (path as NSString).appendingPathComponent(name)
-            if FileManager.default.fileExists(atPath: p) { return p }
-        }
-        throw CheckpointError(file: path, message: "run directory has no best.safetensors or latest.safetensors")
-    }
-
-    /// The most recently modified run directory under `root` that holds a checkpoint.
-    public static func latestRun(under root: String) throws -> String {
-        let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: root) else {
-            throw CheckpointError(file: root, message: "no checkpoints folder; train a model first (charrnn train CORPUS) or pass --checkpoint")
-        }
-        var best: (String, Date)? = nil
-        for n in names {
-            let dir = (root as NSString).appendingPathComponent(n)
-            for f in ["best.safetensors", "latest.safetensors"] {
-                let p = (dir as NSString).appendingPathComponent(f)
-                if let d = (try? fm.attributesOfItem(atPath: p))?[.modificationDate] as? Date {
-                    if best == nil || d > best!.1 { best = (dir, d) }
-                }
-            }
-        }
-        guard let best else {
-            throw CheckpointError(file: root, message: "no run with a checkpoint found; train a model first (charrnn train CORPUS) or pass --checkpoint")
-        }
-        return best.0
-    }
 }

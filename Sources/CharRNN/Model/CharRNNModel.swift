@@ -50,7 +50,7 @@ public final class CharRNNModel: @unchecked Sendable {
     /// Builds the parameter layout (zeros) and all workspaces for minibatches up to (maxT, maxB).
     public init(config: ModelConfig, maxT: Int, maxB: Int) {
         precondition(config.problem == nil, config.problem ?? "")
-        BLASThreads.ensureConfigured()
+        WorkerPool.configureIfNeeded()
         self.config = config; self.maxT = maxT; self.maxB = maxB
         spec = NetworkSpec(config)
         let layout = ParameterLayout(spec.parameters)

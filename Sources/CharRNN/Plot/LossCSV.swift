@@ -26,17 +26,17 @@ public struct LossHistory: Sendable {
     public init(name: String, rows: [LossRow]) { self.name = name; self.rows = rows }
 
     /// Reads `path`: a run folder (its loss.csv) or a CSV file.
-    /// - Throws: `CheckpointError` naming the file when it cannot be read or has no usable header.
+    /// - Throws: `LossLogError` naming the file when it cannot be read or has no usable header.
     public static func load(_ path: String) throws -> LossHistory {
         var isDir: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
-        let file = exists && isDir.boolValue ? (path as NSString).appendingPathComponent("loss.csv") : path
+        let file = exists && isDir.boolValue ? (path as NSString).appendingPathComponent(RunFolder.lossLogName) : path
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw CheckpointError(file: file, message: exists ? "cannot read the loss log" : "no such run folder or CSV file")
+            throw LossLogError(file: file, message: exists ? "cannot read the loss log" : "no such run folder or CSV file")
         }
         let trimmed = (path as NSString).standardizingPath
         let base = (file as NSString).lastPathComponent
-        let name = base == "loss.csv" ? ((((file as NSString).deletingLastPathComponent) as NSString).standardizingPath as NSString).lastPathComponent
+        let name = base == RunFolder.lossLogName ? ((((file as NSString).deletingLastPathComponent) as NSString).standardizingPath as NSString).lastPathComponent
                                       : (base as NSString).deletingPathExtension
         return LossHistory(name: name.isEmpty ? trimmed : name, rows: try parse(Array(data), file: file))
     }
@@ -47,11 +47,11 @@ public struct LossHistory: Sendable {
         // The piece after the last newline is incomplete (empty when the file ends with a newline).
         lines.removeLast()
         guard let head = lines.first else {
-            throw CheckpointError(file: file, message: "loss log has no header line yet")
+            throw LossLogError(file: file, message: "loss log has no header line yet")
         }
         let names = String(decoding: head, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").map(String.init)
         guard let iCol = names.firstIndex(of: "iteration"), let tCol = names.firstIndex(of: "train_loss") else {
-            throw CheckpointError(file: file, message: "not a charrnn loss log: the header has no iteration and train_loss columns")
+            throw LossLogError(file: file, message: "not a charrnn loss log: the header has no iteration and train_loss columns")
         }
         let eCol = names.firstIndex(of: "epoch"), vCol = names.firstIndex(of: "val_loss")
         var rows: [LossRow] = []

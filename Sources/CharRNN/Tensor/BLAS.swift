@@ -53,29 +53,30 @@ public func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutable
     if n > 0 { cblas_saxpy(Int32(n), alpha, x, 1, y, 1) }
 }
 
-/// How many cores charrnn uses (process-wide). OpenBLAS itself always runs single-threaded: the
-/// cores are shared out by `WorkerPool` — big GEMMs split into row or column blocks (`pgemm`), the
-/// recurrent time loop split by batch streams — so one scheduler owns the cores and tiny per-step
-/// GEMMs never pay for OpenBLAS's thread hand-offs.
-public enum BLASThreads {
-    /// n = 0 means all cores.
-    public static func set(_ n: Int) {
+extension WorkerPool {
+    /// Sets how many cores charrnn uses, process-wide: the width of `WorkerPool.shared`, which splits
+    /// big GEMMs into row or column blocks (`pgemm`) and the recurrent time loop by batch streams.
+    /// OpenBLAS itself is pinned to one thread, so that one scheduler owns the cores and tiny per-step
+    /// GEMMs never pay for OpenBLAS's thread hand-offs.
+    /// - Parameter threads: cores to use; 0 means all of them.
+    /// Not to be called while the pool runs work.
+    public static func configure(threads: Int) {
         openblas_set_num_threads(1)
-        WorkerPool.shared.setWidth(n > 0 ? n : ProcessInfo.processInfo.activeProcessorCount)
+        shared.setWidth(threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount)
     }
 
-    /// Single-threaded unless `set` was called (library default: deterministic and quiet).
-    public static func ensureConfigured() {
-        if !WorkerPool.shared.configured { set(1) }
+    /// One core unless `configure(threads:)` was called (library default: deterministic and quiet).
+    public static func configureIfNeeded() {
+        if !shared.configured { configure(threads: 1) }
     }
-    public static var current: Int { WorkerPool.shared.width }
+}
 
-    /// Lets OpenBLAS use its own n threads for one call (the sgemm peak measurement).
-    public static func withOpenBLASThreads<R>(_ n: Int, _ body: () -> R) -> R {
-        openblas_set_num_threads(Int32(max(1, n)))
-        defer { openblas_set_num_threads(1) }
-        return body()
-    }
+/// Lets OpenBLAS use its own `threads` threads for the duration of `body` (the sgemm peak
+/// measurement of `bench`); it is single-threaded again afterwards.
+public func withOpenBLASThreads<R>(_ threads: Int, _ body: () -> R) -> R {
+    openblas_set_num_threads(Int32(max(1, threads)))
+    defer { openblas_set_num_threads(1) }
+    return body()
 }
 
 // MARK: - Parallel GEMM / GEMV over the worker pool

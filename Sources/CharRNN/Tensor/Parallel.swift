@@ -13,7 +13,7 @@ import Foundation
 import Synchronization
 
 public final class WorkerPool: @unchecked Sendable {
-    /// The process-wide pool; its width follows `BLASThreads.set`.
+    /// The process-wide pool; its width is set by `WorkerPool.configure(threads:)`.
     public static let shared = WorkerPool()
 
     private final class Worker: @unchecked Sendable {

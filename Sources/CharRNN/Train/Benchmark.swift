@@ -168,7 +168,7 @@ public enum Benchmark {
             figures.append(SampleFigure(streams: K, tokensPerSec: Double(cfg.sampleLength * K) / sampleSecs))
         }
 
-        let sgemmPeak = BLASThreads.withOpenBLASThreads(threads) { sgemmGFLOPS() }
+        let sgemmPeak = withOpenBLASThreads(threads) { sgemmGFLOPS() }
         let achieved = flopsIter * Double(times.count) / total / 1e9
         return BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
                            vocab: cfg.model.vocabSize, seq: T, batch: B, threads: threads, params: cfg.model.parameterCount,

@@ -1,7 +1,8 @@
-// Train/Continue.swift — starting from an existing checkpoint: checks for `--resume` (has the corpus
-// changed?), `--allow-new-corpus` and `--init-from` (a corpus encoded with the checkpoint's
-// vocabulary), fine-tuning (a new run from the weights), the `vocab_counts` metadata entry, and the
-// clean-up of temp files a killed writer left behind.
+// Train/Continue.swift — starting from an existing checkpoint: its tensors read once into what will
+// continue it (`ResumePoint` for `--resume`, `FineTuneSource` for `--init-from`), a corpus encoded with
+// the checkpoint's vocabulary (`--allow-new-corpus`, `--init-from`), fine-tuning (a new run from the
+// weights), the `vocab_counts` metadata entry, and the clean-up of temp files a killed writer left
+// behind. `TrainingRun` decides which of these a `charrnn train` does.
 //
 // Unknown characters: until the vocabulary has an unknown-token id (issue 4), a corpus with tokens
 // outside the checkpoint's vocabulary is refused with the list of those tokens.
@@ -29,22 +30,6 @@ public enum RunContinuation {
     /// `init_from` metadata: the checkpoint a fine-tuning run started from.
     public static let initFromKey = "init_from"
 
-    /// Compares the corpus file at `path` with what a checkpoint recorded (size in bytes and, when the
-    /// checkpoint has it, the content hash).
-    /// - Returns: a description of the difference, or nil when the file is the same.
-    /// - Throws: `TextError.cannotRead`.
-    public static func corpusChange(recorded: CorpusInfo, path: String) throws -> String? {
-        let bytes = try fileSize(path)
-        if bytes != recorded.bytes {
-            return "\(path) has \(bytes) bytes but the run was trained on \(recorded.bytes) (\(recorded.path))"
-        }
-        if let h = recorded.hash {
-            let now = try CorpusHash.file(path)
-            if now != h { return "\(path) has content hash \(now) but the run was trained on \(h) (\(recorded.path))" }
-        }
-        return nil
-    }
-
     /// Size of the file at `path` in bytes.
     public static func fileSize(_ path: String) throws -> Int {
         guard let n = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else {
@@ -54,20 +39,18 @@ public enum RunContinuation {
     }
 
     /// Loads the corpus at `path` as ids of `vocabulary` (a checkpoint's), for fine-tuning or
-    /// continuing on a new text.
-    /// - Throws: `TextError` for unreadable or invalid text, `TrainError.invalid` when the text is empty
-    ///   or has tokens the vocabulary lacks and the vocabulary has no unknown token to map them to.
+    /// continuing on a new text. The returned info has no content hash; the caller adds it.
+    /// - Throws: `TextError` for unreadable, invalid or empty text, `TrainError.tokensOutsideVocabulary`
+    ///   when it has tokens the vocabulary lacks and the vocabulary has no unknown token to map them to.
     public static func corpus(path: String, vocabulary: Vocabulary, normalize: Normalization) throws -> (Corpus, CorpusInfo) {
         let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
         if enc.unknownCount > 0 && vocabulary.unknownID == nil {
-            let shown = enc.unknown.prefix(20).map { $0.debugDescription }.joined(separator: " ")
-            throw TrainError.invalid("\(path): \(enc.unknownCount) tokens are not in the checkpoint's vocabulary of \(vocabulary.count) (\(shown)); "
-                                     + "the vocabulary has no unknown token to map them to, so the corpus must use only its characters")
+            throw TrainError.tokensOutsideVocabulary(file: path, count: enc.unknownCount, vocabularySize: vocabulary.count,
+                                                     shown: enc.unknown.prefix(20).map { $0.debugDescription })
         }
         guard !enc.ids.isEmpty else { throw TextError.empty(file: path) }
         let corpus = Corpus(ids: enc.ids, vocabulary: vocabulary, name: path)
-        let info = CorpusInfo(name: corpus.name, path: path, bytes: enc.bytes, tokens: corpus.count, hash: try CorpusHash.file(path))
-        return (corpus, info)
+        return (corpus, CorpusInfo(name: corpus.name, path: path, bytes: enc.bytes, tokens: corpus.count))
     }
 
     /// Removes `.<name>.tmp-*` files that an atomic write killed before its rename left in `runDir`.
@@ -84,22 +67,68 @@ public enum RunContinuation {
     }
 }
 
+/// A checkpoint restored, once, into the model, optimizer and carried state that continue its run
+/// (`--resume`). Building it checks every tensor the run needs, so a bad file is refused before any
+/// corpus work; `Trainer(resume:corpus:newCorpus:)` then trains on from it.
+public struct ResumePoint {
+    public let checkpoint: Checkpoint.Loaded
+    /// The run's training config with the new stopping point.
+    public let train: TrainConfig
+    let model: CharRNNModel
+    let optimizer: Optimizer
+    let state: RecurrentState
+
+    /// - Parameters:
+    ///   - maxIters, epochs: replace the run's stopping point when given (`epochs` alone drops its max-iters).
+    /// - Throws: `TrainError.config`, `TrainError.noOptimizerState`, `CheckpointError`/`SafeTensorsError`
+    ///   for tensors that do not match the metadata.
+    public init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?) throws {
+        var train = checkpoint.meta.train
+        if let maxIters { train.maxIters = maxIters }
+        if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
+        if let p = train.problem { throw TrainError.config(p) }
+        guard checkpoint.hasOptimizerState else { throw TrainError.noOptimizerState(checkpoint: checkpoint.path) }
+        let config = checkpoint.meta.model
+        model = CharRNNModel(config: config, maxT: train.seq, maxB: train.batch)
+        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
+        state = RecurrentState(config: config, batch: train.batch)
+        try Checkpoint.restore(checkpoint, model: model, optimizer: optimizer, state: state)
+        self.checkpoint = checkpoint
+        self.train = train
+    }
+}
+
+/// The weights a fine-tuning run (`--init-from`) starts from: a checkpoint's model tensors read once
+/// into a batch-1 model, so a bad file is refused before any corpus work or run folder.
+public struct FineTuneSource {
+    public let checkpoint: Checkpoint.Loaded
+    let weights: CharRNNModel
+
+    /// - Throws: `CheckpointError`/`SafeTensorsError` for tensors that do not match the metadata.
+    public init(_ checkpoint: Checkpoint.Loaded) throws {
+        weights = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
+        try Checkpoint.restore(checkpoint, model: weights)
+        self.checkpoint = checkpoint
+    }
+}
+
 extension Trainer {
     /// A new run (fresh optimizer state, new run directory, iteration 0) whose model starts from the
-    /// weights of `checkpoint` (char-rnn's `-init_from`). The model config is the checkpoint's, with
+    /// weights of `source` (char-rnn's `-init_from`). The model config is the checkpoint's, with
     /// `dropout` replacing its dropout when given; `corpus` must use the checkpoint's vocabulary.
-    public convenience init(initFrom checkpoint: Checkpoint.Loaded, corpus: Corpus, corpusInfo: CorpusInfo,
+    /// - Throws: `TrainError.notEncodedWithCheckpointVocabulary`, and what `init(corpus:…)` throws.
+    public convenience init(initFrom source: FineTuneSource, corpus: Corpus, corpusInfo: CorpusInfo,
                             train: TrainConfig, dropout: Float?, runDir: String) throws {
+        let checkpoint = source.checkpoint
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
-            throw TrainError.invalid("\(checkpoint.path): the corpus is not encoded with the checkpoint's vocabulary")
+            throw TrainError.notEncodedWithCheckpointVocabulary(checkpoint: checkpoint.path)
         }
-        // Read the weights first (into a batch-1 model), so a bad file fails before the run directory exists.
-        let source = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
-        try Checkpoint.restore(checkpoint, model: source)
         var config = checkpoint.meta.model
         if let dropout { config.dropout = dropout }     // dropout has no parameters: same layout
+        // The fresh init draws the initial weights from the seed (the RNG then drives dropout exactly
+        // as in a fresh run); the checkpoint's weights replace them.
         try self.init(corpus: corpus, corpusInfo: corpusInfo, model: config, train: train, runDir: runDir)
-        model.params.ptr.update(from: source.params.ptr, count: model.layout.count)
+        model.params.ptr.update(from: source.weights.params.ptr, count: model.layout.count)
         meta.extra[RunContinuation.initFromKey] = checkpoint.path
     }
 }

@@ -8,12 +8,21 @@
 
 import Foundation
 
+/// A loss log (loss.csv) that cannot be written or read.
+public struct LossLogError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public init(file: String, message: String) { self.file = file; self.message = message }
+    public var description: String { "\(file): \(message)" }
+}
+
 public final class LossLog {
     public static let header = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec"
     public let path: String
     private let handle: UnsafeMutablePointer<FILE>
 
     /// Opens (creating, or truncating back to `keepThrough` iterations when resuming) the CSV at `path`.
+    /// - Throws: `LossLogError` when the file cannot be opened for writing.
     public init(path: String, keepThrough iteration: Int?) throws {
         self.path = path
         var keep = Data()
@@ -22,7 +31,7 @@ public final class LossLog {
         }
         if keep.isEmpty { keep = Data((LossLog.header + "\n").utf8) }
         guard let f = fopen(path, "w") else {
-            throw CheckpointError(file: path, message: "cannot write loss log: \(String(cString: strerror(errno)))")
+            throw LossLogError(file: path, message: "cannot write loss log: \(String(cString: strerror(errno)))")
         }
         _ = keep.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
         fflush(f)

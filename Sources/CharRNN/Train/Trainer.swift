@@ -5,24 +5,11 @@
 // stop on NaN/Inf → clip → optimizer step. At each epoch end, after --lr-decay-after epochs, the
 // learning rate is multiplied by --lr-decay (char-rnn). Every --eval-every iterations, at each
 // epoch end and at the last iteration: validation over the whole val split (state reset at its
-// start and carried across its minibatches, as char-rnn's eval_split), then latest.safetensors and,
-// when the val loss improved, best.safetensors are written atomically.
+// start and carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
+// checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
 
 import Foundation
-
-public enum TrainError: Error, CustomStringConvertible {
-    case nonFinite(iteration: Int, loss: Double, gradNorm: Float, checkpoint: String?)
-    case invalid(String)
-    public var description: String {
-        switch self {
-        case let .nonFinite(it, loss, norm, ckpt):
-            let kept = ckpt.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint had been written yet"
-            return "training diverged at iteration \(it): loss \(loss), gradient norm \(norm) (try a lower --lr or --clip)\(kept)"
-        case let .invalid(m): return m
-        }
-    }
-}
 
 /// What the trainer reports as it goes.
 public enum TrainEvent {
@@ -68,15 +55,17 @@ public final class Trainer {
     /// the gradient buffer after backward, before the gradient norm is taken.
     public var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)?
 
-    public var latestPath: String { (runDir as NSString).appendingPathComponent("latest.safetensors") }
-    public var bestPath: String { (runDir as NSString).appendingPathComponent("best.safetensors") }
+    public var folder: RunFolder { RunFolder(runDir) }
+    public var latestPath: String { folder.latest }
+    public var bestPath: String { folder.best }
 
     /// A new run: initialises the model from `train.seed`.
+    /// - Throws: `TrainError.config`, `.nothingToLearn`, `TextError.tooSmall` (layout), `CheckpointError`
+    ///   (run folder), `LossLogError`.
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String) throws {
-        if let p = train.problem ?? modelConfig.problem { throw TrainError.invalid(p) }
+        if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
         if corpus.vocabulary.count < 2 {
-            let only = corpus.vocabulary.tokens.first.map { $0.debugDescription } ?? "nothing"
-            throw TrainError.invalid("\(corpusInfo.path): the corpus has only one distinct character (\(only)); there is nothing to learn")
+            throw TrainError.nothingToLearn(file: corpusInfo.path, token: corpus.vocabulary.tokens.first.map { $0.debugDescription })
         }
         self.corpus = corpus
         batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
@@ -96,35 +85,28 @@ public final class Trainer {
         totalIterations = Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
         try Trainer.makeDirectory(runDir)
-        log = try LossLog(path: (runDir as NSString).appendingPathComponent("loss.csv"), keepThrough: nil)
+        log = try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil)
     }
 
-    /// Continues the run saved in `checkpoint` (its run directory), bit for bit. `maxIters`/`epochs`
-    /// replace the stopping point when given. `newCorpus` (--allow-new-corpus) accepts a different
-    /// corpus, already encoded with the checkpoint's vocabulary, and records it.
-    public init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
-        var train = checkpoint.meta.train
-        if let maxIters { train.maxIters = maxIters }
-        if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
-        if let p = train.problem { throw TrainError.invalid(p) }
+    /// Continues the run restored in `point` (its run folder), bit for bit, on `corpus`. `newCorpus`
+    /// (--allow-new-corpus) accepts a different corpus, already encoded with the checkpoint's
+    /// vocabulary, and records it.
+    /// - Throws: `TrainError.vocabularyMismatch`, `.corpusLengthMismatch`, `TextError.tooSmall`, `LossLogError`.
+    public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil) throws {
+        let checkpoint = point.checkpoint, train = point.train
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
-            throw TrainError.invalid("\(checkpoint.path): the corpus's vocabulary differs from the checkpoint's (\(corpus.vocabulary.count) vs \(checkpoint.meta.vocabulary.count) tokens); resume needs the same corpus")
+            throw TrainError.vocabularyMismatch(checkpoint: checkpoint.path, ours: corpus.vocabulary.count, theirs: checkpoint.meta.vocabulary.count)
         }
         guard corpus.count == checkpoint.meta.corpus.tokens || newCorpus != nil else {
-            throw TrainError.invalid("\(checkpoint.path): the corpus has \(corpus.count) tokens but the run was trained on \(checkpoint.meta.corpus.tokens); resume needs the same corpus")
+            throw TrainError.corpusLengthMismatch(checkpoint: checkpoint.path, tokens: corpus.count, expected: checkpoint.meta.corpus.tokens)
         }
         self.corpus = corpus
         batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
                               trainFrac: train.trainFrac, valFrac: train.valFrac, file: checkpoint.meta.corpus.path)
-        let modelConfig = checkpoint.meta.model
-        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: train.batch)
-        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
-        trainState = RecurrentState(config: modelConfig, batch: train.batch)
-        evalState = RecurrentState(config: modelConfig, batch: train.batch)
-        guard checkpoint.hasOptimizerState else {
-            throw TrainError.invalid("\(checkpoint.path): has no optimizer state to resume from")
-        }
-        try Checkpoint.restore(checkpoint, model: model, optimizer: optimizer, state: trainState)
+        model = point.model
+        optimizer = point.optimizer
+        trainState = point.state
+        evalState = RecurrentState(config: model.config, batch: train.batch)
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {
@@ -134,7 +116,13 @@ public final class Trainer {
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
-        log = try LossLog(path: (runDir as NSString).appendingPathComponent("loss.csv"), keepThrough: meta.progress.iteration)
+        log = try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration)
+    }
+
+    /// Continues the run saved in `checkpoint` (its run folder), bit for bit: `ResumePoint` then
+    /// `init(resume:corpus:newCorpus:)`. `maxIters`/`epochs` replace the stopping point when given.
+    public convenience init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
+        try self.init(resume: ResumePoint(checkpoint, maxIters: maxIters, epochs: epochs), corpus: corpus, newCorpus: newCorpus)
     }
 
     static func total(_ t: TrainConfig, ntrain: Int) -> Int {
@@ -185,11 +173,12 @@ public final class Trainer {
             let norm = GradientClip.norm(model.grads.ptr, count: n)
             if !(loss.isFinite && norm.isFinite) {
                 guard skipNonFinite, consecutiveSkips + 1 < maxConsecutiveSkips else {
+                    let last = savedAny ? latestPath : nil
                     if skipNonFinite {
-                        throw TrainError.invalid("training diverged: \(maxConsecutiveSkips) steps in a row had a non-finite loss or gradient (iterations \(meta.progress.iteration + 2 - maxConsecutiveSkips)–\(meta.progress.iteration + 1), \(skippedSteps + 1) skipped in all)" + (savedAny ? "; the last good checkpoint is \(latestPath)" : "; no checkpoint had been written yet"))
+                        throw TrainError.tooManyNonFiniteSteps(steps: maxConsecutiveSkips, first: meta.progress.iteration + 2 - maxConsecutiveSkips,
+                                                               last: meta.progress.iteration + 1, skipped: skippedSteps + 1, checkpoint: last)
                     }
-                    throw TrainError.nonFinite(iteration: meta.progress.iteration + 1, loss: loss, gradNorm: norm,
-                                               checkpoint: savedAny ? latestPath : nil)
+                    throw TrainError.nonFinite(iteration: meta.progress.iteration + 1, loss: loss, gradNorm: norm, checkpoint: last)
                 }
                 // Skip the update: parameters and moments stay as they were; the carried state may hold
                 // the non-finite values, so it restarts from zero. The data cursor moves on.
@@ -217,39 +206,24 @@ public final class Trainer {
             let tps = Double(rowTokens) / max(rowTime, 1e-9)
             report(.iteration(it: it, total: totalIterations, epoch: meta.epoch, loss: loss, lr: lrUsed, tokensPerSec: tps,
                               elapsed: meta.progress.elapsed))
-            var val: Double? = nil
-            var improved = false
-            if it % train.evalEvery == 0 || epochEnd || it == totalIterations {
-                let v0 = DispatchTime.now().uptimeNanoseconds
-                let v = validate()
-                val = v
-                improved = meta.progress.bestValLoss.map { v < $0 } ?? true
-                meta.progress.lastValLoss = v
-                if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = it }
-                report(.validation(it: it, epoch: meta.epoch, valLoss: v, improved: improved,
-                                   seconds: Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9))
-            }
-            // The row goes out before the checkpoint: after a kill -9 the log may run ahead of
-            // latest (resume cuts it back), but it never misses a row the checkpoint has passed.
-            if it % train.logEvery == 0 || val != nil {
-                log.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: val, lr: lrUsed, gradNorm: norm,
+            func logRow(valLoss: Double?) {
+                log.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: valLoss, lr: lrUsed, gradNorm: norm,
                            tokensPerSec: tps, elapsed: meta.progress.elapsed)
                 rowTokens = 0; rowTime = 0
             }
-            if val != nil {
-                try save(improved: improved)
+            if it % train.evalEvery == 0 || epochEnd || it == totalIterations {
+                // The row goes out before the checkpoint: after a kill -9 the log may run ahead of
+                // latest (resume cuts it back), but it never misses a row the checkpoint has passed.
+                try validateAndSave(report: report, beforeSaving: { logRow(valLoss: $0) })
                 savedAny = true
-                report(.saved(path: latestPath))
+            } else if it % train.logEvery == 0 {
+                logRow(valLoss: nil)
             }
         }
         if consecutiveSkips > 0 && !interrupted {
-            // The last step(s) were skipped, so their validation and checkpoint did not run: do them now.
-            let v = validate()
-            let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
-            meta.progress.lastValLoss = v
-            if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = meta.progress.iteration }
-            try save(improved: improved)
-            report(.saved(path: latestPath))
+            // The last step(s) were skipped, so their validation and checkpoint did not run: do them now
+            // (no loss row: the skipped steps have no train loss).
+            try validateAndSave(report: report, beforeSaving: { _ in })
         }
         if interrupted {
             try save(improved: false)
@@ -257,6 +231,22 @@ public final class Trainer {
         }
         return TrainSummary(iterations: meta.progress.iteration, lastTrainLoss: lastLoss, lastValLoss: meta.progress.lastValLoss,
                             bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted, skippedSteps: skippedSteps)
+    }
+
+    /// Validates at the current iteration, records the val loss (and the best one when it improved),
+    /// reports `.validation`, calls `beforeSaving` with the val loss, then saves and reports `.saved`.
+    private func validateAndSave(report: (TrainEvent) -> Void, beforeSaving: (_ valLoss: Double) -> Void) throws {
+        let it = meta.progress.iteration
+        let v0 = DispatchTime.now().uptimeNanoseconds
+        let v = validate()
+        let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
+        meta.progress.lastValLoss = v
+        if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = it }
+        report(.validation(it: it, epoch: meta.epoch, valLoss: v, improved: improved,
+                           seconds: Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9))
+        beforeSaving(v)
+        try save(improved: improved)
+        report(.saved(path: latestPath))
     }
 
     /// Writes best (when `improved`) and then latest, each atomically, from one serialisation. Best goes first so that a

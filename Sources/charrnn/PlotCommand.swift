@@ -37,14 +37,20 @@ struct PlotCommand: ParsableCommand {
 
     func validate() throws {
         if !(smooth >= 0 && smooth < 1) { throw ValidationError("--smooth must be in [0, 1)") }
-        if let size, Self.parseSize(size) == nil { throw ValidationError("--size must look like 100x30") }
+        if let size, Self.parseSize(size) == nil {
+            throw ValidationError("--size must be COLSxROWS (or COLS×ROWS) from 30x10 to \(Self.maxSize.cols)x\(Self.maxSize.rows), e.g. 100x30")
+        }
     }
 
     func run() throws { try reportingErrors(plot) }
 
     func plot() throws {
         let histories = try runs.map { try LossHistory.load($0) }
-        for h in histories where h.rows.isEmpty { printError("warning: \(h.name): no complete rows yet") }
+        for h in histories {
+            if h.rows.isEmpty { printError("warning: \(h.name): no complete rows yet") }
+            if h.unreadableLines > 0 { printError("warning: \(h.name): \(h.unreadableLines) lines are not loss rows (wrong field count or no iteration) and were skipped") }
+            if h.nonNumericLosses > 0 { printError("warning: \(h.name): \(h.nonNumericLosses) rows have a loss that is not a finite number; those values are not drawn") }
+        }
         let chart = Chart.losses(histories, xAxis: x, logY: log, smoothing: smooth, raw: !terminal)
         if terminal {
             let (w, h) = size.flatMap(Self.parseSize) ?? Self.terminalSize()
@@ -59,19 +65,25 @@ struct PlotCommand: ParsableCommand {
         printError("wrote \(output) (\(histories.map { "\($0.name): \($0.rows.count) rows" }.joined(separator: ", ")))")
     }
 
+    /// The largest text chart: far past any terminal, small enough that its grid is a few MB.
+    static let maxSize = (cols: 2000, rows: 1000)
+
+    /// "COLSxROWS", also with × as the help writes it.
     static func parseSize(_ s: String) -> (Int, Int)? {
-        let p = s.lowercased().split(separator: "x")
-        guard p.count == 2, let w = Int(p[0]), let h = Int(p[1]), w >= 30, h >= 10 else { return nil }
+        let p = s.lowercased().replacingOccurrences(of: "×", with: "x").split(separator: "x")
+        guard p.count == 2, let w = Int(p[0]), let h = Int(p[1]), w >= 30, h >= 10, w <= maxSize.cols, h <= maxSize.rows else { return nil }
         return (w, h)
     }
 
     static func terminalSize() -> (Int, Int) {
         var ws = winsize()
         if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_col >= 30, ws.ws_row >= 10 {
-            return (Int(ws.ws_col), Int(ws.ws_row) - 1)
+            return (min(Int(ws.ws_col), maxSize.cols), min(Int(ws.ws_row) - 1, maxSize.rows))
         }
         let env = ProcessInfo.processInfo.environment
-        return (Int(env["COLUMNS"] ?? "") ?? 80, (Int(env["LINES"] ?? "") ?? 24) - 1)
+        let cols = Int(env["COLUMNS"] ?? "").flatMap { (30...maxSize.cols).contains($0) ? $0 : nil } ?? 80
+        let rows = Int(env["LINES"] ?? "").flatMap { (11...(maxSize.rows + 1)).contains($0) ? $0 : nil } ?? 24
+        return (cols, rows - 1)
     }
 
     static var localeIsUTF8: Bool {

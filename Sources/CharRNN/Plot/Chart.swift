@@ -26,7 +26,9 @@ public struct Axis: Sendable {
     public var log: Bool
 
     public init(lo: Double, hi: Double, log: Bool) {
-        var lo = lo, hi = hi
+        // finite bounds, and a span (hi − lo) that is finite too: ±1e308 would overflow it to ∞
+        let big = Double.greatestFiniteMagnitude / 4
+        var lo = min(max(lo.isNaN ? 0 : lo, -big), big), hi = min(max(hi.isNaN ? 1 : hi, -big), big)
         if log { lo = max(lo, 1e-12); hi = max(hi, lo) }
         if !(hi > lo) {                      // one value: widen around it
             let d = log ? 0 : max(abs(lo) * 0.05, 1e-3)
@@ -37,8 +39,10 @@ public struct Axis: Sendable {
 
     /// Position of `v` in [0, 1] (outside for values out of range).
     public func fraction(_ v: Double) -> Double {
-        log ? (Foundation.log10(max(v, 1e-12)) - Foundation.log10(lo)) / (Foundation.log10(hi) - Foundation.log10(lo))
-            : (v - lo) / (hi - lo)
+        let f = log ? (Foundation.log10(max(v, 1e-12)) - Foundation.log10(lo)) / (Foundation.log10(hi) - Foundation.log10(lo))
+                    : (v - lo) / (hi - lo)
+        // a value past the (clamped) range can overflow v − lo: it is off the chart, so say where
+        return f.isFinite ? min(max(f, -1), 2) : (v > lo ? 2 : -1)
     }
 
     /// Tick values within [lo, hi], about `target` of them.
@@ -106,13 +110,13 @@ public struct Chart: Sendable {
             }
             let trainLabel = smoothing > 0 ? "\(run.name) train (EMA \(smoothing))" : "\(run.name) train"
             series.append(Series(label: trainLabel, color: k, style: .line, points: thin(ema, to: 3000)))
-            series.append(Series(label: "\(run.name) val", color: k, style: .points, points: val))
+            series.append(Series(label: "\(run.name) val", color: k, style: .points, points: thin(val, to: 3000)))
         }
         let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) }
         let xAx = Axis(lo: xAxis == .epoch ? 0 : min(xs.min() ?? 0, 0), hi: xs.max() ?? 1, log: false)
         let yAx = Axis(lo: ys.min() ?? 0, hi: ys.max() ?? 1, log: logY)
         // Pad y by 3% so curves do not touch the frame.
-        let pad = logY ? 1.0 : (yAx.hi - yAx.lo) * 0.03
+        let pad = logY ? 1.0 : 0.03 * yAx.hi - 0.03 * yAx.lo
         let y = logY ? Axis(lo: yAx.lo / 1.03, hi: yAx.hi * 1.03, log: true) : Axis(lo: yAx.lo - pad, hi: yAx.hi + pad, log: false)
         return Chart(title: runs.count == 1 ? runs[0].name : runs.map(\.name).joined(separator: ", "),
                      xLabel: xAxis.rawValue, yLabel: "loss (nats/char)" + (logY ? ", log scale" : ""),

@@ -1,4 +1,4 @@
-// Library side of issue 5: the evaluator's stream layout, the loss-log reader (torn lines), plot
+// Library side of the run tools: the evaluator's stream layout, the loss-log reader (torn lines), plot
 // axes, the corpus hash, fixed-vocabulary corpora, vocab_counts and the loss log's resume cut.
 
 import Foundation

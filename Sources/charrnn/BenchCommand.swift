@@ -45,7 +45,7 @@ struct BenchCommand: ParsableCommand {
         var V = vocab
         if let corpus {
             do {
-                let c = try Corpus.load(path: corpus)
+                let (c, _, _) = try CorpusLoader.load(paths: [corpus], options: LoadOptions(), cacheDirectory: nil)
                 V = c.vocabulary.count
                 tokens = (0..<c.count).map { c.token(at: $0) }
             } catch { printError("error: \(error)"); throw ExitCode.failure }

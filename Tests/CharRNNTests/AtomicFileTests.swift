@@ -193,4 +193,16 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertThrowsError(try AtomicFile.read(from: dir)) { assertCleanError($0, path: self.dir, code: EISDIR) }
         XCTAssertEqual(try AtomicFile.read(from: "/proc/self/stat").isEmpty, false)  // st_size 0, still read to EOF
     }
+
+    func testPartsAreWrittenInOrderAsOneFile() throws {
+        let path = dir + "/parts.bin"
+        let a: [UInt8] = [1, 2, 3], b: [UInt8] = [], c = [UInt8](repeating: 9, count: 100_000)
+        try a.withUnsafeBytes { ra in
+            try b.withUnsafeBytes { rb in
+                try c.withUnsafeBytes { rc in try AtomicFile.write(parts: [ra, rb, rc], to: path) }
+            }
+        }
+        XCTAssertEqual(contents(path), a + b + c)
+        XCTAssertEqual(temps(), [])
+    }
 }

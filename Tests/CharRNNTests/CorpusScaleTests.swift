@@ -1,5 +1,6 @@
-// CorpusScaleTests.swift — issue 4's loader: several inputs, vocabulary control (unknown token),
-// the token cache (hit, stale, corrupt), bad input (NUL, binary, lossy, changing file), memory prediction.
+// CorpusScaleTests.swift — the corpus loader: several inputs, vocabulary control (unknown token),
+// the token cache (hit, stale, corrupt, old format), bad input (NUL, binary, lossy, changing file),
+// chunked decoding and the content hash computed in the decoding pass, memory prediction.
 // Every corpus is written to a fresh temp folder here.
 
 import Foundation
@@ -234,6 +235,112 @@ final class CorpusScaleTests: XCTestCase {
             guard case let .changed(file, _)? = e as? TextError else { return XCTFail("\(e)") }
             XCTAssertEqual(file, p)
         }
+    }
+
+    // MARK: Chunks and the content hash
+
+    /// Lines whose only cut points (for NFC and graphemes) are right after a LF, each LF followed
+    /// by a U+FEFF or a CJK character; with combining marks, CR LF, an astral scalar and U+212B
+    /// (which NFC turns into U+00C5), so NFC and grapheme clusters both change the tokens.
+    private func cutText(lines: Int) -> [UInt8] {
+        let line = "床前明月光e\u{301}\n\u{FEFF}🦊\u{212B}\r\n"
+        return [0xEF, 0xBB, 0xBF] + Array(String(repeating: line, count: lines).utf8) + Array("末".utf8)
+    }
+
+    func testInPassHashEqualsCorpusHashFileAcrossChunksWithAndWithoutNFC() throws {
+        let d = tempDir("hash")
+        let bytes = cutText(lines: 300)
+        XCTAssertNotEqual(bytes.count % 32, 0, "a tail shorter than one hash block")
+        let p = write(d, "h.txt", bytes)
+        let expected = try CorpusHash.file(p)
+        XCTAssertEqual(expected, CorpusHash.hex(bytes))
+        // Lines are 31 bytes after the BOM: chunks of 1014 bytes (≡ 22 mod 31) alternately end before
+        // a U+FEFF and before a 床, chunks of 997 bytes always before a 床.
+        for chunk in [997, 1014] {
+            for unit in TokenUnit.allCases {
+                for normalize in Normalization.allCases {
+                    let mode = "\(unit) \(normalize), chunks of \(chunk)"
+                    var o = options(unit: unit)
+                    o.normalize = normalize
+                    var reports = 0
+                    let c = try CorpusLoader.load(CorpusLoader.inputs([p]), name: "h", options: o, chunkBytes: chunk,
+                                                  progress: { _, _ in reports += 1 })
+                    XCTAssertGreaterThan(reports, 5, "\(mode): the file spans several chunks")
+                    XCTAssertEqual(c.contentHash, expected, mode)
+                    // Decoding in chunks gives what decoding in one piece gives (U+FEFF after a cut kept).
+                    let whole = try Corpus(bytes: bytes, name: "h", unit: unit, normalize: normalize)
+                    XCTAssertEqual(c.count, whole.count, mode)
+                    XCTAssertEqual(c.vocabulary, whole.vocabulary, mode)
+                    XCTAssertTrue((0..<c.count).allSatisfy { c.token(at: $0) == whole.token(at: $0) }, mode)
+                    // encodeFile hashes in its decoding pass too.
+                    XCTAssertEqual(try whole.vocabulary.encodeFile(path: p, normalize: normalize).contentHash, expected, mode)
+                }
+            }
+        }
+    }
+
+    func testCacheHitTakesTheContentHashFromTheCacheAndOldFormatIsRebuilt() throws {
+        let d = tempDir("hashcache")
+        let p = write(d, "t.txt", String(repeating: "床前明月光，疑是地上霜。\n", count: 50))
+        let hash = try CorpusHash.file(p)
+        let cacheDir = d + "/cache"
+        let (c1, _, o1) = try CorpusLoader.load(paths: [p], options: options(), cacheDirectory: cacheDir, minimumCacheBytes: 0)
+        guard case .built(let path, nil) = o1 else { return XCTFail("expected a fresh build, got \(o1)") }
+        XCTAssertEqual(c1.contentHash, hash)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cacheDir), [(path as NSString).lastPathComponent],
+                       "the atomic write leaves no temp file")
+        let (c2, _, o2) = try CorpusLoader.load(paths: [p], options: options(), cacheDirectory: cacheDir, minimumCacheBytes: 0)
+        XCTAssertEqual(o2, .hit(path: path))
+        XCTAssertEqual(c2.contentHash, hash)
+
+        // A cache in format 1 (no hash) is rebuilt, not trusted.
+        var old = TokenCache.Key(files: try CorpusLoader.inputs([p]), options: options())
+        old.version = 1
+        var unhashed = c1
+        unhashed.contentHash = nil
+        try TokenCache.write(unhashed, key: old, to: path)
+        let (c3, _, o3) = try CorpusLoader.load(paths: [p], options: options(), cacheDirectory: cacheDir, minimumCacheBytes: 0)
+        XCTAssertEqual(o3, .built(path: path, reason: "written in cache format 1, this version uses 2"))
+        XCTAssertEqual(c3.contentHash, hash)
+
+        // A directory (here holding only t.txt) has no content hash, decoded or from its cache.
+        let (viaDir, _, o4) = try CorpusLoader.load(paths: [d], options: options(), cacheDirectory: cacheDir, minimumCacheBytes: 0)
+        guard case .built(let dirCache, _) = o4 else { return XCTFail("\(o4)") }
+        XCTAssertNil(viaDir.contentHash)
+        let (viaDirHit, _, o5) = try CorpusLoader.load(paths: [d], options: options(), cacheDirectory: cacheDir, minimumCacheBytes: 0)
+        XCTAssertEqual(o5, .hit(path: dirCache))
+        XCTAssertNil(viaDirHit.contentHash)
+        XCTAssertNil(try CorpusLoader.load(paths: [d], options: options(), cacheDirectory: nil).0.contentHash)
+        // Nor do several files.
+        let q = write(d, "u.txt", "春眠不覺曉\n")
+        XCTAssertNil(try CorpusLoader.load(paths: [p, q], options: options(), cacheDirectory: nil).0.contentHash)
+        XCTAssertNil(try CorpusLoader.load(CorpusLoader.inputs([p, q]), name: "pq", options: options()).contentHash)
+    }
+
+    func testInvalidUTF8AtAChunkBoundaryIsReportedAsInOnePiece() throws {
+        // F0 90 80 80 is one scalar; the stray 80 after it (byte 14) is the first invalid byte,
+        // wherever a chunk ends.
+        let d = tempDir("edge")
+        let bytes = [UInt8](repeating: 0x61, count: 10) + [0xF0, 0x90, 0x80, 0x80, 0x80] + Array("bcdef".utf8)
+        let p = write(d, "e.txt", bytes)
+        let expected = TextError.invalidUTF8(file: p, line: 1, column: 12, byteOffset: 14, bytes: [0x80])
+        XCTAssertThrowsError(try Corpus(bytes: bytes, name: p)) { XCTAssertEqual($0 as? TextError, expected) }
+        for chunk in 1...20 {
+            XCTAssertThrowsError(try CorpusLoader.load(CorpusLoader.inputs([p]), name: "e", options: options(),
+                                                       chunkBytes: chunk, progress: { _, _ in })) { e in
+                XCTAssertEqual(e as? TextError, expected, "chunks of \(chunk) bytes")
+            }
+        }
+    }
+
+    func testLossyNFCKeepsAZeroWidthNoBreakSpaceAfterAReplacement() throws {
+        let d = tempDir("feff")
+        let p = write(d, "z.txt", Array("ab".utf8) + [0xFF] + Array("\u{FEFF}c".utf8))
+        var o = options(lossy: true)
+        o.normalize = .nfc
+        let c = try CorpusLoader.load(CorpusLoader.inputs([p]), name: "z", options: o)
+        XCTAssertEqual(text(of: c), "ab\u{FFFD}\u{FEFF}c", "only the file's first BOM is skipped")
+        XCTAssertEqual(c.stats.replacements, 1)
     }
 
     // MARK: Memory prediction

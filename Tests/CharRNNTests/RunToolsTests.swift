@@ -1,4 +1,4 @@
-// Library side of issue 5: the evaluator's stream layout, the loss-log reader (torn lines), plot
+// Library side of the run tools: the evaluator's stream layout, the loss-log reader (torn lines), plot
 // axes, the corpus hash, fixed-vocabulary corpora, vocab_counts and the loss log's resume cut.
 
 import Foundation
@@ -143,7 +143,7 @@ final class RunToolsTests: XCTestCase {
         let dir = tempDir("counts")
         let text = syntheticCorpusText()
         try text.write(toFile: dir + "/s.txt", atomically: true, encoding: .utf8)
-        let corpus = try Corpus.load(path: dir + "/s.txt")
+        let corpus = try CorpusLoader.load(paths: [dir + "/s.txt"], options: LoadOptions(), cacheDirectory: nil).0
         let info = CorpusInfo(name: "s", path: dir + "/s.txt", bytes: text.utf8.count, tokens: corpus.count, hash: try CorpusHash.file(dir + "/s.txt"))
         var t = TrainConfig(); t.seq = 8; t.batch = 4; t.maxIters = 2; t.evalEvery = 2; t.threads = 1
         let tr = try Trainer(corpus: corpus, corpusInfo: info, model: ModelConfig(hidden: 8, vocabSize: corpus.vocabulary.count), train: t, runDir: dir + "/run")

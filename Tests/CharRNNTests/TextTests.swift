@@ -49,6 +49,14 @@ private extension Corpus {
 
 private func textBytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
+/// Loads one file as `charrnn train` does, without the token cache.
+private func loadFile(_ path: String, unit: TokenUnit = .scalar, normalize: Normalization = .none) throws -> Corpus {
+    var options = LoadOptions()
+    options.unit = unit
+    options.normalize = normalize
+    return try CorpusLoader.load(paths: [path], options: options, cacheDirectory: nil).0
+}
+
 /// Equality of long sequences, reporting the first difference instead of dumping both.
 private func assertSameElements<T: Equatable>(_ a: [T], _ b: [T], _ message: String = "",
                                       file: StaticString = #filePath, line: UInt = #line) {
@@ -83,7 +91,7 @@ final class MixedSmallCorpusTests: XCTestCase {
     }
 
     func testScalarTokensAndVocabulary() throws {
-        let corpus = try Corpus.load(path: TextFixture.path("mixed-small.txt"), unit: .scalar)
+        let corpus = try loadFile(TextFixture.path("mixed-small.txt"), unit: .scalar)
         XCTAssertEqual(corpus.name, "mixed-small")
         XCTAssertEqual(corpus.count, 18_701)
         XCTAssertEqual(corpus.vocabulary.count, 1_450)
@@ -111,13 +119,13 @@ final class MixedSmallCorpusTests: XCTestCase {
 
     func testCRLFIsPreserved() throws {
         let path = try TextFixture.path("mixed-small.txt")
-        let scalars = try Corpus.load(path: path, unit: .scalar)
+        let scalars = try loadFile(path, unit: .scalar)
         let cr = try XCTUnwrap(scalars.vocabulary.id(of: "\r"))
         let lf = try XCTUnwrap(scalars.vocabulary.id(of: "\n"))
         XCTAssertEqual(scalars.allIDs.filter { $0 == Int32(cr) }.count, 845)
         XCTAssertEqual(scalars.allIDs.filter { $0 == Int32(lf) }.count, 845)
 
-        let clusters = try Corpus.load(path: path, unit: .grapheme)
+        let clusters = try loadFile(path, unit: .grapheme)
         let crlf = try XCTUnwrap(clusters.vocabulary.id(of: "\r\n"))
         XCTAssertNil(clusters.vocabulary.id(of: "\r"))
         XCTAssertNil(clusters.vocabulary.id(of: "\n"))
@@ -127,7 +135,7 @@ final class MixedSmallCorpusTests: XCTestCase {
     func testChineseCharactersAreOneTokenEach() throws {
         let path = try TextFixture.path("mixed-small.txt")
         for unit in TokenUnit.allCases {
-            let corpus = try Corpus.load(path: path, unit: unit)
+            let corpus = try loadFile(path, unit: unit)
             let (ids, unknown) = corpus.vocabulary.encode("孟浩然", normalize: .none)
             XCTAssertEqual(ids.count, 3, "\(unit)")
             XCTAssertEqual(unknown, [])
@@ -183,7 +191,7 @@ final class MixedSmallCorpusTests: XCTestCase {
 
 final class TangPoemsCorpusTests: XCTestCase {
     func testCounts() throws {
-        let corpus = try Corpus.load(path: TextFixture.path("tang-poems.txt"))
+        let corpus = try loadFile(TextFixture.path("tang-poems.txt"))
         XCTAssertEqual(corpus.name, "tang-poems")
         XCTAssertEqual(corpus.count, 1_430_139)
         XCTAssertEqual(corpus.vocabulary.count, 6_783)
@@ -308,12 +316,18 @@ final class UTF8DecoderTests: XCTestCase {
 
     func testUnreadableFiles() throws {
         let missing = "/nonexistent-charrnn-dir/x.txt"
-        XCTAssertThrowsError(try Corpus.load(path: missing)) { error in
+        XCTAssertThrowsError(try loadFile(missing)) { error in
             XCTAssertEqual(error as? TextError, .cannotRead(file: missing, reason: "No such file or directory"))
             XCTAssertEqual("\(error)", "cannot read /nonexistent-charrnn-dir/x.txt: No such file or directory")
         }
-        let dir = NSTemporaryDirectory()
-        XCTAssertThrowsError(try Corpus.load(path: dir)) { error in
+        let dir = NSTemporaryDirectory() + "charrnn-notext-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertThrowsError(try loadFile(dir)) { error in
+            XCTAssertEqual(error as? TextError, .cannotRead(file: dir, reason: "directory has no .txt files"))
+        }
+        // Reading a directory as one file (eval, --init-from) names it.
+        XCTAssertThrowsError(try Vocabulary(unit: .scalar, tokens: ["a"]).encodeFile(path: dir, normalize: .none)) { error in
             XCTAssertEqual(error as? TextError, .cannotRead(file: dir, reason: "Is a directory"))
         }
     }
@@ -325,14 +339,14 @@ final class UTF8DecoderTests: XCTestCase {
         let file = dir.appendingPathComponent("small.corpus.txt")
         let bytes = textBytes("hello 世界\r\n")
         try Data(bytes).write(to: file)
-        let loaded = try Corpus.load(path: file.path, unit: .grapheme)
+        let loaded = try loadFile(file.path, unit: .grapheme)
         XCTAssertEqual(loaded.name, "small.corpus")
         XCTAssertEqual(loaded.vocabulary, try Corpus(bytes: bytes, name: "x", unit: .grapheme).vocabulary)
         XCTAssertEqual(loaded.allTokenBytes, bytes)
 
         let empty = dir.appendingPathComponent("empty.txt")
         try Data().write(to: empty)
-        XCTAssertThrowsError(try Corpus.load(path: empty.path)) { error in
+        XCTAssertThrowsError(try loadFile(empty.path)) { error in
             XCTAssertEqual(error as? TextError, .empty(file: empty.path))
         }
     }

@@ -1,7 +1,8 @@
 // Checkpoint/AtomicFile.swift — whole-file I/O with crash-safe replacement.
 //
 // Contract:
-// - `AtomicFile.write(_:to:)` never leaves a torn file at `path`: it writes a sibling temp file
+// - `AtomicFile.write(_:to:)` (and `write(parts:to:)`, for contents held in several buffers) never
+//   leaves a torn file at `path`: it writes a sibling temp file
 //   `.<base>.tmp-<pid>-<random>` (O_CREAT|O_EXCL, mode 0666 & ~umask), fsyncs it, closes it,
 //   renames it over `path` (atomic on POSIX within one filesystem), then fsyncs the directory so the
 //   rename itself survives a power loss (the safetensors reference stops at the rename; we add both
@@ -62,6 +63,13 @@ public enum AtomicFile {
     /// Test seam: `beforeRename` runs after the temp file is complete and fsynced but before the
     /// rename; if it throws, the write is abandoned like any other failure.
     static func write(_ bytes: [UInt8], to path: String, beforeRename: () throws -> Void) throws {
+        try bytes.withUnsafeBytes { raw in try write(parts: [raw], to: path, beforeRename: beforeRename) }
+    }
+
+    /// Writes the concatenation of `parts` to `path` atomically, like `write(_:to:)`, without first
+    /// joining them in memory (the token cache's header and its id array).
+    static func write(parts: [UnsafeRawBufferPointer], to path: String,
+                      beforeRename: () throws -> Void = {}) throws {
         let (directory, base) = split(path)
         guard !base.isEmpty, base != ".", base != ".." else {
             throw FileIOError(path: path, operation: "write (path names a directory)", code: EISDIR)
@@ -87,21 +95,18 @@ public enum AtomicFile {
             return FileIOError(path: path, operation: operation, code: code)
         }
 
-        let writeError: Int32 = bytes.withUnsafeBytes { raw in
+        for raw in parts {
             var done = 0
             while done < raw.count {
-                let chunk = min(raw.count - done, 1 << 30)
-                let n = sysWrite(fd, raw.baseAddress! + done, chunk)
+                let n = sysWrite(fd, raw.baseAddress! + done, min(raw.count - done, 1 << 30))
                 if n < 0 {
                     if errno == EINTR { continue }
-                    return errno
+                    throw abandon("write", errno)
                 }
-                if n == 0 { return EIO }
+                if n == 0 { throw abandon("write", EIO) }
                 done += n
             }
-            return 0
         }
-        if writeError != 0 { throw abandon("write", writeError) }
         while fsync(fd) != 0 {
             if errno != EINTR { throw abandon("fsync", errno) }
         }

@@ -115,18 +115,25 @@ public struct Batches: Sendable {
         precondition(corpus.count >= N, "corpus has \(corpus.count) tokens, layout needs \(N)")
         let B = batch, T = seq
         let k = offset(split) + index
+        corpus.store.run(FillBatch(B: B, T: T, N: N, k: k, x: x, y: y))
+    }
+}
+
+/// Minibatch k of the stream layout from the ids: x[t·B + b] = ids[b·N/B + k·T + t], y the id after
+/// it (ids[0] after ids[N−1]).
+private struct FillBatch: IDLoop {
+    let B: Int, T: Int, N: Int, k: Int
+    let x: UnsafeMutablePointer<Int32>   // (T, B) written (=)
+    let y: UnsafeMutablePointer<Int32>   // (T, B) written (=)
+
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) {
         let rowLength = N / B
-        let store = corpus.store
-        @inline(__always) func id(_ i: Int) -> Int32 {
-            if let w = store.wide { return Int32(bitPattern: w[i]) }
-            return Int32(store.narrow.unsafelyUnwrapped[i])
-        }
         for b in 0..<B {
             let start = b * rowLength + k * T
             for t in 0..<T {
                 let i = start + t
-                x[t * B + b] = id(i)
-                y[t * B + b] = i + 1 < N ? id(i + 1) : id(0)     // ydata[N−1] = data[0]
+                x[t * B + b] = Int32(truncatingIfNeeded: ids[i])
+                y[t * B + b] = Int32(truncatingIfNeeded: ids[i + 1 < N ? i + 1 : 0])     // ydata[N−1] = data[0]
             }
         }
     }

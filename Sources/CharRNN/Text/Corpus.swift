@@ -1,16 +1,19 @@
 // Text/Corpus.swift — a training text as a flat array of token ids, plus the text errors.
 //
 // Contract
-// - `load` maps the file (mmap, read-only) and decodes it in one pass with `UTF8Decoder`; no Swift
-//   String of the file is ever built. Non-regular files (pipes, /dev/stdin) are read into memory instead.
-// - While scanning, each new token gets a provisional id in order of first appearance (flat table for
-//   the BMP, dictionaries for the rest). Ids are stored as UInt16 and widened in place to UInt32 the
-//   moment a 65,537th distinct token appears. At the end the vocabulary is sorted in code-point order
-//   and the ids are remapped in place with one table lookup per token.
+// - Files are read by `CorpusLoader` (mmap, one pass, see there); `Corpus(bytes:)` decodes text held
+//   in memory. No Swift String of the text is ever built.
+// - While scanning, each new token gets a provisional id in order of first appearance (`TokenTable`,
+//   shared with `Vocabulary`). Ids are stored as UInt16 and widened in place to UInt32 the moment a
+//   65,537th distinct token appears (`TokenStoreBuilder`). At the end the vocabulary is sorted in
+//   code-point order and the ids are remapped in place with one table lookup per token.
+// - Every loop over the ids is written once, generic over the id width, and run at the store's width
+//   by `TokenStore.run` (an `IDLoop`), so it is specialised for UInt16 and UInt32.
 // - Memory: ~2 bytes per token (4 when V > 65,536) plus the mapped file while loading. The id buffer
 //   is reserved at one slot per input byte (an upper bound) and shrunk to fit at the end.
 // - A leading BOM is skipped. Empty text after it, unreadable files and invalid UTF-8 are errors;
 //   invalid UTF-8 is reported as file:line:column (byte offset), see `TextError`.
+// - `MappedFile` is the one place that maps files (corpus files, the token cache).
 
 #if canImport(Glibc)
 import Glibc
@@ -74,6 +77,25 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+extension TextError {
+    /// The error for a decoding `failure` in `input`, the whole file's bytes (BOM included), named `file`.
+    init(_ failure: DecodeFailure, in input: UnsafeBufferPointer<UInt8>, file: String) {
+        switch failure {
+        case let .invalidUTF8(offset):
+            let at = TextLocation(offset: offset, in: input)
+            self = .invalidUTF8(file: file, line: at.line, column: at.column, byteOffset: offset,
+                                bytes: UTF8Decoder.offendingBytes(input, at: offset))
+        case let .normalization(message):
+            self = .normalizationFailed(file: file, reason: message)
+        }
+    }
+
+    /// `.cannotRead` with the system's reason for `code`.
+    static func cannotRead(_ file: String, code: Int32) -> TextError {
+        .cannotRead(file: file, reason: String(cString: strerror(code)))
+    }
+}
+
 // MARK: - Corpus
 
 /// A decoded training text: its vocabulary and one id per token.
@@ -87,19 +109,22 @@ public struct Corpus: Sendable {
     public internal(set) var counts: [Int] = []
     /// What loading found and did (replacements, pruned characters); see `CorpusLoader`.
     public internal(set) var stats = CorpusStats()
+    /// `CorpusHash` of the input file's bytes (16 hex digits), computed while decoding (or kept in the
+    /// token cache), equal to `CorpusHash.file(path)`. Set by `CorpusLoader` when the corpus is exactly
+    /// one regular file; nil for several files, a directory, a pipe, and corpora built in memory.
+    public internal(set) var contentHash: String? = nil
 
     /// Number of tokens.
     public var count: Int { store.count }
 
     /// Bytes used per stored id: 2 while the vocabulary has at most 65,536 tokens, else 4.
-    public var bytesPerToken: Int { store.wide == nil ? 2 : 4 }
+    public var bytesPerToken: Int { store.bytesPerToken }
 
     /// The id of token `i` (0 ≤ i < count).
     @inline(__always)
     public func token(at i: Int) -> Int32 {
         precondition(i >= 0 && i < store.count, "token index \(i) out of range 0..<\(store.count)")
-        if let w = store.wide { return Int32(bitPattern: w[i]) }
-        return Int32(store.narrow![i])
+        return store.run(IDAt(index: i))
     }
 
     /// Writes ids `start..<start+count` to `dst[0..<count]`.
@@ -109,26 +134,10 @@ public struct Corpus: Sendable {
     ///   - dst: output, written (=).
     public func copyTokens(from start: Int, count: Int, into dst: UnsafeMutablePointer<Int32>) {
         precondition(start >= 0 && count >= 0 && start + count <= store.count, "token range out of bounds")
-        if let w = store.wide {
-            for k in 0..<count { dst[k] = Int32(bitPattern: w[start + k]) }
-        } else if let n = store.narrow {
-            for k in 0..<count { dst[k] = Int32(n[start + k]) }
-        }
+        store.run(CopyIDs(start: start, count: count, dst: dst))
     }
 
-    /// Loads and decodes a UTF-8 text file.
-    /// - Parameters:
-    ///   - path: the file; it is named as given in errors.
-    ///   - unit: one token per Unicode scalar or per extended grapheme cluster.
-    ///   - normalize: `.nfc` to compose the text before tokenizing; `.none` learns it as written.
-    /// - Throws: `TextError` (`.cannotRead`, `.invalidUTF8`, `.empty`, `.normalizationFailed`).
-    public static func load(path: String, unit: TokenUnit = .scalar, normalize: Normalization = .none) throws -> Corpus {
-        try FileBytes.withContents(of: path) { (bytes) throws(TextError) -> Corpus in
-            try Corpus(decoding: bytes, file: path, unit: unit, normalize: normalize)
-        }
-    }
-
-    /// Decodes a corpus held in memory.
+    /// Decodes a corpus held in memory (no NUL or binary checks: those are for files, `CorpusLoader`).
     /// - Parameters:
     ///   - bytes: the UTF-8 text, optionally starting with a BOM.
     ///   - name: the file name used in errors; `self.name` is its base name without extension.
@@ -136,32 +145,19 @@ public struct Corpus: Sendable {
     ///   - normalize: `.nfc` to compose the text before tokenizing.
     /// - Throws: `TextError` (`.invalidUTF8`, `.empty`, `.normalizationFailed`).
     public init(bytes: [UInt8], name: String, unit: TokenUnit = .scalar, normalize: Normalization = .none) throws {
-        self = try bytes.withUnsafeBufferPointer { (buf) throws(TextError) -> Corpus in
-            try Corpus(decoding: buf, file: name, unit: unit, normalize: normalize)
+        var options = LoadOptions()
+        options.unit = unit
+        options.normalize = normalize
+        self = try bytes.withUnsafeBufferPointer { (input) throws(TextError) -> Corpus in
+            var sink = InterningSink()
+            defer { sink.release() }
+            var hasher = CorpusHash.Hasher()
+            _ = try CorpusLoader.decodeBytes(input, file: name, options: options, checksText: false,
+                                             sink: &sink, hasher: &hasher)
+            if sink.count == 0 { throw .empty(file: name) }
+            let (vocabulary, store) = sink.finish(unit: unit)
+            return Corpus(name: Corpus.baseName(name), vocabulary: vocabulary, store: store)
         }
-    }
-
-    init(decoding input: UnsafeBufferPointer<UInt8>, file: String, unit: TokenUnit,
-         normalize: Normalization) throws(TextError) {
-        var sink = InterningSink()
-        defer { sink.release() }
-        do {
-            try UTF8Decoder.tokenize(input, unit: unit, normalize: normalize, into: &sink)
-        } catch {
-            switch error {
-            case let .invalidUTF8(offset):
-                let at = TextLocation(offset: offset, in: input)
-                throw .invalidUTF8(file: file, line: at.line, column: at.column, byteOffset: offset,
-                                   bytes: UTF8Decoder.offendingBytes(input, at: offset))
-            case let .normalization(message):
-                throw .normalizationFailed(file: file, reason: message)
-            }
-        }
-        if sink.count == 0 { throw .empty(file: file) }
-        let (vocabulary, store) = sink.finish(unit: unit)
-        self.name = Corpus.baseName(file)
-        self.vocabulary = vocabulary
-        self.store = store
     }
 
     /// A corpus over an already built id buffer (the loader and the token cache).
@@ -183,213 +179,288 @@ public struct Corpus: Sendable {
 
 // MARK: - Token storage
 
-/// Owns the id buffer (malloc'd, UInt16 or UInt32), or a read-only mapping of a token cache file
-/// that holds it. Immutable once built, hence Sendable.
-final class TokenStore: @unchecked Sendable {
-    let narrow: UnsafeMutablePointer<UInt16>?   // (count) when V ≤ 65,536
-    let wide: UnsafeMutablePointer<UInt32>?     // (count) otherwise
-    let count: Int
-    /// When set, the ids live inside this mmap'd region (never written), which deinit unmaps.
-    let mapping: (base: UnsafeMutableRawPointer, length: Int)?
+/// A stored id's type: UInt16 while V ≤ 65,536, else UInt32.
+protocol TokenID: FixedWidthInteger & UnsignedInteger {}
+extension UInt16: TokenID {}
+extension UInt32: TokenID {}
 
-    init(narrow: UnsafeMutablePointer<UInt16>?, wide: UnsafeMutablePointer<UInt32>?, count: Int,
-         mapping: (base: UnsafeMutableRawPointer, length: Int)? = nil) {
-        self.narrow = narrow
-        self.wide = wide
+/// A loop over a store's ids, written once for both widths; `TokenStore.run` calls it at the store's
+/// width, so each width gets its own specialised copy.
+protocol IDLoop {
+    associatedtype Result
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) -> Result
+}
+
+/// Owns the id buffer (malloc'd), or the read-only mapping of a token cache file that holds it.
+/// The ids are written only while the corpus is being built: `TokenStoreBuilder` fills them, and
+/// `CorpusLoader.prune` remaps them in place before the loader returns the corpus (never on a
+/// mapping: a cached corpus is already pruned). From then on they are read-only, hence Sendable.
+final class TokenStore: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer?   // (count) ids of `bytesPerToken` bytes each
+    let count: Int
+    /// 2 (UInt16 ids) or 4 (UInt32).
+    let bytesPerToken: Int
+    /// When set, the ids live inside this mapping (never written), and the store keeps it alive.
+    let mapping: MappedFile?
+
+    /// Takes ownership of `base`, malloc'd (freed in deinit), or inside `mapping`.
+    init(base: UnsafeMutableRawPointer?, count: Int, bytesPerToken: Int, mapping: MappedFile? = nil) {
+        precondition(bytesPerToken == 2 || bytesPerToken == 4, "ids are 2 or 4 bytes")
+        self.base = base
         self.count = count
+        self.bytesPerToken = bytesPerToken
         self.mapping = mapping
     }
 
     deinit {
-        if let mapping {
-            munmap(mapping.base, mapping.length)
-        } else {
-            free(narrow)
-            free(wide)
-        }
+        if mapping == nil { free(base) }
+    }
+
+    /// Runs `loop` over the ids at their stored width.
+    @inline(__always)
+    func run<L: IDLoop>(_ loop: L) -> L.Result {
+        bytesPerToken == 2 ? loop.run(ids(UInt16.self)) : loop.run(ids(UInt32.self))
+    }
+
+    @inline(__always)
+    func ids<ID: TokenID>(_: ID.Type) -> UnsafeMutableBufferPointer<ID> {
+        UnsafeMutableBufferPointer(start: base?.assumingMemoryBound(to: ID.self), count: count)
+    }
+
+    /// The ids as raw bytes (`count · bytesPerToken`), e.g. for the token cache.
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count * bytesPerToken) }
+
+    /// Replaces every id by `table[id]`, in place. Only while the corpus is being built.
+    func remap(_ table: [Int32]) {
+        precondition(mapping == nil, "a mapped token store is read-only")
+        table.withUnsafeBufferPointer { r in run(RemapIDs(table: r)) }
+    }
+
+    /// Occurrences of each id in 0..<V.
+    func counts(V: Int) -> [Int] { run(CountIDs(V: V)) }
+}
+
+/// The id at one index.
+struct IDAt: IDLoop {
+    let index: Int
+    @inline(__always)
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) -> Int32 { Int32(truncatingIfNeeded: ids[index]) }
+}
+
+/// Copies a range of ids out as Int32.
+struct CopyIDs: IDLoop {
+    let start: Int, count: Int
+    let dst: UnsafeMutablePointer<Int32>   // (count) written (=)
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) {
+        for k in 0..<count { dst[k] = Int32(truncatingIfNeeded: ids[start + k]) }
     }
 }
 
-/// Builds the corpus: interns tokens to provisional ids and appends them to a growable id buffer.
-struct InterningSink: TokenSink {
-    var bmp: UnsafeMutablePointer<Int32>       // (65536) provisional id of each BMP scalar, −1 = unseen
-    var astral: [UInt32: Int32] = [:]
-    var short: [UInt64: Int32] = [:]           // multi-scalar tokens of ≤ 7 bytes (`TokenTable.packed`)
-    var long: [[UInt8]: Int32] = [:]
-    var tokens: [[UInt8]] = []                 // provisional id → UTF-8
-    var narrow: UnsafeMutablePointer<UInt16>?  // (capacity) ids while there are ≤ 65,536 tokens
-    var wide: UnsafeMutablePointer<UInt32>?    // (capacity) ids after widening
-    var count = 0
-    var capacity = 0
-
-    init() {
-        bmp = .allocate(capacity: TokenTable.bmpSize)
-        bmp.initialize(repeating: -1, count: TokenTable.bmpSize)
+/// ids[i] = table[ids[i]].
+struct RemapIDs: IDLoop {
+    let table: UnsafeBufferPointer<Int32>
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) {
+        for i in 0..<ids.count { ids[i] = ID(truncatingIfNeeded: table[Int(ids[i])]) }
     }
+}
 
-    /// Frees everything still owned (after `finish`, only the scratch table).
-    mutating func release() {
-        bmp.deallocate()
-        free(narrow); narrow = nil
-        free(wide); wide = nil
-    }
-
-    mutating func willScan(byteCount: Int) {
-        let needed = count + byteCount
-        guard needed > capacity else { return }
-        // One call for the whole file when not normalizing; geometric growth across NFC chunks.
-        let newCapacity = capacity == 0 ? max(needed, 1) : max(needed, capacity * 2)
-        if let w = wide {
-            wide = reallocate(w, capacity: newCapacity)
-        } else {
-            narrow = reallocate(narrow, capacity: newCapacity)
+/// How often each id occurs.
+struct CountIDs: IDLoop {
+    let V: Int
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) -> [Int] {
+        var counts = [Int](repeating: 0, count: V)
+        counts.withUnsafeMutableBufferPointer { c in
+            for i in 0..<ids.count { c[Int(ids[i])] += 1 }
         }
+        return counts
+    }
+}
+
+/// The one way a `TokenStore` is built from ids: a growable malloc'd buffer of UInt16 ids, widened
+/// once to UInt32 when an id above 65,535 is to be stored, shrunk to fit by `finish`.
+struct TokenStoreBuilder {
+    private(set) var base: UnsafeMutableRawPointer? = nil   // (capacity) ids
+    private(set) var count = 0
+    private(set) var capacity = 0
+    private(set) var isWide = false
+
+    /// Makes room for `extra` more ids: one call for a whole file, geometric growth across calls.
+    mutating func reserve(_ extra: Int) {
+        let needed = count + extra
+        guard needed > capacity else { return }
+        let newCapacity = capacity == 0 ? max(needed, 1) : max(needed, capacity * 2)
+        base = reallocate(base, bytes: newCapacity * (isWide ? 4 : 2))
         capacity = newCapacity
     }
 
+    /// UInt16 → UInt32 ids, once (the caller knows an id above 65,535 is coming).
+    mutating func widen() {
+        guard !isWide else { return }
+        let w = reallocate(nil, bytes: max(capacity, 1) * 4).assumingMemoryBound(to: UInt32.self)
+        if let n = base?.assumingMemoryBound(to: UInt16.self) {
+            for k in 0..<count { w[k] = UInt32(n[k]) }
+        }
+        free(base)
+        base = UnsafeMutableRawPointer(w)
+        isWide = true
+    }
+
+    /// Appends `id`; `reserve` must have made room, and `widen` been called before an id > 65,535.
+    @inline(__always)
+    mutating func append(_ id: Int32) {
+        let p = base.unsafelyUnwrapped
+        if isWide {
+            p.assumingMemoryBound(to: UInt32.self)[count] = UInt32(bitPattern: id)
+        } else {
+            p.assumingMemoryBound(to: UInt16.self)[count] = UInt16(truncatingIfNeeded: id)
+        }
+        count += 1
+    }
+
+    /// Shrinks the buffer to fit and hands it to a store; the builder is empty afterwards.
+    mutating func finish() -> TokenStore {
+        let bpt = isWide ? 4 : 2
+        let store = TokenStore(base: reallocate(base, bytes: max(count, 1) * bpt), count: count, bytesPerToken: bpt)
+        base = nil
+        count = 0
+        capacity = 0
+        return store
+    }
+
+    /// Frees the buffer if `finish` did not take it.
+    mutating func release() {
+        free(base)
+        base = nil
+    }
+}
+
+/// `realloc` of `bytes` bytes. Traps (via precondition) only if the allocation itself fails.
+func reallocate(_ p: UnsafeMutableRawPointer?, bytes: Int) -> UnsafeMutableRawPointer {
+    let raw = realloc(p, bytes)
+    precondition(raw != nil, "out of memory allocating \(bytes) bytes for token ids")
+    return raw!
+}
+
+/// Builds the corpus: interns tokens to provisional ids (order of first appearance) in a
+/// `TokenTable` and appends them to a `TokenStoreBuilder`.
+struct InterningSink: TokenSink {
+    var table = TokenTable()                   // token → provisional id
+    var tokens: [[UInt8]] = []                 // provisional id → UTF-8
+    var ids = TokenStoreBuilder()
+
+    var count: Int { ids.count }
+
+    /// Frees the id buffer unless `finish` handed it over.
+    mutating func release() { ids.release() }
+
+    mutating func willScan(byteCount: Int) { ids.reserve(byteCount) }
+
     @inline(__always)
     mutating func scalar(_ value: UInt32, bytes: UnsafePointer<UInt8>, length: Int) {
-        var id: Int32
-        if value < UInt32(TokenTable.bmpSize) {
-            id = bmp[Int(value)]
-            if id < 0 {
-                id = newToken(bytes, length: length)
-                bmp[Int(value)] = id
-            }
-        } else if let known = astral[value] {
-            id = known
-        } else {
+        var id = table.scalarID(value)
+        if id < 0 {
             id = newToken(bytes, length: length)
-            astral[value] = id
+            table.setScalarID(value, id)
         }
-        append(id)
+        ids.append(id)
     }
 
     mutating func cluster(bytes: UnsafePointer<UInt8>, length: Int) {
-        var id: Int32
-        if length <= 7 {
-            let key = TokenTable.packed(bytes, length: length)
-            if let known = short[key] { id = known } else {
-                id = newToken(bytes, length: length)
-                short[key] = id
-            }
-        } else {
-            let key = Array(UnsafeBufferPointer(start: bytes, count: length))
-            if let known = long[key] { id = known } else {
-                id = newToken(bytes, length: length)
-                long[key] = id
-            }
+        var id = table.clusterID(bytes, length: length)
+        if id < 0 {
+            id = newToken(bytes, length: length)
+            table.setClusterID(bytes, length: length, id)
         }
-        append(id)
-    }
-
-    @inline(__always)
-    mutating func append(_ id: Int32) {
-        if let w = wide { w[count] = UInt32(bitPattern: id) } else { narrow.unsafelyUnwrapped[count] = UInt16(truncatingIfNeeded: id) }
-        count += 1
+        ids.append(id)
     }
 
     mutating func newToken(_ bytes: UnsafePointer<UInt8>, length: Int) -> Int32 {
         let id = Int32(tokens.count)
         tokens.append(Array(UnsafeBufferPointer(start: bytes, count: length)))
-        if id > Int32(UInt16.max) && wide == nil { widen() }
+        if id > Int32(UInt16.max) { ids.widen() }
         return id
     }
 
-    /// UInt16 → UInt32 ids, once, when the 65,537th distinct token appears.
-    mutating func widen() {
-        let w: UnsafeMutablePointer<UInt32> = reallocate(nil, capacity: max(capacity, 1))
-        if let n = narrow {
-            for k in 0..<count { w[k] = UInt32(n[k]) }
-        }
-        free(narrow)
-        narrow = nil
-        wide = w
-    }
-
-    /// Sorts the vocabulary in code-point order, remaps the ids in place, and hands over the buffer.
+    /// Sorts the vocabulary in code-point order, remaps the ids and the table in place, and hands
+    /// over the buffer.
     mutating func finish(unit: TokenUnit) -> (Vocabulary, TokenStore) {
         // Byte-wise order of UTF-8 == lexicographic order of the scalar sequences.
         let order = tokens.indices.sorted { tokens[$0].lexicographicallyPrecedes(tokens[$1]) }
-        var table = TokenTable()
         var texts: [String] = []
         texts.reserveCapacity(order.count)
         var remap = [Int32](repeating: 0, count: order.count)   // provisional id → final id
         for (final, provisional) in order.enumerated() {
             remap[provisional] = Int32(final)
             texts.append(String(decoding: tokens[provisional], as: UTF8.self))
-            table.insertIfAbsent(tokens[provisional], id: Int32(final))
         }
-        let identity = order.elementsEqual(order.indices)
-        if !identity {
-            remap.withUnsafeBufferPointer { r in
-                if let w = wide {
-                    for k in 0..<count { w[k] = UInt32(bitPattern: r[Int(w[k])]) }
-                } else if let n = narrow {
-                    for k in 0..<count { n[k] = UInt16(truncatingIfNeeded: r[Int(n[k])]) }
-                }
-            }
+        let store = ids.finish()
+        if !order.elementsEqual(order.indices) {
+            store.remap(remap)
+            table.remap(remap)
         }
-        // Shrink to fit and transfer ownership.
-        let store: TokenStore
-        if let w = wide {
-            store = TokenStore(narrow: nil, wide: reallocate(w, capacity: max(count, 1)), count: count)
-        } else {
-            store = TokenStore(narrow: reallocate(narrow, capacity: max(count, 1)), wide: nil, count: count)
-        }
-        narrow = nil
-        wide = nil
         return (Vocabulary(unit: unit, tokens: texts, table: table), store)
     }
 }
 
-/// `realloc` for a trivial element type. Traps (via precondition) only if the allocation itself fails.
-func reallocate<T>(_ p: UnsafeMutablePointer<T>?, capacity: Int) -> UnsafeMutablePointer<T> {
-    let raw = realloc(p, capacity * MemoryLayout<T>.stride)
-    precondition(raw != nil, "out of memory allocating \(capacity * MemoryLayout<T>.stride) bytes for token ids")
-    return raw!.bindMemory(to: T.self, capacity: capacity)
-}
-
 // MARK: - File access
 
-/// Read-only access to a file's bytes: mmap for regular files, a read loop for anything else.
+/// A file mapped read-only (private mapping), unmapped by `unmap()` or at deinit. An empty file maps
+/// nothing (`bytes` is empty with a nil base). Keep the object alive while using `bytes`.
+final class MappedFile: @unchecked Sendable {
+    private(set) var bytes: UnsafeBufferPointer<UInt8>
+
+    /// Maps the first `size` bytes of the open file `fd`; `path` names it in errors.
+    /// - Parameter sequential: tell the kernel the bytes will be read once, in order.
+    /// - Throws: `FileIOError` (operation "map").
+    init(fd: Int32, size: Int, path: String, sequential: Bool = false) throws(FileIOError) {
+        guard size > 0 else { bytes = UnsafeBufferPointer(start: nil, count: 0); return }
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let base = mapped, base != UnsafeMutableRawPointer(bitPattern: -1) else { throw FileIOError(path: path, operation: "map", code: errno) }
+        if sequential { _ = madvise(base, size, MADV_SEQUENTIAL) }
+        bytes = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: size)
+    }
+
+    /// Unmaps now (idempotent); `bytes` is empty afterwards.
+    func unmap() {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+        bytes = UnsafeBufferPointer(start: nil, count: 0)
+    }
+
+    deinit { unmap() }
+}
+
+/// Read-only access to a whole file's bytes: a mapping for regular files, a read loop for anything
+/// else (pipes, character devices).
 enum FileBytes {
+    /// Calls `body` with the bytes of the file at `path` and whether it is a regular file.
     static func withContents<R>(of path: String,
-                                _ body: (UnsafeBufferPointer<UInt8>) throws(TextError) -> R) throws(TextError) -> R {
+                                _ body: (UnsafeBufferPointer<UInt8>, _ regular: Bool) throws(TextError) -> R) throws(TextError) -> R {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .cannotRead(file: path, reason: lastError()) }
+        if fd < 0 { throw .cannotRead(path, code: errno) }
         defer { close(fd) }
         var info = stat()
-        if fstat(fd, &info) != 0 { throw .cannotRead(file: path, reason: lastError()) }
+        if fstat(fd, &info) != 0 { throw .cannotRead(path, code: errno) }
         let type = info.st_mode & S_IFMT
-        if type == S_IFDIR { throw .cannotRead(file: path, reason: String(cString: strerror(EISDIR))) }
+        if type == S_IFDIR { throw .cannotRead(path, code: EISDIR) }
         if type == S_IFREG {
-            let size = Int(info.st_size)
-            if size == 0 { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
-            let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-            if mapped == nil || mapped == UnsafeMutableRawPointer(bitPattern: -1) {
-                throw .cannotRead(file: path, reason: lastError())
+            let file: MappedFile
+            do { file = try MappedFile(fd: fd, size: Int(info.st_size), path: path, sequential: true) } catch {
+                throw .cannotRead(path, code: error.code)
             }
-            defer { munmap(mapped, size) }
-            _ = madvise(mapped, size, MADV_SEQUENTIAL)
-            let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(mapped!).assumingMemoryBound(to: UInt8.self),
-                                            count: size)
-            return try body(bytes)
+            defer { file.unmap() }
+            return try body(file.bytes, true)
         }
-        // Pipe, character device, …: read until EOF.
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .cannotRead(file: path, reason: lastError())
+                throw .cannotRead(path, code: errno)
             }
             if n == 0 { break }
             data.append(contentsOf: chunk[0..<n])
         }
-        return try data.withUnsafeBufferPointer { (bytes) throws(TextError) -> R in try body(bytes) }
+        return try data.withUnsafeBufferPointer { (bytes) throws(TextError) -> R in try body(bytes, false) }
     }
-
-    private static func lastError() -> String { String(cString: strerror(errno)) }
 }

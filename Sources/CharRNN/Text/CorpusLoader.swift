@@ -8,7 +8,9 @@
 // - One pass per file over a read-only mmap, in chunks of `chunkBytes` cut at a scalar boundary
 //   (a grapheme-safe cut point with `--unit grapheme`). After each chunk its pages are dropped
 //   (madvise DONTNEED), so resident memory while loading is the id buffer plus about one chunk, not
-//   the file. NFC input is decoded in one piece (utf8proc needs its own cut points) without that drop.
+//   the file. Chunks are cut where decoding apart equals decoding together (`chunkEnd`: for NFC and
+//   grapheme clusters only after a LF or between two ASCII bytes). Each chunk is hashed right after
+//   it is decoded (`CorpusHash.Hasher`), so a single file's `contentHash` costs no second read.
 // - Ids go straight into one buffer reserved at one slot per input byte (virtual; only the used
 //   slots become resident) and shrunk at the end: 2 bytes per token while V ≤ 65,536, else 4.
 // - Bad input: a NUL byte is an error (`.nulByte`), and so is a file whose first 64 KiB are more than
@@ -96,9 +98,9 @@ public enum CorpusLoader {
         var out: [InputFile] = []
         for path in paths {
             var st = stat()
-            if stat(path, &st) != 0 { throw .cannotRead(file: path, reason: String(cString: strerror(errno))) }
+            if stat(path, &st) != 0 { throw .cannotRead(path, code: errno) }
             if st.st_mode & S_IFMT == S_IFDIR {
-                guard let dir = opendir(path) else { throw .cannotRead(file: path, reason: String(cString: strerror(errno))) }
+                guard let dir = opendir(path) else { throw .cannotRead(path, code: errno) }
                 var names: [String] = []
                 while let e = readdir(dir) {
                     let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
@@ -113,7 +115,7 @@ public enum CorpusLoader {
                 for n in names {
                     let p = prefix + n
                     var fst = stat()
-                    if stat(p, &fst) != 0 { throw .cannotRead(file: p, reason: String(cString: strerror(errno))) }
+                    if stat(p, &fst) != 0 { throw .cannotRead(p, code: errno) }
                     if fst.st_mode & S_IFMT == S_IFDIR { continue }
                     out.append(InputFile(path: p, stat: fst))
                 }
@@ -125,12 +127,20 @@ public enum CorpusLoader {
     }
 
     /// Loads and decodes `files` in order, joined by "\n", then prunes the vocabulary as `options` ask.
+    /// The corpus' `contentHash` is the hash of the file's bytes, computed while decoding, when
+    /// `files` is one regular file; nil otherwise.
     /// - Parameters:
     ///   - name: the corpus name (for run names).
     ///   - progress: called after each chunk with (bytes done, total bytes).
     /// - Throws: `TextError`.
     public static func load(_ files: [InputFile], name: String, options: LoadOptions,
                             progress: (Int, Int) -> Void = { _, _ in }) throws(TextError) -> Corpus {
+        try load(files, name: name, options: options, chunkBytes: chunkBytes, progress: progress)
+    }
+
+    /// `load` with a chunk size of `chunkBytes` (tests use small ones).
+    static func load(_ files: [InputFile], name: String, options: LoadOptions, chunkBytes: Int,
+                     progress: (Int, Int) -> Void) throws(TextError) -> Corpus {
         precondition(!files.isEmpty, "no input files")
         if let p = options.problem { throw .invalidOption(p) }
         let total = files.reduce(0) { $0 + $1.size }
@@ -138,154 +148,163 @@ public enum CorpusLoader {
         defer { sink.release() }
         sink.willScan(byteCount: total + files.count)        // one reservation for all files and separators
         var replacements = 0
+        var hash: String? = nil
         var done = 0
         let newline: [UInt8] = [0x0A]
         for (k, file) in files.enumerated() {
             if k > 0 { newline.withUnsafeBufferPointer { sink.scalar(0x0A, bytes: $0.baseAddress!, length: 1) } }
-            replacements += try decodeFile(file, options: options, sink: &sink) { d in progress(done + d, total) }
+            let decoded = try decodeFile(file, options: options, chunkBytes: chunkBytes, sink: &sink) { d in
+                progress(done + d, total)
+            }
+            replacements += decoded.replacements
+            hash = decoded.hash
             done += file.size
             progress(done, total)
         }
         if sink.count == 0 { throw .empty(file: files.map(\.path).joined(separator: " ")) }
         let (vocabulary, store) = sink.finish(unit: options.unit)
         var corpus = Corpus(name: name, vocabulary: vocabulary, store: store)
-        corpus.counts = countTokens(store, V: vocabulary.count)
+        corpus.counts = store.counts(V: vocabulary.count)
         corpus.stats.replacements = replacements
         corpus.stats.distinctTokens = vocabulary.count
         corpus.stats.coveredTokens = corpus.count
+        corpus.contentHash = files.count == 1 ? hash : nil
         if options.prunes { corpus = prune(corpus, options: options) }
         return corpus
     }
 
-    /// Occurrences of each id.
-    static func countTokens(_ store: TokenStore, V: Int) -> [Int] {
-        var counts = [Int](repeating: 0, count: V)
-        counts.withUnsafeMutableBufferPointer { c in
-            if let n = store.narrow {
-                for i in 0..<store.count { c[Int(n[i])] += 1 }
-            } else if let w = store.wide {
-                for i in 0..<store.count { c[Int(w[i])] += 1 }
-            }
-        }
-        return counts
-    }
+    /// Occurrences of each id (the same as `Corpus.tokenCounts`).
+    static func countTokens(_ store: TokenStore, V: Int) -> [Int] { store.counts(V: V) }
 
     // MARK: Decoding one file
 
-    /// Decodes one file into `sink`; returns the number of U+FFFD replacements.
-    static func decodeFile(_ file: InputFile, options: LoadOptions, sink: inout InterningSink,
-                           progress: (Int) -> Void) throws(TextError) -> Int {
+    /// Decodes one file into `sink`.
+    /// - Returns: the number of U+FFFD replacements, and the file's `CorpusHash` (nil unless it is a
+    ///   regular file).
+    static func decodeFile<S: TokenSink>(_ file: InputFile, options: LoadOptions, chunkBytes: Int, sink: inout S,
+                                         progress: (Int) -> Void) throws(TextError) -> (replacements: Int, hash: String?) {
         let fd = open(file.path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .cannotRead(file: file.path, reason: String(cString: strerror(errno))) }
+        if fd < 0 { throw .cannotRead(file.path, code: errno) }
         defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) != 0 { throw .cannotRead(file: file.path, reason: String(cString: strerror(errno))) }
+        if fstat(fd, &st) != 0 { throw .cannotRead(file.path, code: errno) }
+        var hasher = CorpusHash.Hasher()
         if st.st_mode & S_IFMT != S_IFREG {
-            // Pipes and devices: read into memory, decode in one piece.
-            return try FileBytes.withContents(of: file.path) { (bytes) throws(TextError) -> Int in
-                try decodeBytes(bytes, file: file.path, options: options, sink: &sink, chunked: false,
-                                check: { () throws(TextError) in }, progress: progress)
+            // Pipes and devices: read into memory. They cannot be read again, so no hash is kept.
+            let replaced = try FileBytes.withContents(of: file.path) { (bytes, _) throws(TextError) -> Int in
+                try decodeBytes(bytes, file: file.path, options: options, checksText: true, chunkBytes: chunkBytes,
+                                sink: &sink, hasher: &hasher, afterChunk: { (d) throws(TextError) in progress(d) })
             }
+            return (replaced, nil)
         }
         let opened = InputFile(path: file.path, stat: st)
         if opened.size != file.size || opened.mtimeNanoseconds != file.mtimeNanoseconds {
             throw .changed(file: file.path, offset: 0)
         }
-        let size = opened.size
-        if size == 0 { return 0 }
-        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        if mapped == nil || mapped == UnsafeMutableRawPointer(bitPattern: -1) {
-            throw .cannotRead(file: file.path, reason: String(cString: strerror(errno)))
+        let mapped: MappedFile
+        do { mapped = try MappedFile(fd: fd, size: opened.size, path: file.path, sequential: true) } catch {
+            throw .cannotRead(file.path, code: error.code)
         }
-        defer { munmap(mapped, size) }
-        _ = madvise(mapped, size, MADV_SEQUENTIAL)
-        let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(mapped!).assumingMemoryBound(to: UInt8.self), count: size)
-        var lastOffset = 0
-        let check = { () throws(TextError) in
+        defer { mapped.unmap() }
+        // After every chunk, including the last: the file must not have changed since it was opened.
+        let afterChunk = { (offset: Int) throws(TextError) in
+            progress(offset)
             var now = stat()
-            if fstat(fd, &now) != 0 { throw .cannotRead(file: file.path, reason: String(cString: strerror(errno))) }
+            if fstat(fd, &now) != 0 { throw .cannotRead(file.path, code: errno) }
             let n = InputFile(path: file.path, stat: now)
             if n.size != opened.size || n.mtimeNanoseconds != opened.mtimeNanoseconds {
-                throw .changed(file: file.path, offset: lastOffset)
+                throw .changed(file: file.path, offset: offset)
             }
         }
-        let replaced = try decodeBytes(bytes, file: file.path, options: options, sink: &sink, chunked: true,
-                                       check: check, progress: { d in lastOffset = d; progress(d) })
-        try check()
-        return replaced
+        let replaced = try decodeBytes(mapped.bytes, file: file.path, options: options, checksText: true,
+                                       dropsPages: true, chunkBytes: chunkBytes, sink: &sink, hasher: &hasher,
+                                       afterChunk: afterChunk)
+        return (replaced, CorpusHash.format(hasher.finish(mapped.bytes)))
     }
 
-    /// Checks, then decodes `input` (a whole file) chunk by chunk.
-    static func decodeBytes(_ input: UnsafeBufferPointer<UInt8>, file: String, options: LoadOptions,
-                            sink: inout InterningSink, chunked: Bool, check: () throws(TextError) -> Void,
-                            progress: (Int) -> Void) throws(TextError) -> Int {
+    /// Checks, then decodes `input` (a whole file's bytes) chunk by chunk into `sink`, feeding each
+    /// chunk to `hasher` right after decoding it, so the content hash needs no second read. Chunks end
+    /// where decoding the two sides apart gives the same tokens and errors as decoding them together
+    /// (`chunkEnd`), so the result does not depend on `chunkBytes`.
+    /// - Parameters:
+    ///   - checksText: reject NUL bytes and binary files (for files), or not (text given in memory).
+    ///   - dropsPages: `input` is a file mapping whose decoded pages may be released.
+    ///   - afterChunk: called with the offset reached after each chunk (progress, change checks).
+    /// - Returns: the number of U+FFFD replacements (`options.lossy`).
+    static func decodeBytes<S: TokenSink>(_ input: UnsafeBufferPointer<UInt8>, file: String, options: LoadOptions,
+                                          checksText: Bool, dropsPages: Bool = false, chunkBytes: Int = chunkBytes,
+                                          sink: inout S, hasher: inout CorpusHash.Hasher,
+                                          afterChunk: (Int) throws(TextError) -> Void = { _ in }) throws(TextError) -> Int {
         guard let base = input.baseAddress, input.count > 0 else { return 0 }
         let n = input.count
-        try rejectBinary(input, file: file)
-        var replaced = 0
-        if options.normalize == .nfc || !chunked {
-            if let z = memchr(base, 0, n) { throw nulError(input, at: UnsafeRawPointer(z) - UnsafeRawPointer(base), file: file) }
-            replaced = try decodeRange(input, from: 0, to: n, file: file, options: options, sink: &sink)
-            progress(n)
-            return replaced
+        let nfc = options.normalize == .nfc
+        if checksText {
+            try rejectBinary(input, file: file)
+            // NFC text is checked for NUL all at once, so a NUL anywhere is reported before invalid UTF-8.
+            if nfc, let z = memchr(base, 0, n) { throw nulError(input, at: UnsafeRawPointer(z) - UnsafeRawPointer(base), file: file) }
         }
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var replaced = 0
         var pos = 0
         var dropped = 0                                      // pages below this offset were released
         while pos < n {
-            var end = min(n, pos + chunkBytes)
-            if end < n {
-                if options.unit == .scalar {
-                    var back = 0                             // step back off continuation bytes (≤ 3)
-                    while back < 3 && end > pos + 1 && base[end] & 0xC0 == 0x80 { end -= 1; back += 1 }
-                } else {
-                    end = UTF8Decoder.nextCut(base, from: end, lowerBound: pos, end: n, preferBefore: true)
-                }
-            }
-            if let z = memchr(base + pos, 0, end - pos) {
+            let end = chunkEnd(base, from: pos, count: n, chunkBytes: chunkBytes, options: options)
+            if checksText && !nfc, let z = memchr(base + pos, 0, end - pos) {
                 throw nulError(input, at: UnsafeRawPointer(z) - UnsafeRawPointer(base), file: file)
             }
             replaced += try decodeRange(input, from: pos, to: end, file: file, options: options, sink: &sink)
-            // Release the pages already decoded (read-only private mapping: they are just dropped).
+            hasher.absorb(input, through: end)
+            // Release the pages already decoded and hashed (read-only private mapping: they are just dropped).
             let releaseEnd = (end / pageSize) * pageSize
-            if releaseEnd > dropped {
+            if dropsPages && releaseEnd > dropped {
                 _ = madvise(UnsafeMutableRawPointer(mutating: base + dropped), releaseEnd - dropped, MADV_DONTNEED)
                 dropped = releaseEnd
             }
             pos = end
-            progress(pos)
-            try check()
+            try afterChunk(pos)
         }
         return replaced
     }
 
-    /// Decodes `input[from..<to]`; in lossy mode, invalid sequences become U+FFFD.
-    static func decodeRange(_ input: UnsafeBufferPointer<UInt8>, from: Int, to: Int, file: String,
-                            options: LoadOptions, sink: inout InterningSink) throws(TextError) -> Int {
+    /// Where a chunk from `pos` ends: about `chunkBytes` on, at a point where decoding the two sides
+    /// apart equals decoding them together. Scalars: not on a continuation byte (up to 3 back, else on
+    /// past the run of them). Grapheme clusters and NFC: after a LF or between two ASCII bytes other
+    /// than CR LF (`UTF8Decoder.nextCut`), else the end.
+    static func chunkEnd(_ base: UnsafePointer<UInt8>, from pos: Int, count n: Int, chunkBytes: Int,
+                         options: LoadOptions) -> Int {
+        let target = pos + max(chunkBytes, 1)
+        if target >= n { return n }
+        guard options.unit == .scalar && options.normalize == .none else {
+            return UTF8Decoder.nextCut(base, from: target, lowerBound: pos, end: n, preferBefore: true)
+        }
+        var end = target
+        while end > pos + 1 && end > target - 3 && base[end] & 0xC0 == 0x80 { end -= 1 }
+        if base[end] & 0xC0 != 0x80 { return end }
+        end = target
+        while end < n && base[end] & 0xC0 == 0x80 { end += 1 }
+        return end
+    }
+
+    /// Decodes `input[from..<to]`; in lossy mode, invalid sequences become U+FFFD. A BOM is skipped
+    /// only at the start of the file.
+    static func decodeRange<S: TokenSink>(_ input: UnsafeBufferPointer<UInt8>, from: Int, to: Int, file: String,
+                                          options: LoadOptions, sink: inout S) throws(TextError) -> Int {
         let base = input.baseAddress!
         let bom = from == 0 ? UTF8Decoder.bomLength(input) : 0
-        func fail(_ e: DecodeFailure) -> TextError {
-            switch e {
-            case let .invalidUTF8(offset):
-                let at = TextLocation(offset: offset, in: input)
-                return .invalidUTF8(file: file, line: at.line, column: at.column, byteOffset: offset,
-                                    bytes: UTF8Decoder.offendingBytes(input, at: offset))
-            case let .normalization(message):
-                return .normalizationFailed(file: file, reason: message)
-            }
-        }
         func decodeValid(_ a: Int, _ b: Int) throws(TextError) {
             guard b > a else { return }
             do {
                 if options.normalize == .nfc {
                     try UTF8Decoder.tokenize(UnsafeBufferPointer(start: base + a, count: b - a), unit: options.unit,
-                                             normalize: .nfc, into: &sink)
+                                             normalize: .nfc, skipsBOM: false, into: &sink)
                 } else {
                     try UTF8Decoder.scanDirect(base, from: a, to: b, unit: options.unit, into: &sink)
                 }
             } catch {
-                if case let .invalidUTF8(offset) = error, options.normalize == .nfc { throw fail(.invalidUTF8(offset: a + offset)) }
-                throw fail(error)
+                if case let .invalidUTF8(offset) = error, options.normalize == .nfc {
+                    throw TextError(.invalidUTF8(offset: a + offset), in: input, file: file)
+                }
+                throw TextError(error, in: input, file: file)
             }
         }
         if !options.lossy {
@@ -373,7 +392,8 @@ public enum CorpusLoader {
 
     // MARK: Vocabulary control
 
-    /// Maps the rare characters to one unknown token (id 0, text "") and remaps the ids in place.
+    /// Maps the rare characters to one unknown token (id 0, text "") and remaps the ids in place (the
+    /// corpus is not handed out yet, so nobody else sees its store change).
     static func prune(_ corpus: Corpus, options: LoadOptions) -> Corpus {
         let V = corpus.vocabulary.count
         let counts = corpus.counts
@@ -396,18 +416,12 @@ public enum CorpusLoader {
         var dropped: [Int] = []
         for old in 0..<V where remap[old] == 0 { dropped.append(old); newCounts[0] += counts[old] }
         dropped.sort { counts[$0] > counts[$1] || (counts[$0] == counts[$1] && $0 < $1) }
-        let store = corpus.store
-        remap.withUnsafeBufferPointer { r in
-            if let n = store.narrow {
-                for i in 0..<store.count { n[i] = UInt16(truncatingIfNeeded: r[Int(n[i])]) }
-            } else if let w = store.wide {
-                for i in 0..<store.count { w[i] = UInt32(bitPattern: r[Int(w[i])]) }
-            }
-        }
+        corpus.store.remap(remap)
         var out = Corpus(name: corpus.name, vocabulary: Vocabulary(unit: corpus.vocabulary.unit, tokens: tokens, unknownID: 0),
-                         store: store)
+                         store: corpus.store)
         out.counts = newCounts
         out.stats = corpus.stats
+        out.contentHash = corpus.contentHash
         out.stats.coveredTokens = corpus.count - newCounts[0]
         out.stats.droppedDistinct = dropped.count
         out.stats.topDropped = dropped.prefix(10).map { .init(token: corpus.vocabulary.tokens[$0], count: counts[$0]) }

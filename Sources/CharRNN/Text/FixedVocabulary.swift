@@ -31,35 +31,31 @@ public struct EncodedText: Sendable {
     public var unknown: [String]
     /// Size of the file in bytes.
     public var bytes: Int
+    /// `CorpusHash` of the file's bytes (16 hex digits), computed while decoding; equal to
+    /// `CorpusHash.file(path)` for the bytes read.
+    public var contentHash: String
 }
 
 extension Vocabulary {
-    /// Reads and tokenizes the UTF-8 file at `path` with this vocabulary's unit.
+    /// Reads and tokenizes the UTF-8 file at `path` with this vocabulary's unit, hashing its bytes in
+    /// the same pass (`EncodedText.contentHash`).
     /// - Parameters:
     ///   - path: the file; named as given in errors.
     ///   - normalize: normalization applied before tokenizing (use the checkpoint's).
     /// - Throws: `TextError` (`.cannotRead`, `.invalidUTF8`, `.normalizationFailed`). An empty file
     ///   is not an error here: it gives no ids.
     public func encodeFile(path: String, normalize: Normalization) throws -> EncodedText {
-        try FileBytes.withContents(of: path) { (input) throws(TextError) -> EncodedText in
-            try table.bmp.withUnsafeBufferPointer { (bmp) throws(TextError) -> EncodedText in
-                var sink = LookupSink(bmp: bmp.baseAddress!, table: table)
-                sink.unknownID = unknownID.map { Int32($0) } ?? -1   // mapped to the unknown token when there is one
-                sink.maxListed = 64
-                do throws(DecodeFailure) {
-                    try UTF8Decoder.tokenize(input, unit: unit, normalize: normalize, into: &sink)
-                } catch {
-                    switch error {
-                    case let .invalidUTF8(offset):
-                        let at = TextLocation(offset: offset, in: input)
-                        throw .invalidUTF8(file: path, line: at.line, column: at.column, byteOffset: offset,
-                                           bytes: UTF8Decoder.offendingBytes(input, at: offset))
-                    case let .normalization(message):
-                        throw .normalizationFailed(file: path, reason: message)
-                    }
-                }
-                return EncodedText(ids: sink.ids, unknownCount: sink.unknownCount, unknown: sink.unknown, bytes: input.count)
-            }
+        var options = LoadOptions()
+        options.unit = unit
+        options.normalize = normalize
+        return try FileBytes.withContents(of: path) { (input, regular) throws(TextError) -> EncodedText in
+            var sink = LookupSink(vocabulary: self)
+            sink.maxListed = 64
+            var hasher = CorpusHash.Hasher()
+            _ = try CorpusLoader.decodeBytes(input, file: path, options: options, checksText: false,
+                                             dropsPages: regular, sink: &sink, hasher: &hasher)
+            return EncodedText(ids: sink.ids, unknownCount: sink.unknownCount, unknown: sink.unknown, bytes: input.count,
+                               contentHash: CorpusHash.format(hasher.finish(input)))
         }
     }
 }
@@ -72,34 +68,15 @@ extension Corpus {
     ///   - name: the file name; `self.name` is its base name without extension.
     public init(ids: [Int32], vocabulary: Vocabulary, name: String) {
         precondition(!ids.isEmpty, "a corpus needs at least one token")
-        let n = ids.count
-        let store: TokenStore
-        if vocabulary.count <= 65_536 {
-            let p = malloc(n * 2)!.bindMemory(to: UInt16.self, capacity: n)
-            for i in 0..<n { p[i] = UInt16(truncatingIfNeeded: ids[i]) }
-            store = TokenStore(narrow: p, wide: nil, count: n)
-        } else {
-            let p = malloc(n * 4)!.bindMemory(to: UInt32.self, capacity: n)
-            for i in 0..<n { p[i] = UInt32(bitPattern: ids[i]) }
-            store = TokenStore(narrow: nil, wide: p, count: n)
-        }
-        self.name = Corpus.baseName(name)
-        self.vocabulary = vocabulary
-        self.store = store
+        var builder = TokenStoreBuilder()
+        builder.reserve(ids.count)
+        if vocabulary.count > 65_536 { builder.widen() }
+        for id in ids { builder.append(id) }
+        self.init(name: Corpus.baseName(name), vocabulary: vocabulary, store: builder.finish())
     }
 
     /// How often each id occurs, in vocabulary order.
-    public func tokenCounts() -> [Int] {
-        var counts = [Int](repeating: 0, count: vocabulary.count)
-        counts.withUnsafeMutableBufferPointer { c in
-            if let w = store.wide {
-                for i in 0..<store.count { c[Int(w[i])] += 1 }
-            } else if let n = store.narrow {
-                for i in 0..<store.count { c[Int(n[i])] += 1 }
-            }
-        }
-        return counts
-    }
+    public func tokenCounts() -> [Int] { store.counts(V: vocabulary.count) }
 }
 
 /// A 64-bit content hash of a file (see the file header); 16 lowercase hex digits.
@@ -109,24 +86,43 @@ public enum CorpusHash {
 
     /// Hash of `bytes`.
     public static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var h0 = basis, h1 = basis ^ 1, h2 = basis ^ 2, h3 = basis ^ 3
-        let n = bytes.count
-        var i = 0
-        if let base = bytes.baseAddress {
+        var hasher = Hasher()
+        return hasher.finish(bytes)
+    }
+
+    /// The hash of one buffer computed piece by piece while it is being read: `absorb` takes the
+    /// whole 32-byte blocks below an offset, `finish` the rest. Always pass the same (whole) buffer.
+    struct Hasher {
+        private var h0 = basis, h1 = basis ^ 1, h2 = basis ^ 2, h3 = basis ^ 3
+        /// Bytes absorbed so far (a multiple of 32).
+        private(set) var done = 0
+
+        /// Absorbs the whole 32-byte blocks of `bytes[done..<end]`.
+        mutating func absorb(_ bytes: UnsafeBufferPointer<UInt8>, through end: Int) {
+            let stop = min(end, bytes.count) & ~31
+            guard stop > done, let base = bytes.baseAddress else { return }
             let raw = UnsafeRawPointer(base)
             @inline(__always) func lane(_ h: inout UInt64, _ w: UInt64) { h = (h ^ w) &* prime; h ^= h >> 29 }
-            while i + 32 <= n {
+            var i = done
+            while i + 32 <= stop {
                 lane(&h0, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
                 lane(&h1, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)))
                 lane(&h2, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)))
                 lane(&h3, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)))
                 i += 32
             }
-            while i < n { h0 = (h0 ^ UInt64(base[i])) &* prime; i += 1 }
+            done = stop
         }
-        var h = basis
-        for x in [h0, h1, h2, h3, UInt64(n)] { h = (h ^ x) &* prime; h ^= h >> 29 }
-        return h
+
+        /// Absorbs the rest of `bytes` (the tail bytes FNV-1a into the first lane) and folds the lanes.
+        mutating func finish(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+            absorb(bytes, through: bytes.count)
+            let n = bytes.count
+            for i in done..<n { h0 = (h0 ^ UInt64(bytes[i])) &* prime }
+            var h = basis
+            for x in [h0, h1, h2, h3, UInt64(n)] { h = (h ^ x) &* prime; h ^= h >> 29 }
+            return h
+        }
     }
 
     /// Hash of `bytes` as 16 hex digits.
@@ -137,7 +133,7 @@ public enum CorpusHash {
     /// Hash of the file at `path` as 16 hex digits.
     /// - Throws: `TextError.cannotRead`.
     public static func file(_ path: String) throws -> String {
-        try FileBytes.withContents(of: path) { (bytes) throws(TextError) -> String in format(hash(bytes)) }
+        try FileBytes.withContents(of: path) { (bytes, _) throws(TextError) -> String in format(hash(bytes)) }
     }
 
     static func format(_ h: UInt64) -> String {

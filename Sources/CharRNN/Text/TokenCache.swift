@@ -7,13 +7,16 @@
 //  24  u64 bytes per token (2 or 4)
 //  32  u64 checksum of the JSON header       (`checksum64`)
 //  40  u64 checksum of the token bytes
-//  48  JSON header (`Header`: key, vocabulary, unknown id, counts, stats), then zero padding to a
-//      multiple of 64, then N ids of 2 or 4 bytes; the file ends exactly there.
-// The key is every input's path, size, mtime (ns) and inode plus the `LoadOptions`; a cache whose key
-// differs is stale. Any mismatch (magic, lengths, checksums, JSON, key) means "rebuild": `read`
-// returns why, and the caller decodes the corpus and writes the cache again. Writes go to a temp file
-// in the same folder and are renamed into place, so a crash never leaves a half-written cache.
-// A hit maps the file read-only and the corpus' ids point straight into the mapping (no copy).
+//  48  JSON header (`Header`: key, vocabulary, unknown id, counts, stats, content hash), then zero
+//      padding to a multiple of 64, then N ids of 2 or 4 bytes; the file ends exactly there.
+// The key is the format version, every input's path, size, mtime (ns) and inode plus the
+// `LoadOptions`; a cache whose key differs is stale (version 1 had no content hash). Any mismatch
+// (magic, lengths, checksums, JSON, key) means "rebuild": `read` returns why, and the caller decodes
+// the corpus and writes the cache again. Writes go through `AtomicFile` (temp file, fsync, rename,
+// fsync of the folder), so a crash never leaves a half-written cache.
+// A hit maps the file read-only and the corpus' ids point straight into the mapping (no copy). The
+// corpus file itself is not read on a hit: its `contentHash` is the one recorded when the cache was
+// built (the key's size, mtime and inode say the file is the one that was hashed).
 
 #if canImport(Glibc)
 import Glibc
@@ -28,7 +31,8 @@ public enum TokenCache {
 
     /// What makes a cache valid for a load.
     public struct Key: Codable, Equatable, Sendable {
-        public var version = 1
+        /// The cache format; 2 added the content hash.
+        public var version = 2
         public var files: [InputFile]
         public var options: LoadOptions
         public init(files: [InputFile], options: LoadOptions) { self.files = files; self.options = options }
@@ -42,6 +46,7 @@ public enum TokenCache {
         var unknownID: Int?
         var counts: [Int]
         var stats: CorpusStats
+        var contentHash: String?
     }
 
     /// Cache file for these inputs and options in `directory`: the corpus name plus a hash of the
@@ -57,43 +62,28 @@ public enum TokenCache {
 
     // MARK: Write
 
-    /// Writes `corpus` atomically (temp file + rename) under `path`.
+    /// Writes `corpus` atomically (`AtomicFile`) under `path`, creating its folder if needed.
+    /// - Throws: `FileIOError`, or the folder's creation error.
     public static func write(_ corpus: Corpus, key: Key, to path: String) throws {
         let header = Header(key: key, name: corpus.name, unit: corpus.vocabulary.unit, tokens: corpus.vocabulary.tokens,
-                            unknownID: corpus.vocabulary.unknownID, counts: corpus.counts, stats: corpus.stats)
+                            unknownID: corpus.vocabulary.unknownID, counts: corpus.counts, stats: corpus.stats,
+                            contentHash: corpus.contentHash)
         let json = try JSONEncoder().encode(header)
         let store = corpus.store
-        let bpt = store.wide == nil ? 2 : 4
-        let dataPtr = UnsafeRawPointer(store.wide.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(store.narrow!))
-        let dataBytes = UnsafeRawBufferPointer(start: dataPtr, count: store.count * bpt)
+        let dataBytes = store.bytes
         let dataStart = (fixedHeader + json.count + 63) & ~63
         var head = [UInt8](repeating: 0, count: dataStart)
         head.replaceSubrange(0..<8, with: magic)
         func put(_ v: UInt64, at o: Int) { for k in 0..<8 { head[o + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) } }
         let jsonSum = json.withUnsafeBytes { checksum64($0) }
-        put(UInt64(json.count), at: 8); put(UInt64(store.count), at: 16); put(UInt64(bpt), at: 24)
+        put(UInt64(json.count), at: 8); put(UInt64(store.count), at: 16); put(UInt64(store.bytesPerToken), at: 24)
         put(jsonSum, at: 32); put(checksum64(dataBytes), at: 40)
         head.replaceSubrange(fixedHeader..<(fixedHeader + json.count), with: json)
 
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        let tmp = path + ".tmp.\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 { throw CacheError(path: tmp, message: String(cString: strerror(errno))) }
-        var ok = false
-        defer { close(fd); if !ok { unlink(tmp) } }
-        try head.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
-        try writeAll(fd, dataBytes, path: tmp)
-        if rename(tmp, path) != 0 { throw CacheError(path: path, message: String(cString: strerror(errno))) }
-        ok = true
-    }
-
-    static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, path: String) throws {
-        var off = 0
-        while off < buf.count {
-            let n = Glibc.write(fd, buf.baseAddress! + off, min(buf.count - off, 1 << 26))
-            if n < 0 { if errno == EINTR { continue }; throw CacheError(path: path, message: String(cString: strerror(errno))) }
-            off += n
+        try withExtendedLifetime(store) {
+            try head.withUnsafeBytes { try AtomicFile.write(parts: [$0, dataBytes], to: path) }
         }
     }
 
@@ -114,11 +104,11 @@ public enum TokenCache {
         guard fstat(fd, &st) == 0 else { return .miss(reason: String(cString: strerror(errno))) }
         let size = Int(st.st_size)
         guard size >= fixedHeader else { return .miss(reason: "shorter than its header") }
-        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let base = mapped, base != UnsafeMutableRawPointer(bitPattern: -1) else { return .miss(reason: String(cString: strerror(errno))) }
-        var keep = false
-        defer { if !keep { munmap(base, size) } }
-        let raw = UnsafeRawBufferPointer(start: base, count: size)
+        let file: MappedFile
+        do { file = try MappedFile(fd: fd, size: size, path: path) } catch {
+            return .miss(reason: String(cString: strerror(error.code)))
+        }
+        let raw = UnsafeRawBufferPointer(file.bytes)
         guard Array(raw[0..<8]) == magic else { return .miss(reason: "bad magic") }
         func u64(_ o: Int) -> UInt64 { var v: UInt64 = 0; for k in 0..<8 { v |= UInt64(raw[o + k]) << (8 * UInt64(k)) }; return v }
         let (jsonLen, n, bpt) = (Int(u64(8)), Int(u64(16)), Int(u64(24)))
@@ -128,21 +118,22 @@ public enum TokenCache {
         let json = UnsafeRawBufferPointer(rebasing: raw[fixedHeader..<(fixedHeader + jsonLen)])
         guard checksum64(json) == u64(32) else { return .miss(reason: "header checksum mismatch") }
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(json)) else { return .miss(reason: "unreadable header") }
+        guard header.key.version == key.version else {
+            return .miss(reason: "written in cache format \(header.key.version), this version uses \(key.version)")
+        }
         guard header.key == key else { return .miss(reason: "stale (the input files or options changed)") }
         guard header.counts.count == header.tokens.count, !header.tokens.isEmpty,
               (bpt == 2) == (header.tokens.count <= 65_536) else { return .miss(reason: "inconsistent header") }
         let data = UnsafeRawBufferPointer(rebasing: raw[dataStart..<size])
         guard checksum64(data) == u64(40) else { return .miss(reason: "token checksum mismatch") }
-        let ids = UnsafeMutableRawPointer(mutating: base + dataStart)
-        let store = TokenStore(narrow: bpt == 2 ? ids.assumingMemoryBound(to: UInt16.self) : nil,
-                               wide: bpt == 4 ? ids.assumingMemoryBound(to: UInt32.self) : nil,
-                               count: n, mapping: (base, size))
-        keep = true
+        let store = TokenStore(base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + dataStart), count: n,
+                               bytesPerToken: bpt, mapping: file)
         var corpus = Corpus(name: header.name,
                             vocabulary: Vocabulary(unit: header.unit, tokens: header.tokens, unknownID: header.unknownID),
                             store: store)
         corpus.counts = header.counts
         corpus.stats = header.stats
+        corpus.contentHash = header.contentHash
         return .hit(corpus)
     }
 
@@ -173,12 +164,6 @@ public enum TokenCache {
     }
 }
 
-public struct CacheError: Error, CustomStringConvertible {
-    public let path: String
-    public let message: String
-    public var description: String { "token cache \(path): \(message)" }
-}
-
 // MARK: - Loading through the cache
 
 /// How a corpus was obtained.
@@ -199,7 +184,10 @@ extension CorpusLoader {
     /// - Parameters:
     ///   - cacheDirectory: nil disables the cache.
     ///   - progress: (bytes done, total bytes) while decoding.
-    /// - Returns: the corpus, its input files and what happened with the cache.
+    /// - Returns: the corpus, its input files and what happened with the cache. The corpus'
+    ///   `contentHash` is set when `paths` is one regular file (not a directory, whose files'
+    ///   hashes are not what `CorpusHash.file(path)` would give for the path), from the decoding
+    ///   pass or, on a cache hit, from the cache.
     public static func load(paths: [String], options: LoadOptions, cacheDirectory: String?,
                             minimumCacheBytes: Int = 1 << 20,
                             progress: (Int, Int) -> Void = { _, _ in }) throws -> (Corpus, [InputFile], CacheOutcome) {
@@ -210,22 +198,28 @@ extension CorpusLoader {
             var st = stat()
             return stat(f.path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
         }
+        let oneFile = paths.count == 1 && files.count == 1 && files[0].path == paths[0]
+        func named(_ corpus: Corpus) -> Corpus {
+            var corpus = corpus
+            if !oneFile { corpus.contentHash = nil }
+            return corpus
+        }
         guard let dir = cacheDirectory, regular, total >= minimumCacheBytes else {
-            return (try load(files, name: name, options: options, progress: progress), files, .off)
+            return (named(try load(files, name: name, options: options, progress: progress)), files, .off)
         }
         let key = TokenCache.Key(files: files, options: options)
         let path = TokenCache.path(for: files, options: options, name: name, directory: dir)
         var reason: String? = nil
         switch TokenCache.read(path: path, key: key) {
-        case .hit(let corpus): return (corpus, files, .hit(path: path))
+        case .hit(let corpus): return (named(corpus), files, .hit(path: path))
         case .miss(let r): reason = r
         }
         let corpus = try load(files, name: name, options: options, progress: progress)
         do {
             try TokenCache.write(corpus, key: key, to: path)
         } catch {
-            return (corpus, files, .writeFailed(path: path, message: "\(error)"))
+            return (named(corpus), files, .writeFailed(path: path, message: "\(error)"))
         }
-        return (corpus, files, .built(path: path, reason: reason))
+        return (named(corpus), files, .built(path: path, reason: reason))
     }
 }

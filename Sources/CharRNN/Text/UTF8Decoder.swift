@@ -64,16 +64,17 @@ enum UTF8Decoder {
 
     /// Tokenizes all of `input` (BOM skipped, then NFC if asked) into `sink`.
     /// - Parameters:
+    ///   - skipsBOM: skip a leading BOM (the default); false when `input` is a piece of a larger text.
     ///   - quickCheck: NFC only: pass runs of `isNFCStable` scalars straight to the scanner (the default);
     ///     false sends everything through utf8proc (tests compare the two).
     ///   - chunkBytes: NFC only: target size of a chunk handed to utf8proc.
     /// - Throws: `DecodeFailure.invalidUTF8` with the offset of the first invalid sequence; tokens before
     ///   it may already have been delivered.
     static func tokenize<S: TokenSink>(_ input: UnsafeBufferPointer<UInt8>, unit: TokenUnit,
-                                       normalize: Normalization, into sink: inout S,
+                                       normalize: Normalization, skipsBOM: Bool = true, into sink: inout S,
                                        quickCheck: Bool = true,
                                        chunkBytes: Int = nfcChunkBytes) throws(DecodeFailure) {
-        let start = bomLength(input)
+        let start = skipsBOM ? bomLength(input) : 0
         guard let base = input.baseAddress, input.count > start else { return }
         let n = input.count
         switch normalize {

@@ -32,7 +32,8 @@ public enum Normalization: String, Sendable, CaseIterable {
 
 // MARK: - Token table
 
-/// Maps a token's UTF-8 to an id (−1 when absent). Shared by `Vocabulary` and the corpus builder.
+/// Maps a token's UTF-8 to an id (−1 when absent): the one token → id table, used by `Vocabulary`
+/// for lookups and by the corpus builder (`InterningSink`) for interning.
 struct TokenTable: Sendable {
     static let bmpSize = 0x1_0000
 
@@ -51,6 +52,13 @@ struct TokenTable: Sendable {
         return key
     }
 
+    /// Id of the single-scalar token `value`, or −1.
+    @inline(__always)
+    func scalarID(_ value: UInt32) -> Int32 {
+        if value < UInt32(Self.bmpSize) { return bmp.withUnsafeBufferPointer { $0[Int(value)] } }
+        return astral[value] ?? -1
+    }
+
     /// Id of a token of two or more scalars, or −1.
     @inline(__always)
     func clusterID(_ p: UnsafePointer<UInt8>, length: Int) -> Int32 {
@@ -58,26 +66,40 @@ struct TokenTable: Sendable {
         return long[Array(UnsafeBufferPointer(start: p, count: length))] ?? -1
     }
 
+    /// Sets the id of the single-scalar token `value`.
+    mutating func setScalarID(_ value: UInt32, _ id: Int32) {
+        if value < UInt32(Self.bmpSize) { bmp[Int(value)] = id } else { astral[value] = id }
+    }
+
+    /// Sets the id of the token of two or more scalars with UTF-8 `p[0..<length]`.
+    mutating func setClusterID(_ p: UnsafePointer<UInt8>, length: Int, _ id: Int32) {
+        if length <= 7 {
+            short[Self.packed(p, length: length)] = id
+        } else {
+            long[Array(UnsafeBufferPointer(start: p, count: length))] = id
+        }
+    }
+
     /// Records `id` for the token with UTF-8 `bytes` unless the token is already present.
     mutating func insertIfAbsent(_ bytes: [UInt8], id: Int32) {
         bytes.withUnsafeBufferPointer { buf in
             guard let p = buf.baseAddress, !buf.isEmpty else { return }
             var value: Int32 = -1
-            let scalarLength = UTF8Decoder.scalarLength(p, count: buf.count, value: &value)
-            if scalarLength == buf.count {                           // a single scalar
+            if UTF8Decoder.scalarLength(p, count: buf.count, value: &value) == buf.count {   // a single scalar
                 let v = UInt32(bitPattern: value)
-                if v < UInt32(Self.bmpSize) {
-                    if bmp[Int(v)] < 0 { bmp[Int(v)] = id }
-                } else if astral[v] == nil {
-                    astral[v] = id
-                }
-            } else if buf.count <= 7 {
-                let key = Self.packed(p, length: buf.count)
-                if short[key] == nil { short[key] = id }
-            } else if long[bytes] == nil {
-                long[bytes] = id
+                if scalarID(v) < 0 { setScalarID(v, id) }
+            } else if clusterID(p, length: buf.count) < 0 {
+                setClusterID(p, length: buf.count, id)
             }
         }
+    }
+
+    /// Replaces every id by `table[id]`.
+    mutating func remap(_ table: [Int32]) {
+        for i in bmp.indices where bmp[i] >= 0 { bmp[i] = table[Int(bmp[i])] }
+        astral = astral.mapValues { table[Int($0)] }
+        short = short.mapValues { table[Int($0)] }
+        long = long.mapValues { table[Int($0)] }
     }
 }
 
@@ -133,8 +155,7 @@ public struct Vocabulary: Sendable, Equatable {
         let id: Int32 = bytes.withUnsafeBufferPointer { buf in
             guard let p = buf.baseAddress, !buf.isEmpty else { return -1 }
             if UTF8Decoder.scalarLength(p, count: buf.count, value: &value) == buf.count {
-                let v = UInt32(bitPattern: value)
-                return v < UInt32(TokenTable.bmpSize) ? table.bmp[Int(v)] : (table.astral[v] ?? -1)
+                return table.scalarID(UInt32(bitPattern: value))
             }
             return table.clusterID(p, length: buf.count)
         }
@@ -152,14 +173,11 @@ public struct Vocabulary: Sendable, Equatable {
     public func encode(_ text: String, normalize: Normalization) -> (ids: [Int32], unknown: [String]) {
         var text = text
         return text.withUTF8 { utf8 in
-            table.bmp.withUnsafeBufferPointer { bmp in
-                var sink = LookupSink(bmp: bmp.baseAddress!, table: table)
-                sink.unknownID = unknownID.map { Int32($0) } ?? -1
-                // A Swift String is valid UTF-8, so this can only fail if utf8proc runs out of memory
-                // while normalizing; the tokens encoded until then are returned.
-                try? UTF8Decoder.tokenize(utf8, unit: unit, normalize: normalize, into: &sink)
-                return (sink.ids, sink.unknown)
-            }
+            var sink = LookupSink(vocabulary: self)
+            // A Swift String is valid UTF-8, so this can only fail if utf8proc runs out of memory
+            // while normalizing; the tokens encoded until then are returned.
+            try? UTF8Decoder.tokenize(utf8, unit: unit, normalize: normalize, into: &sink)
+            return (sink.ids, sink.unknown)
         }
     }
 
@@ -175,25 +193,25 @@ public struct Vocabulary: Sendable, Equatable {
 /// Encodes against a fixed vocabulary, counting and collecting unknown tokens (used for prime text,
 /// `eval` files, `--init-from` and `--allow-new-corpus` corpora).
 struct LookupSink: TokenSink {
-    let bmp: UnsafePointer<Int32>     // (65536) borrowed from `table.bmp` for the duration of the scan
     let table: TokenTable
     var ids: [Int32] = []
     var unknown: [String] = []        // distinct unknown tokens in order of first appearance
     var unknownCount = 0              // every unknown occurrence
     var maxListed = Int.max           // stop listing (not counting) after this many distinct ones
     var seen: Set<[UInt8]> = []
-    var unknownID: Int32 = -1         // appended for tokens not in the table when ≥ 0
+    let unknownID: Int32              // appended for tokens not in the table when ≥ 0
 
-    init(bmp: UnsafePointer<Int32>, table: TokenTable) {
-        self.bmp = bmp
-        self.table = table
+    /// Looks tokens up in `vocabulary`, mapping the unknown ones to its unknown token if it has one.
+    init(vocabulary: Vocabulary) {
+        table = vocabulary.table
+        unknownID = vocabulary.unknownID.map { Int32($0) } ?? -1
     }
 
     mutating func willScan(byteCount: Int) { ids.reserveCapacity(ids.count + byteCount) }
 
     @inline(__always)
     mutating func scalar(_ value: UInt32, bytes: UnsafePointer<UInt8>, length: Int) {
-        let id = value < UInt32(TokenTable.bmpSize) ? bmp[Int(value)] : (table.astral[value] ?? -1)
+        let id = table.scalarID(value)
         if id >= 0 { ids.append(id) } else { noteUnknown(bytes, length: length) }
     }
 

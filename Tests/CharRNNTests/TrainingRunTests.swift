@@ -168,6 +168,44 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
+    /// A fine-tuned run, a run continued on a new corpus and a run with an unknown token were built
+    /// on a vocabulary the loader would not build from their corpus: each resumes on the checkpoint's
+    /// own vocabulary and mapping (it used to fail with "vocabulary differs").
+    func testRunsWithAForeignVocabularyResume() throws {
+        let base = try train("base", maxIters: 10)
+        // fine-tune on a text with fewer distinct characters
+        let small = dir + "/small.txt"
+        try String(repeating: "the quick fox\n", count: 200).write(toFile: small, atomically: true, encoding: .utf8)
+        let ftReq = TrainingRun.Request(mode: .initFrom(checkpoint: base.trainer.runDir, dropout: nil), corpus: [small],
+                                        train: trainConfig(maxIters: 4), outDir: out, name: "ft", tokenCache: .off)
+        let ft = try TrainingRun(ftReq)
+        _ = try ft.trainer.run { _ in }
+        var events: [TrainingRun.Event] = []
+        let again = try resume(ft.trainer.runDir, maxIters: 8, events: &events)
+        XCTAssertEqual(again.plan, .resume)
+        XCTAssertEqual(again.trainer.corpus.vocabulary, base.trainer.corpus.vocabulary)
+        XCTAssertEqual(try again.trainer.run { _ in }.iterations, 8)
+
+        // --max-vocab: the unknown token stands for the rarest characters
+        var t = trainConfig(maxIters: 4)
+        t.maxVocab = 6
+        let capped = TrainingRun.Request(mode: .fresh(model: model, softmax: .full), corpus: [corpusPath], train: t,
+                                         outDir: out, name: "cap", tokenCache: .off)
+        let cap = try TrainingRun(capped)
+        _ = try cap.trainer.run { _ in }
+        let capAgain = try resume(cap.trainer.runDir, maxIters: 8, events: &events)
+        XCTAssertEqual(capAgain.trainer.corpus.vocabulary, cap.trainer.corpus.vocabulary)
+        XCTAssertEqual(try capAgain.trainer.run { _ in }.iterations, 8)
+
+        // continued on a new corpus, then resumed on it
+        let moved = try resume(base.trainer.runDir, corpus: [small], maxIters: 14, allowNewCorpus: true, events: &events)
+        XCTAssertEqual(moved.plan, .newCorpus(path: small))
+        _ = try moved.trainer.run { _ in }
+        let movedAgain = try resume(base.trainer.runDir, maxIters: 16, events: &events)
+        XCTAssertEqual(movedAgain.plan, .resume)
+        XCTAssertEqual(try movedAgain.trainer.run { _ in }.iterations, 16)
+    }
+
     // MARK: - Refusals
 
     func testCheckpointIsCheckedBeforeAnyCorpusWork() throws {

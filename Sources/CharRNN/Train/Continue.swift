@@ -50,7 +50,7 @@ public enum RunContinuation {
         }
         guard !enc.ids.isEmpty else { throw TextError.empty(file: path) }
         let corpus = Corpus(ids: enc.ids, vocabulary: vocabulary, name: path)
-        return (corpus, CorpusInfo(name: corpus.name, path: path, bytes: enc.bytes, tokens: corpus.count))
+        return (corpus, CorpusInfo(name: corpus.name, path: path, bytes: enc.bytes, tokens: corpus.count, hash: enc.contentHash))
     }
 
     /// Removes `.<name>.tmp-*` files that an atomic write killed before its rename left in `runDir`.

@@ -122,7 +122,7 @@ public struct TrainingRun {
         WorkerPool.configure(threads: t.threads)
         let (c, files) = try loadCorpus(r.corpus, options: t.loadOptions, request: r, report: report)
         var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
-                              hash: r.corpus.count == 1 && isRegularFile(path) ? try contentHash(path) : nil)
+                              hash: c.contentHash)
         if r.corpus.count > 1 { info.paths = r.corpus }
         var mc = model
         mc.vocabSize = c.vocabulary.count
@@ -145,14 +145,40 @@ public struct TrainingRun {
         let paths = r.corpus.isEmpty ? (recorded.paths ?? [recorded.path]) : r.corpus
         let plan: Plan
         let trainer: Trainer
-        // A single corpus file is compared with what the run recorded (size, content hash).
-        if paths.count == 1, isRegularFile(paths[0]), let change = try corpusChange(recorded: recorded, path: paths[0]) {
-            guard allowNewCorpus else { throw TrainError.corpusChanged(checkpoint: loaded.path, change: change) }
-            var (c, info) = try RunContinuation.corpus(path: paths[0], vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
-            info.hash = try contentHash(paths[0])
-            trainer = try Trainer(resume: point, corpus: c, newCorpus: info)
-            plan = .newCorpus(path: paths[0])
-            report(.continuingOnNewCorpus(path: paths[0], tokens: c.count))
+        // A single corpus file is compared with what the run recorded: its size, then the content
+        // hash that decoding (or the token cache) gives — the file is read once.
+        if paths.count == 1, isRegularFile(paths[0]) {
+            let path = paths[0]
+            var change: String? = nil
+            var decoded: Corpus? = nil
+            let bytes = try RunContinuation.fileSize(path)
+            if bytes != recorded.bytes {
+                change = "\(path) has \(bytes) bytes but the run was trained on \(recorded.bytes) (\(recorded.path))"
+            } else {
+                let (c, _) = try loadCorpus(paths, options: loaded.meta.train.loadOptions, request: r, report: report)
+                if let h = recorded.hash, let now = c.contentHash, now != h {
+                    change = "\(path) has content hash \(now) but the run was trained on \(h) (\(recorded.path))"
+                } else {
+                    decoded = c
+                }
+            }
+            if let change {
+                guard allowNewCorpus else { throw TrainError.corpusChanged(checkpoint: loaded.path, change: change) }
+                let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
+                trainer = try Trainer(resume: point, corpus: c, newCorpus: info)
+                plan = .newCorpus(path: path)
+                report(.continuingOnNewCorpus(path: path, tokens: c.count))
+            } else if let c = decoded, c.vocabulary == loaded.meta.vocabulary {
+                trainer = try Trainer(resume: point, corpus: c)
+                plan = .resume
+            } else {
+                // The same text, but the run's vocabulary is not the one the loader builds from it (a
+                // fine-tuned run, one continued on a new corpus, or one whose unknown token took other
+                // characters): the data is rebuilt with the checkpoint's own vocabulary and mapping.
+                let (c, _) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
+                trainer = try Trainer(resume: point, corpus: c)
+                plan = .resume
+            }
         } else {
             let (c, _) = try loadCorpus(paths, options: loaded.meta.train.loadOptions, request: r, report: report)
             trainer = try Trainer(resume: point, corpus: c)
@@ -176,8 +202,7 @@ public struct TrainingRun {
         let loaded = source.checkpoint
         report(.checkpointRead(path: loaded.path))
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
-        var (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
-        info.hash = try contentHash(path)
+        let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
         let trainer = try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir)
         reportLayout(trainer, report: report)
@@ -185,25 +210,6 @@ public struct TrainingRun {
     }
 
     // MARK: - Corpus
-
-    /// The content hash recorded with a corpus file and compared on resume — the one place it is computed.
-    static func contentHash(_ path: String) throws -> String { try CorpusHash.file(path) }
-
-    /// Compares the corpus file at `path` with what a checkpoint recorded (size in bytes and, when the
-    /// checkpoint has it, the content hash).
-    /// - Returns: a description of the difference, or nil when the file is the same.
-    /// - Throws: `TextError.cannotRead`.
-    public static func corpusChange(recorded: CorpusInfo, path: String) throws -> String? {
-        let bytes = try RunContinuation.fileSize(path)
-        if bytes != recorded.bytes {
-            return "\(path) has \(bytes) bytes but the run was trained on \(recorded.bytes) (\(recorded.path))"
-        }
-        if let h = recorded.hash {
-            let now = try contentHash(path)
-            if now != h { return "\(path) has content hash \(now) but the run was trained on \(h) (\(recorded.path))" }
-        }
-        return nil
-    }
 
     /// Loads the corpus (through the token cache unless it is off) after checking that the token
     /// buffer will fit in memory, reporting progress and what it found.

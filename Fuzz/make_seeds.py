@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Seed corpora for scripts/fuzz.sh: the hostile inputs listed in /work/shared/STYLE.md (safetensors
-reference tests) and in issue 6 (corpus), plus well-formed examples. Usage: make_seeds.py OUTDIR.
+"""Seed corpora for scripts/fuzz.sh: the hostile inputs listed in ../shared/STYLE.md (safetensors
+reference tests) and the corpus hostile-input list (Tests/CharRNNTests/HostileInputTests.swift), plus well-formed examples. Usage: make_seeds.py OUTDIR.
 A real charrnn checkpoint is added when a built binary is found (.build/{release,debug}/charrnn)."""
 import json, os, struct, subprocess, sys, tempfile
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 figures (a benchmark, not a test): a ~1 GB Chinese corpus on this machine.
+# Scale figures (a benchmark, not a test): a ~1 GB Chinese corpus on this machine.
 # Reports decode MB/s, token-cache build and load time, resident bytes per token, peak RSS during
 # ITERS training iterations of LSTM 2×512 --embed 256, and tokens/s with full and adaptive softmax.
 #

@@ -1,4 +1,4 @@
-// `train`'s vocabulary control and decoding: --min-count, --max-vocab, --lossy (issue 4).
+// `train`'s vocabulary control and decoding: --min-count, --max-vocab, --lossy.
 
 import ArgumentParser
 import CharRNN

@@ -1,4 +1,4 @@
-// HostileInputTests.swift — issue 6's hostile-input list and fault injection at the library level:
+// HostileInputTests.swift — the hostile-input list and fault injection at the library level:
 // each bad input gives one specific, one-line error; a NaN/Inf gradient stops the run (or is skipped
 // with skipNonFinite) and leaves the last checkpoint intact. The same cases through the binary are in
 // Tests/charrnnTests/ReliabilityCLITests.swift.

@@ -1,4 +1,4 @@
-// Issue 5 through the built binary: eval, info, plot, interruption and resume, corpus checks,
+// Around a run, through the built binary: eval, info, plot, interruption and resume, corpus checks,
 // fine-tuning, and the one-line refusals of checkpoints whose tensors or version do not fit.
 
 import Foundation

@@ -1,6 +1,6 @@
 // Checkpoint/SafeTensors.swift — read, validate and write the safetensors format.
 //
-// Contract (spec: /work/shared/STYLE.md "The safetensors format, exactly", after huggingface/safetensors):
+// Contract (spec: ../shared/STYLE.md "The safetensors format, exactly", after huggingface/safetensors):
 //   file = u64 little-endian N | N bytes of UTF-8 JSON header | data section
 //   data_offsets [begin, end) are relative to the start of the data section.
 // - `SafeTensorsFile(bytes:path:)` applies the reference reader's nine validation rules, in order:

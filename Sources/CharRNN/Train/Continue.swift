@@ -4,8 +4,8 @@
 // weights), the `vocab_counts` metadata entry, and the clean-up of temp files a killed writer left
 // behind. `TrainingRun` decides which of these a `charrnn train` does.
 //
-// Unknown characters: until the vocabulary has an unknown-token id (issue 4), a corpus with tokens
-// outside the checkpoint's vocabulary is refused with the list of those tokens.
+// Unknown characters: characters outside the checkpoint's vocabulary map to its unknown token when it
+// has one (--min-count/--max-vocab); otherwise the corpus is refused with the list of those characters.
 
 import Foundation
 

@@ -24,7 +24,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var threads = 0
     public var unit: TokenUnit = .scalar
     public var normalize: Normalization = .none
-    /// Vocabulary control and decoding (issue 4); nil in checkpoints written before they existed.
+    /// Vocabulary control and decoding; nil in checkpoints written before they existed.
     public var minCount: Int? = nil
     public var maxVocab: Int? = nil
     public var lossy: Bool? = nil

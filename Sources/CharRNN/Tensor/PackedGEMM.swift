@@ -161,49 +161,108 @@ public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMut
 }
 
 /// Rows of C for the inference step: c (m×n) = or += a (m×k) · B over all panels or `panels`, each row
-/// computed with exactly the arithmetic of `packedGemmRow` (the same bits for a row whether it is
-/// alone or one of many), three rows per pass over a panel so that the panel is read once from
-/// memory for every three streams.
+/// computed with exactly the arithmetic of `packedGemmRow` (even k into one accumulator, odd k into
+/// another, summed at the end), so a row gets the same bits whether it is alone or one of many.
+/// Six rows (then three, then one) share each pass over a panel: 24 accumulators, and per two k
+/// four panel loads for 24 fused multiply-adds, so the panel is read once per six streams.
 public func packedGemmRows(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
                            ldc: Int, accumulate: Bool, panels: Range<Int>? = nil) {
     let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
     for p in panels ?? 0..<b.panels {
         let w = min(32, n - p * 32)
+        let panel = P + p * k * 32
         var i = 0
+        while i + 6 <= m {
+            rowsTile6(a: a + i * lda, lda: lda, panel: panel, k: k, c: c + i * ldc + p * 32, ldc: ldc, w: w, accumulate: accumulate)
+            i += 6
+        }
         while i + 3 <= m {
-            let a0 = a + i * lda, a1 = a0 + lda, a2 = a1 + lda
-            var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
-            var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
-            var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
-            var pp = UnsafeRawPointer(P + p * k * 32)
-            var kk = 0
-            while kk + 1 < k {   // as packedGemmRow: even k into x, odd k into y
-                let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
-                let b2 = (pp + 128).load(as: Vec16.self), b3 = (pp + 192).load(as: Vec16.self)
-                var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
-                madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
-                s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
-                madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
-                s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
-                madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
-                pp += 256; kk += 2
-            }
-            if kk < k {
-                let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
-                var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
-                s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
-                s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
-            }
-            let cc = c + i * ldc + p * 32
-            storeTile(cc, ldc: ldc, row: 0, mr: 3, w: w, x00 + y00, x01 + y01, accumulate)
-            storeTile(cc, ldc: ldc, row: 1, mr: 3, w: w, x10 + y10, x11 + y11, accumulate)
-            storeTile(cc, ldc: ldc, row: 2, mr: 3, w: w, x20 + y20, x21 + y21, accumulate)
+            rowsTile3(a: a + i * lda, lda: lda, panel: panel, k: k, c: c + i * ldc + p * 32, ldc: ldc, w: w, accumulate: accumulate)
             i += 3
         }
         for r in i..<m {
             packedGemmRow(a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate, panels: p..<(p + 1))
         }
     }
+}
+
+/// Six rows of `packedGemmRows` over one panel.
+@inline(__always)
+private func rowsTile6(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>, k: Int,
+                       c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
+    let a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda
+    var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
+    var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
+    var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
+    var x30 = Vec16(), x31 = Vec16(), y30 = Vec16(), y31 = Vec16()
+    var x40 = Vec16(), x41 = Vec16(), y40 = Vec16(), y41 = Vec16()
+    var x50 = Vec16(), x51 = Vec16(), y50 = Vec16(), y51 = Vec16()
+    var pp = UnsafeRawPointer(panel)
+    var kk = 0
+    while kk + 1 < k {
+        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+        let b2 = (pp + 128).load(as: Vec16.self), b3 = (pp + 192).load(as: Vec16.self)
+        var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
+        madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
+        s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
+        madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
+        s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
+        madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
+        s0 = Vec16(repeating: a3[kk]); s1 = Vec16(repeating: a3[kk + 1])
+        madd(&x30, s0, b0); madd(&x31, s0, b1); madd(&y30, s1, b2); madd(&y31, s1, b3)
+        s0 = Vec16(repeating: a4[kk]); s1 = Vec16(repeating: a4[kk + 1])
+        madd(&x40, s0, b0); madd(&x41, s0, b1); madd(&y40, s1, b2); madd(&y41, s1, b3)
+        s0 = Vec16(repeating: a5[kk]); s1 = Vec16(repeating: a5[kk + 1])
+        madd(&x50, s0, b0); madd(&x51, s0, b1); madd(&y50, s1, b2); madd(&y51, s1, b3)
+        pp += 256; kk += 2
+    }
+    if kk < k {
+        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+        var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
+        s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
+        s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
+        s0 = Vec16(repeating: a3[kk]); madd(&x30, s0, b0); madd(&x31, s0, b1)
+        s0 = Vec16(repeating: a4[kk]); madd(&x40, s0, b0); madd(&x41, s0, b1)
+        s0 = Vec16(repeating: a5[kk]); madd(&x50, s0, b0); madd(&x51, s0, b1)
+    }
+    storeTile(cc, ldc: ldc, row: 0, mr: 6, w: w, x00 + y00, x01 + y01, accumulate)
+    storeTile(cc, ldc: ldc, row: 1, mr: 6, w: w, x10 + y10, x11 + y11, accumulate)
+    storeTile(cc, ldc: ldc, row: 2, mr: 6, w: w, x20 + y20, x21 + y21, accumulate)
+    storeTile(cc, ldc: ldc, row: 3, mr: 6, w: w, x30 + y30, x31 + y31, accumulate)
+    storeTile(cc, ldc: ldc, row: 4, mr: 6, w: w, x40 + y40, x41 + y41, accumulate)
+    storeTile(cc, ldc: ldc, row: 5, mr: 6, w: w, x50 + y50, x51 + y51, accumulate)
+}
+
+/// Three rows of `packedGemmRows` over one panel.
+@inline(__always)
+private func rowsTile3(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>, k: Int,
+                       c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
+    let a1 = a0 + lda, a2 = a1 + lda
+    var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
+    var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
+    var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
+    var pp = UnsafeRawPointer(panel)
+    var kk = 0
+    while kk + 1 < k {
+        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+        let b2 = (pp + 128).load(as: Vec16.self), b3 = (pp + 192).load(as: Vec16.self)
+        var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
+        madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
+        s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
+        madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
+        s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
+        madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
+        pp += 256; kk += 2
+    }
+    if kk < k {
+        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+        var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
+        s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
+        s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
+    }
+    storeTile(cc, ldc: ldc, row: 0, mr: 3, w: w, x00 + y00, x01 + y01, accumulate)
+    storeTile(cc, ldc: ldc, row: 1, mr: 3, w: w, x10 + y10, x11 + y11, accumulate)
+    storeTile(cc, ldc: ldc, row: 2, mr: 3, w: w, x20 + y20, x21 + y21, accumulate)
 }
 
 /// Writes (or adds) one row of a 32-wide tile; only the first w columns when the panel is partial.

@@ -29,6 +29,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Tokens to sample for the sampling figure.") var sampleLength: Int = 2000
     @Option(help: ArgumentHelp("Streams sampled together, one figure each, e.g. 1,8,32.", valueName: "LIST"))
     var sampleStreams: String = "1"
+    @Option(help: "Precision of the sampler's packed weights: fp32 or bf16.")
+    var weights: WeightPrecision = .fp32
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -56,6 +58,7 @@ struct BenchCommand: ParsableCommand {
         var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
+        cfg.sampleWeights = weights
         let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
@@ -69,8 +72,8 @@ struct BenchCommand: ParsableCommand {
         print(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, r.sgemmPeakGFLOPS, 100 * r.fractionOfPeak))
         for f in r.sampleStreams {
-            print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8)",
-                         f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream))
+            print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8, %@ weights)",
+                         f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream, weights.rawValue))
         }
         print(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
         if let a = r.trainAllocations, let b = r.sampleAllocations {

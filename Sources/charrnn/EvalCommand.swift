@@ -27,6 +27,8 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var threads: ThreadsOption
     @Flag(help: "Print one JSON object per file instead of text.")
     var json = false
+    @Option(help: "With bf16: also score through the sampler's inference step with float32 and with bfloat16 weights, and report the change in bits/char and the mean KL divergence of the next-character distribution.")
+    var weights: WeightPrecision = .fp32
 
     func validate() throws {
         if batch < 1 || seq < 1 { throw ValidationError("--batch and --seq must be at least 1") }
@@ -52,6 +54,18 @@ struct EvalCommand: ParsableCommand {
             } else {
                 print(String(format: "%@: %d tokens, %d unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
                              f, r.tokens, r.unknown, r.loss, r.bitsPerToken, r.perplexity))
+            }
+            if weights != .fp32 {
+                let w = try evaluator.compareWeights(path: f, precision: weights)
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+                    print(String(decoding: try enc.encode(w), as: UTF8.self))
+                } else {
+                    print(String(format: "%@: inference step, %d predictions: fp32 %.6f nats/token, %@ %.6f (%+.6f bits/char), mean KL(fp32 ‖ %@) %.3e nats",
+                                 f, w.scored, w.lossFP32, w.precision.rawValue, w.loss, w.bitsPerTokenChange, w.precision.rawValue, w.meanKL))
+                }
             }
             fflush(stdout)
         }

@@ -12,6 +12,7 @@ extension OptimizerKind: ExpressibleByArgument {}
 extension ClipMode: ExpressibleByArgument {}
 extension TokenUnit: ExpressibleByArgument {}
 extension Normalization: ExpressibleByArgument {}
+extension WeightPrecision: ExpressibleByArgument {}
 
 private let modelDefaults = ModelConfig(vocabSize: 1)
 private let trainDefaults = TrainConfig()

@@ -121,6 +121,73 @@ final class InferenceStepTests: XCTestCase {
         XCTAssertEqual(Array(s.hidden(layer: 1)[0..<Self.H]), Array(before[(2 * Self.H)..<(3 * Self.H)]))
     }
 
+    // MARK: - bfloat16 weights
+
+    func testBFloat16RoundsToNearestEven() {
+        XCTAssertEqual(bfloat16(1), 0x3F80)
+        XCTAssertEqual(float(bfloat16: bfloat16(-2.5)), -2.5)
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1)
+        XCTAssertEqual(bfloat16(1 + 0x1p-8), 0x3F80)
+        // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: the even one is 1 + 2^-6
+        XCTAssertEqual(float(bfloat16: bfloat16(1 + 3 * 0x1p-8)), 1 + 0x1p-6)
+        XCTAssertEqual(float(bfloat16: bfloat16(1 + 0x1p-8 + 0x1p-12)), 1 + 0x1p-7, "above halfway rounds up")
+        var rng = Xoshiro256(seed: 1)
+        for _ in 0..<1000 {
+            let x = (rng.nextFloat() * 2 - 1) * 8
+            XCTAssertLessThanOrEqual(abs(float(bfloat16: bfloat16(x)) - x), abs(x) * 0x1p-8, "\(x)")
+        }
+    }
+
+    /// bf16 packed weights: close to float32 (not equal), still bit-identical per stream whatever B is.
+    func testBFloat16StepIsCloseAndStreamIndependent() {
+        for c in Self.configs where c.adaptive == nil {
+            let B = 7, T = 30
+            let m32 = Self.model(c, maxT: 1, maxB: B, seed: 21), m16 = Self.model(c, maxT: 1, maxB: B, seed: 21)
+            m16.inferencePrecision = .bf16
+            let one = Self.model(c, maxT: 1, maxB: 1, seed: 21)
+            one.inferencePrecision = .bf16
+            let s32 = InferenceState(config: c, streams: B), s16 = InferenceState(config: c, streams: B), s1 = InferenceState(config: c, streams: 1)
+            let o32 = Storage(count: B * Self.V), o16 = Storage(count: B * Self.V), o1 = Storage(count: Self.V)
+            let x = Self.tokens(T * B, seed: 22)
+            var worst: Float = 0, differs = false
+            for t in 0..<T {
+                x.withUnsafeBufferPointer { p in
+                    m32.step(tokens: p.baseAddress! + t * B, state: s32, logProbs: o32.ptr)
+                    m16.step(tokens: p.baseAddress! + t * B, state: s16, logProbs: o16.ptr)
+                    one.step(tokens: p.baseAddress! + t * B + 4, state: s1, logProbs: o1.ptr)
+                }
+                for i in 0..<(B * Self.V) { worst = max(worst, abs(o32.ptr[i] - o16.ptr[i])); differs = differs || o32.ptr[i] != o16.ptr[i] }
+                XCTAssertEqual(Array(o16.toArray()[(4 * Self.V)..<(5 * Self.V)]), o1.toArray(), "\(Self.tag(c)) bf16 stream 4 step \(t)")
+            }
+            XCTAssertTrue(differs, "\(Self.tag(c)): bf16 weights gave float32's exact result — not used?")
+            XCTAssertLessThan(worst, 0.1, "\(Self.tag(c)): bf16 log-probabilities far from float32's")
+        }
+    }
+
+    func testWeightComparisonOfTheSamePrecisionIsExact() throws {
+        let c = Self.config(.gru, embed: 8, adaptive: false)
+        let m = Self.model(c, maxT: 10, maxB: 4, seed: 30)
+        let dir = NSTemporaryDirectory() + "cmp-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let vocab = Vocabulary(unit: .scalar, tokens: (0..<Self.V).map { String(UnicodeScalar(UInt8(65 + $0))) })
+        let meta = CheckpointMeta(model: c, train: TrainConfig(), vocabulary: vocab, corpus: CorpusInfo(name: "x", path: "x", bytes: 1, tokens: 1),
+                                  progress: RunProgress(), trainBatches: 1)
+        try Checkpoint.save(to: dir + "/m.safetensors", model: m, optimizer: nil, state: nil, meta: meta)
+        let ev = try Evaluator(checkpoint: try Checkpoint.load(path: dir + "/m.safetensors"), batch: 4, seq: 10)
+        let ids = Self.tokens(203, seed: 31)
+        let exact = ev.evaluate(ids: ids)
+        let same = ev.compareWeights(ids: ids, precision: .fp32)
+        XCTAssertEqual(same.meanKL, 0)
+        XCTAssertEqual(same.loss, same.lossFP32)
+        XCTAssertEqual(same.scored, exact.scored)
+        XCTAssertEqual(same.lossFP32, exact.loss, accuracy: 1e-5 * exact.loss, "the step path scores what eval scores")
+        let half = ev.compareWeights(ids: ids, precision: .bf16)
+        XCTAssertGreaterThan(half.meanKL, 0)
+        XCTAssertLessThan(half.meanKL, 0.01)
+        XCTAssertEqual(half.lossFP32, same.lossFP32)
+    }
+
     // MARK: - Batched sampling
 
     /// Sample i is the same whatever K is; stream 0 is the single-sample draw of the same seed.

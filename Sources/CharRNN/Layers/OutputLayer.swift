@@ -31,8 +31,9 @@ public protocol OutputLayer: AnyObject, Sendable {
     /// log p(v | x) of every id v by GEMMs over the rows: out (rows, V), written; rows ≤ maxRows.
     func logProbs(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>)
 
-    /// Makes (or refreshes, after the parameters changed) what `stepLogProbs` reads from `p`.
-    func prepareStep(p: UnsafePointer<Float>)
+    /// Makes (or refreshes, after the parameters changed) what `stepLogProbs` reads from `p`, its
+    /// packed matrices stored in `precision`.
+    func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision)
 
     /// log p(v | x) of every id for the B streams of one inference step: out (rows, V), written. A
     /// stream's row is the same bits whether it is stepped alone or among others. Needs `prepareStep`.
@@ -90,9 +91,9 @@ public final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
         logSoftmaxRows(out, rows: rows, V: decoder.outFeatures)
     }
 
-    public func prepareStep(p: UnsafePointer<Float>) {
+    public func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision) {
         let V = decoder.outFeatures, H = decoder.inFeatures
-        let pk = packed ?? PackedPanels(maxK: H, maxN: V)
+        let pk = packed.flatMap { $0.precision == precision ? $0 : nil } ?? PackedPanels(maxK: H, maxN: V, precision: precision)
         pk.packTransposed(p + decoder.weight.offset, k: H, n: V, ld: H)
         packed = pk
     }
@@ -159,7 +160,7 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
         }
     }
 
-    public func prepareStep(p: UnsafePointer<Float>) {}
+    public func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision) {}   // float32 GEMMs, one row at a time
 
     public func stepLogProbs(x: UnsafePointer<Float>, rows B: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         // one row at a time, so that a stream's result does not depend on how many share the step

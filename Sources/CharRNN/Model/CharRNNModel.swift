@@ -38,6 +38,8 @@ public final class CharRNNModel: @unchecked Sendable {
     public let output: any OutputLayer
     /// Packed weights of the inference step; made on first use, dropped by `parametersChanged`.
     var inference: InferenceWeights?
+    /// How the inference step stores its packed matrices (training always reads float32).
+    public var inferencePrecision: WeightPrecision = .fp32
 
     // Workspace, (maxT, maxB) sized.
     let embOut: Storage?         // (T, B, E)

@@ -7,7 +7,10 @@
 // then the cell's fused kernel (the one training uses) updates h and c in place. The top h goes
 // to the output layer's `stepLogProbs`. Products use weights packed once (`InferenceWeights`) and
 // `packedGemmRows`, whose per-row arithmetic does not depend on B: a stream gives the same bits
-// alone or among others, so a sample does not depend on how many are drawn with it.
+// alone or among others, so a sample does not depend on how many are drawn with it. The packed
+// matrices (W_ih, W_hh, a full softmax's decoder) are float32, or bfloat16 with
+// `inferencePrecision = .bf16` (half the bytes per character; biases, embeddings, the one-hot
+// table, the adaptive softmax and all arithmetic stay float32).
 // Nothing is allocated per step; the cores split the products by 32-column panels.
 
 /// The model's weights in the form the inference step reads; made from `params` by the model.
@@ -17,16 +20,20 @@ final class InferenceWeights: @unchecked Sendable {
     let gather: Storage?              // (V, G) W_ihᵀ of a one-hot layer 0: row v = gx of token v
     let bias: [Storage]               // L × (G) b_ih + b_hh
 
+    let precision: WeightPrecision
+
     init(model m: CharRNNModel) {
         let p = UnsafePointer(m.params.ptr)
+        let precision = m.inferencePrecision
+        self.precision = precision
         whhT = m.layers.map { l in
-            let pk = PackedPanels(maxK: l.H, maxN: l.G)
+            let pk = PackedPanels(maxK: l.H, maxN: l.G, precision: precision)
             pk.packTransposed(p + l.params.wHH.offset, k: l.H, n: l.G, ld: l.H)
             return pk
         }
         wihT = m.layers.map { l in
             guard !l.oneHot else { return nil }
-            let pk = PackedPanels(maxK: l.D, maxN: l.G)
+            let pk = PackedPanels(maxK: l.D, maxN: l.G, precision: precision)
             pk.packTransposed(p + l.params.wIH.offset, k: l.D, n: l.G, ld: l.D)
             return pk
         }
@@ -40,7 +47,7 @@ final class InferenceWeights: @unchecked Sendable {
             addVectors(p + l.params.bIH.offset, p + l.params.bHH.offset, into: b.ptr, n: l.G)
             return b
         }
-        m.output.prepareStep(p: p)
+        m.output.prepareStep(p: p, precision: precision)
     }
 }
 
@@ -87,9 +94,9 @@ public final class InferenceState: @unchecked Sendable {
 }
 
 extension CharRNNModel {
-    /// The packed weights, made on first use after a change of the parameters.
+    /// The packed weights, made on first use after a change of the parameters or the precision.
     func inferenceWeights() -> InferenceWeights {
-        if let w = inference { return w }
+        if let w = inference, w.precision == inferencePrecision { return w }
         let w = InferenceWeights(model: self)
         inference = w
         return w

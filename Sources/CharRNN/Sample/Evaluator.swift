@@ -129,3 +129,75 @@ public final class Evaluator {
         return EvalResult(file: "", tokens: ids.count, unknown: 0, scored: P, loss: total / Double(P))
     }
 }
+
+// MARK: - Through the inference step, in either weight precision
+
+/// What `Evaluator.compareWeights` measures on one text.
+public struct WeightPrecisionScore: Codable, Sendable {
+    public var file: String
+    public var precision: WeightPrecision
+    /// Predictions scored (as `EvalResult.scored`).
+    public var scored: Int
+    /// Mean −ln p(target) through the inference step with float32 weights, and with `precision`.
+    public var lossFP32: Double, loss: Double
+    /// Mean KL(p_fp32 ‖ p_precision) of the next-token distribution, in nats per prediction.
+    public var meanKL: Double
+    public var bitsPerTokenChange: Double { (loss - lossFP32) / M_LN2 }
+}
+
+extension Evaluator {
+    /// Scores `path` through the model's inference step (what `sample` runs) twice in the same stream
+    /// layout as `evaluate` — float32 packed weights and `precision` — and compares the two
+    /// next-token distributions at every prediction.
+    public func compareWeights(path: String, precision: WeightPrecision) throws -> WeightPrecisionScore {
+        let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
+        var r = compareWeights(ids: enc.ids, precision: precision)
+        r.file = path
+        return r
+    }
+
+    public func compareWeights(ids: [Int32], precision: WeightPrecision) -> WeightPrecisionScore {
+        let P = max(0, ids.count - 1), B = batch, S = P / B, V = model.config.vocabSize
+        func stepModel(_ w: WeightPrecision) -> CharRNNModel {
+            let m = CharRNNModel(config: model.config, maxT: 1, maxB: B)
+            m.params.ptr.update(from: model.params.ptr, count: model.layout.count)
+            m.inferencePrecision = w
+            return m
+        }
+        let ref = stepModel(.fp32), low = stepModel(precision)
+        let refState = InferenceState(config: model.config, streams: B), lowState = InferenceState(config: model.config, streams: B)
+        let refTail = InferenceState(config: model.config, streams: 1), lowTail = InferenceState(config: model.config, streams: 1)
+        let refLP = Storage(count: B * V), lowLP = Storage(count: B * V)
+        let tokens = IntStorage(count: B)
+        var lossRef = 0.0, lossLow = 0.0, kl = 0.0
+        func score(rows: Int, target: (Int) -> Int) {
+            for r in 0..<rows {
+                let a = refLP.ptr + r * V, b = lowLP.ptr + r * V, y = target(r)
+                lossRef -= Double(a[y]); lossLow -= Double(b[y])
+                var d = 0.0
+                for v in 0..<V { let pa = Double(a[v]); d += exp(pa) * (pa - Double(b[v])) }
+                kl += d
+            }
+        }
+        ids.withUnsafeBufferPointer { id in
+            for col in 0..<S {
+                for b in 0..<B { tokens.ptr[b] = id[b * S + col] }
+                ref.step(tokens: tokens.ptr, state: refState, logProbs: refLP.ptr)
+                low.step(tokens: tokens.ptr, state: lowState, logProbs: lowLP.ptr)
+                score(rows: B) { Int(id[$0 * S + col + 1]) }
+            }
+            // the tail [B·S, P) continues the last stream, as `evaluate` does
+            if S > 0 { refTail.copyStream(B - 1, of: refState, to: 0); lowTail.copyStream(B - 1, of: lowState, to: 0) }
+            var i = B * S
+            while i < P {
+                tokens.ptr[0] = id[i]
+                ref.step(tokens: tokens.ptr, state: refTail, logProbs: refLP.ptr)
+                low.step(tokens: tokens.ptr, state: lowTail, logProbs: lowLP.ptr)
+                score(rows: 1) { _ in Int(id[i + 1]) }
+                i += 1
+            }
+        }
+        let n = Double(max(1, P))
+        return WeightPrecisionScore(file: "", precision: precision, scored: P, lossFP32: lossRef / n, loss: lossLow / n, meanKL: kl / n)
+    }
+}

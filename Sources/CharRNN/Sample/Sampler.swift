@@ -56,9 +56,11 @@ public final class Sampler {
     }
 
     /// Loads a checkpoint file for sampling.
-    public convenience init(checkpoint: Checkpoint.Loaded, options: SamplingOptions, seed: UInt64, streams: Int = 1) throws {
+    public convenience init(checkpoint: Checkpoint.Loaded, options: SamplingOptions, seed: UInt64, streams: Int = 1,
+                            weights: WeightPrecision = .fp32) throws {
         let model = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: streams)
         try Checkpoint.restore(checkpoint, model: model)
+        model.inferencePrecision = weights
         self.init(model: model, vocabulary: checkpoint.meta.vocabulary, options: options, seed: seed, streams: streams)
     }
 

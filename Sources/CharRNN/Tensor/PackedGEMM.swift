@@ -9,6 +9,9 @@
 //   C (m×n) = or += A (m×k, row-major) · B (k×n),   B given as packed panels.
 //
 // Panel p holds columns [32p, 32p+32) of B, row by row: P[p][kk][0..<32]; columns past n are zero.
+// Panels for inference may hold bfloat16 instead (`WeightPrecision.bf16`: the upper half of each
+// float32, rounded to nearest even): half the bytes to stream per character, widened back to
+// float32 in registers (a 16-bit shift) before the same fused multiply-adds in float32.
 
 public typealias Vec16 = SIMD16<Float>
 
@@ -23,16 +26,23 @@ func madd(_ acc: inout Vec16, _ a: Vec16, _ b: Vec16) {
     #endif
 }
 
+/// How packed weights are stored: float32, or bfloat16 for the inference step (training reads float32 only).
+public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
+    case fp32, bf16
+}
+
 /// B (k × n) packed for `packedGemm`. Sized once for the largest (k, n) it will hold.
 public final class PackedPanels: @unchecked Sendable {
     public private(set) var k = 0
     public private(set) var n = 0
     let maxK: Int, maxN: Int
+    public let precision: WeightPrecision
     let storage: Storage
 
-    public init(maxK: Int, maxN: Int) {
-        self.maxK = maxK; self.maxN = maxN
-        storage = Storage(count: maxK * ((maxN + 31) / 32) * 32)
+    public init(maxK: Int, maxN: Int, precision: WeightPrecision = .fp32) {
+        self.maxK = maxK; self.maxN = maxN; self.precision = precision
+        let floats = maxK * ((maxN + 31) / 32) * 32
+        storage = Storage(count: precision == .fp32 ? floats : (floats + 1) / 2)
     }
 
     /// Number of 32-column panels.
@@ -40,12 +50,12 @@ public final class PackedPanels: @unchecked Sendable {
 
     /// Packs B[kk][j] = src[j·ld + kk] (src holds Bᵀ row-major, e.g. W_hh (G×H) for B = W_hhᵀ).
     public func packTransposed(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
-        packAll(PackJob(src: src, dst: storage.ptr, k: k, n: n, ld: ld, transposed: true, parts: 0))
+        packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: true, bf16: precision == .bf16, parts: 0))
     }
 
     /// Packs B[kk][j] = src[kk·ld + j] (src holds B row-major, e.g. W_hh (G×H) for B = W_hh).
     public func pack(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
-        packAll(PackJob(src: src, dst: storage.ptr, k: k, n: n, ld: ld, transposed: false, parts: 0))
+        packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: false, bf16: precision == .bf16, parts: 0))
     }
 
     private func packAll(_ job: PackJob) {
@@ -60,14 +70,22 @@ public final class PackedPanels: @unchecked Sendable {
 
 /// Packing of panels [lo, hi) of one part.
 private struct PackJob {
-    let src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, k: Int, n: Int, ld: Int, transposed: Bool
+    let src: UnsafePointer<Float>, dst: UnsafeMutableRawPointer, k: Int, n: Int, ld: Int, transposed: Bool, bf16: Bool
     var parts: Int
+
+    /// B[kk][j0 + jj] of the source.
+    @inline(__always) func element(_ kk: Int, _ j: Int) -> Float { transposed ? src[j * ld + kk] : src[kk * ld + j] }
 
     func run(part: Int) {
         let panels = (n + 31) / 32
         for p in slice(panels, part: part, of: parts) {
             let j0 = p * 32, w = min(32, n - j0)
-            let d0 = dst + p * k * 32
+            if bf16 {
+                let d0 = dst.assumingMemoryBound(to: UInt16.self) + p * k * 32
+                for kk in 0..<k { for jj in 0..<32 { d0[kk * 32 + jj] = jj < w ? bfloat16(element(kk, j0 + jj)) : 0 } }
+                continue
+            }
+            let d0 = dst.assumingMemoryBound(to: Float.self) + p * k * 32
             if transposed {
                 for jj in 0..<32 {
                     if jj < w {
@@ -88,10 +106,45 @@ private struct PackJob {
     }
 }
 
+/// The bfloat16 nearest to `x` (ties to even): the upper 16 bits of its float32 after rounding.
+@inline(__always)
+func bfloat16(_ x: Float) -> UInt16 {
+    let b = x.bitPattern
+    if x.isNaN { return UInt16(b >> 16) | 0x40 }          // stays a NaN
+    return UInt16((b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+}
+
+/// The float32 value of a bfloat16.
+@inline(__always)
+func float(bfloat16 h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
+
+// MARK: - Panel rows of either precision (the inference kernels are generic over them)
+
+/// One k-row of a 32-column panel: its byte stride and how to load it as two float vectors.
+protocol PanelRow {
+    static var stride: Int { get }
+    static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16)
+}
+
+enum FP32Row: PanelRow {
+    static var stride: Int { 128 }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16) { (p.load(as: Vec16.self), (p + 64).load(as: Vec16.self)) }
+}
+
+enum BF16Row: PanelRow {
+    static var stride: Int { 64 }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16) {
+        let h = p.loadUnaligned(as: SIMD32<UInt16>.self)
+        let lo = SIMD16<UInt32>(truncatingIfNeeded: h.lowHalf) &<< 16, hi = SIMD16<UInt32>(truncatingIfNeeded: h.highHalf) &<< 16
+        return (unsafeBitCast(lo, to: Vec16.self), unsafeBitCast(hi, to: Vec16.self))
+    }
+}
+
 /// C (m×n) = A·B (accumulate: false) or C += A·B (accumulate: true), with B packed.
 /// A is row-major (m×k) with leading dimension lda; C row-major with ldc.
 public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels,
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    precondition(b.precision == .fp32, "training products read float32 panels")
     let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
     // Row tiles of 6 (the last may hold 3–5 rows); a remainder of 1–2 rows uses the one-row kernel.
     let tiles = m / 6 + (m % 6 >= 3 ? 1 : 0)
@@ -141,20 +194,31 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
 /// [32·lo, 32·hi)). Also the batch-1 product of the sampler, split by panels across cores.
 public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool,
                           panels: Range<Int>? = nil) {
-    let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
-    for p in panels ?? 0..<b.panels {
+    switch b.precision {
+    case .fp32: rowKernel(FP32Row.self, a: a, b: b, c: c, accumulate: accumulate, panels: panels ?? 0..<b.panels)
+    case .bf16: rowKernel(BF16Row.self, a: a, b: b, c: c, accumulate: accumulate, panels: panels ?? 0..<b.panels)
+    }
+}
+
+@inline(__always)
+private func rowKernel<R: PanelRow>(_: R.Type, a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>,
+                                    accumulate: Bool, panels: Range<Int>) {
+    let k = b.k, n = b.n, P = UnsafeRawPointer(b.storage.ptr)
+    for p in panels {
         var x0 = Vec16(), x1 = Vec16(), y0 = Vec16(), y1 = Vec16()
-        var pp = UnsafeRawPointer(P + p * k * 32)
+        var pp = P + p * k * R.stride
         var kk = 0
         while kk + 1 < k {   // two k at a time: four independent accumulators
             let s0 = Vec16(repeating: a[kk]), s1 = Vec16(repeating: a[kk + 1])
-            madd(&x0, s0, pp.load(as: Vec16.self)); madd(&x1, s0, (pp + 64).load(as: Vec16.self))
-            madd(&y0, s1, (pp + 128).load(as: Vec16.self)); madd(&y1, s1, (pp + 192).load(as: Vec16.self))
-            pp += 256; kk += 2
+            let (b0, b1) = R.load(pp), (b2, b3) = R.load(pp + R.stride)
+            madd(&x0, s0, b0); madd(&x1, s0, b1)
+            madd(&y0, s1, b2); madd(&y1, s1, b3)
+            pp += 2 * R.stride; kk += 2
         }
         if kk < k {
             let s0 = Vec16(repeating: a[kk])
-            madd(&x0, s0, pp.load(as: Vec16.self)); madd(&x1, s0, (pp + 64).load(as: Vec16.self))
+            let (b0, b1) = R.load(pp)
+            madd(&x0, s0, b0); madd(&x1, s0, b1)
         }
         storeTile(c + p * 32, ldc: 0, row: 0, mr: 1, w: min(32, n - p * 32), x0 + y0, x1 + y1, accumulate)
     }
@@ -167,29 +231,38 @@ public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMut
 /// four panel loads for 24 fused multiply-adds, so the panel is read once per six streams.
 public func packedGemmRows(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
                            ldc: Int, accumulate: Bool, panels: Range<Int>? = nil) {
-    let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
-    for p in panels ?? 0..<b.panels {
+    switch b.precision {
+    case .fp32: rowsKernel(FP32Row.self, m: m, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, panels: panels ?? 0..<b.panels)
+    case .bf16: rowsKernel(BF16Row.self, m: m, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, panels: panels ?? 0..<b.panels)
+    }
+}
+
+@inline(__always)
+private func rowsKernel<R: PanelRow>(_: R.Type, m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
+                                     ldc: Int, accumulate: Bool, panels: Range<Int>) {
+    let k = b.k, n = b.n, P = UnsafeRawPointer(b.storage.ptr)
+    for p in panels {
         let w = min(32, n - p * 32)
-        let panel = P + p * k * 32
+        let panel = P + p * k * R.stride
         var i = 0
         while i + 6 <= m {
-            rowsTile6(a: a + i * lda, lda: lda, panel: panel, k: k, c: c + i * ldc + p * 32, ldc: ldc, w: w, accumulate: accumulate)
+            rowsTile6(R.self, a: a + i * lda, lda: lda, panel: panel, k: k, c: c + i * ldc + p * 32, ldc: ldc, w: w, accumulate: accumulate)
             i += 6
         }
         while i + 3 <= m {
-            rowsTile3(a: a + i * lda, lda: lda, panel: panel, k: k, c: c + i * ldc + p * 32, ldc: ldc, w: w, accumulate: accumulate)
+            rowsTile3(R.self, a: a + i * lda, lda: lda, panel: panel, k: k, c: c + i * ldc + p * 32, ldc: ldc, w: w, accumulate: accumulate)
             i += 3
         }
         for r in i..<m {
-            packedGemmRow(a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate, panels: p..<(p + 1))
+            rowKernel(R.self, a: a + r * lda, b: b, c: c + r * ldc, accumulate: accumulate, panels: p..<(p + 1))
         }
     }
 }
 
 /// Six rows of `packedGemmRows` over one panel.
 @inline(__always)
-private func rowsTile6(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>, k: Int,
-                       c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
+private func rowsTile6<R: PanelRow>(_: R.Type, a a0: UnsafePointer<Float>, lda: Int, panel: UnsafeRawPointer, k: Int,
+                                    c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
     let a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda
     var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
     var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
@@ -197,11 +270,10 @@ private func rowsTile6(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointe
     var x30 = Vec16(), x31 = Vec16(), y30 = Vec16(), y31 = Vec16()
     var x40 = Vec16(), x41 = Vec16(), y40 = Vec16(), y41 = Vec16()
     var x50 = Vec16(), x51 = Vec16(), y50 = Vec16(), y51 = Vec16()
-    var pp = UnsafeRawPointer(panel)
+    var pp = panel
     var kk = 0
     while kk + 1 < k {
-        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
-        let b2 = (pp + 128).load(as: Vec16.self), b3 = (pp + 192).load(as: Vec16.self)
+        let (b0, b1) = R.load(pp), (b2, b3) = R.load(pp + R.stride)
         var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
         madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
         s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
@@ -214,10 +286,10 @@ private func rowsTile6(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointe
         madd(&x40, s0, b0); madd(&x41, s0, b1); madd(&y40, s1, b2); madd(&y41, s1, b3)
         s0 = Vec16(repeating: a5[kk]); s1 = Vec16(repeating: a5[kk + 1])
         madd(&x50, s0, b0); madd(&x51, s0, b1); madd(&y50, s1, b2); madd(&y51, s1, b3)
-        pp += 256; kk += 2
+        pp += 2 * R.stride; kk += 2
     }
     if kk < k {
-        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+        let (b0, b1) = R.load(pp)
         var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
         s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
         s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
@@ -235,27 +307,26 @@ private func rowsTile6(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointe
 
 /// Three rows of `packedGemmRows` over one panel.
 @inline(__always)
-private func rowsTile3(a a0: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>, k: Int,
-                       c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
+private func rowsTile3<R: PanelRow>(_: R.Type, a a0: UnsafePointer<Float>, lda: Int, panel: UnsafeRawPointer, k: Int,
+                                    c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
     let a1 = a0 + lda, a2 = a1 + lda
     var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
     var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
     var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
-    var pp = UnsafeRawPointer(panel)
+    var pp = panel
     var kk = 0
     while kk + 1 < k {
-        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
-        let b2 = (pp + 128).load(as: Vec16.self), b3 = (pp + 192).load(as: Vec16.self)
+        let (b0, b1) = R.load(pp), (b2, b3) = R.load(pp + R.stride)
         var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
         madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
         s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
         madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
         s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
         madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
-        pp += 256; kk += 2
+        pp += 2 * R.stride; kk += 2
     }
     if kk < k {
-        let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
+        let (b0, b1) = R.load(pp)
         var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
         s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
         s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)

@@ -17,6 +17,8 @@ public struct BenchConfig: Sendable {
     public var sampleLength = 2000
     /// Streams sampled together for the sampling figures (one figure each).
     public var sampleStreams = [1]
+    /// Precision of the sampler's packed weights.
+    public var sampleWeights: WeightPrecision = .fp32
     public var seed: UInt64 = 123
     public init(model: ModelConfig) { self.model = model }
 }
@@ -157,6 +159,7 @@ public enum Benchmark {
         for K in cfg.sampleStreams {
             let sm = CharRNNModel(config: cfg.model, maxT: 1, maxB: K)
             sm.params.ptr.update(from: model.params.ptr, count: model.layout.count)
+            sm.inferencePrecision = cfg.sampleWeights
             let sampler = Sampler(model: sm, vocabulary: vocab, options: SamplingOptions(temperature: 0.8), seed: cfg.seed, streams: K)
             let out = IntStorage(count: K)
             sampler.next(into: out.ptr)

@@ -31,6 +31,8 @@ struct BenchCommand: ParsableCommand {
     var sampleStreams: String = "1"
     @Option(help: "Precision of the sampler's packed weights: fp32 or bf16.")
     var weights: WeightPrecision = .fp32
+    @Flag(help: "Break the training step down by phase (input projection, recurrent products, gate kernels, decoder + softmax, weight gradients, optimizer, pool waits).")
+    var profile = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -59,6 +61,7 @@ struct BenchCommand: ParsableCommand {
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
         cfg.sampleWeights = weights
+        cfg.profile = profile
         let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
@@ -74,6 +77,20 @@ struct BenchCommand: ParsableCommand {
         for f in r.sampleStreams {
             print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8, %@ weights)",
                          f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream, weights.rawValue))
+        }
+        if let prof = r.profileMsPerIter {
+            let mean = 1e3 * Double(cfg.seq * cfg.batch) / r.trainTokensPerSec
+            var covered = 0.0
+            print(String(format: "profile (ms per iteration, mean %.2f):", mean))
+            func row(_ name: String, _ ms: Double) {
+                print("  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f  %5.1f%%", ms, 100 * ms / mean))
+            }
+            for ph in ProfilePhase.allCases {
+                let ms = prof[ph.name] ?? 0
+                covered += ms
+                row(ph.name, ms)
+            }
+            row("other (packing, copies, dropout)", mean - covered)
         }
         print(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
         if let a = r.trainAllocations, let b = r.sampleAllocations {

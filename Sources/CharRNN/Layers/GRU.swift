@@ -35,16 +35,19 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
         hT.update(from: h.ptr + T * BH, count: BH)
     }
 
-    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) {
+    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
         let BH = B * H, BG = B * G
         let bIH = p + params.bIH.offset, bHH = p + params.bHH.offset
         let gx = gx.ptr, gh = gh.ptr, h = h.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        var probe = timed ? Profiler.start() : Profiler.idle
         for t in 0..<T {
             // gh[t] = h[t-1] · W_hhᵀ   (this part's streams only)
             packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G, accumulate: false)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
             gruForwardKernel(gx: gx + t * BG + og, gh: gh + t * BG + og, bIH: bIH, bHH: bHH,
                              hPrev: h + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
+            if timed { probe = Profiler.stop(.gates, probe) }
         }
     }
 
@@ -60,16 +63,19 @@ public final class GRULayer: RecurrentLayer, @unchecked Sendable {
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }
 
-    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
         let BH = B * H, BG = B * G
         let gx = gx.ptr, gh = gh.ptr, h = h.ptr, dh = dhNext.ptr, dGx = dGx.ptr, dGh = dGh.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        var probe = timed ? Profiler.start() : Profiler.idle
         for t in stride(from: T - 1, through: 0, by: -1) {
             // writes dGx[t], dGh[t] and the direct part dhNext = dh ⊙ z
             gruBackwardKernel(gates: gx + t * BG + og, gh: gh + t * BG + og, hPrev: h + t * BH + oh, dy: dy + t * BH + oh,
                               dh: dh + oh, dGx: dGx + t * BG + og, dGh: dGh + t * BG + og, rows: nb, H: H)
+            if timed { probe = Profiler.stop(.gates, probe) }
             // forward: gh[t] = h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] += dGh[t] · W_hh
             packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: true)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
         }
     }
 

@@ -39,16 +39,19 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
         cT!.update(from: c.ptr + T * BH, count: BH)
     }
 
-    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) {
+    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
         let BH = B * H, BG = B * G
         let gx = gx.ptr, h = h.ptr, c = c.ptr, tanhC = tanhC.ptr, bias = biasSum.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        var probe = timed ? Profiler.start() : Profiler.idle
         for t in 0..<T {
             let gt = gx + t * BG + og
             // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
             packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gt, ldc: G, accumulate: true)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
             lstmForwardKernel(gates: gt, bias: bias, cPrev: c + t * BH + oh, c: c + (t + 1) * BH + oh,
                               tanhC: tanhC + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
+            if timed { probe = Profiler.stop(.gates, probe) }
         }
     }
 
@@ -64,15 +67,18 @@ public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }
 
-    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
         let BH = B * H, BG = B * G
         let gx = gx.ptr, c = c.ptr, tanhC = tanhC.ptr, dA = dGx.ptr, dh = dhNext.ptr, dc = dcNext.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        var probe = timed ? Profiler.start() : Profiler.idle
         for t in stride(from: T - 1, through: 0, by: -1) {
             lstmBackwardKernel(gates: gx + t * BG + og, cPrev: c + t * BH + oh, tanhC: tanhC + t * BH + oh,
                                dy: dy + t * BH + oh, dh: dh + oh, dc: dc + oh, dA: dA + t * BG + og, rows: nb, H: H)
+            if timed { probe = Profiler.stop(.gates, probe) }
             // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
             packedGemm(m: nb, a: dA + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: false)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
         }
     }
 

@@ -21,15 +21,18 @@ public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
         hT.update(from: h.ptr + T * BH, count: BH)
     }
 
-    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) {
+    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
         let BH = B * H
         let gx = gx.ptr, h = h.ptr, bias = biasSum.ptr
         let nb = r.count, o = r.lowerBound * H
+        var probe = timed ? Profiler.start() : Profiler.idle
         for t in 0..<T {
             let gt = gx + t * BH + o
             // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
             packedGemm(m: nb, a: h + t * BH + o, lda: H, b: whhT, c: gt, ldc: H, accumulate: true)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
             rnnForwardKernel(pre: gt, bias: bias, h: h + (t + 1) * BH + o, rows: nb, H: H)
+            if timed { probe = Profiler.stop(.gates, probe) }
         }
     }
 
@@ -43,14 +46,17 @@ public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }
 
-    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
         let BH = B * H
         let h = h.ptr, dh = dhNext.ptr, dA = dGx.ptr
         let nb = r.count, o = r.lowerBound * H
+        var probe = timed ? Profiler.start() : Profiler.idle
         for t in stride(from: T - 1, through: 0, by: -1) {
             rnnBackwardKernel(h: h + (t + 1) * BH + o, dy: dy + t * BH + o, dh: dh + o, dA: dA + t * BH + o, rows: nb, H: H)
+            if timed { probe = Profiler.stop(.gates, probe) }
             // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
             packedGemm(m: nb, a: dA + t * BH + o, lda: H, b: whhP, c: dh + o, ldc: H, accumulate: false)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
         }
     }
 

@@ -90,6 +90,8 @@ public class RecurrentLayer: @unchecked Sendable {
 
     /// gx (T·B, G) = x · W_ihᵀ (dense) or gx[r] = W_ihᵀ[token r] (one-hot). Writes gx.
     final func projectInput(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>) {
+        let probe = Profiler.start()
+        defer { Profiler.stop(.inputProjection, probe) }
         let rows = T * B
         switch x {
         case .dense(let xd):
@@ -115,6 +117,8 @@ public class RecurrentLayer: @unchecked Sendable {
     /// After the time loop: weight and bias gradients (accumulate) and dx (written, when given).
     final func accumulateGradients(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                                    ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        let probe = Profiler.start()
+        defer { Profiler.stop(.weightGradients, probe) }
         let rows = T * B
         let dGh = dGhPtr
         // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  dW_hh += dGhᵀ · h[0..<T]
@@ -194,10 +198,11 @@ public class RecurrentLayer: @unchecked Sendable {
         }
     }
 
-    /// Forward time loop over the streams `rows` (weights already packed, caches' slot 0 filled).
-    func forwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>) { preconditionFailure("abstract") }
-    /// Backward time loop over the streams `rows` (dhNext/dcNext rows zeroed, W_hh packed).
-    func backwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>) { preconditionFailure("abstract") }
+    /// Forward time loop over the streams `rows` (weights already packed, caches' slot 0 filled);
+    /// `timed`: feed the profiler (part 0 only).
+    func forwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) { preconditionFailure("abstract") }
+    /// Backward time loop over the streams `rows` (dhNext/dcNext rows zeroed, W_hh packed); `timed` as forward.
+    func backwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) { preconditionFailure("abstract") }
 
     final func checkShape(T: Int, B: Int) {
         precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB, "minibatch (\(T), \(B)) exceeds workspace (\(maxT), \(maxB))")
@@ -237,6 +242,7 @@ private struct TimeLoopJob {
     let layer: Unmanaged<RecurrentLayer>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?, parts: Int
     func run(part: Int) {
         let l = layer.takeUnretainedValue(), r = slice(B, part: part, of: parts)
-        if let dy { l.backwardRows(r, T: T, B: B, p: p, dy: dy) } else { l.forwardRows(r, T: T, B: B, p: p) }
+        // part 0 runs on the calling thread: the only one that feeds the profiler
+        if let dy { l.backwardRows(r, T: T, B: B, p: p, dy: dy, timed: part == 0) } else { l.forwardRows(r, T: T, B: B, p: p, timed: part == 0) }
     }
 }

@@ -115,7 +115,9 @@ public final class CharRNNModel: @unchecked Sendable {
         let drop = training && config.dropout > 0
         var input: LayerInput
         if let embedding, let embOut {
+            let probe = Profiler.start()
             embedding.forward(ids: x, rows: N, p: p, out: embOut.ptr)
+            Profiler.stop(.inputProjection, probe)
             input = .dense(embOut.ptr)
         } else {
             input = .tokens(x)
@@ -164,7 +166,9 @@ public final class CharRNNModel: @unchecked Sendable {
         let p = UnsafePointer(params.ptr), g = grads.ptr
         let drop = config.dropout > 0
         let L = layers.count
+        let probe = Profiler.start()
         let loss = output.trainLoss(x: top, targets: y, rows: N, p: p, g: g, ones: ones.ptr, dx: dy[L - 1].ptr)
+        Profiler.stop(.output, probe)
         for k in stride(from: L - 1, through: 0, by: -1) {
             // dropout: out = h ⊙ mask  ⇒  dh = dout ⊙ mask
             if drop { Dropout.apply(dy[k].ptr, mask: masks[k].ptr, out: dy[k].ptr, n: N * H) }
@@ -180,7 +184,11 @@ public final class CharRNNModel: @unchecked Sendable {
             }
             layers[k].backward(input, dy: dy[k].ptr, T: T, B: B, p: p, g: g, ones: ones.ptr, dx: dx)
         }
-        if let embedding, let dEmb { embedding.backward(ids: x, rows: N, dout: dEmb.ptr, g: g) }
+        if let embedding, let dEmb {
+            let probe = Profiler.start()
+            embedding.backward(ids: x, rows: N, dout: dEmb.ptr, g: g)
+            Profiler.stop(.inputProjection, probe)
+        }
         return loss
     }
 }

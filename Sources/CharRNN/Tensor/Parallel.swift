@@ -67,7 +67,9 @@ public final class WorkerPool: @unchecked Sendable {
             if worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) { worker.wake.signal() }
         }
         work(context, 0)
+        let waitStart = Profiler.now()
         while remaining.load(ordering: .acquiring) != 0 { spinPause() }
+        Profiler.add(.poolWait, since: waitStart)
         task = nil
         self.context = nil
     }

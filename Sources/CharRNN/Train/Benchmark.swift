@@ -19,6 +19,8 @@ public struct BenchConfig: Sendable {
     public var sampleStreams = [1]
     /// Precision of the sampler's packed weights.
     public var sampleWeights: WeightPrecision = .fp32
+    /// Time the phases of the training step (the probes cost about 1%).
+    public var profile = false
     public var seed: UInt64 = 123
     public init(model: ModelConfig) { self.model = model }
 }
@@ -42,6 +44,8 @@ public struct BenchResult: Sendable, Codable {
     /// process runs with scripts/malloc-count.c preloaded.
     public var trainAllocations: Int?
     public var sampleAllocations: Int?
+    /// With `BenchConfig.profile`: ms per timed iteration spent in each phase (Tensor/Profile.swift).
+    public var profileMsPerIter: [String: Double]?
 }
 
 /// Sampling speed with K streams in one batched step.
@@ -115,6 +119,7 @@ public enum Benchmark {
     public static func run(_ cfg: BenchConfig, tokens: [Int32], threads: Int) -> BenchResult {
         let T = cfg.seq, B = cfg.batch, N = T * B
         let model = CharRNNModel(config: cfg.model, maxT: T, maxB: B)
+        Profiler.enabled = cfg.profile
         var rng = Xoshiro256(seed: cfg.seed)
         model.initialize(rng: &rng)
         let opt = Optimizer(kind: .rmsprop, count: model.layout.count)
@@ -127,7 +132,7 @@ public enum Benchmark {
         var col = 0
         var allocStart: Int? = nil
         for it in 0..<(cfg.warmup + cfg.iters) {
-            if it == cfg.warmup { allocStart = MallocCounter.count }
+            if it == cfg.warmup { allocStart = MallocCounter.count; Profiler.reset() }
             // stream b reads tokens [b·span + col, …), time-major
             if col + T >= span { col = 0 }
             for t in 0..<T {
@@ -139,13 +144,17 @@ public enum Benchmark {
             col += T
             let t0 = DispatchTime.now().uptimeNanoseconds
             loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: state, rng: &rng)
+            let probe = Profiler.start()
             let norm = GradientClip.norm(model.grads.ptr, count: model.layout.count)
             GradientClip.apply(model.grads.ptr, count: model.layout.count, mode: .norm, clip: 5, norm: norm)
             opt.step(params: model.params.ptr, grads: model.grads.ptr, lr: 2e-3)
+            Profiler.stop(.optimizer, probe)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             if it >= cfg.warmup { times.append(dt) }
         }
         let trainAllocs = allocStart.flatMap { a in MallocCounter.count.map { $0 - a } }
+        let phases = Profiler.enabled ? Profiler.snapshot() : [:]
+        Profiler.enabled = false
         let trainRSS = peakRSSMB()
         let total = times.reduce(0, +)
         let tps = Double(N * times.count) / total
@@ -179,6 +188,7 @@ public enum Benchmark {
                            msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
                            sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
                            sampleTokensPerSec: figures.first.map(\.perStream) ?? 0, sampleStreams: figures, peakRSSMB: trainRSS, loss: loss,
-                           trainAllocations: trainAllocs, sampleAllocations: sampleAllocs)
+                           trainAllocations: trainAllocs, sampleAllocations: sampleAllocs,
+                           profileMsPerIter: cfg.profile ? Dictionary(uniqueKeysWithValues: phases.map { ($0.key.name, $0.value * 1e3 / Double(times.count)) }) : nil)
     }
 }

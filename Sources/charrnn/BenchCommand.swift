@@ -78,6 +78,11 @@ struct BenchCommand: ParsableCommand {
             print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8, %@ weights)",
                          f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream, weights.rawValue))
         }
+        if r.sampleWeightGBs > 0 {
+            print(String(format: "weights: %.1f MB per sampled token (%@) → %.1f GB/s at one stream; read probe over %.1f MB: %.1f GB/s (%.0f%%)",
+                         r.sampleWeightBytesPerToken / 1e6, weights.rawValue, r.sampleWeightGBs, r.sampleWeightBytesPerToken / 1e6,
+                         r.readProbeGBs, 100 * r.sampleWeightGBs / r.readProbeGBs))
+        }
         if let prof = r.profileMsPerIter {
             let mean = 1e3 * Double(cfg.seq * cfg.batch) / r.trainTokensPerSec
             var covered = 0.0

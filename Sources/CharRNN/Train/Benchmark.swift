@@ -44,6 +44,12 @@ public struct BenchResult: Sendable, Codable {
     /// process runs with scripts/malloc-count.c preloaded.
     public var trainAllocations: Int?
     public var sampleAllocations: Int?
+    /// Bytes of packed weights one sampling step streams per stream at batch 1 (matrices only),
+    /// and the rate that gives at the one-stream sampling speed, against a read-bandwidth probe of
+    /// the same number of bytes on the same cores in the same run (GB/s = 1e9 bytes/s).
+    public var sampleWeightBytesPerToken: Double
+    public var sampleWeightGBs: Double
+    public var readProbeGBs: Double
     /// With `BenchConfig.profile`: ms per timed iteration spent in each phase (Tensor/Profile.swift).
     public var profileMsPerIter: [String: Double]?
 }
@@ -98,6 +104,28 @@ public enum Benchmark {
         }
         times.sort()
         return 2 * pow(Double(n), 3) / times[times.count / 2] / 1e9
+    }
+
+    /// Read bandwidth in GB/s over a buffer of `bytes`, each of the pool's cores summing its own slice
+    /// (median of 9 passes after one warm-up): what a memory-bound sampling step can reach.
+    public static func readBandwidthGBs(bytes: Int) -> Double {
+        let n = max(vecWidth, bytes / 4)
+        let buf = Storage(count: n)
+        for i in 0..<n { buf.ptr[i] = Float(i & 7) }
+        let pool = WorkerPool.shared
+        let parts = pool.width
+        let sums = Storage(count: parts * 16)
+        var times: [Double] = []
+        for r in 0...9 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            pool.run(parts: parts, with: ReadJob(buf: buf.ptr, n: n, sums: sums.ptr, parts: parts)) {
+                $0.assumingMemoryBound(to: ReadJob.self).pointee.run(part: $1)
+            }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if r > 0 { times.append(dt) }
+        }
+        times.sort()
+        return Double(n * 4) / times[times.count / 2] / 1e9
     }
 
     /// Peak resident set size of this process so far, in MB.
@@ -180,6 +208,9 @@ public enum Benchmark {
             figures.append(SampleFigure(streams: K, tokensPerSec: Double(cfg.sampleLength * K) / sampleSecs))
         }
 
+        let weightBytes = NetworkSpec(cfg.model).forwardMACsPerToken() * (cfg.sampleWeights == .bf16 ? 2 : 4)
+        let probe = readBandwidthGBs(bytes: Int(weightBytes))
+        let oneStream = figures.first { $0.streams == 1 }?.tokensPerSec ?? 0
         let sgemmPeak = withOpenBLASThreads(threads) { sgemmGFLOPS() }
         let achieved = flopsIter * Double(times.count) / total / 1e9
         return BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
@@ -189,6 +220,24 @@ public enum Benchmark {
                            sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
                            sampleTokensPerSec: figures.first.map(\.perStream) ?? 0, sampleStreams: figures, peakRSSMB: trainRSS, loss: loss,
                            trainAllocations: trainAllocs, sampleAllocations: sampleAllocs,
+                           sampleWeightBytesPerToken: weightBytes, sampleWeightGBs: weightBytes * oneStream / 1e9, readProbeGBs: probe,
                            profileMsPerIter: cfg.profile ? Dictionary(uniqueKeysWithValues: phases.map { ($0.key.name, $0.value * 1e3 / Double(times.count)) }) : nil)
+    }
+}
+
+/// One core's slice of the read-bandwidth probe: a 16-lane sum, four accumulators (allocation-free pool job).
+private struct ReadJob {
+    let buf: UnsafePointer<Float>, n: Int, sums: UnsafeMutablePointer<Float>, parts: Int
+    func run(part: Int) {
+        let r = slice(n / vecWidth, part: part, of: parts)
+        var a = Vec(), b = Vec(), c = Vec(), d = Vec()
+        var i = r.lowerBound
+        while i + 4 <= r.upperBound {
+            let p = buf + i * vecWidth
+            a += vload(p); b += vload(p + 16); c += vload(p + 32); d += vload(p + 48)
+            i += 4
+        }
+        while i < r.upperBound { a += vload(buf + i * vecWidth); i += 1 }
+        sums[part * 16] = (a + b + c + d).sum()
     }
 }

@@ -4,8 +4,9 @@
 // state carried from the previous minibatch, not back-propagated through) → global grad norm →
 // stop on NaN/Inf → clip → optimizer step. At each epoch end, after --lr-decay-after epochs, the
 // learning rate is multiplied by --lr-decay (char-rnn). Every --eval-every iterations, at each
-// epoch end and at the last iteration: validation over the whole val split (state reset at its
-// start and carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
+// epoch end and at the last iteration: validation over the val split's first `valBatches`
+// minibatches (--val-tokens; the whole split by default on small corpora; state reset at its start and
+// carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
 // checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
 
@@ -137,16 +138,30 @@ public final class Trainer {
 
     // MARK: - Validation
 
-    /// Mean cross-entropy over the whole val split (state reset at its start, carried across it).
+    /// Minibatches each validation runs: the first `valBatches` of the val split (`Batches.valBatches`
+    /// for the run's `valTokens`), the same at every validation.
+    public var valBatches: Int { batches.valBatches(maxTokens: meta.train.valTokens) }
+
+    /// What a validation covers, for the set-up report.
+    public var validationSummary: String {
+        let m = valBatches, tokens = m * batches.batch * batches.seq, all = batches.nval * batches.batch * batches.seq
+        if m == batches.nval { return "validation: the whole val split, \(tokens) tokens (\(m) minibatches)" }
+        return String(format: "validation: the first %d of %d val minibatches, all %d streams: %d of %d tokens (%.1f%% of the split; --val-tokens all for the whole split)",
+                      m, batches.nval, batches.batch, tokens, all, 100 * Double(tokens) / Double(all))
+    }
+
+    /// Mean cross-entropy over the first `valBatches` minibatches of the val split (state reset at
+    /// their start, carried across them).
     public func validate() -> Double {
         let T = meta.train.seq, B = meta.train.batch
         evalState.reset()
         var total = 0.0
-        for k in 0..<batches.nval {
+        let m = valBatches
+        for k in 0..<m {
             batches.fill(.val, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
             total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: B, state: evalState)
         }
-        return total / Double(max(1, batches.nval))
+        return total / Double(max(1, m))
     }
 
     // MARK: - Loop

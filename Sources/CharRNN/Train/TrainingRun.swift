@@ -186,6 +186,7 @@ public struct TrainingRun {
         }
         RunContinuation.removeStaleTempFiles(runDir: trainer.runDir)
         WorkerPool.configure(threads: loaded.meta.train.threads)
+        report(.detail(trainer.validationSummary))
         report(.resuming(runDir: trainer.runDir, iteration: loaded.meta.progress.iteration, epoch: loaded.meta.epoch))
         return (plan, trainer)
     }
@@ -312,6 +313,7 @@ public struct TrainingRun {
 
     static func reportLayout(_ trainer: Trainer, report: (Event) -> Void) {
         let b = trainer.batches, t = trainer.meta.train, mc = trainer.model.config
+        report(.detail(trainer.validationSummary))
         report(.detail("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "
                        + "\(mc.parameterCount) parameters → \(trainer.runDir)"))

@@ -13,6 +13,9 @@ struct BenchCommand: ParsableCommand {
         FLOPs by formula: 3 × 2 × forward multiply-adds of every weight matrix; a one-hot gather counts
         zero), this machine's sgemm GFLOP/s on 2048³ with the same threads, their ratio, sampling
         tokens/s (temperature 0.8; --sample-streams K draws K samples in one batched step) and peak RSS.
+        Under mpirun -np N each process trains its block of the --batch streams and the gradients are
+        summed as in training: tokens/s is global, with the share of time in communication and the
+        bytes each process sends per iteration (rank 0 prints; it alone times sampling and sgemm).
         """)
 
     @Option(name: .customLong("model"), help: "Recurrent cell: lstm, gru or rnn.") var cell: CellKind = .lstm
@@ -44,6 +47,10 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        let group: MPIReducer?
+        do { group = try MPIReducer.launchedByMPIRun() } catch { printError("error: \(error)"); throw ExitCode.failure }
+        defer { group?.mpi.finalize() }
+        if let g = group, batch < g.size { printError("error: \(DistributedError.tooFewStreams(batch: batch, ranks: g.size))"); throw ExitCode.failure }
         threads.configure()
         var tokens: [Int32]
         var V = vocab
@@ -62,7 +69,8 @@ struct BenchCommand: ParsableCommand {
         cfg.sampleStreams = streamCounts ?? [1]
         cfg.sampleWeights = weights
         cfg.profile = profile
-        let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width)
+        let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width, group: group)
+        if (group?.rank ?? 0) != 0 { return }
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))
@@ -70,6 +78,10 @@ struct BenchCommand: ParsableCommand {
         }
         print(String(format: "%@ %d×%d embed %d vocab %d, seq %d batch %d, %d threads, %d parameters",
                      r.model, r.layers, r.hidden, r.embed, r.vocab, r.seq, r.batch, r.threads, r.params))
+        if let share = r.communicationShare, let bytes = r.bytesPerIteration {
+            print(String(format: "ranks:  %d processes (mpirun) × %d threads; tokens/s below is global; %.1f%% of iteration time in the gradient sum, %.2f MB sent per process per iteration",
+                         r.ranks, r.threads, 100 * share, Double(bytes) / 1e6))
+        }
         print(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%d iterations after %d warm-up)",
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
         print(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",

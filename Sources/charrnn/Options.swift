@@ -74,6 +74,8 @@ struct OptimizationOptions: ParsableArguments {
     var valFrac: Double = 0.05
     @Option(help: ArgumentHelp("Validate (and checkpoint) every N iterations, and at each epoch end.", valueName: "N"))
     var evalEvery: Int = 1000
+    @Option(help: ArgumentHelp("Validate on the first minibatches of the val split (every stream), at most N tokens (at least one minibatch), the same ones each time; all = the whole split. (default: \(trainDefaults.valTokens!))", valueName: "N|all"))
+    var valTokens: ValTokens?
     @Option(help: ArgumentHelp("Write a \(RunFolder.lossLogName) row every N iterations.", valueName: "N"))
     var logEvery: Int = 1
     @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run.")
@@ -84,12 +86,22 @@ struct OptimizationOptions: ParsableArguments {
         t.lrDecay = lrDecay; t.lrDecayAfter = lrDecayAfter; t.clip = clip; t.clipMode = clipMode
         t.trainFrac = trainFrac; t.valFrac = valFrac; t.evalEvery = evalEvery; t.logEvery = logEvery
         t.seed = seed
+        t.valTokens = valTokens.map(\.limit) ?? trainDefaults.valTokens
     }
 
     func validate() throws {
         var t = TrainConfig()
         apply(to: &t)
         if let p = t.problem { throw ValidationError(p) }
+    }
+}
+
+/// `--val-tokens N|all`.
+struct ValTokens: ExpressibleByArgument {
+    /// nil = the whole split.
+    var limit: Int?
+    init?(argument: String) {
+        if argument == "all" { limit = nil } else if let n = Int(argument), n >= 1 { limit = n } else { return nil }
     }
 }
 

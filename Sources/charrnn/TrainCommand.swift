@@ -1,5 +1,9 @@
 // charrnn train — parses the flags into a `TrainingRun.Request`, shows the run's set-up events, then
 // drives `Trainer.run` with progress lines, Ctrl-C/SIGTERM handling and exit codes.
+// Under mpirun every rank runs this; rank 0 alone prints the set-up, progress and summary. An error
+// every rank meets together (`DistributedError`: a mismatch between ranks) is printed once, by rank 0,
+// and the ranks end MPI cleanly; any other error is printed by its rank ("rank r: error: …") and that
+// rank exits 1, which makes mpirun end the job.
 
 import ArgumentParser
 import CharRNN
@@ -47,12 +51,24 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        let group: MPIReducer?
+        do { group = try MPIReducer.launchedByMPIRun() } catch { printError("error: \(error)"); throw ExitCode.failure }
+        let root = (group?.rank ?? 0) == 0
+        let prefix = group.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
         SetupLog.hold()
-        do { try train() } catch let e as ValidationError { SetupLog.discard(); throw e } catch let e as ExitCode { SetupLog.release(); throw e } catch {
+        do { try train(group: group) } catch let e as ValidationError { SetupLog.discard(); throw e } catch let e as ExitCode {
+            SetupLog.release(); group?.mpi.finalize(); throw e
+        } catch let e as DistributedError {
             SetupLog.discard()
-            printError("error: \(error)")
+            if root { printError("error: \(e)") }
+            group?.mpi.finalize()
+            throw ExitCode.failure
+        } catch {
+            SetupLog.discard()
+            printError(prefix + "error: \(error)")
             throw ExitCode.failure
         }
+        group?.mpi.finalize()
     }
 
     /// The library's request for these flags.
@@ -73,12 +89,16 @@ struct TrainCommand: ParsableCommand {
         return TrainingRun.Request(mode: mode, corpus: corpus, train: t, outDir: out, name: name, tokenCache: cache.setting)
     }
 
-    func train() throws {
+    func train(group: MPIReducer?) throws {
+        let root = (group?.rank ?? 0) == 0
+        var request = self.request
+        request.group = group
         let setup: TrainingRun
         var bar: LoadProgressBar? = nil
         do {
             defer { bar?.finish() }
             setup = try TrainingRun(request) { event in
+                if !root { return }
                 if case let .loading(done, total) = event {
                     if bar == nil || done == 0 { bar?.finish(); bar = LoadProgressBar() }
                     bar?.update(done: done, total: total)
@@ -111,8 +131,9 @@ struct TrainCommand: ParsableCommand {
             let at = Set(spec.split(separator: ",").compactMap { Int($0) })
             trainer.gradientFault = { it, g in if at.contains(it) { g[0] = .nan } }
         }
-        let summary = try trainer.run { progress.handle($0) }
+        let summary = try trainer.run { if root { progress.handle($0) } }
         progress.finish()
+        if !root { if summary.interrupted { throw ExitCode(Interrupt.exitCode) } else { return } }
         if summary.interrupted {
             printError("interrupted at iteration \(summary.iterations); saved \(trainer.latestPath)")
             printError("resume with: charrnn train --resume \(trainer.runDir)")

@@ -9,7 +9,11 @@
 // - nbatches = N / (B·T). test_frac = max(0, 1 − (train_frac + val_frac)), treated as 0 when below 1e-9.
 //   ntrain = floor(nbatches·train_frac); nval = nbatches − ntrain if test_frac is 0, else
 //   floor(nbatches·val_frac); ntest = the rest. Splits are consecutive: train, then val, then test.
-// - `fill` writes time-major (T, B) buffers: x[t·B + b] = input of stream b at column k·T + t.
+// - `fill` writes time-major (T, B) buffers: x[t·B + b] = input of stream b at column k·T + t; a
+//   process of a data-parallel run fills only its block of streams (`streams:`), x[t·Bᵣ + b − b₀].
+// - Bounded validation (`valBatches(maxTokens:)`): the first m = min(nval, max(1, ⌊maxTokens/(B·T)⌋))
+//   minibatches of the val split, every stream. It is a prefix of the full pass over the split, so
+//   the state carried from one of its minibatches to the next is the one the full pass carries.
 // Caches nothing; reads the corpus' ids directly.
 
 /// The train/val/test minibatch layout of a corpus.
@@ -101,6 +105,13 @@ public struct Batches: Sendable {
         }
     }
 
+    /// Minibatches of the bounded validation: the first m = min(nval, max(1, ⌊maxTokens / (B·T)⌋)) of
+    /// the val split (all B streams, consecutive, so the carried state is the full pass's); nil = all.
+    public func valBatches(maxTokens: Int?) -> Int {
+        guard let maxTokens else { return nval }
+        return min(nval, max(1, maxTokens / (batch * seq)))
+    }
+
     /// Writes minibatch `index` of `split`, time-major.
     /// - Parameters:
     ///   - split: train, val or test.
@@ -116,6 +127,37 @@ public struct Batches: Sendable {
         let B = batch, T = seq
         let k = offset(split) + index
         corpus.store.run(FillBatch(B: B, T: T, N: N, k: k, x: x, y: y))
+    }
+
+    /// Writes the block `streams` (b₀..<b₁ of the B streams) of minibatch `index` of `split`, time-major:
+    /// x[t·Bᵣ + b − b₀] for Bᵣ = b₁ − b₀, the same tokens `fill(_:index:corpus:x:y:)` puts in those columns.
+    public func fill(_ split: Split, index: Int, corpus: Corpus, streams: Range<Int>,
+                     x: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Int32>) {
+        precondition(index >= 0 && index < count(split), "minibatch \(index) out of range for \(split)")
+        precondition(streams.lowerBound >= 0 && streams.upperBound <= batch && !streams.isEmpty, "streams \(streams) out of 0..<\(batch)")
+        let N = usedTokens
+        precondition(corpus.count >= N, "corpus has \(corpus.count) tokens, layout needs \(N)")
+        corpus.store.run(FillStreams(B: batch, T: seq, N: N, k: offset(split) + index, streams: streams, x: x, y: y))
+    }
+}
+
+/// Streams b₀..<b₁ of minibatch k: x[t·Bᵣ + b − b₀] = ids[b·N/B + k·T + t], y the id after it.
+private struct FillStreams: IDLoop {
+    let B: Int, T: Int, N: Int, k: Int
+    let streams: Range<Int>
+    let x: UnsafeMutablePointer<Int32>   // (T, Bᵣ) written (=)
+    let y: UnsafeMutablePointer<Int32>   // (T, Bᵣ) written (=)
+
+    func run<ID: TokenID>(_ ids: UnsafeMutableBufferPointer<ID>) {
+        let rowLength = N / B, Br = streams.count
+        for b in streams {
+            let start = b * rowLength + k * T
+            for t in 0..<T {
+                let i = start + t
+                x[t * Br + b - streams.lowerBound] = Int32(truncatingIfNeeded: ids[i])
+                y[t * Br + b - streams.lowerBound] = Int32(truncatingIfNeeded: ids[i + 1 < N ? i + 1 : 0])
+            }
+        }
     }
 }
 

@@ -5,6 +5,10 @@
 // layer, V·H for the decoder (an adaptive softmax: its head, and each tail weighted by the share of
 // the timed tokens that fall in it) — and training counts 3 × 2 × that (forward, plus two GEMMs per
 // matrix in backward). Sampling is timed for each count of streams in `sampleStreams`.
+// Data-parallel (under mpirun, `group`): each rank trains its block of the B streams and the gradients
+// are summed as in `Trainer` (Train/Distributed.swift); tokens/s is global (T·B per iteration), the
+// communication share is the time in the gradient sum over the iteration time, and rank 0 alone
+// times the sampler and sgemm afterwards (the other ranks skip them).
 
 import Foundation
 
@@ -52,6 +56,10 @@ public struct BenchResult: Sendable, Codable {
     public var readProbeGBs: Double
     /// With `BenchConfig.profile`: ms per timed iteration spent in each phase (Tensor/Profile.swift).
     public var profileMsPerIter: [String: Double]?
+    /// Data-parallel: processes, share of iteration time spent summing gradients, bytes each rank sends per iteration.
+    public var ranks: Int = 1
+    public var communicationShare: Double? = nil
+    public var bytesPerIteration: Int? = nil
 }
 
 /// Sampling speed with K streams in one batched step.
@@ -144,15 +152,17 @@ public enum Benchmark {
     /// Runs training iterations on `tokens` (time-major minibatches cut from it in order), then the
     /// sampler, then sgemm 2048³ with OpenBLAS's own threads, and reports speed. Peak RSS is read
     /// right after training, before the sampler and the sgemm buffers exist.
-    public static func run(_ cfg: BenchConfig, tokens: [Int32], threads: Int) -> BenchResult {
+    public static func run(_ cfg: BenchConfig, tokens: [Int32], threads: Int, group: (any GradientReducer)? = nil) -> BenchResult {
         let T = cfg.seq, B = cfg.batch, N = T * B
-        let model = CharRNNModel(config: cfg.model, maxT: T, maxB: B)
+        let streams = group?.streams(of: B) ?? 0..<B, Br = streams.count
+        let model = CharRNNModel(config: cfg.model, maxT: T, maxB: Br)
         Profiler.enabled = cfg.profile
         var rng = Xoshiro256(seed: cfg.seed)
         model.initialize(rng: &rng)
         let opt = Optimizer(kind: .rmsprop, count: model.layout.count)
-        let state = RecurrentState(config: cfg.model, batch: B)
-        let x = IntStorage(count: N), y = IntStorage(count: N)
+        let state = RecurrentState(config: cfg.model, batch: Br)
+        let x = IntStorage(count: T * Br), y = IntStorage(count: T * Br)
+        var commSeconds = 0.0
         let span = max(1, tokens.count / B - 1)
         var times: [Double] = []
         times.reserveCapacity(cfg.iters)
@@ -164,14 +174,20 @@ public enum Benchmark {
             // stream b reads tokens [b·span + col, …), time-major
             if col + T >= span { col = 0 }
             for t in 0..<T {
-                for b in 0..<B {
-                    x.ptr[t * B + b] = tokens[b * span + col + t]
-                    y.ptr[t * B + b] = tokens[b * span + col + t + 1]
+                for b in streams {
+                    x.ptr[t * Br + b - streams.lowerBound] = tokens[b * span + col + t]
+                    y.ptr[t * Br + b - streams.lowerBound] = tokens[b * span + col + t + 1]
                 }
             }
             col += T
             let t0 = DispatchTime.now().uptimeNanoseconds
-            loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: state, rng: &rng)
+            loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: state, rng: &rng)
+            if let group {
+                let c0 = DispatchTime.now().uptimeNanoseconds
+                if Br != B { scal(n: model.layout.count, alpha: Float(Br) / Float(B), x: model.grads.ptr) }
+                group.sumInRankOrder(model.grads.ptr, count: model.layout.count)
+                if it >= cfg.warmup { commSeconds += Double(DispatchTime.now().uptimeNanoseconds - c0) / 1e9 }
+            }
             let probe = Profiler.start()
             let norm = GradientClip.norm(model.grads.ptr, count: model.layout.count)
             GradientClip.apply(model.grads.ptr, count: model.layout.count, mode: .norm, clip: 5, norm: norm)
@@ -183,6 +199,7 @@ public enum Benchmark {
         let trainAllocs = allocStart.flatMap { a in MallocCounter.count.map { $0 - a } }
         let phases = Profiler.enabled ? Profiler.snapshot() : [:]
         Profiler.enabled = false
+        if let group { loss = group.gather([loss * Double(Br) / Double(B)]).reduce(0, +) }
         let trainRSS = peakRSSMB()
         let total = times.reduce(0, +)
         let tps = Double(N * times.count) / total
@@ -193,7 +210,7 @@ public enum Benchmark {
         let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map { String(UnicodeScalar(UInt32(0x4E00 + $0))!) })
         var figures: [SampleFigure] = []
         var sampleAllocs: Int? = nil
-        for K in cfg.sampleStreams {
+        for K in (group?.rank ?? 0) == 0 ? cfg.sampleStreams : [] {
             let sm = CharRNNModel(config: cfg.model, maxT: 1, maxB: K)
             sm.params.ptr.update(from: model.params.ptr, count: model.layout.count)
             sm.inferencePrecision = cfg.sampleWeights
@@ -211,9 +228,9 @@ public enum Benchmark {
         let weightBytes = NetworkSpec(cfg.model).forwardMACsPerToken() * (cfg.sampleWeights == .bf16 ? 2 : 4)
         let probe = readBandwidthGBs(bytes: Int(weightBytes))
         let oneStream = figures.first { $0.streams == 1 }?.tokensPerSec ?? 0
-        let sgemmPeak = withOpenBLASThreads(threads) { sgemmGFLOPS() }
+        let sgemmPeak = (group?.rank ?? 0) == 0 ? withOpenBLASThreads(threads) { sgemmGFLOPS() } : 0
         let achieved = flopsIter * Double(times.count) / total / 1e9
-        return BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
+        var result = BenchResult(model: cfg.model.cell.rawValue, layers: cfg.model.layers, hidden: cfg.model.hidden, embed: cfg.model.embed,
                            vocab: cfg.model.vocabSize, seq: T, batch: B, threads: threads, params: cfg.model.parameterCount,
                            trainTokensPerSec: tps, msPerIterMin: sorted.first! * 1e3, msPerIterMedian: sorted[sorted.count / 2] * 1e3,
                            msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
@@ -222,6 +239,13 @@ public enum Benchmark {
                            trainAllocations: trainAllocs, sampleAllocations: sampleAllocs,
                            sampleWeightBytesPerToken: weightBytes, sampleWeightGBs: weightBytes * oneStream / 1e9, readProbeGBs: probe,
                            profileMsPerIter: cfg.profile ? Dictionary(uniqueKeysWithValues: phases.map { ($0.key.name, $0.value * 1e3 / Double(times.count)) }) : nil)
+        if let group {
+            let P = model.layout.count, n = group.size
+            result.ranks = n
+            result.communicationShare = commSeconds / total
+            result.bytesPerIteration = 2 * (n - 1) * ((P + n - 1) / n) * 4
+        }
+        return result
     }
 }
 

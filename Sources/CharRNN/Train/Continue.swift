@@ -118,7 +118,7 @@ extension Trainer {
     /// `dropout` replacing its dropout when given; `corpus` must use the checkpoint's vocabulary.
     /// - Throws: `TrainError.notEncodedWithCheckpointVocabulary`, and what `init(corpus:…)` throws.
     public convenience init(initFrom source: FineTuneSource, corpus: Corpus, corpusInfo: CorpusInfo,
-                            train: TrainConfig, dropout: Float?, runDir: String) throws {
+                            train: TrainConfig, dropout: Float?, runDir: String, group: (any GradientReducer)? = nil) throws {
         let checkpoint = source.checkpoint
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
             throw TrainError.notEncodedWithCheckpointVocabulary(checkpoint: checkpoint.path)
@@ -127,7 +127,7 @@ extension Trainer {
         if let dropout { config.dropout = dropout }     // dropout has no parameters: same layout
         // The fresh init draws the initial weights from the seed (the RNG then drives dropout exactly
         // as in a fresh run); the checkpoint's weights replace them.
-        try self.init(corpus: corpus, corpusInfo: corpusInfo, model: config, train: train, runDir: runDir)
+        try self.init(corpus: corpus, corpusInfo: corpusInfo, model: config, train: train, runDir: runDir, group: group)
         model.params.ptr.update(from: source.weights.params.ptr, count: model.layout.count)
         meta.extra[RunContinuation.initFromKey] = checkpoint.path
     }

@@ -28,6 +28,15 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var minCount: Int? = nil
     public var maxVocab: Int? = nil
     public var lossy: Bool? = nil
+    /// Validate on at most this many tokens of the val split (`Batches.valBatches`); nil = the whole
+    /// split (`--val-tokens all`, and every checkpoint written before the bound existed).
+    public var valTokens: Int? = TrainConfig.defaultValTokens
+
+    /// 250,000 tokens: a tenth of the tokens trained between two validations at the defaults
+    /// (--eval-every 1000 × --batch 50 × --seq 50), and a forward-only pass costs well under a training
+    /// step per token, so a validation stays under ~10% of training time; any split of up to 100
+    /// minibatches of 50×50 (tinyshakespeare's has 23) is still validated whole.
+    public static let defaultValTokens = 250_000
 
     /// How the corpus is decoded into tokens for this run.
     public var loadOptions: LoadOptions {
@@ -55,6 +64,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if trainFrac + valFrac > 1 + 1e-9 { return "--train-frac + --val-frac must not exceed 1" }
         if evalEvery < 1 { return "--eval-every must be at least 1" }
         if logEvery < 1 { return "--log-every must be at least 1" }
+        if let v = valTokens, v < 1 { return "--val-tokens must be at least 1 (or all)" }
         if threads < 0 { return "--threads must be 0 (all cores) or positive" }
         return nil
     }

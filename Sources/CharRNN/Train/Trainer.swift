@@ -4,10 +4,17 @@
 // state carried from the previous minibatch, not back-propagated through) → global grad norm →
 // stop on NaN/Inf → clip → optimizer step. At each epoch end, after --lr-decay-after epochs, the
 // learning rate is multiplied by --lr-decay (char-rnn). Every --eval-every iterations, at each
-// epoch end and at the last iteration: validation over the whole val split (state reset at its
-// start and carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
+// epoch end and at the last iteration: validation over the val split's first `valBatches`
+// minibatches (--val-tokens; the whole split by default on small corpora; state reset at its start and
+// carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
 // checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
+// Data-parallel (`group`, Train/Distributed.swift): this process computes its block `streams` of the B
+// streams on `localState`; after backward the gradient is scaled by Bᵣ/B and summed over the ranks in
+// rank order (identical bytes everywhere), so the norm, clipping and optimizer step are the same on
+// every rank; the loss and validation are weighted the same way; a stop request on any rank stops all
+// after the same iteration. Before each save the carried state of all B streams is gathered into
+// `trainState` and the weights hashes compared; rank 0 alone writes the loss log and checkpoints.
 
 import Foundation
 
@@ -36,13 +43,23 @@ public final class Trainer {
     public let batches: Batches
     public let model: CharRNNModel
     public let optimizer: Optimizer
+    /// The carried state of all B streams (what checkpoints hold; gathered before each save when data-parallel).
     public let trainState: RecurrentState
+    /// Validation state of this process's streams.
     public let evalState: RecurrentState
+    /// Data-parallel: the processes this one trains with (nil = alone) and its block of the B streams.
+    public let group: (any GradientReducer)?
+    public let streams: Range<Int>
+    /// The carried state of `streams` (trainState itself when alone).
+    let localState: RecurrentState
     public internal(set) var meta: CheckpointMeta
     public let runDir: String
     public let totalIterations: Int
     let x: IntStorage, y: IntStorage
-    var log: LossLog
+    /// Rank 0's (or the single process's); nil on the other ranks.
+    var log: LossLog?
+    /// Data-parallel: a stop request seen by any rank in the last iteration's exchange.
+    var stopAgreed = false
     /// Polled once per iteration; when it returns true the trainer saves latest and stops.
     public var shouldStop: () -> Bool = { false }
     /// --skip-nonfinite: a step whose loss or gradient norm is NaN/Inf is skipped (no update, the
@@ -62,7 +79,8 @@ public final class Trainer {
     /// A new run: initialises the model from `train.seed`.
     /// - Throws: `TrainError.config`, `.nothingToLearn`, `TextError.tooSmall` (layout), `CheckpointError`
     ///   (run folder), `LossLogError`.
-    public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String) throws {
+    public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
+                group: (any GradientReducer)? = nil) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
         if corpus.vocabulary.count < 2 {
             throw TrainError.nothingToLearn(file: corpusInfo.path, token: corpus.vocabulary.tokens.first.map { $0.debugDescription })
@@ -73,7 +91,7 @@ public final class Trainer {
         model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: train.batch)
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         trainState = RecurrentState(config: modelConfig, batch: train.batch)
-        evalState = RecurrentState(config: modelConfig, batch: train.batch)
+        (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: modelConfig, group: group)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -85,14 +103,14 @@ public final class Trainer {
         totalIterations = Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
         try Trainer.makeDirectory(runDir)
-        log = try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil)
+        log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
     }
 
     /// Continues the run restored in `point` (its run folder), bit for bit, on `corpus`. `newCorpus`
     /// (--allow-new-corpus) accepts a different corpus, already encoded with the checkpoint's
     /// vocabulary, and records it.
     /// - Throws: `TrainError.vocabularyMismatch`, `.corpusLengthMismatch`, `TextError.tooSmall`, `LossLogError`.
-    public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil) throws {
+    public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil, group: (any GradientReducer)? = nil) throws {
         let checkpoint = point.checkpoint, train = point.train
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
             throw TrainError.vocabularyMismatch(checkpoint: checkpoint.path, ours: corpus.vocabulary.count, theirs: checkpoint.meta.vocabulary.count)
@@ -106,7 +124,7 @@ public final class Trainer {
         model = point.model
         optimizer = point.optimizer
         trainState = point.state
-        evalState = RecurrentState(config: model.config, batch: train.batch)
+        (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: model.config, group: group)
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {
@@ -116,13 +134,26 @@ public final class Trainer {
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
-        log = try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration)
+        log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
     }
 
     /// Continues the run saved in `checkpoint` (its run folder), bit for bit: `ResumePoint` then
     /// `init(resume:corpus:newCorpus:)`. `maxIters`/`epochs` replace the stopping point when given.
     public convenience init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
         try self.init(resume: ResumePoint(checkpoint, maxIters: maxIters, epochs: epochs), corpus: corpus, newCorpus: newCorpus)
+    }
+
+    /// This process's streams, their carried state (copied from `full`) and validation state.
+    static func share(_ full: RecurrentState, config: ModelConfig, group: (any GradientReducer)?) throws
+        -> ((any GradientReducer)?, Range<Int>, RecurrentState, RecurrentState) {
+        let B = full.batch
+        guard let group else { return (nil, 0..<B, full, RecurrentState(config: config, batch: B)) }
+        guard B >= group.size else { throw DistributedError.tooFewStreams(batch: B, ranks: group.size) }
+        let streams = group.streams(of: B)
+        let local = RecurrentState(config: config, batch: streams.count)
+        let H = config.hidden
+        for (l, f) in zip(local.h + local.c, full.h + full.c) { l.ptr.update(from: f.ptr + streams.lowerBound * H, count: streams.count * H) }
+        return (group, streams, local, RecurrentState(config: config, batch: streams.count))
     }
 
     static func total(_ t: TrainConfig, ntrain: Int) -> Int {
@@ -137,16 +168,109 @@ public final class Trainer {
 
     // MARK: - Validation
 
-    /// Mean cross-entropy over the whole val split (state reset at its start, carried across it).
+    /// Minibatches each validation runs: the first `valBatches` of the val split (`Batches.valBatches`
+    /// for the run's `valTokens`), the same at every validation.
+    public var valBatches: Int { batches.valBatches(maxTokens: meta.train.valTokens) }
+
+    /// What a validation covers, for the set-up report.
+    public var validationSummary: String {
+        let m = valBatches, tokens = m * batches.batch * batches.seq, all = batches.nval * batches.batch * batches.seq
+        if m == batches.nval { return "validation: the whole val split, \(tokens) tokens (\(m) minibatches)" }
+        return String(format: "validation: the first %d of %d val minibatches, all %d streams: %d of %d tokens (%.1f%% of the split; --val-tokens all for the whole split)",
+                      m, batches.nval, batches.batch, tokens, all, 100 * Double(tokens) / Double(all))
+    }
+
+    /// Mean cross-entropy over the first `valBatches` minibatches of the val split (state reset at
+    /// their start, carried across them).
     public func validate() -> Double {
         let T = meta.train.seq, B = meta.train.batch
+        if let group { return validate(group: group, T: T, B: B) }
         evalState.reset()
         var total = 0.0
-        for k in 0..<batches.nval {
+        let m = valBatches
+        for k in 0..<m {
             batches.fill(.val, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
             total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: B, state: evalState)
         }
-        return total / Double(max(1, batches.nval))
+        return total / Double(max(1, m))
+    }
+
+    /// Data-parallel validation: each rank's streams, weighted Bᵣ/B, summed in rank order.
+    private func validate(group: any GradientReducer, T: Int, B: Int) -> Double {
+        evalState.reset()
+        let m = valBatches, Br = streams.count
+        var total = 0.0
+        for k in 0..<m {
+            batches.fill(.val, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
+            total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: Br, state: evalState) * Double(Br) / Double(B)
+        }
+        return group.gather([total]).reduce(0, +) / Double(max(1, m))
+    }
+
+    // MARK: - Data-parallel
+
+    /// Data-parallel start: every rank must run the same training and model config, vocabulary,
+    /// corpus (hash and length) and start from the same weights and progress; else every rank throws
+    /// the same `DistributedError.mismatch` naming the first rank and what differs. No-op when alone.
+    public func checkAgreement() throws {
+        guard let group else { return }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        func json<T: Encodable>(_ v: T) -> String { (try? enc.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "?" }
+        let items: [(String, String)] = [
+            ("training config", json(meta.train)),
+            ("model config", json(meta.model)),
+            ("vocabulary", json(meta.vocabulary.tokens) + (meta.vocabulary.unknownID.map { " unk \($0)" } ?? "")),
+            ("corpus", "\(corpus.count) tokens, hash \(meta.corpus.hash ?? "none")"),
+            ("start", "iteration \(meta.progress.iteration), weights hash \(String(weightsHash(model.params.ptr, count: model.layout.count), radix: 16))"),
+        ]
+        let mine = items.map { $0.1 }.joined(separator: "\u{0}")
+        let all = group.gatherBytes(Array(mine.utf8)).map { String(decoding: $0, as: UTF8.self).components(separatedBy: "\u{0}") }
+        for (r, theirs) in all.enumerated() where r > 0 {
+            for (i, item) in items.enumerated() where theirs.count != items.count || theirs[i] != all[0][i] {
+                let what: String
+                if i == 0, let a = try? JSONSerialization.jsonObject(with: Data(all[0][0].utf8)) as? [String: Any],
+                   let b = try? JSONSerialization.jsonObject(with: Data((theirs.first ?? "").utf8)) as? [String: Any] {
+                    let keys = Set(a.keys).union(b.keys).sorted().filter { "\(a[$0] ?? "-")" != "\(b[$0] ?? "-")" }
+                    what = "training config (" + keys.map { "\($0) \(b[$0].map { "\($0)" } ?? "-") vs \(a[$0].map { "\($0)" } ?? "-")" }.joined(separator: ", ") + ")"
+                } else if theirs.count == items.count, i >= 3 {
+                    what = "\(item.0) (\(theirs[i]) vs \(all[0][i]))"
+                } else {
+                    what = item.0
+                }
+                throw DistributedError.mismatch(rank: r, what: what)
+            }
+        }
+    }
+
+    /// Gathers the carried state of all B streams into `trainState` and compares the weights hashes.
+    private func gatherForSave(_ group: any GradientReducer) throws {
+        let H = model.config.hidden
+        let counts = (0..<group.size).map { group.streams(of: meta.train.batch, rank: $0).count * H }
+        for (l, f) in zip(localState.h + localState.c, trainState.h + trainState.c) { group.gatherBlocks(l.ptr, into: f.ptr, counts: counts) }
+        let h = weightsHash(model.params.ptr, count: model.layout.count)
+        let hashes = group.gather([Double(bitPattern: h)]).map(\.bitPattern)
+        let differ = hashes.indices.filter { hashes[$0] != hashes[0] }
+        if !differ.isEmpty { throw DistributedError.weightsDiverged(iteration: meta.progress.iteration, ranks: differ) }
+    }
+
+    /// One data-parallel step: this rank's forward/backward, then the global mean loss and gradient
+    /// (identical on every rank); also shares the stop requests.
+    private func distributedStep(_ group: any GradientReducer, index k: Int, T: Int, B: Int) -> Double {
+        let Br = streams.count, n = model.layout.count
+        batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
+        // dropout masks from a per-rank generator seeded from the run's (which advances once per step on
+        // every rank, so checkpoints agree); without dropout the run's generator is not touched
+        var rng = model.config.dropout > 0 ? Xoshiro256(seed: meta.progress.rng.next() ^ (UInt64(group.rank) &* 0x9E37_79B9_7F4A_7C15))
+                                           : Xoshiro256(seed: 0)
+        let local = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: localState, rng: &rng)
+        gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
+        let w = Double(Br) / Double(B)
+        if Br != B { scal(n: n, alpha: Float(w), x: model.grads.ptr) }
+        group.sumInRankOrder(model.grads.ptr, count: n)
+        let shared = group.gather([local * w, shouldStop() ? 1 : 0])
+        stopAgreed = stride(from: 1, to: shared.count, by: 2).contains { shared[$0] != 0 }
+        return stride(from: 0, to: shared.count, by: 2).reduce(0.0) { $0 + shared[$1] }
     }
 
     // MARK: - Loop
@@ -164,12 +288,19 @@ public final class Trainer {
         var rowTime = 0.0
         var consecutiveSkips = 0
         while meta.progress.iteration < totalIterations {
-            if shouldStop() { interrupted = true; break }
+            if group == nil ? shouldStop() : stopAgreed { interrupted = true; break }
             let k = meta.progress.iteration % ntrain
-            batches.fill(.train, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: trainState, rng: &meta.progress.rng)
-            gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
+            let t0: UInt64
+            let loss: Double
+            if let group {
+                t0 = DispatchTime.now().uptimeNanoseconds
+                loss = distributedStep(group, index: k, T: T, B: B)
+            } else {
+                batches.fill(.train, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
+                t0 = DispatchTime.now().uptimeNanoseconds
+                loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: trainState, rng: &meta.progress.rng)
+                gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
+            }
             let norm = GradientClip.norm(model.grads.ptr, count: n)
             if !(loss.isFinite && norm.isFinite) {
                 guard skipNonFinite, consecutiveSkips + 1 < maxConsecutiveSkips else {
@@ -183,7 +314,7 @@ public final class Trainer {
                 // Skip the update: parameters and moments stay as they were; the carried state may hold
                 // the non-finite values, so it restarts from zero. The data cursor moves on.
                 consecutiveSkips += 1; skippedSteps += 1
-                trainState.reset()
+                localState.reset()
                 meta.progress.iteration += 1
                 report(.skipped(it: meta.progress.iteration, loss: loss, gradNorm: norm, total: skippedSteps))
                 continue
@@ -207,7 +338,7 @@ public final class Trainer {
             report(.iteration(it: it, total: totalIterations, epoch: meta.epoch, loss: loss, lr: lrUsed, tokensPerSec: tps,
                               elapsed: meta.progress.elapsed))
             func logRow(valLoss: Double?) {
-                log.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: valLoss, lr: lrUsed, gradNorm: norm,
+                log?.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: valLoss, lr: lrUsed, gradNorm: norm,
                            tokensPerSec: tps, elapsed: meta.progress.elapsed)
                 rowTokens = 0; rowTime = 0
             }
@@ -253,6 +384,10 @@ public final class Trainer {
     /// kill between the two leaves latest at the previous save: the resumed run redoes this
     /// iteration and writes best again, instead of carrying a best loss whose file was never written.
     func save(improved: Bool) throws {
+        if let group {
+            try gatherForSave(group)
+            guard group.rank == 0 else { return }
+        }
         try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
                             state: trainState, meta: meta)
     }

@@ -50,6 +50,9 @@ public struct TrainingRun {
         /// The run folder's name (default: corpus name + timestamp). Not used on resume.
         public var name: String?
         public var tokenCache: TokenCache
+        /// Data-parallel: the processes this one trains with (mpirun); nil = alone. Every rank builds the
+        /// same run (rank 0's folder name), checks that they agree, and only rank 0 writes the folder.
+        public var group: (any GradientReducer)? = nil
 
         public init(mode: Mode, corpus: [String], train: TrainConfig = TrainConfig(), outDir: String = "checkpoints",
                     name: String? = nil, tokenCache: TokenCache = .beside) {
@@ -114,6 +117,7 @@ public struct TrainingRun {
         case let .initFrom(checkpoint, dropout):
             (plan, trainer) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
         }
+        try trainer.checkAgreement()
     }
 
     static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer) {
@@ -130,7 +134,7 @@ public struct TrainingRun {
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
         try checkMemory(corpus: c, config: mc, train: t, report: report)
-        let trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: runDir(r, corpusName: c.name))
+        let trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: runDir(r, corpusName: c.name), group: r.group)
         reportLayout(trainer, report: report)
         return (.fresh, trainer)
     }
@@ -165,27 +169,28 @@ public struct TrainingRun {
             if let change {
                 guard allowNewCorpus else { throw TrainError.corpusChanged(checkpoint: loaded.path, change: change) }
                 let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
-                trainer = try Trainer(resume: point, corpus: c, newCorpus: info)
+                trainer = try Trainer(resume: point, corpus: c, newCorpus: info, group: r.group)
                 plan = .newCorpus(path: path)
                 report(.continuingOnNewCorpus(path: path, tokens: c.count))
             } else if let c = decoded, c.vocabulary == loaded.meta.vocabulary {
-                trainer = try Trainer(resume: point, corpus: c)
+                trainer = try Trainer(resume: point, corpus: c, group: r.group)
                 plan = .resume
             } else {
                 // The same text, but the run's vocabulary is not the one the loader builds from it (a
                 // fine-tuned run, one continued on a new corpus, or one whose unknown token took other
                 // characters): the data is rebuilt with the checkpoint's own vocabulary and mapping.
                 let (c, _) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
-                trainer = try Trainer(resume: point, corpus: c)
+                trainer = try Trainer(resume: point, corpus: c, group: r.group)
                 plan = .resume
             }
         } else {
             let (c, _) = try loadCorpus(paths, options: loaded.meta.train.loadOptions, request: r, report: report)
-            trainer = try Trainer(resume: point, corpus: c)
+            trainer = try Trainer(resume: point, corpus: c, group: r.group)
             plan = .resume
         }
-        RunContinuation.removeStaleTempFiles(runDir: trainer.runDir)
+        if (r.group?.rank ?? 0) == 0 { RunContinuation.removeStaleTempFiles(runDir: trainer.runDir) }
         WorkerPool.configure(threads: loaded.meta.train.threads)
+        report(.detail(trainer.validationSummary))
         report(.resuming(runDir: trainer.runDir, iteration: loaded.meta.progress.iteration, epoch: loaded.meta.epoch))
         return (plan, trainer)
     }
@@ -204,7 +209,7 @@ public struct TrainingRun {
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
-        let trainer = try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir)
+        let trainer = try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, group: r.group)
         reportLayout(trainer, report: report)
         return (.initFrom(source: loaded.path), trainer)
     }
@@ -312,6 +317,11 @@ public struct TrainingRun {
 
     static func reportLayout(_ trainer: Trainer, report: (Event) -> Void) {
         let b = trainer.batches, t = trainer.meta.train, mc = trainer.model.config
+        report(.detail(trainer.validationSummary))
+        if let g = trainer.group {
+            report(.detail("data-parallel: \(g.size) processes, each a block of the \(t.batch) streams (rank 0: \(trainer.streams.count)); "
+                           + "gradient sum in rank order, \(2 * (g.size - 1) * ((mc.parameterCount + g.size - 1) / g.size) * 4) bytes sent per rank per iteration"))
+        }
         report(.detail("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "
                        + "\(mc.parameterCount) parameters → \(trainer.runDir)"))
@@ -321,7 +331,9 @@ public struct TrainingRun {
 
     /// `<out>/<name>`, the name defaulting to `<corpus name>-<yyyyMMdd-HHmmss>`.
     static func runDir(_ r: Request, corpusName: String) -> String {
-        (r.outDir as NSString).appendingPathComponent(r.name ?? "\(corpusName)-\(timestamp())")
+        // data-parallel: rank 0's clock names the folder (the ranks may start a second apart)
+        let stamp = r.group.map { $0.broadcast(timestamp()) } ?? timestamp()
+        return (r.outDir as NSString).appendingPathComponent(r.name ?? "\(corpusName)-\(stamp)")
     }
 
     static func timestamp() -> String {

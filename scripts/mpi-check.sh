@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Data-parallel checks on one host (CI runs this): N = 2 processes under mpirun against one process.
+#   1. train losses of N=2 equal N=1's within 1e-5 relative over the first 30 iterations (float sums);
+#   2. a second N=2 run is bit-identical (loss.csv train/val columns and latest.safetensors);
+#   3. N=2 stopped at 20 and resumed with N=2 to 30 is bit-identical to the uninterrupted N=2 run;
+#   4. the N=2 checkpoint (carried state of all streams) resumes single-process, within tolerance of N=1;
+#   5. ranks that disagree (different --seed per rank) stop with one line naming what differs;
+#   6. SIGTERM to mpirun saves latest and the run resumes; kill -9 of a rank ends the job (< 30 s)
+#      with mpirun's line naming the rank, and the run resumes from its last checkpoint.
+# Uses ../shared/data/tinyshakespeare.txt (or CORPUS=…), --oversubscribe and runs as root when needed.
+# Every process it starts is ended by it; the traffic stays on loopback.
+#   bash scripts/mpi-check.sh [BIN]     (default: the debug build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-$(swift build --show-bin-path)/charrnn}
+CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo -np 2)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+F=("$CORPUS" --hidden 32 --layers 2 --seq 20 --batch 9 --eval-every 10 --threads 1 --no-cache --out "$work")
+cols() { awk -F, 'NR>1{print $1, $3, ($4 == "" ? "-" : $4)}' "$1/loss.csv"; }
+fail() { echo "FAIL: $*"; exit 1; }
+# the tensors of a checkpoint (the bytes after its header: the metadata holds timings)
+iteration() { python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["iteration"])' "$1"; }
+tensors() { python3 -c 'import sys,struct; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; sys.stdout.buffer.write(b[8+n:])' "$1"; }
+close() {  # close A B ITERS: train losses within 1e-5 relative
+  paste -d' ' <(cols "$1" | head -"$3") <(cols "$2" | head -"$3") | awk -v a="$1" -v b="$2" '
+    { d = ($2 - $5); if (d < 0) d = -d; r = d / ($2 < 0 ? -$2 : $2); if (r > m) m = r; n++ }
+    END { printf "  %s vs %s: %d iterations, largest relative train-loss difference %.2e\n", a, b, n, m; exit !(m <= 1e-5 && n > 0) }'
+}
+
+echo "1. N=2 vs N=1 (batch 9: uneven blocks 4 + 5)"
+"$BIN" train "${F[@]}" --max-iters 30 --name n1 2>/dev/null >/dev/null
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2 >/dev/null 2>&1
+close "$work/n1" "$work/n2" 30 || fail "N=2 differs from N=1"
+
+echo "2. N=2 twice: bit-identical"
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2b >/dev/null 2>&1
+cmp <(cols "$work/n2") <(cols "$work/n2b") || fail "two N=2 runs differ"
+cmp <(tensors "$work/n2/latest.safetensors") <(tensors "$work/n2b/latest.safetensors") || fail "two N=2 checkpoints differ"
+echo "  same loss.csv rows and checkpoint tensors"
+
+echo "3. N=2 20 iterations, resumed with N=2 to 30: bit-identical to the uninterrupted run"
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 20 --name n2r >/dev/null 2>&1
+"${MPIRUN[@]}" "$BIN" train --resume "$work/n2r" --max-iters 30 >/dev/null 2>&1
+cmp <(cols "$work/n2") <(cols "$work/n2r") || fail "N=2 resume differs"
+cmp <(tensors "$work/n2/latest.safetensors") <(tensors "$work/n2r/latest.safetensors") || fail "N=2 resumed checkpoint differs"
+echo "  same loss.csv rows and checkpoint tensors"
+
+echo "4. the N=2 checkpoint at 20 resumed single-process to 30"
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 20 --name n2s >/dev/null 2>&1
+"$BIN" train --resume "$work/n2s" --max-iters 30 >/dev/null 2>&1
+close "$work/n1" "$work/n2s" 30 || fail "single-process resume of an N=2 run drifted"
+
+echo "5. ranks that disagree"
+out=$("${MPIRUN[@]}" sh -c 'exec "$0" train "$@" --seed $((7 + OMPI_COMM_WORLD_RANK))' "$BIN" "${F[@]}" --max-iters 5 --name bad 2>&1 || true)
+echo "$out" | grep '^error:' | sed 's/^/  /'
+[ "$(echo "$out" | grep -c '^error:')" = 1 ] || fail "expected exactly one error line"
+echo "$out" | grep -q '^error: rank 1 differs from rank 0: training config (seed 8 vs 7)' || fail "the error does not name the difference"
+
+echo "6a. SIGTERM to mpirun saves latest; the run resumes"
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --hidden 128 --max-iters 100000 --eval-every 100000 --name term >"$work/term.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/term/loss.csv" ] && [ "$(wc -l <"$work/term/loss.csv")" -gt 5 ] && break; sleep 0.2; done
+kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
+grep -q "interrupted at iteration" "$work/term.log" || { cat "$work/term.log"; fail "no interrupted line"; }
+grep "interrupted at" "$work/term.log" | sed 's/^/  /'
+it=$(grep -o 'interrupted at iteration [0-9]*' "$work/term.log" | grep -o '[0-9]*$')
+out=$("$BIN" train --resume "$work/term" --max-iters $((it + 3)) 2>&1)
+echo "$out" | grep -q "resuming .* at iteration $it " || { echo "$out"; fail "resume after SIGTERM"; }
+echo "  resumed at iteration $it"
+
+echo "6b. kill -9 of rank 1"
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --hidden 128 --max-iters 100000 --eval-every 20 --name k9 >"$work/k9.log" 2>&1 &
+job=$!; pids+=($job)
+for _ in $(seq 150); do [ -s "$work/k9/latest.safetensors" ] && break; sleep 0.2; done
+[ -s "$work/k9/latest.safetensors" ] || fail "no checkpoint before the kill"
+victim=$(pgrep -P "$job" -f "charrnn train" | tail -1)
+[ -n "$victim" ] || fail "no rank process found"
+t0=$(date +%s)
+kill -9 "$victim"
+for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$job" 2>/dev/null && fail "the job is still running 30 s after the kill"
+wait "$job" || true
+echo "  job ended $(( $(date +%s) - t0 )) s after the kill:"
+grep -m1 -E "rank [0-9]+ with PID|exited on signal" "$work/k9.log" | sed 's/^/  /' || fail "mpirun did not name the rank"
+it=$(iteration "$work/k9/latest.safetensors")
+"${MPIRUN[@]}" "$BIN" train --resume "$work/k9" --max-iters $((it + 5)) >"$work/k9r.log" 2>&1 || { cat "$work/k9r.log"; fail "resume after kill -9"; }
+[ "$(iteration "$work/k9/latest.safetensors")" = $((it + 5)) ] || fail "the resumed run did not reach iteration $((it + 5))"
+echo "  resumed from latest (iteration $it) with N=2 to $((it + 5))"
+echo "mpi-check: all passed"

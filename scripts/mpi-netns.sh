@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Two "hosts" for real MPI over TCP: network namespaces joined by a veth pair, one rank in each.
+#   host A: namespace charrnn-a-PID, 10.231.77.1/24     host B: namespace charrnn-b-PID, 10.231.77.2/24
+# The addresses exist only inside the namespaces (a private range on a link between them alone), so
+# the traffic never leaves the pair. mpirun runs in A (rank 0 there); it starts B's daemon through an
+# rsh agent that enters B (`ip netns exec`) instead of ssh, and rank 1 runs in B. Both see the same
+# files (namespaces share the file system), as ranks on an NFS home would.
+# Checks: the loss sequence equals the single-host 2-rank run's (bit for bit: same N, same threads);
+# then B is "unplugged" (every process in it killed with -9) mid-run: the job ends within 30 s naming
+# the rank, latest is intact, and the run resumes on the two hosts.
+#   sudo bash scripts/mpi-netns.sh [--short] [BIN]     (root: namespaces; --short is the CI version)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+short=0; [ "${1:-}" = --short ] && { short=1; shift; }
+BIN=${1:-$(swift build --show-bin-path)/charrnn}
+BIN=$(readlink -f "$BIN")
+CORPUS=$(readlink -f "${CORPUS:-../shared/data/tinyshakespeare.txt}")
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+A=charrnn-a-$$ B=charrnn-b-$$ IPA=10.231.77.1 IPB=10.231.77.2
+work=$(mktemp -d)
+cleanup() {
+  for ns in "$A" "$B"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns delete "$ns" 2>/dev/null || true      # takes its end of the veth pair with it
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+ip netns add "$A"; ip netns add "$B"
+ip link add "va$$" type veth peer name "vb$$"
+ip link set "va$$" netns "$A"; ip link set "vb$$" netns "$B"
+ip -n "$A" addr add "$IPA/24" dev "va$$"; ip -n "$B" addr add "$IPB/24" dev "vb$$"
+for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
+ip -n "$A" link set "va$$" up; ip -n "$B" link set "vb$$" up
+ip netns exec "$A" bash -c "(exec 3<>/dev/tcp/$IPB/9) 2>/dev/null; exit 0"   # warm the neighbour entry (no ping needed)
+
+# the rsh agent: `agent HOST COMMAND…` runs COMMAND in HOST's namespace (mpirun's ssh stand-in)
+cat >"$work/agent" <<AGENT
+#!/bin/sh
+host=\$1; shift
+case "\$host" in $IPA) ns=$A ;; $IPB) ns=$B ;; *) echo "agent: unknown host \$host" >&2; exit 1 ;; esac
+exec ip netns exec "\$ns" sh -c "\$*"
+AGENT
+chmod +x "$work/agent"
+printf '%s slots=1\n%s slots=1\n' "$IPA" "$IPB" >"$work/hostfile"
+NET=(--mca plm_rsh_agent "$work/agent" --mca plm_rsh_no_tree_spawn 1 --hostfile "$work/hostfile"
+     --mca btl self,tcp --mca btl_tcp_if_include 10.231.77.0/24 --mca oob_tcp_if_include 10.231.77.0/24
+     -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM)
+LOCAL=(--oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+iters=$([ $short = 1 ] && echo 20 || echo 100)
+F=("$CORPUS" --hidden 64 --layers 2 --seq 20 --batch 10 --eval-every 10 --threads 1 --no-cache --out "$work")
+cols() { awk -F, 'NR>1{print $1, $3, ($4 == "" ? "-" : $4)}' "$1/loss.csv"; }
+
+echo "1. two namespace hosts vs one host, 2 ranks, $iters iterations"
+mpirun "${LOCAL[@]}" -np 2 "$BIN" train "${F[@]}" --max-iters "$iters" --name local >/dev/null 2>&1
+ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train "${F[@]}" --max-iters "$iters" --name hosts >"$work/hosts.log" 2>&1 \
+  || { cat "$work/hosts.log"; fail "the two-host run failed"; }
+ip netns exec "$A" mpirun "${NET[@]}" -np 2 hostname -I | sort | tr '\n' ' ' | sed 's/^/  ranks ran on: /'; echo
+cmp <(cols "$work/local") <(cols "$work/hosts") || fail "the loss sequences differ"
+echo "  same loss sequence ($(cols "$work/hosts" | wc -l) rows)"
+
+echo "2. host B unplugged mid-run"
+ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train "${F[@]}" --max-iters 100000 --eval-every 20 --name cut >"$work/cut.log" 2>&1 &
+job=$!
+for _ in $(seq 200); do [ -s "$work/cut/latest.safetensors" ] && break; sleep 0.2; done
+[ -s "$work/cut/latest.safetensors" ] || { cat "$work/cut.log"; fail "no checkpoint before the cut"; }
+sleep 1
+t0=$(date +%s)
+for p in $(ip netns pids "$B"); do kill -9 "$p" 2>/dev/null || true; done
+for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$job" 2>/dev/null && { kill -9 "$job"; fail "the job still runs 30 s after host B went away"; }
+wait "$job" || true
+echo "  the job ended $(( $(date +%s) - t0 )) s after the cut; mpirun said:"
+grep -m1 -A3 -E "lost communication|exited on signal" "$work/cut.log" | sed 's/^/    /' || true
+it=$(python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["iteration"])' "$work/cut/latest.safetensors")
+ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train --resume "$work/cut" --max-iters $((it + 5)) >"$work/resume.log" 2>&1 \
+  || { cat "$work/resume.log"; fail "resume on the two hosts"; }
+grep -q "resuming .* at iteration $it " "$work/resume.log" || fail "the resume did not start at $it"
+echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
+echo "mpi-netns: all passed"

@@ -285,6 +285,8 @@ public final class BatchEngine: @unchecked Sendable {
     public var active: Int { activeRows.load(ordering: .relaxed) }
     /// Requests waiting for rows.
     public var queued: Int { queuedRequests.load(ordering: .relaxed) }
+    /// `shutdown` was called.
+    public var isShuttingDown: Bool { cond.lock(); defer { cond.unlock() }; return stopping }
     /// Batched steps run so far.
     public var steps: Int { stepsDone.load(ordering: .relaxed) }
 

@@ -34,6 +34,8 @@ public struct ServeConfiguration: Sendable {
     public var idleTimeout: Double = 30
     public var bodyTimeout: Double = 30
     public var shutdownGrace: Double = 5
+    /// Least seconds between batched steps (0 = as fast as possible); see `BatchEngine.stepInterval`.
+    public var stepInterval: Double = 0
     public init() {}
 }
 
@@ -88,6 +90,7 @@ public final class CompletionServer: Sendable {
         vocabulary = checkpoint.meta.vocabulary
         normalize = checkpoint.meta.train.normalize
         engine = BatchEngine(model: m, vocabulary: vocabulary, maxStreams: configuration.maxStreams, queueLimit: configuration.queueLimit)
+        engine.stepInterval = configuration.stepInterval
         evaluator = EngineThreadOnly(try Evaluator(checkpoint: checkpoint))
         let info = (try? JSONSerialization.jsonObject(with: Data(model.info))) ?? [:]
         let object: [String: Any] = [

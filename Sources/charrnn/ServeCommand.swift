@@ -43,6 +43,8 @@ struct ServeCommand: AsyncParsableCommand {
     var bodyTimeout: Double = 30
     @Option(help: ArgumentHelp("Seconds running streams may take to finish on SIGINT/SIGTERM before they are cut.", valueName: "SECONDS"))
     var shutdownGrace: Double = 5
+    @Option(help: ArgumentHelp("Least milliseconds between batched steps (0 = as fast as possible): paces generation, caps CPU use.", valueName: "MS"))
+    var stepIntervalMs: Double = 0
     @Option(help: ArgumentHelp("CPU cores to use (0 = all; large models split each step across them).", valueName: "N"))
     var threads: Int = 0
 
@@ -60,6 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("\(name) must be a number of seconds in \(name == "--shutdown-grace" ? "0" : "(0")...86400\(name == "--shutdown-grace" ? "" : "]")")
         }
         if threads < 0 { throw ValidationError("--threads must be 0 (all cores) or positive") }
+        if !(stepIntervalMs >= 0 && stepIntervalMs <= 10_000) { throw ValidationError("--step-interval-ms must be in 0...10000") }
     }
 
     func run() async throws {
@@ -78,6 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
             c.limits = RequestLimits(maxTokens: maxTokens, maxPromptBytes: maxPrompt, maxChoices: maxN ?? min(16, maxStreams))
             c.maxBodyBytes = maxBody; c.streamBufferBytes = streamBuffer
             c.idleTimeout = idleTimeout; c.bodyTimeout = bodyTimeout; c.shutdownGrace = shutdownGrace
+            c.stepInterval = stepIntervalMs / 1000
             server = try CompletionServer(checkpoint: loaded, model: ServedModel(id: Self.modelID(path: path), path: path, info: infoJSON,
                                                                                version: charrnnVersion, created: created),
                                           configuration: c)

@@ -193,6 +193,9 @@ public final class BatchEngine: @unchecked Sendable {
     public let maxStreams: Int
     /// Requests that may wait for rows; beyond it `submit` refuses.
     public let queueLimit: Int
+    /// Least time between two batched steps of the engine thread (0 = as fast as possible): paces
+    /// generation, to cap the CPU a server takes or to make streaming visible. Set before `start`.
+    public var stepInterval: Double = 0
 
     /// Why `submit` refused a request.
     public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
@@ -365,7 +368,12 @@ public final class BatchEngine: @unchecked Sendable {
             let job = jobs.isEmpty ? nil : jobs.removeFirst()
             cond.unlock()
             job?()
-            iterate()
+            let begin = ContinuousClock.now
+            if iterate() > 0 && stepInterval > 0 {
+                let took = (ContinuousClock.now - begin).components
+                let left = stepInterval - Double(took.seconds) - Double(took.attoseconds) / 1e18
+                if left > 0 { Thread.sleep(forTimeInterval: left) }
+            }
         }
         exited.signal()
     }

@@ -221,6 +221,33 @@ final class BatchEngineTests: XCTestCase {
         XCTAssertEqual(BatchEngine.ladderSizes(upTo: 50).suffix(3), [40, 48, 50])
     }
 
+    /// Steady-state iterations (rows drawing and feeding, stop filters holding bytes, no join or
+    /// leave) make no heap allocation. Counted with scripts/malloc-count.c preloaded (.ci/run does);
+    /// skipped otherwise.
+    func testStepLoopAllocatesNothing() throws {
+        guard let before = MallocCounter.count else {
+            throw XCTSkip("run with LD_PRELOAD of scripts/malloc-count.c to count allocations")
+        }
+        _ = before
+        let m = Self.model(Self.config(.lstm, embed: 8, adaptive: true))
+        let e = BatchEngine(model: m, vocabulary: Self.vocabulary, maxStreams: 12, queueLimit: 8)
+        let tickets = (0..<4).map { i in
+            GenerationTicket(GenerationRequest(prompt: Self.ids("the "), choices: 2, seed: UInt64(i), options: SamplingOptions(temperature: 1, topK: i, topP: 0.95),
+                                               maxTokens: 1000, stop: i % 2 == 0 ? ["ab#", "e e#"] : []))   // prefixes match (held), never complete
+        }
+        for t in tickets { try e.submit(t) }
+        for _ in 0..<20 { e.iterate() }
+        XCTAssertEqual(e.active, 8)
+        let start = MallocCounter.count!
+        for _ in 0..<200 { e.iterate() }
+        let allocations = MallocCounter.count! - start
+        XCTAssertEqual(e.active, 8)
+        XCTAssertEqual(allocations, 0, "heap allocations in 200 steady-state iterations")
+        let probe = MallocCounter.count!
+        let a = [UInt8](repeating: 1, count: 1000 + e.active)
+        XCTAssertGreaterThan(MallocCounter.count! - probe, 0, "the counter counts (\(a.count) bytes allocated)")
+    }
+
     // MARK: - Threaded
 
     /// The engine thread serves concurrent submitters; each gets the sampler's text; jobs run between

@@ -97,7 +97,9 @@ public final class GenerationTicket: @unchecked Sendable {
         output = (0..<n).map { _ in var a = [UInt8](); a.reserveCapacity(bufferLimit); return a }
         finish = Array(repeating: nil, count: n)
         drawn = Array(repeating: 0, count: n)
-        filters = Array(repeating: StopFilter(stops: request.stop), count: n)
+        // one filter each: copies of one would share (copy-on-write) a held buffer, and the first
+        // write would allocate inside the step loop
+        filters = (0..<n).map { _ in StopFilter(stops: request.stop) }
     }
 
     /// Asks the engine to drop the request; its rows are freed before the next step.

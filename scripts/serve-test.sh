@@ -176,6 +176,8 @@ python3 scripts/serve-test/clients.py connections "$PORT" 1500 && ok "1500 conne
 expect "$("${CURL[@]}" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7}' | json 'd["choices"][0]["text"]')" \
     "$EXPECTED" "after the hostile input the server still answers, the same text"
 
+python3 scripts/serve-test/clients.py timeouts "$PORT" 5 && ok "idle, header-read and body-read timeouts close connections" || bad "timeouts"
+
 # ---- the openai package
 python3 scripts/serve-test/clients.py openai "$PORT" tiny "$EXPECTED" && ok "openai client" || bad "openai client"
 

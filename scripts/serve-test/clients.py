@@ -7,6 +7,9 @@
     clients.py connections PORT COUNT              COUNT connections opened and dropped: idle, half
                                                    a request line, partial headers, garbage, a body
                                                    cut short; then the server must still answer
+    clients.py timeouts PORT IDLE_SECONDS          a silent connection, one stuck in its headers and
+                                                   one stuck in its body are all closed by the
+                                                   server after about IDLE_SECONDS
 """
 import socket, sys, time
 
@@ -66,10 +69,35 @@ def connections(port, count):
     return opened >= count * 0.9
 
 
+def timeouts(port, idle):
+    cases = {"silent": b"", "headers": b"GET /health HTTP/1.1\r\nHost: x\r\n",
+             "body": b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"}
+    socks = {}
+    for name, payload in cases.items():
+        s = socket.create_connection(("127.0.0.1", port), timeout=idle + 10)
+        s.sendall(payload)
+        socks[name] = s
+    t0, ok = time.time(), True
+    for name, s in socks.items():
+        try:
+            data = s.recv(4096)
+            took = time.time() - t0
+            good = took < idle + 5 and not data.startswith(b"HTTP/1.1 200")
+            print(("ok   " if good else "FAIL ") + f"{name}: closed by the server after {took:.1f} s")
+            ok &= good
+        except socket.timeout:
+            print(f"FAIL {name}: still open after {idle + 10} s")
+            ok = False
+        s.close()
+    return ok
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "openai":
         sys.exit(0 if openai_check(int(sys.argv[2]), sys.argv[3], sys.argv[4]) else 1)
+    if mode == "timeouts":
+        sys.exit(0 if timeouts(int(sys.argv[2]), float(sys.argv[3])) else 1)
     if mode == "connections":
         sys.exit(0 if connections(int(sys.argv[2]), int(sys.argv[3])) else 1)
     sys.exit(2)

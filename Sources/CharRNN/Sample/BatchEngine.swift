@@ -221,7 +221,7 @@ public final class BatchEngine: @unchecked Sendable {
     private var jobs: [@Sendable () -> Void] = []
     private var stopping = false
     private var deadline: ContinuousClock.Instant?
-    private var thread: Thread?
+    private var started = false
     private let exited = DispatchSemaphore(value: 0)
     private let activeRows = Atomic<Int>(0)
     private let queuedRequests = Atomic<Int>(0)
@@ -333,11 +333,13 @@ public final class BatchEngine: @unchecked Sendable {
     /// Starts the engine thread.
     public func start() {
         cond.lock(); defer { cond.unlock() }
-        precondition(thread == nil, "started twice")
+        precondition(!started, "started twice")
+        started = true
+        // The thread holds the engine until its loop ends; the engine does not hold the thread
+        // (that would be a cycle that outlives the loop).
         let t = Thread { [self] in loop() }
         t.name = "charrnn-engine"
         t.stackSize = 1 << 22
-        thread = t
         t.start()
     }
 
@@ -351,7 +353,7 @@ public final class BatchEngine: @unchecked Sendable {
         stopping = true
         deadline = .now + .milliseconds(Int(max(0, grace) * 1000))
         cond.signal()
-        let started = thread != nil
+        let started = self.started
         cond.unlock()
         for t in waiting { t.finishAll(.shutdown) }
         if !started { exited.signal() }

@@ -4,8 +4,8 @@
 # and checks with curl (completions = `charrnn sample`, streaming, stop, models, health, score =
 # `charrnn eval`, every error class, hostile bodies, a burst of dropped connections, disconnect
 # frees rows, 429 with Retry-After), with the openai Python package (non-streaming and streaming)
-# and with headless Chromium (type, generate, text grows, stop, screenshot); finally SIGTERM
-# during a stream must end the server cleanly within the grace time. The server is stopped by a
+# and with headless Chromium (type, generate, text grows, stop, screenshot); SIGTERM during a
+# stream must end the server cleanly within the grace time; RSS must not grow over 10,000 requests. The server is stopped by a
 # trap whatever happens. Prints "N passed, N failed" and exits non-zero on any failure.
 #
 #   scripts/serve-test.sh               needs curl, python3 with openai + websocket-client, chromium
@@ -202,6 +202,11 @@ expect "$(tail -n 2 "$WORK/cut.txt" | head -n 1)" "data: [DONE]" "the cut stream
 grep -q "charrnn serve: stopped" "$WORK/server.log" && ok "server says stopped" || bad "no stop message"
 lines=$(grep -c ' POST /v1/completions ' "$WORK/server.log" || true)
 [ "$lines" -gt 20 ] && ok "one log line per request ($lines completions lines)" || bad "log lines: $lines"
+
+# ---- no memory growth: RSS after 100 requests = RSS after 10,000 more (an unpaced server)
+start_server --max-streams 8
+python3 scripts/serve-test/clients.py rss "$PORT" "$SERVER" 10000 && ok "no RSS growth over 10,000 requests" || bad "RSS growth"
+kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
 
 echo
 echo "serve-test: $PASS passed, $FAIL failed"

@@ -8,7 +8,7 @@
 // a shutting-down engine 503. A streaming client that disconnects makes the next write fail, which
 // cancels its ticket (its rows are free before the next step); one that reads too slowly overflows
 // the ticket's bounded buffer and is dropped. Idle connections (also one that never finishes its
-// headers) are closed after `idleTimeout`; a body must arrive within `bodyTimeout`.
+// headers) are closed after `idleTimeout`; so is one whose body does not arrive within `bodyTimeout`.
 // Every request logs one line to standard error: time, method, path, status, tokens, ms.
 // Shutdown (SIGINT/SIGTERM): the engine stops taking requests, running streams get `shutdownGrace`
 // seconds to finish and are then cut; then the HTTP server closes its connections and exits.
@@ -68,7 +68,9 @@ final class RequestStats: @unchecked Sendable {
 struct ServeContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let stats = RequestStats()
-    init(source: ApplicationRequestContextSource) { coreContext = .init(source: source) }
+    /// The connection (for the body timeout).
+    let channel: any Channel
+    init(source: ApplicationRequestContextSource) { coreContext = .init(source: source); channel = source.channel }
 }
 
 /// `charrnn serve`: the engine and the HTTP application around it.
@@ -161,7 +163,7 @@ public final class CompletionServer: Sendable {
     }
 
     func completions(_ request: Request, _ context: ServeContext) async throws -> Response {
-        let body = try await readBody(request)
+        let body = try await readBody(request, context)
         let r = try CompletionRequest(body: body, limits: configuration.limits)
         try checkModel(r.model)
         let (ids, unknown) = vocabulary.encode(r.prompt, normalize: normalize)
@@ -251,7 +253,7 @@ public final class CompletionServer: Sendable {
     }
 
     func score(_ request: Request, _ context: ServeContext) async throws -> Response {
-        let body = try await readBody(request)
+        let body = try await readBody(request, context)
         let r = try ScoreRequest(body: body, limits: configuration.limits)
         try checkModel(r.model)
         let evaluator = self.evaluator
@@ -282,28 +284,21 @@ public final class CompletionServer: Sendable {
         return jsonResponse(.ok, json(["object": "list", "model": model.id, "data": data]))
     }
 
-    /// The request body, at most `maxBodyBytes` (413 beyond) and within `bodyTimeout` (408).
-    func readBody(_ request: Request) async throws -> [UInt8] {
+    /// The request body, at most `maxBodyBytes` (413 beyond); a body that has not arrived within
+    /// `bodyTimeout` closes the connection. (An event-loop timer, cancelled at once when the body is
+    /// in: a sleeping child task per request would hold its timer, and memory, for the whole timeout.)
+    func readBody(_ request: Request, _ context: ServeContext) async throws -> [UInt8] {
         let cap = configuration.maxBodyBytes
         if let l = request.headers[.contentLength].flatMap({ Int($0) }), l > cap {
             throw APIError(status: 413, message: "the request body is \(l) bytes; the limit is \(cap)", code: "body_too_large")
         }
-        let timeout = configuration.bodyTimeout
-        let body = request.body
-        return try await withThrowingTaskGroup(of: [UInt8]?.self) { g in
-            g.addTask {
-                do { return Array(buffer: try await body.collect(upTo: cap)) } catch is NIOTooManyBytesError {
-                    throw APIError(status: 413, message: "the request body is larger than the limit of \(cap) bytes", code: "body_too_large")
-                }
-            }
-            g.addTask {
-                try await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
-                return nil
-            }
-            let first = try await g.next()!
-            g.cancelAll()
-            guard let first else { throw APIError(status: 408, message: "the request body did not arrive within \(timeout) s", code: "timeout") }
-            return first
+        let channel = context.channel
+        let timer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(configuration.bodyTimeout * 1000))) {
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do { return Array(buffer: try await request.body.collect(upTo: cap)) } catch is NIOTooManyBytesError {
+            throw APIError(status: 413, message: "the request body is larger than the limit of \(cap) bytes", code: "body_too_large")
         }
     }
 }

@@ -39,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
     var streamBuffer = 1 << 16
     @Option(help: ArgumentHelp("Seconds before an idle connection (or one still sending its headers) is closed.", valueName: "SECONDS"))
     var idleTimeout: Double = 30
-    @Option(help: ArgumentHelp("Seconds a request body may take to arrive (408 beyond).", valueName: "SECONDS"))
+    @Option(help: ArgumentHelp("Seconds a request body may take to arrive; then the connection is closed.", valueName: "SECONDS"))
     var bodyTimeout: Double = 30
     @Option(help: ArgumentHelp("Seconds running streams may take to finish on SIGINT/SIGTERM before they are cut.", valueName: "SECONDS"))
     var shutdownGrace: Double = 5

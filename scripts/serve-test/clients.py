@@ -7,6 +7,9 @@
     clients.py connections PORT COUNT              COUNT connections opened and dropped: idle, half
                                                    a request line, partial headers, garbage, a body
                                                    cut short; then the server must still answer
+    clients.py rss PORT PID N                      RSS of the server after 100 requests and after N
+                                                   more (keep-alive and fresh connections, streaming
+                                                   and not, n=2, stop strings): no growth beyond 2 MB
     clients.py timeouts PORT IDLE_SECONDS          a silent connection, one stuck in its headers and
                                                    one stuck in its body are all closed by the
                                                    server after about IDLE_SECONDS
@@ -69,6 +72,47 @@ def connections(port, count):
     return opened >= count * 0.9
 
 
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss(port, pid, n):
+    import http.client, json
+    bodies = [json.dumps({"prompt": "the ", "max_tokens": 8, "seed": 1}),
+              json.dumps({"prompt": "a", "max_tokens": 8, "n": 2, "stop": ["e"]}),
+              json.dumps({"prompt": "", "max_tokens": 8, "stream": True}),
+              json.dumps({"prompt": 5})]
+    conn = None
+
+    def run(count, t_end):
+        nonlocal conn
+        for i in range(count):
+            if time.time() > t_end:
+                return False
+            if conn is None or i % 50 == 0:
+                if conn:
+                    conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/v1/completions", bodies[i % len(bodies)], {"Content-Type": "application/json"})
+            conn.getresponse().read()
+        return True
+
+    t_end = time.time() + 240
+    run(100, t_end)
+    time.sleep(0.5)
+    before = rss_kb(pid)
+    done = run(n, t_end)
+    time.sleep(0.5)
+    after = rss_kb(pid)
+    good = done and after - before <= 2048
+    print(("ok   " if good else "FAIL ") + f"RSS after 100 requests {before / 1024:.1f} MB, after {n} more {after / 1024:.1f} MB"
+          + ("" if done else " (time limit hit)"))
+    return good
+
+
 def timeouts(port, idle):
     cases = {"silent": b"", "headers": b"GET /health HTTP/1.1\r\nHost: x\r\n",
              "body": b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"}
@@ -96,6 +140,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "openai":
         sys.exit(0 if openai_check(int(sys.argv[2]), sys.argv[3], sys.argv[4]) else 1)
+    if mode == "rss":
+        sys.exit(0 if rss(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])) else 1)
     if mode == "timeouts":
         sys.exit(0 if timeouts(int(sys.argv[2]), float(sys.argv[3])) else 1)
     if mode == "connections":

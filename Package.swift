@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 import Foundation
 
@@ -16,6 +16,26 @@ if !portable {
 }
 #endif
 
+// The HTTP server (`charrnn serve`, target CharRNNServer on Hummingbird) triples the build; CI's
+// sanitizer runs set CHARRNN_NO_SERVER=1 to leave it (and the `serve` subcommand) out, so the library
+// and its tests still run under ASan/TSan without building SwiftNIO twice more.
+let withServer = ProcessInfo.processInfo.environment["CHARRNN_NO_SERVER"] == nil
+var serverPackages: [Package.Dependency] = []
+var serverTargets: [Target] = []
+var toolDependencies: [Target.Dependency] = []
+var toolSettings: [SwiftSetting] = [.define("CHARRNN_NO_SERVER")]
+if withServer {
+    // traits: [] leaves out swift-configuration support, which the server does not use
+    serverPackages = [.package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: [])]
+    // MARK: Server (the HTTP layer of `charrnn serve`; the engine it drives is in CharRNN)
+    serverTargets = [.target(name: "CharRNNServer", dependencies: [
+        "CharRNN",
+        .product(name: "Hummingbird", package: "hummingbird"),
+    ])]
+    toolDependencies = ["CharRNNServer"]
+    toolSettings = []
+}
+
 let package = Package(
     name: "charrnn",
     products: [
@@ -24,7 +44,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    ],
+    ] + serverPackages,
     targets: [
         // MARK: System libraries
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
@@ -42,7 +62,9 @@ let package = Package(
         .executableTarget(name: "charrnn", dependencies: [
             "CharRNN",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: [.swiftLanguageMode(.v5)]),  // C stdio globals (stdout) in the CLI
+        ] + toolDependencies,
+        swiftSettings: [.swiftLanguageMode(.v5)] + toolSettings),  // C stdio globals (stdout) in the CLI
+    ] + serverTargets + [
         // MARK: Tests
         .testTarget(name: "CharRNNTests", dependencies: ["CharRNN"]),
         .testTarget(name: "charrnnTests", dependencies: ["charrnn"]),

@@ -84,3 +84,22 @@ primes = {"known": b"To be, or not", "unknown-only": "ЖЖЖ ☃".encode(), "mix
 for name, p in primes.items():
     for mode in (0, 1, 2, 3, 0x55, 0xAA, 0xFF):
         put("prime", f"{name}-{mode}", bytes([mode]) + p)
+
+# --- request: serve's request bodies (the whole input is the body) -------------------------------
+requests = {
+    "ok": b'{"model":"m","prompt":"ab c","max_tokens":8,"temperature":0.8,"top_p":0.9,"top_k":3,"n":2,"seed":7,"stop":["a","\\n"],"stream":true}',
+    "ok-minimal": b'{}', "ok-prompt-list": b'{"prompt":["a"]}', "ok-nulls": b'{"prompt":null,"stop":null,"seed":null,"n":null}',
+    "ok-unknown-fields": b'{"prompt":"a","user":"u","logit_bias":{"1":2},"extra":[1,{"x":[null,true]}]}',
+    "ok-score": b'{"input":["ab","c a"]}', "ok-escapes": b'{"prompt":"\\u00e9\\ud83e\\udd8a\\n\\t\\"","stop":"\\u00e9"}',
+    "malformed": b'{"prompt": "a",', "not-object": b'[1,2,3]', "string": b'"x"', "empty": b"",
+    "nan": b'{"temperature": NaN}', "inf": b'{"temperature": 1e999}', "neg": b'{"max_tokens": -1}',
+    "huge-int": b'{"max_tokens": 123456789012345678901234567890}', "float-int": b'{"n": 1.5}',
+    "seed-max": b'{"seed": 18446744073709551615}', "seed-over": b'{"seed": 18446744073709551616}',
+    "wrong-types": b'{"prompt": 5, "stream": "yes", "stop": [1]}', "bool-number": b'{"max_tokens": true}',
+    "invalid-utf8": b'{"prompt": "\xff\xfe"}', "lone-surrogate": b'{"prompt": "\\ud800"}',
+    "deep": b'{"x":' + b"[" * 600 + b"]" * 600 + b"}", "dup-keys": b'{"n":1,"n":2}',
+    "long-stop": b'{"stop": "' + b"a" * 300 + b'"}', "many-stops": b'{"stop": ["a","b","c","d","e"]}',
+    "nul": b'{"prompt": "a\\u0000b"}', "bom": b'\xef\xbb\xbf{"prompt":"a"}', "whitespace": b' \n\t{"prompt":"a"} \n',
+}
+for name, body in requests.items():
+    put("request", name, body)

@@ -4,6 +4,7 @@
 #   safetensors  SafeTensorsFile(bytes:path:), then Checkpoint.load(bytes:path:) → Sampler → prime → draw
 #   csv          plot's loss.csv reader (LossHistory.parse) → Chart → text and SVG renderers; LossLog.prefix
 #   prime        Vocabulary.encode + Sampler.prime on tiny LSTM/GRU models, then sampling
+#   request      serve's request decoders (CompletionRequest, ScoreRequest), then the BatchEngine
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]       build, seed, fuzz each target in turn
 #   scripts/fuzz.sh build                                     only build .build-fuzz/charrnn-fuzz
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 mkdir -p "$OUT"
-TARGETS_ALL="corpus safetensors csv prime"
+TARGETS_ALL="corpus safetensors csv prime request"
 
 build() {
     local srcs

@@ -4,7 +4,7 @@ import ArgumentParser
 import CharRNN
 
 @main
-struct CharRNNCommand: ParsableCommand {
+struct CharRNNCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "charrnn",
         abstract: "Train character-level LSTM/GRU/RNN language models on any UTF-8 text, and sample from them.",
@@ -12,7 +12,17 @@ struct CharRNNCommand: ParsableCommand {
         Typical use:
           charrnn train corpus.txt            train; checkpoints and \(RunFolder.lossLogName) go to checkpoints/<run>/
           charrnn sample --temp 0.8           generate from the newest run's best checkpoint
+          charrnn serve --port 8080           serve it over HTTP (OpenAI-style API and a web page)
         """,
-        subcommands: [TrainCommand.self, SampleCommand.self, BenchCommand.self,
-                      EvalCommand.self, InfoCommand.self, PlotCommand.self])
+        version: charrnnVersion,
+        subcommands: subcommands)
+
+    static var subcommands: [ParsableCommand.Type] {
+        var s: [ParsableCommand.Type] = [TrainCommand.self, SampleCommand.self, BenchCommand.self,
+                                         EvalCommand.self, InfoCommand.self, PlotCommand.self]
+        #if !CHARRNN_NO_SERVER
+        s.append(ServeCommand.self)
+        #endif
+        return s
+    }
 }

@@ -32,6 +32,11 @@ struct SampleCommand: ParsableCommand {
     var outputDir: String?
     @Option(help: "Precision of the weights the sampler streams: fp32, or bf16 (half the bytes per character, faster for large models; `charrnn eval --weights bf16` measures what it changes).")
     var weights: WeightPrecision = .fp32
+    // serve's controls on the command line; used in the extension at the end of this file
+    @Option(help: ArgumentHelp("End generation before the first occurrence of STRING (repeatable; as the API's stop).", valueName: "STRING"))
+    var stop: [String] = []
+    @Option(help: ArgumentHelp("Read the prime text from FILE (UTF-8) instead of --prime.", valueName: "FILE"))
+    var primeFile: String?
 
     var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
 
@@ -39,6 +44,7 @@ struct SampleCommand: ParsableCommand {
         if let p = options.problem { throw ValidationError(p) }
         if length < 0 { throw ValidationError("--length must be ≥ 0") }
         if numSamples < 1 || numSamples > 4096 { throw ValidationError("--num-samples must be between 1 and 4096") }
+        try validateServeControls()
     }
 
     func run() throws { try reportingErrors(sample) }
@@ -51,7 +57,7 @@ struct SampleCommand: ParsableCommand {
         let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max), streams: K,
                                   weights: weights)
         var primeText = ""
-        if let prime, !prime.isEmpty {
+        if let prime = try effectivePrime(), !prime.isEmpty {
             let (known, unknownOnly) = loaded.meta.vocabulary.encode(prime, normalize: loaded.meta.train.normalize)
             if known.isEmpty && !unknownOnly.isEmpty {
                 throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknownOnly.map { $0.debugDescription })
@@ -66,14 +72,14 @@ struct SampleCommand: ParsableCommand {
         let vocab = loaded.meta.vocabulary
         if K == 1 && outputDir == nil {
             // one stream, streamed to stdout as it is drawn
-            let out = TokenWriter(vocabulary: vocab)
+            let out = TokenWriter(vocabulary: vocab, stops: stop)
             out.write(primeText)
-            for _ in 0..<length { out.write(token: sampler.next()) }
+            for _ in 0..<length { if !out.write(token: sampler.next()) { break } }
             out.finish()
             return
         }
         // K streams in lockstep: sample 0 streams to stdout, the others are kept until the end
-        let live = outputDir == nil ? TokenWriter(vocabulary: vocab) : nil
+        let live = outputDir == nil ? TokenWriter(vocabulary: vocab, stops: stop) : nil
         if live != nil { fputs(Self.separator(1, of: K) + "\n", stdout) }
         live?.write(primeText)
         var kept = [[Int32]](repeating: [], count: K)
@@ -82,10 +88,10 @@ struct SampleCommand: ParsableCommand {
         for _ in 0..<length {
             sampler.next(into: step.ptr)
             for i in 0..<K { kept[i].append(step.ptr[i]) }
-            live?.write(token: Int(step.ptr[0]))
+            _ = live?.write(token: Int(step.ptr[0]))
         }
         let bytes = vocab.tokens.map { Array($0.utf8) }
-        func text(_ i: Int) -> [UInt8] { Array(primeText.utf8) + kept[i].flatMap { bytes[Int($0)] } }
+        func text(_ i: Int) -> [UInt8] { Array(primeText.utf8) + Self.cut(kept[i].map { bytes[Int($0)] }, stops: stop) }
         if let outputDir {
             do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
                 throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
@@ -116,26 +122,39 @@ struct SampleCommand: ParsableCommand {
 enum SampleError: Error, CustomStringConvertible {
     /// Not one character of --prime is in the vocabulary of `checkpoint`; `characters` are debug-quoted.
     case primeOutsideVocabulary(checkpoint: String, characters: [String])
+    /// --prime-file cannot be used.
+    case primeFile(path: String, problem: String)
 
     var description: String {
         switch self {
         case let .primeOutsideVocabulary(ckpt, chars):
             return "\(ckpt): --prime has no character in the model's vocabulary: \(chars.joined(separator: " "))"
+        case let .primeFile(path, problem):
+            return "\(path): \(problem)"
         }
     }
 }
 
-/// Writes tokens' UTF-8 to stdout; flushes per token on a terminal, buffered otherwise.
+/// Writes tokens' UTF-8 to stdout, cut before the first stop string; flushes per token on a
+/// terminal, buffered otherwise.
 final class TokenWriter {
     let bytes: [[UInt8]]
     let tty = isatty(STDOUT_FILENO) != 0
-    init(vocabulary: Vocabulary) { bytes = vocabulary.tokens.map { Array($0.utf8) } }
-    func write(token: Int) {
-        bytes[token].withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+    var filter: StopFilter
+    init(vocabulary: Vocabulary, stops: [String] = []) {
+        bytes = vocabulary.tokens.map { Array($0.utf8) }
+        filter = StopFilter(stops: stops)
+    }
+    /// false once a stop string was generated (nothing more is written).
+    @discardableResult
+    func write(token: Int) -> Bool {
+        let stopped = bytes[token].withUnsafeBufferPointer { filter.feed($0) { _ = fwrite($0.baseAddress, 1, $0.count, stdout) } }
         if tty { fflush(stdout) }
+        return !stopped
     }
     func write(_ s: String) { fputs(s, stdout); if tty { fflush(stdout) } }
     func finish() {
+        filter.flush { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
         if tty { fputs("\n", stdout) }
         fflush(stdout)
     }
@@ -145,4 +164,33 @@ final class TokenWriter {
 struct OutputFolderError: Error, CustomStringConvertible {
     let path: String, reason: String
     var description: String { "\(path): cannot create the output folder: \(reason)" }
+}
+
+// MARK: - --stop and --prime-file (the controls `charrnn serve` has)
+
+extension SampleCommand {
+    func validateServeControls() throws {
+        if prime != nil && primeFile != nil { throw ValidationError("give --prime or --prime-file, not both") }
+        if stop.contains("") { throw ValidationError("--stop must not be empty") }
+    }
+
+    /// --prime, or the text of --prime-file.
+    func effectivePrime() throws -> String? {
+        guard let primeFile else { return prime }
+        guard let data = FileManager.default.contents(atPath: primeFile) else {
+            throw SampleError.primeFile(path: primeFile, problem: "cannot read the --prime-file")
+        }
+        guard let text = String(validating: Array(data), as: UTF8.self) else {
+            throw SampleError.primeFile(path: primeFile, problem: "--prime-file is not valid UTF-8")
+        }
+        return text
+    }
+
+    /// A sample's generated tokens (UTF-8 each) joined and cut before the first stop string.
+    static func cut(_ tokens: [[UInt8]], stops: [String]) -> [UInt8] {
+        var f = StopFilter(stops: stops), out: [UInt8] = []
+        for t in tokens { if t.withUnsafeBufferPointer({ f.feed($0) { out += $0 } }) { break } }
+        f.flush { out += $0 }
+        return out
+    }
 }

@@ -27,6 +27,7 @@ final class FuzzRegressionTests: XCTestCase {
     func testSafeTensorsRegressions() throws { try replay(.safetensors, minimum: 5) }
     func testCSVRegressions() throws { try replay(.csv, minimum: 1) }
     func testPrimeRegressions() throws { try replay(.prime, minimum: 1) }
+    func testRequestRegressions() throws { try replay(.request, minimum: 5) }
 
     /// The entry points must be able to fail: a broken invariant is reported, not swallowed.
     func testTargetsReportViolations() {

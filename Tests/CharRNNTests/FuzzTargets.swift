@@ -15,6 +15,10 @@
 //   cut is a prefix of its input;
 // - prime: `Vocabulary.encode` + `Sampler.prime` on a tiny model: ids in range, unknown tokens are
 //   distinct and really unknown, known tokens joined give back the text; sampling stays in range.
+// - request: `charrnn serve`'s body decoders (CompletionRequest, ScoreRequest): an input is accepted
+//   only if it is valid UTF-8 and every field is within the limits; a refusal is a 400 APIError
+//   with a one-line message and a well-formed error object; an accepted completion runs through
+//   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings.
 //
 // The first input byte selects options (unit, normalization, chart flags, sampling controls); the
 // rest is the payload.
@@ -31,7 +35,7 @@ struct FuzzViolation: Error, CustomStringConvertible {
 }
 
 enum FuzzTarget: String, CaseIterable {
-    case corpus, safetensors, csv, prime
+    case corpus, safetensors, csv, prime, request
 
     /// Runs the target on one input. Throws `FuzzViolation` when an invariant breaks.
     func run(_ data: [UInt8]) throws {
@@ -40,6 +44,7 @@ enum FuzzTarget: String, CaseIterable {
         case .safetensors: try FuzzTarget.safetensors(data)
         case .csv: try FuzzTarget.csv(data)
         case .prime: try FuzzTarget.prime(data)
+        case .request: try FuzzTarget.request(data)
         }
     }
 
@@ -250,5 +255,79 @@ enum FuzzTarget: String, CaseIterable {
             let tok = sampler.next()
             try check(tok >= 0 && tok < vocab.count, t, "sampled token \(tok) out of range")
         }
+    }
+
+    // MARK: - request (charrnn serve's body decoder)
+
+    final class RequestEngine: @unchecked Sendable {
+        let engine: BatchEngine
+        init() {
+            let vocab = Vocabulary(unit: .scalar, tokens: ["\n", " ", "a", "b", "c", "é", "🦊"])
+            let m = CharRNNModel(config: ModelConfig(cell: .gru, layers: 1, hidden: 8, vocabSize: vocab.count), maxT: 1, maxB: 1)
+            var rng = Xoshiro256(seed: 1)
+            for i in 0..<m.layout.count { m.params.ptr[i] = (rng.nextFloat() * 2 - 1) * 0.5 }
+            m.parametersChanged()
+            engine = BatchEngine(model: m, vocabulary: vocab, maxStreams: 8, queueLimit: 4)
+        }
+    }
+
+    nonisolated(unsafe) static var requestEngine: RequestEngine?
+
+    static func request(_ data: [UInt8]) throws {
+        let t = FuzzTarget.request
+        let limits = RequestLimits(maxTokens: 64, maxPromptBytes: 4096, maxChoices: 4)
+        let valid = String(validating: data, as: UTF8.self) != nil
+        func refused(_ e: APIError) throws {
+            try oneLine(e, t)
+            try check(e.status == 400 && !e.message.isEmpty, t, "refusal is not a 400 with a message: \(e)")
+            let o = try? JSONSerialization.jsonObject(with: Data(e.json)) as? [String: Any]
+            let err = o?["error"] as? [String: Any]
+            try check(err?["message"] as? String == e.message && err?["type"] as? String != nil, t, "error object malformed: \(e.json)")
+        }
+        do {
+            let r = try CompletionRequest(body: data, limits: limits)
+            try check(valid, t, "accepted a body that is not UTF-8")
+            try check((0...limits.maxTokens).contains(r.maxTokens) && (1...limits.maxChoices).contains(r.n), t, "max_tokens/n outside the limits")
+            try check(r.temperature.isFinite && r.temperature >= 0 && r.topP > 0 && r.topP <= 1 && r.topK >= 0, t, "sampling options out of range")
+            try check(r.options.problem == nil, t, "accepted options the sampler rejects: \(r.options.problem ?? "")")
+            try check(r.prompt.utf8.count <= limits.maxPromptBytes, t, "prompt over the limit")
+            try check(r.stop.count <= limits.maxStops && r.stop.allSatisfy { !$0.isEmpty && $0.utf8.count <= limits.maxStopBytes }, t, "stop strings outside the limits")
+            // run it: a few tokens through the engine
+            if requestEngine == nil { requestEngine = RequestEngine() }
+            let e = requestEngine!.engine
+            let ids = e.vocabulary.encode(r.prompt, normalize: .none).ids
+            let ticket = GenerationTicket(GenerationRequest(prompt: Array(ids.prefix(64)), choices: r.n, seed: r.seed ?? 0, options: r.options,
+                                                            maxTokens: min(r.maxTokens, 8), stop: r.stop))
+            do { try e.submit(ticket) } catch { throw FuzzViolation(target: t.rawValue, message: "engine refused a valid request: \(error)") }
+            var text = [[UInt8]](repeating: [], count: r.n)
+            for _ in 0..<200 {
+                e.iterate()
+                if let u = ticket.take() { for i in 0..<r.n { text[i] += u.text[i] } }
+                if ticket.progress.isDone { break }
+            }
+            let p = ticket.progress
+            try check(p.isDone && e.active == 0, t, "the request did not finish")
+            for i in 0..<r.n {
+                try check(p.finish[i] == .length || p.finish[i] == .stop, t, "finish \(String(describing: p.finish[i]))")
+                try check(p.completionTokens[i] <= min(r.maxTokens, 8), t, "drew more than max_tokens")
+                guard let s = String(validating: text[i], as: UTF8.self) else { throw FuzzViolation(target: t.rawValue, message: "text not UTF-8") }
+                _ = s
+                try check(!r.stop.contains { containsBytes(text[i], Array($0.utf8)) }, t, "text contains a stop string")
+            }
+        } catch let e as APIError {
+            try refused(e)
+        }
+        do {
+            let s = try ScoreRequest(body: data, limits: limits)
+            try check(valid && !s.input.isEmpty && s.input.count <= limits.maxScoreInputs, t, "score request outside the limits")
+        } catch let e as APIError {
+            try refused(e)
+        }
+    }
+
+    static func containsBytes(_ h: [UInt8], _ n: [UInt8]) -> Bool {
+        guard !n.isEmpty, h.count >= n.count else { return false }
+        for i in 0...(h.count - n.count) where h[i..<(i + n.count)].elementsEqual(n) { return true }
+        return false
     }
 }

@@ -1,0 +1,301 @@
+// Sample/CompletionRequest.swift — the request bodies of `charrnn serve` (OpenAI completions shape,
+// plus /v1/score), decoded and checked without any HTTP: the server, its tests and the
+// `request` fuzz target share this decoder.
+//
+// Decoding: the body must be UTF-8 JSON whose top level is an object. Fields are checked one by one
+// with the exact JSON type (a number is never read as a bool or string, an integer field rejects
+// 1.5 and 1e30); null means "not given"; unknown fields are ignored (OpenAI clients send fields
+// such as `user` or `frequency_penalty`). Every failure is an `APIError` with HTTP status 400 and
+// a one-line message naming the field (`param`).
+
+import Foundation
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}` plus the HTTP status.
+public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public var type: String
+    public var param: String?
+    public var code: String?
+
+    public init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+        self.status = status; self.message = message; self.type = type; self.param = param; self.code = code
+    }
+
+    public static func invalid(_ message: String, param: String?, code: String? = "invalid_value") -> APIError {
+        APIError(status: 400, message: message, param: param, code: code)
+    }
+
+    public var description: String { message }
+
+    /// The JSON body.
+    public var json: [UInt8] {
+        var o: [String: Any] = ["message": message, "type": type]
+        o["param"] = param ?? NSNull()
+        o["code"] = code ?? NSNull()
+        return (try? JSONSerialization.data(withJSONObject: ["error": o], options: [.sortedKeys, .withoutEscapingSlashes]))
+            .map { Array($0) } ?? Array(#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.utf8)
+    }
+}
+
+/// A JSON value with its exact type.
+public enum JSONValue: Decodable, Sendable, Equatable {
+    case null, bool(Bool), int(Int64), uint(UInt64), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null; return }
+        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
+        if let i = try? c.decode(Int64.self) { self = .int(i); return }
+        if let u = try? c.decode(UInt64.self) { self = .uint(u); return }
+        if let d = try? c.decode(Double.self) { self = .double(d); return }
+        if let s = try? c.decode(String.self) { self = .string(s); return }
+        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
+        self = .object(try c.decode([String: JSONValue].self))
+    }
+
+    /// The JSON type's name, for messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .int, .uint, .double: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+
+    /// Decodes a request body: UTF-8 JSON with an object at the top.
+    public static func object(from body: [UInt8]) throws(APIError) -> [String: JSONValue] {
+        if body.isEmpty { throw .invalid("the request body is empty; expected a JSON object", param: nil, code: "invalid_json") }
+        if String(validating: body, as: UTF8.self) == nil {
+            let at = firstInvalidUTF8(body)
+            throw .invalid("the request body is not valid UTF-8 (byte \(at))", param: nil, code: "invalid_json")
+        }
+        let v: JSONValue
+        do { v = try JSONDecoder().decode(JSONValue.self, from: Data(body)) } catch {
+            throw .invalid("the request body is not valid JSON: \(oneLine(error))", param: nil, code: "invalid_json")
+        }
+        guard case let .object(o) = v else {
+            throw .invalid("the request body must be a JSON object, not \(v.typeName == "array" ? "an" : "a") \(v.typeName)", param: nil, code: "invalid_json")
+        }
+        return o
+    }
+
+    /// Offset of the first byte that does not start a valid UTF-8 scalar.
+    static func firstInvalidUTF8(_ b: [UInt8]) -> Int {
+        var parser = Unicode.UTF8.ForwardParser()
+        var it = b.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &it) {
+            case let .valid(s): offset += s.count
+            case .error: return offset
+            case .emptyInput: return offset
+            }
+        }
+    }
+
+    static func oneLine(_ e: Error) -> String {
+        var s: String
+        if case let DecodingError.dataCorrupted(c) = e {
+            s = c.debugDescription
+            if let u = c.underlyingError { s += " (" + String(describing: u) + ")" }
+        } else { s = String(describing: e) }
+        s = s.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
+        return s.count > 300 ? String(s.prefix(300)) + "…" : s
+    }
+}
+
+/// Server limits that a request is checked against.
+public struct RequestLimits: Sendable {
+    /// Largest `max_tokens`.
+    public var maxTokens: Int
+    /// Largest prompt, in UTF-8 bytes.
+    public var maxPromptBytes: Int
+    /// Largest `n`.
+    public var maxChoices: Int
+    /// Stop strings per request, and bytes per stop string.
+    public var maxStops = 4, maxStopBytes = 256
+    /// Texts per /v1/score request.
+    public var maxScoreInputs = 64
+
+    public init(maxTokens: Int = 4096, maxPromptBytes: Int = 65536, maxChoices: Int = 16) {
+        self.maxTokens = maxTokens; self.maxPromptBytes = maxPromptBytes; self.maxChoices = maxChoices
+    }
+}
+
+/// A checked `POST /v1/completions` body.
+public struct CompletionRequest: Sendable, Equatable {
+    public var model: String?
+    public var prompt: String
+    public var maxTokens: Int
+    public var temperature: Float
+    public var topP: Float
+    public var topK: Int
+    public var n: Int
+    public var seed: UInt64?
+    public var stop: [String]
+    public var stream: Bool
+
+    /// Defaults where the body is silent: 16 tokens (OpenAI's), temperature 0.8 (charrnn sample's),
+    /// top_p 1, top_k 0 (off), n 1, a random seed, no stop strings, no streaming.
+    public static let defaultMaxTokens = 16
+    public static let defaultTemperature: Float = 0.8
+
+    public var options: SamplingOptions { SamplingOptions(temperature: temperature, topK: topK, topP: topP) }
+
+    /// Decodes and checks a body.
+    /// - Throws: `APIError` (status 400) saying which field is wrong and why.
+    public init(body: [UInt8], limits: RequestLimits) throws(APIError) {
+        let o = try JSONValue.object(from: body)
+        var f = Fields(o)
+        model = try f.string("model")
+        prompt = try f.prompt()
+        if prompt.utf8.count > limits.maxPromptBytes {
+            throw .invalid("prompt is \(prompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)", param: "prompt", code: "prompt_too_long")
+        }
+        maxTokens = try f.int("max_tokens", in: 0...limits.maxTokens) ?? min(Self.defaultMaxTokens, limits.maxTokens)
+        temperature = Float(try f.double("temperature", in: 0...100) ?? Double(Self.defaultTemperature))
+        let p = try f.double("top_p", in: 0...1) ?? 1
+        if p <= 0 { throw .invalid("top_p must be in (0, 1], got \(p)", param: "top_p") }
+        topP = Float(p)
+        topK = try f.int("top_k", in: 0...Int(Int32.max)) ?? 0
+        n = try f.int("n", in: 1...limits.maxChoices) ?? 1
+        seed = try f.seed("seed")
+        stop = try f.stop("stop", limits: limits)
+        stream = try f.bool("stream") ?? false
+    }
+}
+
+/// A checked `POST /v1/score` body: `{"input": "text" | ["text", …]}`.
+public struct ScoreRequest: Sendable, Equatable {
+    public var model: String?
+    public var input: [String]
+
+    public init(body: [UInt8], limits: RequestLimits) throws(APIError) {
+        let o = try JSONValue.object(from: body)
+        var f = Fields(o)
+        model = try f.string("model")
+        switch o["input"] ?? .null {
+        case .null: throw .invalid("input is required: a string or a list of strings", param: "input", code: "missing_field")
+        case let .string(s): input = [s]
+        case let .array(a):
+            if a.isEmpty || a.count > limits.maxScoreInputs {
+                throw .invalid("input must hold 1 to \(limits.maxScoreInputs) strings, got \(a.count)", param: "input")
+            }
+            var out: [String] = []
+            for (i, v) in a.enumerated() {
+                guard case let .string(s) = v else { throw .invalid("input[\(i)] must be a string, not a \(v.typeName)", param: "input", code: "invalid_type") }
+                out.append(s)
+            }
+            input = out
+        case let v: throw .invalid("input must be a string or a list of strings, not a \(v.typeName)", param: "input", code: "invalid_type")
+        }
+    }
+}
+
+/// Typed access to a body's fields.
+private struct Fields {
+    let o: [String: JSONValue]
+    init(_ o: [String: JSONValue]) { self.o = o }
+
+    func value(_ k: String) -> JSONValue? {
+        guard let v = o[k], v != .null else { return nil }
+        return v
+    }
+
+    func type(_ k: String, _ want: String, _ v: JSONValue) -> APIError {
+        .invalid("\(k) must be \(want), not a \(v.typeName)", param: k, code: "invalid_type")
+    }
+
+    mutating func string(_ k: String) throws(APIError) -> String? {
+        guard let v = value(k) else { return nil }
+        guard case let .string(s) = v else { throw type(k, "a string", v) }
+        return s
+    }
+
+    mutating func bool(_ k: String) throws(APIError) -> Bool? {
+        guard let v = value(k) else { return nil }
+        guard case let .bool(b) = v else { throw type(k, "a boolean", v) }
+        return b
+    }
+
+    mutating func int(_ k: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
+        guard let v = value(k) else { return nil }
+        let n: Int?
+        switch v {
+        case let .int(i): n = Int(exactly: i)
+        case let .uint(u): n = Int(exactly: u)
+        case let .double(d): n = d.isFinite && d == d.rounded() && abs(d) < 1e15 ? Int(d) : nil
+            if n == nil { throw .invalid("\(k) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(d)", param: k) }
+        default: throw type(k, "an integer", v)
+        }
+        guard let n, range.contains(n) else {
+            throw .invalid("\(k) must be an integer in \(range.lowerBound)...\(range.upperBound)\(n.map { ", got \($0)" } ?? "")", param: k)
+        }
+        return n
+    }
+
+    mutating func double(_ k: String, in range: ClosedRange<Double>) throws(APIError) -> Double? {
+        guard let v = value(k) else { return nil }
+        let d: Double
+        switch v {
+        case let .int(i): d = Double(i)
+        case let .uint(u): d = Double(u)
+        case let .double(x): d = x
+        default: throw type(k, "a number", v)
+        }
+        guard d.isFinite, range.contains(d) else {
+            throw .invalid("\(k) must be a number in \(range.lowerBound)...\(range.upperBound), got \(d)", param: k)
+        }
+        return d
+    }
+
+    mutating func seed(_ k: String) throws(APIError) -> UInt64? {
+        guard let v = value(k) else { return nil }
+        switch v {
+        case let .int(i) where i >= 0: return UInt64(i)
+        case let .uint(u): return u
+        case let .double(d) where d.isFinite && d >= 0 && d == d.rounded() && d < 18446744073709551616.0: return UInt64(d)
+        case .int, .double: throw .invalid("seed must be an integer in 0...18446744073709551615", param: k)
+        default: throw type(k, "an integer", v)
+        }
+    }
+
+    mutating func prompt() throws(APIError) -> String {
+        guard let v = value("prompt") else { return "" }
+        switch v {
+        case let .string(s): return s
+        case let .array(a):
+            if a.isEmpty { return "" }
+            guard a.count == 1, case let .string(s) = a[0] else {
+                throw .invalid("prompt must be a string or a list of one string (send one request per prompt)", param: "prompt",
+                              code: "invalid_type")
+            }
+            return s
+        default: throw type("prompt", "a string", v)
+        }
+    }
+
+    mutating func stop(_ k: String, limits: RequestLimits) throws(APIError) -> [String] {
+        guard let v = value(k) else { return [] }
+        var list: [String]
+        switch v {
+        case let .string(s): list = [s]
+        case let .array(a):
+            list = []
+            for (i, e) in a.enumerated() {
+                guard case let .string(s) = e else { throw .invalid("stop[\(i)] must be a string, not a \(e.typeName)", param: k, code: "invalid_type") }
+                list.append(s)
+            }
+        default: throw type(k, "a string or a list of strings", v)
+        }
+        if list.count > limits.maxStops { throw .invalid("stop holds \(list.count) strings; at most \(limits.maxStops) are allowed", param: k) }
+        for s in list where s.isEmpty || s.utf8.count > limits.maxStopBytes {
+            throw .invalid("each stop string must be 1 to \(limits.maxStopBytes) bytes, got \(s.utf8.count)", param: k)
+        }
+        return list
+    }
+}

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# scripts/serve-test.sh — `charrnn serve` end to end, on 127.0.0.1 only, every request bounded in
+# count and time: builds, trains a tiny checkpoint, starts the server on a free port (--port 0),
+# and checks with curl (completions = `charrnn sample`, streaming, stop, models, health, score =
+# `charrnn eval`, every error class, hostile bodies, a burst of dropped connections, disconnect
+# frees rows, 429 with Retry-After), with the openai Python package (non-streaming and streaming)
+# and with headless Chromium (type, generate, text grows, stop, screenshot); SIGTERM during a
+# stream must end the server cleanly within the grace time; RSS must not grow over 10,000 requests. The server is stopped by a
+# trap whatever happens. Prints "N passed, N failed" and exits non-zero on any failure.
+#
+#   scripts/serve-test.sh               needs curl, python3 with openai + websocket-client, chromium
+#   SERVE_TEST_OUT=DIR                  where the screenshot and logs go (default .build/serve-test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${SERVE_TEST_OUT:-$ROOT/.build/serve-test}
+mkdir -p "$OUT"
+swift build
+BIN=$(swift build --show-bin-path)/charrnn
+WORK=$(mktemp -d /tmp/charrnn-serve-test.XXXXXX)
+SERVER=""
+BACKGROUND=()
+
+cleanup() {
+    for p in "${BACKGROUND[@]+"${BACKGROUND[@]}"}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "$SERVER" ] && kill -0 "$SERVER" 2>/dev/null; then kill -TERM "$SERVER"; sleep 1; kill -KILL "$SERVER" 2>/dev/null || true; fi
+    [ -f "$WORK/server.log" ] && cp "$WORK/server.log" "$OUT/server.log"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PASS=0; FAIL=0
+ok()   { PASS=$((PASS + 1)); echo "ok   $*"; }
+bad()  { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
+expect() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3: expected [$2], got [$1]"; fi; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+CURL=(curl -sS --max-time 20)
+
+# ---- a tiny checkpoint
+python3 - "$WORK/corpus.txt" <<'EOF'
+import random, sys
+random.seed(1)
+words = "the quick brown fox jumps over a lazy dog and then she said hello world to everyone".split()
+open(sys.argv[1], "w").write("\n".join(" ".join(random.choice(words) for _ in range(12)) for _ in range(400)) + "\n")
+EOF
+"$BIN" train "$WORK/corpus.txt" --hidden 48 --layers 2 --seq 20 --batch 10 --max-iters 200 --eval-every 100 \
+    --out "$WORK/runs" --name tiny --threads 1 >/dev/null
+CK=$WORK/runs/tiny
+
+start_server() {   # start_server ARGS… : sets SERVER and PORT
+    "$BIN" serve --checkpoint "$CK" --port 0 --threads 1 "$@" 2>"$WORK/server.log" &
+    SERVER=$!
+    for _ in $(seq 1 300); do
+        PORT=$(grep -o '127\.0\.0\.1:[0-9]*' "$WORK/server.log" 2>/dev/null | head -1 | cut -d: -f2 || true)
+        [ -n "$PORT" ] && break
+        kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/server.log"; echo "server died"; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$PORT" ] || { echo "server did not start"; exit 1; }
+    URL=http://127.0.0.1:$PORT
+}
+
+# Paced at 4 ms per step so streams last long enough to watch, cancel and queue behind.
+start_server --max-streams 4 --max-queue 2 --max-tokens 4096 --max-prompt 4096 --max-body 65536 \
+    --step-interval-ms 4 --shutdown-grace 3 --idle-timeout 5
+echo "server on $URL"
+
+# ---- health, models
+H=$("${CURL[@]}" "$URL/health")
+expect "$(echo "$H" | json 'd["status"], d["max_streams"]')" "('ok', 4)" "GET /health"
+M=$("${CURL[@]}" "$URL/v1/models")
+expect "$(echo "$M" | json 'd["data"][0]["id"], d["data"][0]["charrnn_version"], d["data"][0]["charrnn"]["hidden"]')" \
+    "('tiny', '$("$BIN" --version)', 48)" "GET /v1/models: id, version, info"
+
+# ---- completions = charrnn sample
+SAMPLE=$("$BIN" sample --checkpoint "$CK" --prime "the " --seed 7 --length 60 --temp 0.8)
+EXPECTED=${SAMPLE#the }
+R=$("${CURL[@]}" "$URL/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"model":"tiny","prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7}')
+expect "$(echo "$R" | json 'd["choices"][0]["text"]')" "$EXPECTED" "POST /v1/completions = charrnn sample --prime --seed"
+expect "$(echo "$R" | json 'd["object"], d["choices"][0]["finish_reason"], d["usage"]["prompt_tokens"], d["usage"]["completion_tokens"]')" \
+    "('text_completion', 'length', 4, 60)" "completion shape and usage"
+SAMPLE3=$("$BIN" sample --checkpoint "$CK" --seed 11 --length 40 --temp 1 --top-k 5 --num-samples 3 --output-dir "$WORK/s3" 2>/dev/null; \
+          python3 -c "import sys; print(repr([open(f'$WORK/s3/sample-{i}.txt').read() for i in (1,2,3)]))")
+R=$("${CURL[@]}" "$URL/v1/completions" -d '{"prompt":"","max_tokens":40,"temperature":1,"top_k":5,"seed":11,"n":3}')
+expect "$(echo "$R" | json 'repr([c["text"] for c in d["choices"]])')" "$SAMPLE3" "n=3 = sample --num-samples 3"
+STOPPED=$("$BIN" sample --checkpoint "$CK" --prime "the " --seed 7 --length 60 --temp 0.8 --stop "o" --stop "xq")
+R=$("${CURL[@]}" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7,"stop":["o","xq"]}')
+expect "$(echo "$R" | json 'd["choices"][0]["text"], d["choices"][0]["finish_reason"]')" \
+    "$(python3 -c "import sys; print((sys.argv[1], 'stop'))" "${STOPPED#the }")" "stop = sample --stop, finish_reason stop"
+
+# ---- streaming
+S=$("${CURL[@]}" -N -D "$WORK/stream.h" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7,"stream":true}')
+grep -qi '^content-type: text/event-stream' "$WORK/stream.h" && ok "stream: text/event-stream" || bad "stream: content type"
+expect "$(echo "$S" | tail -n 1)" "data: [DONE]" "stream ends with data: [DONE]"
+expect "$(echo "$S" | python3 -c '
+import json, sys
+ev = [l[6:] for l in sys.stdin.read().split("\n") if l.startswith("data: ") and l != "data: [DONE]"]
+ch = [json.loads(e) for e in ev]
+print("".join(c["choices"][0]["text"] for c in ch if c["choices"]), len(ch) > 5, [c["choices"][0]["finish_reason"] for c in ch if c["choices"]][-1])')" \
+    "$EXPECTED True length" "stream: many events, same text as non-streaming, finish_reason"
+
+# ---- score = charrnn eval
+printf 'the quick brown fox' > "$WORK/score.txt"
+EV=$("$BIN" eval "$WORK/score.txt" --checkpoint "$CK" --json | json 'd["tokens"], d["unknown"], d["scored"], d["loss"], d["bpc"]')
+SC=$("${CURL[@]}" "$URL/v1/score" -d '{"input":["the quick brown fox"]}' | \
+     json '(lambda e: (e["tokens"], e["unknown"], e["scored"], e["nats_per_token"], e["bits_per_character"]))(d["data"][0])')
+expect "$SC" "$EV" "POST /v1/score = charrnn eval --json"
+
+# ---- error classes: status, OpenAI error object, param
+err() {   # err NAME STATUS PARAM CURL-ARGS… : the status and the error object's param
+    local name=$1 want=$2 param=$3; shift 3
+    local code body
+    code=$("${CURL[@]}" -o "$WORK/err.json" -w '%{http_code}' "$@" || true)
+    body=$(cat "$WORK/err.json" 2>/dev/null || true)
+    local got
+    got=$(echo "$body" | python3 -c 'import json,sys
+try:
+    e = json.load(sys.stdin)["error"]; print(e["type"] and e["message"] and "obj", e["param"])
+except Exception as x: print("no-error-object", x)' 2>/dev/null)
+    expect "$code $got" "$want obj $param" "$name"
+}
+C=("$URL/v1/completions" -H 'Content-Type: application/json')
+err "malformed JSON → 400" 400 None "${C[@]}" -d '{"prompt": "a",'
+err "top level not an object → 400" 400 None "${C[@]}" -d '[1,2]'
+err "wrong type (prompt number) → 400" 400 prompt "${C[@]}" -d '{"prompt": 5}'
+err "wrong type (max_tokens string) → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": "5"}'
+err "wrong type (stream) → 400" 400 stream "${C[@]}" -d '{"stream": "yes"}'
+err "NaN → 400" 400 None "${C[@]}" -d '{"temperature": NaN}'
+err "huge number (1e999) → 400" 400 None "${C[@]}" -d '{"temperature": 1e999}'
+err "huge integer → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": 123456789012345678901234567890}'
+err "negative max_tokens → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": -1}'
+err "max_tokens over the cap → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": 4097}'
+err "negative temperature → 400" 400 temperature "${C[@]}" -d '{"temperature": -1}'
+err "top_p 0 → 400" 400 top_p "${C[@]}" -d '{"top_p": 0}'
+err "n over the limit → 400" 400 n "${C[@]}" -d '{"n": 99}'
+err "five stop strings → 400" 400 stop "${C[@]}" -d '{"stop": ["a","b","c","d","e"]}'
+err "prompt only of unknown characters → 400" 400 prompt "${C[@]}" -d '{"prompt": "ZZZ"}'
+printf '{"prompt": "\xff\xfe"}' > "$WORK/bad-utf8.json"
+err "invalid UTF-8 body → 400" 400 None "${C[@]}" --data-binary @"$WORK/bad-utf8.json"
+python3 -c "print('{\"prompt\": \"' + 'a' * 5000 + '\"}')" > "$WORK/long-prompt.json"
+err "prompt over --max-prompt → 400" 400 prompt "${C[@]}" --data-binary @"$WORK/long-prompt.json"
+python3 -c "print('{\"prompt\": \"' + 'a' * (10 << 20) + '\"}')" > "$WORK/10mb.json"
+code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${C[@]}" --data-binary @"$WORK/10mb.json" 2>/dev/null || true)
+case "$code" in 413|000) ok "10 MB prompt → 413 or closed ($code)";; *) bad "10 MB prompt: $code";; esac
+err "10 MB prompt, chunked (no Content-Length) → 413" 413 None "${C[@]}" -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/10mb.json"
+err "unknown model → 404" 404 model "${C[@]}" -d '{"model": "gpt-4", "prompt": "a"}'
+err "unknown route → 404" 404 None "$URL/v2/nothing"
+err "score without input → 400" 400 input "$URL/v1/score" -d '{}'
+code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${C[@]}" -d '{"prompt":"a","max_tokens":3,"user":"u","frequency_penalty":0,"logit_bias":{},"extra":[1,{"x":null}]}')
+expect "$code" "200" "unknown fields are ignored"
+code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' -X GET "$URL/v1/completions" || true)
+case "$code" in 404|405) ok "GET on a POST route → $code";; *) bad "GET on a POST route: $code";; esac
+
+# ---- limits: 4 streams busy + 2 queued, the next one → 429 with Retry-After; dropped clients free their rows
+for i in 1 2 3 4 5 6; do
+    curl -sS -N --max-time 30 "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":4000,"stream":true}' >/dev/null 2>&1 &
+    BACKGROUND+=($!)
+done
+sleep 1
+expect "$("${CURL[@]}" "$URL/health" | json 'd["active_streams"], d["queued"]')" "(4, 2)" "4 streams run, 2 wait"
+code=$("${CURL[@]}" -D "$WORK/429.h" -o "$WORK/err.json" -w '%{http_code}' "$URL/v1/completions" -d '{"prompt":"a","max_tokens":5}')
+expect "$code $(grep -i '^retry-after:' "$WORK/429.h" | tr -d '\r' | cut -d' ' -f2) $(json 'd["error"]["type"]' < "$WORK/err.json")" \
+    "429 1 rate_limit_error" "queue full → 429 with Retry-After"
+for p in "${BACKGROUND[@]}"; do kill "$p" 2>/dev/null || true; done
+BACKGROUND=()
+freed=no
+for _ in $(seq 1 50); do
+    [ "$("${CURL[@]}" "$URL/health" | json 'd["active_streams"] + d["queued"]')" = "0" ] && { freed=yes; break; }
+    sleep 0.1
+done
+expect "$freed" yes "dropped streaming clients free their rows"
+
+# ---- hostile connections, then a normal request still works
+python3 scripts/serve-test/clients.py connections "$PORT" 1500 && ok "1500 connections opened and dropped" || bad "connection burst"
+expect "$("${CURL[@]}" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7}' | json 'd["choices"][0]["text"]')" \
+    "$EXPECTED" "after the hostile input the server still answers, the same text"
+
+python3 scripts/serve-test/clients.py timeouts "$PORT" 5 && ok "idle, header-read and body-read timeouts close connections" || bad "timeouts"
+
+# ---- the openai package
+python3 scripts/serve-test/clients.py openai "$PORT" tiny "$EXPECTED" && ok "openai client" || bad "openai client"
+
+# ---- the web page in headless Chromium
+P=$("${CURL[@]}" "$URL/")
+if echo "$P" | grep -q '<textarea id="prompt"' && ! echo "$P" | grep -Eq '(src|href)="(https?:)?//'; then ok "GET / is a self-contained page"; else bad "GET / page"; fi
+timeout 120 python3 scripts/serve-test/browser.py "$PORT" "$OUT/page.png" && ok "web page in headless Chromium (screenshot $OUT/page.png)" || bad "web page in Chromium"
+
+# ---- SIGTERM during a stream: ends within the grace time, exit status 0
+curl -sS -N --max-time 30 "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":4000,"stream":true}' > "$WORK/cut.txt" 2>/dev/null &
+BACKGROUND+=($!)
+sleep 0.5
+t0=$(date +%s.%N)
+kill -TERM "$SERVER"
+status=0; wait "$SERVER" || status=$?
+t1=$(date +%s.%N)
+SERVER=""
+took=$(python3 -c "print(round($t1 - $t0, 1))")
+expect "$status $(python3 -c "print($took < 10)")" "0 True" "SIGTERM: exit 0 within grace + 7 s (took ${took} s)"
+sleep 0.2
+expect "$(tail -n 2 "$WORK/cut.txt" | head -n 1)" "data: [DONE]" "the cut stream still ends with [DONE]"
+grep -q "charrnn serve: stopped" "$WORK/server.log" && ok "server says stopped" || bad "no stop message"
+lines=$(grep -c ' POST /v1/completions ' "$WORK/server.log" || true)
+[ "$lines" -gt 20 ] && ok "one log line per request ($lines completions lines)" || bad "log lines: $lines"
+
+# ---- no memory growth: RSS after 100 requests = RSS after 10,000 more (an unpaced server)
+start_server --max-streams 8
+python3 scripts/serve-test/clients.py rss "$PORT" "$SERVER" 10000 && ok "no RSS growth over 10,000 requests" || bad "RSS growth"
+kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
+
+echo
+echo "serve-test: $PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Real clients and hostile connections against `charrnn serve` on loopback (bounded in count and time).
+
+    clients.py openai PORT MODEL EXPECTED_TEXT     the official openai package: non-streaming and
+                                                   streaming completions (seed 7, 60 tokens, prompt
+                                                   "the ") must both give EXPECTED_TEXT
+    clients.py connections PORT COUNT              COUNT connections opened and dropped: idle, half
+                                                   a request line, partial headers, garbage, a body
+                                                   cut short; then the server must still answer
+    clients.py rss PORT PID N                      RSS of the server after 100 requests and after N
+                                                   more (keep-alive and fresh connections, streaming
+                                                   and not, n=2, stop strings): no growth beyond 2 MB
+    clients.py timeouts PORT IDLE_SECONDS          a silent connection, one stuck in its headers and
+                                                   one stuck in its body are all closed by the
+                                                   server after about IDLE_SECONDS
+"""
+import socket, sys, time
+
+
+def openai_check(port, model, expected):
+    from openai import OpenAI
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", timeout=30, max_retries=0)
+    ok = True
+    r = client.completions.create(model=model, prompt="the ", max_tokens=60, temperature=0.8, seed=7)
+    text = r.choices[0].text
+    print(("ok   " if text == expected else "FAIL ") + f"openai non-streaming: {text!r}")
+    ok &= text == expected
+    ok &= r.usage.completion_tokens == 60 and r.choices[0].finish_reason == "length"
+    chunks = list(client.completions.create(model=model, prompt="the ", max_tokens=60, temperature=0.8, seed=7, stream=True))
+    streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+    good = streamed == expected and len(chunks) > 2
+    print(("ok   " if good else "FAIL ") + f"openai streaming: {len(chunks)} chunks, {streamed!r}")
+    ok &= good
+    r = client.completions.create(model=model, prompt="the ", max_tokens=60, temperature=0.8, seed=7, n=2, stop=["o"])
+    good = len(r.choices) == 2 and r.choices[0].text == expected.split("o")[0] and all("o" not in c.text for c in r.choices)
+    print(("ok   " if good else "FAIL ") + f"openai n=2 with stop: {[c.text for c in r.choices]}")
+    ok &= good
+    try:
+        client.completions.create(model=model, prompt="the ", max_tokens=10**7)
+        print("FAIL openai: max_tokens over the cap was accepted")
+        ok = False
+    except Exception as e:
+        good = getattr(e, "status_code", None) == 400 and "max_tokens" in str(e)
+        print(("ok   " if good else "FAIL ") + f"openai sees the 400 error object: {e}")
+        ok &= good
+    return ok
+
+
+def connections(port, count):
+    payloads = [b"", b"GET / HT", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n",
+                b"\x00\xff\xfe garbage \r\n\r\n", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"prompt\":",
+                b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"a" * 20000 + b"\r\n\r\n"]
+    t0, opened = time.time(), 0
+    batch = []
+    for i in range(count):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(payloads[i % len(payloads)])
+            batch.append(s)
+            opened += 1
+        except OSError as e:
+            print(f"     connection {i}: {e}")
+        if len(batch) >= 100:
+            for s in batch:
+                s.close()
+            batch = []
+        if time.time() - t0 > 60:
+            break
+    for s in batch:
+        s.close()
+    print(f"     opened and dropped {opened} connections in {time.time() - t0:.1f} s")
+    return opened >= count * 0.9
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss(port, pid, n):
+    import http.client, json
+    bodies = [json.dumps({"prompt": "the ", "max_tokens": 8, "seed": 1}),
+              json.dumps({"prompt": "a", "max_tokens": 8, "n": 2, "stop": ["e"]}),
+              json.dumps({"prompt": "", "max_tokens": 8, "stream": True}),
+              json.dumps({"prompt": 5})]
+    conn = None
+
+    def run(count, t_end):
+        nonlocal conn
+        for i in range(count):
+            if time.time() > t_end:
+                return False
+            if conn is None or i % 50 == 0:
+                if conn:
+                    conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/v1/completions", bodies[i % len(bodies)], {"Content-Type": "application/json"})
+            conn.getresponse().read()
+        return True
+
+    t_end = time.time() + 240
+    run(100, t_end)
+    time.sleep(0.5)
+    before = rss_kb(pid)
+    done = run(n, t_end)
+    time.sleep(0.5)
+    after = rss_kb(pid)
+    good = done and after - before <= 2048
+    print(("ok   " if good else "FAIL ") + f"RSS after 100 requests {before / 1024:.1f} MB, after {n} more {after / 1024:.1f} MB"
+          + ("" if done else " (time limit hit)"))
+    return good
+
+
+def timeouts(port, idle):
+    cases = {"silent": b"", "headers": b"GET /health HTTP/1.1\r\nHost: x\r\n",
+             "body": b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"}
+    socks = {}
+    for name, payload in cases.items():
+        s = socket.create_connection(("127.0.0.1", port), timeout=idle + 10)
+        s.sendall(payload)
+        socks[name] = s
+    t0, ok = time.time(), True
+    for name, s in socks.items():
+        try:
+            data = s.recv(4096)
+            took = time.time() - t0
+            good = took < idle + 5 and not data.startswith(b"HTTP/1.1 200")
+            print(("ok   " if good else "FAIL ") + f"{name}: closed by the server after {took:.1f} s")
+            ok &= good
+        except socket.timeout:
+            print(f"FAIL {name}: still open after {idle + 10} s")
+            ok = False
+        s.close()
+    return ok
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "openai":
+        sys.exit(0 if openai_check(int(sys.argv[2]), sys.argv[3], sys.argv[4]) else 1)
+    if mode == "rss":
+        sys.exit(0 if rss(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])) else 1)
+    if mode == "timeouts":
+        sys.exit(0 if timeouts(int(sys.argv[2]), float(sys.argv[3])) else 1)
+    if mode == "connections":
+        sys.exit(0 if connections(int(sys.argv[2]), int(sys.argv[3])) else 1)
+    sys.exit(2)

@@ -81,8 +81,15 @@ private struct PackJob {
         for p in slice(panels, part: part, of: parts) {
             let j0 = p * 32, w = min(32, n - j0)
             if bf16 {
+                // columns jj and jj + 16 share a 32-bit word (low half, high half): a shift and a mask
+                // widen a row into two float vectors without a shuffle (BF16Row.load)
                 let d0 = dst.assumingMemoryBound(to: UInt16.self) + p * k * 32
-                for kk in 0..<k { for jj in 0..<32 { d0[kk * 32 + jj] = jj < w ? bfloat16(element(kk, j0 + jj)) : 0 } }
+                for kk in 0..<k {
+                    for jj in 0..<32 {
+                        let slot = jj < 16 ? 2 * jj : 2 * (jj - 16) + 1
+                        d0[kk * 32 + slot] = jj < w ? bfloat16(element(kk, j0 + jj)) : 0
+                    }
+                }
                 continue
             }
             let d0 = dst.assumingMemoryBound(to: Float.self) + p * k * 32
@@ -133,10 +140,11 @@ enum FP32Row: PanelRow {
 
 enum BF16Row: PanelRow {
     static var stride: Int { 64 }
+    /// Word i holds column i (low 16 bits) and column i + 16 (high 16 bits); a bfloat16 in the high
+    /// half of a 32-bit word is already that float.
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16) {
-        let h = p.loadUnaligned(as: SIMD32<UInt16>.self)
-        let lo = SIMD16<UInt32>(truncatingIfNeeded: h.lowHalf) &<< 16, hi = SIMD16<UInt32>(truncatingIfNeeded: h.highHalf) &<< 16
-        return (unsafeBitCast(lo, to: Vec16.self), unsafeBitCast(hi, to: Vec16.self))
+        let w = p.load(as: SIMD16<UInt32>.self)
+        return (unsafeBitCast(w &<< 16, to: Vec16.self), unsafeBitCast(w & 0xFFFF_0000, to: Vec16.self))
     }
 }
 

@@ -36,47 +36,56 @@ struct BenchCommand: ParsableCommand {
         guard let k = streamCounts, !k.isEmpty, k.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else {
             throw ValidationError("--sample-streams must be a comma-separated list of counts from 1 to 4096, e.g. 1,8,32")
         }
+        if vocab > Bounds.maxSyntheticVocab { throw ValidationError("--vocab must be at most \(Bounds.maxSyntheticVocab) (got \(vocab))") }
+        if seq > Bounds.maxSeq || batch > Bounds.maxBatch || seq * batch > Bounds.maxTokensPerMinibatch {
+            throw ValidationError("--seq and --batch must be at most \(Bounds.maxSeq) each and \(Bounds.maxTokensPerMinibatch) together")
+        }
         if seq < 1 || batch < 1 || iters < 1 || warmup < 0 || vocab < 1 || sampleLength < 1 { throw ValidationError("--seq, --batch, --iters, --vocab and --sample-length must be positive") }
     }
 
-    func run() throws {
-        threads.configure()
+    func run() throws { try reportingErrors(bench) }
+
+    func bench() throws {
+        try threads.configure()
         var tokens: [Int32]
         var V = vocab
         if let corpus {
             do {
                 let (c, _, _) = try CorpusLoader.load(paths: [corpus], options: LoadOptions(), cacheDirectory: nil)
                 V = c.vocabulary.count
+                if V > Bounds.maxSyntheticVocab {
+                    throw BenchError(message: "\(corpus): \(V) distinct characters; bench times at most \(Bounds.maxSyntheticVocab)")
+                }
                 tokens = (0..<c.count).map { c.token(at: $0) }
-            } catch { printError("error: \(error)"); throw ExitCode.failure }
+            }
         } else {
             tokens = Benchmark.syntheticTokens(count: max(batch * (seq + 1) * 4, 200_000), vocab: vocab, seed: 1)
         }
-        guard tokens.count > batch * (seq + 2) else { printError("error: corpus too small for --batch \(batch) --seq \(seq)"); throw ExitCode.failure }
+        guard tokens.count > batch * (seq + 2) else { throw BenchError(message: "\(corpus ?? "the synthetic corpus"): too small for --batch \(batch) --seq \(seq)") }
         var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
         let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            try say(String(decoding: try enc.encode(r), as: UTF8.self))
             return
         }
-        print(String(format: "%@ %d×%d embed %d vocab %d, seq %d batch %d, %d threads, %d parameters",
+        try say(String(format: "%@ %ld×%ld embed %ld vocab %ld, seq %ld batch %ld, %ld threads, %ld parameters",
                      r.model, r.layers, r.hidden, r.embed, r.vocab, r.seq, r.batch, r.threads, r.params))
-        print(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%d iterations after %d warm-up)",
+        try say(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%ld iterations after %ld warm-up)",
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
-        print(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
+        try say(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, r.sgemmPeakGFLOPS, 100 * r.fractionOfPeak))
         for f in r.sampleStreams {
-            print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8)",
+            try say(String(format: "sample: %.0f tokens/s with %ld stream%@ (%.0f per stream, temperature 0.8)",
                          f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream))
         }
-        print(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
+        try say(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
         if let a = r.trainAllocations, let b = r.sampleAllocations {
-            print("heap:   \(a) allocations in \(iters) timed training iterations, \(b) in \(sampleLength) sampled tokens")
+            try say("heap:   \(a) allocations in \(iters) timed training iterations, \(b) in \(sampleLength) sampled tokens")
         } else {
-            print("heap:   allocation count n/a (run with LD_PRELOAD of scripts/malloc-count.c, see README)")
+            try say("heap:   allocation count n/a (run with LD_PRELOAD of scripts/malloc-count.c, see README)")
         }
     }
 
@@ -85,4 +94,10 @@ struct BenchCommand: ParsableCommand {
         let parts = sampleStreams.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         return parts.contains(nil) ? nil : parts.compactMap { $0 }
     }
+}
+
+/// Why `bench` cannot time its corpus.
+struct BenchError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import CharRNN
+import Foundation
 
 @main
 struct CharRNNCommand: ParsableCommand {
@@ -15,4 +16,11 @@ struct CharRNNCommand: ParsableCommand {
         """,
         subcommands: [TrainCommand.self, SampleCommand.self, BenchCommand.self,
                       EvalCommand.self, InfoCommand.self, PlotCommand.self])
+
+    /// SIGPIPE is ignored, so that a write to a closed pipe fails with EPIPE where the output is
+    /// written (`Output`) instead of killing the process mid-run (`train … | head -1` used to lose its work).
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        main(nil)
+    }
 }

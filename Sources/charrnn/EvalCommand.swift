@@ -35,25 +35,25 @@ struct EvalCommand: ParsableCommand {
     func run() throws { try reportingErrors(evaluate) }
 
     func evaluate() throws {
-        threads.configure()
+        try threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let evaluator = try Evaluator(checkpoint: loaded, batch: batch, seq: seq)
-        if !json { print("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }
+        if !json { try say("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }
         for f in files {
             let r = try evaluator.evaluate(path: f)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-                print(String(decoding: try enc.encode(r), as: UTF8.self))
+                try say(String(decoding: try enc.encode(r), as: UTF8.self))
             } else if r.scored == 0 {
-                print("\(f): \(r.tokens) tokens, \(r.unknown) unknown: too short to score (needs 2 known tokens)")
+                try say("\(f): \(r.tokens) tokens, \(r.unknown) unknown: too short to score (needs 2 known tokens)")
             } else {
-                print(String(format: "%@: %d tokens, %d unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
+                try say(String(format: "%@: %ld tokens, %ld unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
                              f, r.tokens, r.unknown, r.loss, r.bitsPerToken, r.perplexity))
             }
-            fflush(stdout)
+            try Output.standard.flush()
         }
     }
 }

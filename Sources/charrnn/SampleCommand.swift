@@ -42,7 +42,7 @@ struct SampleCommand: ParsableCommand {
     func run() throws { try reportingErrors(sample) }
 
     func sample() throws {
-        threads.configure()
+        try threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let K = numSamples
@@ -64,22 +64,22 @@ struct SampleCommand: ParsableCommand {
         if K == 1 && outputDir == nil {
             // one stream, streamed to stdout as it is drawn
             let out = TokenWriter(vocabulary: vocab)
-            out.write(primeText)
-            for _ in 0..<length { out.write(token: sampler.next()) }
-            out.finish()
+            try out.write(primeText)
+            for _ in 0..<length { try out.write(token: sampler.next()) }
+            try out.finish()
             return
         }
         // K streams in lockstep: sample 0 streams to stdout, the others are kept until the end
         let live = outputDir == nil ? TokenWriter(vocabulary: vocab) : nil
-        if live != nil { fputs(Self.separator(1, of: K) + "\n", stdout) }
-        live?.write(primeText)
+        if live != nil { try say(Self.separator(1, of: K)) }
+        try live?.write(primeText)
         var kept = [[Int32]](repeating: [], count: K)
         for i in 0..<K { kept[i].reserveCapacity(length) }
         let step = IntStorage(count: K)
         for _ in 0..<length {
             sampler.next(into: step.ptr)
             for i in 0..<K { kept[i].append(step.ptr[i]) }
-            live?.write(token: Int(step.ptr[0]))
+            try live?.write(token: Int(step.ptr[0]))
         }
         let bytes = vocab.tokens.map { Array($0.utf8) }
         func text(_ i: Int) -> [UInt8] { Array(primeText.utf8) + kept[i].flatMap { bytes[Int($0)] } }
@@ -96,13 +96,14 @@ struct SampleCommand: ParsableCommand {
             printError("wrote \(K) samples to \(outputDir)/sample-*.txt")
             return
         }
-        live?.finish()
+        try live?.finish()
+        let out = Output.standard
         for i in 1..<K {
-            fputs("\n\n" + Self.separator(i + 1, of: K) + "\n", stdout)
-            text(i).withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+            try out.write("\n\n" + Self.separator(i + 1, of: K) + "\n")
+            try out.write(bytes: text(i))
         }
-        fputs("\n", stdout)
-        fflush(stdout)
+        try out.write("\n")
+        try out.flush()
     }
 
     /// The line between samples on standard output.
@@ -122,19 +123,17 @@ enum SampleError: Error, CustomStringConvertible {
     }
 }
 
-/// Writes tokens' UTF-8 to stdout; flushes per token on a terminal, buffered otherwise.
+/// Writes tokens' UTF-8 to stdout through `Output` (per token on a terminal, buffered otherwise); a
+/// failed write throws `OutputError`.
 final class TokenWriter {
     let bytes: [[UInt8]]
-    let tty = isatty(STDOUT_FILENO) != 0
+    let out = Output.standard
     init(vocabulary: Vocabulary) { bytes = vocabulary.tokens.map { Array($0.utf8) } }
-    func write(token: Int) {
-        bytes[token].withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
-        if tty { fflush(stdout) }
-    }
-    func write(_ s: String) { fputs(s, stdout); if tty { fflush(stdout) } }
-    func finish() {
-        if tty { fputs("\n", stdout) }
-        fflush(stdout)
+    func write(token: Int) throws(OutputError) { try out.write(bytes: bytes[token]) }
+    func write(_ s: String) throws(OutputError) { try out.write(s) }
+    func finish() throws(OutputError) {
+        if out.tty { try out.write("\n") }
+        try out.flush()
     }
 }
 

@@ -12,7 +12,7 @@ final class TrainingRunTests: XCTestCase {
     var out: String { dir + "/runs" }
 
     override func setUpWithError() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         dir = tempDir("run")
         try syntheticCorpusText().write(toFile: corpusPath, atomically: true, encoding: .utf8)
     }

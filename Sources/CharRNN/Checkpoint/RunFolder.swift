@@ -1,7 +1,10 @@
 // Checkpoint/RunFolder.swift — the on-disk contract of a training run: the folder `<out>/<run>/` holds
 // best.safetensors (lowest validation loss), latest.safetensors (where the run stopped) and loss.csv;
 // `<out>/.cache/` holds the token cache shared by the runs under `<out>`. Every name of that contract
-// lives here, with the look-ups `sample`, `eval`, `info` and `train --resume` do on it.
+// lives here, with the look-ups `sample`, `eval`, `info` and `train --resume` do on it, and the lock
+// a writer holds: `.lock` in the run folder, `flock`ed exclusively by the one process that writes
+// the run and holding its pid. The kernel drops the lock when that process exits, however it exits
+// (kill -9 included), so a lock is never stale; the file itself stays.
 
 import Foundation
 
@@ -20,6 +23,8 @@ public struct RunFolder: Sendable, Equatable {
     public static let lossLogName = "loss.csv"
     /// The token-cache folder's name inside the folder that holds the runs.
     public static let cacheDirName = ".cache"
+    /// The writer's lock file (see `RunLock`).
+    public static let lockName = ".lock"
 
     /// The run folder itself.
     public let path: String
@@ -40,6 +45,58 @@ public struct RunFolder: Sendable, Equatable {
 
     /// The default token-cache folder for the runs under `out` (`<out>/.cache`).
     public static func cacheDir(under out: String) -> String { (out as NSString).appendingPathComponent(cacheDirName) }
+
+    /// Whether the folder holds any file of a run (a checkpoint or the loss log).
+    public var holdsRun: Bool {
+        [best, latest, lossLog].contains { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    // MARK: - Names
+
+    /// Checks that `name` is one path component that names a folder inside `--out`.
+    /// - Throws: `CheckpointError` for "", ".", "..", a name with "/" or a NUL.
+    public static func checkName(_ name: String) throws {
+        let why: String? = name.isEmpty ? "is empty" : name == "." || name == ".." ? "is \"\(name)\"" :
+            name.contains("/") ? "contains \"/\"" : name.utf8.contains(0) ? "contains a NUL byte" : nil
+        if let why { throw CheckpointError(file: "--name \(name.debugDescription)", message: "a run name must be one folder name inside --out; this one \(why)") }
+    }
+
+    // MARK: - Writing a run
+
+    /// Creates `path` (and its parents) and takes its writer lock.
+    /// - Parameters:
+    ///   - replacing: the folder may already hold a run, whose checkpoints and loss log are then
+    ///     removed (`--overwrite`); otherwise such a folder is refused.
+    ///   - protecting: a checkpoint that must survive (the `--init-from` source): a folder holding it is
+    ///     refused even when `replacing`.
+    /// - Throws: `CheckpointError` (cannot create, locked by another process, holds a run).
+    public static func claimNew(_ path: String, replacing: Bool, protecting: String? = nil) throws -> RunLock {
+        if let protecting, sameFile((protecting as NSString).deletingLastPathComponent, path) {
+            throw CheckpointError(file: path, message: "is the folder of the --init-from checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another --name)")
+        }
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw CheckpointError(file: path, message: "cannot create run directory: \(describe(error))")
+        }
+        let lock = try RunLock(runDir: path)
+        let run = RunFolder(path)
+        if run.holdsRun {
+            guard replacing else {
+                throw CheckpointError(file: path, message: "already holds a run; resume it with --resume \(shellQuoted(path)), choose another --name, or pass --overwrite to replace it")
+            }
+            for f in [run.best, run.latest, run.lossLog] where FileManager.default.fileExists(atPath: f) {
+                do { try FileManager.default.removeItem(atPath: f) } catch {
+                    throw CheckpointError(file: f, message: "cannot remove it to replace the run: \(describe(error))")
+                }
+            }
+        }
+        return lock
+    }
+
+    /// Whether two paths name the same existing file or folder (device and inode).
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
 
     // MARK: - Locating checkpoints
 
@@ -81,4 +138,61 @@ public struct RunFolder: Sendable, Equatable {
         }
         return newest.0
     }
+}
+
+/// The exclusive writer lock of a run folder: `flock(LOCK_EX | LOCK_NB)` on `<run>/.lock`, which then
+/// holds the writer's pid. Held while the value lives (the descriptor is closed in `deinit`) and
+/// dropped by the kernel when the process ends, so a crashed run never leaves a stale lock.
+public final class RunLock: @unchecked Sendable {
+    public let path: String
+    let fd: Int32
+
+    /// Takes the lock of `runDir`, which must exist.
+    /// - Throws: `CheckpointError` naming the holder's pid when another process writes the run.
+    public init(runDir: String) throws {
+        path = (runDir as NSString).appendingPathComponent(RunFolder.lockName)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { throw CheckpointError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            var buf = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buf, buf.count, 0)
+            close(fd)
+            guard code == EWOULDBLOCK else { throw CheckpointError(file: path, message: "cannot lock the run folder: \(String(cString: strerror(code)))") }
+            let pid = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            throw CheckpointError(file: runDir, message: "another charrnn process (pid \(pid)) is writing this run; wait for it to finish or stop it")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+    }
+
+    deinit { close(fd) }
+
+    /// Runs `body`; when it throws and the run folder holds nothing but the lock (the run never
+    /// started), removes the lock file and the folder, so a refused run leaves nothing behind.
+    public func abandoningOnError<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            let dir = (path as NSString).deletingLastPathComponent
+            if (try? FileManager.default.contentsOfDirectory(atPath: dir)) == [RunFolder.lockName] {
+                unlink(path); rmdir(dir)
+            }
+            throw error
+        }
+    }
+}
+
+/// `s` as one shell word: unchanged when it is plain, else in single quotes.
+public func shellQuoted(_ s: String) -> String {
+    let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_./,:=+@%".unicodeScalars.contains($0) }
+    return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+func describe(_ error: Error) -> String {
+    let e = error as NSError
+    if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(u.code)))
+    }
+    if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+    return e.localizedDescription
 }

@@ -47,14 +47,18 @@ public struct TrainingRun {
         public var train: TrainConfig
         /// The folder that holds the run folders.
         public var outDir: String
-        /// The run folder's name (default: corpus name + timestamp). Not used on resume.
+        /// The run folder's name (default: corpus name + timestamp): one path component. Not used on resume.
         public var name: String?
+        /// `.beside` puts the cache under `outDir`, or on resume under the folder that holds the run.
         public var tokenCache: TokenCache
+        /// A fresh or fine-tuning run may replace a run folder that already holds a run (`--overwrite`);
+        /// never the folder of the `--init-from` checkpoint.
+        public var overwrite: Bool
 
         public init(mode: Mode, corpus: [String], train: TrainConfig = TrainConfig(), outDir: String = "checkpoints",
-                    name: String? = nil, tokenCache: TokenCache = .beside) {
+                    name: String? = nil, tokenCache: TokenCache = .beside, overwrite: Bool = false) {
             self.mode = mode; self.corpus = corpus; self.train = train; self.outDir = outDir
-            self.name = name; self.tokenCache = tokenCache
+            self.name = name; self.tokenCache = tokenCache; self.overwrite = overwrite
         }
     }
 
@@ -96,6 +100,8 @@ public struct TrainingRun {
 
     public let plan: Plan
     public let trainer: Trainer
+    /// The run folder's writer lock, held while this value lives (see `RunLock`).
+    public let lock: RunLock
 
     // MARK: - Set-up
 
@@ -105,21 +111,22 @@ public struct TrainingRun {
     /// - Throws: `TrainError`, `TextError`, `CheckpointError`, `SafeTensorsError`, `LossLogError`,
     ///   `OutOfMemoryPrediction`.
     public init(_ request: Request, report: (Event) -> Void = { _ in }) throws {
+        if case .resume = request.mode {} else if let name = request.name { try RunFolder.checkName(name) }
         switch request.mode {
         case let .fresh(model, softmax):
-            (plan, trainer) = try Self.fresh(request, model: model, softmax: softmax, report: report)
+            (plan, trainer, lock) = try Self.fresh(request, model: model, softmax: softmax, report: report)
         case let .resume(checkpoint, maxIters, epochs, allowNewCorpus):
-            (plan, trainer) = try Self.resume(request, checkpoint: checkpoint, maxIters: maxIters, epochs: epochs,
+            (plan, trainer, lock) = try Self.resume(request, checkpoint: checkpoint, maxIters: maxIters, epochs: epochs,
                                               allowNewCorpus: allowNewCorpus, report: report)
         case let .initFrom(checkpoint, dropout):
-            (plan, trainer) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
+            (plan, trainer, lock) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
         }
     }
 
-    static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer) {
+    static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer, RunLock) {
         precondition(!r.corpus.isEmpty, "a fresh run needs a corpus")
         let t = r.train, path = r.corpus[0]
-        WorkerPool.configure(threads: t.threads)
+        try WorkerPool.configure(threads: t.threads)
         let (c, files) = try loadCorpus(r.corpus, options: t.loadOptions, request: r, report: report)
         var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
                               hash: c.contentHash)
@@ -130,14 +137,24 @@ public struct TrainingRun {
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
         try checkMemory(corpus: c, config: mc, train: t, report: report)
-        let trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: runDir(r, corpusName: c.name))
+        let dir = runDir(r, corpusName: c.name)
+        let lock = try RunFolder.claimNew(dir, replacing: r.overwrite)
+        let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir) }
         reportLayout(trainer, report: report)
-        return (.fresh, trainer)
+        return (.fresh, trainer, lock)
     }
 
     static func resume(_ r: Request, checkpoint: String, maxIters: Int?, epochs: Double?, allowNewCorpus: Bool,
-                       report: (Event) -> Void) throws -> (Plan, Trainer) {
-        let loaded = try Checkpoint.load(path: try RunFolder.resolve(checkpoint, preferring: .latest))
+                       report: (Event) -> Void) throws -> (Plan, Trainer, RunLock) {
+        let file = try RunFolder.resolve(checkpoint, preferring: .latest)
+        let folder = (file as NSString).deletingLastPathComponent
+        // the lock first: a run that another process is writing is neither read half-written nor continued twice
+        let lock = try RunLock(runDir: folder.isEmpty ? "." : folder)
+        // the token cache beside the run (under the folder that holds it), not under the default --out
+        var r = r
+        r.outDir = ((folder.isEmpty ? "." : folder) as NSString).deletingLastPathComponent
+        if r.outDir.isEmpty { r.outDir = "." }
+        let loaded = try Checkpoint.load(path: file)
         // every tensor checked and restored into the model that will train on, before any corpus work
         let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs)
         report(.checkpointRead(path: loaded.path))
@@ -185,16 +202,16 @@ public struct TrainingRun {
             plan = .resume
         }
         RunContinuation.removeStaleTempFiles(runDir: trainer.runDir)
-        WorkerPool.configure(threads: loaded.meta.train.threads)
+        try WorkerPool.configure(threads: loaded.meta.train.threads)
         report(.resuming(runDir: trainer.runDir, iteration: loaded.meta.progress.iteration, epoch: loaded.meta.epoch))
-        return (plan, trainer)
+        return (plan, trainer, lock)
     }
 
-    static func initFrom(_ r: Request, checkpoint: String, dropout: Float?, report: (Event) -> Void) throws -> (Plan, Trainer) {
+    static func initFrom(_ r: Request, checkpoint: String, dropout: Float?, report: (Event) -> Void) throws -> (Plan, Trainer, RunLock) {
         precondition(r.corpus.count == 1, "a fine-tuning run takes one corpus file")
         let path = r.corpus[0]
         var t = r.train
-        WorkerPool.configure(threads: t.threads)
+        try WorkerPool.configure(threads: t.threads)
         let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let dir = runDir(r, corpusName: base)
         // the weights read once, before any corpus work or run folder
@@ -204,9 +221,12 @@ public struct TrainingRun {
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
-        let trainer = try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir)
+        let lock = try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path)
+        let trainer = try lock.abandoningOnError {
+            try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir)
+        }
         reportLayout(trainer, report: report)
-        return (.initFrom(source: loaded.path), trainer)
+        return (.initFrom(source: loaded.path), trainer, lock)
     }
 
     // MARK: - Corpus

@@ -30,6 +30,7 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         if batch < 1 || seq < 1 { throw ValidationError("--batch and --seq must be at least 1") }
+        // no upper bound: the evaluator clamps both to what each text needs before allocating
     }
 
     func run() throws { try reportingErrors(evaluate) }

@@ -46,6 +46,9 @@ public enum Bounds {
     /// `threadLimit`. More threads than cores only contend; far more can exhaust the process table.
     public static var maxThreads: Int { min(threadLimit, max(8, 4 * ProcessInfo.processInfo.activeProcessorCount)) }
 
+    /// A checkpoint's `elapsed_sec`: 0 up to 10^12 s (31,000 years).
+    public static let maxElapsedSeconds = 1e12
+
     // MARK: - Inputs read into memory
 
     /// A non-regular corpus (pipe, FIFO, `/dev/stdin`, a character device) is read once into memory,

@@ -289,6 +289,8 @@ public struct TrainingRun {
     static func predictedTokens(_ files: [InputFile]) -> Int {
         var tokens = 0
         for f in files {
+            // a pipe or FIFO is read once, by the decoder (reading a sample here would consume it)
+            guard TrainingRun.isRegularFile(f.path, strictly: true) else { tokens += f.size; continue }
             guard let h = FileHandle(forReadingAtPath: f.path) else { tokens += f.size; continue }
             let sample = h.readData(ofLength: 1 << 20)
             try? h.close()
@@ -351,9 +353,11 @@ public struct TrainingRun {
         return f.string(from: Date())
     }
 
-    static func isRegularFile(_ path: String) -> Bool {
-        var isDir: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
+    /// Whether `path` exists and is not a folder (`strictly`: is a regular file, not a pipe or device).
+    static func isRegularFile(_ path: String, strictly: Bool = false) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        return strictly ? st.st_mode & S_IFMT == S_IFREG : st.st_mode & S_IFMT != S_IFDIR
     }
 
     static func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1_048_576) }

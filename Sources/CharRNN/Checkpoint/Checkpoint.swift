@@ -174,7 +174,7 @@ public enum Checkpoint {
         }
         func decode<T: Decodable>(_ type: T.Type, _ key: MetaKey) throws -> T {
             do { return try JSONDecoder().decode(T.self, from: Data(try field(key).utf8)) } catch let e as CheckpointError { throw e } catch {
-                throw fail("metadata \"\(key.rawValue)\" is not valid: \(describeDecoding(error))")
+                throw fail("metadata \"\(key.rawValue)\" is not valid: \(fractionalField(T.self, try field(key)) ?? describeDecoding(error))")
             }
         }
         func int(_ key: MetaKey) throws -> Int {
@@ -317,6 +317,23 @@ func vocabularyProblem(_ tokens: [String], unit: TokenUnit, unknownID: Int?) -> 
     return nil
 }
 
+/// The top-level field of `json` that holds a fractional number where `T` needs an integer (Linux
+/// Foundation reports that as "not valid JSON", with no field): the first one whose value, made
+/// integral, lets `T` decode. Nil when the text is not JSON or no such field explains the failure.
+func fractionalField<T: Decodable>(_ type: T.Type, _ json: String) -> String? {
+    guard let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return nil }
+    for (k, v) in obj.sorted(by: { $0.key < $1.key }) {
+        guard let n = v as? NSNumber, n.doubleValue.isFinite,
+              n.doubleValue != n.doubleValue.rounded(), abs(n.doubleValue) < 1e15 else { continue }
+        var fixed = obj
+        fixed[k] = Int(n.doubleValue)
+        if let d = try? JSONSerialization.data(withJSONObject: fixed), (try? JSONDecoder().decode(T.self, from: d)) != nil {
+            return "field \"\(k)\" is \(n.doubleValue), not an integer"
+        }
+    }
+    return nil
+}
+
 /// A JSON decoding error as one line: the field and what was wrong with it.
 func describeDecoding(_ error: Error) -> String {
     func path(_ c: [CodingKey]) -> String {
@@ -329,7 +346,9 @@ func describeDecoding(_ error: Error) -> String {
     case let .valueNotFound(_, ctx)?: return "\(path(ctx.codingPath))is null"
     case let .keyNotFound(key, ctx)?: return "\(path(ctx.codingPath))has no \"\(key.stringValue)\""
     case let .dataCorrupted(ctx)?:
-        return ctx.codingPath.isEmpty ? "not valid JSON" : "\(path(ctx.codingPath))is not valid (\(ctx.debugDescription))"
+        // Foundation reports a number that does not fit (`"hidden": 32.5`) as data corruption with no
+        // path; its description says which number, which "not valid JSON" would not
+        return "\(path(ctx.codingPath))\(ctx.codingPath.isEmpty ? "" : "is ")not valid: \(ctx.debugDescription)"
     default: return "\(error)"
     }
 }

@@ -96,6 +96,8 @@ struct InfoCommand: ParsableCommand {
         let i = try Self.gather(path: path)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            // a NaN or infinite loss (a run whose validation overflowed) as a string, as `eval --json` does
+            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try say(String(decoding: try enc.encode(i), as: UTF8.self))
             return
         }

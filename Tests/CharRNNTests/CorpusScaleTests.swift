@@ -300,7 +300,7 @@ final class CorpusScaleTests: XCTestCase {
         unhashed.contentHash = nil
         try TokenCache.write(unhashed, key: old, to: path)
         let (c3, _, o3) = try CorpusLoader.load(paths: [p], options: options(), cacheDirectory: cacheDir, minimumCacheBytes: 0)
-        XCTAssertEqual(o3, .built(path: path, reason: "written in cache format 1, this version uses 2"))
+        XCTAssertEqual(o3, .built(path: path, reason: "written in cache format 1, this version uses 3"))
         XCTAssertEqual(c3.contentHash, hash)
 
         // A directory (here holding only t.txt) has no content hash, decoded or from its cache.

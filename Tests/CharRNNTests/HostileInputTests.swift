@@ -111,7 +111,7 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(loadError(try forged("model") { $0["layers"] = 1 << 40 }).contains("model config invalid: --layers must be at most 1024"))
         XCTAssertTrue(loadError(try forged("model") { $0["layers"] = 1000 }).contains("layers but the file holds only"))
         XCTAssertTrue(loadError(try forged("model") { $0["cell"] = "gru" }).contains("tensor \"rnn.weight_ih_l0\" has shape [12, 6], expected [9, 6]"))
-        XCTAssertTrue(loadError(try forged("train") { $0["seq"] = 1 << 40; $0["batch"] = 1 << 40 }).contains("--seq × --batch is too large"))
+        XCTAssertTrue(loadError(try forged("train") { $0["seq"] = 1 << 40; $0["batch"] = 1 << 40 }).contains("--seq must be between 1 and \(Bounds.maxSeq)"))
     }
 
     func testNonCharRNNSafetensorsIsRefused() {

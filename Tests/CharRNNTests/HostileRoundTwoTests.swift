@@ -46,27 +46,13 @@ final class HostileRoundTwoTests: XCTestCase {
 
     // MARK: - Run folders
 
-    func testASecondWriterIsRefusedWithTheHoldersPidUntilTheLockIsDropped() throws {
+    func testTheLockFileHoldsTheWritersPid() throws {
         let run = dir + "/r"
         try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
-        var first: RunLock? = try RunLock(runDir: run)
+        let lock = try RunLock(runDir: run)
         XCTAssertEqual(try String(contentsOfFile: run + "/.lock", encoding: .utf8), "\(getpid())\n")
-        // a second open file description conflicts even in this process, as another process would
-        let m = message { try RunLock(runDir: run) }
-        XCTAssertTrue(m.contains("another charrnn process (pid \(getpid())) is writing this run"), m)
-        _ = first
-        first = nil
-        XCTAssertNoThrow(try RunLock(runDir: run))
-    }
-
-    func testARunBeingWrittenCannotBeStartedOrResumedTwice() throws {
-        let a = try fresh("keep")
-        XCTAssertTrue(message { try self.fresh("keep", overwrite: true) }.contains("is writing this run"))
-        let resume = TrainingRun.Request(mode: .resume(checkpoint: a.trainer.runDir, maxIters: 4, epochs: nil, allowNewCorpus: false),
-                                         corpus: [], outDir: out, tokenCache: .off)
-        _ = try a.trainer.run { _ in }
-        XCTAssertTrue(message { try TrainingRun(resume) }.contains("is writing this run"))
-        withExtendedLifetime(a) {}
+        withExtendedLifetime(lock) {}
+        // another process refused with this pid, and the lock dropped at exit: HostileRoundTwoCLITests
     }
 
     func testAnExistingRunIsReplacedOnlyWithOverwriteAndNeverTheInitFromSource() throws {

@@ -2,9 +2,10 @@
 // best.safetensors (lowest validation loss), latest.safetensors (where the run stopped) and loss.csv;
 // `<out>/.cache/` holds the token cache shared by the runs under `<out>`. Every name of that contract
 // lives here, with the look-ups `sample`, `eval`, `info` and `train --resume` do on it, and the lock
-// a writer holds: `.lock` in the run folder, `flock`ed exclusively by the one process that writes
-// the run and holding its pid. The kernel drops the lock when that process exits, however it exits
-// (kill -9 included), so a lock is never stale; the file itself stays.
+// a writer holds: `.lock` in the run folder, write-locked (fcntl F_SETLK, whole file) by the one
+// process that writes the run and holding its pid. The kernel drops the lock when that process exits,
+// however it exits (kill -9 included), so a lock is never stale; the file itself stays (removing it
+// would let two processes lock two different inodes of the same name).
 
 import Foundation
 
@@ -140,9 +141,13 @@ public struct RunFolder: Sendable, Equatable {
     }
 }
 
-/// The exclusive writer lock of a run folder: `flock(LOCK_EX | LOCK_NB)` on `<run>/.lock`, which then
-/// holds the writer's pid. Held while the value lives (the descriptor is closed in `deinit`) and
-/// dropped by the kernel when the process ends, so a crashed run never leaves a stale lock.
+/// The exclusive writer lock of a run folder: a POSIX write lock (`fcntl(F_SETLK)`) on `<run>/.lock`,
+/// which then holds the writer's pid. Held while the value lives (the descriptor is closed in
+/// `deinit`) and dropped by the kernel when the process ends, so a crashed run never leaves a stale
+/// lock. POSIX locks belong to the process, not to the descriptor (unlike `flock`): another process is
+/// refused, with the holder's pid from F_GETLK, while this process may continue a run it wrote
+/// itself (a library caller that trains, then resumes). Within one process, two `RunLock`s on one
+/// folder share the lock, and closing either releases it.
 public final class RunLock: @unchecked Sendable {
     public let path: String
     let fd: Int32
@@ -153,13 +158,16 @@ public final class RunLock: @unchecked Sendable {
         path = (runDir as NSString).appendingPathComponent(RunFolder.lockName)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw CheckpointError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        var whole = flock()
+        whole.l_type = Int16(F_WRLCK); whole.l_whence = Int16(SEEK_SET); whole.l_start = 0; whole.l_len = 0
+        if fcntl(fd, F_SETLK, &whole) != 0 {
             let code = errno
-            var buf = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &buf, buf.count, 0)
+            var holder = whole
+            let pid = fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != Int16(F_UNLCK) ? "\(holder.l_pid)" : "?"
             close(fd)
-            guard code == EWOULDBLOCK else { throw CheckpointError(file: path, message: "cannot lock the run folder: \(String(cString: strerror(code)))") }
-            let pid = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            guard code == EAGAIN || code == EACCES else {
+                throw CheckpointError(file: path, message: "cannot lock the run folder: \(String(cString: strerror(code)))")
+            }
             throw CheckpointError(file: runDir, message: "another charrnn process (pid \(pid)) is writing this run; wait for it to finish or stop it")
         }
         let pid = Array("\(getpid())\n".utf8)

@@ -152,8 +152,7 @@ public struct TrainingRun {
         let lock = try RunLock(runDir: folder.isEmpty ? "." : folder)
         // the token cache beside the run (under the folder that holds it), not under the default --out
         var r = r
-        r.outDir = ((folder.isEmpty ? "." : folder) as NSString).deletingLastPathComponent
-        if r.outDir.isEmpty { r.outDir = "." }
+        r.outDir = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.deletingLastPathComponent().path
         let loaded = try Checkpoint.load(path: file)
         // every tensor checked and restored into the model that will train on, before any corpus work
         let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs)
@@ -218,6 +217,10 @@ public struct TrainingRun {
         let source = try FineTuneSource(try Checkpoint.load(path: try RunFolder.resolve(checkpoint)))
         let loaded = source.checkpoint
         report(.checkpointRead(path: loaded.path))
+        if RunFolder.sameFile((loaded.path as NSString).deletingLastPathComponent, dir) {
+            // before any corpus work: the source is never replaced, --overwrite or not
+            _ = try RunFolder.claimNew(dir, replacing: false, protecting: loaded.path)
+        }
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))

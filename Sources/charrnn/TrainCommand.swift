@@ -119,7 +119,11 @@ struct TrainCommand: ParsableCommand {
                 }
             }
         } catch TrainError.softmaxCutoffs(let problem) {
-            throw ValidationError(problem)
+            // a flag problem found only once the corpus is known: one line and the usage-error status,
+            // not a ValidationError from run(), which would print the root command's usage
+            SetupLog.discard()
+            printError("error: \(problem)")
+            throw ExitCode.validationFailure
         }
         SetupLog.release()
         try withExtendedLifetime(setup.lock) { try run(setup.trainer) }

@@ -261,4 +261,36 @@ final class HostileRoundTwoTests: XCTestCase {
             XCTAssertTrue(message { try Checkpoint.load(path: dev) }.contains("is not a regular file"))
         }
     }
+
+    // MARK: - Text
+
+    func testNFCOfAHundredThousandCombiningMarksIsBounded() throws {
+        // alternating ccc 230 and 220: canonical reordering has to move every other mark
+        var text = "a"
+        for i in 0..<100_000 { text.unicodeScalars.append(i % 2 == 0 ? "\u{301}" : "\u{323}") }
+        text += "\nb\n"
+        let t0 = Date()
+        let c = try Corpus(bytes: Array(text.utf8), name: "marks.txt", unit: .scalar, normalize: .nfc)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 10, "NFC work is not bounded per piece")
+        XCTAssertGreaterThan(c.count, 90_000)
+        // ordinary text is normalized as before
+        let e = try Corpus(bytes: Array("e\u{301}\u{323}x\n".utf8), name: "e.txt", unit: .scalar, normalize: .nfc)
+        XCTAssertEqual(e.count, 4, "ẹ́ composes to U+1EB9 U+0301")
+    }
+
+    func testAnInvalidSequenceIsReportedWithoutTheValidByteAfterIt() {
+        XCTAssertThrowsError(try Corpus(bytes: Array("ab".utf8) + [0xE4, 0xB8, 0x41], name: "x.txt")) {
+            XCTAssertEqual("\($0)", "x.txt:1:3 (byte 2): invalid UTF-8 sequence 0xE4 0xB8")
+        }
+    }
+
+    func testMinCountThatDropsEverythingSaysSo() throws {
+        var o = LoadOptions(); o.minCount = 100_000
+        let (c, _, _) = try CorpusLoader.load(paths: [corpusPath], options: o, cacheDirectory: nil)
+        var t = trainConfig(maxIters: 1); t.minCount = 100_000
+        let m = message { try Trainer(corpus: c, corpusInfo: CorpusInfo(name: "s", path: self.corpusPath, bytes: 0, tokens: c.count),
+                                      model: ModelConfig(hidden: 4, vocabSize: c.vocabulary.count), train: t, runDir: self.dir + "/m") }
+        XCTAssertTrue(m.contains("distinct characters occur fewer than --min-count 100000 times"), m)
+        XCTAssertFalse(m.contains("only one distinct character (\"\")"), m)
+    }
 }

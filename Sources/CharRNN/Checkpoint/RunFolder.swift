@@ -75,10 +75,18 @@ public struct RunFolder: Sendable, Equatable {
         if let protecting, sameFile((protecting as NSString).deletingLastPathComponent, path) {
             throw CheckpointError(file: path, message: "is the folder of the --init-from checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another --name)")
         }
+        // the folders this claim creates, innermost first: a refused run removes them again
+        var created: [String] = []
+        var p = path
+        while !p.isEmpty && p != "/" && !FileManager.default.fileExists(atPath: p) {
+            created.append(p)
+            p = (p as NSString).deletingLastPathComponent
+        }
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw CheckpointError(file: path, message: "cannot create run directory: \(describe(error))")
         }
         let lock = try RunLock(runDir: path)
+        lock.created = created
         let run = RunFolder(path)
         if run.holdsRun {
             guard replacing else {
@@ -151,6 +159,8 @@ public struct RunFolder: Sendable, Equatable {
 public final class RunLock: @unchecked Sendable {
     public let path: String
     let fd: Int32
+    /// Folders created to hold the run, innermost first (`RunFolder.claimNew`).
+    var created: [String] = []
 
     /// Takes the lock of `runDir`, which must exist.
     /// - Throws: `CheckpointError` naming the holder's pid when another process writes the run.
@@ -183,7 +193,8 @@ public final class RunLock: @unchecked Sendable {
         do { return try body() } catch {
             let dir = (path as NSString).deletingLastPathComponent
             if (try? FileManager.default.contentsOfDirectory(atPath: dir)) == [RunFolder.lockName] {
-                unlink(path); rmdir(dir)
+                unlink(path)
+                for d in created where rmdir(d) != 0 { break }   // only the empty folders this run made
             }
             throw error
         }

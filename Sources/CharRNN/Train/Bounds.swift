@@ -49,6 +49,10 @@ public enum Bounds {
     /// A checkpoint's `elapsed_sec`: 0 up to 10^12 s (31,000 years).
     public static let maxElapsedSeconds = 1e12
 
+    /// `--normalize nfc`: the longest run of combining marks normalized as one piece (see
+    /// `UTF8Decoder.scanNFCBounded`).
+    public static let maxCombiningRun = 1024
+
     // MARK: - Inputs read into memory
 
     /// A non-regular corpus (pipe, FIFO, `/dev/stdin`, a character device) is read once into memory,

@@ -67,6 +67,9 @@ public final class Trainer {
     ///   (run folder), `LossLogError`.
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
+        if corpus.vocabulary.count < 2 && corpus.vocabulary.unknownID != nil {
+            throw TrainError.everythingUnknown(file: corpusInfo.path, distinct: corpus.stats.distinctTokens, minCount: train.minCount ?? 1)
+        }
         if corpus.vocabulary.count < 2 {
             throw TrainError.nothingToLearn(file: corpusInfo.path, token: corpus.vocabulary.tokens.first.map { $0.debugDescription })
         }
@@ -98,6 +101,11 @@ public final class Trainer {
     public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil) throws {
         let checkpoint = point.checkpoint, train = point.train
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
+            let (a, b) = (corpus.vocabulary.tokens, checkpoint.meta.vocabulary.tokens)
+            if a.count == b.count, let i = a.indices.first(where: { Array(a[$0].utf8) != Array(b[$0].utf8) }) {
+                throw TrainError.vocabularyContentMismatch(checkpoint: checkpoint.path, size: a.count, index: i,
+                                                           ours: a[i].debugDescription, theirs: b[i].debugDescription)
+            }
             throw TrainError.vocabularyMismatch(checkpoint: checkpoint.path, ours: corpus.vocabulary.count, theirs: checkpoint.meta.vocabulary.count)
         }
         guard corpus.count == checkpoint.meta.corpus.tokens || newCorpus != nil else {

@@ -293,4 +293,22 @@ final class HostileRoundTwoTests: XCTestCase {
         XCTAssertTrue(m.contains("distinct characters occur fewer than --min-count 100000 times"), m)
         XCTAssertFalse(m.contains("only one distinct character (\"\")"), m)
     }
+
+    func testSameSizeVocabulariesNameTheFirstDifference() throws {
+        let path = try forged()
+        let other = try Corpus(bytes: Array(String(repeating: "abd ab\nba!\n", count: 30).utf8), name: "c.txt")
+        let m = message { try Trainer(resume: try Checkpoint.load(path: path), corpus: other, maxIters: nil, epochs: nil) }
+        XCTAssertTrue(m.contains("both 6 tokens, first at id 5: \"d\" vs \"c\""), m)
+        XCTAssertFalse(m.contains("6 vs 6"), m)
+    }
+
+    func testACacheThatCannotBeWrittenGivesTheSystemsReason() throws {
+        let blocker = dir + "/not-a-folder"
+        FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
+        let (_, _, outcome) = try CorpusLoader.load(paths: [corpusPath], options: LoadOptions(), cacheDirectory: blocker + "/cache",
+                                                    minimumCacheBytes: 0)
+        guard case let .writeFailed(_, message) = outcome else { return XCTFail("\(outcome)") }
+        XCTAssertFalse(message.contains("Domain") || message.contains("Code="), message)
+        XCTAssertEqual(message, "\(blocker): cannot create folder: Not a directory")
+    }
 }

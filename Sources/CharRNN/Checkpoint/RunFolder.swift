@@ -82,8 +82,8 @@ public struct RunFolder: Sendable, Equatable {
             created.append(p)
             p = (p as NSString).deletingLastPathComponent
         }
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw CheckpointError(file: path, message: "cannot create run directory: \(describe(error))")
+        do { try makeFolders(path) } catch let e as FileIOError {
+            throw CheckpointError(file: path, message: "cannot create run directory: \(String(cString: strerror(e.code)))")
         }
         let lock = try RunLock(runDir: path)
         lock.created = created
@@ -205,6 +205,19 @@ public final class RunLock: @unchecked Sendable {
 public func shellQuoted(_ s: String) -> String {
     let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_./,:=+@%".unicodeScalars.contains($0) }
     return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// `mkdir -p` with the system's reason in the error (FileManager's CocoaError often has none).
+/// - Throws: `FileIOError` ("create folder").
+func makeFolders(_ path: String) throws {
+    var st = stat()
+    if stat(path, &st) == 0 {
+        if st.st_mode & S_IFMT == S_IFDIR { return }
+        throw FileIOError(path: path, operation: "create folder", code: ENOTDIR)
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty && parent != path { try makeFolders(parent) }
+    if mkdir(path, 0o755) != 0 && errno != EEXIST { throw FileIOError(path: path, operation: "create folder", code: errno) }
 }
 
 func describe(_ error: Error) -> String {

@@ -87,7 +87,7 @@ public enum TokenCache {
         head.replaceSubrange(fixedHeader..<(fixedHeader + json.count), with: json)
 
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if !dir.isEmpty { try makeFolders(dir) }
         try withExtendedLifetime(store) {
             try head.withUnsafeBytes { try AtomicFile.write(parts: [$0, dataBytes], to: path) }
         }

@@ -181,7 +181,7 @@ public enum Checkpoint {
             guard let v = Int(try field(key)) else { throw fail("metadata \"\(key.rawValue)\" is not an integer") }
             return v
         }
-        guard md[MetaKey.format.rawValue] == CheckpointMeta.formatName else { throw fail("not a charrnn checkpoint (metadata format is \(md[MetaKey.format.rawValue].map { "\"\($0)\"" } ?? "missing"))") }
+        guard md[MetaKey.format.rawValue] == CheckpointMeta.formatName else { throw fail("not a charrnn checkpoint (metadata format is \(md[MetaKey.format.rawValue].map { $0.debugDescription } ?? "missing"))") }
         let version = try int(.formatVersion)
         if version < 1 { throw fail("metadata \"format_version\" is \(version); versions start at 1") }
         if version > CheckpointMeta.formatVersion {
@@ -191,7 +191,7 @@ public enum Checkpoint {
         if let problem = model.problem { throw fail("model config invalid: \(problem)") }
         let train = try decode(TrainConfig.self, .train)
         let tokens = try decode([String].self, .vocab)
-        guard let unit = TokenUnit(rawValue: try field(.unit)) else { throw fail("unknown token unit \(md[MetaKey.unit.rawValue]!)") }
+        guard let unit = TokenUnit(rawValue: try field(.unit)) else { throw fail("unknown token unit \(md[MetaKey.unit.rawValue]!.debugDescription)") }
         guard tokens.count == model.vocabSize else { throw fail("vocabulary has \(tokens.count) entries but the model expects \(model.vocabSize)") }
         let unknownText = md[MetaKey.unknownID.rawValue].flatMap { Int($0) }
         if let problem = vocabularyProblem(tokens, unit: unit, unknownID: unknownText) { throw fail("metadata \"vocab\": \(problem)") }

@@ -73,7 +73,7 @@ final class HostileRoundTwoTests: XCTestCase {
     }
 
     func testARunNameIsOneFolderName() throws {
-        for bad in ["", ".", "..", "../x", "a/b", "/tmp/x"] {
+        for bad in ["", ".", "..", "../x", "a/b", "/tmp/x", "a\nb", "tab\there"] {
             XCTAssertTrue(message { try self.fresh(bad) }.contains("a run name must be one folder name"), bad)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a refused name created the output folder")

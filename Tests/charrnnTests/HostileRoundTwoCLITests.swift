@@ -258,8 +258,19 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         XCTAssertEqual(p.terminationStatus, 0, err)
         XCTAssertEqual(sh("cat corpus.txt | '\(binary.path)' train /dev/stdin --max-iters 2 --name piped " + tiny.joined(separator: " "), cwd: dir), 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/checkpoints/piped/best.safetensors"))
-        // a FIFO, opened once
+        // a FIFO, opened once; also as the corpus of a resume (no size to compare, read once)
         XCTAssertEqual(mkfifo(dir + "/fifo", 0o600), 0)
+        do {
+            let w = Process()
+            w.executableURL = URL(fileURLWithPath: "/bin/sh")
+            w.arguments = ["-c", "cat corpus.txt > fifo"]
+            w.currentDirectoryURL = URL(fileURLWithPath: dir)
+            try w.run()
+            started.append(w)
+            let r = try run(["train", "--resume", "checkpoints/piped", "fifo", "--max-iters", "4"], cwd: dir)
+            XCTAssertEqual(r.status, 0, r.err)
+            w.waitUntilExit()
+        }
         let writer = Process()
         writer.executableURL = URL(fileURLWithPath: "/bin/sh")
         writer.arguments = ["-c", "cat corpus.txt > fifo"]

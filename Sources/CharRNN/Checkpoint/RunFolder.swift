@@ -55,10 +55,12 @@ public struct RunFolder: Sendable, Equatable {
     // MARK: - Names
 
     /// Checks that `name` is one path component that names a folder inside `--out`.
-    /// - Throws: `CheckpointError` for "", ".", "..", a name with "/" or a NUL.
+    /// - Throws: `CheckpointError` for "", ".", "..", a name with "/" or a control character (NUL,
+    ///   newline, …: legal in a file name, but every printed command would break on it).
     public static func checkName(_ name: String) throws {
         let why: String? = name.isEmpty ? "is empty" : name == "." || name == ".." ? "is \"\(name)\"" :
-            name.contains("/") ? "contains \"/\"" : name.utf8.contains(0) ? "contains a NUL byte" : nil
+            name.contains("/") ? "contains \"/\"" :
+            name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) ? "contains a control character" : nil
         if let why { throw CheckpointError(file: "--name \(name.debugDescription)", message: "a run name must be one folder name inside --out; this one \(why)") }
     }
 

@@ -163,7 +163,8 @@ public struct TrainingRun {
         let trainer: Trainer
         // A single corpus file is compared with what the run recorded: its size, then the content
         // hash that decoding (or the token cache) gives — the file is read once.
-        if paths.count == 1, isRegularFile(paths[0]) {
+        // (a pipe or FIFO has no size to compare and can be read only once: it takes the general path)
+        if paths.count == 1, isRegularFile(paths[0], strictly: true) {
             let path = paths[0]
             var change: String? = nil
             var decoded: Corpus? = nil

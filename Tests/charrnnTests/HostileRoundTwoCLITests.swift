@@ -147,7 +147,7 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         try FileManager.default.createDirectory(atPath: full, withIntermediateDirectories: true)
         XCTAssertEqual(sh("mount -t tmpfs -o size=16k tmpfs '\(full)'"), 0, "mount(8) of a tmpfs")
         mounts.append(full)
-        FileManager.default.createFile(atPath: full + "/s.txt", contents: nil)
+        _ = FileManager.default.createFile(atPath: full + "/s.txt", contents: nil)
         let r = try self.run(["sample", "--checkpoint", run, "--length", "100000", "--seed", "1"], cwd: dir, stdout: full + "/s.txt")
         assertOneLineError(r, contains: "cannot write to standard output: No space left on device")
     }

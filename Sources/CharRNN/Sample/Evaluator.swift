@@ -69,6 +69,8 @@ public final class Evaluator {
     private(set) var tail: RecurrentState          // 1 stream
     private(set) var x: IntStorage, y: IntStorage  // (T, B)
     private(set) var capacity: (T: Int, B: Int) = (1, 1)
+    /// Free memory for the check before the buffers grow (nil: unknown, no check); a test seam.
+    var availableBytes: () -> Int? = { MemoryEstimate.availableBytes() }
 
     /// - Parameters:
     ///   - checkpoint: the model, vocabulary and normalization to use.
@@ -110,9 +112,16 @@ public final class Evaluator {
     }
 
     /// Scores the UTF-8 file at `path`.
-    /// - Throws: `TextError` for an unreadable file or invalid UTF-8.
+    /// - Throws: `TextError` for an unreadable file or invalid UTF-8; `OutOfMemoryPrediction` when the
+    ///   activations for this text's (T, B) would not fit (`--batch 1000000` on a large file).
     public func evaluate(path: String) throws -> EvalResult {
         let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
+        let (T, B) = Self.extent(predictions: max(0, enc.ids.count - 1), seq: seq, batch: batch)
+        if T > capacity.T || B > capacity.B {
+            let workspace = NetworkSpec(model.config).activationBytes(rows: T * B) + 8 * T * B
+            try OutOfMemoryPrediction.check("scoring \(path) with --batch \(B) --seq \(T)", needed: workspace,
+                                            available: availableBytes(), suggestion: "use a smaller --batch or --seq")
+        }
         var r = evaluate(ids: enc.ids)
         r.file = path; r.unknown = enc.unknownCount
         return r

@@ -55,6 +55,19 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         for c in contains { XCTAssertTrue(r.err.contains(c), "\(c) not in: \(r.err)", file: file, line: line) }
     }
 
+    /// `run` under timeout(1): a hang is exit status 124 after 60 s, not a test that never ends. (The
+    /// FIFO cases: the writer has written and gone by the time a second open would wait for it.)
+    func bounded(_ args: [String], cwd: String) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        p.arguments = ["-k", "5", "60", binary.path] + args
+        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o; p.standardError = e
+        try p.run()
+        return finish((p, o, e))
+    }
+
     /// A finished small run under dir/checkpoints/<name>.
     func trained(_ dir: String, name: String = "r") throws -> String {
         let corpus = try writeCorpus(dir)
@@ -267,8 +280,8 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
             w.currentDirectoryURL = URL(fileURLWithPath: dir)
             try w.run()
             started.append(w)
-            let r = try run(["train", "--resume", "checkpoints/piped", "fifo", "--max-iters", "4"], cwd: dir)
-            XCTAssertEqual(r.status, 0, r.err)
+            let r = try bounded(["train", "--resume", "checkpoints/piped", "fifo", "--max-iters", "4"], cwd: dir)
+            XCTAssertEqual(r.status, 0, "124 = hung on a second open of the FIFO: \(r.err)")
             w.waitUntilExit()
         }
         let writer = Process()
@@ -277,8 +290,8 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         writer.currentDirectoryURL = URL(fileURLWithPath: dir)
         try writer.run()
         started.append(writer)
-        let f = try run(["train", "fifo", "--max-iters", "2", "--name", "fifo"] + tiny, cwd: dir)
-        XCTAssertEqual(f.status, 0, f.err)
+        let f = try bounded(["train", "fifo", "--max-iters", "2", "--name", "fifo"] + tiny, cwd: dir)
+        XCTAssertEqual(f.status, 0, "124 = hung on a second open of the FIFO: \(f.err)")
         writer.waitUntilExit()
     }
 

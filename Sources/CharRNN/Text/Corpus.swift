@@ -438,6 +438,13 @@ enum FileBytes {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .cannotRead(path, code: errno) }
         defer { close(fd) }
+        return try withContents(fd: fd, path: path, body)
+    }
+
+    /// `withContents(of:)` on a descriptor already open (a FIFO or pipe must not be opened twice: the
+    /// writer may be gone by the second open, which then waits forever).
+    static func withContents<R>(fd: Int32, path: String,
+                                _ body: (UnsafeBufferPointer<UInt8>, _ regular: Bool) throws(TextError) -> R) throws(TextError) -> R {
         var info = stat()
         if fstat(fd, &info) != 0 { throw .cannotRead(path, code: errno) }
         let type = info.st_mode & S_IFMT

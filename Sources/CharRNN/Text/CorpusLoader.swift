@@ -194,7 +194,7 @@ public enum CorpusLoader {
         var hasher = CorpusHash.Hasher()
         if st.st_mode & S_IFMT != S_IFREG {
             // Pipes and devices: read into memory. They cannot be read again, so no hash is kept.
-            let replaced = try FileBytes.withContents(of: file.path) { (bytes, _) throws(TextError) -> Int in
+            let replaced = try FileBytes.withContents(fd: fd, path: file.path) { (bytes, _) throws(TextError) -> Int in
                 try decodeBytes(bytes, file: file.path, options: options, checksText: true, chunkBytes: chunkBytes,
                                 sink: &sink, hasher: &hasher, afterChunk: { (d) throws(TextError) in progress(d) })
             }

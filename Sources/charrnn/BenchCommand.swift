@@ -43,27 +43,35 @@ struct BenchCommand: ParsableCommand {
         guard let k = streamCounts, !k.isEmpty, k.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else {
             throw ValidationError("--sample-streams must be a comma-separated list of counts from 1 to 4096, e.g. 1,8,32")
         }
+        if vocab > Bounds.maxSyntheticVocab { throw ValidationError("--vocab must be at most \(Bounds.maxSyntheticVocab) (got \(vocab))") }
+        if seq > Bounds.maxSeq || batch > Bounds.maxBatch || seq * batch > Bounds.maxTokensPerMinibatch {
+            throw ValidationError("--seq and --batch must be at most \(Bounds.maxSeq) each and \(Bounds.maxTokensPerMinibatch) together")
+        }
         if seq < 1 || batch < 1 || iters < 1 || warmup < 0 || vocab < 1 || sampleLength < 1 { throw ValidationError("--seq, --batch, --iters, --vocab and --sample-length must be positive") }
     }
 
-    func run() throws {
-        let group: MPIReducer?
-        do { group = try MPIReducer.launchedByMPIRun() } catch { printError("error: \(error)"); throw ExitCode.failure }
+    func run() throws { try reportingErrors(bench) }
+
+    func bench() throws {
+        let group = try MPIReducer.launchedByMPIRun()
         defer { group?.mpi.finalize() }
-        if let g = group, batch < g.size { printError("error: \(DistributedError.tooFewStreams(batch: batch, ranks: g.size))"); throw ExitCode.failure }
-        threads.configure()
+        if let g = group, batch < g.size { throw DistributedError.tooFewStreams(batch: batch, ranks: g.size) }
+        try threads.configure()
         var tokens: [Int32]
         var V = vocab
         if let corpus {
             do {
                 let (c, _, _) = try CorpusLoader.load(paths: [corpus], options: LoadOptions(), cacheDirectory: nil)
                 V = c.vocabulary.count
+                if V > Bounds.maxSyntheticVocab {
+                    throw BenchError(message: "\(corpus): \(V) distinct characters; bench times at most \(Bounds.maxSyntheticVocab)")
+                }
                 tokens = (0..<c.count).map { c.token(at: $0) }
-            } catch { printError("error: \(error)"); throw ExitCode.failure }
+            }
         } else {
             tokens = Benchmark.syntheticTokens(count: max(batch * (seq + 1) * 4, 200_000), vocab: vocab, seed: 1)
         }
-        guard tokens.count > batch * (seq + 2) else { printError("error: corpus too small for --batch \(batch) --seq \(seq)"); throw ExitCode.failure }
+        guard tokens.count > batch * (seq + 2) else { throw BenchError(message: "\(corpus ?? "the synthetic corpus"): too small for --batch \(batch) --seq \(seq)") }
         var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
@@ -73,47 +81,47 @@ struct BenchCommand: ParsableCommand {
         if (group?.rank ?? 0) != 0 { return }
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            try say(String(decoding: try enc.encode(r), as: UTF8.self))
             return
         }
-        print(String(format: "%@ %d×%d embed %d vocab %d, seq %d batch %d, %d threads, %d parameters",
+        try say(String(format: "%@ %ld×%ld embed %ld vocab %ld, seq %ld batch %ld, %ld threads, %ld parameters",
                      r.model, r.layers, r.hidden, r.embed, r.vocab, r.seq, r.batch, r.threads, r.params))
         if let share = r.communicationShare, let bytes = r.bytesPerIteration {
-            print(String(format: "ranks:  %d processes (mpirun) × %d threads; tokens/s below is global; %.1f%% of iteration time in the gradient sum, %.2f MB sent per process per iteration",
+            try say(String(format: "ranks:  %ld processes (mpirun) × %ld threads; tokens/s below is global; %.1f%% of iteration time in the gradient sum, %.2f MB sent per process per iteration",
                          r.ranks, r.threads, 100 * share, Double(bytes) / 1e6))
         }
-        print(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%d iterations after %d warm-up)",
+        try say(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%ld iterations after %ld warm-up)",
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
-        print(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
+        try say(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, r.sgemmPeakGFLOPS, 100 * r.fractionOfPeak))
         for f in r.sampleStreams {
-            print(String(format: "sample: %.0f tokens/s with %d stream%@ (%.0f per stream, temperature 0.8, %@ weights)",
+            try say(String(format: "sample: %.0f tokens/s with %ld stream%@ (%.0f per stream, temperature 0.8, %@ weights)",
                          f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream, weights.rawValue))
         }
         if r.sampleWeightGBs > 0 {
-            print(String(format: "weights: %.1f MB per sampled token (%@) → %.1f GB/s at one stream; read probe over %.1f MB: %.1f GB/s (%.0f%%)",
+            try say(String(format: "weights: %.1f MB per sampled token (%@) → %.1f GB/s at one stream; read probe over %.1f MB: %.1f GB/s (%.0f%%)",
                          r.sampleWeightBytesPerToken / 1e6, weights.rawValue, r.sampleWeightGBs, r.sampleWeightBytesPerToken / 1e6,
                          r.readProbeGBs, 100 * r.sampleWeightGBs / r.readProbeGBs))
         }
         if let prof = r.profileMsPerIter {
             let mean = 1e3 * Double(cfg.seq * cfg.batch) / r.trainTokensPerSec
             var covered = 0.0
-            print(String(format: "profile (ms per iteration, mean %.2f):", mean))
-            func row(_ name: String, _ ms: Double) {
-                print("  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f  %5.1f%%", ms, 100 * ms / mean))
+            try say(String(format: "profile (ms per iteration, mean %.2f):", mean))
+            func row(_ name: String, _ ms: Double) throws {
+                try say("  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f  %5.1f%%", ms, 100 * ms / mean))
             }
             for ph in ProfilePhase.allCases {
                 let ms = prof[ph.name] ?? 0
                 covered += ms
-                row(ph.name, ms)
+                try row(ph.name, ms)
             }
-            row("other (packing, copies, dropout)", mean - covered)
+            try row("other (packing, copies, dropout)", mean - covered)
         }
-        print(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
+        try say(String(format: "memory: peak RSS %.1f MB (whole process, through training)", r.peakRSSMB))
         if let a = r.trainAllocations, let b = r.sampleAllocations {
-            print("heap:   \(a) allocations in \(iters) timed training iterations, \(b) in \(sampleLength) sampled tokens")
+            try say("heap:   \(a) allocations in \(iters) timed training iterations, \(b) in \(sampleLength) sampled tokens")
         } else {
-            print("heap:   allocation count n/a (run with LD_PRELOAD of scripts/malloc-count.c, see README)")
+            try say("heap:   allocation count n/a (run with LD_PRELOAD of scripts/malloc-count.c, see README)")
         }
     }
 
@@ -122,4 +130,10 @@ struct BenchCommand: ParsableCommand {
         let parts = sampleStreams.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         return parts.contains(nil) ? nil : parts.compactMap { $0 }
     }
+}
+
+/// Why `bench` cannot time its corpus.
+struct BenchError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }

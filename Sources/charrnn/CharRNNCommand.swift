@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import CharRNN
+import Foundation
 
 @main
 struct CharRNNCommand: AsyncParsableCommand {
@@ -24,5 +25,12 @@ struct CharRNNCommand: AsyncParsableCommand {
         s.append(ServeCommand.self)
         #endif
         return s
+    }
+
+    /// SIGPIPE is ignored, so that a write to a closed pipe fails with EPIPE where the output is
+    /// written (`Output`) instead of killing the process mid-run (`train … | head -1` used to lose its work).
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        await main(nil)
     }
 }

@@ -32,27 +32,28 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         if batch < 1 || seq < 1 { throw ValidationError("--batch and --seq must be at least 1") }
+        // no upper bound: the evaluator clamps both to what each text needs before allocating
     }
 
     func run() throws { try reportingErrors(evaluate) }
 
     func evaluate() throws {
-        threads.configure()
+        try threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let evaluator = try Evaluator(checkpoint: loaded, batch: batch, seq: seq)
-        if !json { print("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }
+        if !json { try say("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }
         for f in files {
             let r = try evaluator.evaluate(path: f)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-                print(String(decoding: try enc.encode(r), as: UTF8.self))
+                try say(String(decoding: try enc.encode(r), as: UTF8.self))
             } else if r.scored == 0 {
-                print("\(f): \(r.tokens) tokens, \(r.unknown) unknown: too short to score (needs 2 known tokens)")
+                try say("\(f): \(r.tokens) tokens, \(r.unknown) unknown: too short to score (needs 2 known tokens)")
             } else {
-                print(String(format: "%@: %d tokens, %d unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
+                try say(String(format: "%@: %ld tokens, %ld unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
                              f, r.tokens, r.unknown, r.loss, r.bitsPerToken, r.perplexity))
             }
             if weights != .fp32 {
@@ -61,13 +62,13 @@ struct EvalCommand: ParsableCommand {
                     let enc = JSONEncoder()
                     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                     enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-                    print(String(decoding: try enc.encode(w), as: UTF8.self))
+                    try say(String(decoding: try enc.encode(w), as: UTF8.self))
                 } else {
-                    print(String(format: "%@: inference step, %d predictions: fp32 %.6f nats/token, %@ %.6f (%+.6f bits/char), mean KL(fp32 ‖ %@) %.3e nats",
-                                 f, w.scored, w.lossFP32, w.precision.rawValue, w.loss, w.bitsPerTokenChange, w.precision.rawValue, w.meanKL))
+                    try say(String(format: "%@: inference step, %ld predictions: fp32 %.6f nats/token, %@ %.6f (%+.6f bits/char), mean KL(fp32 ‖ %@) %.3e nats",
+                                   f, w.scored, w.lossFP32, w.precision.rawValue, w.loss, w.bitsPerTokenChange, w.precision.rawValue, w.meanKL))
                 }
             }
-            fflush(stdout)
+            try Output.standard.flush()
         }
     }
 }

@@ -96,7 +96,9 @@ struct InfoCommand: ParsableCommand {
         let i = try Self.gather(path: path)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try enc.encode(i), as: UTF8.self))
+            // a NaN or infinite loss (a run whose validation overflowed) as a string, as `eval --json` does
+            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try say(String(decoding: try enc.encode(i), as: UTF8.self))
             return
         }
         let input = i.embed > 0 ? "embedding \(i.embed)" : "one-hot input"
@@ -118,7 +120,7 @@ struct InfoCommand: ParsableCommand {
             ("optimizer", "\(i.optimizer), lr \(i.lr) (now \(i.currentLR)), seq \(i.seq), batch \(i.batch)"),
             ("resumable", i.hasOptimizerState ? "yes (optimizer state and carried hidden state)" : "no optimizer state"),
         ] + (i.initFrom.map { [("init from", $0)] } ?? [])
-        for (k, v) in rows { print(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in rows { try say(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
     }
 
     static func size(_ n: Int) -> String {

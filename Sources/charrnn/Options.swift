@@ -27,13 +27,13 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Embedding width; 0 feeds one-hot characters straight into the first layer. (default: \(modelDefaults.embed))", valueName: "E"))
     var embed: Int?
     @Option(help: ArgumentHelp("Dropout probability between layers and before the decoder. (default: \(modelDefaults.dropout))", valueName: "P"))
-    var dropout: Float?
+    var dropout: Double?
 
     /// The model shape with the defaults filled in; the vocabulary size is the corpus's, set later.
     var config: ModelConfig {
         let d = modelDefaults
         return ModelConfig(cell: cell ?? d.cell, layers: layers ?? d.layers, hidden: hidden ?? d.hidden, embed: embed ?? d.embed,
-                           dropout: dropout ?? d.dropout, vocabSize: 1)
+                           dropout: dropout.map { Float($0) } ?? d.dropout, vocabSize: 1)
     }
 
     /// The shape flags given on the command line (--init-from takes the shape from its checkpoint).
@@ -43,6 +43,8 @@ struct ModelOptions: ParsableArguments {
     }
 
     func validate() throws {
+        // checked as given, before a Float rounds 0.9999999999 up to 1
+        if let dropout, let p = Bounds.check("--dropout", dropout, in: 0...Bounds.maxDropout) { throw ValidationError(p) }
         if let p = config.problem { throw ValidationError(p) }
     }
 }
@@ -59,13 +61,13 @@ struct OptimizationOptions: ParsableArguments {
     @Option(help: "Optimizer: rmsprop (α 0.95, as char-rnn), adam (β 0.9/0.999) or sgd (momentum 0.9).")
     var optim: OptimizerKind = .rmsprop
     @Option(help: "Learning rate.")
-    var lr: Float = 2e-3
+    var lr: Double = 2e-3
     @Option(help: "Learning-rate multiplier applied at the end of each epoch after --lr-decay-after.")
     var lrDecay: Float = 0.97
     @Option(help: ArgumentHelp("Epochs before the learning rate starts decaying.", valueName: "EPOCHS"))
     var lrDecayAfter: Int = 10
     @Option(help: "Gradient clipping threshold (0 disables).")
-    var clip: Float = 5
+    var clip: Double = 5
     @Option(help: "norm: scale to a global L2 norm ≤ --clip; value: clamp each element to ±--clip (char-rnn).")
     var clipMode: ClipMode = .norm
     @Option(help: "Fraction of minibatches used for training.")
@@ -82,14 +84,18 @@ struct OptimizationOptions: ParsableArguments {
     var seed: UInt64 = 123
 
     func apply(to t: inout TrainConfig) {
-        t.seq = seq; t.batch = batch; t.epochs = epochs ?? trainDefaults.epochs; t.maxIters = maxIters; t.optim = optim; t.lr = lr
-        t.lrDecay = lrDecay; t.lrDecayAfter = lrDecayAfter; t.clip = clip; t.clipMode = clipMode
+        t.seq = seq; t.batch = batch; t.epochs = epochs ?? trainDefaults.epochs; t.maxIters = maxIters; t.optim = optim; t.lr = Float(lr)
+        t.lrDecay = lrDecay; t.lrDecayAfter = lrDecayAfter; t.clip = Float(clip); t.clipMode = clipMode
         t.trainFrac = trainFrac; t.valFrac = valFrac; t.evalEvery = evalEvery; t.logEvery = logEvery
         t.seed = seed
         t.valTokens = valTokens.map(\.limit) ?? trainDefaults.valTokens
     }
 
     func validate() throws {
+        // checked as given (a Float turns 1e39 into inf and 1e-50 into 0), then as the library sees them
+        if let p = Bounds.check("--lr", lr, in: Bounds.learningRate) { throw ValidationError(p) }
+        if let p = Bounds.check("--clip", clip, in: 0...Bounds.maxClip) { throw ValidationError(p + "; 0 disables clipping") }
+        if let epochs, let p = Bounds.checkEpochs(epochs) { throw ValidationError(p) }
         var t = TrainConfig()
         apply(to: &t)
         if let p = t.problem { throw ValidationError(p) }
@@ -126,11 +132,14 @@ struct ThreadsOption: ParsableArguments {
     var threads: Int = 0
 
     func validate() throws {
-        if threads < 0 { throw ValidationError("--threads must be 0 (all cores) or positive") }
+        if threads < 0 || threads > Bounds.maxThreads {
+            throw ValidationError("--threads must be 0 (all cores) or between 1 and \(Bounds.maxThreads) (4 × this machine's cores, at least 8; got \(threads))")
+        }
     }
 
     /// Sizes the worker pool that the model's kernels split their work over.
-    func configure() { WorkerPool.configure(threads: threads) }
+    /// - Throws: `WorkerPoolError` when a worker thread cannot be started.
+    func configure() throws { try WorkerPool.configure(threads: threads) }
 }
 
 /// Which checkpoint `sample` and `eval` read.

@@ -56,7 +56,7 @@ struct PlotCommand: ParsableCommand {
             let (w, h) = size.flatMap(Self.parseSize) ?? Self.terminalSize()
             let set = charset ?? (Self.localeIsUTF8 ? .braille : .ascii)
             let color = isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            print(TextChart.render(chart, width: w, height: h, charset: set, color: color), terminator: "")
+            try Output.standard.write(TextChart.render(chart, width: w, height: h, charset: set, color: color))
             return
         }
         do {

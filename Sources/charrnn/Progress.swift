@@ -4,70 +4,97 @@ import CharRNN
 import Foundation
 
 final class ProgressPrinter {
-    let tty = isatty(STDOUT_FILENO) != 0
+    let out = Output.standard
+    var tty: Bool { out.tty }
     let evalEvery: Int
     var lastVal: Double?
     var lastDraw = 0.0
     var lineOpen = false
+    /// The first failed write to stdout (a closed pipe, a full disk): progress is no longer printed,
+    /// and the run is asked to stop like a signal (`Interrupt.outputFailed`).
+    private(set) var failure: OutputError?
 
     init(evalEvery: Int) { self.evalEvery = evalEvery }
 
     func handle(_ e: TrainEvent) {
+        guard failure == nil else { return }
+        do { try show(e) } catch {
+            failure = error
+            Interrupt.outputFailed(error)
+        }
+    }
+
+    private func show(_ e: TrainEvent) throws(OutputError) {
         switch e {
         case let .iteration(it, total, epoch, loss, _, tps, elapsed):
             let now = Date().timeIntervalSince1970
             let remaining = Double(total - it) * elapsed / Double(max(it, 1))
             let val = lastVal.map { String(format: "%.4f", $0) } ?? "-"
-            let line = String(format: "iter %d/%d  epoch %.2f  loss %.4f  val %@  %@ tok/s  ETA %@",
+            // %ld: Int is 64-bit (a %d would print the low 32 bits of a large total)
+            let line = String(format: "iter %ld/%ld  epoch %.2f  loss %.4f  val %@  %@ tok/s  ETA %@",
                               it, total, epoch, loss, val, Self.si(tps), Self.duration(remaining))
             if tty {
                 if now - lastDraw >= 0.1 || it == total {
-                    print("\r\u{1B}[K" + line, terminator: ""); fflush(stdout)
+                    try out.write("\r\u{1B}[K" + line)
                     lastDraw = now; lineOpen = true
                 }
             } else if it % evalEvery == 0 {
-                print(line); fflush(stdout)
+                try out.line(line); try out.flush()
             }
         case let .validation(it, epoch, v, improved, secs):
             lastVal = v
-            closeLine()
-            print(String(format: "iter %d  epoch %.2f  val loss %.4f%@  (%.1fs)", it, epoch, v, improved ? "  best" : "", secs))
-            fflush(stdout)
+            try closeLine()
+            try out.line(String(format: "iter %ld  epoch %.2f  val loss %.4f%@  (%.1fs)", it, epoch, v, improved ? "  best" : "", secs))
+            try out.flush()
         case .saved:
             break
         case let .skipped(it, loss, norm, total):
-            closeLine()
-            FileHandle.standardError.write(Data("warning: iteration \(it): non-finite loss \(loss) or gradient norm \(norm); update skipped (--skip-nonfinite, \(total) skipped so far)\n".utf8))
+            try closeLine()
+            printError("warning: iteration \(it): non-finite loss \(loss) or gradient norm \(norm); update skipped (--skip-nonfinite, \(total) skipped so far)")
         }
     }
 
-    func closeLine() { if lineOpen { print(""); lineOpen = false } }
-    func finish() { closeLine() }
+    func closeLine() throws(OutputError) { if lineOpen { lineOpen = false; try out.line("") } }
+    func finish() {
+        guard failure == nil else { return }
+        do { try closeLine(); try out.flush() } catch { failure = error }
+    }
 
     static func si(_ x: Double) -> String {
         x >= 1e6 ? String(format: "%.2fM", x / 1e6) : x >= 1e3 ? String(format: "%.1fk", x / 1e3) : String(format: "%.0f", x)
     }
 
+    /// `s` seconds as 42s, 3m07s, 5h02m or 12d03h; "-" when not finite or negative, and past 10^7
+    /// days (a forged elapsed time or an absurd --max-iters) as "> 10000000d", never a trap.
     static func duration(_ s: Double) -> String {
-        guard s.isFinite else { return "-" }
+        guard s.isFinite, s >= 0 else { return "-" }
+        guard s < 864e12 else { return "> 10000000d" }
         let t = Int(s.rounded())
+        if t >= 86400 { return "\(t / 86400)d\(String(format: "%02ld", t % 86400 / 3600))h" }
         return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
     }
 }
 
-/// SIGINT/SIGTERM: the first asks the trainer to save and stop after the current iteration; the
-/// second exits at once without touching any file.
+/// SIGINT, SIGTERM and SIGHUP (the terminal went away): the first asks the trainer to save latest and
+/// stop after the current iteration or inside the current validation; the second exits at once
+/// without touching any file. A failed write to stdout (SIGPIPE is ignored, so a closed pipe is an
+/// EPIPE) stops the run the same way: `train … | head -1` saves its work and exits 141.
 enum Interrupt {
     nonisolated(unsafe) static var signal: Int32 = 0
+    nonisolated(unsafe) static var output: OutputError? = nil
     static var requested: Bool { signal != 0 }
-    static var exitCode: Int32 { 128 + signal }
+    static var exitCode: Int32 { output?.exitCode ?? 128 + signal }
 
     static func install() {
         let handler: @convention(c) (Int32) -> Void = { sig in
             if Interrupt.signal != 0 { _exit(128 + sig) }
             Interrupt.signal = sig
         }
-        Foundation.signal(SIGINT, handler)
-        Foundation.signal(SIGTERM, handler)
+        for s in [SIGINT, SIGTERM, SIGHUP] { Foundation.signal(s, handler) }
+    }
+
+    /// Stdout failed: stop the run as SIGPIPE (EPIPE) would, or as a failure (exit 1).
+    static func outputFailed(_ e: OutputError) {
+        if signal == 0 { output = e; signal = e.code == EPIPE ? SIGPIPE : SIGTERM }
     }
 }

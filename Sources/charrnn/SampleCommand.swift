@@ -50,7 +50,7 @@ struct SampleCommand: ParsableCommand {
     func run() throws { try reportingErrors(sample) }
 
     func sample() throws {
-        threads.configure()
+        try threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let K = numSamples
@@ -73,22 +73,22 @@ struct SampleCommand: ParsableCommand {
         if K == 1 && outputDir == nil {
             // one stream, streamed to stdout as it is drawn
             let out = TokenWriter(vocabulary: vocab, stops: stop)
-            out.write(primeText)
-            for _ in 0..<length { if !out.write(token: sampler.next()) { break } }
-            out.finish()
+            try out.write(primeText)
+            for _ in 0..<length { if try !out.write(token: sampler.next()) { break } }
+            try out.finish()
             return
         }
         // K streams in lockstep: sample 0 streams to stdout, the others are kept until the end
         let live = outputDir == nil ? TokenWriter(vocabulary: vocab, stops: stop) : nil
-        if live != nil { fputs(Self.separator(1, of: K) + "\n", stdout) }
-        live?.write(primeText)
+        if live != nil { try say(Self.separator(1, of: K)) }
+        try live?.write(primeText)
         var kept = [[Int32]](repeating: [], count: K)
         for i in 0..<K { kept[i].reserveCapacity(length) }
         let step = IntStorage(count: K)
         for _ in 0..<length {
             sampler.next(into: step.ptr)
             for i in 0..<K { kept[i].append(step.ptr[i]) }
-            _ = live?.write(token: Int(step.ptr[0]))
+            try live?.write(token: Int(step.ptr[0]))
         }
         let bytes = vocab.tokens.map { Array($0.utf8) }
         func text(_ i: Int) -> [UInt8] { Array(primeText.utf8) + Self.cut(kept[i].map { bytes[Int($0)] }, stops: stop) }
@@ -105,13 +105,14 @@ struct SampleCommand: ParsableCommand {
             printError("wrote \(K) samples to \(outputDir)/sample-*.txt")
             return
         }
-        live?.finish()
+        try live?.finish()
+        let out = Output.standard
         for i in 1..<K {
-            fputs("\n\n" + Self.separator(i + 1, of: K) + "\n", stdout)
-            text(i).withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+            try out.write("\n\n" + Self.separator(i + 1, of: K) + "\n")
+            try out.write(bytes: text(i))
         }
-        fputs("\n", stdout)
-        fflush(stdout)
+        try out.write("\n")
+        try out.flush()
     }
 
     /// The line between samples on standard output.
@@ -135,11 +136,11 @@ enum SampleError: Error, CustomStringConvertible {
     }
 }
 
-/// Writes tokens' UTF-8 to stdout, cut before the first stop string; flushes per token on a
-/// terminal, buffered otherwise.
+/// Writes tokens' UTF-8 to stdout through `Output` (per token on a terminal, buffered otherwise), cut
+/// before the first stop string; a failed write throws `OutputError`.
 final class TokenWriter {
     let bytes: [[UInt8]]
-    let tty = isatty(STDOUT_FILENO) != 0
+    let out = Output.standard
     var filter: StopFilter
     init(vocabulary: Vocabulary, stops: [String] = []) {
         bytes = vocabulary.tokens.map { Array($0.utf8) }
@@ -147,16 +148,29 @@ final class TokenWriter {
     }
     /// false once a stop string was generated (nothing more is written).
     @discardableResult
-    func write(token: Int) -> Bool {
-        let stopped = bytes[token].withUnsafeBufferPointer { filter.feed($0) { _ = fwrite($0.baseAddress, 1, $0.count, stdout) } }
-        if tty { fflush(stdout) }
+    func write(token: Int) throws(OutputError) -> Bool {
+        var failure: OutputError? = nil
+        let out = out
+        let stopped = bytes[token].withUnsafeBufferPointer { t in
+            filter.feed(t) { chunk in
+                guard failure == nil else { return }
+                do throws(OutputError) { try out.write(bytes: chunk) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
         return !stopped
     }
-    func write(_ s: String) { fputs(s, stdout); if tty { fflush(stdout) } }
-    func finish() {
-        filter.flush { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
-        if tty { fputs("\n", stdout) }
-        fflush(stdout)
+    func write(_ s: String) throws(OutputError) { try out.write(s) }
+    func finish() throws(OutputError) {
+        var failure: OutputError? = nil
+        let out = out
+        filter.flush { chunk in
+            guard failure == nil else { return }
+            do throws(OutputError) { try out.write(bytes: chunk) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        if out.tty { try out.write("\n") }
+        try out.flush()
     }
 }
 

@@ -68,7 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let server: CompletionServer
         do {
-            WorkerPool.configure(threads: threads)
+            try WorkerPool.configure(threads: threads)
             let path = try source.resolve()
             let loaded = try Checkpoint.load(path: path)
             let info = InfoCommand.gather(path:)

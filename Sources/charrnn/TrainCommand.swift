@@ -30,8 +30,10 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Vocabulary and scale") var softmax: SoftmaxOptions
     @OptionGroup(title: "Vocabulary and scale") var cache: TokenCacheOptions
 
-    @Option(help: ArgumentHelp("Run name (default: corpus name + timestamp).", valueName: "RUN"))
+    @Option(help: ArgumentHelp("Run name, one folder name inside --out (default: corpus name + timestamp).", valueName: "RUN"))
     var name: String?
+    @Flag(help: "Replace the run already in <out>/<run> (its checkpoints and loss log); without it such a run is refused. Never the --init-from source.")
+    var overwrite = false
     @Option(help: ArgumentHelp("Folder that holds the run folders.", valueName: "DIR"))
     var out: String = "checkpoints"
     @Option(help: ArgumentHelp("Continue a run exactly: its folder or a .safetensors file (prefers latest).", valueName: "RUN_DIR_OR_FILE"))
@@ -48,6 +50,8 @@ struct TrainCommand: ParsableCommand {
         if resume != nil && initFrom != nil { throw ValidationError("--resume and --init-from cannot be combined") }
         if allowNewCorpus && resume == nil { throw ValidationError("--allow-new-corpus only applies to --resume") }
         if (initFrom != nil || allowNewCorpus) && corpus.count > 1 { throw ValidationError("--init-from and --allow-new-corpus take one corpus file") }
+        if let name { do { try RunFolder.checkName(name) } catch { throw ValidationError("\(error)") } }
+        if overwrite && resume != nil { throw ValidationError("--overwrite does not apply to --resume (a resume continues its run in place)") }
     }
 
     func run() throws {
@@ -82,11 +86,29 @@ struct TrainCommand: ParsableCommand {
         if let resume {
             mode = .resume(checkpoint: resume, maxIters: opt.maxIters, epochs: opt.epochs, allowNewCorpus: allowNewCorpus)
         } else if let initFrom {
-            mode = .initFrom(checkpoint: initFrom, dropout: model.dropout)
+            mode = .initFrom(checkpoint: initFrom, dropout: model.dropout.map { Float($0) })
         } else {
             mode = .fresh(model: model.config, softmax: softmax.choice)
         }
-        return TrainingRun.Request(mode: mode, corpus: corpus, train: t, outDir: out, name: name, tokenCache: cache.setting)
+        return TrainingRun.Request(mode: mode, corpus: corpus, train: t, outDir: out, name: name, tokenCache: cache.setting,
+                                   overwrite: overwrite)
+    }
+
+    /// Flags given on the command line that a resume or a fine-tuning run does not use: one warning each.
+    var ignoredFlags: [String] {
+        let args = CommandLine.arguments.dropFirst()
+        func given(_ flag: String) -> Bool { args.contains { $0 == flag || $0.hasPrefix(flag + "=") } }
+        let shape = ["--model", "--layers", "--hidden", "--embed", "--unit", "--normalize", "--softmax", "--cutoffs",
+                     "--max-vocab", "--min-count", "--lossy"]
+        if resume != nil {
+            // everything but the stopping point, the corpus and the cache is the run's own
+            let run = shape + ["--dropout", "--seq", "--batch", "--optim", "--lr", "--lr-decay", "--lr-decay-after", "--clip",
+                               "--clip-mode", "--train-frac", "--val-frac", "--eval-every", "--log-every", "--seed", "--threads",
+                               "--name", "--out", "--skip-nonfinite"].filter { $0 != "--skip-nonfinite" }
+            return run.filter(given)
+        }
+        if initFrom != nil { return shape.filter(given) }
+        return []
     }
 
     func train(group: MPIReducer?) throws {
@@ -109,18 +131,27 @@ struct TrainCommand: ParsableCommand {
                 case .loading: break
                 case .detail(let line): SetupLog.info(line)
                 case .checkpointRead(let path):
-                    let ignored = initFrom == nil ? [] : model.givenShapeFlags + text.givenFlags
-                    if !ignored.isEmpty {
-                        printError("warning: \(ignored.joined(separator: " ")) ignored: --init-from takes the model and vocabulary from \(path)")
+                    for flag in ignoredFlags {
+                        let why = resume != nil ? "--resume continues the run with the settings recorded in" : "--init-from takes the model, output layer and vocabulary from"
+                        printError("warning: \(flag) ignored: \(why) \(path)")
                     }
                 case .fineTuning, .continuingOnNewCorpus, .resuming: printError(event.description)
                 }
             }
         } catch TrainError.softmaxCutoffs(let problem) {
-            throw ValidationError(problem)
+            // a flag problem found only once the corpus is known: one line and the usage-error status,
+            // not a ValidationError from run(), which would print the root command's usage
+            SetupLog.discard()
+            printError("error: \(problem)")
+            throw ExitCode.validationFailure
         }
         SetupLog.release()
-        let trainer = setup.trainer
+        try withExtendedLifetime(setup.lock) { try run(setup.trainer, root: root) }
+    }
+
+    /// Runs the trainer of a prepared run (whose folder lock the caller holds); `root`: this process
+    /// reports (alone, or rank 0 of a data-parallel run).
+    func run(_ trainer: Trainer, root: Bool) throws {
         let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
@@ -135,14 +166,16 @@ struct TrainCommand: ParsableCommand {
         progress.finish()
         if !root { if summary.interrupted { throw ExitCode(Interrupt.exitCode) } else { return } }
         if summary.interrupted {
-            printError("interrupted at iteration \(summary.iterations); saved \(trainer.latestPath)")
-            printError("resume with: charrnn train --resume \(trainer.runDir)")
+            let why = Interrupt.output.map { "\($0)" } ?? "interrupted"
+            printError("\(Interrupt.output == nil ? "" : "error: ")\(why) at iteration \(summary.iterations); saved \(trainer.latestPath)")
+            printError("resume with: charrnn train --resume \(shellQuoted(trainer.runDir))")
             throw ExitCode(Interrupt.exitCode)
         }
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
         if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
-        printError("sample with: charrnn sample --checkpoint \(trainer.runDir)")
+        printError("sample with: charrnn sample --checkpoint \(shellQuoted(trainer.runDir))")
+        if let failure = progress.failure { printError("error: \(failure)"); throw ExitCode(failure.exitCode) }
     }
 }
 
@@ -156,14 +189,33 @@ enum SetupLog {
     static func discard() { held = nil }
 }
 
-/// Runs a command's work; a library error becomes one `error: …` line on stderr and exit status 1.
+/// Runs a command's work, then flushes standard output; a library error or a failed write becomes one
+/// `error: …` line on stderr and a non-zero exit (`OutputError.exitCode`).
 func reportingErrors(_ work: () throws -> Void) throws {
-    do { try work() } catch {
+    do {
+        try work()
+        try Output.standard.flush()
+    } catch let e as OutputError {
+        printError("error: \(e)")
+        throw ExitCode(e.exitCode)
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        try? Output.standard.flush()
         printError("error: \(error)")
         throw ExitCode.failure
     }
 }
 
+/// One line on stderr with write(2). Errors are ignored: there is nowhere left to report them, and
+/// FileHandle.write would trap on a closed stderr (a terminal that went away with SIGHUP).
 func printError(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    let bytes = Array((s + "\n").utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress! + done, $0.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        done += n
+    }
 }

@@ -8,10 +8,10 @@ import XCTest
 @testable import CharRNN
 
 final class ConcurrencyTests: XCTestCase {
-    override func tearDown() { WorkerPool.configure(threads: 1) }
+    override func tearDown() { try? WorkerPool.configure(threads: 1) }
 
     func losses(cell: CellKind, width: Int) throws -> [Double] {
-        WorkerPool.configure(threads: width)
+        try WorkerPool.configure(threads: width)
         let dir = NSTemporaryDirectory() + "charrnn-conc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let text = String(repeating: "To be, or not to be, that is the question. 床前明月光\n", count: 40)
@@ -40,8 +40,8 @@ final class ConcurrencyTests: XCTestCase {
         }
     }
 
-    func testWorkerPoolRunsEveryPartOnce() {
-        WorkerPool.configure(threads: 4)
+    func testWorkerPoolRunsEveryPartOnce() throws {
+        try WorkerPool.configure(threads: 4)
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: 4)
         counts.initialize(repeating: 0, count: 4)
         defer { counts.deallocate() }

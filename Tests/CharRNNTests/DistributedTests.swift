@@ -68,7 +68,7 @@ final class DistributedTests: XCTestCase {
 
     /// The data-parallel branches with one process reproduce the single-process run bit for bit.
     func testGroupOfOneEqualsTheSingleProcessRun() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let text = syntheticCorpusText()
         let corpus = try Corpus(bytes: Array(text.utf8), name: "synthetic")
         var t = TrainConfig()

@@ -5,12 +5,12 @@ import XCTest
 @testable import CharRNN
 
 final class ParallelTests: XCTestCase {
-    override func tearDown() { WorkerPool.configure(threads: 1) }
+    override func tearDown() { try? WorkerPool.configure(threads: 1) }
 
     /// Many hand-offs, with pauses long enough for the worker to fall asleep between some of them:
     /// every part runs exactly once per call and no wake-up is ever lost (a lost one hangs `run`).
-    func testPoolHandOffsNeverLoseAWakeUp() {
-        WorkerPool.configure(threads: 2)
+    func testPoolHandOffsNeverLoseAWakeUp() throws {
+        try WorkerPool.configure(threads: 2)
         let done = DispatchSemaphore(value: 0)
         // one counter per part, each written by exactly one thread (raw memory: no Array to race on)
         final class Counts: @unchecked Sendable {
@@ -65,8 +65,8 @@ final class ParallelTests: XCTestCase {
         }
     }
 
-    func testBlockSplitGemmEqualsSingleCall() {
-        WorkerPool.configure(threads: 2)
+    func testBlockSplitGemmEqualsSingleCall() throws {
+        try WorkerPool.configure(threads: 2)
         for (ta, tb, m, n, k) in [(Transpose.noTrans, Transpose.trans, 300, 200, 64), (.trans, .noTrans, 96, 400, 250), (.noTrans, .noTrans, 40, 900, 33)] {
             let a = randomMatrix(m * k, seed: 4), b = randomMatrix(k * n, seed: 5)
             let c1 = randomMatrix(m * n, seed: 6), c2 = Storage(count: m * n)
@@ -79,9 +79,9 @@ final class ParallelTests: XCTestCase {
     }
 
     /// The same seed gives the same losses whether one or two cores run the time loop and GEMMs.
-    func testTrainingAgreesAcrossCoreCounts() {
-        func losses(_ threads: Int) -> [Double] {
-            WorkerPool.configure(threads: threads)
+    func testTrainingAgreesAcrossCoreCounts() throws {
+        func losses(_ threads: Int) throws -> [Double] {
+            try WorkerPool.configure(threads: threads)
             let cfg = ModelConfig(cell: .lstm, layers: 2, hidden: 40, vocabSize: 30)
             let model = CharRNNModel(config: cfg, maxT: 10, maxB: 24)
             var rng = Xoshiro256(seed: 9)
@@ -96,7 +96,7 @@ final class ParallelTests: XCTestCase {
             }
             return out
         }
-        let one = losses(1), two = losses(2)
+        let one = try losses(1), two = try losses(2)
         for (a, b) in zip(one, two) { XCTAssertEqual(a, b, accuracy: 1e-5) }
     }
 }

@@ -139,7 +139,7 @@ final class RunToolsTests: XCTestCase {
     }
 
     func testTrainerRecordsVocabCountsAndCorpusHash() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let dir = tempDir("counts")
         let text = syntheticCorpusText()
         try text.write(toFile: dir + "/s.txt", atomically: true, encoding: .utf8)

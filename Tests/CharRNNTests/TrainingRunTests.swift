@@ -12,7 +12,7 @@ final class TrainingRunTests: XCTestCase {
     var out: String { dir + "/runs" }
 
     override func setUpWithError() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         dir = tempDir("run")
         try syntheticCorpusText().write(toFile: corpusPath, atomically: true, encoding: .utf8)
     }
@@ -91,7 +91,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertFalse(events.contains { if case .resuming = $0 { true } else { false } })
         _ = try run.trainer.run { _ in }
         let files = try FileManager.default.contentsOfDirectory(atPath: run.trainer.runDir).sorted()
-        XCTAssertEqual(files, ["best.safetensors", "latest.safetensors", "loss.csv"])
+        XCTAssertEqual(files, [".lock", "best.safetensors", "latest.safetensors", "loss.csv"])
     }
 
     func testResumeContinuesBitForBitLikeAnUninterruptedRun() throws {

@@ -57,7 +57,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testLossFallsAndCSVHasHeaderAndRows() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let dir = tempDir("fall")
         let tr = try makeTrainer(dir: dir, train: smallConfig(maxIters: 60))
         let s = try tr.run { _ in }
@@ -73,7 +73,7 @@ final class TrainingTests: XCTestCase {
 
     /// --resume continues the very same run: rows after the resume point equal the uninterrupted run's.
     func testResumeEqualsUninterruptedRun() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         for (optim, cell, dropout) in [(OptimizerKind.rmsprop, CellKind.lstm, Float(0.25)), (.adam, .gru, 0), (.sgd, .rnn, 0.1)] {
             let a = tempDir("full"), b = tempDir("part")
             var cfg = smallConfig(maxIters: 30, optim: optim)
@@ -96,7 +96,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testCheckpointRoundTripIsBitExact() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let dir = tempDir("rt")
         let tr = try makeTrainer(dir: dir, train: smallConfig(maxIters: 10), cell: .lstm, embed: 6)
         _ = try tr.run { _ in }
@@ -210,7 +210,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testSamplingIsDeterministicPerSeed() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let a = try sampler(seed: 42, options: SamplingOptions(temperature: 1))
         let b = try sampler(seed: 42, options: SamplingOptions(temperature: 1))
         let c = try sampler(seed: 43, options: SamplingOptions(temperature: 1))

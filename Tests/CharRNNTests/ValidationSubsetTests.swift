@@ -59,7 +59,7 @@ final class ValidationSubsetTests: XCTestCase {
 
     /// The bounded loss is the mean over the prefix of the full pass, state carried as in the full pass.
     func testBoundedLossIsThePrefixOfTheFullPass() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let dir = tempDir("valsub")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let tr = try makeTrainer(dir, valTokens: 3 * 8 * 16 + 5)
@@ -95,7 +95,7 @@ final class ValidationSubsetTests: XCTestCase {
     }
 
     func testAllValidatesTheWholeSplitAndOldConfigsDecodeAsAll() throws {
-        WorkerPool.configure(threads: 1)
+        try WorkerPool.configure(threads: 1)
         let dir = tempDir("valall")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let tr = try makeTrainer(dir, valTokens: nil)

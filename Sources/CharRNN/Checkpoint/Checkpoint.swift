@@ -152,8 +152,14 @@ public enum Checkpoint {
     }
 
     /// Reads `path` (a .safetensors file) and decodes its metadata.
+    /// - Throws: `CheckpointError` for a path that is not a regular file (a device such as /dev/zero, a
+    ///   pipe or FIFO: read to the end, they could hold anything, or never end).
     public static func load(path: String) throws -> Loaded {
-        try load(bytes: AtomicFile.read(from: path), path: path)
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & S_IFMT != S_IFREG, st.st_mode & S_IFMT != S_IFDIR {
+            throw CheckpointError(file: path, message: "is not a regular file (a device, pipe or FIFO); a checkpoint is a .safetensors file")
+        }
+        return try load(bytes: AtomicFile.read(from: path), path: path)
     }
 
     /// Validates and decodes a checkpoint held in memory (`path` names it in errors). Same checks as
@@ -168,15 +174,16 @@ public enum Checkpoint {
         }
         func decode<T: Decodable>(_ type: T.Type, _ key: MetaKey) throws -> T {
             do { return try JSONDecoder().decode(T.self, from: Data(try field(key).utf8)) } catch let e as CheckpointError { throw e } catch {
-                throw fail("metadata \"\(key.rawValue)\" is not valid: \(error)")
+                throw fail("metadata \"\(key.rawValue)\" is not valid: \(fractionalField(T.self, try field(key)) ?? describeDecoding(error))")
             }
         }
         func int(_ key: MetaKey) throws -> Int {
             guard let v = Int(try field(key)) else { throw fail("metadata \"\(key.rawValue)\" is not an integer") }
             return v
         }
-        guard md[MetaKey.format.rawValue] == CheckpointMeta.formatName else { throw fail("not a charrnn checkpoint (metadata format is \(md[MetaKey.format.rawValue].map { "\"\($0)\"" } ?? "missing"))") }
+        guard md[MetaKey.format.rawValue] == CheckpointMeta.formatName else { throw fail("not a charrnn checkpoint (metadata format is \(md[MetaKey.format.rawValue].map { $0.debugDescription } ?? "missing"))") }
         let version = try int(.formatVersion)
+        if version < 1 { throw fail("metadata \"format_version\" is \(version); versions start at 1") }
         if version > CheckpointMeta.formatVersion {
             throw fail("format version \(version) is newer than this charrnn reads (\(CheckpointMeta.formatVersion)); upgrade charrnn")
         }
@@ -184,8 +191,10 @@ public enum Checkpoint {
         if let problem = model.problem { throw fail("model config invalid: \(problem)") }
         let train = try decode(TrainConfig.self, .train)
         let tokens = try decode([String].self, .vocab)
-        guard let unit = TokenUnit(rawValue: try field(.unit)) else { throw fail("unknown token unit \(md[MetaKey.unit.rawValue]!)") }
+        guard let unit = TokenUnit(rawValue: try field(.unit)) else { throw fail("unknown token unit \(md[MetaKey.unit.rawValue]!.debugDescription)") }
         guard tokens.count == model.vocabSize else { throw fail("vocabulary has \(tokens.count) entries but the model expects \(model.vocabSize)") }
+        let unknownText = md[MetaKey.unknownID.rawValue].flatMap { Int($0) }
+        if let problem = vocabularyProblem(tokens, unit: unit, unknownID: unknownText) { throw fail("metadata \"vocab\": \(problem)") }
         try checkModelTensors(model, in: file, fail: fail)
         if let problem = train.problem { throw fail("train config invalid: \(problem)") }
         let corpus = try decode(CorpusInfo.self, .corpus)
@@ -201,16 +210,30 @@ public enum Checkpoint {
         guard p.iteration >= 0, p.optimizerSteps >= 0, p.bestIteration >= 0, lr.isFinite, lr >= 0 else {
             throw fail("metadata counters are invalid (negative iteration or step count, or a non-finite learning rate)")
         }
-        p.bestValLoss = md[MetaKey.bestValLoss.rawValue].flatMap(Double.init)
-        p.lastValLoss = md[MetaKey.valLoss.rawValue].flatMap(Double.init)
-        p.elapsed = md[MetaKey.elapsed.rawValue].flatMap(Double.init) ?? 0
+        func number(_ key: MetaKey) throws -> Double? {
+            guard let s = md[key.rawValue] else { return nil }
+            guard let v = Double(s) else { throw fail("metadata \"\(key.rawValue)\" is not a number (\(s.debugDescription))") }
+            return v
+        }
+        p.bestValLoss = try number(.bestValLoss)
+        p.lastValLoss = try number(.valLoss)
+        p.elapsed = try number(.elapsed) ?? 0
+        guard p.elapsed.isFinite, p.elapsed >= 0, p.elapsed <= Bounds.maxElapsedSeconds else {
+            throw fail("metadata \"elapsed_sec\" is \(p.elapsed); a training time is between 0 and \(Bounds.show(Bounds.maxElapsedSeconds)) seconds")
+        }
         var unknownID: Int? = nil
         if let u = md[MetaKey.unknownID.rawValue] {
             guard let v = Int(u), v >= 0, v < tokens.count else { throw fail("metadata \"unk_id\" is not a vocabulary id") }
             unknownID = v
         }
         let trainBatches = try int(.trainBatches)
-        guard trainBatches >= 0 else { throw fail("metadata \"train_batches\" is negative") }
+        guard trainBatches >= 1 else { throw fail("metadata \"train_batches\" is \(trainBatches); a run has at least one train minibatch") }
+        if md[MetaKey.cursor.rawValue] != nil {
+            let cursor = try int(.cursor)
+            guard cursor == p.iteration % trainBatches else {
+                throw fail("metadata \"cursor\" is \(cursor) but iteration \(p.iteration) of \(trainBatches) minibatches per epoch puts it at \(p.iteration % trainBatches)")
+            }
+        }
         var meta = CheckpointMeta(model: model, train: train, vocabulary: Vocabulary(unit: unit, tokens: tokens, unknownID: unknownID),
                                   corpus: corpus, progress: p, trainBatches: trainBatches)
         meta.extra = md.filter { !MetaKey.all.contains($0.key) }
@@ -235,24 +258,97 @@ public enum Checkpoint {
     }
 
     /// Copies the model tensors (and, when given, optimizer moments and carried state) into place.
-    /// Every expected tensor must be present with its exact shape and dtype F32.
+    /// Every expected tensor must be present with its exact shape and dtype F32, and hold only
+    /// finite values (a NaN or Inf weight would make `sample` print garbage and `eval` report nan).
     public static func restore(_ c: Loaded, model: CharRNNModel, optimizer: Optimizer? = nil, state: RecurrentState? = nil) throws {
         precondition(model.config == c.meta.model, "restore into a model of another shape")
+        func finite(_ name: String, _ p: UnsafePointer<Float>, _ n: Int) throws {
+            for i in 0..<n where !p[i].isFinite {
+                throw CheckpointError(file: c.path, message: "tensor \(name) holds a non-finite value (\(p[i]) at index \(i)); the checkpoint is corrupt or the run diverged")
+            }
+        }
         for (t, v) in zip(model.spec.parameters, model.layout.views) {
             try c.file.copyFloats(t.name, shape: t.shape, into: model.params.ptr + v.offset)
+            try finite(t.name, model.params.ptr + v.offset, t.count)
         }
         model.parametersChanged()
         if let optimizer {
             let n = model.spec.parameters.count
             for (i, t) in model.spec.optimizerSlots(optimizer.kind).enumerated() {
                 try c.file.copyFloats(t.name, shape: t.shape, into: optimizer.moments[i / n].ptr + model.layout.views[i % n].offset)
+                try finite(t.name, optimizer.moments[i / n].ptr + model.layout.views[i % n].offset, t.count)
             }
             optimizer.stepCount = c.meta.progress.optimizerSteps
         }
         if let state {
             for (t, buf) in zip(model.spec.carriedState(streams: state.batch), state.h + state.c) {
                 try c.file.copyFloats(t.name, shape: t.shape, into: buf.ptr)
+                try finite(t.name, buf.ptr, t.count)
             }
         }
+    }
+}
+
+// MARK: - Metadata checks
+
+/// Why a checkpoint's vocabulary cannot be used, or nil: every entry but the unknown token (whose
+/// text is "") is non-empty, and one Unicode scalar when the unit is `scalar`; no entry appears twice;
+/// and the entries other than the unknown token are in code-point order, as a vocabulary built from a
+/// corpus always is (`Vocabulary`).
+func vocabularyProblem(_ tokens: [String], unit: TokenUnit, unknownID: Int?) -> String? {
+    var seen = Set<[UInt8]>()
+    var previous: [UInt8]? = nil
+    for (i, t) in tokens.enumerated() {
+        let bytes = Array(t.utf8)
+        if i == unknownID {
+            if !t.isEmpty { return "entry \(i) is the unknown token but is \(t.debugDescription), not \"\"" }
+            continue
+        }
+        if t.isEmpty { return "entry \(i) is empty (only the unknown token may be)" }
+        if unit == .scalar && t.unicodeScalars.count != 1 {
+            return "entry \(i) \(t.debugDescription) is \(t.unicodeScalars.count) Unicode scalars; a scalar vocabulary holds one per entry"
+        }
+        if !seen.insert(bytes).inserted { return "entry \(i) \(t.debugDescription) appears twice" }
+        if let previous, !previous.lexicographicallyPrecedes(bytes) {
+            return "entry \(i) \(t.debugDescription) is out of code-point order"
+        }
+        previous = bytes
+    }
+    return nil
+}
+
+/// The top-level field of `json` that holds a fractional number where `T` needs an integer (Linux
+/// Foundation reports that as "not valid JSON", with no field): the first one whose value, made
+/// integral, lets `T` decode. Nil when the text is not JSON or no such field explains the failure.
+func fractionalField<T: Decodable>(_ type: T.Type, _ json: String) -> String? {
+    guard let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return nil }
+    for (k, v) in obj.sorted(by: { $0.key < $1.key }) {
+        guard let n = v as? NSNumber, n.doubleValue.isFinite,
+              n.doubleValue != n.doubleValue.rounded(), abs(n.doubleValue) < 1e15 else { continue }
+        var fixed = obj
+        fixed[k] = Int(n.doubleValue)
+        if let d = try? JSONSerialization.data(withJSONObject: fixed), (try? JSONDecoder().decode(T.self, from: d)) != nil {
+            return "field \"\(k)\" is \(n.doubleValue), not an integer"
+        }
+    }
+    return nil
+}
+
+/// A JSON decoding error as one line: the field and what was wrong with it.
+func describeDecoding(_ error: Error) -> String {
+    func path(_ c: [CodingKey]) -> String {
+        c.isEmpty ? "" : "field \"" + c.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "\" "
+    }
+    switch error as? DecodingError {
+    case let .typeMismatch(type, ctx)?:
+        return "\(path(ctx.codingPath))is not \(type == Int.self ? "an integer" : type == String.self ? "a string" : "a \(type)")"
+            + (ctx.debugDescription.isEmpty ? "" : " (\(ctx.debugDescription))")
+    case let .valueNotFound(_, ctx)?: return "\(path(ctx.codingPath))is null"
+    case let .keyNotFound(key, ctx)?: return "\(path(ctx.codingPath))has no \"\(key.stringValue)\""
+    case let .dataCorrupted(ctx)?:
+        // Foundation reports a number that does not fit (`"hidden": 32.5`) as data corruption with no
+        // path; its description says which number, which "not valid JSON" would not
+        return "\(path(ctx.codingPath))\(ctx.codingPath.isEmpty ? "" : "is ")not valid: \(ctx.debugDescription)"
+    default: return "\(error)"
     }
 }

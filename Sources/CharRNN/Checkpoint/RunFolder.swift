@@ -1,7 +1,11 @@
 // Checkpoint/RunFolder.swift — the on-disk contract of a training run: the folder `<out>/<run>/` holds
 // best.safetensors (lowest validation loss), latest.safetensors (where the run stopped) and loss.csv;
 // `<out>/.cache/` holds the token cache shared by the runs under `<out>`. Every name of that contract
-// lives here, with the look-ups `sample`, `eval`, `info` and `train --resume` do on it.
+// lives here, with the look-ups `sample`, `eval`, `info` and `train --resume` do on it, and the lock
+// a writer holds: `.lock` in the run folder, write-locked (fcntl F_SETLK, whole file) by the one
+// process that writes the run and holding its pid. The kernel drops the lock when that process exits,
+// however it exits (kill -9 included), so a lock is never stale; the file itself stays (removing it
+// would let two processes lock two different inodes of the same name).
 
 import Foundation
 
@@ -20,6 +24,8 @@ public struct RunFolder: Sendable, Equatable {
     public static let lossLogName = "loss.csv"
     /// The token-cache folder's name inside the folder that holds the runs.
     public static let cacheDirName = ".cache"
+    /// The writer's lock file (see `RunLock`).
+    public static let lockName = ".lock"
 
     /// The run folder itself.
     public let path: String
@@ -40,6 +46,68 @@ public struct RunFolder: Sendable, Equatable {
 
     /// The default token-cache folder for the runs under `out` (`<out>/.cache`).
     public static func cacheDir(under out: String) -> String { (out as NSString).appendingPathComponent(cacheDirName) }
+
+    /// Whether the folder holds any file of a run (a checkpoint or the loss log).
+    public var holdsRun: Bool {
+        [best, latest, lossLog].contains { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    // MARK: - Names
+
+    /// Checks that `name` is one path component that names a folder inside `--out`.
+    /// - Throws: `CheckpointError` for "", ".", "..", a name with "/" or a control character (NUL,
+    ///   newline, …: legal in a file name, but every printed command would break on it).
+    public static func checkName(_ name: String) throws {
+        let why: String? = name.isEmpty ? "is empty" : name == "." || name == ".." ? "is \"\(name)\"" :
+            name.contains("/") ? "contains \"/\"" :
+            name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) ? "contains a control character" : nil
+        if let why { throw CheckpointError(file: "--name \(name.debugDescription)", message: "a run name must be one folder name inside --out; this one \(why)") }
+    }
+
+    // MARK: - Writing a run
+
+    /// Creates `path` (and its parents) and takes its writer lock.
+    /// - Parameters:
+    ///   - replacing: the folder may already hold a run, whose checkpoints and loss log are then
+    ///     removed (`--overwrite`); otherwise such a folder is refused.
+    ///   - protecting: a checkpoint that must survive (the `--init-from` source): a folder holding it is
+    ///     refused even when `replacing`.
+    /// - Throws: `CheckpointError` (cannot create, locked by another process, holds a run).
+    public static func claimNew(_ path: String, replacing: Bool, protecting: String? = nil) throws -> RunLock {
+        if let protecting, sameFile((protecting as NSString).deletingLastPathComponent, path) {
+            throw CheckpointError(file: path, message: "is the folder of the --init-from checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another --name)")
+        }
+        // the folders this claim creates, innermost first: a refused run removes them again
+        var created: [String] = []
+        var p = path
+        while !p.isEmpty && p != "/" && !FileManager.default.fileExists(atPath: p) {
+            created.append(p)
+            p = (p as NSString).deletingLastPathComponent
+        }
+        do { try makeFolders(path) } catch let e as FileIOError {
+            throw CheckpointError(file: path, message: "cannot create run directory: \(String(cString: strerror(e.code)))")
+        }
+        let lock = try RunLock(runDir: path)
+        lock.created = created
+        let run = RunFolder(path)
+        if run.holdsRun {
+            guard replacing else {
+                throw CheckpointError(file: path, message: "already holds a run; resume it with --resume \(shellQuoted(path)), choose another --name, or pass --overwrite to replace it")
+            }
+            for f in [run.best, run.latest, run.lossLog] where FileManager.default.fileExists(atPath: f) {
+                do { try FileManager.default.removeItem(atPath: f) } catch {
+                    throw CheckpointError(file: f, message: "cannot remove it to replace the run: \(describe(error))")
+                }
+            }
+        }
+        return lock
+    }
+
+    /// Whether two paths name the same existing file or folder (device and inode).
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
 
     // MARK: - Locating checkpoints
 
@@ -81,4 +149,84 @@ public struct RunFolder: Sendable, Equatable {
         }
         return newest.0
     }
+}
+
+/// The exclusive writer lock of a run folder: a POSIX write lock (`fcntl(F_SETLK)`) on `<run>/.lock`,
+/// which then holds the writer's pid. Held while the value lives (the descriptor is closed in
+/// `deinit`) and dropped by the kernel when the process ends, so a crashed run never leaves a stale
+/// lock. POSIX locks belong to the process, not to the descriptor (unlike `flock`): another process is
+/// refused, with the holder's pid from F_GETLK, while this process may continue a run it wrote
+/// itself (a library caller that trains, then resumes). Within one process, two `RunLock`s on one
+/// folder share the lock, and closing either releases it.
+public final class RunLock: @unchecked Sendable {
+    public let path: String
+    let fd: Int32
+    /// Folders created to hold the run, innermost first (`RunFolder.claimNew`).
+    var created: [String] = []
+
+    /// Takes the lock of `runDir`, which must exist.
+    /// - Throws: `CheckpointError` naming the holder's pid when another process writes the run.
+    public init(runDir: String) throws {
+        path = (runDir as NSString).appendingPathComponent(RunFolder.lockName)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { throw CheckpointError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
+        var whole = flock()
+        whole.l_type = Int16(F_WRLCK); whole.l_whence = Int16(SEEK_SET); whole.l_start = 0; whole.l_len = 0
+        if fcntl(fd, F_SETLK, &whole) != 0 {
+            let code = errno
+            var holder = whole
+            let pid = fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != Int16(F_UNLCK) ? "\(holder.l_pid)" : "?"
+            close(fd)
+            guard code == EAGAIN || code == EACCES else {
+                throw CheckpointError(file: path, message: "cannot lock the run folder: \(String(cString: strerror(code)))")
+            }
+            throw CheckpointError(file: runDir, message: "another charrnn process (pid \(pid)) is writing this run; wait for it to finish or stop it")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+    }
+
+    deinit { close(fd) }
+
+    /// Runs `body`; when it throws and the run folder holds nothing but the lock (the run never
+    /// started), removes the lock file and the folder, so a refused run leaves nothing behind.
+    public func abandoningOnError<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            let dir = (path as NSString).deletingLastPathComponent
+            if (try? FileManager.default.contentsOfDirectory(atPath: dir)) == [RunFolder.lockName] {
+                unlink(path)
+                for d in created where rmdir(d) != 0 { break }   // only the empty folders this run made
+            }
+            throw error
+        }
+    }
+}
+
+/// `s` as one shell word: unchanged when it is plain, else in single quotes.
+public func shellQuoted(_ s: String) -> String {
+    let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_./,:=+@%".unicodeScalars.contains($0) }
+    return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// `mkdir -p` with the system's reason in the error (FileManager's CocoaError often has none).
+/// - Throws: `FileIOError` ("create folder").
+func makeFolders(_ path: String) throws {
+    var st = stat()
+    if stat(path, &st) == 0 {
+        if st.st_mode & S_IFMT == S_IFDIR { return }
+        throw FileIOError(path: path, operation: "create folder", code: ENOTDIR)
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty && parent != path { try makeFolders(parent) }
+    if mkdir(path, 0o755) != 0 && errno != EEXIST { throw FileIOError(path: path, operation: "create folder", code: errno) }
+}
+
+func describe(_ error: Error) -> String {
+    let e = error as NSError
+    if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(u.code)))
+    }
+    if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+    return e.localizedDescription
 }

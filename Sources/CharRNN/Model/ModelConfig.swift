@@ -28,7 +28,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         if layers < 1 { return "--layers must be at least 1" }
         if hidden < 1 { return "--hidden must be at least 1" }
         if embed < 0 { return "--embed must be 0 (one-hot) or positive" }
-        if !(dropout >= 0 && dropout < 1) { return "--dropout must be in [0, 1)" }
+        if let p = Bounds.check("--dropout", Double(dropout), in: 0...Bounds.maxDropout) { return p }
         if vocabSize < 1 { return "vocabulary is empty" }
         // Bounds far past any machine, so that sizes computed from them cannot overflow an Int
         // (the memory estimate then refuses what does not fit).

@@ -56,15 +56,21 @@ public struct EvalResult: Codable, Sendable, Equatable {
     }
 }
 
-/// Scores texts with a checkpoint's model; all buffers are allocated once.
+/// Scores texts with a checkpoint's model. The buffers are sized for the text being scored: a
+/// `batch` or `seq` larger than the text needs is clamped to what it needs before anything is
+/// allocated (the result is the same: see `extent`), and they grow only for a longer text.
 public final class Evaluator {
-    public let model: CharRNNModel
+    public private(set) var model: CharRNNModel
     public let vocabulary: Vocabulary
     public let normalize: Normalization
+    /// The requested streams and steps (the most used).
     public let batch: Int, seq: Int
-    let state: RecurrentState         // B streams
-    let tail: RecurrentState          // 1 stream
-    let x: IntStorage, y: IntStorage  // (T, B)
+    private(set) var state: RecurrentState         // B streams
+    private(set) var tail: RecurrentState          // 1 stream
+    private(set) var x: IntStorage, y: IntStorage  // (T, B)
+    private(set) var capacity: (T: Int, B: Int) = (1, 1)
+    /// Free memory for the check before the buffers grow (nil: unknown, no check); a test seam.
+    var availableBytes: () -> Int? = { MemoryEstimate.availableBytes() }
 
     /// - Parameters:
     ///   - checkpoint: the model, vocabulary and normalization to use.
@@ -73,20 +79,49 @@ public final class Evaluator {
     /// - Throws: `SafeTensorsError` when the file's tensors do not match its metadata.
     public init(checkpoint: Checkpoint.Loaded, batch: Int = 50, seq: Int = 50) throws {
         precondition(batch >= 1 && seq >= 1)
-        model = CharRNNModel(config: checkpoint.meta.model, maxT: seq, maxB: batch)
+        // (1, 1) until a text says what it needs: the tensors are checked and restored now
+        model = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
         try Checkpoint.restore(checkpoint, model: model)
         vocabulary = checkpoint.meta.vocabulary
         normalize = checkpoint.meta.train.normalize
         self.batch = batch; self.seq = seq
-        state = RecurrentState(config: model.config, batch: batch)
+        state = RecurrentState(config: model.config, batch: 1)
         tail = RecurrentState(config: model.config, batch: 1)
-        x = IntStorage(count: seq * batch); y = IntStorage(count: seq * batch)
+        x = IntStorage(count: 1); y = IntStorage(count: 1)
+    }
+
+    /// The (T, B) that scoring P predictions with `seq`, `batch` actually uses: B' = min(B, P) (more
+    /// streams than predictions leave S = 0 either way), T' = the longest minibatch, min(T, max(S, tail)).
+    static func extent(predictions P: Int, seq T: Int, batch B: Int) -> (T: Int, B: Int) {
+        let b = max(1, min(B, P)), s = P / b
+        let tail = P - b * s
+        return (max(1, min(T, max(s, tail))), b)
+    }
+
+    /// Grows the model and buffers to hold (T, B), keeping the weights.
+    private func reserve(T: Int, B: Int) {
+        if state.batch != B { state = RecurrentState(config: model.config, batch: B) }
+        guard T > capacity.T || B > capacity.B else { return }
+        let t = max(T, capacity.T), b = max(B, capacity.B)
+        let grown = CharRNNModel(config: model.config, maxT: t, maxB: b)
+        grown.params.ptr.update(from: model.params.ptr, count: model.layout.count)
+        grown.parametersChanged()
+        model = grown
+        x = IntStorage(count: t * b); y = IntStorage(count: t * b)
+        capacity = (t, b)
     }
 
     /// Scores the UTF-8 file at `path`.
-    /// - Throws: `TextError` for an unreadable file or invalid UTF-8.
+    /// - Throws: `TextError` for an unreadable file or invalid UTF-8; `OutOfMemoryPrediction` when the
+    ///   activations for this text's (T, B) would not fit (`--batch 1000000` on a large file).
     public func evaluate(path: String) throws -> EvalResult {
         let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
+        let (T, B) = Self.extent(predictions: max(0, enc.ids.count - 1), seq: seq, batch: batch)
+        if T > capacity.T || B > capacity.B {
+            let workspace = NetworkSpec(model.config).activationBytes(rows: T * B) + 8 * T * B
+            try OutOfMemoryPrediction.check("scoring \(path) with --batch \(B) --seq \(T)", needed: workspace,
+                                            available: availableBytes(), suggestion: "use a smaller --batch or --seq")
+        }
         var r = evaluate(ids: enc.ids)
         r.file = path; r.unknown = enc.unknownCount
         return r
@@ -96,7 +131,9 @@ public final class Evaluator {
     public func evaluate(ids: [Int32]) -> EvalResult {
         let P = max(0, ids.count - 1)
         guard P > 0 else { return EvalResult(file: "", tokens: ids.count, unknown: 0, scored: 0, loss: .nan) }
-        let B = batch, T = seq, S = P / B
+        let (T, B) = Self.extent(predictions: P, seq: seq, batch: batch)
+        reserve(T: T, B: B)
+        let S = P / B
         var total = 0.0
         state.reset()
         ids.withUnsafeBufferPointer { id in

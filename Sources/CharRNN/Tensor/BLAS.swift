@@ -60,14 +60,15 @@ extension WorkerPool {
     /// GEMMs never pay for OpenBLAS's thread hand-offs.
     /// - Parameter threads: cores to use; 0 means all of them.
     /// Not to be called while the pool runs work.
-    public static func configure(threads: Int) {
+    /// - Throws: `WorkerPoolError` (more than `Bounds.threadLimit`, or a thread that cannot start).
+    public static func configure(threads: Int) throws(WorkerPoolError) {
         openblas_set_num_threads(1)
-        shared.setWidth(threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount)
+        try shared.setWidth(threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// One core unless `configure(threads:)` was called (library default: deterministic and quiet).
     public static func configureIfNeeded() {
-        if !shared.configured { configure(threads: 1) }
+        if !shared.configured { try? configure(threads: 1) }  // width 1 starts no thread
     }
 }
 

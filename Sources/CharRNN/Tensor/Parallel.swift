@@ -37,19 +37,50 @@ public final class WorkerPool: @unchecked Sendable {
     /// Whether `setWidth` has been called.
     public private(set) var configured = false
 
+    /// Stack of each worker thread (a test makes it absurd to see a start fail).
+    let stackBytes: Int
+
+    public init() { stackBytes = 1 << 20 }
+    init(stackBytes: Int) { self.stackBytes = stackBytes }
+
     /// Sets the number of cores used (spawns workers on first need; they live for the process).
     /// Not to be called while `run` is in progress.
-    public func setWidth(_ n: Int) {
+    /// - Throws: `WorkerPoolError.tooManyThreads` above `Bounds.threadLimit`; `.cannotStart` when
+    ///   the system refuses a thread (process table full, `ulimit -u`, memory): the pool then keeps
+    ///   the width of the workers that did start, so nothing waits for a thread that never ran.
+    public func setWidth(_ n: Int) throws(WorkerPoolError) {
         lock.lock(); defer { lock.unlock() }
-        width = max(1, n)
+        guard n <= Bounds.threadLimit else { throw .tooManyThreads(requested: n, limit: Bounds.threadLimit) }
         configured = true
-        while workers.count < width - 1 {
+        while workers.count < n - 1 {
             let w = Worker(), index = workers.count + 1
+            let start = Unmanaged.passRetained(WorkerStart(pool: self, worker: w, index: index)).toOpaque()
+            var attr = pthread_attr_t()
+            pthread_attr_init(&attr)
+            defer { pthread_attr_destroy(&attr) }
+            pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+            var rc = pthread_attr_setstacksize(&attr, stackBytes)
+            var tid = pthread_t()
+            if rc == 0 {
+                rc = pthread_create(&tid, &attr, { raw in
+                    let s = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
+                    s.pool.loop(s.worker, index: s.index)
+                    return nil
+                }, start)
+            }
+            if rc != 0 {
+                Unmanaged<WorkerStart>.fromOpaque(start).release()
+                width = workers.count + 1
+                throw .cannotStart(requested: n, started: workers.count + 1, code: rc)
+            }
             workers.append(w)
-            let t = Thread { [unowned self] in self.loop(w, index: index) }
-            t.stackSize = 1 << 20
-            t.start()
         }
+        width = max(1, n)
+    }
+
+    private final class WorkerStart {
+        let pool: WorkerPool, worker: Worker, index: Int
+        init(pool: WorkerPool, worker: Worker, index: Int) { self.pool = pool; self.worker = worker; self.index = index }
     }
 
     /// Calls task(context, part) for part in 0..<parts, part 0 on the calling thread and the others
@@ -109,6 +140,22 @@ public final class WorkerPool: @unchecked Sendable {
                 task!(context!, index)
                 remaining.subtract(1, ordering: .releasing)
             }
+        }
+    }
+}
+
+/// Why the pool cannot have the width asked for.
+public enum WorkerPoolError: Error, CustomStringConvertible, Equatable {
+    case tooManyThreads(requested: Int, limit: Int)
+    /// pthread_create failed with `code` after `started` threads (the caller's included) were running.
+    case cannotStart(requested: Int, started: Int, code: Int32)
+
+    public var description: String {
+        switch self {
+        case let .tooManyThreads(n, limit): return "--threads \(n) is more than \(limit) threads"
+        case let .cannotStart(n, started, code):
+            return "cannot start worker thread \(started + 1) of \(n): \(String(cString: strerror(code))) "
+                + "(the process or user thread limit, ulimit -u, or memory); use a smaller --threads"
         }
     }
 }

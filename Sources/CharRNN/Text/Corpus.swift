@@ -438,6 +438,13 @@ enum FileBytes {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .cannotRead(path, code: errno) }
         defer { close(fd) }
+        return try withContents(fd: fd, path: path, body)
+    }
+
+    /// `withContents(of:)` on a descriptor already open (a FIFO or pipe must not be opened twice: the
+    /// writer may be gone by the second open, which then waits forever).
+    static func withContents<R>(fd: Int32, path: String,
+                                _ body: (UnsafeBufferPointer<UInt8>, _ regular: Bool) throws(TextError) -> R) throws(TextError) -> R {
         var info = stat()
         if fstat(fd, &info) != 0 { throw .cannotRead(path, code: errno) }
         let type = info.st_mode & S_IFMT
@@ -450,8 +457,12 @@ enum FileBytes {
             defer { file.unmap() }
             return try body(file.bytes, true)
         }
+        // A pipe, FIFO or device is read once, into memory: its first 64 KiB are checked for binary
+        // data as soon as they are in (/dev/zero and /dev/urandom stop there), and at most
+        // `Bounds.maxStreamBytes` are taken.
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var checked = false
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
@@ -460,7 +471,15 @@ enum FileBytes {
             }
             if n == 0 { break }
             data.append(contentsOf: chunk[0..<n])
+            if !checked && data.count >= 1 << 16 {
+                checked = true
+                try data.withUnsafeBufferPointer { (b) throws(TextError) in try CorpusLoader.rejectBinary(b, file: path) }
+            }
+            if data.count > Bounds.maxStreamBytes {
+                throw .cannotRead(file: path, reason: "is not a regular file (a pipe or device) and holds more than \(Bounds.maxStreamBytes >> 20) MiB, the most read into memory; save it to a file first")
+            }
         }
+        if !checked { try data.withUnsafeBufferPointer { (b) throws(TextError) in try CorpusLoader.rejectBinary(b, file: path) } }
         return try data.withUnsafeBufferPointer { (bytes) throws(TextError) -> R in try body(bytes, false) }
     }
 }

@@ -80,6 +80,9 @@ public struct InputFile: Sendable, Equatable, Codable {
     public var path: String
     public var size: Int
     public var mtimeNanoseconds: Int64
+    /// The inode's change time: set by the kernel on every write, rename or `utimensat`, and not
+    /// settable from user space, so a rewrite that restores the mtime (`touch -r`) still changes it.
+    public var ctimeNanoseconds: Int64
     public var inode: UInt64
 }
 
@@ -191,7 +194,7 @@ public enum CorpusLoader {
         var hasher = CorpusHash.Hasher()
         if st.st_mode & S_IFMT != S_IFREG {
             // Pipes and devices: read into memory. They cannot be read again, so no hash is kept.
-            let replaced = try FileBytes.withContents(of: file.path) { (bytes, _) throws(TextError) -> Int in
+            let replaced = try FileBytes.withContents(fd: fd, path: file.path) { (bytes, _) throws(TextError) -> Int in
                 try decodeBytes(bytes, file: file.path, options: options, checksText: true, chunkBytes: chunkBytes,
                                 sink: &sink, hasher: &hasher, afterChunk: { (d) throws(TextError) in progress(d) })
             }
@@ -434,6 +437,7 @@ extension InputFile {
         self.path = path
         size = Int(st.st_size)
         mtimeNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        ctimeNanoseconds = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
         inode = UInt64(st.st_ino)
     }
 }

@@ -9,14 +9,20 @@
 //  40  u64 checksum of the token bytes
 //  48  JSON header (`Header`: key, vocabulary, unknown id, counts, stats, content hash), then zero
 //      padding to a multiple of 64, then N ids of 2 or 4 bytes; the file ends exactly there.
-// The key is the format version, every input's path, size, mtime (ns) and inode plus the
-// `LoadOptions`; a cache whose key differs is stale (version 1 had no content hash). Any mismatch
+// The key is the format version, every input's path, size, mtime (ns), ctime (ns) and inode plus the
+// `LoadOptions`; a cache whose key differs is stale (version 1 had no content hash, version 2 no ctime). Any mismatch
 // (magic, lengths, checksums, JSON, key) means "rebuild": `read` returns why, and the caller decodes
 // the corpus and writes the cache again. Writes go through `AtomicFile` (temp file, fsync, rename,
 // fsync of the folder), so a crash never leaves a half-written cache.
 // A hit maps the file read-only and the corpus' ids point straight into the mapping (no copy). The
 // corpus file itself is not read on a hit: its `contentHash` is the one recorded when the cache was
-// built (the key's size, mtime and inode say the file is the one that was hashed).
+// built. Why that is sound without reading: mtime alone is not (a same-size rewrite followed by
+// `touch -r old` or `utimensat` restores it, and the old tokens were loaded). The ctime is the
+// cheapest sound check: the kernel sets it to "now" on every write, truncate, rename and utimensat,
+// and no system call sets it to a chosen value, so an in-place rewrite always changes it (short of
+// changing the system clock or editing the block device). Hashing the file on every hit would be
+// sound too but reads the whole corpus, which the cache exists to avoid. The cost of ctime: a chmod,
+// chown or new hard link also changes it, and the cache is then rebuilt once, unnecessarily.
 
 #if canImport(Glibc)
 import Glibc
@@ -31,8 +37,8 @@ public enum TokenCache {
 
     /// What makes a cache valid for a load.
     public struct Key: Codable, Equatable, Sendable {
-        /// The cache format; 2 added the content hash.
-        public var version = 2
+        /// The cache format; 2 added the content hash, 3 the inputs' ctime.
+        public var version = 3
         public var files: [InputFile]
         public var options: LoadOptions
         public init(files: [InputFile], options: LoadOptions) { self.files = files; self.options = options }
@@ -81,7 +87,7 @@ public enum TokenCache {
         head.replaceSubrange(fixedHeader..<(fixedHeader + json.count), with: json)
 
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if !dir.isEmpty { try makeFolders(dir) }
         try withExtendedLifetime(store) {
             try head.withUnsafeBytes { try AtomicFile.write(parts: [$0, dataBytes], to: path) }
         }
@@ -218,7 +224,7 @@ extension CorpusLoader {
         do {
             try TokenCache.write(corpus, key: key, to: path)
         } catch {
-            return (named(corpus), files, .writeFailed(path: path, message: "\(error)"))
+            return (named(corpus), files, .writeFailed(path: path, message: (error as? FileIOError).map { "\($0)" } ?? describe(error)))
         }
         return (named(corpus), files, .built(path: path, reason: reason))
     }

@@ -102,7 +102,7 @@ enum UTF8Decoder {
                 //    min(nfcMinimumBytes, chunkBytes) bytes (amortizes utf8proc_map's per-call cost), to a cut point.
                 let target = max(unstable + 1, min(cut + nfcMinimumBytes, cut + chunkBytes))
                 let end = nextCut(base, from: min(target, n), lowerBound: unstable, end: n, preferBefore: false)
-                try scanNFC(base, from: cut, to: end, unit: unit, into: &sink)
+                try scanNFCBounded(base, from: cut, to: end, unit: unit, into: &sink)
                 pos = end
             }
         }
@@ -330,6 +330,34 @@ enum UTF8Decoder {
         return end
     }
 
+    /// `scanNFC` on `base[from..<to]` in pieces that hold at most `Bounds.maxCombiningRun`
+    /// consecutive non-starters (canonical combining class ≠ 0). utf8proc's canonical reordering is
+    /// quadratic in such a run (100,000 marks took 32 s); a longer run, which no text in any script has
+    /// (UAX #15's stream-safe format allows 30), is normalized a piece at a time, so the work per piece
+    /// is bounded and marks are not reordered or composed across a piece boundary.
+    static func scanNFCBounded<S: TokenSink>(_ base: UnsafePointer<UInt8>, from: Int, to: Int, unit: TokenUnit,
+                                             into sink: inout S) throws(DecodeFailure) {
+        var a = from
+        while a < to {
+            var b = a, run = 0
+            while b < to {
+                if base[b] < 0x80 { run = 0; b += 1; continue }
+                var cp: Int32 = -1
+                let len = utf8proc_iterate(base + b, to - b, &cp)
+                if len <= 0 { b = to; break }                   // invalid UTF-8: scanNFC reports it
+                if utf8proc_get_property(cp).pointee.combining_class != 0 {
+                    run += 1
+                    if run > Bounds.maxCombiningRun { break }
+                } else {
+                    run = 0
+                }
+                b += len
+            }
+            try scanNFC(base, from: a, to: b, unit: unit, into: &sink)
+            a = b
+        }
+    }
+
     /// NFC-normalizes `base[from..<to]` with utf8proc and scans the result.
     static func scanNFC<S: TokenSink>(_ base: UnsafePointer<UInt8>, from: Int, to: Int, unit: TokenUnit,
                                       into sink: inout S) throws(DecodeFailure) {
@@ -388,9 +416,10 @@ enum UTF8Decoder {
         }
         var bytes: [UInt8] = [lead]
         var j = offset + 1
-        while j < input.count && bytes.count < claimed {
+        // only the continuation bytes that belong to the sequence: the byte that cut it short is
+        // valid on its own (the "(" of C3 28) and is not part of what is reported
+        while j < input.count && bytes.count < claimed && input[j] & 0xC0 == 0x80 {
             bytes.append(input[j])
-            if input[j] & 0xC0 != 0x80 { break }
             j += 1
         }
         return bytes

@@ -207,7 +207,7 @@ public enum Benchmark {
         let flopsIter = trainFLOPsPerToken(cfg.model, tokens: tokens) * Double(N)
 
         // Sampling: temperature 0.8, K streams in one batched step, a model holding the trained weights.
-        let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map { String(UnicodeScalar(UInt32(0x4E00 + $0))!) })
+        let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map(Bounds.syntheticCharacter))
         var figures: [SampleFigure] = []
         var sampleAllocs: Int? = nil
         for K in (group?.rank ?? 0) == 0 ? cfg.sampleStreams : [] {

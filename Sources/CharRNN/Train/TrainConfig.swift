@@ -50,22 +50,24 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     /// Problems with the numbers, or nil.
     public var problem: String? {
-        if seq < 1 { return "--seq must be at least 1" }
-        if batch < 1 { return "--batch must be at least 1" }
-        if seq.multipliedReportingOverflow(by: batch).overflow { return "--seq × --batch is too large" }
-        if !(epochs > 0) { return "--epochs must be positive" }
-        if let m = maxIters, m < 1 { return "--max-iters must be at least 1" }
-        if !(lr > 0) || !lr.isFinite { return "--lr must be positive" }
+        if seq < 1 || seq > Bounds.maxSeq { return "--seq must be between 1 and \(Bounds.maxSeq) (got \(seq))" }
+        if batch < 1 || batch > Bounds.maxBatch { return "--batch must be between 1 and \(Bounds.maxBatch) (got \(batch))" }
+        if seq * batch > Bounds.maxTokensPerMinibatch {
+            return "--seq × --batch must be at most \(Bounds.maxTokensPerMinibatch) tokens per minibatch (got \(seq) × \(batch))"
+        }
+        if let p = Bounds.checkEpochs(epochs) { return p }
+        if let m = maxIters, m < 1 || m > Bounds.maxIterations { return "--max-iters must be between 1 and \(Bounds.maxIterations) (got \(m))" }
+        if let p = Bounds.check("--lr", Double(lr), in: Bounds.learningRate) { return p }
         if !(lrDecay > 0 && lrDecay <= 1) { return "--lr-decay must be in (0, 1]" }
         if lrDecayAfter < 0 { return "--lr-decay-after must be non-negative" }
-        if !(clip >= 0) || !clip.isFinite { return "--clip must be non-negative (0 disables clipping)" }
+        if let p = Bounds.check("--clip", Double(clip), in: 0...Bounds.maxClip) { return p + "; 0 disables clipping" }
         if !(trainFrac > 0 && trainFrac <= 1) { return "--train-frac must be in (0, 1]" }
         if !(valFrac > 0 && valFrac < 1) { return "--val-frac must be in (0, 1)" }
         if trainFrac + valFrac > 1 + 1e-9 { return "--train-frac + --val-frac must not exceed 1" }
         if evalEvery < 1 { return "--eval-every must be at least 1" }
         if logEvery < 1 { return "--log-every must be at least 1" }
         if let v = valTokens, v < 1 { return "--val-tokens must be at least 1 (or all)" }
-        if threads < 0 { return "--threads must be 0 (all cores) or positive" }
+        if threads < 0 || threads > Bounds.threadLimit { return "--threads must be 0 (all cores) or between 1 and \(Bounds.threadLimit) (got \(threads))" }
         return nil
     }
 }

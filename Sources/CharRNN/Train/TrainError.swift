@@ -14,6 +14,10 @@ public enum TrainError: Error, CustomStringConvertible, Equatable {
     case corpusChanged(checkpoint: String, change: String)
     /// `--resume`: the corpus's vocabulary (`ours` tokens) is not the checkpoint's (`theirs`).
     case vocabularyMismatch(checkpoint: String, ours: Int, theirs: Int)
+    /// `--resume`: both vocabularies have `size` tokens but differ, first at `index` (debug-quoted tokens).
+    case vocabularyContentMismatch(checkpoint: String, size: Int, index: Int, ours: String, theirs: String)
+    /// Every character fell to the unknown token (`--min-count` / `--max-vocab`): `distinct` characters.
+    case everythingUnknown(file: String, distinct: Int, minCount: Int)
     /// `--init-from` / `--allow-new-corpus`: a corpus not encoded with the checkpoint's vocabulary.
     case notEncodedWithCheckpointVocabulary(checkpoint: String)
     /// `--resume`: the corpus has `tokens` tokens; the run was trained on `expected`.
@@ -41,6 +45,10 @@ public enum TrainError: Error, CustomStringConvertible, Equatable {
             return "\(ckpt): the corpus changed: \(change); pass --allow-new-corpus to continue on it with the run's vocabulary"
         case let .vocabularyMismatch(ckpt, ours, theirs):
             return "\(ckpt): the corpus's vocabulary differs from the checkpoint's (\(ours) vs \(theirs) tokens); resume needs the same corpus"
+        case let .vocabularyContentMismatch(ckpt, size, i, ours, theirs):
+            return "\(ckpt): the corpus's vocabulary differs from the checkpoint's (both \(size) tokens, first at id \(i): \(ours) vs \(theirs)); resume needs the same corpus"
+        case let .everythingUnknown(file, distinct, minCount):
+            return "\(file): all \(distinct) distinct characters occur fewer than --min-count \(minCount) times and map to the unknown token; there is nothing to learn (lower --min-count)"
         case let .notEncodedWithCheckpointVocabulary(ckpt):
             return "\(ckpt): the corpus is not encoded with the checkpoint's vocabulary"
         case let .corpusLengthMismatch(ckpt, tokens, expected):

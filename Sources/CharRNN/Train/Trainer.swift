@@ -60,8 +60,11 @@ public final class Trainer {
     var log: LossLog?
     /// Data-parallel: a stop request seen by any rank in the last iteration's exchange.
     var stopAgreed = false
-    /// Polled once per iteration; when it returns true the trainer saves latest and stops.
+    /// Polled once per iteration and before each validation minibatch; when it returns true the
+    /// trainer saves latest (without finishing or repeating a validation) and stops.
     public var shouldStop: () -> Bool = { false }
+    /// The last `validate()` was cut short by `shouldStop`.
+    public private(set) var validationInterrupted = false
     /// --skip-nonfinite: a step whose loss or gradient norm is NaN/Inf is skipped (no update, the
     /// carried state is reset) instead of stopping the run; `maxConsecutiveSkips` in a row still stop it.
     public var skipNonFinite = false
@@ -82,6 +85,9 @@ public final class Trainer {
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
                 group: (any GradientReducer)? = nil) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
+        if corpus.vocabulary.count < 2 && corpus.vocabulary.unknownID != nil {
+            throw TrainError.everythingUnknown(file: corpusInfo.path, distinct: corpus.stats.distinctTokens, minCount: train.minCount ?? 1)
+        }
         if corpus.vocabulary.count < 2 {
             throw TrainError.nothingToLearn(file: corpusInfo.path, token: corpus.vocabulary.tokens.first.map { $0.debugDescription })
         }
@@ -100,7 +106,7 @@ public final class Trainer {
                               progress: progress, trainBatches: batches.ntrain)
         meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         self.runDir = runDir
-        totalIterations = Trainer.total(train, ntrain: batches.ntrain)
+        totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
         try Trainer.makeDirectory(runDir)
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
@@ -113,6 +119,11 @@ public final class Trainer {
     public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil, group: (any GradientReducer)? = nil) throws {
         let checkpoint = point.checkpoint, train = point.train
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
+            let (a, b) = (corpus.vocabulary.tokens, checkpoint.meta.vocabulary.tokens)
+            if a.count == b.count, let i = a.indices.first(where: { Array(a[$0].utf8) != Array(b[$0].utf8) }) {
+                throw TrainError.vocabularyContentMismatch(checkpoint: checkpoint.path, size: a.count, index: i,
+                                                           ours: a[i].debugDescription, theirs: b[i].debugDescription)
+            }
             throw TrainError.vocabularyMismatch(checkpoint: checkpoint.path, ours: corpus.vocabulary.count, theirs: checkpoint.meta.vocabulary.count)
         }
         guard corpus.count == checkpoint.meta.corpus.tokens || newCorpus != nil else {
@@ -132,7 +143,7 @@ public final class Trainer {
             meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         }
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
-        totalIterations = Trainer.total(train, ntrain: batches.ntrain)
+        totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
     }
@@ -156,8 +167,18 @@ public final class Trainer {
         return (group, streams, local, RecurrentState(config: config, batch: streams.count))
     }
 
-    static func total(_ t: TrainConfig, ntrain: Int) -> Int {
-        t.maxIters ?? max(1, Int((t.epochs * Double(ntrain)).rounded()))
+    /// The run's last iteration: `maxIters`, else `epochs` × `ntrain` rounded, within `Bounds.maxIterations`.
+    /// - Throws: `TrainError.config` when that is not a count of iterations this trainer can run.
+    static func total(_ t: TrainConfig, ntrain: Int) throws -> Int {
+        if let m = t.maxIters {
+            guard m >= 1 && m <= Bounds.maxIterations else { throw TrainError.config("--max-iters must be between 1 and \(Bounds.maxIterations) (got \(m))") }
+            return m
+        }
+        let n = (t.epochs * Double(ntrain)).rounded()
+        guard n.isFinite, n <= Double(Bounds.maxIterations) else {
+            throw TrainError.config("--epochs \(Bounds.show(t.epochs)) × \(ntrain) minibatches per epoch is more than \(Bounds.maxIterations) iterations; use a smaller --epochs or --max-iters")
+        }
+        return max(1, Int(n))
     }
 
     static func makeDirectory(_ dir: String) throws {
@@ -181,14 +202,18 @@ public final class Trainer {
     }
 
     /// Mean cross-entropy over the first `valBatches` minibatches of the val split (state reset at
-    /// their start, carried across them).
+    /// their start, carried across them). `shouldStop` is polled before each minibatch: when it asks to
+    /// stop, the validation is cut short and `validationInterrupted` is set (the value returned is then
+    /// not a validation loss).
     public func validate() -> Double {
         let T = meta.train.seq, B = meta.train.batch
         if let group { return validate(group: group, T: T, B: B) }
         evalState.reset()
+        validationInterrupted = false
         var total = 0.0
         let m = valBatches
         for k in 0..<m {
+            if shouldStop() { validationInterrupted = true; return .nan }
             batches.fill(.val, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
             total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: B, state: evalState)
         }
@@ -356,6 +381,8 @@ public final class Trainer {
             // (no loss row: the skipped steps have no train loss).
             try validateAndSave(report: report, beforeSaving: { _ in })
         }
+        // a stop request that cut a validation short, the last iteration's included
+        if validationInterrupted { interrupted = true }
         if interrupted {
             try save(improved: false)
             report(.saved(path: latestPath))
@@ -366,10 +393,13 @@ public final class Trainer {
 
     /// Validates at the current iteration, records the val loss (and the best one when it improved),
     /// reports `.validation`, calls `beforeSaving` with the val loss, then saves and reports `.saved`.
-    private func validateAndSave(report: (TrainEvent) -> Void, beforeSaving: (_ valLoss: Double) -> Void) throws {
+    /// An interrupted validation records nothing and saves nothing: `beforeSaving(nil)`, and the loop,
+    /// seeing the stop request, saves latest once.
+    private func validateAndSave(report: (TrainEvent) -> Void, beforeSaving: (_ valLoss: Double?) -> Void) throws {
         let it = meta.progress.iteration
         let v0 = DispatchTime.now().uptimeNanoseconds
         let v = validate()
+        if validationInterrupted { beforeSaving(nil); return }
         let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
         meta.progress.lastValLoss = v
         if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = it }

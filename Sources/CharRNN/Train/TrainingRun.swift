@@ -47,17 +47,23 @@ public struct TrainingRun {
         public var train: TrainConfig
         /// The folder that holds the run folders.
         public var outDir: String
-        /// The run folder's name (default: corpus name + timestamp). Not used on resume.
+        /// The run folder's name (default: corpus name + timestamp): one path component. Not used on resume.
         public var name: String?
+        /// `.beside` puts the cache under `outDir`, or on resume under the folder that holds the run.
         public var tokenCache: TokenCache
         /// Data-parallel: the processes this one trains with (mpirun); nil = alone. Every rank builds the
         /// same run (rank 0's folder name), checks that they agree, and only rank 0 writes the folder.
         public var group: (any GradientReducer)? = nil
+        /// Whether this process writes the run folder (and so takes its lock): alone, or rank 0.
+        var writesFolder: Bool { (group?.rank ?? 0) == 0 }
+        /// A fresh or fine-tuning run may replace a run folder that already holds a run (`--overwrite`);
+        /// never the folder of the `--init-from` checkpoint.
+        public var overwrite: Bool
 
         public init(mode: Mode, corpus: [String], train: TrainConfig = TrainConfig(), outDir: String = "checkpoints",
-                    name: String? = nil, tokenCache: TokenCache = .beside) {
+                    name: String? = nil, tokenCache: TokenCache = .beside, overwrite: Bool = false) {
             self.mode = mode; self.corpus = corpus; self.train = train; self.outDir = outDir
-            self.name = name; self.tokenCache = tokenCache
+            self.name = name; self.tokenCache = tokenCache; self.overwrite = overwrite
         }
     }
 
@@ -99,6 +105,9 @@ public struct TrainingRun {
 
     public let plan: Plan
     public let trainer: Trainer
+    /// The run folder's writer lock, held while this value lives (see `RunLock`); only the process that
+    /// writes the folder holds it (rank 0 of a data-parallel run), nil on the other ranks.
+    public let lock: RunLock?
 
     // MARK: - Set-up
 
@@ -108,22 +117,23 @@ public struct TrainingRun {
     /// - Throws: `TrainError`, `TextError`, `CheckpointError`, `SafeTensorsError`, `LossLogError`,
     ///   `OutOfMemoryPrediction`.
     public init(_ request: Request, report: (Event) -> Void = { _ in }) throws {
+        if case .resume = request.mode {} else if let name = request.name { try RunFolder.checkName(name) }
         switch request.mode {
         case let .fresh(model, softmax):
-            (plan, trainer) = try Self.fresh(request, model: model, softmax: softmax, report: report)
+            (plan, trainer, lock) = try Self.fresh(request, model: model, softmax: softmax, report: report)
         case let .resume(checkpoint, maxIters, epochs, allowNewCorpus):
-            (plan, trainer) = try Self.resume(request, checkpoint: checkpoint, maxIters: maxIters, epochs: epochs,
+            (plan, trainer, lock) = try Self.resume(request, checkpoint: checkpoint, maxIters: maxIters, epochs: epochs,
                                               allowNewCorpus: allowNewCorpus, report: report)
         case let .initFrom(checkpoint, dropout):
-            (plan, trainer) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
+            (plan, trainer, lock) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
         }
         try trainer.checkAgreement()
     }
 
-    static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer) {
+    static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
         precondition(!r.corpus.isEmpty, "a fresh run needs a corpus")
         let t = r.train, path = r.corpus[0]
-        WorkerPool.configure(threads: t.threads)
+        try WorkerPool.configure(threads: t.threads)
         let (c, files) = try loadCorpus(r.corpus, options: t.loadOptions, request: r, report: report)
         var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
                               hash: c.contentHash)
@@ -134,14 +144,23 @@ public struct TrainingRun {
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
         try checkMemory(corpus: c, config: mc, train: t, report: report)
-        let trainer = try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: runDir(r, corpusName: c.name), group: r.group)
+        let dir = runDir(r, corpusName: c.name)
+        let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
+        let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir, group: r.group) }
         reportLayout(trainer, report: report)
-        return (.fresh, trainer)
+        return (.fresh, trainer, lock)
     }
 
     static func resume(_ r: Request, checkpoint: String, maxIters: Int?, epochs: Double?, allowNewCorpus: Bool,
-                       report: (Event) -> Void) throws -> (Plan, Trainer) {
-        let loaded = try Checkpoint.load(path: try RunFolder.resolve(checkpoint, preferring: .latest))
+                       report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
+        let file = try RunFolder.resolve(checkpoint, preferring: .latest)
+        let folder = (file as NSString).deletingLastPathComponent
+        // the lock first: a run that another process is writing is neither read half-written nor continued twice
+        let lock = r.writesFolder ? try RunLock(runDir: folder.isEmpty ? "." : folder) : nil
+        // the token cache beside the run (under the folder that holds it), not under the default --out
+        var r = r
+        r.outDir = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.deletingLastPathComponent().path
+        let loaded = try Checkpoint.load(path: file)
         // every tensor checked and restored into the model that will train on, before any corpus work
         let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs)
         report(.checkpointRead(path: loaded.path))
@@ -151,7 +170,8 @@ public struct TrainingRun {
         let trainer: Trainer
         // A single corpus file is compared with what the run recorded: its size, then the content
         // hash that decoding (or the token cache) gives — the file is read once.
-        if paths.count == 1, isRegularFile(paths[0]) {
+        // (a pipe or FIFO has no size to compare and can be read only once: it takes the general path)
+        if paths.count == 1, isRegularFile(paths[0], strictly: true) {
             let path = paths[0]
             var change: String? = nil
             var decoded: Corpus? = nil
@@ -189,29 +209,36 @@ public struct TrainingRun {
             plan = .resume
         }
         if (r.group?.rank ?? 0) == 0 { RunContinuation.removeStaleTempFiles(runDir: trainer.runDir) }
-        WorkerPool.configure(threads: loaded.meta.train.threads)
+        try WorkerPool.configure(threads: loaded.meta.train.threads)
         report(.detail(trainer.validationSummary))
         report(.resuming(runDir: trainer.runDir, iteration: loaded.meta.progress.iteration, epoch: loaded.meta.epoch))
-        return (plan, trainer)
+        return (plan, trainer, lock)
     }
 
-    static func initFrom(_ r: Request, checkpoint: String, dropout: Float?, report: (Event) -> Void) throws -> (Plan, Trainer) {
+    static func initFrom(_ r: Request, checkpoint: String, dropout: Float?, report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
         precondition(r.corpus.count == 1, "a fine-tuning run takes one corpus file")
         let path = r.corpus[0]
         var t = r.train
-        WorkerPool.configure(threads: t.threads)
+        try WorkerPool.configure(threads: t.threads)
         let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let dir = runDir(r, corpusName: base)
         // the weights read once, before any corpus work or run folder
         let source = try FineTuneSource(try Checkpoint.load(path: try RunFolder.resolve(checkpoint)))
         let loaded = source.checkpoint
         report(.checkpointRead(path: loaded.path))
+        if RunFolder.sameFile((loaded.path as NSString).deletingLastPathComponent, dir) {
+            // before any corpus work: the source is never replaced, --overwrite or not
+            _ = try RunFolder.claimNew(dir, replacing: false, protecting: loaded.path)
+        }
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
-        let trainer = try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, group: r.group)
+        let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil
+        let trainer = try lock.abandoningOnError {
+            try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, group: r.group)
+        }
         reportLayout(trainer, report: report)
-        return (.initFrom(source: loaded.path), trainer)
+        return (.initFrom(source: loaded.path), trainer, lock)
     }
 
     // MARK: - Corpus
@@ -274,6 +301,8 @@ public struct TrainingRun {
     static func predictedTokens(_ files: [InputFile]) -> Int {
         var tokens = 0
         for f in files {
+            // a pipe or FIFO is read once, by the decoder (reading a sample here would consume it)
+            guard TrainingRun.isRegularFile(f.path, strictly: true) else { tokens += f.size; continue }
             guard let h = FileHandle(forReadingAtPath: f.path) else { tokens += f.size; continue }
             let sample = h.readData(ofLength: 1 << 20)
             try? h.close()
@@ -343,10 +372,22 @@ public struct TrainingRun {
         return f.string(from: Date())
     }
 
-    static func isRegularFile(_ path: String) -> Bool {
-        var isDir: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
+    /// Whether `path` exists and is not a folder (`strictly`: is a regular file, not a pipe or device).
+    static func isRegularFile(_ path: String, strictly: Bool = false) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        return strictly ? st.st_mode & S_IFMT == S_IFREG : st.st_mode & S_IFMT != S_IFDIR
     }
 
     static func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1_048_576) }
+}
+
+extension Optional where Wrapped == RunLock {
+    /// `RunLock.abandoningOnError` when there is a lock (the process that writes the folder), else the body.
+    func abandoningOnError<T>(_ body: () throws -> T) throws -> T {
+        switch self {
+        case .some(let lock): return try lock.abandoningOnError(body)
+        case .none: return try body()
+        }
+    }
 }

@@ -6,25 +6,7 @@ import Foundation
 import XCTest
 @testable import CharRNN
 
-final class TrainingRunTests: XCTestCase {
-    var dir = ""
-    var corpusPath: String { dir + "/synthetic.txt" }
-    var out: String { dir + "/runs" }
-
-    override func setUpWithError() throws {
-        try WorkerPool.configure(threads: 1)
-        dir = tempDir("run")
-        try syntheticCorpusText().write(toFile: corpusPath, atomically: true, encoding: .utf8)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    func trainConfig(maxIters: Int) -> TrainConfig {
-        var t = TrainConfig()
-        t.seq = 16; t.batch = 8; t.maxIters = maxIters; t.evalEvery = 10; t.lr = 3e-2; t.threads = 1
-        t.trainFrac = 0.9; t.valFrac = 0.1
-        return t
-    }
+final class TrainingRunTests: RunFolderTestCase {
 
     let model = ModelConfig(cell: .lstm, layers: 2, hidden: 16, dropout: 0.2, vocabSize: 1)
 

@@ -266,7 +266,7 @@ public final class BatchEngine: @unchecked Sendable {
         var bytes: [UInt8] = [], offsets = [0]
         for t in vocabulary.tokens { bytes += Array(t.utf8); offsets.append(bytes.count) }
         tokenBytes = bytes; tokenOffsets = offsets
-        startToken = (vocabulary.id(of: "\n") ?? vocabulary.id(of: "\r\n")).map { Int32($0) }
+        startToken = vocabulary.startID.map { Int32($0) }
         rows.reserveCapacity(2 * maxStreams)   // done rows stay until step 3 while new ones join
         queue.reserveCapacity(queueLimit + maxStreams + 1)
     }

@@ -67,10 +67,8 @@ public final class Sampler {
     /// The seed of stream i's generator: the seed itself for stream 0, a SplitMix64 step away for the others.
     public static func seed(_ seed: UInt64, stream i: Int) -> UInt64 {
         guard i > 0 else { return seed }
-        var z = seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        var z = seed &+ UInt64(i - 1) &* 0x9E37_79B9_7F4A_7C15   // i steps from the seed
+        return Xoshiro256.splitmix(&z)
     }
 
     /// Zeroes the hidden state of every stream.
@@ -97,7 +95,7 @@ public final class Sampler {
     /// Feeds a neutral start when nothing was primed: a newline if the vocabulary has one, else
     /// the distribution stays uniform.
     public func start() {
-        if let nl = vocabulary.id(of: "\n") ?? vocabulary.id(of: "\r\n") { feed(nl) } else { logProbs.zero(); hasState = true }
+        if let nl = vocabulary.startID { feed(nl) } else { logProbs.zero(); hasState = true }
     }
 
     /// Single stream: draws the next token, feeds it, and returns it.
@@ -127,6 +125,12 @@ public final class Sampler {
 
     /// log p of the next token (V) of `stream`, for tests.
     public func currentLogProbs(stream: Int = 0) -> [Float] { Array(UnsafeBufferPointer(start: logProbs.ptr + stream * V, count: V)) }
+}
+
+extension Vocabulary {
+    /// The token a sample starts from when nothing was primed: a newline (or CRLF), if the
+    /// vocabulary has one; otherwise the first distribution is uniform.
+    public var startID: Int? { id(of: "\n") ?? id(of: "\r\n") }
 }
 
 /// Shapes one stream's next-token distribution and draws from it: softmax(log p / T), the unknown

@@ -10,14 +10,17 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Equatable {
     /// Seeds the four words with SplitMix64 of `seed`.
     public init(seed: UInt64) {
         var z = seed
-        func splitmix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var r = x
-            r = (r ^ (r >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            r = (r ^ (r >> 27)) &* 0x94D0_49BB_1331_11EB
-            return r ^ (r >> 31)
-        }
-        state = (splitmix(&z), splitmix(&z), splitmix(&z), splitmix(&z))
+        state = (Self.splitmix(&z), Self.splitmix(&z), Self.splitmix(&z), Self.splitmix(&z))
+    }
+
+    /// One SplitMix64 step: advances `x` by the golden-ratio increment and returns its mix.
+    @inline(__always)
+    public static func splitmix(_ x: inout UInt64) -> UInt64 {
+        x &+= 0x9E37_79B9_7F4A_7C15
+        var r = x
+        r = (r ^ (r >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        r = (r ^ (r >> 27)) &* 0x94D0_49BB_1331_11EB
+        return r ^ (r >> 31)
     }
 
     /// Restores a saved state (see `words`).

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Side by side with ../shared/bench/torch_charrnn.py (PyTorch, same recipe), same machine, same run.
 #   bash scripts/bench-vs-torch.sh lstm 2 128 2        # cell layers hidden threads
+#   CORPUS=data/fortunes-zh.txt EMBED=128 bash scripts/bench-vs-torch.sh lstm 2 256 2   # a real corpus, an embedding
+# ROUNDS (default 2) alternating rounds; each side keeps its best round.
 # Needs a PyTorch venv (see ../shared/bench/README.md); TORCH_PY overrides its python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,12 +11,16 @@ py=${TORCH_PY:-/tmp/torch-venv/bin/python}
 ref=${TORCH_BENCH:-../shared/bench/torch_charrnn.py}
 bin=${CHARRNN:-.build/release/charrnn}
 iters=60; [ "$hidden" -ge 256 ] && iters=30; [ "$hidden" -ge 512 ] && iters=16
+iters=${ITERS:-$iters}; rounds=${ROUNDS:-2}
+ours=(); theirs=()
+if [ -n "${CORPUS:-}" ]; then ours+=(--corpus "$CORPUS"); theirs+=(--data "$CORPUS"); fi
+if [ -n "${EMBED:-}" ] && [ "${EMBED}" != 0 ]; then ours+=(--embed "$EMBED"); theirs+=(--input embed --embed "$EMBED"); fi
 # Two alternating rounds; each side keeps its better round (the machine is shared: noise only slows).
 runs=()
-for round in 1 2; do
-    runs+=("$("$bin" bench --model "$cell" --layers "$layers" --hidden "$hidden" --threads "$threads" --iters "$iters" --warmup 3 --sample-length 2000 --json)")
+for round in $(seq "$rounds"); do
+    runs+=("$("$bin" bench --model "$cell" --layers "$layers" --hidden "$hidden" --threads "$threads" --iters "$iters" --warmup 3 --sample-length 2000 ${ours[@]+"${ours[@]}"} --json)")
     runs+=("$("$py" "$ref" --model "$cell" --layers "$layers" --hidden "$hidden" --seq 50 --batch 50 --iters $((iters + 5)) \
-              --warmup 5 --threads "$threads" --eval 0 2>/dev/null | sed -n 's/^RESULT //p')")
+              --warmup 5 --threads "$threads" --eval 0 ${theirs[@]+"${theirs[@]}"} 2>/dev/null | sed -n 's/^RESULT //p')")
 done
 python3 - "${runs[@]}" <<'PY'
 import json, sys

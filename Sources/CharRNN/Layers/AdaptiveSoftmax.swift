@@ -286,13 +286,7 @@ func logSumExp(_ z: UnsafePointer<Float>, n: Int) -> Float {
     while j < n { m = max(m, z[j]); j += 1 }
     let mvec = Vec(repeating: m)
     var sv = Vec()
-    j = 0
-    while j < n {
-        let k = min(vecWidth, n - j)
-        let e = vexp(vload(z + j, k) - mvec)
-        sv += k == vecWidth ? e : vloadMask(e, k)
-        j += vecWidth
-    }
+    forEachLaneBlock(n, { sv += vexp($0.load(z + $1) - mvec) }, tail: { sv += $0.keep(vexp($0.load(z + $1) - mvec)) })
     return m + log(sv.sum())
 }
 

@@ -99,20 +99,23 @@ func gruForwardKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<
     let G = 3 * H
     for b in 0..<rows {
         let xi = gx + b * G, hh = gh + b * G, hp = hPrev + b * H, hr = h + b * H
-        var j = 0
-        while j < H {
-            let n = min(vecWidth, H - j)
-            let r = vsigmoid(vload(xi + j, n) + vload(bIH + j, n) + vload(hh + j, n) + vload(bHH + j, n))
-            let z = vsigmoid(vload(xi + H + j, n) + vload(bIH + H + j, n) + vload(hh + H + j, n) + vload(bHH + H + j, n))
-            let hn = vload(hh + 2 * H + j, n) + vload(bHH + 2 * H + j, n)                  // W_hn h + b_hn
-            let nn = vtanh(vload(xi + 2 * H + j, n) + vload(bIH + 2 * H + j, n) + r * hn)  // n
-            let hv = vload(hp + j, n)
-            vstore(r, xi + j, n); vstore(z, xi + H + j, n); vstore(nn, xi + 2 * H + j, n)
-            vstore(hn, hh + 2 * H + j, n)
-            vstore(nn + z * (hv - nn), hr + j, n)                                        // h' = (1−z)⊙n + z⊙h
-            j += vecWidth
-        }
+        forEachLaneBlock(H, { gruForwardLanes($0, xi: xi, hh: hh, bIH: bIH, bHH: bHH, hp: hp, h: hr, j: $1, H: H) },
+                         tail: { gruForwardLanes($0, xi: xi, hh: hh, bIH: bIH, bHH: bHH, hp: hp, h: hr, j: $1, H: H) })
     }
+}
+
+/// The forward cell math for lanes j… of one row.
+@inline(__always)
+func gruForwardLanes<L: Lanes>(_ l: L, xi: UnsafeMutablePointer<Float>, hh: UnsafeMutablePointer<Float>, bIH: UnsafePointer<Float>,
+                               bHH: UnsafePointer<Float>, hp: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, j: Int, H: Int) {
+    let r = vsigmoid(l.load(xi + j) + l.load(bIH + j) + l.load(hh + j) + l.load(bHH + j))
+    let z = vsigmoid(l.load(xi + H + j) + l.load(bIH + H + j) + l.load(hh + H + j) + l.load(bHH + H + j))
+    let hn = l.load(hh + 2 * H + j) + l.load(bHH + 2 * H + j)                  // W_hn h + b_hn
+    let nn = vtanh(l.load(xi + 2 * H + j) + l.load(bIH + 2 * H + j) + r * hn)  // n
+    let hv = l.load(hp + j)
+    l.store(r, xi + j); l.store(z, xi + H + j); l.store(nn, xi + 2 * H + j)
+    l.store(hn, hh + 2 * H + j)
+    l.store(nn + z * (hv - nn), h + j)                                        // h' = (1−z)⊙n + z⊙h
 }
 
 /// Backward of one step: dh holds ∂L/∂h[t] from step t+1 (read) and receives the direct part of
@@ -125,21 +128,25 @@ func gruBackwardKernel(gates: UnsafePointer<Float>, gh: UnsafePointer<Float>, hP
     for b in 0..<rows {
         let a = gates + b * G, hh = gh + b * G, hp = hPrev + b * H, dyr = dy + b * H, dhr = dh + b * H
         let dx = dGx + b * G, dhh = dGh + b * G
-        var j = 0
-        while j < H {
-            let n = min(vecWidth, H - j)
-            let r = vload(a + j, n), z = vload(a + H + j, n), nn = vload(a + 2 * H + j, n)
-            let hn = vload(hh + 2 * H + j, n), hv = vload(hp + j, n)
-            let d = vload(dyr + j, n) + vload(dhr + j, n)
-            // h' = (1−z)⊙n + z⊙h  ⇒  dn = dh⊙(1−z), dz = dh⊙(h − n), dh_prev(direct) = dh⊙z
-            let dAn = d * (1 - z) * (1 - nn * nn)               // through n = tanh(·)
-            let dAz = d * (hv - nn) * z * (1 - z)
-            // n = tanh(x_n + r ⊙ hn)  ⇒  dr = dñ ⊙ hn,  d(hn) = dñ ⊙ r
-            let dAr = dAn * hn * r * (1 - r)
-            vstore(dAr, dx + j, n); vstore(dAz, dx + H + j, n); vstore(dAn, dx + 2 * H + j, n)
-            vstore(dAr, dhh + j, n); vstore(dAz, dhh + H + j, n); vstore(dAn * r, dhh + 2 * H + j, n)
-            vstore(d * z, dhr + j, n)
-            j += vecWidth
-        }
+        forEachLaneBlock(H, { gruBackwardLanes($0, a: a, hh: hh, hp: hp, dy: dyr, dh: dhr, dx: dx, dhh: dhh, j: $1, H: H) },
+                         tail: { gruBackwardLanes($0, a: a, hh: hh, hp: hp, dy: dyr, dh: dhr, dx: dx, dhh: dhh, j: $1, H: H) })
     }
+}
+
+/// The backward cell math for lanes j… of one row.
+@inline(__always)
+func gruBackwardLanes<L: Lanes>(_ l: L, a: UnsafePointer<Float>, hh: UnsafePointer<Float>, hp: UnsafePointer<Float>,
+                                dy: UnsafePointer<Float>, dh: UnsafeMutablePointer<Float>,
+                                dx: UnsafeMutablePointer<Float>, dhh: UnsafeMutablePointer<Float>, j: Int, H: Int) {
+    let r = l.load(a + j), z = l.load(a + H + j), nn = l.load(a + 2 * H + j)
+    let hn = l.load(hh + 2 * H + j), hv = l.load(hp + j)
+    let d = l.load(dy + j) + l.load(dh + j)
+    // h' = (1−z)⊙n + z⊙h  ⇒  dn = dh⊙(1−z), dz = dh⊙(h − n), dh_prev(direct) = dh⊙z
+    let dAn = d * (1 - z) * (1 - nn * nn)               // through n = tanh(·)
+    let dAz = d * (hv - nn) * z * (1 - z)
+    // n = tanh(x_n + r ⊙ hn)  ⇒  dr = dñ ⊙ hn,  d(hn) = dñ ⊙ r
+    let dAr = dAn * hn * r * (1 - r)
+    l.store(dAr, dx + j); l.store(dAz, dx + H + j); l.store(dAn, dx + 2 * H + j)
+    l.store(dAr, dhh + j); l.store(dAz, dhh + H + j); l.store(dAn * r, dhh + 2 * H + j)
+    l.store(d * z, dh + j)
 }

@@ -104,21 +104,25 @@ func lstmForwardKernel(gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<F
     for b in 0..<rows {
         let a = gates + b * G
         let cp = cPrev + b * H, cr = c + b * H, tr = tanhC + b * H, hr = h + b * H
-        var j = 0
-        while j < H {
-            let n = min(vecWidth, H - j)
-            let i = vsigmoid(vload(a + j, n) + vload(bias + j, n))
-            let f = vsigmoid(vload(a + H + j, n) + vload(bias + H + j, n))
-            let gg = vtanh(vload(a + 2 * H + j, n) + vload(bias + 2 * H + j, n))
-            let o = vsigmoid(vload(a + 3 * H + j, n) + vload(bias + 3 * H + j, n))
-            let cn = f * vload(cp + j, n) + i * gg          // c' = f ⊙ c + i ⊙ g
-            let tc = vtanh(cn)
-            vstore(i, a + j, n); vstore(f, a + H + j, n); vstore(gg, a + 2 * H + j, n); vstore(o, a + 3 * H + j, n)
-            vstore(cn, cr + j, n); vstore(tc, tr + j, n)
-            vstore(o * tc, hr + j, n)                        // h' = o ⊙ tanh(c')
-            j += vecWidth
-        }
+        forEachLaneBlock(H, { lstmForwardLanes($0, a: a, bias: bias, cp: cp, c: cr, tanhC: tr, h: hr, j: $1, H: H) },
+                         tail: { lstmForwardLanes($0, a: a, bias: bias, cp: cp, c: cr, tanhC: tr, h: hr, j: $1, H: H) })
     }
+}
+
+/// The forward cell math for lanes j… of one row (gates a (4H), cp/c/tanhC/h (H)).
+@inline(__always)
+func lstmForwardLanes<L: Lanes>(_ l: L, a: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cp: UnsafePointer<Float>,
+                                c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                j: Int, H: Int) {
+    let i = vsigmoid(l.load(a + j) + l.load(bias + j))
+    let f = vsigmoid(l.load(a + H + j) + l.load(bias + H + j))
+    let gg = vtanh(l.load(a + 2 * H + j) + l.load(bias + 2 * H + j))
+    let o = vsigmoid(l.load(a + 3 * H + j) + l.load(bias + 3 * H + j))
+    let cn = f * l.load(cp + j) + i * gg          // c' = f ⊙ c + i ⊙ g
+    let tc = vtanh(cn)
+    l.store(i, a + j); l.store(f, a + H + j); l.store(gg, a + 2 * H + j); l.store(o, a + 3 * H + j)
+    l.store(cn, c + j); l.store(tc, tanhC + j)
+    l.store(o * tc, h + j)                        // h' = o ⊙ tanh(c')
 }
 
 /// Backward of one step. Reads the post-activation gates, c[t-1], tanh(c[t]), dy[t]; dh holds
@@ -132,23 +136,27 @@ func lstmBackwardKernel(gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>
     for b in 0..<rows {
         let a = gates + b * G, d = dA + b * G
         let cp = cPrev + b * H, tr = tanhC + b * H, dyr = dy + b * H, dhr = dh + b * H, dcr = dc + b * H
-        var j = 0
-        while j < H {
-            let n = min(vecWidth, H - j)
-            let i = vload(a + j, n), f = vload(a + H + j, n), gg = vload(a + 2 * H + j, n), o = vload(a + 3 * H + j, n)
-            let tc = vload(tr + j, n)
-            let dhv = vload(dyr + j, n) + vload(dhr + j, n)
-            // h' = o ⊙ tanh(c')  ⇒  dc' += dh ⊙ o ⊙ (1 − tanh²c'),  do = dh ⊙ tanh c'
-            let dcv = vload(dcr + j, n) + dhv * o * (1 - tc * tc)
-            let dO = dhv * tc
-            // c' = f ⊙ c + i ⊙ g  ⇒  di = dc ⊙ g, df = dc ⊙ c, dg = dc ⊙ i, dc_prev = dc ⊙ f
-            let dI = dcv * gg, dF = dcv * vload(cp + j, n), dG = dcv * i
-            vstore(dI * i * (1 - i), d + j, n)               // σ' = σ(1−σ)
-            vstore(dF * f * (1 - f), d + H + j, n)
-            vstore(dG * (1 - gg * gg), d + 2 * H + j, n)     // tanh' = 1 − tanh²
-            vstore(dO * o * (1 - o), d + 3 * H + j, n)
-            vstore(dcv * f, dcr + j, n)
-            j += vecWidth
-        }
+        forEachLaneBlock(H, { lstmBackwardLanes($0, a: a, cp: cp, tanhC: tr, dy: dyr, dh: dhr, dc: dcr, dA: d, j: $1, H: H) },
+                         tail: { lstmBackwardLanes($0, a: a, cp: cp, tanhC: tr, dy: dyr, dh: dhr, dc: dcr, dA: d, j: $1, H: H) })
     }
+}
+
+/// The backward cell math for lanes j… of one row.
+@inline(__always)
+func lstmBackwardLanes<L: Lanes>(_ l: L, a: UnsafePointer<Float>, cp: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
+                                 dy: UnsafePointer<Float>, dh: UnsafePointer<Float>, dc: UnsafeMutablePointer<Float>,
+                                 dA d: UnsafeMutablePointer<Float>, j: Int, H: Int) {
+    let i = l.load(a + j), f = l.load(a + H + j), gg = l.load(a + 2 * H + j), o = l.load(a + 3 * H + j)
+    let tc = l.load(tanhC + j)
+    let dhv = l.load(dy + j) + l.load(dh + j)
+    // h' = o ⊙ tanh(c')  ⇒  dc' += dh ⊙ o ⊙ (1 − tanh²c'),  do = dh ⊙ tanh c'
+    let dcv = l.load(dc + j) + dhv * o * (1 - tc * tc)
+    let dO = dhv * tc
+    // c' = f ⊙ c + i ⊙ g  ⇒  di = dc ⊙ g, df = dc ⊙ c, dg = dc ⊙ i, dc_prev = dc ⊙ f
+    let dI = dcv * gg, dF = dcv * l.load(cp + j), dG = dcv * i
+    l.store(dI * i * (1 - i), d + j)               // σ' = σ(1−σ)
+    l.store(dF * f * (1 - f), d + H + j)
+    l.store(dG * (1 - gg * gg), d + 2 * H + j)     // tanh' = 1 − tanh²
+    l.store(dO * o * (1 - o), d + 3 * H + j)
+    l.store(dcv * f, dc + j)
 }

@@ -73,12 +73,8 @@ public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
 func rnnForwardKernel(pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
     for b in 0..<rows {
         let a = pre + b * H, hr = h + b * H
-        var j = 0
-        while j < H {
-            let n = min(vecWidth, H - j)
-            vstore(vtanh(vload(a + j, n) + vload(bias + j, n)), hr + j, n)
-            j += vecWidth
-        }
+        forEachLaneBlock(H, { $0.store(vtanh($0.load(a + $1) + $0.load(bias + $1)), hr + $1) },
+                         tail: { $0.store(vtanh($0.load(a + $1) + $0.load(bias + $1)), hr + $1) })
     }
 }
 
@@ -88,12 +84,15 @@ func rnnBackwardKernel(h: UnsafePointer<Float>, dy: UnsafePointer<Float>, dh: Un
                        dA: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
     for b in 0..<rows {
         let hr = h + b * H, dyr = dy + b * H, dhr = dh + b * H, d = dA + b * H
-        var j = 0
-        while j < H {
-            let n = min(vecWidth, H - j)
-            let hv = vload(hr + j, n)
-            vstore((vload(dyr + j, n) + vload(dhr + j, n)) * (1 - hv * hv), d + j, n)
-            j += vecWidth
-        }
+        forEachLaneBlock(H, { rnnBackwardLanes($0, h: hr, dy: dyr, dh: dhr, dA: d, j: $1) },
+                         tail: { rnnBackwardLanes($0, h: hr, dy: dyr, dh: dhr, dA: d, j: $1) })
     }
+}
+
+/// dA = (dy + dh) ⊙ (1 − h²) for lanes j… of one row.
+@inline(__always)
+func rnnBackwardLanes<L: Lanes>(_ l: L, h: UnsafePointer<Float>, dy: UnsafePointer<Float>, dh: UnsafePointer<Float>,
+                                dA: UnsafeMutablePointer<Float>, j: Int) {
+    let hv = l.load(h + j)
+    l.store((l.load(dy + j) + l.load(dh + j)) * (1 - hv * hv), dA + j)
 }

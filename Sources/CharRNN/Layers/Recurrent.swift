@@ -227,12 +227,9 @@ private struct ScatterJob {
         let j0 = cols.lowerBound * vecWidth, j1 = part == parts - 1 ? G : cols.upperBound * vecWidth
         for r in 0..<rows {
             let row = table + Int(ids[r]) * G, s = src + r * G
-            var j = j0
-            while j < j1 {
-                let n = min(vecWidth, j1 - j)
-                vstore(vload(row + j, n) + vload(s + j, n), row + j, n)
-                j += vecWidth
-            }
+            let rj = row + j0, sj = s + j0
+            forEachLaneBlock(j1 - j0, { $0.store($0.load(rj + $1) + $0.load(sj + $1), rj + $1) },
+                             tail: { $0.store($0.load(rj + $1) + $0.load(sj + $1), rj + $1) })
         }
     }
 }

@@ -65,36 +65,21 @@ func softmaxCrossEntropyRows(logits: UnsafeMutablePointer<Float>, targets: Unsaf
         // Σ exp(z − m), keeping exp(z − m) in place when the gradient is wanted
         var sv = Vec()
         let mvec = Vec(repeating: m)
-        j = 0
-        while j < V {
-            let n = min(vecWidth, V - j)
-            let e = vexp(vload(z + j, n) - mvec)
-            if gradient { vstore(e, z + j, n) }
-            sv += n == vecWidth ? e : vloadMask(e, n)
-            j += vecWidth
+        func expSum<L: Lanes>(_ l: L, _ j: Int) {
+            let e = vexp(l.load(z + j) - mvec)
+            if gradient { l.store(e, z + j) }
+            sv += l.keep(e)
         }
+        forEachLaneBlock(V, { expSum($0, $1) }, tail: { expSum($0, $1) })
         let s = sv.sum()
         if gradient {
             total += log(Double(s)) + Double(m) - Double(zy)
             let k = Vec(repeating: invN / s)
-            j = 0
-            while j < V {
-                let n = min(vecWidth, V - j)
-                vstore(vload(z + j, n) * k, z + j, n)
-                j += vecWidth
-            }
+            forEachLaneBlock(V, { $0.store($0.load(z + $1) * k, z + $1) }, tail: { $0.store($0.load(z + $1) * k, z + $1) })
             z[y] -= invN
         } else {
             total += log(Double(s)) + Double(m) - Double(zy)
         }
     }
     return total
-}
-
-/// Keeps the low n lanes, zeroes the rest.
-@inline(__always)
-func vloadMask(_ v: Vec, _ n: Int) -> Vec {
-    var out = Vec()
-    for k in 0..<n { out[k] = v[k] }
-    return out
 }

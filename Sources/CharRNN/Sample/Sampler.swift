@@ -167,14 +167,12 @@ public final class TokenDrawer: @unchecked Sendable {
         for i in 0..<V { m = max(m, z[i]) }
         var sv = Vec()
         let invT = Vec(repeating: 1 / T), mv = Vec(repeating: m)
-        var i = 0
-        while i < V {   // pr = exp((z − m)/T), sixteen at a time
-            let n = min(vecWidth, V - i)
-            let e = vexp((vload(z + i, n) - mv) * invT)
-            vstore(e, pr + i, n)
-            sv += n == vecWidth ? e : vloadMask(e, n)
-            i += vecWidth
+        func expScaled<L: Lanes>(_ l: L, _ i: Int) {   // pr = exp((z − m)/T), sixteen at a time
+            let e = vexp((l.load(z + i) - mv) * invT)
+            l.store(e, pr + i)
+            sv += l.keep(e)
         }
+        forEachLaneBlock(V, { expScaled($0, $1) }, tail: { expScaled($0, $1) })
         var s = sv.sum()
         if let u = unknownID, V > 1 { s -= pr[u]; pr[u] = 0 }   // the unknown token is never sampled
         let k = options.topK > 0 ? min(options.topK, V) : V

@@ -4,8 +4,12 @@
 // polynomial on |r| ≤ ln2/2: relative error ≲ 2e-7, i.e. about one Float ulp, which keeps the
 // float-vs-double gradient checks tight. sigmoid(x) = 1/(1+e^−x); tanh(x) = 1 − 2/(e^{2x}+1)
 // (absolute error ≲ 3e-7 everywhere, exact limits ±1 and 0/1 saturate without NaN).
-// Every kernel has a SIMD16 body; a row tail of fewer than 16 floats runs the same SIMD arithmetic
-// on a partly filled vector (vload/vstore with a count).
+// Every kernel has a SIMD16 body, written once as a function generic over `Lanes`: a row runs it on
+// whole vectors (`WholeLanes`, plain loads and stores) and then once on its tail of fewer than 16
+// floats (`TailLanes`, a partly filled vector). Keeping the two apart matters: one loop whose loads
+// chose between the two at run time compiled to split 128-bit halves and lane inserts, and ran the
+// LSTM forward kernel 3× slower. The math functions are @_transparent for the same reason — with
+// @inline(__always) alone the compiler kept some as calls, passing each vector in four registers.
 
 public typealias Vec = SIMD16<Float>
 public let vecWidth = 16
@@ -16,7 +20,7 @@ public let vecWidth = 16
 /// e^x for sixteen lanes (inputs clamped to [−87, 88], so the result is finite and ≥ 2^-126).
 /// Rounding to the nearest integer uses the 1.5·2²³ trick: adding it leaves round(x·log2 e) in the
 /// low mantissa bits, which also gives the integer exponent without a float→int conversion.
-@inline(__always)
+@_transparent
 public func vexp(_ x0: Vec) -> Vec {
     let x = vclamp(x0, expLo, expHi)
     let magic = Vec(repeating: 12_582_912.0)                 // 1.5 · 2²³
@@ -25,18 +29,29 @@ public func vexp(_ x0: Vec) -> Vec {
     var r = x - n * 0.693_145_751_953_125                    // ln2 high part (exact in Float)
     r = r - n * 1.428_606_765_330_187e-06                    // ln2 low part
     var p: Vec = Vec(repeating: 1.0 / 720.0)
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    p = vfma(p, r, 1.0 / 120.0)
+    p = vfma(p, r, 1.0 / 24.0)
+    p = vfma(p, r, 1.0 / 6.0)
+    p = vfma(p, r, 0.5)
+    p = vfma(p, r, 1.0)
+    p = vfma(p, r, 1.0)
     let k = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000   // integer n
     return p * unsafeBitCast((k &+ 127) &<< 23, to: Vec.self)         // · 2ⁿ
 }
 
+/// a · b + c, fused where the CPU has FMA (CHARRNN_FMA, set by Package.swift; elsewhere a fused
+/// multiply-add would become a libm call per lane).
+@_transparent
+public func vfma(_ a: Vec, _ b: Vec, _ c: Float) -> Vec {
+#if CHARRNN_FMA
+    Vec(repeating: c).addingProduct(a, b)
+#else
+    a * b + c
+#endif
+}
+
 /// Lane-wise clamp to [lo, hi] (comparisons and blends; the generic `clamped` does not vectorise).
-@inline(__always)
+@_transparent
 public func vclamp(_ x: Vec, _ lo: Float, _ hi: Float) -> Vec {
     var y = x
     y.replace(with: Vec(repeating: lo), where: y .< Vec(repeating: lo))
@@ -45,7 +60,7 @@ public func vclamp(_ x: Vec, _ lo: Float, _ hi: Float) -> Vec {
 }
 
 /// Lane-wise maximum.
-@inline(__always)
+@_transparent
 public func vmax(_ a: Vec, _ b: Vec) -> Vec {
     var y = a
     y.replace(with: b, where: b .> a)
@@ -53,10 +68,10 @@ public func vmax(_ a: Vec, _ b: Vec) -> Vec {
 }
 
 /// 1 / (1 + e^−x) for sixteen lanes.
-@inline(__always) public func vsigmoid(_ x: Vec) -> Vec { 1 / (1 + vexp(-x)) }
+@_transparent public func vsigmoid(_ x: Vec) -> Vec { 1 / (1 + vexp(-x)) }
 
 /// tanh(x) for sixteen lanes.
-@inline(__always) public func vtanh(_ x: Vec) -> Vec { 1 - 2 / (vexp(x + x) + 1) }
+@_transparent public func vtanh(_ x: Vec) -> Vec { 1 - 2 / (vexp(x + x) + 1) }
 
 
 // MARK: - Unaligned SIMD loads and stores
@@ -69,6 +84,50 @@ public func vload(_ p: UnsafePointer<Float>) -> Vec {
 @inline(__always)
 public func vstore(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
+}
+
+// MARK: - Whole vectors and row tails
+
+/// How a kernel body reads and writes its sixteen lanes.
+public protocol Lanes {
+    /// Floats this access covers (16, or a tail's count).
+    var count: Int { get }
+    func load(_ p: UnsafePointer<Float>) -> Vec
+    func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>)
+    /// v with the lanes outside this access zeroed (for sums over loaded-as-zero lanes).
+    func keep(_ v: Vec) -> Vec
+}
+
+/// Sixteen floats: plain vector loads and stores.
+public struct WholeLanes: Lanes {
+    public init() {}
+    public var count: Int { vecWidth }
+    @_transparent public func load(_ p: UnsafePointer<Float>) -> Vec { vload(p) }
+    @_transparent public func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { vstore(v, p) }
+    @_transparent public func keep(_ v: Vec) -> Vec { v }
+}
+
+/// The first `count` (< 16) floats of a row tail; the other lanes load as 0 and are not stored.
+public struct TailLanes: Lanes {
+    public let count: Int
+    public init(_ count: Int) { self.count = count }
+    @_transparent public func load(_ p: UnsafePointer<Float>) -> Vec { vloadPartial(p, count) }
+    @_transparent public func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { vstorePartial(v, p, count) }
+    @_transparent public func keep(_ v: Vec) -> Vec {
+        var out = Vec()
+        for k in 0..<count { out[k] = v[k] }
+        return out
+    }
+}
+
+/// Calls `body(WholeLanes(), j)` for j = 0, 16, … while 16 floats remain of `n`, then
+/// `tail(TailLanes(n % 16), j)` once if any are left. Both closures are the same generic kernel
+/// body; this spells the split once.
+@_transparent
+public func forEachLaneBlock(_ n: Int, _ body: (WholeLanes, Int) -> Void, tail: (TailLanes, Int) -> Void) {
+    var j = 0
+    while j + vecWidth <= n { body(WholeLanes(), j); j += vecWidth }
+    if j < n { tail(TailLanes(n - j), j) }
 }
 
 // MARK: - Small row kernels

@@ -70,12 +70,13 @@ public final class Optimizer: @unchecked Sendable {
             let v = moments[0].ptr + offset
             let a = Vec(repeating: Self.rmspropAlpha), oma = Vec(repeating: 1 - Self.rmspropAlpha)
             let lrv = Vec(repeating: lr), e = Vec(repeating: Self.eps)
-            forEachVector(n) { i, k in
-                let g = vload(grads + i, k)
-                let vv = a * vload(v + i, k) + oma * g * g
-                vstore(vv, v + i, k)
-                vstore(vload(params + i, k) - lrv * g / (vv.squareRoot() + e), params + i, k)
+            func step<L: Lanes>(_ l: L, _ i: Int) {
+                let g = l.load(grads + i)
+                let vv = a * l.load(v + i) + oma * g * g
+                l.store(vv, v + i)
+                l.store(l.load(params + i) - lrv * g / (vv.squareRoot() + e), params + i)
             }
+            forEachLaneBlock(n, { step($0, $1) }, tail: { step($0, $1) })
         case .adam:
             let m = moments[0].ptr + offset, v = moments[1].ptr + offset
             // bias corrections in Double, as PyTorch computes them in Python floats
@@ -84,30 +85,25 @@ public final class Optimizer: @unchecked Sendable {
             let b1 = Vec(repeating: Self.beta1), b2 = Vec(repeating: Self.beta2)
             let stepSize = Vec(repeating: Float(Double(lr) / bc1)), invSqrtBC2 = Vec(repeating: Float(1 / bc2.squareRoot()))
             let e = Vec(repeating: Self.eps)
-            forEachVector(n) { i, k in
-                let g = vload(grads + i, k)
-                let mm = b1 * vload(m + i, k) + (1 - b1) * g
-                let vv = b2 * vload(v + i, k) + (1 - b2) * g * g
-                vstore(mm, m + i, k); vstore(vv, v + i, k)
-                vstore(vload(params + i, k) - stepSize * mm / (vv.squareRoot() * invSqrtBC2 + e), params + i, k)
+            func step<L: Lanes>(_ l: L, _ i: Int) {
+                let g = l.load(grads + i)
+                let mm = b1 * l.load(m + i) + (1 - b1) * g
+                let vv = b2 * l.load(v + i) + (1 - b2) * g * g
+                l.store(mm, m + i); l.store(vv, v + i)
+                l.store(l.load(params + i) - stepSize * mm / (vv.squareRoot() * invSqrtBC2 + e), params + i)
             }
+            forEachLaneBlock(n, { step($0, $1) }, tail: { step($0, $1) })
         case .sgd:
             let b = moments[0].ptr + offset
             let mu = Vec(repeating: Self.momentum), lrv = Vec(repeating: lr)
-            forEachVector(n) { i, k in
-                let bb = mu * vload(b + i, k) + vload(grads + i, k)
-                vstore(bb, b + i, k)
-                vstore(vload(params + i, k) - lrv * bb, params + i, k)
+            func step<L: Lanes>(_ l: L, _ i: Int) {
+                let bb = mu * l.load(b + i) + l.load(grads + i)
+                l.store(bb, b + i)
+                l.store(l.load(params + i) - lrv * bb, params + i)
             }
+            forEachLaneBlock(n, { step($0, $1) }, tail: { step($0, $1) })
         }
     }
-}
-
-/// Calls body(i, n) for i = 0, 16, 32, … with n = min(16, count − i).
-@inline(__always)
-func forEachVector(_ count: Int, _ body: (Int, Int) -> Void) {
-    var i = 0
-    while i < count { body(i, min(vecWidth, count - i)); i += vecWidth }
 }
 
 // MARK: - Gradient clipping
@@ -131,7 +127,8 @@ public enum GradientClip {
             let coef = clip / (norm + 1e-6)
             if coef < 1 { scal(n: n, alpha: coef, x: g) }
         case .value:
-            forEachVector(n) { i, k in vstore(vclamp(vload(g + i, k), -clip, clip), g + i, k) }
+            forEachLaneBlock(n, { $0.store(vclamp($0.load(g + $1), -clip, clip), g + $1) },
+                             tail: { $0.store(vclamp($0.load(g + $1), -clip, clip), g + $1) })
         }
     }
 }

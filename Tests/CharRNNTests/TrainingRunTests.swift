@@ -96,6 +96,18 @@ final class TrainingRunTests: RunFolderTestCase {
         XCTAssertTrue(resumed.trainer.model.params.toArray() == full.trainer.model.params.toArray(), "final weights differ")
     }
 
+    func testAFinishLineAtOrBeforeTheCheckpointIsRefusedNotDone() throws {
+        let part = try train("short", maxIters: 20)
+        for iters in [20, 5] {
+            var events: [TrainingRun.Event] = []
+            XCTAssertThrowsError(try resume(part.trainer.runDir, maxIters: iters, events: &events)) { e in
+                XCTAssertTrue("\(e)".contains("--max-iters \(iters) is not beyond the checkpoint's iteration 20"), "\(e)")
+            }
+        }
+        var events: [TrainingRun.Event] = []
+        XCTAssertNoThrow(try resume(part.trainer.runDir, maxIters: 21, events: &events))
+    }
+
     func testInitFromStartsANewRunFromTheCheckpointWeights() throws {
         let base = try train("base", maxIters: 20)
         var t = trainConfig(maxIters: 5)

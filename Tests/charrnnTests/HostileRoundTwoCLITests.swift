@@ -101,8 +101,11 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         }
         kill(first.0.processIdentifier, SIGKILL)
         first.0.waitUntilExit()
-        // no stale lock after a kill -9: the run resumes
-        let r = try run(["train", "--resume", "checkpoints/keep", "--max-iters", "12"], cwd: dir)
+        // no stale lock after a kill -9: the run resumes (to two iterations past the last logged one,
+        // which is at or after the latest checkpoint)
+        let log = try String(contentsOfFile: dir + "/checkpoints/keep/loss.csv", encoding: .utf8)
+        let last = log.split(separator: "\n").last.flatMap { Int($0.split(separator: ",")[0]) } ?? 0
+        let r = try run(["train", "--resume", "checkpoints/keep", "--max-iters", String(last + 2)], cwd: dir)
         XCTAssertEqual(r.status, 0, r.err)
     }
 

@@ -87,6 +87,15 @@ public struct ResumePoint {
         if let maxIters { train.maxIters = maxIters }
         if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
         if let p = train.problem { throw TrainError.config(p) }
+        // A new finish line at or before where the run stands would train nothing: say so, rather
+        // than "done" (a run resumed without one that has already finished still just says done).
+        let at = checkpoint.meta.progress.iteration
+        if let maxIters, maxIters <= at {
+            throw TrainError.config("--max-iters \(maxIters) is not beyond the checkpoint's iteration \(at) (\(checkpoint.path)): nothing to train; give a larger --max-iters")
+        }
+        if let epochs, maxIters == nil, epochs <= checkpoint.meta.epoch {
+            throw TrainError.config("--epochs \(epochs) is not beyond the checkpoint's epoch \(String(format: "%.2f", checkpoint.meta.epoch)) (\(checkpoint.path)): nothing to train; give a larger --epochs")
+        }
         guard checkpoint.hasOptimizerState else { throw TrainError.noOptimizerState(checkpoint: checkpoint.path) }
         let config = checkpoint.meta.model
         model = CharRNNModel(config: config, maxT: train.seq, maxB: train.batch)

@@ -29,8 +29,27 @@ struct CharRNNCommand: AsyncParsableCommand {
 
     /// SIGPIPE is ignored, so that a write to a closed pipe fails with EPIPE where the output is
     /// written (`Output`) instead of killing the process mid-run (`train … | head -1` used to lose its work).
+    /// Help and version text go through `Output` too, so `charrnn --help > /dev/full` fails like
+    /// any other command's output instead of exiting 0 with nothing written.
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
-        await main(nil)
+        do {
+            var command = try parseAsRoot(nil)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()   // `charrnn help …` runs ArgumentParser's help command, which throws its text
+            }
+        } catch {
+            guard exitCode(for: error) == .success else { exit(withError: error) }
+            do {
+                try Output.standard.line(fullMessage(for: error))
+                try Output.standard.flush()
+            } catch let e {
+                FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
+                Foundation.exit(e.exitCode)
+            }
+            Foundation.exit(0)
+        }
     }
 }

@@ -150,7 +150,8 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         let dir = workDir()
         let run = try trained(dir)
         for args in [["info", run], ["info", "--json", run], ["eval", "corpus.txt", "--checkpoint", run, "--json"],
-                     ["eval", "corpus.txt", "--checkpoint", run], ["sample", "--checkpoint", run, "--length", "100", "--seed", "1"]] {
+                     ["eval", "corpus.txt", "--checkpoint", run], ["sample", "--checkpoint", run, "--length", "100", "--seed", "1"],
+                     ["--help"], ["train", "--help"], ["help", "sample"], ["--version"]] {
             assertOneLineError(try self.run(args, cwd: dir, stdout: "/dev/full"), contains: "cannot write to standard output: No space left on device")
         }
     }

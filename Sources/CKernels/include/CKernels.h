@@ -1,4 +1,4 @@
-// CKernels — the few C functions Swift cannot reach: AVX512_BF16's
+// CKernels — the few C functions Swift cannot reach: the CPU affinity mask, and AVX512_BF16's
 // VDPBF16PS (bfloat16 pair dot products accumulated in float32) for the inference step's packed
 // bf16 weights.
 //
@@ -15,6 +15,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/// CPUs in the calling thread's affinity mask (Linux sched_getaffinity); 0 where unknown.
+int charrnn_affinity_cores(void);
 
 /// 1 if this CPU and OS run AVX512F + AVX512_BF16 (zmm state enabled) and the build allows it
 /// (a CHARRNN_PORTABLE build never does); else 0.

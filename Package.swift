@@ -52,7 +52,12 @@ let package = Package(
         .systemLibrary(name: "Cutf8proc", pkgConfig: "libutf8proc",
                        providers: [.apt(["libutf8proc-dev"])]),
         // MARK: Library
-        .target(name: "CharRNN", dependencies: ["COpenBLAS", "Cutf8proc"],
+        // C kernels for instructions Swift cannot name (AVX512_BF16), each function compiled for its
+        // own target and chosen at run time; a portable build leaves them out.
+        .target(name: "CKernels",
+                cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]
+                    + (portable ? [.define("CHARRNN_PORTABLE")] : [])),
+        .target(name: "CharRNN", dependencies: ["COpenBLAS", "Cutf8proc", "CKernels"],
                 // The numeric kernels are optimised in debug builds too, so `swift test` stays fast.
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug)),
                                 .unsafeFlags(kernelFlags),

@@ -94,9 +94,10 @@ struct BenchCommand: ParsableCommand {
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
         try say(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %.1f GFLOP/s; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, r.sgemmPeakGFLOPS, 100 * r.fractionOfPeak))
+        let weightsName = weights == .bf16 ? "bf16 (\(BF16Kernel.selected.label))" : weights.rawValue
         for f in r.sampleStreams {
             try say(String(format: "sample: %.0f tokens/s with %ld stream%@ (%.0f per stream, temperature 0.8, %@ weights)",
-                         f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream, weights.rawValue))
+                         f.tokensPerSec, f.streams, f.streams == 1 ? "" : "s", f.perStream, weightsName))
         }
         if r.sampleWeightGBs > 0 {
             try say(String(format: "weights: %.1f MB per sampled token (%@) → %.1f GB/s at one stream; read probe over %.1f MB: %.1f GB/s (%.0f%%)",

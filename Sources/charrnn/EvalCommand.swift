@@ -65,7 +65,8 @@ struct EvalCommand: ParsableCommand {
                     try say(String(decoding: try enc.encode(w), as: UTF8.self))
                 } else {
                     try say(String(format: "%@: inference step, %ld predictions: fp32 %.6f nats/token, %@ %.6f (%+.6f bits/char), mean KL(fp32 ‖ %@) %.3e nats",
-                                   f, w.scored, w.lossFP32, w.precision.rawValue, w.loss, w.bitsPerTokenChange, w.precision.rawValue, w.meanKL))
+                                   f, w.scored, w.lossFP32, w.precision == .bf16 ? "bf16 (\(BF16Kernel.selected.label))" : w.precision.rawValue,
+                                   w.loss, w.bitsPerTokenChange, w.precision.rawValue, w.meanKL))
                 }
             }
             try Output.standard.flush()

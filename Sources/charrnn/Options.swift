@@ -6,6 +6,7 @@
 
 import ArgumentParser
 import CharRNN
+import Foundation
 
 extension CellKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
@@ -139,7 +140,18 @@ struct ThreadsOption: ParsableArguments {
 
     /// Sizes the worker pool that the model's kernels split their work over.
     /// - Throws: `WorkerPoolError` when a worker thread cannot be started.
-    func configure() throws { try WorkerPool.configure(threads: threads) }
+    func configure() throws {
+        noteIfBounded()
+        try WorkerPool.configure(threads: threads)
+    }
+
+    /// One line on stderr when --threads asks for more cores than the process may use.
+    func noteIfBounded() {
+        let cores = WorkerPool.availableCores
+        if threads > cores {
+            FileHandle.standardError.write(Data("note: --threads \(threads) is more than the \(cores) cores available; using \(cores)\n".utf8))
+        }
+    }
 }
 
 /// Which checkpoint `sample` and `eval` read.

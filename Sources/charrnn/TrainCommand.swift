@@ -113,6 +113,7 @@ struct TrainCommand: ParsableCommand {
 
     func train(group: MPIReducer?) throws {
         let root = (group?.rank ?? 0) == 0
+        if root { threads.noteIfBounded() }
         var request = self.request
         request.group = group
         let setup: TrainingRun

@@ -11,7 +11,8 @@ final class ConcurrencyTests: XCTestCase {
     override func tearDown() { try? WorkerPool.configure(threads: 1) }
 
     func losses(cell: CellKind, width: Int) throws -> [Double] {
-        try WorkerPool.configure(threads: width)
+        try WorkerPool.configure(threads: 1)
+        try WorkerPool.shared.setWidth(width)   // not configure: that bounds the width by this machine's cores
         let dir = NSTemporaryDirectory() + "charrnn-conc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let text = String(repeating: "To be, or not to be, that is the question. 床前明月光\n", count: 40)
@@ -41,7 +42,7 @@ final class ConcurrencyTests: XCTestCase {
     }
 
     func testWorkerPoolRunsEveryPartOnce() throws {
-        try WorkerPool.configure(threads: 4)
+        try WorkerPool.shared.setWidth(4)
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: 4)
         counts.initialize(repeating: 0, count: 4)
         defer { counts.deallocate() }

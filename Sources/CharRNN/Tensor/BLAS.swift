@@ -3,6 +3,7 @@
 // Row-major wrappers with labelled Int arguments; conversion to Int32 happens here only
 // (Swift's Int32(_:) traps on overflow where C would wrap silently).
 
+import CKernels
 import COpenBLAS
 import Foundation
 
@@ -58,12 +59,28 @@ extension WorkerPool {
     /// big GEMMs into row or column blocks (`pgemm`) and the recurrent time loop by batch streams.
     /// OpenBLAS itself is pinned to one thread, so that one scheduler owns the cores and tiny per-step
     /// GEMMs never pay for OpenBLAS's thread hand-offs.
-    /// - Parameter threads: cores to use; 0 means all of them.
+    /// - Parameter threads: cores to use; 0 means all of them. More than `availableCores` uses
+    ///   `availableCores`: a worker beyond the cores only takes turns with another on one core, and
+    ///   the pool's joins then wait for the scheduler (the CLI says so in one line).
     /// Not to be called while the pool runs work.
     /// - Throws: `WorkerPoolError` (more than `Bounds.threadLimit`, or a thread that cannot start).
     public static func configure(threads: Int) throws(WorkerPoolError) {
         openblas_set_num_threads(1)
-        try shared.setWidth(threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount)
+        guard threads <= Bounds.threadLimit else { throw .tooManyThreads(requested: threads, limit: Bounds.threadLimit) }
+        try shared.setWidth(width(forThreads: threads))
+    }
+
+    /// The pool width `configure(threads:)` sets: `threads` bounded by the available cores, all of them for 0.
+    public static func width(forThreads threads: Int) -> Int {
+        threads > 0 ? min(threads, availableCores) : availableCores
+    }
+
+    /// Cores this process may run on: its CPU affinity mask (`taskset`, cgroup cpusets), never more
+    /// than Foundation's active processor count (which also follows a cgroup CPU quota), at least 1.
+    public static var availableCores: Int {
+        let active = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let mask = Int(charrnn_affinity_cores())
+        return mask > 0 ? min(mask, active) : active
     }
 
     /// One core unless `configure(threads:)` was called (library default: deterministic and quiet).

@@ -10,8 +10,14 @@
 //
 // Panel p holds columns [32p, 32p+32) of B, row by row: P[p][kk][0..<32]; columns past n are zero.
 // Panels for inference may hold bfloat16 instead (`WeightPrecision.bf16`: the upper half of each
-// float32, rounded to nearest even): half the bytes to stream per character, widened back to
-// float32 in registers (a 16-bit shift) before the same fused multiply-adds in float32.
+// float32, rounded to nearest even): half the bytes to stream per character. Two kernels read them
+// (`BF16Kernel`, chosen once per PackedPanels since their layouts differ): the portable one widens
+// each bf16 back to float32 in registers (a 16-bit shift) before the same fused multiply-adds in
+// float32; on a CPU with AVX512_BF16 the C kernel in CKernels rounds the input row to bf16 as well
+// and multiplies bf16 pairs directly (VDPBF16PS: 32 multiply-adds per instruction, float32 sums).
+
+import CKernels
+import Foundation
 
 public typealias Vec16 = SIMD16<Float>
 
@@ -31,18 +37,60 @@ public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
     case fp32, bf16
 }
 
+/// Which code multiplies bfloat16 panels. Chosen once per `PackedPanels`, when it is made: the two
+/// lay the panels out differently, and a stream's bits depend on the kernel (never on the batch).
+public enum BF16Kernel: String, Sendable, CaseIterable {
+    /// Swift SIMD on any CPU: columns j and j + 16 share a 32-bit word, widened to two float32
+    /// vectors by a shift and a mask, then float32 fused multiply-adds.
+    case portable
+    /// CKernels' VDPBF16PS: k-pairs share a word; the input row is rounded to bf16 too, products
+    /// are summed in float32. (Splitting x into two bf16 parts instead kept fp32's KL to within
+    /// 0.1% of the portable path's, but cost 1.5–1.7× the time at 8–32 streams; rounding adds
+    /// 1e-6 bits/char on the 2×512 held-out test: see README.)
+    case avx512bf16
+
+    /// Whether this CPU and build can run `avx512bf16` (a CHARRNN_PORTABLE build never does).
+    public static let cpuHasAVX512BF16 = charrnn_has_avx512bf16() != 0
+
+    /// Tests pin a kernel here (nil: `selected`'s rule). Set it only while no panels are being made.
+    nonisolated(unsafe) static var forced: BF16Kernel? = nil
+
+    /// The kernel new bf16 panels get: `avx512bf16` where the CPU has it, unless the environment
+    /// has CHARRNN_PORTABLE or CHARRNN_BF16_KERNEL=portable (both read when panels are made).
+    public static var selected: BF16Kernel {
+        if let forced { return forced == .avx512bf16 && !cpuHasAVX512BF16 ? .portable : forced }
+        let env = ProcessInfo.processInfo.environment
+        if env["CHARRNN_PORTABLE"] != nil || env["CHARRNN_BF16_KERNEL"] == "portable" { return .portable }
+        return cpuHasAVX512BF16 ? .avx512bf16 : .portable
+    }
+
+    /// How `charrnn bench`/`eval` name what ran.
+    public var label: String { self == .portable ? "portable bf16→fp32" : "AVX512_BF16" }
+}
+
 /// B (k × n) packed for `packedGemm`. Sized once for the largest (k, n) it will hold.
 public final class PackedPanels: @unchecked Sendable {
     public private(set) var k = 0
     public private(set) var n = 0
     let maxK: Int, maxN: Int
     public let precision: WeightPrecision
+    /// For bf16 panels, the kernel that reads them (and so their layout); nil for float32.
+    public let kernel: BF16Kernel?
     let storage: Storage
 
     public init(maxK: Int, maxN: Int, precision: WeightPrecision = .fp32) {
         self.maxK = maxK; self.maxN = maxN; self.precision = precision
-        let floats = maxK * ((maxN + 31) / 32) * 32
-        storage = Storage(count: precision == .fp32 ? floats : (floats + 1) / 2)
+        let panels = (maxN + 31) / 32
+        if precision == .fp32 {
+            kernel = nil
+            storage = Storage(count: maxK * panels * 32)
+        } else {
+            // the C kernel converts its input rows in a fixed stack buffer: k up to charrnn_bf16_max_k()
+            let k = BF16Kernel.selected
+            kernel = k == .avx512bf16 && maxK > charrnn_bf16_max_k() ? .portable : k
+            // ⌈k/2⌉ pair rows of 32 words per panel (the portable layout needs k/2 of them)
+            storage = Storage(count: (maxK + 1) / 2 * panels * 32)
+        }
     }
 
     /// Number of 32-column panels.
@@ -50,12 +98,12 @@ public final class PackedPanels: @unchecked Sendable {
 
     /// Packs B[kk][j] = src[j·ld + kk] (src holds Bᵀ row-major, e.g. W_hh (G×H) for B = W_hhᵀ).
     public func packTransposed(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
-        packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: true, bf16: precision == .bf16, parts: 0))
+        packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: true, kernel: kernel, parts: 0))
     }
 
     /// Packs B[kk][j] = src[kk·ld + j] (src holds B row-major, e.g. W_hh (G×H) for B = W_hh).
     public func pack(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
-        packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: false, bf16: precision == .bf16, parts: 0))
+        packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: false, kernel: kernel, parts: 0))
     }
 
     private func packAll(_ job: PackJob) {
@@ -70,7 +118,7 @@ public final class PackedPanels: @unchecked Sendable {
 
 /// Packing of panels [lo, hi) of one part.
 private struct PackJob {
-    let src: UnsafePointer<Float>, dst: UnsafeMutableRawPointer, k: Int, n: Int, ld: Int, transposed: Bool, bf16: Bool
+    let src: UnsafePointer<Float>, dst: UnsafeMutableRawPointer, k: Int, n: Int, ld: Int, transposed: Bool, kernel: BF16Kernel?
     var parts: Int
 
     /// B[kk][j0 + jj] of the source.
@@ -80,7 +128,20 @@ private struct PackJob {
         let panels = (n + 31) / 32
         for p in slice(panels, part: part, of: parts) {
             let j0 = p * 32, w = min(32, n - j0)
-            if bf16 {
+            if kernel == .avx512bf16 {
+                // k-pair q of column jj in one word: B[2q][jj] low, B[2q+1][jj] high (0 past k or w)
+                let K2 = (k + 1) / 2
+                let d0 = dst.assumingMemoryBound(to: UInt32.self) + p * K2 * 32
+                for q in 0..<K2 {
+                    for jj in 0..<32 {
+                        let even = jj < w ? bfloat16(element(2 * q, j0 + jj)) : 0
+                        let odd = jj < w && 2 * q + 1 < k ? bfloat16(element(2 * q + 1, j0 + jj)) : 0
+                        d0[q * 32 + jj] = UInt32(even) | UInt32(odd) << 16
+                    }
+                }
+                continue
+            }
+            if kernel == .portable {
                 // columns jj and jj + 16 share a 32-bit word (low half, high half): a shift and a mask
                 // widen a row into two float vectors without a shuffle (BF16Row.load)
                 let d0 = dst.assumingMemoryBound(to: UInt16.self) + p * k * 32
@@ -202,9 +263,12 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
 /// [32·lo, 32·hi)). Also the batch-1 product of the sampler, split by panels across cores.
 public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool,
                           panels: Range<Int>? = nil) {
-    switch b.precision {
-    case .fp32: rowKernel(FP32Row.self, a: a, b: b, c: c, accumulate: accumulate, panels: panels ?? 0..<b.panels)
-    case .bf16: rowKernel(BF16Row.self, a: a, b: b, c: c, accumulate: accumulate, panels: panels ?? 0..<b.panels)
+    let r = panels ?? 0..<b.panels
+    switch b.kernel {
+    case nil: rowKernel(FP32Row.self, a: a, b: b, c: c, accumulate: accumulate, panels: r)
+    case .portable: rowKernel(BF16Row.self, a: a, b: b, c: c, accumulate: accumulate, panels: r)
+    case .avx512bf16:
+        charrnn_bf16_gemm_rows(1, a, b.k, b.storage.ptr, b.k, b.n, r.lowerBound, r.upperBound, c, b.n, accumulate ? 1 : 0)
     }
 }
 
@@ -239,9 +303,12 @@ private func rowKernel<R: PanelRow>(_: R.Type, a: UnsafePointer<Float>, b: Packe
 /// four panel loads for 24 fused multiply-adds, so the panel is read once per six streams.
 public func packedGemmRows(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
                            ldc: Int, accumulate: Bool, panels: Range<Int>? = nil) {
-    switch b.precision {
-    case .fp32: rowsKernel(FP32Row.self, m: m, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, panels: panels ?? 0..<b.panels)
-    case .bf16: rowsKernel(BF16Row.self, m: m, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, panels: panels ?? 0..<b.panels)
+    let r = panels ?? 0..<b.panels
+    switch b.kernel {
+    case nil: rowsKernel(FP32Row.self, m: m, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, panels: r)
+    case .portable: rowsKernel(BF16Row.self, m: m, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, panels: r)
+    case .avx512bf16:
+        charrnn_bf16_gemm_rows(m, a, lda, b.storage.ptr, b.k, b.n, r.lowerBound, r.upperBound, c, ldc, accumulate ? 1 : 0)
     }
 }
 

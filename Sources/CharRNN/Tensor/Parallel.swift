@@ -4,7 +4,10 @@
 // needs only row b of h[t]. So each core runs the whole time loop for its own slice of the batch
 // (per-step GEMMs single-threaded on that slice, plus the fused gate kernel), with one join per
 // layer — instead of OpenBLAS splitting every tiny per-step GEMM and synchronising 50 times.
-// Workers spin briefly for new work (cheap hand-off for back-to-back calls), then sleep on a
+// Each worker has its own ticket: `run(parts: n)` bumps the tickets of workers 1…n−1 only, so a
+// call never touches the workers it does not need (on 64 cores a 6-part call wakes 5 threads; the
+// rest stay parked), and a worker can never mistake one call's part count for another's. Workers
+// spin briefly for their next ticket (cheap hand-off for back-to-back calls), then sleep on a
 // semaphore. `run` allocates nothing: the work is a C function pointer plus a pointer to a context
 // struct on the caller's stack (Swift closures would not do: lending a non-escaping closure to
 // another thread goes through `withoutActuallyEscaping`, which heap-allocates its context).
@@ -19,17 +22,16 @@ public final class WorkerPool: @unchecked Sendable {
     private final class Worker: @unchecked Sendable {
         let wake = DispatchSemaphore(value: 0)
         let sleeping = Atomic<Bool>(false)
-        let seen = Atomic<Int>(0)
+        /// Bumped by `run` each time this worker has a part to run; the worker remembers the last it ran.
+        let ticket = Atomic<Int>(0)
     }
 
     private var workers: [Worker] = []
-    private let generation = Atomic<Int>(0)
     private let remaining = Atomic<Int>(0)
     /// Work of one part: `(context, part)`.
     public typealias Task = @convention(c) (UnsafeRawPointer, Int) -> Void
     private nonisolated(unsafe) var task: Task? = nil
     private nonisolated(unsafe) var context: UnsafeRawPointer? = nil
-    private nonisolated(unsafe) var parts = 0
     private let lock = NSLock()
 
     /// Number of parts `run` splits work into (1 = run inline).
@@ -90,11 +92,10 @@ public final class WorkerPool: @unchecked Sendable {
         if n == 1 { work(context, 0); return }
         task = work
         self.context = context
-        parts = n
         remaining.store(n - 1, ordering: .relaxed)
-        generation.add(1, ordering: .sequentiallyConsistent)
         for k in 0..<(n - 1) {
             let worker = workers[k]
+            worker.ticket.add(1, ordering: .sequentiallyConsistent)   // publishes task and context
             if worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) { worker.wake.signal() }
         }
         work(context, 0)
@@ -113,19 +114,20 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     private func loop(_ w: Worker, index: Int) {
+        var seen = 0
         while true {
-            // wait for a new generation: spin a little, then sleep
+            // wait for the next ticket: spin a little, then sleep
             var spins = 0
-            var g = generation.load(ordering: .acquiring)
-            while g == w.seen.load(ordering: .relaxed) {
+            var t = w.ticket.load(ordering: .acquiring)
+            while t == seen {
                 spins += 1
                 if spins < 20_000 { spinPause() } else {
-                    // Dekker-style hand-shake with `run`: publish "sleeping" and re-read the generation
+                    // Dekker-style hand-shake with `run`: publish "sleeping" and re-read the ticket
                     // with full fences (a release store followed by an acquire load may be reordered,
                     // which would lose the wake-up).
                     _ = w.sleeping.exchange(true, ordering: .sequentiallyConsistent)
-                    g = generation.load(ordering: .sequentiallyConsistent)
-                    if g != w.seen.load(ordering: .relaxed) {
+                    t = w.ticket.load(ordering: .sequentiallyConsistent)
+                    if t != seen {
                         // work arrived meanwhile: undo the sleep flag, or consume the wake-up already sent
                         if !w.sleeping.exchange(false, ordering: .sequentiallyConsistent) { w.wake.wait() }
                         break
@@ -133,13 +135,12 @@ public final class WorkerPool: @unchecked Sendable {
                     w.wake.wait()
                     spins = 0
                 }
-                g = generation.load(ordering: .acquiring)
+                t = w.ticket.load(ordering: .acquiring)
             }
-            w.seen.store(g, ordering: .relaxed)
-            if index < parts {
-                task!(context!, index)
-                remaining.subtract(1, ordering: .releasing)
-            }
+            // `run` bumps a ticket only for a part it then waits for, so t is exactly one ahead
+            seen = t
+            task!(context!, index)
+            remaining.subtract(1, ordering: .releasing)
         }
     }
 }

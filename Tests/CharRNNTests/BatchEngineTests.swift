@@ -275,6 +275,34 @@ final class BatchEngineTests: XCTestCase {
         XCTAssertEqual(u.finish, t.progress.finish)
     }
 
+    // MARK: - Server-sent events
+
+    /// Hand-formatted events parse as the OpenAI chunk, with text that needs every kind of escape.
+    func testCompletionEventsAreTheAPIChunk() throws {
+        let ev = CompletionEvents(id: "cmpl-\"x\\", created: 1700000000, model: "tiny\nmodel", fingerprint: "charrnn-0.1")
+        let texts = ["plain", "quote \" back \\ slash", "nl\ncr\rtab\t", "\u{0}\u{1}\u{1F}\u{7F}", "é😀", ""]
+        for (k, text) in texts.enumerated() {
+            for finish in [nil, FinishReason.length, .stop, .cancelled] {
+                var out: [UInt8] = Array("x".utf8)
+                ev.append(index: 10 * k + 3, text: Array(text.utf8), finish: finish, to: &out)
+                XCTAssertEqual(out.first, UInt8(ascii: "x"), "appends")
+                let event = String(decoding: out.dropFirst(), as: UTF8.self)
+                XCTAssertTrue(event.hasPrefix("data: {") && event.hasSuffix("}\n\n"), event)
+                XCTAssertEqual(event.filter { $0 == "\n" }.count, 2, "one line per event: \(event)")
+                let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8)) as? [String: Any], event)
+                XCTAssertEqual(o["id"] as? String, "cmpl-\"x\\"); XCTAssertEqual(o["object"] as? String, "text_completion")
+                XCTAssertEqual(o["created"] as? Int, 1700000000); XCTAssertEqual(o["model"] as? String, "tiny\nmodel")
+                XCTAssertEqual(o["system_fingerprint"] as? String, "charrnn-0.1")
+                let c = try XCTUnwrap((o["choices"] as? [[String: Any]])?.first)
+                XCTAssertEqual(c["index"] as? Int, 10 * k + 3)
+                XCTAssertEqual(c["text"] as? String, text)
+                XCTAssertEqual(c["finish_reason"] as? String, finish?.rawValue)
+                XCTAssertTrue(c["logprobs"] is NSNull)
+                if finish == nil { XCTAssertTrue(c["finish_reason"] is NSNull) }
+            }
+        }
+    }
+
     // MARK: - Threaded
 
     /// The engine thread serves concurrent submitters; each gets the sampler's text; jobs run between

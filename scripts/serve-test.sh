@@ -3,7 +3,7 @@
 # count and time: builds, trains a tiny checkpoint, starts the server on a free port (--port 0),
 # and checks with curl (completions = `charrnn sample`, streaming, stop, models, health, score =
 # `charrnn eval`, every error class, hostile bodies, a burst of dropped connections, disconnect
-# frees rows, 429 with Retry-After), with the openai Python package (non-streaming and streaming)
+# frees rows — streaming or not, 429 with Retry-After), with the openai Python package (non-streaming and streaming)
 # and with headless Chromium (type, generate, text grows, stop, screenshot); SIGTERM during a
 # stream must end the server cleanly within the grace time; RSS must not grow over 10,000 requests. The server is stopped by a
 # trap whatever happens. Prints "N passed, N failed" and exits non-zero on any failure.
@@ -170,6 +170,10 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 expect "$freed" yes "dropped streaming clients free their rows"
+
+# ---- a client that goes away frees its row within a step, streaming or not (close, reset, half-close)
+python3 scripts/serve-test/clients.py disconnect "$PORT" && ok "disconnected clients (non-streaming and streaming) free their rows at once" \
+    || bad "disconnected clients keep their rows"
 
 # ---- hostile connections, then a normal request still works
 python3 scripts/serve-test/clients.py connections "$PORT" 1500 && ok "1500 connections opened and dropped" || bad "connection burst"

@@ -5,8 +5,9 @@
 // BatchEngine's thread; handlers submit tickets and await their text (completions) or queue a job
 // (score). Limits: the body is read up to `maxBodyBytes` (413 beyond), `max_tokens`, prompt size and
 // `n` are checked by the library's decoder (400), a full engine queue answers 429 with Retry-After,
-// a shutting-down engine 503. A streaming client that disconnects makes the next write fail, which
-// cancels its ticket (its rows are free before the next step); one that reads too slowly overflows
+// a shutting-down engine 503. A client that closes (or half-closes) its connection cancels its
+// ticket, streaming or not (`DisconnectMonitor`; a failed write does the same), so its rows are free
+// before the next step. A streaming client that reads too slowly overflows
 // the ticket's bounded buffer and is dropped. Idle connections (also one that never finishes its
 // headers) are closed after `idleTimeout`; so is one whose body does not arrive within `bodyTimeout`.
 // Every request logs one line to standard error: time, method, path, status, tokens, ms.
@@ -132,7 +133,8 @@ public final class CompletionServer: Sendable {
         logger.logLevel = .error
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectMonitor()],
+                                                idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "charrnn/\(model.version)",
                                  backlog: 256),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
@@ -187,12 +189,17 @@ public final class CompletionServer: Sendable {
                 throw APIError(status: 500, message: error.description, type: "server_error")
             }
         }
+        // A client that goes away (closes or half-closes its connection) cancels the ticket: its
+        // rows are free before the next step, streaming or not.
+        let monitor = try? await context.channel.pipeline.handler(type: DisconnectMonitor.self).get()
+        monitor?.watch { ticket.cancel() }
         let id = "cmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let created = Int(Date().timeIntervalSince1970)
         let promptTokens = ids.count
         let stats = context.stats
         if !r.stream {
             let u = await withTaskCancellationHandler { await ticket.collect() } onCancel: { ticket.cancel() }
+            monitor?.unwatch()
             if u.finish.contains(.shutdown) && u.completionTokens.allSatisfy({ $0 == 0 }) {
                 throw APIError(status: 503, message: "the server shut down before this request ran", type: "server_error", code: "shutting_down")
             }
@@ -207,42 +214,52 @@ public final class CompletionServer: Sendable {
                                               "total_tokens": promptTokens + completion]]
             return jsonResponse(.ok, json(o))
         }
-        // Server-sent events: one event per choice with new text per engine step, a last event per
-        // choice with its finish_reason, then [DONE].
+        // Server-sent events: one event per choice with text released since the writer last ran (one
+        // token when the stream keeps up; several when the writer was late), a last event per choice
+        // with its finish_reason, then one with usage and [DONE]. The events are formatted by hand
+        // into one reused buffer; the text is taken into a reused update (no allocation per take).
         let modelID = model.id, fingerprint = "charrnn-\(model.version)"
+        let events = CompletionEvents(id: id, created: created, model: modelID, fingerprint: fingerprint)
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             var reported = [Bool](repeating: false, count: r.n)
+            var u = ticket.makeUpdate()
+            var out = [UInt8]()
+            out.reserveCapacity(4096)   // grows to the largest write once, then keeps its capacity
+            var buffer = ByteBufferAllocator().buffer(capacity: 4096)
             do {
                 while true {
-                    let u = await withTaskCancellationHandler { await ticket.next() } onCancel: { ticket.cancel() }
-                    var out = ""
+                    await withTaskCancellationHandler { await ticket.next(into: &u) } onCancel: { ticket.cancel() }
+                    out.removeAll(keepingCapacity: true)
                     for i in 0..<r.n {
                         let f = u.finish[i]
                         if u.text[i].isEmpty && (f == nil || reported[i]) { continue }
                         if f != nil { reported[i] = true }
-                        let chunk: [String: Any] = [
-                            "id": id, "object": "text_completion", "created": created, "model": modelID,
-                            "system_fingerprint": fingerprint,
-                            "choices": [["index": i, "text": String(decoding: u.text[i], as: UTF8.self),
-                                         "finish_reason": f.map { finishName($0) as Any } ?? NSNull(), "logprobs": NSNull()]],
-                        ]
-                        out += "data: " + String(decoding: json(chunk), as: UTF8.self) + "\n\n"
+                        events.append(index: i, text: u.text[i], finish: f, to: &out)
                     }
-                    if u.isDone {
+                    let done = u.isDone
+                    if done {
                         let completion = u.completionTokens.reduce(0, +)
                         stats.tokens = completion
                         let usage: [String: Any] = ["id": id, "object": "text_completion", "created": created, "model": modelID,
                                                     "choices": [Any](),
                                                     "usage": ["prompt_tokens": promptTokens, "completion_tokens": completion,
                                                               "total_tokens": promptTokens + completion]]
-                        if u.finish.contains(.overflow) { out += "data: " + String(decoding: APIError(status: 500, message: "the client read too slowly; the stream was dropped", type: "server_error", code: "stream_overflow").json, as: UTF8.self) + "\n\n" }
-                        out += "data: " + String(decoding: json(usage), as: UTF8.self) + "\n\ndata: [DONE]\n\n"
-                        try await writer.write(ByteBuffer(string: out))
-                        break
+                        if u.finish.contains(.overflow) {
+                            out += Array("data: ".utf8) + APIError(status: 500, message: "the client read too slowly; the stream was dropped",
+                                                                   type: "server_error", code: "stream_overflow").json + Array("\n\n".utf8)
+                        }
+                        out += Array("data: ".utf8) + json(usage) + Array("\n\ndata: [DONE]\n\n".utf8)
                     }
-                    if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
+                    if !out.isEmpty {
+                        // clear() reuses the storage once NIO has let go of it (else it takes a new one)
+                        buffer.clear()
+                        buffer.writeBytes(out)
+                        try await writer.write(buffer)
+                    }
+                    if done { break }
                 }
+                monitor?.unwatch()
                 try await writer.finish(nil)
             } catch {
                 ticket.cancel()   // the client went away: its rows are free before the next step
@@ -300,6 +317,49 @@ public final class CompletionServer: Sendable {
         do { return Array(buffer: try await request.body.collect(upTo: cap)) } catch is NIOTooManyBytesError {
             throw APIError(status: 413, message: "the request body is larger than the limit of \(cap) bytes", code: "body_too_large")
         }
+    }
+}
+
+/// Tells a waiting completion that its client has gone: the connection's input ended (the server
+/// allows remote half-closure, so a client's close() arrives as `inputClosed`, not as a closed
+/// channel) or the channel closed. One per connection, after the HTTP codec; the handler of the
+/// request in progress registers what to do (`watch`), at once if the client is already gone.
+final class DisconnectMonitor: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = NIOAny
+    private let lock = NSLock()
+    private var gone = false
+    private var onGone: (@Sendable () -> Void)?
+
+    /// Runs `body` once when the client goes (now, if it has); replaces an earlier watch.
+    func watch(_ body: @escaping @Sendable () -> Void) {
+        let now = lock.withLock { () -> Bool in
+            if gone { return true }
+            onGone = body
+            return false
+        }
+        if now { body() }
+    }
+
+    /// Stops watching (the response is complete).
+    func unwatch() { lock.withLock { onGone = nil } }
+
+    private func fire() {
+        let body = lock.withLock { () -> (@Sendable () -> Void)? in
+            gone = true
+            defer { onGone = nil }
+            return onGone
+        }
+        body?()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event as? ChannelEvent == .some(.inputClosed) { fire() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fire()
+        context.fireChannelInactive()
     }
 }
 

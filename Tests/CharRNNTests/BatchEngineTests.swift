@@ -213,14 +213,6 @@ final class BatchEngineTests: XCTestCase {
         XCTAssertEqual(e.active, 0)
     }
 
-    /// The ladder of states: contiguous sizes to 8, four per octave, always ending at maxStreams.
-    func testLadderSizes() {
-        XCTAssertEqual(BatchEngine.ladderSizes(upTo: 1), [1])
-        XCTAssertEqual(BatchEngine.ladderSizes(upTo: 9), [1, 2, 3, 4, 5, 6, 7, 8, 9])
-        XCTAssertEqual(BatchEngine.ladderSizes(upTo: 64), [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64])
-        XCTAssertEqual(BatchEngine.ladderSizes(upTo: 50).suffix(3), [40, 48, 50])
-    }
-
     /// Steady-state iterations (rows drawing and feeding, stop filters holding bytes, no join or
     /// leave) make no heap allocation. Counted with scripts/malloc-count.c preloaded (.ci/run does);
     /// skipped otherwise.
@@ -238,16 +230,77 @@ final class BatchEngineTests: XCTestCase {
                                                maxTokens: 1000, stop: i % 2 == 0 ? ["ab#", "e e#"] : []))   // prefixes match (held), never complete
         }
         for t in tickets { try e.submit(t) }
-        for _ in 0..<20 { e.iterate() }
+        // a consumer taking each ticket's text between steps (as a server's writer does) allocates nothing either
+        var updates = tickets.map { $0.makeUpdate() }
+        var taken = 0
+        func round() {
+            e.iterate()
+            for k in tickets.indices where tickets[k].take(into: &updates[k]) { taken += updates[k].text[0].count + updates[k].text[1].count }
+        }
+        for _ in 0..<20 { round() }
         XCTAssertEqual(e.active, 8)
         let start = count()
-        for _ in 0..<200 { e.iterate() }
+        for _ in 0..<200 { round() }
         let allocations = count() - start
+        XCTAssertGreaterThan(taken, 0, "text was taken")
         XCTAssertEqual(e.active, 8)
         XCTAssertEqual(allocations, 0, "heap allocations in 200 steady-state iterations")
         let probe = count()
         let a = [UInt8](repeating: 1, count: 1000 + e.active)
         XCTAssertGreaterThan(count() - probe, 0, "the counter counts (\(a.count) bytes allocated)")
+    }
+
+    /// `take(into:)` hands over exactly the released text (concatenated, the sampler's), each
+    /// choice's finish and count, and reports when nothing is new.
+    func testTakeIntoGivesTheTextOnce() {
+        let m = Self.model(Self.config(.gru, embed: 0, adaptive: false))
+        let e = BatchEngine(model: m, vocabulary: Self.vocabulary, maxStreams: 4, queueLimit: 2)
+        let t = GenerationTicket(GenerationRequest(prompt: Self.ids("ab"), choices: 2, seed: 3, options: SamplingOptions(), maxTokens: 50, stop: ["e a#"]))   // held, never complete
+        XCTAssertNoThrow(try e.submit(t))
+        var u = t.makeUpdate(), texts = ["", ""], updates = 0
+        for _ in 0..<200 {
+            e.iterate()
+            if t.take(into: &u) {
+                updates += 1
+                for i in 0..<2 { texts[i] += String(decoding: u.text[i], as: UTF8.self) }
+                if u.isDone { break }
+            }
+            XCTAssertFalse(t.take(into: &u), "a second take without a step has nothing")
+            XCTAssertEqual(u.text, [[], []], "an empty take leaves no text behind")
+        }
+        XCTAssertTrue(u.isDone)
+        XCTAssertGreaterThanOrEqual(updates, 40, "about one update per step")
+        XCTAssertEqual(texts, Self.reference(m, t.request))
+        XCTAssertEqual(u.completionTokens, t.progress.completionTokens)
+        XCTAssertEqual(u.finish, t.progress.finish)
+    }
+
+    // MARK: - Server-sent events
+
+    /// Hand-formatted events parse as the OpenAI chunk, with text that needs every kind of escape.
+    func testCompletionEventsAreTheAPIChunk() throws {
+        let ev = CompletionEvents(id: "cmpl-\"x\\", created: 1700000000, model: "tiny\nmodel", fingerprint: "charrnn-0.1")
+        let texts = ["plain", "quote \" back \\ slash", "nl\ncr\rtab\t", "\u{0}\u{1}\u{1F}\u{7F}", "é😀", ""]
+        for (k, text) in texts.enumerated() {
+            for finish in [nil, FinishReason.length, .stop, .cancelled] {
+                var out: [UInt8] = Array("x".utf8)
+                ev.append(index: 10 * k + 3, text: Array(text.utf8), finish: finish, to: &out)
+                XCTAssertEqual(out.first, UInt8(ascii: "x"), "appends")
+                let event = String(decoding: out.dropFirst(), as: UTF8.self)
+                XCTAssertTrue(event.hasPrefix("data: {") && event.hasSuffix("}\n\n"), event)
+                XCTAssertEqual(event.filter { $0 == "\n" }.count, 2, "one line per event: \(event)")
+                let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8)) as? [String: Any], event)
+                XCTAssertEqual(o["id"] as? String, "cmpl-\"x\\"); XCTAssertEqual(o["object"] as? String, "text_completion")
+                XCTAssertEqual(o["created"] as? Int, 1700000000); XCTAssertEqual(o["model"] as? String, "tiny\nmodel")
+                XCTAssertEqual(o["system_fingerprint"] as? String, "charrnn-0.1")
+                let c = try XCTUnwrap((o["choices"] as? [[String: Any]])?.first)
+                XCTAssertEqual(c["index"] as? Int, 10 * k + 3)
+                XCTAssertEqual(c["text"] as? String, text)
+                XCTAssertEqual(c["finish_reason"] as? String, finish?.rawValue)
+                XCTAssertTrue(c["logprobs"] is NSNull)
+                if finish == nil { XCTAssertTrue(c["finish_reason"] is NSNull) }
+            }
+        }
     }
 
     // MARK: - Threaded

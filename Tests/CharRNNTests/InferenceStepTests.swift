@@ -105,6 +105,37 @@ final class InferenceStepTests: XCTestCase {
         }
     }
 
+    /// `step(rows: R)` on a state of B > R streams gives rows 0..<R the bits of an R-stream state,
+    /// writes only R rows of log-probabilities, and leaves streams R..<B exactly as they were.
+    func testStepOfTheFirstRowsMatchesASmallerStateAndLeavesTheRest() {
+        let B = 10, T = 6
+        for c in Self.configs {
+            let m = Self.model(c, maxT: 1, maxB: B, seed: 8)
+            let big = InferenceState(config: c, streams: B), outBig = Storage(count: B * Self.V)
+            let warm = Self.tokens(B, seed: 1)
+            warm.withUnsafeBufferPointer { m.step(tokens: $0.baseAddress!, state: big, logProbs: outBig.ptr) }   // every stream nonzero
+            for R in [1, 3, 7] {
+                let small = InferenceState(config: c, streams: R), outSmall = Storage(count: R * Self.V)
+                for k in 0..<R { small.copyStream(k, of: big, to: k) }
+                let untouched = (0..<c.layers).map { Array(big.hidden(layer: $0)[(R * Self.H)...]) }
+                let x = Self.tokens(T * R, seed: 20 + UInt64(R))
+                for r in (R * Self.V)..<(B * Self.V) { outBig.ptr[r] = 42 }
+                for t in 0..<T {
+                    x.withUnsafeBufferPointer {
+                        m.step(tokens: $0.baseAddress! + t * R, state: big, rows: R, logProbs: outBig.ptr)
+                        m.step(tokens: $0.baseAddress! + t * R, state: small, logProbs: outSmall.ptr)
+                    }
+                    XCTAssertEqual(Array(outBig.toArray()[0..<(R * Self.V)]), outSmall.toArray(), "\(Self.tag(c)) R=\(R) step \(t)")
+                }
+                XCTAssertTrue(outBig.toArray()[(R * Self.V)...].allSatisfy { $0 == 42 }, "\(Self.tag(c)) R=\(R): rows beyond R written")
+                for k in 0..<c.layers {
+                    XCTAssertEqual(Array(big.hidden(layer: k)[(R * Self.H)...]), untouched[k], "\(Self.tag(c)) R=\(R) layer \(k): streams beyond R moved")
+                    XCTAssertEqual(Array(big.hidden(layer: k)[0..<(R * Self.H)]), small.hidden(layer: k), "\(Self.tag(c)) R=\(R) layer \(k)")
+                }
+            }
+        }
+    }
+
     /// Stream state can be reset and copied one stream at a time (what a server's rows need).
     func testStreamResetAndCopy() {
         let c = Self.config(.lstm, embed: 0, adaptive: false)

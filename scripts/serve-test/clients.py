@@ -10,6 +10,11 @@
     clients.py rss PORT PID N                      RSS of the server after 100 requests and after N
                                                    more (keep-alive and fresh connections, streaming
                                                    and not, n=2, stop strings): no growth beyond 2 MB
+    clients.py disconnect PORT                     non-streaming and streaming completions whose
+                                                   client closes the connection (FIN), resets it
+                                                   (RST) or half-closes it while its row generates:
+                                                   the row is free within 0.5 s (a paced server
+                                                   would take 16 s for the 4000 tokens asked)
     clients.py timeouts PORT IDLE_SECONDS          a silent connection, one stuck in its headers and
                                                    one stuck in its body are all closed by the
                                                    server after about IDLE_SECONDS
@@ -113,6 +118,48 @@ def rss(port, pid, n):
     return good
 
 
+def health(port):
+    import http.client, json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/health")
+    d = json.loads(c.getresponse().read())
+    c.close()
+    return d["active_streams"] + d["queued"]
+
+
+def disconnect(port):
+    import json, struct
+    ok = True
+    for stream in (False, True):
+        for how in ("close", "reset", "half-close"):
+            body = json.dumps({"prompt": "the ", "max_tokens": 4000, "stream": stream}).encode()
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            t_end = time.time() + 3
+            while health(port) == 0 and time.time() < t_end:
+                time.sleep(0.02)
+            running = health(port)
+            time.sleep(0.2)
+            if how == "reset":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if how == "half-close":
+                s.shutdown(socket.SHUT_WR)
+            else:
+                s.close()
+            t0 = time.time()
+            while health(port) != 0 and time.time() - t0 < 5:
+                time.sleep(0.01)
+            took = time.time() - t0
+            good = running == 1 and took < 0.5
+            print(("ok   " if good else "FAIL ") + f"{'streaming' if stream else 'non-streaming'} client {how}s: "
+                  f"{running} row running, free after {took * 1000:.0f} ms")
+            ok &= good
+            if how == "half-close":
+                s.close()
+    return ok
+
+
 def timeouts(port, idle):
     cases = {"silent": b"", "headers": b"GET /health HTTP/1.1\r\nHost: x\r\n",
              "body": b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"}
@@ -144,6 +191,8 @@ if __name__ == "__main__":
         sys.exit(0 if rss(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])) else 1)
     if mode == "timeouts":
         sys.exit(0 if timeouts(int(sys.argv[2]), float(sys.argv[3])) else 1)
+    if mode == "disconnect":
+        sys.exit(0 if disconnect(int(sys.argv[2])) else 1)
     if mode == "connections":
         sys.exit(0 if connections(int(sys.argv[2]), int(sys.argv[3])) else 1)
     sys.exit(2)

@@ -11,6 +11,7 @@
 // matrices (W_ih, W_hh, a full softmax's decoder) are float32, or bfloat16 with
 // `inferencePrecision = .bf16` (half the bytes per character; biases, embeddings, the one-hot
 // table, the adaptive softmax and all arithmetic stay float32).
+// A step may cover only the first R streams of a state (`rows:`): the rest are left untouched.
 // Nothing is allocated per step; the cores split the products by 32-column panels.
 
 /// The model's weights in the form the inference step reads; made from `params` by the model.
@@ -105,7 +106,22 @@ extension CharRNNModel {
     /// One step for the B = `state.streams` streams: feeds `tokens` (B), advances `state`, and writes
     /// log p(next token = v) for every id v to `logProbs` (B, V). No dropout.
     public func step(tokens: UnsafePointer<Int32>, state: InferenceState, logProbs out: UnsafeMutablePointer<Float>) {
-        let B = state.streams, V = config.vocabSize
+        step(tokens: tokens, state: state, rows: state.streams, logProbs: out)
+    }
+
+    /// One step for the first `rows` streams of `state` (R ≤ state.streams): feeds `tokens` (R),
+    /// advances streams 0..<R of `state`, and writes log p(next token = v) to `logProbs` (R, V).
+    /// Streams R..<state.streams are neither read nor written, so a server can keep one state of its
+    /// largest batch and step only the rows in use; row r's bits are those of the same stream stepped
+    /// alone. No dropout.
+    /// - Parameters:
+    ///   - tokens: (R) the token each stream feeds.
+    ///   - state: carried state of at least R streams.
+    ///   - rows: R, the streams stepped (1...state.streams).
+    ///   - logProbs: (R, V) written.
+    public func step(tokens: UnsafePointer<Int32>, state: InferenceState, rows B: Int, logProbs out: UnsafeMutablePointer<Float>) {
+        precondition(B >= 1 && B <= state.streams, "rows \(B) outside 1...\(state.streams)")
+        let V = config.vocabSize
         let w = inferenceWeights()
         let p = UnsafePointer(params.ptr)
         let pool = WorkerPool.shared

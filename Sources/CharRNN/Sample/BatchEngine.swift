@@ -1,6 +1,6 @@
 // Sample/BatchEngine.swift — continuous batching: many generation requests share one batched step.
 //
-// Legend: R active rows (≤ maxStreams), V vocabulary, C ladder capacity (the InferenceState in use).
+// Legend: R active rows (≤ maxStreams), V vocabulary.
 // Each request (a `GenerationTicket`) takes n rows. A row first feeds its prompt, one token per step
 // (an empty prompt feeds a newline, as `charrnn sample` without --prime does; a vocabulary without
 // one starts from the uniform distribution), then per step draws a token from its row of log p
@@ -11,9 +11,9 @@
 // whatever the batch, so a request's text equals `charrnn sample --prime P --seed S
 // --num-samples n` with the same options, however many other requests are in flight.
 // Idle rows cost nothing: active rows are kept contiguous (a leaving row's slot takes the last
-// row's state via `copyStream`), and the step runs on the smallest of a ladder of preallocated
-// states (1…8, then four sizes per octave up to maxStreams) that holds R; the few padding rows of
-// that state are fed token 0 and ignored. Nothing is allocated per iteration: states, tokens,
+// row's state via `copyStream`, one row of h and c per layer), and the step runs on the first R
+// streams of one preallocated state of maxStreams (`CharRNNModel.step(rows:)`), so rows joining
+// or leaving move no other row's state. Nothing is allocated per iteration: the state, tokens,
 // log-probs, the drawer, rows and the tickets' output buffers are all allocated up front.
 // Threading: one engine thread owns the model (it is not thread-safe); other threads only
 // `submit`, `cancel`, read a ticket's output, or queue a job (`perform`) to run between steps.
@@ -80,6 +80,7 @@ public final class GenerationTicket: @unchecked Sendable {
     private var drawn: [Int]
     private var fresh = false          // something new since the last take
     private var waiter: CheckedContinuation<Void, Never>?
+    private var wakeOnText = true      // false while `collect` waits: text wakes it only when half a buffer is full
     private var cancelReason: FinishReason?
 
     // Engine-thread only.
@@ -108,6 +109,46 @@ public final class GenerationTicket: @unchecked Sendable {
     /// The reason the request was cancelled, if it was.
     public var cancelled: FinishReason? { lock.withLock { cancelReason } }
 
+    /// An empty update for `take(into:)`: one buffer per choice of `bufferLimit` bytes' capacity.
+    public func makeUpdate() -> Update {
+        Update(text: (0..<request.choices).map { _ in var a = [UInt8](); a.reserveCapacity(bufferLimit); return a },
+               finish: Array(repeating: nil, count: request.choices), completionTokens: Array(repeating: 0, count: request.choices))
+    }
+
+    /// Moves the text released since the last take into `u` (made by `makeUpdate`), replacing what
+    /// it held, and copies each choice's state; false (and `u`'s text emptied) when nothing changed.
+    /// Both sides' buffers keep their capacity, so a take allocates nothing.
+    public func take(into u: inout Update) -> Bool {
+        precondition(u.text.count == request.choices && u.finish.count == request.choices && u.completionTokens.count == request.choices)
+        for i in u.text.indices { u.text[i].removeAll(keepingCapacity: true) }
+        lock.lock(); defer { lock.unlock() }
+        guard fresh else { return false }
+        fresh = false
+        for i in output.indices {
+            u.text[i].append(contentsOf: output[i])   // both have bufferLimit bytes' capacity: no allocation
+            output[i].removeAll(keepingCapacity: true)
+            u.finish[i] = finish[i]
+            u.completionTokens[i] = drawn[i]
+        }
+        return true
+    }
+
+    /// Waits until there is something new, then takes it into `u` (see `take(into:)`).
+    public func next(into u: inout Update) async {
+        while !take(into: &u) { await wait() }
+    }
+
+    private func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = lock.withLock { () -> Bool in
+                if fresh { return true }
+                waiter = c
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
     /// Takes the text released since the last call; nil when nothing changed.
     public func take() -> Update? {
         lock.withLock {
@@ -126,22 +167,17 @@ public final class GenerationTicket: @unchecked Sendable {
     public func next() async -> Update {
         while true {
             if let u = take() { return u }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now = lock.withLock { () -> Bool in
-                    if fresh { return true }
-                    waiter = c
-                    return false
-                }
-                if now { c.resume() }
-            }
+            await wait()
         }
     }
 
-    /// Waits for the end and returns every choice's whole text.
+    /// Waits for the end and returns every choice's whole text. Released text does not wake the
+    /// waiting task for every token, only when a choice's buffer is half full (and at the end).
     public func collect() async -> Update {
-        var all = Update(text: Array(repeating: [], count: request.choices), finish: [], completionTokens: [])
+        lock.withLock { wakeOnText = false }
+        var all = makeUpdate(), u = makeUpdate()
         while true {
-            let u = await next()
+            await next(into: &u)
             for i in u.text.indices { all.text[i] += u.text[i] }
             all.finish = u.finish; all.completionTokens = u.completionTokens
             if u.isDone { return all }
@@ -165,6 +201,7 @@ public final class GenerationTicket: @unchecked Sendable {
             if output[choice].count + bytes.count > bufferLimit { return (false, nil) }
             output[choice].append(contentsOf: bytes)
             fresh = true
+            if !wakeOnText && output[choice].count < bufferLimit / 2 { return (true, nil) }
             let w = waiter; waiter = nil
             return (true, w)
         }
@@ -240,8 +277,7 @@ public final class BatchEngine: @unchecked Sendable {
     }
     private var rows: [Row] = []
     private let V: Int
-    private let ladder: [InferenceState]       // capacities ascending; the last holds maxStreams
-    private var current = 0                    // index into ladder of the state holding the rows
+    private let state: InferenceState          // (maxStreams) rows 0..<R are the active rows
     private let tokens: IntStorage             // (maxStreams)
     private let logProbs: Storage              // (maxStreams, V)
     private let zeroRow: Storage               // (V) the uniform start
@@ -258,7 +294,7 @@ public final class BatchEngine: @unchecked Sendable {
         precondition(vocabulary.count == model.config.vocabSize && maxStreams >= 1 && queueLimit >= 0)
         self.model = model; self.vocabulary = vocabulary; self.maxStreams = maxStreams; self.queueLimit = queueLimit
         V = model.config.vocabSize
-        ladder = BatchEngine.ladderSizes(upTo: maxStreams).map { InferenceState(config: model.config, streams: $0) }
+        state = InferenceState(config: model.config, streams: maxStreams)
         tokens = IntStorage(count: maxStreams)
         logProbs = Storage(count: maxStreams * V)
         zeroRow = Storage(count: V)
@@ -269,19 +305,6 @@ public final class BatchEngine: @unchecked Sendable {
         startToken = vocabulary.startID.map { Int32($0) }
         rows.reserveCapacity(2 * maxStreams)   // done rows stay until step 3 while new ones join
         queue.reserveCapacity(queueLimit + maxStreams + 1)
-    }
-
-    /// Capacities of the preallocated states: 1…8, then four per octave (10, 12, 14, 16, 20, …), and maxStreams.
-    public static func ladderSizes(upTo m: Int) -> [Int] {
-        var s: [Int] = []
-        var c = 1
-        while c < m {
-            s.append(c)
-            let step = c < 8 ? 1 : c.nonzeroBitCount == 1 ? c / 4 : (1 << (Int.bitWidth - 1 - c.leadingZeroBitCount)) / 4
-            c += max(1, step)
-        }
-        s.append(m)
-        return s
     }
 
     // MARK: - Public interface (any thread)
@@ -409,7 +432,7 @@ public final class BatchEngine: @unchecked Sendable {
             if rows[i].done {
                 let last = rows.count - 1
                 if i != last {
-                    if !rows[last].fresh { ladder[current].copyStream(last, of: ladder[current], to: i) }
+                    if !rows[last].fresh { state.copyStream(last, of: state, to: i) }
                     rows.swapAt(i, last)
                 }
                 rows.removeLast()
@@ -418,20 +441,11 @@ public final class BatchEngine: @unchecked Sendable {
         let R = rows.count
         activeRows.store(R, ordering: .relaxed)
         guard R > 0 else { return 0 }
-        // 4. the smallest state that holds R rows; carried state moves along
-        var k = 0
-        while ladder[k].streams < R { k += 1 }
-        if k != current {
-            let old = ladder[current], new = ladder[k]
-            for r in 0..<min(R, old.streams) where !rows[r].fresh { new.copyStream(r, of: old, to: r) }
-            current = k
-        }
-        let state = ladder[current]
+        // 4. rows that joined start from zero state
         for r in 0..<R where rows[r].fresh { state.reset(stream: r); rows[r].fresh = false }
-        // 5. one batched step
+        // 5. one batched step of the R active rows (the state's other streams are not touched)
         for r in 0..<R { tokens.ptr[r] = rows[r].next }
-        for r in R..<state.streams { tokens.ptr[r] = 0 }
-        model.step(tokens: tokens.ptr, state: state, logProbs: logProbs.ptr)
+        model.step(tokens: tokens.ptr, state: state, rows: R, logProbs: logProbs.ptr)
         stepsDone.add(1, ordering: .relaxed)
         return R
     }

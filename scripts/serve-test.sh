@@ -212,6 +212,14 @@ start_server --max-streams 8
 python3 scripts/serve-test/clients.py rss "$PORT" "$SERVER" 10000 && ok "no RSS growth over 10,000 requests" || bad "RSS growth"
 kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
 
+# ---- --weights bf16: a completion = charrnn sample --weights bf16 (same kernel, same bits)
+start_server --weights bf16
+SAMPLE=$("$BIN" sample --checkpoint "$CK" --prime "the " --seed 7 --length 60 --temp 0.8 --weights bf16)
+R=$("${CURL[@]}" "$URL/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7}')
+expect "$(echo "$R" | json 'd["choices"][0]["text"]')" "${SAMPLE#the }" "serve --weights bf16 = sample --weights bf16"
+kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
+
 echo
 echo "serve-test: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

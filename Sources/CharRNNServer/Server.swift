@@ -37,6 +37,8 @@ public struct ServeConfiguration: Sendable {
     public var shutdownGrace: Double = 5
     /// Least seconds between batched steps (0 = as fast as possible); see `BatchEngine.stepInterval`.
     public var stepInterval: Double = 0
+    /// Precision of the packed weights the engine streams (`--weights`; scoring stays exact fp32).
+    public var weights: WeightPrecision = .fp32
     public init() {}
 }
 
@@ -90,6 +92,7 @@ public final class CompletionServer: Sendable {
         self.model = model
         let m = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
         try Checkpoint.restore(checkpoint, model: m)
+        m.inferencePrecision = configuration.weights
         vocabulary = checkpoint.meta.vocabulary
         normalize = checkpoint.meta.train.normalize
         engine = BatchEngine(model: m, vocabulary: vocabulary, maxStreams: configuration.maxStreams, queueLimit: configuration.queueLimit)

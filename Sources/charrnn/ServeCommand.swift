@@ -47,6 +47,8 @@ struct ServeCommand: AsyncParsableCommand {
     var stepIntervalMs: Double = 0
     @Option(help: ArgumentHelp("CPU cores to use (0 = all; large models split each step across them).", valueName: "N"))
     var threads: Int = 0
+    @Option(help: "Precision of the weights generation streams: fp32, or bf16 (as `charrnn sample --weights`: a request then returns what `sample --weights bf16` gives; /v1/score stays exact).")
+    var weights: WeightPrecision = .fp32
 
     func validate() throws {
         if port < 0 || port > 65535 { throw ValidationError("--port must be in 0...65535") }
@@ -82,6 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
             c.maxBodyBytes = maxBody; c.streamBufferBytes = streamBuffer
             c.idleTimeout = idleTimeout; c.bodyTimeout = bodyTimeout; c.shutdownGrace = shutdownGrace
             c.stepInterval = stepIntervalMs / 1000
+            c.weights = weights
             server = try CompletionServer(checkpoint: loaded, model: ServedModel(id: Self.modelID(path: path), path: path, info: infoJSON,
                                                                                version: charrnnVersion, created: created),
                                           configuration: c)

@@ -171,28 +171,35 @@ final class InferenceStepTests: XCTestCase {
 
     /// bf16 packed weights: close to float32 (not equal), still bit-identical per stream whatever B is.
     func testBFloat16StepIsCloseAndStreamIndependent() {
-        for c in Self.configs where c.adaptive == nil {
-            let B = 7, T = 30
-            let m32 = Self.model(c, maxT: 1, maxB: B, seed: 21), m16 = Self.model(c, maxT: 1, maxB: B, seed: 21)
-            m16.inferencePrecision = .bf16
-            let one = Self.model(c, maxT: 1, maxB: 1, seed: 21)
-            one.inferencePrecision = .bf16
-            let s32 = InferenceState(config: c, streams: B), s16 = InferenceState(config: c, streams: B), s1 = InferenceState(config: c, streams: 1)
-            let o32 = Storage(count: B * Self.V), o16 = Storage(count: B * Self.V), o1 = Storage(count: Self.V)
-            let x = Self.tokens(T * B, seed: 22)
-            var worst: Float = 0, differs = false
-            for t in 0..<T {
-                x.withUnsafeBufferPointer { p in
-                    m32.step(tokens: p.baseAddress! + t * B, state: s32, logProbs: o32.ptr)
-                    m16.step(tokens: p.baseAddress! + t * B, state: s16, logProbs: o16.ptr)
-                    one.step(tokens: p.baseAddress! + t * B + 4, state: s1, logProbs: o1.ptr)
-                }
-                for i in 0..<(B * Self.V) { worst = max(worst, abs(o32.ptr[i] - o16.ptr[i])); differs = differs || o32.ptr[i] != o16.ptr[i] }
-                XCTAssertEqual(Array(o16.toArray()[(4 * Self.V)..<(5 * Self.V)]), o1.toArray(), "\(Self.tag(c)) bf16 stream 4 step \(t)")
+        for c in Self.configs where c.adaptive == nil { Self.checkBFloat16Step(c, label: "bf16") }
+    }
+
+    /// 30 steps of B = 7 streams with fp32 and bf16 weights and one stream alone: bf16 within 0.1 of
+    /// float32's log-probabilities but not equal to them, stream 4 bit-identical alone and batched.
+    /// Returns the bf16 model (for what its packed weights say).
+    @discardableResult
+    static func checkBFloat16Step(_ c: ModelConfig, label: String) -> CharRNNModel {
+        let B = 7, T = 30
+        let m32 = model(c, maxT: 1, maxB: B, seed: 21), m16 = model(c, maxT: 1, maxB: B, seed: 21)
+        m16.inferencePrecision = .bf16
+        let one = model(c, maxT: 1, maxB: 1, seed: 21)
+        one.inferencePrecision = .bf16
+        let s32 = InferenceState(config: c, streams: B), s16 = InferenceState(config: c, streams: B), s1 = InferenceState(config: c, streams: 1)
+        let o32 = Storage(count: B * V), o16 = Storage(count: B * V), o1 = Storage(count: V)
+        let x = tokens(T * B, seed: 22)
+        var worst: Float = 0, differs = false
+        for t in 0..<T {
+            x.withUnsafeBufferPointer { p in
+                m32.step(tokens: p.baseAddress! + t * B, state: s32, logProbs: o32.ptr)
+                m16.step(tokens: p.baseAddress! + t * B, state: s16, logProbs: o16.ptr)
+                one.step(tokens: p.baseAddress! + t * B + 4, state: s1, logProbs: o1.ptr)
             }
-            XCTAssertTrue(differs, "\(Self.tag(c)): bf16 weights gave float32's exact result — not used?")
-            XCTAssertLessThan(worst, 0.1, "\(Self.tag(c)): bf16 log-probabilities far from float32's")
+            for i in 0..<(B * V) { worst = max(worst, abs(o32.ptr[i] - o16.ptr[i])); differs = differs || o32.ptr[i] != o16.ptr[i] }
+            XCTAssertEqual(Array(o16.toArray()[(4 * V)..<(5 * V)]), o1.toArray(), "\(label) \(tag(c)) stream 4 step \(t)")
         }
+        XCTAssertTrue(differs, "\(label) \(tag(c)): bf16 weights gave float32's exact result — not used?")
+        XCTAssertLessThan(worst, 0.1, "\(label) \(tag(c)): bf16 log-probabilities far from float32's")
+        return m16
     }
 
     func testWeightComparisonOfTheSamePrecisionIsExact() throws {

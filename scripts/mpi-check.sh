@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel checks on one host (CI runs this): N = 2 processes under mpirun against one process.
-#   1. train losses of N=2 equal N=1's within 1e-5 relative over the first 30 iterations (float sums);
+#   1. train losses of N=2 equal N=1's within 1e-5 relative over the first 30 iterations (float sums),
+#      also with --dropout 0.2 (each rank draws the single process's masks for its streams);
 #   2. a second N=2 run is bit-identical (loss.csv train/val columns and latest.safetensors);
 #   3. N=2 stopped at 20 and resumed with N=2 to 30 is bit-identical to the uninterrupted N=2 run;
 #   4. the N=2 checkpoint (carried state of all streams) resumes single-process, within tolerance of N=1;
@@ -36,6 +37,10 @@ echo "1. N=2 vs N=1 (batch 9: uneven blocks 4 + 5)"
 "$BIN" train "${F[@]}" --max-iters 30 --name n1 2>/dev/null >/dev/null
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2 >/dev/null 2>&1
 close "$work/n1" "$work/n2" 30 || fail "N=2 differs from N=1"
+echo "1b. the same with --dropout 0.2"
+"$BIN" train "${F[@]}" --max-iters 30 --dropout 0.2 --name d1 2>/dev/null >/dev/null
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --dropout 0.2 --name d2 >/dev/null 2>&1
+close "$work/d1" "$work/d2" 30 || fail "N=2 with dropout differs from N=1"
 
 echo "2. N=2 twice: bit-identical"
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2b >/dev/null 2>&1

@@ -284,11 +284,10 @@ public final class Trainer {
     private func distributedStep(_ group: any GradientReducer, index k: Int, T: Int, B: Int) -> Double {
         let Br = streams.count, n = model.layout.count
         batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
-        // dropout masks from a per-rank generator seeded from the run's (which advances once per step on
-        // every rank, so checkpoints agree); without dropout the run's generator is not touched
-        var rng = model.config.dropout > 0 ? Xoshiro256(seed: meta.progress.rng.next() ^ (UInt64(group.rank) &* 0x9E37_79B9_7F4A_7C15))
-                                           : Xoshiro256(seed: 0)
-        let local = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: localState, rng: &rng)
+        // the dropout masks of this rank's rows are the single process's (the run's generator gives the
+        // step's key, one word per step on every rank, as alone); without dropout it is not touched
+        let draw = DropoutDraw(key: model.config.dropout > 0 ? meta.progress.rng.next() : 0, firstStream: streams.lowerBound)
+        let local = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: localState, dropout: draw)
         gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
         let w = Double(Br) / Double(B)
         if Br != B { scal(n: n, alpha: Float(w), x: model.grads.ptr) }

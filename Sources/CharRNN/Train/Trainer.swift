@@ -14,7 +14,8 @@
 // rank order (identical bytes everywhere), so the norm, clipping and optimizer step are the same on
 // every rank; the loss and validation are weighted the same way; a stop request on any rank stops all
 // after the same iteration. Before each save the carried state of all B streams is gathered into
-// `trainState` and the weights hashes compared; rank 0 alone writes the loss log and checkpoints.
+// `trainState` and the weights hashes compared; rank 0 alone writes the loss log and checkpoints. The
+// model's activations and workspaces (and x, y) are sized for this process's block, not for all B.
 
 import Foundation
 
@@ -94,10 +95,11 @@ public final class Trainer {
         self.corpus = corpus
         batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
                               trainFrac: train.trainFrac, valFrac: train.valFrac, file: corpusInfo.path)
-        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: train.batch)
-        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         trainState = RecurrentState(config: modelConfig, batch: train.batch)
         (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: modelConfig, group: group)
+        // activations and workspaces for this process's block of streams only
+        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: streams.count)
+        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -107,7 +109,7 @@ public final class Trainer {
         meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         self.runDir = runDir
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
-        x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
+        x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
         try Trainer.makeDirectory(runDir)
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
     }
@@ -136,6 +138,7 @@ public final class Trainer {
         optimizer = point.optimizer
         trainState = point.state
         (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: model.config, group: group)
+        precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the group (ResumePoint(…group:))")
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {
@@ -144,7 +147,7 @@ public final class Trainer {
         }
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
-        x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
+        x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
     }
 

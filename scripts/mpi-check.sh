@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Data-parallel checks on one host (CI runs this): N = 2 processes under mpirun against one process.
-#   1. train losses of N=2 equal N=1's within 1e-5 relative over the first 30 iterations (float sums);
+#   1. train losses of N=2 equal N=1's within 1e-5 relative over the first 30 iterations (float sums),
+#      also with --dropout 0.2 (each rank draws the single process's masks for its streams);
 #   2. a second N=2 run is bit-identical (loss.csv train/val columns and latest.safetensors);
 #   3. N=2 stopped at 20 and resumed with N=2 to 30 is bit-identical to the uninterrupted N=2 run;
 #   4. the N=2 checkpoint (carried state of all streams) resumes single-process, within tolerance of N=1;
 #   5. ranks that disagree (different --seed per rank) stop with one line naming what differs;
 #   6. SIGTERM to mpirun saves latest and the run resumes; kill -9 of a rank ends the job (< 30 s)
-#      with mpirun's line naming the rank, and the run resumes from its last checkpoint.
+#      with mpirun's line naming the rank, and the run resumes from its last checkpoint; a rank that
+#      goes silent (SIGSTOP: its connections stay open) ends the job through the watchdog
+#      (CHARRNN_MPI_TIMEOUT=3 here) with rank 0's line naming it, and the run resumes; a checkpoint
+#      write slower than the limit (CHARRNN_FAULT_SLOW_SAVE) does not trip it.
 # Uses ../shared/data/tinyshakespeare.txt (or CORPUS=…), --oversubscribe and runs as root when needed.
 # Every process it starts is ended by it; the traffic stays on loopback.
 #   bash scripts/mpi-check.sh [BIN]     (default: the debug build)
@@ -36,6 +40,10 @@ echo "1. N=2 vs N=1 (batch 9: uneven blocks 4 + 5)"
 "$BIN" train "${F[@]}" --max-iters 30 --name n1 2>/dev/null >/dev/null
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2 >/dev/null 2>&1
 close "$work/n1" "$work/n2" 30 || fail "N=2 differs from N=1"
+echo "1b. the same with --dropout 0.2"
+"$BIN" train "${F[@]}" --max-iters 30 --dropout 0.2 --name d1 2>/dev/null >/dev/null
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --dropout 0.2 --name d2 >/dev/null 2>&1
+close "$work/d1" "$work/d2" 30 || fail "N=2 with dropout differs from N=1"
 
 echo "2. N=2 twice: bit-identical"
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2b >/dev/null 2>&1
@@ -91,4 +99,31 @@ it=$(iteration "$work/k9/latest.safetensors")
 "${MPIRUN[@]}" "$BIN" train --resume "$work/k9" --max-iters $((it + 5)) >"$work/k9r.log" 2>&1 || { cat "$work/k9r.log"; fail "resume after kill -9"; }
 [ "$(iteration "$work/k9/latest.safetensors")" = $((it + 5)) ] || fail "the resumed run did not reach iteration $((it + 5))"
 echo "  resumed from latest (iteration $it) with N=2 to $((it + 5))"
+
+echo "6c. rank 1 silent (SIGSTOP), CHARRNN_MPI_TIMEOUT=3"
+CHARRNN_MPI_TIMEOUT=3 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --hidden 128 --max-iters 100000 --eval-every 20 --name stop >"$work/stop.log" 2>&1 &
+job=$!; pids+=($job)
+for _ in $(seq 150); do [ -s "$work/stop/latest.safetensors" ] && break; sleep 0.2; done
+[ -s "$work/stop/latest.safetensors" ] || fail "no checkpoint before the stop"
+victim=$(pgrep -P "$job" -f "charrnn train" | tail -1)
+[ -n "$victim" ] || fail "no rank process found"
+pids+=($victim)
+t0=$(date +%s)
+kill -STOP "$victim"
+for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$job" 2>/dev/null && fail "the job is still running 30 s after rank 1 went silent"
+wait "$job" || true
+echo "  job ended $(( $(date +%s) - t0 )) s after the stop:"
+[ "$(grep -c '^rank 0: error: no reply from rank 1 for 3 s in ' "$work/stop.log")" = 1 ] || { cat "$work/stop.log"; fail "no single line naming the silent rank"; }
+grep '^rank 0: error: no reply' "$work/stop.log" | sed 's/^/  /'
+it=$(iteration "$work/stop/latest.safetensors")
+"${MPIRUN[@]}" "$BIN" train --resume "$work/stop" --max-iters $((it + 3)) >"$work/stopr.log" 2>&1 || { cat "$work/stopr.log"; fail "resume after the silent rank"; }
+echo "  resumed from latest (iteration $it) with N=2 to $((it + 3))"
+
+echo "6d. rank 0's checkpoint write takes 4 s, CHARRNN_MPI_TIMEOUT=2: not a silent peer"
+CHARRNN_MPI_TIMEOUT=2 CHARRNN_FAULT_SLOW_SAVE=4 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 10 --name slow >"$work/slow.log" 2>&1 \
+  || { cat "$work/slow.log"; fail "the run with a slow checkpoint write failed"; }
+grep -q "no reply" "$work/slow.log" && fail "the watchdog fired during rank 0's checkpoint write"
+[ "$(iteration "$work/slow/latest.safetensors")" = 10 ] || fail "the slow-save run did not reach iteration 10"
+echo "  ran to iteration 10"
 echo "mpi-check: all passed"

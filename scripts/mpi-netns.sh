@@ -7,7 +7,11 @@
 # files (namespaces share the file system), as ranks on an NFS home would.
 # Checks: the loss sequence equals the single-host 2-rank run's (bit for bit: same N, same threads);
 # then B is "unplugged" (every process in it killed with -9) mid-run: the job ends within 30 s naming
-# the rank, latest is intact, and the run resumes on the two hosts.
+# the rank, latest is intact, and the run resumes on the two hosts; then the link goes silent mid-run
+# (both ends of the veth drop every packet: a `pfifo limit 0` qdisc, no reset, as a dead switch does;
+# netem is not needed): charrnn's watchdog ends the job within 30 s with rank 0's line naming rank 1
+# (the default limit; --short sets CHARRNN_MPI_TIMEOUT=5 to save CI time), latest is intact, and the
+# run resumes on the two hosts once the link is back.
 #   sudo bash scripts/mpi-netns.sh [--short] [BIN]     (root: namespaces; --short is the CI version)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,5 +82,31 @@ it=$(python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=stru
 ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train --resume "$work/cut" --max-iters $((it + 5)) >"$work/resume.log" 2>&1 \
   || { cat "$work/resume.log"; fail "resume on the two hosts"; }
 grep -q "resuming .* at iteration $it " "$work/resume.log" || fail "the resume did not start at $it"
+echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
+
+echo "3. the link goes silent mid-run (every packet dropped, no reset)"
+timeout=$([ $short = 1 ] && echo 5 || echo "")
+NETW=("${NET[@]}"); [ -n "$timeout" ] && NETW+=(-x CHARRNN_MPI_TIMEOUT="$timeout")
+ip netns exec "$A" mpirun "${NETW[@]}" -np 2 "$BIN" train "${F[@]}" --max-iters 100000 --eval-every 20 --name mute >"$work/mute.log" 2>&1 &
+job=$!
+for _ in $(seq 200); do [ -s "$work/mute/latest.safetensors" ] && break; sleep 0.2; done
+[ -s "$work/mute/latest.safetensors" ] || { cat "$work/mute.log"; fail "no checkpoint before the link went silent"; }
+sleep 1
+t0=$(date +%s)
+ip netns exec "$A" tc qdisc add dev "va$$" root pfifo limit 0
+ip netns exec "$B" tc qdisc add dev "vb$$" root pfifo limit 0
+for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$job" 2>/dev/null && { kill -9 "$job"; fail "the job still runs 30 s after the link went silent"; }
+wait "$job" || true
+echo "  the job ended $(( $(date +%s) - t0 )) s after the link went silent; charrnn said:"
+[ "$(grep -c '^rank 0: error: no reply from rank 1 for [0-9]* s in ' "$work/mute.log")" = 1 ] \
+  || { cat "$work/mute.log"; fail "no single line from rank 0 naming rank 1"; }
+grep '^rank 0: error: no reply' "$work/mute.log" | sed 's/^/    /'
+ip netns exec "$A" tc qdisc del dev "va$$" root; ip netns exec "$B" tc qdisc del dev "vb$$" root
+for p in $(ip netns pids "$B"); do kill -9 "$p" 2>/dev/null || true; done   # what is left of B's daemon and rank
+it=$(python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["iteration"])' "$work/mute/latest.safetensors")
+ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train --resume "$work/mute" --max-iters $((it + 5)) >"$work/resume2.log" 2>&1 \
+  || { cat "$work/resume2.log"; fail "resume on the two hosts after the silent link"; }
+grep -q "resuming .* at iteration $it " "$work/resume2.log" || fail "the resume did not start at $it"
 echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
 echo "mpi-netns: all passed"

@@ -163,6 +163,11 @@ struct TrainCommand: ParsableCommand {
             let at = Set(spec.split(separator: ",").compactMap { Int($0) })
             trainer.gradientFault = { it, g in if at.contains(it) { g[0] = .nan } }
         }
+        // CHARRNN_FAULT_SLOW_SAVE=4: each checkpoint write first waits 4 s (a slow disk: under mpirun the
+        // other ranks wait for rank 0's write, which the watchdog must allow).
+        if let spec = ProcessInfo.processInfo.environment["CHARRNN_FAULT_SLOW_SAVE"], let s = Double(spec), s > 0 {
+            trainer.saveFault = { usleep(UInt32(min(s, 3600) * 1e6)) }
+        }
         let summary = try trainer.run { if root { progress.handle($0) } }
         progress.finish()
         if !root { if summary.interrupted { throw ExitCode(Interrupt.exitCode) } else { return } }

@@ -95,4 +95,88 @@ final class DistributedTests: XCTestCase {
         for (x, y) in zip(a.trainState.h + a.trainState.c, b.trainState.h + b.trainState.c) { XCTAssertEqual(x.toArray(), y.toArray()) }
         XCTAssertEqual(a.meta.progress.bestValLoss, b.meta.progress.bestValLoss)
     }
+
+    // MARK: - Dropout of a block of streams
+
+    /// The mask rows of a block of streams are the whole batch's rows of those streams, bit for bit;
+    /// other layers, steps and keys draw other bits; about `prob` of the units are dropped.
+    func testDropoutMaskOfABlockIsTheBatchsRows() {
+        let (T, B, H, prob): (Int, Int, Int, Float) = (5, 9, 7, 0.3)
+        let key = Xoshiro256(seed: 11).state.0
+        let full = Storage(count: T * B * H)
+        Dropout.drawMask(full.ptr, T: T, B: B, H: H, layer: 1, prob: prob, draw: DropoutDraw(key: key))
+        let f = full.toArray()
+        for block in [0..<4, 4..<9, 2..<3] {
+            let Br = block.count, m = Storage(count: T * Br * H)
+            Dropout.drawMask(m.ptr, T: T, B: Br, H: H, layer: 1, prob: prob, draw: DropoutDraw(key: key, firstStream: block.lowerBound))
+            let b = m.toArray()
+            for t in 0..<T {
+                for s in block {
+                    let local = Array(b[((t * Br) + s - block.lowerBound) * H ..< ((t * Br) + s - block.lowerBound + 1) * H])
+                    XCTAssertEqual(local, Array(f[(t * B + s) * H ..< (t * B + s + 1) * H]), "step \(t) stream \(s) of block \(block)")
+                }
+            }
+        }
+        let dropped = Double(f.filter { $0 == 0 }.count) / Double(f.count)
+        XCTAssertEqual(dropped, Double(prob), accuracy: 0.06)
+        for (layer, k) in [(0, key), (1, key &+ 1)] {
+            let other = Storage(count: T * B * H)
+            Dropout.drawMask(other.ptr, T: T, B: B, H: H, layer: layer, prob: prob, draw: DropoutDraw(key: k))
+            XCTAssertNotEqual(other.toArray(), f, "layer \(layer) key \(k)")
+        }
+        // no stream or step reuses another's bits: 64 units at p = 1/2, so equal rows would be a 2⁻⁶⁴ chance
+        let wide = Storage(count: T * B * 64)
+        Dropout.drawMask(wide.ptr, T: T, B: B, H: 64, layer: 0, prob: 0.5, draw: DropoutDraw(key: key))
+        let w = wide.toArray()
+        XCTAssertEqual(Set((0..<(T * B)).map { Array(w[$0 * 64 ..< ($0 + 1) * 64]) }).count, T * B)
+    }
+
+    /// What data-parallel training relies on, with dropout: the step of two blocks of streams (uneven),
+    /// weighted by their share, gives the whole batch's loss, gradient and carried state.
+    func testDropoutStepOfBlocksEqualsTheBatchStep() throws {
+        try WorkerPool.configure(threads: 1)
+        let (T, B, V) = (6, 7, 11)
+        for cell in [CellKind.lstm, .gru] {
+            let cfg = ModelConfig(cell: cell, layers: 2, hidden: 12, embed: 5, dropout: 0.3, vocabSize: V)
+            let model = CharRNNModel(config: cfg, maxT: T, maxB: B)
+            var rng = Xoshiro256(seed: 5)
+            model.initialize(rng: &rng)
+            var data = TestData(seed: 6)
+            let x = IntStorage(count: T * B), y = IntStorage(count: T * B)
+            for i in 0..<(T * B) { x.ptr[i] = Int32(i * 7 % V); y.ptr[i] = Int32((i * 5 + 3) % V) }
+            let full = RecurrentState(config: cfg, batch: B)
+            for st in full.h + full.c { for (i, v) in data.uniform(st.count).enumerated() { st.ptr[i] = Float(v) } }
+            let blocks = [0..<3, 3..<7]
+            let states = blocks.map { blk -> RecurrentState in
+                let r = RecurrentState(config: cfg, batch: blk.count)
+                for (l, f) in zip(r.h + r.c, full.h + full.c) { l.ptr.update(from: f.ptr + blk.lowerBound * cfg.hidden, count: blk.count * cfg.hidden) }
+                return r
+            }
+            let key: UInt64 = 0x1234_5678_9ABC_DEF0
+            let loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: full, dropout: DropoutDraw(key: key))
+            let grads = model.grads.toArray().map(Double.init)
+            var sumLoss = 0.0, sumGrads = [Double](repeating: 0, count: grads.count)
+            for (blk, st) in zip(blocks, states) {
+                let Br = blk.count, xb = IntStorage(count: T * Br), yb = IntStorage(count: T * Br)
+                for t in 0..<T { for s in blk { xb.ptr[t * Br + s - blk.lowerBound] = x.ptr[t * B + s]; yb.ptr[t * Br + s - blk.lowerBound] = y.ptr[t * B + s] } }
+                let w = Double(Br) / Double(B)
+                sumLoss += w * model.trainStep(x: xb.ptr, y: yb.ptr, T: T, B: Br, state: st, dropout: DropoutDraw(key: key, firstStream: blk.lowerBound))
+                for (i, g) in model.grads.toArray().enumerated() { sumGrads[i] += w * Double(g) }
+                for (l, f) in zip(st.h + st.c, full.h + full.c) {
+                    _ = assertClose(l.toArray(), (f.toArray()[(blk.lowerBound * cfg.hidden)..<(blk.upperBound * cfg.hidden)]).map(Double.init),
+                                    tol: 1e-5, floor: 1e-6, "\(cell) carried state of block \(blk)")
+                }
+            }
+            _ = assertClose([sumLoss], [loss], tol: 1e-6, floor: 1e-6, "\(cell) loss")
+            _ = assertClose(sumGrads, grads, tol: 1e-4, floor: 1e-5, "\(cell) gradient")
+            // the same blocks without the stream offset draw other masks: the check above can fail
+            let st = RecurrentState(config: cfg, batch: 4)
+            let xb = IntStorage(count: T * 4), yb = IntStorage(count: T * 4)
+            for t in 0..<T { for s in 3..<7 { xb.ptr[t * 4 + s - 3] = x.ptr[t * B + s]; yb.ptr[t * 4 + s - 3] = y.ptr[t * B + s] } }
+            for (l, f) in zip(st.h + st.c, states[1].h + states[1].c) { l.ptr.update(from: f.ptr, count: l.count) }
+            let a = model.trainStep(x: xb.ptr, y: yb.ptr, T: T, B: 4, state: RecurrentState(config: cfg, batch: 4), dropout: DropoutDraw(key: key, firstStream: 3))
+            let b = model.trainStep(x: xb.ptr, y: yb.ptr, T: T, B: 4, state: RecurrentState(config: cfg, batch: 4), dropout: DropoutDraw(key: key, firstStream: 0))
+            XCTAssertNotEqual(a, b, "\(cell): the masks must depend on the global stream")
+        }
+    }
 }

@@ -283,7 +283,7 @@ final class LayerGradientTests: XCTestCase {
         var rng = Xoshiro256(seed: 93)
         let n = 4000, prob: Float = 0.3
         let mask = Storage(count: n)
-        Dropout.drawMask(mask.ptr, n: n, prob: prob, rng: &rng)
+        Dropout.drawMask(mask.ptr, T: 40, B: 10, H: 10, layer: 0, prob: prob, draw: DropoutDraw(key: rng.next()))
         let keep = 1 / (1 - prob)
         let values = mask.toArray()
         XCTAssertTrue(values.allSatisfy { $0 == 0 || $0 == keep }, "mask values must be 0 or 1/(1−p)")

@@ -109,8 +109,8 @@ final class ModelGradientTests: XCTestCase {
         }
     }
 
-    /// Dropout: the masks are drawn from the rng in forwardLogits' order (layer 0's output, layer 1's
-    /// output, …), so a copy of the rng reproduces them for the reference.
+    /// Dropout: the step's key is one word of the rng and layer k's mask is `Dropout.drawMask` of
+    /// (key, k), so a copy of the rng reproduces them for the reference.
     func testTrainStepWithDropoutMatchesReference() {
         for (n, config) in Self.configs(dropout: 0.3).enumerated() {
             let (T, B) = (4, 3)
@@ -118,16 +118,17 @@ final class ModelGradientTests: XCTestCase {
             let N = T * B, H = config.hidden
             var rng = Xoshiro256(seed: 77 + UInt64(n))
             var replay = rng
-            let masks = (0..<config.layers).map { _ in
+            let draw = DropoutDraw(key: replay.next())
+            let masks = (0..<config.layers).map { k in
                 let m = Storage(count: N * H)
-                Dropout.drawMask(m.ptr, n: N * H, prob: config.dropout, rng: &replay)
+                Dropout.drawMask(m.ptr, T: T, B: B, H: H, layer: k, prob: config.dropout, draw: draw)
                 return m.doubles(count: N * H)
             }
             XCTAssertTrue(masks.allSatisfy { $0.contains(0) && $0.contains { $0 != 0 } }, "masks must drop some units and keep others")
             let expected = s.reference.run(params: s.params, x: s.x, y: s.y, h0: s.h0, c0: s.c0, masks: masks)
             let loss = s.model.trainStep(x: s.xs.ptr, y: s.ys.ptr, T: T, B: B, state: s.state, rng: &rng)
             compare(s, loss: loss, expected: expected, Self.tag(config))
-            XCTAssertEqual(rng, replay, "\(Self.tag(config)): trainStep must draw exactly one mask per layer")
+            XCTAssertEqual(rng, replay, "\(Self.tag(config)): trainStep must draw exactly one word (the step's dropout key)")
             // evaluate never drops: its loss is the reference's without masks
             let e = Setup(config, T: T, B: B, seed: 500 + UInt64(n))
             let clean = e.reference.run(params: e.params, x: e.x, y: e.y, h0: e.h0, c0: e.c0, gradients: false)

@@ -5,7 +5,8 @@
 // Memory (llm.c's split by role): one flat Storage for parameters, one for gradients (same layout),
 // and per-layer activation caches sized for (maxT, maxB), all allocated in `init`. Nothing is
 // allocated by `trainStep` or `evaluate`.
-// Dropout (inverted, PyTorch semantics) sits between layers and before the decoder, as in char-rnn.
+// Dropout (inverted, PyTorch semantics) sits between layers and before the decoder, as in char-rnn;
+// its masks are a function of (step key, layer, step, global stream), Layers/Dropout.swift.
 
 /// The carried hidden state of every layer for B streams (truncated BPTT: carried, not back-propagated).
 public final class RecurrentState: @unchecked Sendable {
@@ -106,13 +107,14 @@ public final class CharRNNModel: @unchecked Sendable {
     // MARK: - Forward
 
     /// Runs the recurrent stack over a minibatch and returns its top output (N, H): after dropout
-    /// when `training` (fresh masks from `rng`). Reads and updates `state`.
-    func forwardStack(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, training: Bool,
-                      rng: inout Xoshiro256) -> UnsafeMutablePointer<Float> {
+    /// when `dropout` is given and the model has dropout (the masks `Dropout.drawMask` draws for it).
+    /// Reads and updates `state`.
+    func forwardStack(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState,
+                      dropout draw: DropoutDraw?) -> UnsafeMutablePointer<Float> {
         precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB && state.batch == B, "minibatch (\(T), \(B)) does not fit the model workspace")
         let N = T * B, H = config.hidden
         let p = UnsafePointer(params.ptr)
-        let drop = training && config.dropout > 0
+        let drop = draw != nil && config.dropout > 0
         var input: LayerInput
         if let embedding, let embOut {
             let probe = Profiler.start()
@@ -128,7 +130,7 @@ public final class CharRNNModel: @unchecked Sendable {
             layer.forward(input, T: T, B: B, p: p, h0: state.h[k].ptr, c0: c, hT: state.h[k].ptr, cT: c)
             out = layer.output(B: B)
             if drop {
-                Dropout.drawMask(masks[k].ptr, n: N * H, prob: config.dropout, rng: &rng)
+                Dropout.drawMask(masks[k].ptr, T: T, B: B, H: H, layer: k, prob: config.dropout, draw: draw!)
                 Dropout.apply(out!, mask: masks[k].ptr, out: dropped[k].ptr, n: N * H)
                 out = dropped[k].ptr
             }
@@ -140,28 +142,35 @@ public final class CharRNNModel: @unchecked Sendable {
     /// Mean cross-entropy of one minibatch without gradients (no dropout), from the exact
     /// distribution. Updates `state`.
     public func evaluate(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState) -> Double {
-        var unused = Xoshiro256(seed: 0)
-        let top = forwardStack(x: x, T: T, B: B, state: state, training: false, rng: &unused)
+        let top = forwardStack(x: x, T: T, B: B, state: state, dropout: nil)
         return output.exactLoss(x: top, targets: y, rows: T * B, p: params.ptr)
     }
 
     /// log p(next token) of every vocabulary id for each row of a minibatch: out (T·B, V), written;
     /// the training forward (no dropout), so the inference step can be checked against it. Updates `state`.
     public func logProbs(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, out: UnsafeMutablePointer<Float>) {
-        var unused = Xoshiro256(seed: 0)
-        let top = forwardStack(x: x, T: T, B: B, state: state, training: false, rng: &unused)
+        let top = forwardStack(x: x, T: T, B: B, state: state, dropout: nil)
         output.logProbs(x: top, rows: T * B, p: params.ptr, out: out)
     }
 
     // MARK: - Forward + backward
 
-    /// Zeroes the gradients, runs forward (with dropout when configured) and backward; returns the
-    /// mean loss. Gradients of the mean loss are in `grads`; `state` holds the new carried state.
+    /// `trainStep(…dropout:)` with the step's dropout key drawn from `rng` (one word, only when the
+    /// model has dropout; `rng` is not touched otherwise), the rows being streams 0..<B.
     @discardableResult
     public func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
                           state: RecurrentState, rng: inout Xoshiro256) -> Double {
+        trainStep(x: x, y: y, T: T, B: B, state: state, dropout: DropoutDraw(key: config.dropout > 0 ? rng.next() : 0))
+    }
+
+    /// Zeroes the gradients, runs forward (with dropout when configured: the masks of `dropout`) and
+    /// backward; returns the mean loss. Gradients of the mean loss are in `grads`; `state` holds the
+    /// new carried state.
+    @discardableResult
+    public func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
+                          state: RecurrentState, dropout: DropoutDraw) -> Double {
         grads.zero()
-        let top = forwardStack(x: x, T: T, B: B, state: state, training: true, rng: &rng)
+        let top = forwardStack(x: x, T: T, B: B, state: state, dropout: dropout)
         let N = T * B, H = config.hidden
         let p = UnsafePointer(params.ptr), g = grads.ptr
         let drop = config.dropout > 0

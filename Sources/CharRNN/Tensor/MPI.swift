@@ -3,13 +3,22 @@
 // No header or library is needed to build charrnn, and nothing of MPI is touched without mpirun: the
 // process is an MPI rank when `OMPI_COMM_WORLD_SIZE` is set (mpirun sets it for every rank), and only
 // then is libmpi.so.40 opened with dlopen (RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's
-// symbols against it) and the nine functions below looked up with dlsym. Open MPI's handles are not
+// symbols against it) and the functions below looked up with dlsym. Open MPI's handles are not
 // integers but the addresses of predefined globals (mpi.h: `#define MPI_COMM_WORLD
 // OMPI_PREDEFINED_GLOBAL(MPI_Comm, ompi_mpi_comm_world)`, i.e. `&ompi_mpi_comm_world`), so dlsym of
 // the global's name *is* the handle. This binds Open MPI's ABI (what the issue asks for), not MPICH's.
 // Errors: the world communicator keeps MPI_ERRORS_ARE_FATAL, so a failed call ends the whole job.
 // All calls are made from the main thread (MPI_THREAD_FUNNELED). Counts are C ints: `Int32(_:)` traps
 // on a count over 2³¹ − 1 instead of wrapping.
+// Bounded waits: a peer whose link goes silent (packets dropped, no reset) would leave a blocking
+// collective waiting for TCP's retransmission timeout, many minutes. So the collectives are started
+// non-blocking (MPI_Iallgather, MPI_Ialltoall, MPI_Iallgatherv; same data movement, so the same bytes)
+// and completed by polling MPI_Test, which also drives Open MPI's progress, as a blocking call would;
+// a wait gives up after `limit` seconds of silence and returns false, leaving the caller to report
+// and MPI_Abort. Silence is counted from the polls: a gap between two polls longer than 1 s (this
+// process stopped, the machine suspended) counts as 1 s, so only time this process spent waiting
+// counts. The poll spins (yielding the CPU on every round, as Open MPI does when oversubscribed) and,
+// after 1 s of waiting, sleeps 1 ms between rounds.
 
 #if canImport(Glibc)
 import Glibc
@@ -34,17 +43,23 @@ public final class MPI: @unchecked Sendable {
     public typealias Handle = UnsafeMutableRawPointer
     typealias InitThreadFn = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutablePointer<Int32>) -> Int32
     typealias CommIntFn = @convention(c) (Handle, UnsafeMutablePointer<Int32>) -> Int32
-    typealias AllgatherFn = @convention(c) (UnsafeRawPointer, Int32, Handle, UnsafeMutableRawPointer, Int32, Handle, Handle) -> Int32
-    typealias AlltoallFn = AllgatherFn
-    typealias AllgathervFn = @convention(c) (UnsafeRawPointer, Int32, Handle, UnsafeMutableRawPointer, UnsafePointer<Int32>,
-                                             UnsafePointer<Int32>, Handle, Handle) -> Int32
     typealias BcastFn = @convention(c) (UnsafeMutableRawPointer, Int32, Handle, Int32, Handle) -> Int32
     typealias CommFn = @convention(c) (Handle) -> Int32
     typealias AbortFn = @convention(c) (Handle, Int32) -> Int32
     typealias VoidFn = @convention(c) () -> Int32
+    /// MPI_Request is `struct ompi_request_t *` in Open MPI.
+    typealias Request = UnsafeMutableRawPointer?
+    typealias RequestOut = UnsafeMutablePointer<Request>
+    typealias IallgatherFn = @convention(c) (UnsafeRawPointer, Int32, Handle, UnsafeMutableRawPointer, Int32, Handle, Handle, RequestOut) -> Int32
+    typealias IalltoallFn = IallgatherFn
+    typealias IallgathervFn = @convention(c) (UnsafeRawPointer, Int32, Handle, UnsafeMutableRawPointer, UnsafePointer<Int32>,
+                                              UnsafePointer<Int32>, Handle, Handle, RequestOut) -> Int32
+    /// MPI_Test(request, flag, status); status MPI_STATUS_IGNORE is NULL.
+    typealias TestFn = @convention(c) (RequestOut, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer?) -> Int32
 
-    let allgatherFn: AllgatherFn, alltoallFn: AlltoallFn, allgathervFn: AllgathervFn, bcastFn: BcastFn
+    let bcastFn: BcastFn
     let barrierFn: CommFn, abortFn: AbortFn, finalizeFn: VoidFn
+    let iallgatherFn: IallgatherFn, ialltoallFn: IalltoallFn, iallgathervFn: IallgathervFn, testFn: TestFn
     /// MPI_COMM_WORLD, MPI_FLOAT, MPI_BYTE.
     let world: Handle, float: Handle, byte: Handle
     private var finalized = false
@@ -63,13 +78,14 @@ public final class MPI: @unchecked Sendable {
         func fn<F>(_ name: String, _: F.Type) throws -> F { unsafeBitCast(try sym(name), to: F.self) }
         let initThread = try fn("MPI_Init_thread", InitThreadFn.self)
         let commRank = try fn("MPI_Comm_rank", CommIntFn.self), commSize = try fn("MPI_Comm_size", CommIntFn.self)
-        allgatherFn = try fn("MPI_Allgather", AllgatherFn.self)
-        alltoallFn = try fn("MPI_Alltoall", AlltoallFn.self)
-        allgathervFn = try fn("MPI_Allgatherv", AllgathervFn.self)
         bcastFn = try fn("MPI_Bcast", BcastFn.self)
         barrierFn = try fn("MPI_Barrier", CommFn.self)
         abortFn = try fn("MPI_Abort", AbortFn.self)
         finalizeFn = try fn("MPI_Finalize", VoidFn.self)
+        iallgatherFn = try fn("MPI_Iallgather", IallgatherFn.self)
+        ialltoallFn = try fn("MPI_Ialltoall", IalltoallFn.self)
+        iallgathervFn = try fn("MPI_Iallgatherv", IallgathervFn.self)
+        testFn = try fn("MPI_Test", TestFn.self)
         world = try sym("ompi_mpi_comm_world")
         float = try sym("ompi_mpi_float")
         byte = try sym("ompi_mpi_byte")
@@ -81,32 +97,78 @@ public final class MPI: @unchecked Sendable {
     }
 
     // MARK: - Collectives (all ranks call each, in the same order)
+    // Each returns false when `limit` seconds (> 0; 0 = no limit) of silence passed before it completed;
+    // the job must then be aborted (the operation is still pending and its buffers in use).
 
     /// MPI_Allgather of `count` floats from each rank: recv (size · count) in rank order.
-    public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
-        _ = allgatherFn(send, Int32(count), float, recv, Int32(count), float, world)
+    public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>, limit: Double) -> Bool {
+        var q: Request = nil
+        _ = iallgatherFn(send, Int32(count), float, recv, Int32(count), float, world, &q)
+        return wait(&q, limit: limit)
     }
 
     /// MPI_Allgather of `count` bytes from each rank.
-    public func allgatherBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer) {
-        _ = allgatherFn(send, Int32(count), byte, recv, Int32(count), byte, world)
+    public func allgatherBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer, limit: Double) -> Bool {
+        var q: Request = nil
+        _ = iallgatherFn(send, Int32(count), byte, recv, Int32(count), byte, world, &q)
+        return wait(&q, limit: limit)
     }
 
     /// MPI_Alltoall: block j (`count` floats) of `send` goes to rank j; block j of `recv` came from rank j.
-    public func alltoall(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>) {
-        _ = alltoallFn(send, Int32(count), float, recv, Int32(count), float, world)
+    public func alltoall(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>, limit: Double) -> Bool {
+        var q: Request = nil
+        _ = ialltoallFn(send, Int32(count), float, recv, Int32(count), float, world, &q)
+        return wait(&q, limit: limit)
     }
 
     /// MPI_Allgatherv of floats: rank j's `counts[j]` floats land at `displacements[j]` of `recv`.
     public func allgatherv(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>,
-                           counts: [Int32], displacements: [Int32]) {
-        _ = allgathervFn(send, Int32(count), float, recv, counts, displacements, float, world)
+                           counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
+        // the count and displacement arrays are read until completion: pointers valid over the wait
+        counts.withUnsafeBufferPointer { c in
+            displacements.withUnsafeBufferPointer { d in
+                var q: Request = nil
+                _ = iallgathervFn(send, Int32(count), float, recv, c.baseAddress!, d.baseAddress!, float, world, &q)
+                return wait(&q, limit: limit)
+            }
+        }
     }
 
     /// MPI_Allgatherv of bytes.
     public func allgathervBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer,
-                                counts: [Int32], displacements: [Int32]) {
-        _ = allgathervFn(send, Int32(count), byte, recv, counts, displacements, byte, world)
+                                counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
+        // the count and displacement arrays are read until completion: pointers valid over the wait
+        counts.withUnsafeBufferPointer { c in
+            displacements.withUnsafeBufferPointer { d in
+                var q: Request = nil
+                _ = iallgathervFn(send, Int32(count), byte, recv, c.baseAddress!, d.baseAddress!, byte, world, &q)
+                return wait(&q, limit: limit)
+            }
+        }
+    }
+
+    /// Polls MPI_Test until `request` completes (true) or `limit` seconds of silence pass (false).
+    func wait(_ request: inout Request, limit: Double) -> Bool {
+        var done: Int32 = 0
+        _ = testFn(&request, &done, nil)
+        if done != 0 { return true }
+        let budget = limit > 0 ? UInt64(limit * 1e9) : UInt64.max
+        var waited: UInt64 = 0, last = MPI.monotonicNanoseconds()
+        while true {
+            _ = testFn(&request, &done, nil)
+            if done != 0 { return true }
+            let now = MPI.monotonicNanoseconds()
+            waited &+= min(now &- last, 1_000_000_000)     // a longer gap: this process was not running
+            last = now
+            if waited >= budget { return false }
+            if waited >= 1_000_000_000 { usleep(1000) } else { sched_yield() }
+        }
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
     }
 
     /// MPI_Bcast of `count` bytes from `root`.

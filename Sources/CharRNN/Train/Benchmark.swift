@@ -183,6 +183,8 @@ public enum Benchmark {
             let t0 = DispatchTime.now().uptimeNanoseconds
             loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: state, rng: &rng)
             if let group {
+                // the first exchange meets the ranks after their set-up (uneven: the watchdog's start-up allowance)
+                if it > 0 { group.enter(.step(iteration: it + 1)) }
                 let c0 = DispatchTime.now().uptimeNanoseconds
                 if Br != B { scal(n: model.layout.count, alpha: Float(Br) / Float(B), x: model.grads.ptr) }
                 group.sumInRankOrder(model.grads.ptr, count: model.layout.count)

@@ -80,9 +80,11 @@ public struct ResumePoint {
 
     /// - Parameters:
     ///   - maxIters, epochs: replace the run's stopping point when given (`epochs` alone drops its max-iters).
+    ///   - group: data-parallel: the model's workspace is sized for this process's block of the streams
+    ///     (the restored carried state still holds all of them).
     /// - Throws: `TrainError.config`, `TrainError.noOptimizerState`, `CheckpointError`/`SafeTensorsError`
     ///   for tensors that do not match the metadata.
-    public init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?) throws {
+    public init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, group: (any GradientReducer)? = nil) throws {
         var train = checkpoint.meta.train
         if let maxIters { train.maxIters = maxIters }
         if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
@@ -98,7 +100,8 @@ public struct ResumePoint {
         }
         guard checkpoint.hasOptimizerState else { throw TrainError.noOptimizerState(checkpoint: checkpoint.path) }
         let config = checkpoint.meta.model
-        model = CharRNNModel(config: config, maxT: train.seq, maxB: train.batch)
+        // (a block of 0 streams is refused by the trainer: `DistributedError.tooFewStreams`)
+        model = CharRNNModel(config: config, maxT: train.seq, maxB: max(1, group?.streams(of: train.batch).count ?? train.batch))
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         state = RecurrentState(config: config, batch: train.batch)
         try Checkpoint.restore(checkpoint, model: model, optimizer: optimizer, state: state)

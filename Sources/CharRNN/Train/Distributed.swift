@@ -12,6 +12,17 @@
 // the reduced chunks to everyone. Every rank then holds the same bytes (clipping and the optimizer
 // step see identical input), each sends 2·(N−1)·c·4 bytes per iteration (what a ring allreduce
 // sends), and the result depends on N only, not on MPI's algorithm choices.
+// Watchdog (`MPIReducer.timeout`, CHARRNN_MPI_TIMEOUT): every collective waits at most `timeout`
+// seconds of silence (Tensor/MPI.swift), then the rank prints one line naming itself, the peer it
+// waited for and the phase (`CollectivePhase`), and calls MPI_Abort, which ends the job: a link that
+// drops packets without a reset would otherwise block the ranks for TCP's retransmission timeout. The
+// limit applies where all ranks do the same work and so arrive together: the training step (their
+// blocks differ by one stream at most), validation (synchronised at every minibatch), the gathering
+// before a save. Two waits are for work of one rank alone, and get `unevenTimeout` (40 × timeout):
+// start-up (each rank loads the corpus and builds its model at its own pace) and, on ranks other than
+// 0, the wait while rank 0 writes the checkpoint (`checkpointWritten`). Rank 0 itself waits there with
+// the short limit once its write is done, so a link that died during the write still ends the job
+// within `timeout` of the write's end.
 
 import Foundation
 
@@ -30,6 +41,24 @@ public protocol GradientReducer: AnyObject, Sendable {
     /// Rows of a (B, H)-style buffer: rank j's `counts[j]` floats (its block, in rank order) gathered
     /// into `full` on every rank; `local` is this rank's block.
     func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int])
+    /// `count` doubles of every rank into `out` (size · count), rank 0's first, without allocating.
+    func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>)
+    /// What the following collectives belong to (the watchdog's limit and message). Not collective.
+    func enter(_ phase: CollectivePhase)
+}
+
+/// What the ranks are doing when they exchange.
+public enum CollectivePhase: Sendable, Equatable {
+    /// Start-up: loading the corpus, building the model, comparing the ranks (uneven work).
+    case setup
+    /// The exchanges of training iteration `iteration` (1-based).
+    case step(iteration: Int)
+    /// The validation at `iteration`.
+    case validation(iteration: Int)
+    /// Gathering the carried state and the weights hashes for the checkpoint of `iteration`.
+    case checkpoint(iteration: Int)
+    /// After rank 0 wrote the checkpoint of `iteration` (the other ranks wait for the write).
+    case checkpointWritten(iteration: Int)
 }
 
 extension GradientReducer {
@@ -41,6 +70,13 @@ extension GradientReducer {
 
     /// Whether `flag` is true on any rank.
     public func any(_ flag: Bool) -> Bool { gather([flag ? 1 : 0]).contains { $0 != 0 } }
+
+    public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
+        let all = gather(Array(UnsafeBufferPointer(start: values, count: count)))
+        out.update(from: all, count: all.count)
+    }
+
+    public func enter(_ phase: CollectivePhase) {}
 
     /// Rank 0's string, on every rank.
     public func broadcast(_ s: String) -> String {
@@ -92,13 +128,62 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     /// Bytes this rank has sent in `sumInRankOrder` calls, and seconds spent in them.
     public private(set) var bytesSent = 0
     public private(set) var seconds = 0.0
+    /// Seconds of silence after which a collective gives up and the job is aborted (0: never), and the
+    /// allowance of the waits for one rank's work (start-up, rank 0's checkpoint write).
+    public let timeout: Double
+    public var unevenTimeout: Double { 40 * timeout }
+    public static let defaultTimeout = 15.0
+    public static let timeoutVariable = "CHARRNN_MPI_TIMEOUT"
+    public private(set) var phase = CollectivePhase.setup
 
-    public init(_ mpi: MPI) { self.mpi = mpi }
+    public init(_ mpi: MPI, timeout: Double = MPIReducer.defaultTimeout) { self.mpi = mpi; self.timeout = timeout }
 
-    /// The reducer when mpirun started this process, else nil (MPI is not touched).
-    /// - Throws: `MPIError` when mpirun started it but Open MPI cannot be loaded.
+    /// The reducer when mpirun started this process, else nil (MPI is not touched). The watchdog's
+    /// limit is CHARRNN_MPI_TIMEOUT (seconds, 0 = none) when set, else `defaultTimeout`.
+    /// - Throws: `MPIError` when mpirun started it but Open MPI cannot be loaded, or the variable is not
+    ///   a number of seconds.
     public static func launchedByMPIRun() throws -> MPIReducer? {
-        MPI.launchedByMPIRun ? MPIReducer(try MPI()) : nil
+        guard MPI.launchedByMPIRun else { return nil }
+        let timeout = try parseTimeout(ProcessInfo.processInfo.environment[timeoutVariable])
+        return MPIReducer(try MPI(), timeout: timeout)
+    }
+
+    /// CHARRNN_MPI_TIMEOUT's value: nil → `defaultTimeout`; else seconds in [0, 86400].
+    public static func parseTimeout(_ text: String?) throws -> Double {
+        guard let text else { return defaultTimeout }
+        guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v >= 0, v <= 86_400 else {
+            throw MPIError(message: "\(timeoutVariable)=\(text) is not a number of seconds between 0 (no limit) and 86400")
+        }
+        return v
+    }
+
+    public func enter(_ phase: CollectivePhase) { self.phase = phase }
+
+    /// The limit of a wait in the current phase on this rank.
+    var limit: Double {
+        switch phase {
+        case .setup: return unevenTimeout
+        case .checkpointWritten: return rank == 0 ? timeout : unevenTimeout
+        default: return timeout
+        }
+    }
+
+    /// A wait of `operation` ran out of time: one line on stderr, then MPI_Abort ends the job.
+    func silent(_ operation: String) -> Never {
+        let peer = size == 2 ? "rank \(1 - rank)" : "one of the other \(size - 1) ranks"
+        let what: String
+        switch phase {
+        case .setup: what = "the start-up exchange (loading the corpus, comparing the ranks)"
+        case let .step(it): what = "\(operation) (iteration \(it))"
+        case let .validation(it): what = "the validation (iteration \(it))"
+        case let .checkpoint(it): what = "the checkpoint exchange (iteration \(it))"
+        case let .checkpointWritten(it): what = rank == 0 ? "the checkpoint exchange (iteration \(it))" : "the wait for rank 0's checkpoint (iteration \(it))"
+        }
+        let s = String(format: "%g", limit)
+        let line = "rank \(rank): error: no reply from \(peer) for \(s) s in \(what); stopping the job (\(Self.timeoutVariable) sets the limit)\n"
+        // on a line of its own: rank 0's progress line (ended by "\r", not "\n") may be on the terminal
+        FileHandle.standardError.write(Data(("\n" + line).utf8))
+        mpi.abort(code: 1)
     }
 
     public func sumInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
@@ -110,14 +195,14 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         let s = send!.ptr, r = recv!.ptr
         s.update(from: buffer, count: count)
         (s + count).update(repeating: 0, count: N * c - count)       // the last chunk's padding
-        mpi.alltoall(s, count: c, into: r)                             // r[j·c ..< (j+1)·c] = chunk `rank` of rank j
+        if !mpi.alltoall(s, count: c, into: r, limit: limit) { silent("the gradient sum") }   // r[j·c ..< (j+1)·c] = chunk `rank` of rank j
         let mine = s + rank * c                                        // reuse: this rank's chunk is sent back from here
         mine.update(from: r, count: c)
         for j in 1..<N {
             let rj = r + j * c
             for i in 0..<c { mine[i] += rj[i] }                        // ((g₀ + g₁) + g₂) + … in rank order
         }
-        mpi.allgather(mine, count: c, into: r)
+        if !mpi.allgather(mine, count: c, into: r, limit: limit) { silent("the gradient sum") }
         buffer.update(from: r, count: count)
         bytesSent += 2 * (N - 1) * c * 4
         seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -126,9 +211,15 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     public func gather(_ values: [Double]) -> [Double] {
         var out = [Double](repeating: 0, count: values.count * size)
         values.withUnsafeBytes { v in
-            out.withUnsafeMutableBytes { o in mpi.allgatherBytes(v.baseAddress!, count: v.count, into: o.baseAddress!) }
+            out.withUnsafeMutableBytes { o in
+                if !mpi.allgatherBytes(v.baseAddress!, count: v.count, into: o.baseAddress!, limit: limit) { silent("the loss exchange") }
+            }
         }
         return out
+    }
+
+    public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
+        if !mpi.allgatherBytes(values, count: count * 8, into: out, limit: limit) { silent("the loss exchange") }
     }
 
     public func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] {
@@ -139,8 +230,10 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         let b = bytes.isEmpty ? [0] : bytes
         b.withUnsafeBytes { s in
             out.withUnsafeMutableBytes { o in
-                mpi.allgathervBytes(s.baseAddress!, count: bytes.count, into: o.baseAddress!,
-                                    counts: lengths.map { Int32($0) }, displacements: displacements)
+                if !mpi.allgathervBytes(s.baseAddress!, count: bytes.count, into: o.baseAddress!,
+                                        counts: lengths.map { Int32($0) }, displacements: displacements, limit: limit) {
+                    silent("the exchange")
+                }
             }
         }
         return lengths.indices.map { Array(out[Int(displacements[$0])..<(Int(displacements[$0]) + lengths[$0])]) }
@@ -149,6 +242,8 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     public func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
         var displacements: [Int32] = [], at = 0
         for n in counts { displacements.append(Int32(at)); at += n }
-        mpi.allgatherv(local, count: counts[rank], into: full, counts: counts.map { Int32($0) }, displacements: displacements)
+        if !mpi.allgatherv(local, count: counts[rank], into: full, counts: counts.map { Int32($0) }, displacements: displacements, limit: limit) {
+            silent("the state exchange")
+        }
     }
 }

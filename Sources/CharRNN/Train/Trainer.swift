@@ -14,7 +14,8 @@
 // rank order (identical bytes everywhere), so the norm, clipping and optimizer step are the same on
 // every rank; the loss and validation are weighted the same way; a stop request on any rank stops all
 // after the same iteration. Before each save the carried state of all B streams is gathered into
-// `trainState` and the weights hashes compared; rank 0 alone writes the loss log and checkpoints.
+// `trainState` and the weights hashes compared; rank 0 alone writes the loss log and checkpoints. The
+// model's activations and workspaces (and x, y) are sized for this process's block, not for all B.
 
 import Foundation
 
@@ -60,6 +61,9 @@ public final class Trainer {
     var log: LossLog?
     /// Data-parallel: a stop request seen by any rank in the last iteration's exchange.
     var stopAgreed = false
+    /// Data-parallel: (2 + 2N) doubles of the per-iteration exchange (this rank's two values, then every
+    /// rank's), allocated once.
+    let exchange: UnsafeMutablePointer<Double>
     /// Polled once per iteration and before each validation minibatch; when it returns true the
     /// trainer saves latest (without finishing or repeating a validation) and stops.
     public var shouldStop: () -> Bool = { false }
@@ -74,6 +78,9 @@ public final class Trainer {
     /// Fault-injection seam (tests, CHARRNN_FAULT_NONFINITE): called with the 1-based iteration and
     /// the gradient buffer after backward, before the gradient norm is taken.
     public var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)?
+    /// Fault-injection seam (CHARRNN_FAULT_SLOW_SAVE): called before each checkpoint write, by the
+    /// process that writes (a slow disk, for the data-parallel watchdog's test).
+    public var saveFault: (() -> Void)?
 
     public var folder: RunFolder { RunFolder(runDir) }
     public var latestPath: String { folder.latest }
@@ -94,10 +101,11 @@ public final class Trainer {
         self.corpus = corpus
         batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
                               trainFrac: train.trainFrac, valFrac: train.valFrac, file: corpusInfo.path)
-        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: train.batch)
-        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         trainState = RecurrentState(config: modelConfig, batch: train.batch)
         (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: modelConfig, group: group)
+        // activations and workspaces for this process's block of streams only
+        model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: streams.count)
+        optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -107,7 +115,8 @@ public final class Trainer {
         meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         self.runDir = runDir
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
-        x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
+        x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
+        exchange = .allocate(capacity: 2 + 2 * (group?.size ?? 1))
         try Trainer.makeDirectory(runDir)
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
     }
@@ -136,6 +145,7 @@ public final class Trainer {
         optimizer = point.optimizer
         trainState = point.state
         (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: model.config, group: group)
+        precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the group (ResumePoint(…group:))")
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {
@@ -144,7 +154,8 @@ public final class Trainer {
         }
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
-        x = IntStorage(count: train.seq * train.batch); y = IntStorage(count: train.seq * train.batch)
+        x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
+        exchange = .allocate(capacity: 2 + 2 * (group?.size ?? 1))
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
     }
 
@@ -153,6 +164,8 @@ public final class Trainer {
     public convenience init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
         try self.init(resume: ResumePoint(checkpoint, maxIters: maxIters, epochs: epochs), corpus: corpus, newCorpus: newCorpus)
     }
+
+    deinit { exchange.deallocate() }
 
     /// This process's streams, their carried state (copied from `full`) and validation state.
     static func share(_ full: RecurrentState, config: ModelConfig, group: (any GradientReducer)?) throws
@@ -220,12 +233,23 @@ public final class Trainer {
         return total / Double(max(1, m))
     }
 
-    /// Data-parallel validation: each rank's streams, weighted Bᵣ/B, summed in rank order.
+    /// Data-parallel validation: each rank's streams, weighted Bᵣ/B, summed in rank order. Before each
+    /// minibatch the ranks share their stop requests (a stop on any rank cuts the validation short on
+    /// all, as `shouldStop` does alone); this also keeps them in step, so that no rank waits for more
+    /// than one minibatch of another's (the watchdog's limit holds for uneven blocks and long validations).
     private func validate(group: any GradientReducer, T: Int, B: Int) -> Double {
+        group.enter(.validation(iteration: meta.progress.iteration))
         evalState.reset()
+        validationInterrupted = false
         let m = valBatches, Br = streams.count
         var total = 0.0
         for k in 0..<m {
+            exchange[0] = shouldStop() ? 1 : 0
+            group.gather(exchange, count: 1, into: exchange + 2)
+            if (0..<group.size).contains(where: { exchange[2 + $0] != 0 }) {
+                validationInterrupted = true; stopAgreed = true
+                return .nan
+            }
             batches.fill(.val, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
             total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: Br, state: evalState) * Double(Br) / Double(B)
         }
@@ -283,19 +307,25 @@ public final class Trainer {
     /// (identical on every rank); also shares the stop requests.
     private func distributedStep(_ group: any GradientReducer, index k: Int, T: Int, B: Int) -> Double {
         let Br = streams.count, n = model.layout.count
+        group.enter(.step(iteration: meta.progress.iteration + 1))
         batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
-        // dropout masks from a per-rank generator seeded from the run's (which advances once per step on
-        // every rank, so checkpoints agree); without dropout the run's generator is not touched
-        var rng = model.config.dropout > 0 ? Xoshiro256(seed: meta.progress.rng.next() ^ (UInt64(group.rank) &* 0x9E37_79B9_7F4A_7C15))
-                                           : Xoshiro256(seed: 0)
-        let local = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: localState, rng: &rng)
+        // the dropout masks of this rank's rows are the single process's (the run's generator gives the
+        // step's key, one word per step on every rank, as alone); without dropout it is not touched
+        let draw = DropoutDraw(key: model.config.dropout > 0 ? meta.progress.rng.next() : 0, firstStream: streams.lowerBound)
+        let local = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: localState, dropout: draw)
         gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
         let w = Double(Br) / Double(B)
         if Br != B { scal(n: n, alpha: Float(w), x: model.grads.ptr) }
         group.sumInRankOrder(model.grads.ptr, count: n)
-        let shared = group.gather([local * w, shouldStop() ? 1 : 0])
-        stopAgreed = stride(from: 1, to: shared.count, by: 2).contains { shared[$0] != 0 }
-        return stride(from: 0, to: shared.count, by: 2).reduce(0.0) { $0 + shared[$1] }
+        exchange[0] = local * w; exchange[1] = shouldStop() ? 1 : 0
+        group.gather(exchange, count: 2, into: exchange + 2)
+        var loss = 0.0
+        stopAgreed = false
+        for r in 0..<group.size {
+            loss += exchange[2 + 2 * r]                                  // in rank order
+            if exchange[3 + 2 * r] != 0 { stopAgreed = true }
+        }
+        return loss
     }
 
     // MARK: - Loop
@@ -413,11 +443,23 @@ public final class Trainer {
     /// Writes best (when `improved`) and then latest, each atomically, from one serialisation. Best goes first so that a
     /// kill between the two leaves latest at the previous save: the resumed run redoes this
     /// iteration and writes best again, instead of carrying a best loss whose file was never written.
+    /// Data-parallel: the ranks gather the state, rank 0 writes, and all meet once more after the write
+    /// (`checkpointWritten`: the other ranks' wait for the write is not a silent peer).
     func save(improved: Bool) throws {
         if let group {
+            group.enter(.checkpoint(iteration: meta.progress.iteration))
             try gatherForSave(group)
-            guard group.rank == 0 else { return }
+            if group.rank == 0 {
+                saveFault?()
+                try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
+                                    state: trainState, meta: meta)
+            }
+            group.enter(.checkpointWritten(iteration: meta.progress.iteration))
+            exchange[0] = 0
+            group.gather(exchange, count: 1, into: exchange + 2)
+            return
         }
+        saveFault?()
         try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
                             state: trainState, meta: meta)
     }

@@ -162,7 +162,7 @@ public struct TrainingRun {
         r.outDir = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.deletingLastPathComponent().path
         let loaded = try Checkpoint.load(path: file)
         // every tensor checked and restored into the model that will train on, before any corpus work
-        let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs)
+        let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, group: r.group)
         report(.checkpointRead(path: loaded.path))
         let recorded = loaded.meta.corpus
         let paths = r.corpus.isEmpty ? (recorded.paths ?? [recorded.path]) : r.corpus

@@ -65,12 +65,9 @@ func softmaxCrossEntropyRows(logits: UnsafeMutablePointer<Float>, targets: Unsaf
         // Σ exp(z − m), keeping exp(z − m) in place when the gradient is wanted
         var sv = Vec()
         let mvec = Vec(repeating: m)
-        func expSum<L: Lanes>(_ l: L, _ j: Int) {
-            let e = vexp(l.load(z + j) - mvec)
-            if gradient { l.store(e, z + j) }
-            sv += l.keep(e)
-        }
-        forEachLaneBlock(V, { expSum($0, $1) }, tail: { expSum($0, $1) })
+        // (a helper that returns its lanes: a nested function capturing `sv` would box it on the heap)
+        forEachLaneBlock(V, { sv += expShiftedLanes($0, z, at: $1, max: mvec, keep: gradient) },
+                         tail: { sv += expShiftedLanes($0, z, at: $1, max: mvec, keep: gradient) })
         let s = sv.sum()
         if gradient {
             total += log(Double(s)) + Double(m) - Double(zy)
@@ -82,4 +79,13 @@ func softmaxCrossEntropyRows(logits: UnsafeMutablePointer<Float>, targets: Unsaf
         }
     }
     return total
+}
+
+/// exp(z[j…] − m) for one block of lanes, written back over z when `keep`; returns them (zero
+/// outside the block).
+@inline(__always)
+func expShiftedLanes<L: Lanes>(_ l: L, _ z: UnsafeMutablePointer<Float>, at j: Int, max mvec: Vec, keep: Bool) -> Vec {
+    let e = vexp(l.load(z + j) - mvec)
+    if keep { l.store(e, z + j) }
+    return l.keep(e)
 }

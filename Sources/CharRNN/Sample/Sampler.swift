@@ -167,12 +167,10 @@ public final class TokenDrawer: @unchecked Sendable {
         for i in 0..<V { m = max(m, z[i]) }
         var sv = Vec()
         let invT = Vec(repeating: 1 / T), mv = Vec(repeating: m)
-        func expScaled<L: Lanes>(_ l: L, _ i: Int) {   // pr = exp((z − m)/T), sixteen at a time
-            let e = vexp((l.load(z + i) - mv) * invT)
-            l.store(e, pr + i)
-            sv += l.keep(e)
-        }
-        forEachLaneBlock(V, { expScaled($0, $1) }, tail: { expScaled($0, $1) })
+        // pr = exp((z − m)/T), sixteen at a time (the helper returns its lanes: a nested function that
+        // captured `sv` would box it on the heap at every draw)
+        forEachLaneBlock(V, { sv += expScaledLanes($0, z: z, at: $1, max: mv, invT: invT, into: pr) },
+                         tail: { sv += expScaledLanes($0, z: z, at: $1, max: mv, invT: invT, into: pr) })
         var s = sv.sum()
         if let u = unknownID, V > 1 { s -= pr[u]; pr[u] = 0 }   // the unknown token is never sampled
         let k = options.topK > 0 ? min(options.topK, V) : V
@@ -215,4 +213,12 @@ public final class TokenDrawer: @unchecked Sendable {
         while i > 0 && probs.ptr[i] == 0 { i -= 1 }
         return i
     }
+}
+
+/// pr[i…] = exp((z[i…] − m)/T) for one block of lanes; returns them (zero outside the block).
+@inline(__always)
+func expScaledLanes<L: Lanes>(_ l: L, z: UnsafePointer<Float>, at i: Int, max mv: Vec, invT: Vec, into pr: UnsafeMutablePointer<Float>) -> Vec {
+    let e = vexp((l.load(z + i) - mv) * invT)
+    l.store(e, pr + i)
+    return l.keep(e)
 }

@@ -170,7 +170,7 @@ public enum Benchmark {
         var col = 0
         var allocStart: Int? = nil
         for it in 0..<(cfg.warmup + cfg.iters) {
-            if it == cfg.warmup { allocStart = MallocCounter.count; Profiler.reset() }
+            if it == cfg.warmup { Profiler.reset(); allocStart = MallocCounter.count }   // reset first: its first use allocates the static buffer
             // stream b reads tokens [b·span + col, …), time-major
             if col + T >= span { col = 0 }
             for t in 0..<T {

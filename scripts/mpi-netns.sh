@@ -65,12 +65,18 @@ ip netns exec "$A" mpirun "${NET[@]}" -np 2 hostname -I | sort | tr '\n' ' ' | s
 cmp <(cols "$work/local") <(cols "$work/hosts") || fail "the loss sequences differ"
 echo "  same loss sequence ($(cols "$work/hosts" | wc -l) rows)"
 
+# start_long NAME MPIRUN_ARGS…: a long two-host run in the background ($job), once it has a checkpoint
+start_long() {
+    local name=$1; shift
+    ip netns exec "$A" mpirun "$@" -np 2 "$BIN" train "${F[@]}" --max-iters 100000 --eval-every 20 --name "$name" >"$work/$name.log" 2>&1 &
+    job=$!
+    for _ in $(seq 200); do [ -s "$work/$name/latest.safetensors" ] && break; sleep 0.2; done
+    [ -s "$work/$name/latest.safetensors" ] || { cat "$work/$name.log"; fail "no checkpoint before the fault ($name)"; }
+    sleep 1
+}
+
 echo "2. host B unplugged mid-run"
-ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train "${F[@]}" --max-iters 100000 --eval-every 20 --name cut >"$work/cut.log" 2>&1 &
-job=$!
-for _ in $(seq 200); do [ -s "$work/cut/latest.safetensors" ] && break; sleep 0.2; done
-[ -s "$work/cut/latest.safetensors" ] || { cat "$work/cut.log"; fail "no checkpoint before the cut"; }
-sleep 1
+start_long cut "${NET[@]}"
 t0=$(date +%s)
 for p in $(ip netns pids "$B"); do kill -9 "$p" 2>/dev/null || true; done
 for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
@@ -87,11 +93,7 @@ echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
 echo "3. the link goes silent mid-run (every packet dropped, no reset)"
 timeout=$([ $short = 1 ] && echo 5 || echo "")
 NETW=("${NET[@]}"); [ -n "$timeout" ] && NETW+=(-x CHARRNN_MPI_TIMEOUT="$timeout")
-ip netns exec "$A" mpirun "${NETW[@]}" -np 2 "$BIN" train "${F[@]}" --max-iters 100000 --eval-every 20 --name mute >"$work/mute.log" 2>&1 &
-job=$!
-for _ in $(seq 200); do [ -s "$work/mute/latest.safetensors" ] && break; sleep 0.2; done
-[ -s "$work/mute/latest.safetensors" ] || { cat "$work/mute.log"; fail "no checkpoint before the link went silent"; }
-sleep 1
+start_long mute "${NETW[@]}"
 t0=$(date +%s)
 ip netns exec "$A" tc qdisc add dev "va$$" root pfifo limit 0
 ip netns exec "$B" tc qdisc add dev "vb$$" root pfifo limit 0

@@ -124,24 +124,24 @@ public final class MPI: @unchecked Sendable {
     /// MPI_Allgatherv of floats: rank j's `counts[j]` floats land at `displacements[j]` of `recv`.
     public func allgatherv(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>,
                            counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
-        // the count and displacement arrays are read until completion: pointers valid over the wait
-        counts.withUnsafeBufferPointer { c in
-            displacements.withUnsafeBufferPointer { d in
-                var q: Request = nil
-                _ = iallgathervFn(send, Int32(count), float, recv, c.baseAddress!, d.baseAddress!, float, world, &q)
-                return wait(&q, limit: limit)
-            }
-        }
+        allgatherv(UnsafeRawPointer(send), count: count, type: float, into: UnsafeMutableRawPointer(recv),
+                   counts: counts, displacements: displacements, limit: limit)
     }
 
     /// MPI_Allgatherv of bytes.
     public func allgathervBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer,
                                 counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
+        allgatherv(send, count: count, type: byte, into: recv, counts: counts, displacements: displacements, limit: limit)
+    }
+
+    /// MPI_Iallgatherv of `type` elements, waited for with the watchdog's limit.
+    private func allgatherv(_ send: UnsafeRawPointer, count: Int, type: Handle, into recv: UnsafeMutableRawPointer,
+                            counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
         // the count and displacement arrays are read until completion: pointers valid over the wait
         counts.withUnsafeBufferPointer { c in
             displacements.withUnsafeBufferPointer { d in
                 var q: Request = nil
-                _ = iallgathervFn(send, Int32(count), byte, recv, c.baseAddress!, d.baseAddress!, byte, world, &q)
+                _ = iallgathervFn(send, Int32(count), type, recv, c.baseAddress!, d.baseAddress!, type, world, &q)
                 return wait(&q, limit: limit)
             }
         }

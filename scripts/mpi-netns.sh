@@ -75,20 +75,31 @@ start_long() {
     sleep 1
 }
 
+# end_within_30s WHAT: the background job ($job) must end within 30 s of the fault
+end_within_30s() {
+    for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$job" 2>/dev/null && { kill -9 "$job"; fail "the job still runs 30 s after $1"; }
+    wait "$job" || true
+}
+
+# resume_on_hosts NAME: the run NAME resumes from its latest checkpoint on both hosts and runs 5 more
+resume_on_hosts() {
+    local it
+    it=$(python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["iteration"])' "$work/$1/latest.safetensors")
+    ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train --resume "$work/$1" --max-iters $((it + 5)) >"$work/$1-resume.log" 2>&1 \
+      || { cat "$work/$1-resume.log"; fail "resume of $1 on the two hosts"; }
+    grep -q "resuming .* at iteration $it " "$work/$1-resume.log" || fail "the resume of $1 did not start at $it"
+    echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
+}
+
 echo "2. host B unplugged mid-run"
 start_long cut "${NET[@]}"
 t0=$(date +%s)
 for p in $(ip netns pids "$B"); do kill -9 "$p" 2>/dev/null || true; done
-for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$job" 2>/dev/null && { kill -9 "$job"; fail "the job still runs 30 s after host B went away"; }
-wait "$job" || true
+end_within_30s "host B went away"
 echo "  the job ended $(( $(date +%s) - t0 )) s after the cut; mpirun said:"
 grep -m1 -A3 -E "lost communication|exited on signal" "$work/cut.log" | sed 's/^/    /' || true
-it=$(python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["iteration"])' "$work/cut/latest.safetensors")
-ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train --resume "$work/cut" --max-iters $((it + 5)) >"$work/resume.log" 2>&1 \
-  || { cat "$work/resume.log"; fail "resume on the two hosts"; }
-grep -q "resuming .* at iteration $it " "$work/resume.log" || fail "the resume did not start at $it"
-echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
+resume_on_hosts cut
 
 echo "3. the link goes silent mid-run (every packet dropped, no reset)"
 timeout=$([ $short = 1 ] && echo 5 || echo "")
@@ -97,18 +108,12 @@ start_long mute "${NETW[@]}"
 t0=$(date +%s)
 ip netns exec "$A" tc qdisc add dev "va$$" root pfifo limit 0
 ip netns exec "$B" tc qdisc add dev "vb$$" root pfifo limit 0
-for _ in $(seq 300); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$job" 2>/dev/null && { kill -9 "$job"; fail "the job still runs 30 s after the link went silent"; }
-wait "$job" || true
+end_within_30s "the link went silent"
 echo "  the job ended $(( $(date +%s) - t0 )) s after the link went silent; charrnn said:"
 [ "$(grep -c '^rank 0: error: no reply from rank 1 for [0-9]* s in ' "$work/mute.log")" = 1 ] \
   || { cat "$work/mute.log"; fail "no single line from rank 0 naming rank 1"; }
 grep '^rank 0: error: no reply' "$work/mute.log" | sed 's/^/    /'
 ip netns exec "$A" tc qdisc del dev "va$$" root; ip netns exec "$B" tc qdisc del dev "vb$$" root
 for p in $(ip netns pids "$B"); do kill -9 "$p" 2>/dev/null || true; done   # what is left of B's daemon and rank
-it=$(python3 -c 'import sys,struct,json; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["iteration"])' "$work/mute/latest.safetensors")
-ip netns exec "$A" mpirun "${NET[@]}" -np 2 "$BIN" train --resume "$work/mute" --max-iters $((it + 5)) >"$work/resume2.log" 2>&1 \
-  || { cat "$work/resume2.log"; fail "resume on the two hosts after the silent link"; }
-grep -q "resuming .* at iteration $it " "$work/resume2.log" || fail "the resume did not start at $it"
-echo "  resumed on both hosts at iteration $it and ran to $((it + 5))"
+resume_on_hosts mute
 echo "mpi-netns: all passed"

@@ -277,26 +277,23 @@ final class HostileRoundTwoCLITests: CharrnnCLITestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/checkpoints/piped/best.safetensors"))
         // a FIFO, opened once; also as the corpus of a resume (no size to compare, read once)
         XCTAssertEqual(mkfifo(dir + "/fifo", 0o600), 0)
-        do {
+        /// Writes the corpus into the FIFO once (from a shell), for one charrnn run to read.
+        func feedFIFO() throws -> Process {
             let w = Process()
             w.executableURL = URL(fileURLWithPath: "/bin/sh")
             w.arguments = ["-c", "cat corpus.txt > fifo"]
             w.currentDirectoryURL = URL(fileURLWithPath: dir)
             try w.run()
             started.append(w)
-            let r = try bounded(["train", "--resume", "checkpoints/piped", "fifo", "--max-iters", "4"], cwd: dir)
-            XCTAssertEqual(r.status, 0, "124 = hung on a second open of the FIFO: \(r.err)")
-            w.waitUntilExit()
+            return w
         }
-        let writer = Process()
-        writer.executableURL = URL(fileURLWithPath: "/bin/sh")
-        writer.arguments = ["-c", "cat corpus.txt > fifo"]
-        writer.currentDirectoryURL = URL(fileURLWithPath: dir)
-        try writer.run()
-        started.append(writer)
-        let f = try bounded(["train", "fifo", "--max-iters", "2", "--name", "fifo"] + tiny, cwd: dir)
-        XCTAssertEqual(f.status, 0, "124 = hung on a second open of the FIFO: \(f.err)")
-        writer.waitUntilExit()
+        for args in [["train", "--resume", "checkpoints/piped", "fifo", "--max-iters", "4"],
+                     ["train", "fifo", "--max-iters", "2", "--name", "fifo"] + tiny] {
+            let writer = try feedFIFO()
+            let r = try bounded(args, cwd: dir)
+            XCTAssertEqual(r.status, 0, "124 = hung on a second open of the FIFO: \(r.err)")
+            writer.waitUntilExit()
+        }
     }
 
     /// The checkpoint at `path` with the metadata value of `key` replaced by `value` (the header

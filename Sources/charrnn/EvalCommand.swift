@@ -9,11 +9,11 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Score text files with a checkpoint: loss (nats/token), bits per character, perplexity.",
         discussion: """
-        Each file is tokenized with the checkpoint's vocabulary; characters it lacks are counted, and
-        mapped to its unknown token when it has one (--min-count/--max-vocab), else skipped. Every
-        remaining token but the first is predicted once from the ones before it. The
-        tokens are laid out as --batch parallel streams like training's validation (state zero at each
-        stream's start, carried across minibatches of --seq steps); the remainder continues the last
+        Each file is tokenized with the checkpoint's vocabulary; characters it lacks are counted, and \
+        mapped to its unknown token when it has one (--min-count/--max-vocab), else skipped. Every \
+        remaining token but the first is predicted once from the ones before it. The \
+        tokens are laid out as --batch parallel streams like training's validation (state zero at each \
+        stream's start, carried across minibatches of --seq steps); the remainder continues the last \
         stream. --batch 1 is one exact sequential pass.
         """)
 

@@ -12,9 +12,9 @@ struct PlotCommand: ParsableCommand {
         commandName: "plot",
         abstract: "Plot train and validation loss of runs (SVG, or a text chart with --terminal).",
         discussion: """
-        Each run is a folder (its \(RunFolder.lossLogName)) or a CSV file; several are overlaid, one color each. The
-        train loss is drawn smoothed (exponential moving average, --smooth) over the raw values (faint);
-        validation losses are points joined by a dashed line. Files still being written are fine: an
+        Each run is a folder (its \(RunFolder.lossLogName)) or a CSV file; several are overlaid, one color each. The \
+        train loss is drawn smoothed (exponential moving average, --smooth) over the raw values (faint); \
+        validation losses are points joined by a dashed line. Files still being written are fine: an \
         incomplete last line is ignored.
         """)
 

@@ -11,10 +11,10 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve a checkpoint over HTTP: OpenAI-style /v1/completions (with streaming), a web page, /v1/score.",
         discussion: """
-        Loads the checkpoint once; every request in flight advances in one batched step per token.
-        Endpoints: GET / (web page), GET /health, GET /v1/models, POST /v1/completions, POST /v1/score.
-        A request with a given prompt, seed and options returns exactly the text `charrnn sample`
-        gives (`--prime`, `--seed`, `--temp`, `--top-k`, `--top-p`, `--length`, `--stop`).
+        Loads the checkpoint once; every request in flight advances in one batched step per token. \
+        Endpoints: GET / (web page), GET /health, GET /v1/models, POST /v1/completions, POST /v1/score. \
+        A request with a given prompt, seed and options returns exactly the text `charrnn sample` \
+        gives (`--prime`, `--seed`, `--temp`, `--top-k`, `--top-p`, `--length`, `--stop`). \
         Stop with Ctrl-C or SIGTERM: streams get --shutdown-grace seconds to finish.
         """)
 

@@ -14,8 +14,8 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a character-level model on UTF-8 text files.",
         discussion: """
-        Checkpoints go to <out>/<run>/ (run = corpus name + timestamp unless --name): \(RunFolder.bestName)
-        (lowest validation loss), \(RunFolder.latestName) and \(RunFolder.lossLogName). Ctrl-C saves \(RunFolder.latestName) and
+        Checkpoints go to <out>/<run>/ (run = corpus name + timestamp unless --name): \(RunFolder.bestName) \
+        (lowest validation loss), \(RunFolder.latestName) and \(RunFolder.lossLogName). Ctrl-C saves \(RunFolder.latestName) and \
         prints the command that resumes the run exactly where it stopped.
         """)
 

@@ -12,7 +12,8 @@ final class SoloGroup: GradientReducer, @unchecked Sendable {
     var rank: Int { 0 }
     var size: Int { 1 }
     var calls = 0
-    func sumInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) { calls += 1 }
+    func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) { calls += 1 }
+    func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     func gather(_ values: [Double]) -> [Double] { values }
     func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] { [bytes] }
     func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
@@ -24,7 +25,8 @@ final class SoloGroup: GradientReducer, @unchecked Sendable {
 final class PartitionOnly: GradientReducer, @unchecked Sendable {
     let rank: Int, size: Int
     init(rank: Int, size: Int) { self.rank = rank; self.size = size }
-    func sumInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     func gather(_ values: [Double]) -> [Double] { values }
     func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] { [bytes] }
     func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {}
@@ -40,6 +42,58 @@ final class DistributedTests: XCTestCase {
             XCTAssertTrue(blocks.allSatisfy { !$0.isEmpty && abs($0.count - B / N) <= 1 }, "\(B) \(N) \(blocks)")
         }
         XCTAssertEqual(PartitionOnly(rank: 0, size: 2).streams(of: 9), 0..<4)
+    }
+
+    func testChunksPartitionTheBuffer() {
+        for (count, N) in [(10, 2), (11, 2), (7, 3), (5, 4), (3, 5), (3_320_385, 2), (1, 1)] {
+            let chunks = (0..<N).map { PartitionOnly(rank: $0, size: N).chunk(of: count) }
+            XCTAssertEqual(chunks.first?.lowerBound, 0)
+            XCTAssertEqual(chunks.last?.upperBound, count, "\(count) \(N) \(chunks)")
+            for (a, b) in zip(chunks, chunks.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound) }
+            XCTAssertTrue(chunks.allSatisfy { $0.count <= (count + N - 1) / N })
+        }
+    }
+
+    /// The sharded update: N optimizers in the same state, each clipping and stepping only its chunk,
+    /// put together give the bits of one optimizer stepping everything (every kind, both clip modes,
+    /// chunks that cut vectors in the middle).
+    func testShardedStepEqualsTheWholeStep() {
+        let n = 1_000 + 13
+        for kind in OptimizerKind.allCases {
+            for mode in ClipMode.allCases {
+                for N in [2, 3] {
+                    var rng = Xoshiro256(seed: 7)
+                    let p0 = (0..<n).map { _ in (rng.nextFloat() - 0.5) }
+                    let whole = Optimizer(kind: kind, count: n)
+                    let shards = (0..<N).map { _ in Optimizer(kind: kind, count: n) }
+                    let wp = Storage(count: n), sp = (0..<N).map { _ in Storage(count: n) }
+                    wp.ptr.update(from: p0, count: n)
+                    for s in sp { s.ptr.update(from: p0, count: n) }
+                    for step in 0..<3 {
+                        let g = (0..<n).map { _ in (rng.nextFloat() - 0.5) * Float(step + 1) }
+                        let wg = Storage(count: n)
+                        wg.ptr.update(from: g, count: n)
+                        let norm = GradientClip.norm(wg.ptr, count: n)
+                        whole.clipAndStep(params: wp.ptr, grads: wg.ptr, norm: norm, mode: mode, clip: 1, lr: 0.01, range: nil)
+                        for r in 0..<N {
+                            let sg = Storage(count: n)
+                            sg.ptr.update(from: g, count: n)
+                            let mine = PartitionOnly(rank: r, size: N).chunk(of: n)
+                            shards[r].clipAndStep(params: sp[r].ptr, grads: sg.ptr, norm: norm, mode: mode, clip: 1, lr: 0.01, range: mine)
+                            // the allgather: every rank's chunk to all
+                            for q in 0..<N { (sp[q].ptr + mine.lowerBound).update(from: sp[r].ptr + mine.lowerBound, count: mine.count) }
+                        }
+                    }
+                    for r in 0..<N {
+                        XCTAssertEqual(weightsHash(sp[r].ptr, count: n), weightsHash(wp.ptr, count: n), "\(kind) \(mode) N=\(N) rank \(r)")
+                        let mine = PartitionOnly(rank: r, size: N).chunk(of: n)
+                        for (a, b) in zip(shards[r].moments, whole.moments) {
+                            XCTAssertTrue(mine.allSatisfy { a.ptr[$0].bitPattern == b.ptr[$0].bitPattern }, "\(kind) moments of rank \(r)'s chunk")
+                        }
+                    }
+                }
+            }
+        }
     }
 
     func testWeightsHashSeesEveryFloat() {

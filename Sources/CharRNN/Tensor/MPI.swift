@@ -12,7 +12,7 @@
 // on a count over 2³¹ − 1 instead of wrapping.
 // Bounded waits: a peer whose link goes silent (packets dropped, no reset) would leave a blocking
 // collective waiting for TCP's retransmission timeout, many minutes. So the collectives are started
-// non-blocking (MPI_Iallgather, MPI_Ialltoall, MPI_Iallgatherv; same data movement, so the same bytes)
+// non-blocking (MPI_Iallgather, MPI_Ialltoallv, MPI_Iallgatherv; same data movement, so the same bytes)
 // and completed by polling MPI_Test, which also drives Open MPI's progress, as a blocking call would;
 // a wait gives up after `limit` seconds of silence and returns false, leaving the caller to report
 // and MPI_Abort. Silence is counted from the polls: a gap between two polls longer than 1 s (this
@@ -51,15 +51,19 @@ public final class MPI: @unchecked Sendable {
     typealias Request = UnsafeMutableRawPointer?
     typealias RequestOut = UnsafeMutablePointer<Request>
     typealias IallgatherFn = @convention(c) (UnsafeRawPointer, Int32, Handle, UnsafeMutableRawPointer, Int32, Handle, Handle, RequestOut) -> Int32
-    typealias IalltoallFn = IallgatherFn
     typealias IallgathervFn = @convention(c) (UnsafeRawPointer, Int32, Handle, UnsafeMutableRawPointer, UnsafePointer<Int32>,
                                               UnsafePointer<Int32>, Handle, Handle, RequestOut) -> Int32
+    typealias IalltoallvFn = @convention(c) (UnsafeRawPointer, UnsafePointer<Int32>, UnsafePointer<Int32>, Handle,
+                                             UnsafeMutableRawPointer, UnsafePointer<Int32>, UnsafePointer<Int32>, Handle,
+                                             Handle, RequestOut) -> Int32
     /// MPI_Test(request, flag, status); status MPI_STATUS_IGNORE is NULL.
     typealias TestFn = @convention(c) (RequestOut, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer?) -> Int32
 
     let bcastFn: BcastFn
     let barrierFn: CommFn, abortFn: AbortFn, finalizeFn: VoidFn
-    let iallgatherFn: IallgatherFn, ialltoallFn: IalltoallFn, iallgathervFn: IallgathervFn, testFn: TestFn
+    let iallgatherFn: IallgatherFn, iallgathervFn: IallgathervFn, ialltoallvFn: IalltoallvFn, testFn: TestFn
+    /// Open MPI's MPI_IN_PLACE (mpi.h: `#define MPI_IN_PLACE ((void *) 1)`).
+    static var inPlace: UnsafeRawPointer { UnsafeRawPointer(bitPattern: 1)! }
     /// MPI_COMM_WORLD, MPI_FLOAT, MPI_BYTE.
     let world: Handle, float: Handle, byte: Handle
     private var finalized = false
@@ -83,8 +87,8 @@ public final class MPI: @unchecked Sendable {
         abortFn = try fn("MPI_Abort", AbortFn.self)
         finalizeFn = try fn("MPI_Finalize", VoidFn.self)
         iallgatherFn = try fn("MPI_Iallgather", IallgatherFn.self)
-        ialltoallFn = try fn("MPI_Ialltoall", IalltoallFn.self)
         iallgathervFn = try fn("MPI_Iallgatherv", IallgathervFn.self)
+        ialltoallvFn = try fn("MPI_Ialltoallv", IalltoallvFn.self)
         testFn = try fn("MPI_Test", TestFn.self)
         world = try sym("ompi_mpi_comm_world")
         float = try sym("ompi_mpi_float")
@@ -114,10 +118,23 @@ public final class MPI: @unchecked Sendable {
         return wait(&q, limit: limit)
     }
 
-    /// MPI_Alltoall: block j (`count` floats) of `send` goes to rank j; block j of `recv` came from rank j.
-    public func alltoall(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>, limit: Double) -> Bool {
+    /// MPI_Alltoallv of floats: `sendCounts[j]` floats at `sendDisplacements[j]` of `send` go to rank j;
+    /// rank j's land at `recvDisplacements[j]` of `recv` (`recvCounts[j]` floats). The four arrays are
+    /// read until completion.
+    public func alltoallv(_ send: UnsafePointer<Float>, counts sendCounts: UnsafePointer<Int32>, displacements sendDisplacements: UnsafePointer<Int32>,
+                          into recv: UnsafeMutablePointer<Float>, counts recvCounts: UnsafePointer<Int32>,
+                          displacements recvDisplacements: UnsafePointer<Int32>, limit: Double) -> Bool {
         var q: Request = nil
-        _ = ialltoallFn(send, Int32(count), float, recv, Int32(count), float, world, &q)
+        _ = ialltoallvFn(send, sendCounts, sendDisplacements, float, recv, recvCounts, recvDisplacements, float, world, &q)
+        return wait(&q, limit: limit)
+    }
+
+    /// MPI_Allgatherv in place (MPI_IN_PLACE): rank j's `counts[j]` floats at `displacements[j]` of
+    /// `buffer` are copied to the same place on every rank.
+    public func allgathervInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>,
+                                  limit: Double) -> Bool {
+        var q: Request = nil
+        _ = iallgathervFn(MPI.inPlace, 0, float, buffer, counts, displacements, float, world, &q)
         return wait(&q, limit: limit)
     }
 

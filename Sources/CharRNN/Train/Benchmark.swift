@@ -36,6 +36,8 @@ public struct BenchResult: Sendable, Codable {
     public var msPerIterMin: Double, msPerIterMedian: Double, msPerIterMax: Double
     public var trainGFLOPPerIter: Double
     public var achievedGFLOPS: Double
+    /// sgemm 2048³ with this process's threads (data-parallel: rank 0's, measured while the others
+    /// wait); `fractionOfPeak` is the achieved rate over the job's ceiling, ranks × that.
     public var sgemmPeakGFLOPS: Double
     public var fractionOfPeak: Double
     /// Sampling tokens/s of one stream (the first count of `sampleStreams`).
@@ -163,6 +165,9 @@ public enum Benchmark {
         let state = RecurrentState(config: cfg.model, batch: Br)
         let x = IntStorage(count: T * Br), y = IntStorage(count: T * Br)
         var commSeconds = 0.0
+        // data-parallel: this rank's squared chunk norm, then every rank's
+        let squares = UnsafeMutablePointer<Double>.allocate(capacity: 1 + (group?.size ?? 1))
+        defer { squares.deallocate() }
         let span = max(1, tokens.count / B - 1)
         var times: [Double] = []
         times.reserveCapacity(cfg.iters)
@@ -182,19 +187,30 @@ public enum Benchmark {
             col += T
             let t0 = DispatchTime.now().uptimeNanoseconds
             loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: state, rng: &rng)
+            // the training loop's update: the global norm, then (data-parallel) clip and step this
+            // rank's chunk and exchange the chunks; the time in the exchanges is the communication
+            let c0 = DispatchTime.now().uptimeNanoseconds
+            let norm: Float
             if let group {
                 // the first exchange meets the ranks after their set-up (uneven: the watchdog's start-up allowance)
                 if it > 0 { group.enter(.step(iteration: it + 1)) }
-                let c0 = DispatchTime.now().uptimeNanoseconds
                 if Br != B { scal(n: model.layout.count, alpha: Float(Br) / Float(B), x: model.grads.ptr) }
-                group.sumInRankOrder(model.grads.ptr, count: model.layout.count)
-                if it >= cfg.warmup { commSeconds += Double(DispatchTime.now().uptimeNanoseconds - c0) / 1e9 }
+                squares[0] = group.reduceScatterGradient(model.grads.ptr, count: model.layout.count)
+                group.gather(squares, count: 1, into: squares + 1)
+                norm = Float((1...group.size).reduce(0.0) { $0 + squares[$1] }.squareRoot())
+            } else {
+                norm = GradientClip.norm(model.grads.ptr, count: model.layout.count)
             }
+            let c1 = DispatchTime.now().uptimeNanoseconds
             let probe = Profiler.start()
-            let norm = GradientClip.norm(model.grads.ptr, count: model.layout.count)
-            GradientClip.apply(model.grads.ptr, count: model.layout.count, mode: .norm, clip: 5, norm: norm)
-            opt.step(params: model.params.ptr, grads: model.grads.ptr, lr: 2e-3)
+            opt.clipAndStep(params: model.params.ptr, grads: model.grads.ptr, norm: norm, mode: .norm, clip: 5, lr: 2e-3,
+                            range: group?.chunk(of: model.layout.count))
             Profiler.stop(.optimizer, probe)
+            if let group {
+                let c2 = DispatchTime.now().uptimeNanoseconds
+                group.allgatherChunks(model.params.ptr, count: model.layout.count)
+                if it >= cfg.warmup { commSeconds += Double(c1 - c0 + DispatchTime.now().uptimeNanoseconds - c2) / 1e9 }
+            }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             if it >= cfg.warmup { times.append(dt) }
         }
@@ -236,7 +252,7 @@ public enum Benchmark {
                            vocab: cfg.model.vocabSize, seq: T, batch: B, threads: threads, params: cfg.model.parameterCount,
                            trainTokensPerSec: tps, msPerIterMin: sorted.first! * 1e3, msPerIterMedian: sorted[sorted.count / 2] * 1e3,
                            msPerIterMax: sorted.last! * 1e3, trainGFLOPPerIter: flopsIter / 1e9, achievedGFLOPS: achieved,
-                           sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / sgemmPeak,
+                           sgemmPeakGFLOPS: sgemmPeak, fractionOfPeak: achieved / (sgemmPeak * Double(group?.size ?? 1)),
                            sampleTokensPerSec: figures.first.map(\.perStream) ?? 0, sampleStreams: figures, peakRSSMB: trainRSS, loss: loss,
                            trainAllocations: trainAllocs, sampleAllocations: sampleAllocs,
                            sampleWeightBytesPerToken: weightBytes, sampleWeightGBs: weightBytes * oneStream / 1e9, readProbeGBs: probe,
@@ -245,7 +261,7 @@ public enum Benchmark {
             let P = model.layout.count, n = group.size
             result.ranks = n
             result.communicationShare = commSeconds / total
-            result.bytesPerIteration = 2 * (n - 1) * ((P + n - 1) / n) * 4
+            result.bytesPerIteration = 2 * (n - 1) * ((P + n - 1) / n) * 4      // reduce-scatter + allgather of chunks
         }
         return result
     }

@@ -5,13 +5,19 @@
 // contiguous block `streams(r)` = [⌊rB/N⌋, ⌊(r+1)B/N⌋) (uneven blocks allowed). Each rank's model
 // gives the gradient of the mean over its T·Bᵣ rows; scaled by Bᵣ/B and summed over the ranks it is the
 // gradient of the global mean, and the same weighting gives the global loss.
-// Deterministic sum (`sumInRankOrder`): MPI_Allreduce may combine partial sums in any order (the
-// algorithm depends on sizes and topology), so no reduction happens inside MPI. A reduce-scatter by
-// hand: each rank's buffer is cut into N chunks of c floats, MPI_Alltoall hands chunk j of every rank
-// to rank j, rank j adds its N chunks in rank order ((g₀ + g₁) + g₂) + …, and MPI_Allgather returns
-// the reduced chunks to everyone. Every rank then holds the same bytes (clipping and the optimizer
-// step see identical input), each sends 2·(N−1)·c·4 bytes per iteration (what a ring allreduce
-// sends), and the result depends on N only, not on MPI's algorithm choices.
+// Deterministic sum: MPI_Allreduce may combine partial sums in any order (the algorithm depends on
+// sizes and topology), so no reduction happens inside MPI. A reduce-scatter by hand
+// (`reduceScatterInRankOrder`): the gradient buffer is cut into N chunks of c floats (the last one
+// shorter), MPI_Alltoallv hands chunk j of every rank to rank j, and rank j adds its N copies in rank
+// order ((g₀ + g₁) + g₂) + … The update is sharded as well (ZeRO stage 1: the optimizer state stays
+// whole on every rank, its update does not): rank j takes the squared norm of its reduced chunk, the
+// ranks exchange those N numbers with the loss and add them in rank order (the global norm, the same
+// bits everywhere), and rank j clips and steps only its chunk of the parameters and moments. One
+// in-place MPI_Allgatherv (`allgatherChunks`) then hands every rank's updated parameter chunk to all,
+// so every rank holds the same bytes. Each rank sends 2·(N−1)·c·4 bytes per iteration (what a ring
+// allreduce sends), computes 1/N of the optimizer step instead of all of it, and the result depends
+// on N only, not on MPI's algorithm choices. The moments of the other ranks' chunks are gathered
+// only when a checkpoint is written (`Trainer.gatherForSave`).
 // Watchdog (`MPIReducer.timeout`, CHARRNN_MPI_TIMEOUT): every collective waits at most `timeout`
 // seconds of silence (Tensor/MPI.swift), then the rank prints one line naming itself, the peer it
 // waited for and the phase (`CollectivePhase`), and calls MPI_Abort, which ends the job: a link that
@@ -31,9 +37,12 @@ import Foundation
 public protocol GradientReducer: AnyObject, Sendable {
     var rank: Int { get }
     var size: Int { get }
-    /// Replaces `count` floats with their elementwise sum over the ranks, added in rank order; the
-    /// result is bit-identical on every rank.
-    func sumInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Reduce-scatter in rank order: afterwards `buffer[chunk(of: count)]` holds the elementwise sum
+    /// over the ranks of that chunk, added in rank order (the same bits on whichever rank adds them);
+    /// the rest of `buffer` is left as it was.
+    func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Rank j's `chunk(of: count, rank: j)` of `buffer` copied into the same place on every rank.
+    func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int)
     /// `values` of every rank (all ranks give the same count), rank 0's first.
     func gather(_ values: [Double]) -> [Double]
     /// Byte strings of every rank (any lengths), in rank order.
@@ -66,6 +75,23 @@ extension GradientReducer {
     public func streams(of B: Int, rank r: Int? = nil) -> Range<Int> {
         let r = r ?? rank
         return (r * B / size)..<((r + 1) * B / size)
+    }
+
+    /// Rank r's chunk of a `count`-float buffer in the sharded update: [r·c, (r+1)·c) ∩ [0, count),
+    /// c = ⌈count/N⌉ (the last chunks may be shorter, or empty when count < N).
+    public func chunk(of count: Int, rank r: Int? = nil) -> Range<Int> {
+        let c = (count + size - 1) / size, r = r ?? rank
+        return min(r * c, count)..<min((r + 1) * c, count)
+    }
+
+    /// The gradient's reduce-scatter; returns the squared norm of this rank's reduced chunk (the
+    /// global norm is the square root of these added over the ranks in rank order; with one rank it
+    /// is the single process's norm again: x² of a float is exact in Double).
+    public func reduceScatterGradient(_ grads: UnsafeMutablePointer<Float>, count: Int) -> Double {
+        reduceScatterInRankOrder(grads, count: count)
+        let mine = chunk(of: count)
+        let part = Double(GradientClip.norm(grads + mine.lowerBound, count: mine.count))
+        return part * part
     }
 
     /// Whether `flag` is true on any rank.
@@ -123,9 +149,7 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     public let mpi: MPI
     public var rank: Int { mpi.rank }
     public var size: Int { mpi.size }
-    /// (N·c) send and receive buffers of `sumInRankOrder`, grown once to the largest count.
-    private var send: Storage?, recv: Storage?
-    /// Bytes this rank has sent in `sumInRankOrder` calls, and seconds spent in them.
+    /// Bytes this rank has sent in the reduce-scatter and allgather of chunks, and seconds spent in them.
     public private(set) var bytesSent = 0
     public private(set) var seconds = 0.0
     /// Seconds of silence after which a collective gives up and the job is aborted (0: never), and the
@@ -186,25 +210,64 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         mpi.abort(code: 1)
     }
 
-    public func sumInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+    /// The counts and displacements of the chunks of a `count`-float buffer (made once per count, so
+    /// the step allocates nothing): every rank's chunk counts and offsets, and this rank's chunk count
+    /// N times with the offsets j·c of the receive buffer.
+    private final class ChunkPlan {
+        let count: Int, c: Int
+        let counts: UnsafeMutablePointer<Int32>, offsets: UnsafeMutablePointer<Int32>
+        let mine: UnsafeMutablePointer<Int32>, slots: UnsafeMutablePointer<Int32>
+        init(count: Int, group: MPIReducer) {
+            let N = group.size
+            self.count = count
+            c = (count + N - 1) / N
+            counts = .allocate(capacity: N); offsets = .allocate(capacity: N)
+            mine = .allocate(capacity: N); slots = .allocate(capacity: N)
+            let own = group.chunk(of: count)
+            for j in 0..<N {
+                let r = group.chunk(of: count, rank: j)
+                counts[j] = Int32(r.count); offsets[j] = Int32(r.lowerBound)
+                mine[j] = Int32(own.count); slots[j] = Int32(j * c)
+            }
+        }
+        deinit { counts.deallocate(); offsets.deallocate(); mine.deallocate(); slots.deallocate() }
+    }
+    private var plan: ChunkPlan?
+    /// N·c floats: chunk `rank` of every rank, rank j's at j·c.
+    private var recv: Storage?
+
+    private func plan(for count: Int) -> ChunkPlan {
+        if let plan, plan.count == count { return plan }
+        let p = ChunkPlan(count: count, group: self)
+        plan = p
+        if (recv?.count ?? 0) < size * p.c { recv = Storage(count: size * p.c) }
+        return p
+    }
+
+    public func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         let N = size
         guard N > 1 else { return }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let c = (count + N - 1) / N
-        if (send?.count ?? 0) < N * c { send = Storage(count: N * c); recv = Storage(count: N * c) }
-        let s = send!.ptr, r = recv!.ptr
-        s.update(from: buffer, count: count)
-        (s + count).update(repeating: 0, count: N * c - count)       // the last chunk's padding
-        if !mpi.alltoall(s, count: c, into: r, limit: limit) { silent("the gradient sum") }   // r[j·c ..< (j+1)·c] = chunk `rank` of rank j
-        let mine = s + rank * c                                        // reuse: this rank's chunk is sent back from here
-        mine.update(from: r, count: c)
-        for j in 1..<N {
-            let rj = r + j * c
-            for i in 0..<c { mine[i] += rj[i] }                        // ((g₀ + g₁) + g₂) + … in rank order
+        let p = plan(for: count), r = recv!.ptr
+        if !mpi.alltoallv(buffer, counts: p.counts, displacements: p.offsets, into: r, counts: p.mine, displacements: p.slots, limit: limit) {
+            silent("the gradient sum")
         }
-        if !mpi.allgather(mine, count: c, into: r, limit: limit) { silent("the gradient sum") }
-        buffer.update(from: r, count: count)
-        bytesSent += 2 * (N - 1) * c * 4
+        let own = chunk(of: count), mine = buffer + own.lowerBound
+        mine.update(from: r, count: own.count)                         // rank 0's copy (this rank's own is at `rank`·c)
+        for j in 1..<N {
+            let rj = r + j * p.c
+            for i in 0..<own.count { mine[i] += rj[i] }                // ((g₀ + g₁) + g₂) + … in rank order
+        }
+        bytesSent += (N - 1) * p.c * 4
+        seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
+    public func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        guard size > 1 else { return }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let p = plan(for: count)
+        if !mpi.allgathervInPlace(buffer, counts: p.counts, displacements: p.offsets, limit: limit) { silent("the parameter exchange") }
+        bytesSent += (size - 1) * p.c * 4
         seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 

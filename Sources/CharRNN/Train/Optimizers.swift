@@ -45,21 +45,28 @@ public final class Optimizer: @unchecked Sendable {
     }
 
     /// One update of `params` from `grads` (both `count` floats), elementwise, split across the pool.
-    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float) {
+    /// `range` limits it to those elements (data-parallel: this rank's chunk; the step count still
+    /// advances once).
+    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float, range: Range<Int>? = nil) {
         stepCount += 1
+        let range = range ?? 0..<count
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "optimizer range out of bounds")
         let pool = WorkerPool.shared
-        let parts = min(pool.width, max(1, count / 65_536))
-        pool.run(parts: parts, with: StepJob(optimizer: Unmanaged.passUnretained(self), params: params, grads: grads, lr: lr, parts: parts)) {
+        let parts = min(pool.width, max(1, range.count / 65_536))
+        pool.run(parts: parts, with: StepJob(optimizer: Unmanaged.passUnretained(self), params: params, grads: grads, lr: lr,
+                                             range: range, parts: parts)) {
             $0.assumingMemoryBound(to: StepJob.self).pointee.run(part: $1)
         }
     }
 
     private struct StepJob {
-        let optimizer: Unmanaged<Optimizer>, params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float, parts: Int
+        let optimizer: Unmanaged<Optimizer>, params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float
+        let range: Range<Int>, parts: Int
         func run(part p: Int) {
             let o = optimizer.takeUnretainedValue()
-            let r = slice(o.count / vecWidth, part: p, of: parts)
-            let lo = r.lowerBound * vecWidth, hi = p == parts - 1 ? o.count : r.upperBound * vecWidth
+            let r = slice(range.count / vecWidth, part: p, of: parts)
+            let lo = range.lowerBound + r.lowerBound * vecWidth
+            let hi = p == parts - 1 ? range.upperBound : range.lowerBound + r.upperBound * vecWidth
             o.update(params: params + lo, grads: grads + lo, offset: lo, n: hi - lo, lr: lr)
         }
     }
@@ -103,6 +110,17 @@ public final class Optimizer: @unchecked Sendable {
             }
             forEachLaneBlock(n, { step($0, $1) }, tail: { step($0, $1) })
         }
+    }
+}
+
+extension Optimizer {
+    /// Clips the gradient (`norm` is the global norm) and steps, both over `range` (data-parallel:
+    /// this rank's chunk, Train/Distributed.swift; nil: everything).
+    public func clipAndStep(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, norm: Float,
+                            mode: ClipMode, clip: Float, lr: Float, range: Range<Int>?) {
+        let r = range ?? 0..<count
+        GradientClip.apply(grads + r.lowerBound, count: r.count, mode: mode, clip: clip, norm: norm)
+        step(params: params, grads: grads, lr: lr, range: r)
     }
 }
 

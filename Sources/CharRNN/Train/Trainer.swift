@@ -10,11 +10,13 @@
 // checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
 // Data-parallel (`group`, Train/Distributed.swift): this process computes its block `streams` of the B
-// streams on `localState`; after backward the gradient is scaled by Bᵣ/B and summed over the ranks in
-// rank order (identical bytes everywhere), so the norm, clipping and optimizer step are the same on
-// every rank; the loss and validation are weighted the same way; a stop request on any rank stops all
-// after the same iteration. Before each save the carried state of all B streams is gathered into
-// `trainState` and the weights hashes compared; rank 0 alone writes the loss log and checkpoints. The
+// streams on `localState`; after backward the gradient is scaled by Bᵣ/B and reduce-scattered over the
+// ranks in rank order; each rank takes its chunk's squared norm, the ranks add those to the global norm
+// (the same bits everywhere), each rank clips and steps its chunk, and the updated parameter chunks
+// are exchanged, so every rank holds identical weights; the loss and validation are weighted the same
+// way; a stop request on any rank stops all after the same iteration. Before each save the carried
+// state of all B streams and the optimizer moments are gathered (`trainState`, `optimizer`) and the
+// weights hashes compared; rank 0 alone writes the loss log and checkpoints. The
 // model's activations and workspaces (and x, y) are sized for this process's block, not for all B.
 
 import Foundation
@@ -61,8 +63,8 @@ public final class Trainer {
     var log: LossLog?
     /// Data-parallel: a stop request seen by any rank in the last iteration's exchange.
     var stopAgreed = false
-    /// Data-parallel: (2 + 2N) doubles of the per-iteration exchange (this rank's two values, then every
-    /// rank's), allocated once.
+    /// Data-parallel: (3 + 3N) doubles of the per-iteration exchange (this rank's three values, then
+    /// every rank's), allocated once.
     let exchange: UnsafeMutablePointer<Double>
     /// Polled once per iteration and before each validation minibatch; when it returns true the
     /// trainer saves latest (without finishing or repeating a validation) and stops.
@@ -116,7 +118,7 @@ public final class Trainer {
         self.runDir = runDir
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
-        exchange = .allocate(capacity: 2 + 2 * (group?.size ?? 1))
+        exchange = .allocate(capacity: 3 + 3 * (group?.size ?? 1))
         try Trainer.makeDirectory(runDir)
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
     }
@@ -155,7 +157,7 @@ public final class Trainer {
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
         x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
-        exchange = .allocate(capacity: 2 + 2 * (group?.size ?? 1))
+        exchange = .allocate(capacity: 3 + 3 * (group?.size ?? 1))
         log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
     }
 
@@ -297,15 +299,19 @@ public final class Trainer {
         let H = model.config.hidden
         let counts = (0..<group.size).map { group.streams(of: meta.train.batch, rank: $0).count * H }
         for (l, f) in zip(localState.h + localState.c, trainState.h + trainState.c) { group.gatherBlocks(l.ptr, into: f.ptr, counts: counts) }
+        // each rank stepped only its chunk of the moments (the sharded update)
+        for m in optimizer.moments { group.allgatherChunks(m.ptr, count: optimizer.count) }
         let h = weightsHash(model.params.ptr, count: model.layout.count)
         let hashes = group.gather([Double(bitPattern: h)]).map(\.bitPattern)
         let differ = hashes.indices.filter { hashes[$0] != hashes[0] }
         if !differ.isEmpty { throw DistributedError.weightsDiverged(iteration: meta.progress.iteration, ranks: differ) }
     }
 
-    /// One data-parallel step: this rank's forward/backward, then the global mean loss and gradient
-    /// (identical on every rank); also shares the stop requests.
-    private func distributedStep(_ group: any GradientReducer, index k: Int, T: Int, B: Int) -> Double {
+    /// One data-parallel step up to the update: this rank's forward/backward, the reduce-scatter of the
+    /// gradient (this rank's chunk of the global mean gradient), then one exchange of the weighted
+    /// losses, the stop requests and the chunks' squared norms. Returns the global mean loss and the
+    /// global gradient norm (the same bits on every rank).
+    private func distributedStep(_ group: any GradientReducer, index k: Int, T: Int, B: Int) -> (loss: Double, norm: Float) {
         let Br = streams.count, n = model.layout.count
         group.enter(.step(iteration: meta.progress.iteration + 1))
         batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
@@ -316,16 +322,18 @@ public final class Trainer {
         gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
         let w = Double(Br) / Double(B)
         if Br != B { scal(n: n, alpha: Float(w), x: model.grads.ptr) }
-        group.sumInRankOrder(model.grads.ptr, count: n)
+        exchange[2] = group.reduceScatterGradient(model.grads.ptr, count: n)
         exchange[0] = local * w; exchange[1] = shouldStop() ? 1 : 0
-        group.gather(exchange, count: 2, into: exchange + 2)
-        var loss = 0.0
+        group.gather(exchange, count: 3, into: exchange + 3)
+        var loss = 0.0, squares = 0.0
         stopAgreed = false
-        for r in 0..<group.size {
-            loss += exchange[2 + 2 * r]                                  // in rank order
-            if exchange[3 + 2 * r] != 0 { stopAgreed = true }
+        for r in 0..<group.size {                                        // in rank order
+            loss += exchange[3 + 3 * r]
+            if exchange[4 + 3 * r] != 0 { stopAgreed = true }
+            squares += exchange[5 + 3 * r]
         }
-        return loss
+        // N = 1: √(x²) of a float x is x again (x² is exact in Double), the single-process norm
+        return (loss, Float(squares.squareRoot()))
     }
 
     // MARK: - Loop
@@ -346,17 +354,17 @@ public final class Trainer {
             if group == nil ? shouldStop() : stopAgreed { interrupted = true; break }
             let k = meta.progress.iteration % ntrain
             let t0: UInt64
-            let loss: Double
+            let loss: Double, norm: Float
             if let group {
                 t0 = DispatchTime.now().uptimeNanoseconds
-                loss = distributedStep(group, index: k, T: T, B: B)
+                (loss, norm) = distributedStep(group, index: k, T: T, B: B)
             } else {
                 batches.fill(.train, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
                 t0 = DispatchTime.now().uptimeNanoseconds
                 loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: trainState, rng: &meta.progress.rng)
                 gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
+                norm = GradientClip.norm(model.grads.ptr, count: n)
             }
-            let norm = GradientClip.norm(model.grads.ptr, count: n)
             if !(loss.isFinite && norm.isFinite) {
                 guard skipNonFinite, consecutiveSkips + 1 < maxConsecutiveSkips else {
                     let last = savedAny ? latestPath : nil
@@ -375,8 +383,10 @@ public final class Trainer {
                 continue
             }
             consecutiveSkips = 0
-            GradientClip.apply(model.grads.ptr, count: n, mode: train.clipMode, clip: train.clip, norm: norm)
-            optimizer.step(params: model.params.ptr, grads: model.grads.ptr, lr: meta.progress.lr)
+            // data-parallel: this rank's chunk, then every rank's updated chunk goes to all
+            optimizer.clipAndStep(params: model.params.ptr, grads: model.grads.ptr, norm: norm, mode: train.clipMode, clip: train.clip,
+                                  lr: meta.progress.lr, range: group?.chunk(of: n))
+            group?.allgatherChunks(model.params.ptr, count: n)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             meta.progress.iteration += 1
             meta.progress.optimizerSteps = optimizer.stepCount

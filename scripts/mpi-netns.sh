@@ -49,7 +49,8 @@ exec ip netns exec "\$ns" sh -c "\$*"
 AGENT
 chmod +x "$work/agent"
 printf '%s slots=1\n%s slots=1\n' "$IPA" "$IPB" >"$work/hostfile"
-NET=(--mca plm_rsh_agent "$work/agent" --mca plm_rsh_no_tree_spawn 1 --hostfile "$work/hostfile"
+# --bind-to none: each "host" would bind its one rank to core 0, and both are this machine's core 0
+NET=(--mca plm_rsh_agent "$work/agent" --mca plm_rsh_no_tree_spawn 1 --hostfile "$work/hostfile" --bind-to none
      --mca btl self,tcp --mca btl_tcp_if_include 10.231.77.0/24 --mca oob_tcp_if_include 10.231.77.0/24
      -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM)
 LOCAL=(--oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)

@@ -55,7 +55,7 @@ struct BenchCommand: ParsableCommand {
 
     func bench() throws {
         let group = try MPIReducer.launchedByMPIRun()
-        defer { group?.mpi.finalize() }
+        defer { group?.finish() }
         if let g = group, batch < g.size { throw DistributedError.tooFewStreams(batch: batch, ranks: g.size) }
         try threads.configure()
         var tokens: [Int32]

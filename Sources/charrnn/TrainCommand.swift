@@ -72,7 +72,7 @@ struct TrainCommand: ParsableCommand {
             printError(prefix + "error: \(error)")
             throw ExitCode.failure
         }
-        group?.mpi.finalize()
+        group?.finish()
     }
 
     /// The library's request for these flags.

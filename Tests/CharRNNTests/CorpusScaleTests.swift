@@ -357,5 +357,10 @@ final class CorpusScaleTests: XCTestCase {
             XCTAssertTrue("\(err)".contains("MB"), "\(err)")
         }
         XCTAssertNoThrow(try OutOfMemoryPrediction.check("the model", needed: 10, available: 100, suggestion: ""))
+        // a rank's block of 25 of the 50 streams: the same model, half the activations
+        let half = MemoryEstimate(tokenCount: 1_000_000, bytesPerToken: 2, config: cfg, train: TrainConfig(), streams: 25)
+        XCTAssertEqual(half.model, e.model)
+        XCTAssertEqual(half.workspace, NetworkSpec(cfg).activationBytes(rows: 50 * 25))
+        XCTAssertLessThan(half.workspace, e.workspace * 6 / 10)
     }
 }

@@ -44,7 +44,7 @@ public final class MPI: @unchecked Sendable {
     typealias InitThreadFn = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutablePointer<Int32>) -> Int32
     typealias CommIntFn = @convention(c) (Handle, UnsafeMutablePointer<Int32>) -> Int32
     typealias BcastFn = @convention(c) (UnsafeMutableRawPointer, Int32, Handle, Int32, Handle) -> Int32
-    typealias CommFn = @convention(c) (Handle) -> Int32
+    typealias IbarrierFn = @convention(c) (Handle, RequestOut) -> Int32
     typealias AbortFn = @convention(c) (Handle, Int32) -> Int32
     typealias VoidFn = @convention(c) () -> Int32
     /// MPI_Request is `struct ompi_request_t *` in Open MPI.
@@ -60,7 +60,7 @@ public final class MPI: @unchecked Sendable {
     typealias TestFn = @convention(c) (RequestOut, UnsafeMutablePointer<Int32>, UnsafeMutableRawPointer?) -> Int32
 
     let bcastFn: BcastFn
-    let barrierFn: CommFn, abortFn: AbortFn, finalizeFn: VoidFn
+    let ibarrierFn: IbarrierFn, abortFn: AbortFn, finalizeFn: VoidFn
     let iallgatherFn: IallgatherFn, iallgathervFn: IallgathervFn, ialltoallvFn: IalltoallvFn, testFn: TestFn
     /// Open MPI's MPI_IN_PLACE (mpi.h: `#define MPI_IN_PLACE ((void *) 1)`).
     static var inPlace: UnsafeRawPointer { UnsafeRawPointer(bitPattern: 1)! }
@@ -83,7 +83,7 @@ public final class MPI: @unchecked Sendable {
         let initThread = try fn("MPI_Init_thread", InitThreadFn.self)
         let commRank = try fn("MPI_Comm_rank", CommIntFn.self), commSize = try fn("MPI_Comm_size", CommIntFn.self)
         bcastFn = try fn("MPI_Bcast", BcastFn.self)
-        barrierFn = try fn("MPI_Barrier", CommFn.self)
+        ibarrierFn = try fn("MPI_Ibarrier", IbarrierFn.self)
         abortFn = try fn("MPI_Abort", AbortFn.self)
         finalizeFn = try fn("MPI_Finalize", VoidFn.self)
         iallgatherFn = try fn("MPI_Iallgather", IallgatherFn.self)
@@ -193,7 +193,12 @@ public final class MPI: @unchecked Sendable {
         _ = bcastFn(buffer, Int32(count), byte, Int32(root), world)
     }
 
-    public func barrier() { _ = barrierFn(world) }
+    /// MPI_Ibarrier, waited for with the watchdog's limit.
+    public func barrier(limit: Double) -> Bool {
+        var q: Request = nil
+        _ = ibarrierFn(world, &q)
+        return wait(&q, limit: limit)
+    }
 
     /// MPI_Abort: ends every rank of the job with `code`.
     public func abort(code: Int32) -> Never {

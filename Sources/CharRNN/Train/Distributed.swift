@@ -68,6 +68,9 @@ public enum CollectivePhase: Sendable, Equatable {
     case checkpoint(iteration: Int)
     /// After rank 0 wrote the checkpoint of `iteration` (the other ranks wait for the write).
     case checkpointWritten(iteration: Int)
+    /// The meeting before MPI_Finalize (which has no time limit of its own); rank 0 may arrive late
+    /// (bench: it alone samples and times sgemm).
+    case end
 }
 
 extension GradientReducer {
@@ -183,11 +186,19 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
 
     public func enter(_ phase: CollectivePhase) { self.phase = phase }
 
+    /// The ranks meet (a watched MPI_Ibarrier: a silent peer ends the job instead of leaving this one
+    /// in MPI_Finalize for ever), then MPI_Finalize. Only where every rank ends the same way.
+    public func finish() {
+        enter(.end)
+        if !mpi.barrier(limit: limit) { silent("the end of the run") }
+        mpi.finalize()
+    }
+
     /// The limit of a wait in the current phase on this rank.
     var limit: Double {
         switch phase {
         case .setup: return unevenTimeout
-        case .checkpointWritten: return rank == 0 ? timeout : unevenTimeout
+        case .checkpointWritten, .end: return rank == 0 ? timeout : unevenTimeout
         default: return timeout
         }
     }
@@ -202,6 +213,7 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         case let .validation(it): what = "the validation (iteration \(it))"
         case let .checkpoint(it): what = "the checkpoint exchange (iteration \(it))"
         case let .checkpointWritten(it): what = rank == 0 ? "the checkpoint exchange (iteration \(it))" : "the wait for rank 0's checkpoint (iteration \(it))"
+        case .end: what = "the end of the run"
         }
         let s = String(format: "%g", limit)
         let line = "rank \(rank): error: no reply from \(peer) for \(s) s in \(what); stopping the job (\(Self.timeoutVariable) sets the limit)\n"

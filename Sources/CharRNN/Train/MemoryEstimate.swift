@@ -4,7 +4,9 @@
 // Estimate (bytes):
 //   tokens      = token count × bytes per id (2 while V ≤ 65,536, else 4)
 //   model       = P × 4 × (1 parameters + 1 gradients + optimizer slots), P = NetworkSpec.parameterCount
-//   workspace   = NetworkSpec.activationBytes(rows: N), N = seq × batch
+//   workspace   = NetworkSpec.activationBytes(rows: N), N = seq × streams (batch, or a rank's block)
+// Data-parallel, the ranks on one host share its memory: the check is for all of them (every rank
+// needs the model, its moments and its block's activations).
 // Loading needs the token buffer plus one 8 MB chunk of the file; the file itself is not resident.
 // Before the corpus is decoded the token count is predicted from the byte count (scalar tokens ≤ bytes).
 
@@ -25,12 +27,13 @@ public struct MemoryEstimate: Sendable, CustomStringConvertible {
         self.tokens = tokens; self.model = model; self.workspace = workspace
     }
 
-    /// Estimate for training `config` with `train` on `tokenCount` tokens of `bytesPerToken` bytes.
-    public init(tokenCount: Int, bytesPerToken: Int, config: ModelConfig, train: TrainConfig) {
+    /// Estimate for training `config` with `train` on `tokenCount` tokens of `bytesPerToken` bytes, in
+    /// a process that computes `streams` of the batch's streams (data-parallel: its block; default all).
+    public init(tokenCount: Int, bytesPerToken: Int, config: ModelConfig, train: TrainConfig, streams: Int? = nil) {
         tokens = tokenCount * bytesPerToken
         let spec = NetworkSpec(config)
         model = spec.parameterCount * 4 * (2 + train.optim.slots.count)
-        workspace = spec.activationBytes(rows: train.seq * train.batch)
+        workspace = spec.activationBytes(rows: train.seq * (streams ?? train.batch))
     }
 
     public var description: String {

@@ -143,7 +143,7 @@ public struct TrainingRun {
         if case let .adaptive(cutoffs) = softmax { try chooseAdaptiveSoftmax(&mc, corpus: c, manual: cutoffs, report: report) }
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
-        try checkMemory(corpus: c, config: mc, train: t, report: report)
+        try checkMemory(corpus: c, config: mc, train: t, group: r.group, report: report)
         let dir = runDir(r, corpusName: c.name)
         let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
         let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir, group: r.group) }
@@ -332,15 +332,23 @@ public struct TrainingRun {
     }
 
     /// Refuses a run that will not fit, with the estimate and what to change.
-    static func checkMemory(corpus: Corpus, config: ModelConfig, train: TrainConfig, report: (Event) -> Void) throws {
-        let e = MemoryEstimate(tokenCount: 0, bytesPerToken: corpus.bytesPerToken, config: config, train: train)
-        report(.detail("memory estimate: token array \(megabytes(corpus.count * corpus.bytesPerToken)) (resident) + model \(e)"))
+    /// Data-parallel: each rank's activations are for its block of streams, and the ranks on this host
+    /// (mpirun's OMPI_COMM_WORLD_LOCAL_SIZE) need their memory at the same time.
+    static func checkMemory(corpus: Corpus, config: ModelConfig, train: TrainConfig, group: (any GradientReducer)?,
+                            report: (Event) -> Void) throws {
+        let e = MemoryEstimate(tokenCount: 0, bytesPerToken: corpus.bytesPerToken, config: config, train: train,
+                               streams: group?.streams(of: train.batch).count)
+        let local = group == nil ? 1 : max(1, Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1)
+        let perHost = local > 1 ? " per process, × \(local) processes on this host" : ""
+        report(.detail("memory estimate: token array \(megabytes(corpus.count * corpus.bytesPerToken)) (resident) + model \(e)\(perHost)"))
         var hints: [String] = []
         if config.adaptive == nil && config.vocabSize > 2000 { hints.append("--softmax adaptive") }
         if config.vocabSize > 2000 { hints.append("--max-vocab \(max(2, config.vocabSize / 2))") }
         if train.batch > 1 { hints.append("--batch \(max(1, train.batch / 2))") }
         hints.append("a smaller --hidden")
-        try OutOfMemoryPrediction.check("the model, optimizer and activations", needed: e.total,
+        if local > 1 { hints.append("fewer processes on this host") }
+        try OutOfMemoryPrediction.check(local > 1 ? "the model, optimizer and activations of \(local) processes" : "the model, optimizer and activations",
+                                        needed: e.total * local,
                                         suggestion: "try " + hints.joined(separator: ", or "))
     }
 
@@ -349,7 +357,7 @@ public struct TrainingRun {
         report(.detail(trainer.validationSummary))
         if let g = trainer.group {
             report(.detail("data-parallel: \(g.size) processes, each a block of the \(t.batch) streams (rank 0: \(trainer.streams.count)); "
-                           + "gradient sum in rank order, \(2 * (g.size - 1) * ((mc.parameterCount + g.size - 1) / g.size) * 4) bytes sent per rank per iteration"))
+                           + "sharded update (reduce-scatter and allgather in rank order), \(2 * (g.size - 1) * ((mc.parameterCount + g.size - 1) / g.size) * 4) bytes sent per rank per iteration"))
         }
         report(.detail("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "

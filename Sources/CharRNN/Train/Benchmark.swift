@@ -258,10 +258,9 @@ public enum Benchmark {
                            sampleWeightBytesPerToken: weightBytes, sampleWeightGBs: weightBytes * oneStream / 1e9, readProbeGBs: probe,
                            profileMsPerIter: cfg.profile ? Dictionary(uniqueKeysWithValues: phases.map { ($0.key.name, $0.value * 1e3 / Double(times.count)) }) : nil)
         if let group {
-            let P = model.layout.count, n = group.size
-            result.ranks = n
+            result.ranks = group.size
             result.communicationShare = commSeconds / total
-            result.bytesPerIteration = 2 * (n - 1) * ((P + n - 1) / n) * 4      // reduce-scatter + allgather of chunks
+            result.bytesPerIteration = group.bytesSentPerIteration(parameters: model.layout.count)
         }
         return result
     }

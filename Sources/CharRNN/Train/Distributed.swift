@@ -87,6 +87,10 @@ extension GradientReducer {
         return min(r * c, count)..<min((r + 1) * c, count)
     }
 
+    /// Bytes each rank sends per training iteration for `parameters` floats: (N−1) chunks in the
+    /// reduce-scatter and (N−1) in the allgather.
+    public func bytesSentPerIteration(parameters: Int) -> Int { 2 * (size - 1) * ((parameters + size - 1) / size) * 4 }
+
     /// The gradient's reduce-scatter; returns the squared norm of this rank's reduced chunk (the
     /// global norm is the square root of these added over the ranks in rank order; with one rank it
     /// is the single process's norm again: x² of a float is exact in Double).
@@ -152,9 +156,6 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     public let mpi: MPI
     public var rank: Int { mpi.rank }
     public var size: Int { mpi.size }
-    /// Bytes this rank has sent in the reduce-scatter and allgather of chunks, and seconds spent in them.
-    public private(set) var bytesSent = 0
-    public private(set) var seconds = 0.0
     /// Seconds of silence after which a collective gives up and the job is aborted (0: never), and the
     /// allowance of the waits for one rank's work (start-up, rank 0's checkpoint write).
     public let timeout: Double
@@ -259,7 +260,6 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     public func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         let N = size
         guard N > 1 else { return }
-        let t0 = DispatchTime.now().uptimeNanoseconds
         let p = plan(for: count), r = recv!.ptr
         if !mpi.alltoallv(buffer, counts: p.counts, displacements: p.offsets, into: r, counts: p.mine, displacements: p.slots, limit: limit) {
             silent("the gradient sum")
@@ -270,17 +270,12 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
             let rj = r + j * p.c
             for i in 0..<own.count { mine[i] += rj[i] }                // ((g₀ + g₁) + g₂) + … in rank order
         }
-        bytesSent += (N - 1) * p.c * 4
-        seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
     public func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         guard size > 1 else { return }
-        let t0 = DispatchTime.now().uptimeNanoseconds
         let p = plan(for: count)
         if !mpi.allgathervInPlace(buffer, counts: p.counts, displacements: p.offsets, limit: limit) { silent("the parameter exchange") }
-        bytesSent += (size - 1) * p.c * 4
-        seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
     public func gather(_ values: [Double]) -> [Double] {

@@ -357,7 +357,7 @@ public struct TrainingRun {
         report(.detail(trainer.validationSummary))
         if let g = trainer.group {
             report(.detail("data-parallel: \(g.size) processes, each a block of the \(t.batch) streams (rank 0: \(trainer.streams.count)); "
-                           + "sharded update (reduce-scatter and allgather in rank order), \(2 * (g.size - 1) * ((mc.parameterCount + g.size - 1) / g.size) * 4) bytes sent per rank per iteration"))
+                           + "sharded update (reduce-scatter and allgather in rank order), \(g.bytesSentPerIteration(parameters: mc.parameterCount)) bytes sent per rank per iteration"))
         }
         report(.detail("minibatches of \(t.batch)×\(t.seq): train \(b.ntrain), val \(b.nval), test \(b.ntest); "
                        + "\(trainer.totalIterations) iterations; model \(mc.cell.rawValue) \(mc.layers)×\(mc.hidden), "

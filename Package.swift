@@ -68,7 +68,8 @@ let package = Package(
             "CharRNN",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + toolDependencies,
-        swiftSettings: [.swiftLanguageMode(.v5)] + toolSettings),  // C stdio globals (stdout) in the CLI
+        // C stdio globals (stdout) in the CLI; the test-only fault hooks (charrnn/TestFaults.swift) in debug builds
+        swiftSettings: [.swiftLanguageMode(.v5), .define("CHARRNN_FAULTS", .when(configuration: .debug))] + toolSettings),
     ] + serverTargets + [
         // MARK: Tests
         .testTarget(name: "CharRNNTests", dependencies: ["CharRNN"]),

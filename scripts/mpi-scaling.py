@@ -3,7 +3,7 @@
 
 Per iteration every host computes its block of the B streams (the global minibatch is fixed, so
 compute per host is t1/N — strong scaling) and then sums the gradients in rank order
-(Train/Distributed.swift): an Alltoall and an Allgather of c = ceil(P/N) floats per rank, i.e.
+(Distributed/Reducers.swift): an Alltoall and an Allgather of c = ceil(P/N) floats per rank, i.e.
 2·(N−1)·c·4 bytes sent and received by each host, in 2·(N−1) point-to-point messages at worst.
     t_comm(N) = 2·(N−1)·c·4 / bandwidth + 2·(N−1)·latency
     efficiency(N) = (t1/N) / (t1/N + t_comm(N))

@@ -78,7 +78,7 @@ struct BenchCommand: ParsableCommand {
         cfg.sampleStreams = streamCounts ?? [1]
         cfg.sampleWeights = weights
         cfg.profile = profile
-        let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width, group: group)
+        let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width, reducer: group ?? LocalReducer())
         if (group?.rank ?? 0) != 0 { return }
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]

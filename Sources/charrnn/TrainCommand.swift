@@ -115,7 +115,7 @@ struct TrainCommand: ParsableCommand {
         let root = (group?.rank ?? 0) == 0
         if root { threads.noteIfBounded() }
         var request = self.request
-        request.group = group
+        if let group { request.reducer = group }
         let setup: TrainingRun
         var bar: LoadProgressBar? = nil
         do {
@@ -157,17 +157,9 @@ struct TrainCommand: ParsableCommand {
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
         trainer.skipNonFinite = skipNonfinite
-        // Fault injection for the reliability tests: CHARRNN_FAULT_NONFINITE=3,4,5 puts a NaN into the
-        // gradient at those (1-based) iterations.
-        if let spec = ProcessInfo.processInfo.environment["CHARRNN_FAULT_NONFINITE"] {
-            let at = Set(spec.split(separator: ",").compactMap { Int($0) })
-            trainer.gradientFault = { it, g in if at.contains(it) { g[0] = .nan } }
-        }
-        // CHARRNN_FAULT_SLOW_SAVE=4: each checkpoint write first waits 4 s (a slow disk: under mpirun the
-        // other ranks wait for rank 0's write, which the watchdog must allow).
-        if let spec = ProcessInfo.processInfo.environment["CHARRNN_FAULT_SLOW_SAVE"], let s = Double(spec), s > 0 {
-            trainer.saveFault = { usleep(UInt32(min(s, 3600) * 1e6)) }
-        }
+        #if CHARRNN_FAULTS
+        TestFaults.install(on: trainer)
+        #endif
         let summary = try trainer.run { if root { progress.handle($0) } }
         progress.finish()
         if !root { if summary.interrupted { throw ExitCode(Interrupt.exitCode) } else { return } }
@@ -182,46 +174,5 @@ struct TrainCommand: ParsableCommand {
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
         printError("sample with: charrnn sample --checkpoint \(shellQuoted(trainer.runDir))")
         if let failure = progress.failure { printError("error: \(failure)"); throw ExitCode(failure.exitCode) }
-    }
-}
-
-/// Informational lines of `train`'s set-up (corpus summary, cache, memory estimate) are held back
-/// until the run starts, so a refused run prints only its one-line error.
-enum SetupLog {
-    static var held: [String]? = nil
-    static func info(_ s: String) { if held != nil { held!.append(s) } else { printError(s) } }
-    static func hold() { held = [] }
-    static func release() { let h = held ?? []; held = nil; h.forEach(printError) }
-    static func discard() { held = nil }
-}
-
-/// Runs a command's work, then flushes standard output; a library error or a failed write becomes one
-/// `error: …` line on stderr and a non-zero exit (`OutputError.exitCode`).
-func reportingErrors(_ work: () throws -> Void) throws {
-    do {
-        try work()
-        try Output.standard.flush()
-    } catch let e as OutputError {
-        printError("error: \(e)")
-        throw ExitCode(e.exitCode)
-    } catch let e as ExitCode {
-        throw e
-    } catch {
-        try? Output.standard.flush()
-        printError("error: \(error)")
-        throw ExitCode.failure
-    }
-}
-
-/// One line on stderr with write(2). Errors are ignored: there is nowhere left to report them, and
-/// FileHandle.write would trap on a closed stderr (a terminal that went away with SIGHUP).
-func printError(_ s: String) {
-    let bytes = Array((s + "\n").utf8)
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress! + done, $0.count - done) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        done += n
     }
 }

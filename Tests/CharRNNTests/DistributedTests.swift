@@ -115,7 +115,7 @@ final class DistributedTests: XCTestCase {
         var t = TrainConfig(); t.batch = 2; t.seq = 8; t.maxIters = 2; t.threads = 1
         let cfg = ModelConfig(cell: .gru, layers: 1, hidden: 8, embed: 0, dropout: 0, vocabSize: corpus.vocabulary.count)
         XCTAssertThrowsError(try Trainer(corpus: corpus, corpusInfo: CorpusInfo(name: "s", path: dir, bytes: 0, tokens: corpus.count),
-                                         model: cfg, train: t, runDir: dir + "/run", group: PartitionOnly(rank: 0, size: 3))) {
+                                         model: cfg, train: t, runDir: dir + "/run", reducer: PartitionOnly(rank: 0, size: 3))) {
             XCTAssertEqual($0 as? DistributedError, .tooFewStreams(batch: 2, ranks: 3))
         }
     }
@@ -129,10 +129,10 @@ final class DistributedTests: XCTestCase {
         t.seq = 16; t.batch = 8; t.maxIters = 25; t.evalEvery = 10; t.lr = 3e-2; t.threads = 1; t.trainFrac = 0.9; t.valFrac = 0.1
         let cfg = ModelConfig(cell: .lstm, layers: 2, hidden: 16, embed: 4, dropout: 0, vocabSize: corpus.vocabulary.count)
         var runs: [(Trainer, String)] = []
-        for group in [nil, SoloGroup()] as [SoloGroup?] {
+        for group in [nil, SoloGroup()] as [SoloGroup?] {   // LocalReducer, and a test double that counts
             let dir = tempDir("dp-one")
             let info = CorpusInfo(name: "synthetic", path: dir + "/s.txt", bytes: text.utf8.count, tokens: corpus.count)
-            let tr = try Trainer(corpus: corpus, corpusInfo: info, model: cfg, train: t, runDir: dir + "/run", group: group)
+            let tr = try Trainer(corpus: corpus, corpusInfo: info, model: cfg, train: t, runDir: dir + "/run", reducer: group ?? LocalReducer())
             try tr.checkAgreement()
             _ = try tr.run { _ in }
             if let group { XCTAssertEqual(group.calls, 25) }
@@ -140,7 +140,7 @@ final class DistributedTests: XCTestCase {
         }
         defer { for (_, d) in runs { try? FileManager.default.removeItem(atPath: d) } }
         let (a, b) = (runs[0].0, runs[1].0)
-        XCTAssertNil(a.group); XCTAssertNotNil(b.group)
+        XCTAssertTrue(a.reducer is LocalReducer); XCTAssertTrue(b.reducer is SoloGroup)
         let rows = runs.map { r in (try? String(contentsOfFile: r.1 + "/run/loss.csv", encoding: .utf8))?
             .split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).prefix(4).joined(separator: ",") } ?? [] }
         XCTAssertEqual(rows[0].count, 26)

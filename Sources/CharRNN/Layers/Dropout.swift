@@ -4,7 +4,7 @@
 // The bits are counter-based, not a sequential stream: unit j of layer k's output at step t of global
 // stream b is drawn from SplitMix64 seeded with a hash of (key, k, t, b), where `key` is one draw of
 // the run's Xoshiro256 per training step (so a resumed run draws the same masks). A process that
-// computes only a block of the B streams (data-parallel, Train/Distributed.swift) therefore draws
+// computes only a block of the B streams (data-parallel, Distributed/Reducers.swift) therefore draws
 // exactly the bits the single process draws for those rows, and the run's generator advances by one
 // word per step whatever the number of processes. The rows' seeds are three SplitMix64 rounds
 // (Steele, Lea & Flood, "Fast splittable pseudorandom number generators", the splitting of

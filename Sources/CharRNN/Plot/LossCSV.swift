@@ -1,4 +1,4 @@
-// Plot/LossCSV.swift — reads a run's loss.csv (see Train/LossLog.swift), also while it is being written.
+// Plot/LossCSV.swift — reads a run's loss.csv (see Run/LossLog.swift), also while it is being written.
 //
 // Columns are found by header name (iteration, epoch, train_loss, val_loss), so extra or reordered
 // columns are fine, and a UTF-8 byte-order mark before the header is skipped. Only complete lines

@@ -115,7 +115,7 @@ public final class Optimizer: @unchecked Sendable {
 
 extension Optimizer {
     /// Clips the gradient (`norm` is the global norm) and steps, both over `range` (data-parallel:
-    /// this rank's chunk, Train/Distributed.swift; nil: everything).
+    /// this rank's chunk, Distributed/Reducers.swift; nil: everything).
     public func clipAndStep(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, norm: Float,
                             mode: ClipMode, clip: Float, lr: Float, range: Range<Int>?) {
         let r = range ?? 0..<count

@@ -1,23 +1,23 @@
 // Train/Trainer.swift — the training loop: truncated BPTT over char-rnn's minibatch layout.
 //
-// Per iteration: fill (x, y) for train minibatch k = iteration mod ntrain → model.trainStep (hidden
-// state carried from the previous minibatch, not back-propagated through) → global grad norm →
-// stop on NaN/Inf → clip → optimizer step. At each epoch end, after --lr-decay-after epochs, the
+// Per iteration: one `TrainingStep` (Train/TrainingStep.swift) on train minibatch k = iteration mod
+// ntrain (hidden state carried from the previous minibatch, not back-propagated through): forward,
+// backward, the gradient sum over the processes, global norm, clip, update; a NaN/Inf loss or norm
+// stops the run (or, with --skip-nonfinite, skips the update). At each epoch end, after --lr-decay-after epochs, the
 // learning rate is multiplied by --lr-decay (char-rnn). Every --eval-every iterations, at each
 // epoch end and at the last iteration: validation over the val split's first `valBatches`
 // minibatches (--val-tokens; the whole split by default on small corpora; state reset at its start and
 // carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
 // checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
-// Data-parallel (`group`, Train/Distributed.swift): this process computes its block `streams` of the B
-// streams on `localState`; after backward the gradient is scaled by Bᵣ/B and reduce-scattered over the
-// ranks in rank order; each rank takes its chunk's squared norm, the ranks add those to the global norm
-// (the same bits everywhere), each rank clips and steps its chunk, and the updated parameter chunks
-// are exchanged, so every rank holds identical weights; the loss and validation are weighted the same
-// way; a stop request on any rank stops all after the same iteration. Before each save the carried
-// state of all B streams and the optimizer moments are gathered (`trainState`, `optimizer`) and the
-// weights hashes compared; rank 0 alone writes the loss log and checkpoints. The
-// model's activations and workspaces (and x, y) are sized for this process's block, not for all B.
+// There is always a reducer (Distributed/Reducers.swift): a process alone has `LocalReducer`, a group of
+// one whose collectives are the identity, and runs the same code as each rank of an mpirun job. This
+// process computes its block `streams` of the B streams on `localState` (all of them, alone); the
+// validation loss is weighted and summed the same way as the training loss; a stop request on any rank
+// stops all after the same iteration. Before each save the carried state of all B streams and the
+// optimizer moments are gathered (`trainState`, `optimizer`) and the weights hashes compared (alone:
+// copies of itself); rank 0 alone writes the loss log and checkpoints. The model's activations and
+// workspaces (and x, y) are sized for this process's block, not for all B.
 
 import Foundation
 
@@ -50,21 +50,21 @@ public final class Trainer {
     public let trainState: RecurrentState
     /// Validation state of this process's streams.
     public let evalState: RecurrentState
-    /// Data-parallel: the processes this one trains with (nil = alone) and its block of the B streams.
-    public let group: (any GradientReducer)?
-    public let streams: Range<Int>
+    /// The processes this one trains with (`LocalReducer` alone) and its block of the B streams.
+    public let reducer: any GradientReducer
+    public var streams: Range<Int> { step.streams }
+    /// The one optimizer step (also what `charrnn bench` times).
+    let step: TrainingStep
     /// The carried state of `streams` (trainState itself when alone).
     let localState: RecurrentState
     public internal(set) var meta: CheckpointMeta
     public let runDir: String
     public let totalIterations: Int
-    let x: IntStorage, y: IntStorage
     /// Rank 0's (or the single process's); nil on the other ranks.
     var log: LossLog?
-    /// Data-parallel: a stop request seen by any rank in the last iteration's exchange.
+    /// A group: a stop request seen by any rank in the last step's or validation's exchange.
     var stopAgreed = false
-    /// Data-parallel: (3 + 3N) doubles of the per-iteration exchange (this rank's three values, then
-    /// every rank's), allocated once.
+    /// (2 + 2N) doubles for the validation's and the save's exchanges, allocated once.
     let exchange: UnsafeMutablePointer<Double>
     /// Polled once per iteration and before each validation minibatch; when it returns true the
     /// trainer saves latest (without finishing or repeating a validation) and stops.
@@ -77,11 +77,13 @@ public final class Trainer {
     public var maxConsecutiveSkips = 10
     /// Steps skipped so far in this process.
     public private(set) var skippedSteps = 0
-    /// Fault-injection seam (tests, CHARRNN_FAULT_NONFINITE): called with the 1-based iteration and
-    /// the gradient buffer after backward, before the gradient norm is taken.
-    public var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)?
-    /// Fault-injection seam (CHARRNN_FAULT_SLOW_SAVE): called before each checkpoint write, by the
-    /// process that writes (a slow disk, for the data-parallel watchdog's test).
+    /// Test seam: called with the 1-based iteration and the gradient buffer after backward, before the
+    /// gradient sum (a NaN there tests the divergence handling).
+    public var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)? {
+        get { step.gradientFault } set { step.gradientFault = newValue }
+    }
+    /// Test seam: called before each checkpoint write, by the process that writes (a slow disk, for
+    /// the data-parallel watchdog's test).
     public var saveFault: (() -> Void)?
 
     public var folder: RunFolder { RunFolder(runDir) }
@@ -92,7 +94,7 @@ public final class Trainer {
     /// - Throws: `TrainError.config`, `.nothingToLearn`, `TextError.tooSmall` (layout), `CheckpointError`
     ///   (run folder), `LossLogError`.
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
-                group: (any GradientReducer)? = nil) throws {
+                reducer: any GradientReducer = LocalReducer()) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
         if corpus.vocabulary.count < 2 && corpus.vocabulary.unknownID != nil {
             throw TrainError.everythingUnknown(file: corpusInfo.path, distinct: corpus.stats.distinctTokens, minCount: train.minCount ?? 1)
@@ -104,10 +106,13 @@ public final class Trainer {
         batches = try Batches(tokenCount: corpus.count, batch: train.batch, seq: train.seq,
                               trainFrac: train.trainFrac, valFrac: train.valFrac, file: corpusInfo.path)
         trainState = RecurrentState(config: modelConfig, batch: train.batch)
-        (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: modelConfig, group: group)
+        let streams: Range<Int>
+        (streams, localState, evalState) = try Trainer.share(trainState, config: modelConfig, reducer: reducer)
+        self.reducer = reducer
         // activations and workspaces for this process's block of streams only
         model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: streams.count)
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
+        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -117,17 +122,16 @@ public final class Trainer {
         meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         self.runDir = runDir
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
-        x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
-        exchange = .allocate(capacity: 3 + 3 * (group?.size ?? 1))
+        exchange = .allocate(capacity: 2 + 2 * reducer.size)
         try Trainer.makeDirectory(runDir)
-        log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
+        log = reducer.rank == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
     }
 
     /// Continues the run restored in `point` (its run folder), bit for bit, on `corpus`. `newCorpus`
     /// (--allow-new-corpus) accepts a different corpus, already encoded with the checkpoint's
     /// vocabulary, and records it.
     /// - Throws: `TrainError.vocabularyMismatch`, `.corpusLengthMismatch`, `TextError.tooSmall`, `LossLogError`.
-    public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil, group: (any GradientReducer)? = nil) throws {
+    public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil, reducer: any GradientReducer = LocalReducer()) throws {
         let checkpoint = point.checkpoint, train = point.train
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
             let (a, b) = (corpus.vocabulary.tokens, checkpoint.meta.vocabulary.tokens)
@@ -146,8 +150,11 @@ public final class Trainer {
         model = point.model
         optimizer = point.optimizer
         trainState = point.state
-        (self.group, streams, localState, evalState) = try Trainer.share(trainState, config: model.config, group: group)
-        precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the group (ResumePoint(…group:))")
+        let streams: Range<Int>
+        (streams, localState, evalState) = try Trainer.share(trainState, config: model.config, reducer: reducer)
+        self.reducer = reducer
+        precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the reducer (ResumePoint(…reducer:))")
+        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq)
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {
@@ -156,9 +163,8 @@ public final class Trainer {
         }
         runDir = (checkpoint.path as NSString).deletingLastPathComponent
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
-        x = IntStorage(count: train.seq * streams.count); y = IntStorage(count: train.seq * streams.count)
-        exchange = .allocate(capacity: 3 + 3 * (group?.size ?? 1))
-        log = (group?.rank ?? 0) == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
+        exchange = .allocate(capacity: 2 + 2 * reducer.size)
+        log = reducer.rank == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil
     }
 
     /// Continues the run saved in `checkpoint` (its run folder), bit for bit: `ResumePoint` then
@@ -169,17 +175,18 @@ public final class Trainer {
 
     deinit { exchange.deallocate() }
 
-    /// This process's streams, their carried state (copied from `full`) and validation state.
-    static func share(_ full: RecurrentState, config: ModelConfig, group: (any GradientReducer)?) throws
-        -> ((any GradientReducer)?, Range<Int>, RecurrentState, RecurrentState) {
+    /// This process's streams, their carried state (copied from `full`; `full` itself when alone) and
+    /// validation state.
+    static func share(_ full: RecurrentState, config: ModelConfig, reducer: any GradientReducer) throws
+        -> (Range<Int>, RecurrentState, RecurrentState) {
         let B = full.batch
-        guard let group else { return (nil, 0..<B, full, RecurrentState(config: config, batch: B)) }
-        guard B >= group.size else { throw DistributedError.tooFewStreams(batch: B, ranks: group.size) }
-        let streams = group.streams(of: B)
+        guard B >= reducer.size else { throw DistributedError.tooFewStreams(batch: B, ranks: reducer.size) }
+        let streams = reducer.streams(of: B)
+        if streams.count == B { return (streams, full, RecurrentState(config: config, batch: B)) }
         let local = RecurrentState(config: config, batch: streams.count)
         let H = config.hidden
         for (l, f) in zip(local.h + local.c, full.h + full.c) { l.ptr.update(from: f.ptr + streams.lowerBound * H, count: streams.count * H) }
-        return (group, streams, local, RecurrentState(config: config, batch: streams.count))
+        return (streams, local, RecurrentState(config: config, batch: streams.count))
     }
 
     /// The run's last iteration: `maxIters`, else `epochs` × `ntrain` rounded, within `Bounds.maxIterations`.
@@ -217,54 +224,43 @@ public final class Trainer {
     }
 
     /// Mean cross-entropy over the first `valBatches` minibatches of the val split (state reset at
-    /// their start, carried across them). `shouldStop` is polled before each minibatch: when it asks to
-    /// stop, the validation is cut short and `validationInterrupted` is set (the value returned is then
-    /// not a validation loss).
+    /// their start, carried across them): each rank's streams, weighted Bᵣ/B, summed in rank order.
+    /// Before each minibatch the ranks share their stop requests (`shouldStop`, polled once per
+    /// minibatch): a request on any rank cuts the validation short on all and sets
+    /// `validationInterrupted` (the value returned is then not a validation loss). The exchange also
+    /// keeps the ranks in step, so that none waits for more than one minibatch of another's (the
+    /// watchdog's limit holds for uneven blocks and long validations).
     public func validate() -> Double {
-        let T = meta.train.seq, B = meta.train.batch
-        if let group { return validate(group: group, T: T, B: B) }
+        let T = meta.train.seq, B = meta.train.batch, Br = streams.count
+        reducer.enter(.validation(iteration: meta.progress.iteration))
         evalState.reset()
         validationInterrupted = false
-        var total = 0.0
         let m = valBatches
-        for k in 0..<m {
-            if shouldStop() { validationInterrupted = true; return .nan }
-            batches.fill(.val, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
-            total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: B, state: evalState)
-        }
-        return total / Double(max(1, m))
-    }
-
-    /// Data-parallel validation: each rank's streams, weighted Bᵣ/B, summed in rank order. Before each
-    /// minibatch the ranks share their stop requests (a stop on any rank cuts the validation short on
-    /// all, as `shouldStop` does alone); this also keeps them in step, so that no rank waits for more
-    /// than one minibatch of another's (the watchdog's limit holds for uneven blocks and long validations).
-    private func validate(group: any GradientReducer, T: Int, B: Int) -> Double {
-        group.enter(.validation(iteration: meta.progress.iteration))
-        evalState.reset()
-        validationInterrupted = false
-        let m = valBatches, Br = streams.count
         var total = 0.0
         for k in 0..<m {
             exchange[0] = shouldStop() ? 1 : 0
-            group.gather(exchange, count: 1, into: exchange + 2)
-            if (0..<group.size).contains(where: { exchange[2 + $0] != 0 }) {
+            reducer.gather(exchange, count: 1, into: exchange + 1)
+            if (0..<reducer.size).contains(where: { exchange[1 + $0] != 0 }) {
                 validationInterrupted = true; stopAgreed = true
                 return .nan
             }
-            batches.fill(.val, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
-            total += model.evaluate(x: x.ptr, y: y.ptr, T: T, B: Br, state: evalState) * Double(Br) / Double(B)
+            batches.fill(.val, index: k, corpus: corpus, streams: streams, x: step.x.ptr, y: step.y.ptr)
+            total += model.evaluate(x: step.x.ptr, y: step.y.ptr, T: T, B: Br, state: evalState) * Double(Br) / Double(B)
         }
-        return group.gather([total]).reduce(0, +) / Double(max(1, m))
+        exchange[0] = total
+        reducer.gather(exchange, count: 1, into: exchange + 1)
+        total = 0
+        for r in 0..<reducer.size { total += exchange[1 + r] }          // in rank order
+        return total / Double(max(1, m))
     }
 
     // MARK: - Data-parallel
 
     /// Data-parallel start: every rank must run the same training and model config, vocabulary,
     /// corpus (hash and length) and start from the same weights and progress; else every rank throws
-    /// the same `DistributedError.mismatch` naming the first rank and what differs. No-op when alone.
+    /// the same `DistributedError.mismatch` naming the first rank and what differs (alone, there is no
+    /// one to differ from).
     public func checkAgreement() throws {
-        guard let group else { return }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         func json<T: Encodable>(_ v: T) -> String { (try? enc.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "?" }
@@ -276,7 +272,7 @@ public final class Trainer {
             ("start", "iteration \(meta.progress.iteration), weights hash \(String(weightsHash(model.params.ptr, count: model.layout.count), radix: 16))"),
         ]
         let mine = items.map { $0.1 }.joined(separator: "\u{0}")
-        let all = group.gatherBytes(Array(mine.utf8)).map { String(decoding: $0, as: UTF8.self).components(separatedBy: "\u{0}") }
+        let all = reducer.gatherBytes(Array(mine.utf8)).map { String(decoding: $0, as: UTF8.self).components(separatedBy: "\u{0}") }
         for (r, theirs) in all.enumerated() where r > 0 {
             for (i, item) in items.enumerated() where theirs.count != items.count || theirs[i] != all[0][i] {
                 let what: String
@@ -295,45 +291,16 @@ public final class Trainer {
     }
 
     /// Gathers the carried state of all B streams into `trainState` and compares the weights hashes.
-    private func gatherForSave(_ group: any GradientReducer) throws {
+    private func gatherForSave() throws {
         let H = model.config.hidden
-        let counts = (0..<group.size).map { group.streams(of: meta.train.batch, rank: $0).count * H }
-        for (l, f) in zip(localState.h + localState.c, trainState.h + trainState.c) { group.gatherBlocks(l.ptr, into: f.ptr, counts: counts) }
+        let counts = (0..<reducer.size).map { reducer.streams(of: meta.train.batch, rank: $0).count * H }
+        for (l, f) in zip(localState.h + localState.c, trainState.h + trainState.c) { reducer.gatherBlocks(l.ptr, into: f.ptr, counts: counts) }
         // each rank stepped only its chunk of the moments (the sharded update)
-        for m in optimizer.moments { group.allgatherChunks(m.ptr, count: optimizer.count) }
+        for m in optimizer.moments { reducer.allgatherChunks(m.ptr, count: optimizer.count) }
         let h = weightsHash(model.params.ptr, count: model.layout.count)
-        let hashes = group.gather([Double(bitPattern: h)]).map(\.bitPattern)
+        let hashes = reducer.gather([Double(bitPattern: h)]).map(\.bitPattern)
         let differ = hashes.indices.filter { hashes[$0] != hashes[0] }
         if !differ.isEmpty { throw DistributedError.weightsDiverged(iteration: meta.progress.iteration, ranks: differ) }
-    }
-
-    /// One data-parallel step up to the update: this rank's forward/backward, the reduce-scatter of the
-    /// gradient (this rank's chunk of the global mean gradient), then one exchange of the weighted
-    /// losses, the stop requests and the chunks' squared norms. Returns the global mean loss and the
-    /// global gradient norm (the same bits on every rank).
-    private func distributedStep(_ group: any GradientReducer, index k: Int, T: Int, B: Int) -> (loss: Double, norm: Float) {
-        let Br = streams.count, n = model.layout.count
-        group.enter(.step(iteration: meta.progress.iteration + 1))
-        batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x.ptr, y: y.ptr)
-        // the dropout masks of this rank's rows are the single process's (the run's generator gives the
-        // step's key, one word per step on every rank, as alone); without dropout it is not touched
-        let draw = DropoutDraw(key: model.config.dropout > 0 ? meta.progress.rng.next() : 0, firstStream: streams.lowerBound)
-        let local = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: Br, state: localState, dropout: draw)
-        gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
-        let w = Double(Br) / Double(B)
-        if Br != B { scal(n: n, alpha: Float(w), x: model.grads.ptr) }
-        exchange[2] = group.reduceScatterGradient(model.grads.ptr, count: n)
-        exchange[0] = local * w; exchange[1] = shouldStop() ? 1 : 0
-        group.gather(exchange, count: 3, into: exchange + 3)
-        var loss = 0.0, squares = 0.0
-        stopAgreed = false
-        for r in 0..<group.size {                                        // in rank order
-            loss += exchange[3 + 3 * r]
-            if exchange[4 + 3 * r] != 0 { stopAgreed = true }
-            squares += exchange[5 + 3 * r]
-        }
-        // N = 1: √(x²) of a float x is x again (x² is exact in Double), the single-process norm
-        return (loss, Float(squares.squareRoot()))
     }
 
     // MARK: - Loop
@@ -341,7 +308,6 @@ public final class Trainer {
     public func run(report: (TrainEvent) -> Void) throws -> TrainSummary {
         let T = meta.train.seq, B = meta.train.batch, ntrain = batches.ntrain
         let train = meta.train
-        let n = model.layout.count
         var lastLoss = Double.nan
         var interrupted = false
         var savedAny = FileManager.default.fileExists(atPath: latestPath)
@@ -351,21 +317,15 @@ public final class Trainer {
         var rowTime = 0.0
         var consecutiveSkips = 0
         while meta.progress.iteration < totalIterations {
-            if group == nil ? shouldStop() : stopAgreed { interrupted = true; break }
+            if step.stopBeforeNextStep(agreed: stopAgreed, poll: shouldStop) { interrupted = true; break }
             let k = meta.progress.iteration % ntrain
-            let t0: UInt64
-            let loss: Double, norm: Float
-            if let group {
-                t0 = DispatchTime.now().uptimeNanoseconds
-                (loss, norm) = distributedStep(group, index: k, T: T, B: B)
-            } else {
-                batches.fill(.train, index: k, corpus: corpus, x: x.ptr, y: y.ptr)
-                t0 = DispatchTime.now().uptimeNanoseconds
-                loss = model.trainStep(x: x.ptr, y: y.ptr, T: T, B: B, state: trainState, rng: &meta.progress.rng)
-                gradientFault?(meta.progress.iteration + 1, model.grads.ptr)
-                norm = GradientClip.norm(model.grads.ptr, count: n)
+            let r = step.run(iteration: meta.progress.iteration + 1, state: localState, rng: &meta.progress.rng, lr: meta.progress.lr,
+                             clipMode: train.clipMode, clip: train.clip, stopRequested: shouldStop) { x, y, streams in
+                batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x, y: y)
             }
-            if !(loss.isFinite && norm.isFinite) {
+            stopAgreed = r.stopAgreed
+            let loss = r.loss, norm = r.norm
+            if !r.updated {
                 guard skipNonFinite, consecutiveSkips + 1 < maxConsecutiveSkips else {
                     let last = savedAny ? latestPath : nil
                     if skipNonFinite {
@@ -383,11 +343,7 @@ public final class Trainer {
                 continue
             }
             consecutiveSkips = 0
-            // data-parallel: this rank's chunk, then every rank's updated chunk goes to all
-            optimizer.clipAndStep(params: model.params.ptr, grads: model.grads.ptr, norm: norm, mode: train.clipMode, clip: train.clip,
-                                  lr: meta.progress.lr, range: group?.chunk(of: n))
-            group?.allgatherChunks(model.params.ptr, count: n)
-            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let dt = r.seconds
             meta.progress.iteration += 1
             meta.progress.optimizerSteps = optimizer.stepCount
             meta.progress.elapsed = elapsedBefore + Double(DispatchTime.now().uptimeNanoseconds - startClock) / 1e9
@@ -456,21 +412,15 @@ public final class Trainer {
     /// Data-parallel: the ranks gather the state, rank 0 writes, and all meet once more after the write
     /// (`checkpointWritten`: the other ranks' wait for the write is not a silent peer).
     func save(improved: Bool) throws {
-        if let group {
-            group.enter(.checkpoint(iteration: meta.progress.iteration))
-            try gatherForSave(group)
-            if group.rank == 0 {
-                saveFault?()
-                try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
-                                    state: trainState, meta: meta)
-            }
-            group.enter(.checkpointWritten(iteration: meta.progress.iteration))
-            exchange[0] = 0
-            group.gather(exchange, count: 1, into: exchange + 2)
-            return
+        reducer.enter(.checkpoint(iteration: meta.progress.iteration))
+        try gatherForSave()
+        if reducer.rank == 0 {
+            saveFault?()
+            try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
+                                state: trainState, meta: meta)
         }
-        saveFault?()
-        try Checkpoint.save(to: improved ? [bestPath, latestPath] : [latestPath], model: model, optimizer: optimizer,
-                            state: trainState, meta: meta)
+        reducer.enter(.checkpointWritten(iteration: meta.progress.iteration))
+        exchange[0] = 0
+        reducer.gather(exchange, count: 1, into: exchange + 1)
     }
 }

@@ -1,4 +1,4 @@
-// Checkpoint/RunFolder.swift — the on-disk contract of a training run: the folder `<out>/<run>/` holds
+// Run/RunFolder.swift — the on-disk contract of a training run: the folder `<out>/<run>/` holds
 // best.safetensors (lowest validation loss), latest.safetensors (where the run stopped) and loss.csv;
 // `<out>/.cache/` holds the token cache shared by the runs under `<out>`. Every name of that contract
 // lives here, with the look-ups `sample`, `eval`, `info` and `train --resume` do on it, and the lock

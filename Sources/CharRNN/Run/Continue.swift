@@ -1,4 +1,4 @@
-// Train/Continue.swift — starting from an existing checkpoint: its tensors read once into what will
+// Run/Continue.swift — starting from an existing checkpoint: its tensors read once into what will
 // continue it (`ResumePoint` for `--resume`, `FineTuneSource` for `--init-from`), a corpus encoded with
 // the checkpoint's vocabulary (`--allow-new-corpus`, `--init-from`), fine-tuning (a new run from the
 // weights), the `vocab_counts` metadata entry, and the clean-up of temp files a killed writer left
@@ -80,11 +80,11 @@ public struct ResumePoint {
 
     /// - Parameters:
     ///   - maxIters, epochs: replace the run's stopping point when given (`epochs` alone drops its max-iters).
-    ///   - group: data-parallel: the model's workspace is sized for this process's block of the streams
+    ///   - reducer: the processes of the run: the model's workspace is sized for this process's block of the streams
     ///     (the restored carried state still holds all of them).
     /// - Throws: `TrainError.config`, `TrainError.noOptimizerState`, `CheckpointError`/`SafeTensorsError`
     ///   for tensors that do not match the metadata.
-    public init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, group: (any GradientReducer)? = nil) throws {
+    public init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, reducer: any GradientReducer = LocalReducer()) throws {
         var train = checkpoint.meta.train
         if let maxIters { train.maxIters = maxIters }
         if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
@@ -101,7 +101,7 @@ public struct ResumePoint {
         guard checkpoint.hasOptimizerState else { throw TrainError.noOptimizerState(checkpoint: checkpoint.path) }
         let config = checkpoint.meta.model
         // (a block of 0 streams is refused by the trainer: `DistributedError.tooFewStreams`)
-        model = CharRNNModel(config: config, maxT: train.seq, maxB: max(1, group?.streams(of: train.batch).count ?? train.batch))
+        model = CharRNNModel(config: config, maxT: train.seq, maxB: max(1, reducer.streams(of: train.batch).count))
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         state = RecurrentState(config: config, batch: train.batch)
         try Checkpoint.restore(checkpoint, model: model, optimizer: optimizer, state: state)
@@ -130,7 +130,7 @@ extension Trainer {
     /// `dropout` replacing its dropout when given; `corpus` must use the checkpoint's vocabulary.
     /// - Throws: `TrainError.notEncodedWithCheckpointVocabulary`, and what `init(corpus:…)` throws.
     public convenience init(initFrom source: FineTuneSource, corpus: Corpus, corpusInfo: CorpusInfo,
-                            train: TrainConfig, dropout: Float?, runDir: String, group: (any GradientReducer)? = nil) throws {
+                            train: TrainConfig, dropout: Float?, runDir: String, reducer: any GradientReducer = LocalReducer()) throws {
         let checkpoint = source.checkpoint
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
             throw TrainError.notEncodedWithCheckpointVocabulary(checkpoint: checkpoint.path)
@@ -139,7 +139,7 @@ extension Trainer {
         if let dropout { config.dropout = dropout }     // dropout has no parameters: same layout
         // The fresh init draws the initial weights from the seed (the RNG then drives dropout exactly
         // as in a fresh run); the checkpoint's weights replace them.
-        try self.init(corpus: corpus, corpusInfo: corpusInfo, model: config, train: train, runDir: runDir, group: group)
+        try self.init(corpus: corpus, corpusInfo: corpusInfo, model: config, train: train, runDir: runDir, reducer: reducer)
         model.params.ptr.update(from: source.weights.params.ptr, count: model.layout.count)
         meta.extra[RunContinuation.initFromKey] = checkpoint.path
     }

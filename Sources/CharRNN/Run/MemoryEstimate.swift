@@ -1,4 +1,4 @@
-// Train/MemoryEstimate.swift — predict a run's memory before allocating it, and compare it with what
+// Run/MemoryEstimate.swift — predict a run's memory before allocating it, and compare it with what
 // the machine (or its cgroup) has available.
 //
 // Estimate (bytes):

@@ -1,4 +1,4 @@
-// Train/TrainingRun.swift — one `charrnn train` from its request to a `Trainer` ready to run: which
+// Run/TrainingRun.swift — one `charrnn train` from its request to a `Trainer` ready to run: which
 // kind of start it is (a fresh run, a resume, a fine-tuning run, a resume on a new corpus), the
 // checkpoint read and restored once (before any corpus work), the corpus loaded (token cache, memory
 // check, content hash), the run folder named (corpus name + timestamp unless a name is given), and the
@@ -51,11 +51,12 @@ public struct TrainingRun {
         public var name: String?
         /// `.beside` puts the cache under `outDir`, or on resume under the folder that holds the run.
         public var tokenCache: TokenCache
-        /// Data-parallel: the processes this one trains with (mpirun); nil = alone. Every rank builds the
-        /// same run (rank 0's folder name), checks that they agree, and only rank 0 writes the folder.
-        public var group: (any GradientReducer)? = nil
+        /// The processes this one trains with: `LocalReducer` alone, `MPIReducer` under mpirun. Every
+        /// rank builds the same run (rank 0's folder name), checks that they agree, and only rank 0
+        /// writes the folder.
+        public var reducer: any GradientReducer = LocalReducer()
         /// Whether this process writes the run folder (and so takes its lock): alone, or rank 0.
-        var writesFolder: Bool { (group?.rank ?? 0) == 0 }
+        var writesFolder: Bool { reducer.rank == 0 }
         /// A fresh or fine-tuning run may replace a run folder that already holds a run (`--overwrite`);
         /// never the folder of the `--init-from` checkpoint.
         public var overwrite: Bool
@@ -143,10 +144,10 @@ public struct TrainingRun {
         if case let .adaptive(cutoffs) = softmax { try chooseAdaptiveSoftmax(&mc, corpus: c, manual: cutoffs, report: report) }
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
-        try checkMemory(corpus: c, config: mc, train: t, group: r.group, report: report)
+        try checkMemory(corpus: c, config: mc, train: t, reducer: r.reducer, report: report)
         let dir = runDir(r, corpusName: c.name)
         let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
-        let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir, group: r.group) }
+        let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir, reducer: r.reducer) }
         reportLayout(trainer, report: report)
         return (.fresh, trainer, lock)
     }
@@ -162,7 +163,7 @@ public struct TrainingRun {
         r.outDir = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.deletingLastPathComponent().path
         let loaded = try Checkpoint.load(path: file)
         // every tensor checked and restored into the model that will train on, before any corpus work
-        let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, group: r.group)
+        let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, reducer: r.reducer)
         report(.checkpointRead(path: loaded.path))
         let recorded = loaded.meta.corpus
         let paths = r.corpus.isEmpty ? (recorded.paths ?? [recorded.path]) : r.corpus
@@ -189,26 +190,26 @@ public struct TrainingRun {
             if let change {
                 guard allowNewCorpus else { throw TrainError.corpusChanged(checkpoint: loaded.path, change: change) }
                 let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
-                trainer = try Trainer(resume: point, corpus: c, newCorpus: info, group: r.group)
+                trainer = try Trainer(resume: point, corpus: c, newCorpus: info, reducer: r.reducer)
                 plan = .newCorpus(path: path)
                 report(.continuingOnNewCorpus(path: path, tokens: c.count))
             } else if let c = decoded, c.vocabulary == loaded.meta.vocabulary {
-                trainer = try Trainer(resume: point, corpus: c, group: r.group)
+                trainer = try Trainer(resume: point, corpus: c, reducer: r.reducer)
                 plan = .resume
             } else {
                 // The same text, but the run's vocabulary is not the one the loader builds from it (a
                 // fine-tuned run, one continued on a new corpus, or one whose unknown token took other
                 // characters): the data is rebuilt with the checkpoint's own vocabulary and mapping.
                 let (c, _) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: loaded.meta.train.normalize)
-                trainer = try Trainer(resume: point, corpus: c, group: r.group)
+                trainer = try Trainer(resume: point, corpus: c, reducer: r.reducer)
                 plan = .resume
             }
         } else {
             let (c, _) = try loadCorpus(paths, options: loaded.meta.train.loadOptions, request: r, report: report)
-            trainer = try Trainer(resume: point, corpus: c, group: r.group)
+            trainer = try Trainer(resume: point, corpus: c, reducer: r.reducer)
             plan = .resume
         }
-        if (r.group?.rank ?? 0) == 0 { RunContinuation.removeStaleTempFiles(runDir: trainer.runDir) }
+        if r.reducer.rank == 0 { RunContinuation.removeStaleTempFiles(runDir: trainer.runDir) }
         try WorkerPool.configure(threads: loaded.meta.train.threads)
         report(.detail(trainer.validationSummary))
         report(.resuming(runDir: trainer.runDir, iteration: loaded.meta.progress.iteration, epoch: loaded.meta.epoch))
@@ -235,7 +236,7 @@ public struct TrainingRun {
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
         let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil
         let trainer = try lock.abandoningOnError {
-            try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, group: r.group)
+            try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, reducer: r.reducer)
         }
         reportLayout(trainer, report: report)
         return (.initFrom(source: loaded.path), trainer, lock)
@@ -334,11 +335,11 @@ public struct TrainingRun {
     /// Refuses a run that will not fit, with the estimate and what to change.
     /// Data-parallel: each rank's activations are for its block of streams, and the ranks on this host
     /// (mpirun's OMPI_COMM_WORLD_LOCAL_SIZE) need their memory at the same time.
-    static func checkMemory(corpus: Corpus, config: ModelConfig, train: TrainConfig, group: (any GradientReducer)?,
+    static func checkMemory(corpus: Corpus, config: ModelConfig, train: TrainConfig, reducer: any GradientReducer,
                             report: (Event) -> Void) throws {
         let e = MemoryEstimate(tokenCount: 0, bytesPerToken: corpus.bytesPerToken, config: config, train: train,
-                               streams: group?.streams(of: train.batch).count)
-        let local = group == nil ? 1 : max(1, Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1)
+                               streams: reducer.streams(of: train.batch).count)
+        let local = reducer.size == 1 ? 1 : max(1, Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1)
         let perHost = local > 1 ? " per process, × \(local) processes on this host" : ""
         report(.detail("memory estimate: token array \(megabytes(corpus.count * corpus.bytesPerToken)) (resident) + model \(e)\(perHost)"))
         var hints: [String] = []
@@ -355,7 +356,8 @@ public struct TrainingRun {
     static func reportLayout(_ trainer: Trainer, report: (Event) -> Void) {
         let b = trainer.batches, t = trainer.meta.train, mc = trainer.model.config
         report(.detail(trainer.validationSummary))
-        if let g = trainer.group {
+        if trainer.reducer.size > 1 {
+            let g = trainer.reducer
             report(.detail("data-parallel: \(g.size) processes, each a block of the \(t.batch) streams (rank 0: \(trainer.streams.count)); "
                            + "sharded update (reduce-scatter and allgather in rank order), \(g.bytesSentPerIteration(parameters: mc.parameterCount)) bytes sent per rank per iteration"))
         }
@@ -369,7 +371,7 @@ public struct TrainingRun {
     /// `<out>/<name>`, the name defaulting to `<corpus name>-<yyyyMMdd-HHmmss>`.
     static func runDir(_ r: Request, corpusName: String) -> String {
         // data-parallel: rank 0's clock names the folder (the ranks may start a second apart)
-        let stamp = r.group.map { $0.broadcast(timestamp()) } ?? timestamp()
+        let stamp = r.reducer.broadcast(timestamp())
         return (r.outDir as NSString).appendingPathComponent(r.name ?? "\(corpusName)-\(stamp)")
     }
 

@@ -1,4 +1,4 @@
-// Train/Distributed.swift — data-parallel training: what a process of an N-process run shares.
+// Distributed/Reducers.swift — data-parallel training: what a process of an N-process run shares.
 //
 // Dims: B streams, Bᵣ = streams of rank r, P parameters, N processes (ranks), c = ⌈P/N⌉.
 // The global minibatch is the single-process one (char-rnn's B streams); rank r computes the
@@ -19,7 +19,7 @@
 // on N only, not on MPI's algorithm choices. The moments of the other ranks' chunks are gathered
 // only when a checkpoint is written (`Trainer.gatherForSave`).
 // Watchdog (`MPIReducer.timeout`, CHARRNN_MPI_TIMEOUT): every collective waits at most `timeout`
-// seconds of silence (Tensor/MPI.swift), then the rank prints one line naming itself, the peer it
+// seconds of silence (Distributed/MPI.swift), then the rank prints one line naming itself, the peer it
 // waited for and the phase (`CollectivePhase`), and calls MPI_Abort, which ends the job: a link that
 // drops packets without a reset would otherwise block the ranks for TCP's retransmission timeout. The
 // limit applies where all ranks do the same work and so arrive together: the training step (their
@@ -33,7 +33,7 @@
 import Foundation
 
 /// What data-parallel training needs from the other processes. Every method is collective: all ranks
-/// call it, in the same order. The trainer without one (`group == nil`) is the single-process path.
+/// call it, in the same order. A process alone trains with `LocalReducer`, a group of one.
 public protocol GradientReducer: AnyObject, Sendable {
     var rank: Int { get }
     var size: Int { get }
@@ -101,9 +101,6 @@ extension GradientReducer {
         return part * part
     }
 
-    /// Whether `flag` is true on any rank.
-    public func any(_ flag: Bool) -> Bool { gather([flag ? 1 : 0]).contains { $0 != 0 } }
-
     public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
         let all = gather(Array(UnsafeBufferPointer(start: values, count: count)))
         out.update(from: all, count: all.count)
@@ -114,6 +111,24 @@ extension GradientReducer {
     /// Rank 0's string, on every rank.
     public func broadcast(_ s: String) -> String {
         String(decoding: gatherBytes(Array(s.utf8))[0], as: UTF8.self)
+    }
+}
+
+/// A process alone: a group of one, every collective the identity (nothing is sent, nothing allocated
+/// in the per-step calls), so the trainer's one code path is the single-process arithmetic bit for bit.
+public final class LocalReducer: GradientReducer, @unchecked Sendable {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func gather(_ values: [Double]) -> [Double] { values }
+    public func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] { [bytes] }
+    public func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
+        if UnsafePointer(full) != local { full.update(from: local, count: counts[0]) }
+    }
+    public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
+        out.update(from: values, count: count)
     }
 }
 

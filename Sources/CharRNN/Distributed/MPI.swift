@@ -1,4 +1,4 @@
-// Tensor/MPI.swift — Open MPI, loaded at run time only in a process that mpirun started.
+// Distributed/MPI.swift — Open MPI, loaded at run time only in a process that mpirun started.
 //
 // No header or library is needed to build charrnn, and nothing of MPI is touched without mpirun: the
 // process is an MPI rank when `OMPI_COMM_WORLD_SIZE` is set (mpirun sets it for every rank), and only

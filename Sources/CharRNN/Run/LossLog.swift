@@ -1,4 +1,4 @@
-// Train/LossLog.swift — the per-run loss CSV that a spreadsheet, pandas or gnuplot reads as it is.
+// Run/LossLog.swift — the per-run loss CSV that a spreadsheet, pandas or gnuplot reads as it is.
 //
 // Header: iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec
 // One row per --log-every iterations (and at every validation); val_loss is empty when not evaluated.

@@ -26,8 +26,8 @@ struct ExportCommand: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Run folder or .safetensors file (a folder means its \(RunFolder.bestName)).", valueName: "RUN_DIR_OR_FILE"))
     var checkpoint: String
-    @Option(help: "Output format: onnx or html.")
-    var format: ExportFormat
+    @Option(help: "Output format: onnx or html (default: from the -o file's extension, .onnx or .html).")
+    var format: ExportFormat?
     @Option(name: .shortAndLong, help: ArgumentHelp("File to write.", valueName: "FILE"))
     var output: String
     @Option(help: "html only: precision of the embedded weights, fp32 or bf16 (half the size; log-probabilities move by about 1e-3).")
@@ -35,9 +35,20 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Replace the output file if it exists.")
     var force = false
 
+    /// --format, else the one the output's extension names.
+    var resolvedFormat: ExportFormat? {
+        if let format { return format }
+        switch (output as NSString).pathExtension.lowercased() {
+        case "onnx": return .onnx
+        case "html", "htm": return .html
+        default: return nil
+        }
+    }
+
     func validate() throws {
         if output.isEmpty { throw ValidationError("-o must name a file") }
-        if format == .onnx && weights != .fp32 { throw ValidationError("--weights applies to --format html; an ONNX export holds float32 weights") }
+        guard let f = resolvedFormat else { throw ValidationError("give --format onnx or --format html (or an -o file ending in .onnx or .html)") }
+        if f == .onnx && weights != .fp32 { throw ValidationError("--weights applies to --format html; an ONNX export holds float32 weights") }
     }
 
     func run() throws { try reportingErrors(export) }
@@ -47,6 +58,7 @@ struct ExportCommand: ParsableCommand {
         let loaded = try Checkpoint.load(path: path)
         let source = try ExportSource(checkpoint: loaded)
         let bytes: [UInt8]
+        guard let format = resolvedFormat else { throw ValidationError("no --format") }   // validate() checked it
         do {
             switch format {
             case .onnx: bytes = try ONNXExport.model(source, producerVersion: charrnnVersion).serialize()

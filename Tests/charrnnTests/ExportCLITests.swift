@@ -36,6 +36,9 @@ final class ExportCLITests: CharrnnCLITestCase {
             let html = try run(["export", "checkpoints/r/best.safetensors", "--format", "html", "--weights", w, "-o", "m-\(w).html"], cwd: dir)
             XCTAssertEqual(html.status, 0, html.err)
         }
+        let inferred = try run(["export", "checkpoints/r", "-o", "inferred.HTML"], cwd: dir)
+        XCTAssertEqual(inferred.status, 0, inferred.err)
+        XCTAssertTrue(inferred.err.contains("(html,"), "the extension names the format: \(inferred.err)")
         let fp32 = try String(contentsOfFile: dir + "/m-fp32.html", encoding: .utf8)
         XCTAssertTrue(fp32.hasPrefix("<!doctype html>") && fp32.contains("window.charrnn"))
         let again = try run(["export", "checkpoints/r", "--format", "onnx", "-o", "m.onnx"], cwd: dir)
@@ -56,6 +59,9 @@ final class ExportCLITests: CharrnnCLITestCase {
         let r = try run(["export", "checkpoints/r", "--format", "onnx", "--weights", "bf16", "-o", "x.onnx"], cwd: dir)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.err.contains("--weights applies to --format html"), r.err)
+        let noFormat = try run(["export", "checkpoints/r", "-o", "x.bin"], cwd: dir)
+        XCTAssertNotEqual(noFormat.status, 0)
+        XCTAssertTrue(noFormat.err.contains("give --format onnx or --format html"), noFormat.err)
         // a checkpoint that fails validation: decoder.bias[0] set to NaN, and a truncated copy
         var bytes = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/checkpoints/r/best.safetensors"))
         let n = Int(bytes.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })

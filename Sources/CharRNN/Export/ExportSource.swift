@@ -3,7 +3,8 @@
 // its parameters by state_dict name, and the metadata a runtime needs to tokenize and sample the
 // same way (ExportMetadata, written into the ONNX model's metadata_props and the HTML page).
 // Also the one writer of export files: atomic (AtomicFile: temp file, fsync, rename, fsync dir),
-// refusing to replace an existing file unless asked, so a failure leaves no partial file.
+// refusing to replace an existing file unless asked (hard-linked into place, so not even a file
+// created meanwhile is replaced), so a failure leaves no partial file.
 
 #if canImport(Glibc)
 import Glibc
@@ -125,9 +126,11 @@ public struct ExportSource: Sendable {
 /// Writes export files.
 public enum ExportFile {
     /// Writes `bytes` to `path` atomically. Unless `overwrite`, refuses a path that exists (also a
-    /// dangling symlink); a directory is always refused.
-    /// - Throws: `ExportError` (exists, is a directory), `FileIOError` (cannot create, no space, …);
-    ///   on any failure no file is left at `path` or beside it.
+    /// dangling symlink), and stays refusing if another process creates it meanwhile: the complete
+    /// file is staged under a hidden sibling name and hard-linked into place (link(2) never
+    /// replaces), falling back to a rename on file systems without hard links. A directory is always refused.
+    /// - Throws: `ExportError` (exists, is a directory), `FileIOError` naming `path` (cannot create,
+    ///   no space, …); on any failure no file is left at `path` or beside it.
     public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool) throws {
         var st = stat()
         if lstat(path, &st) == 0 {
@@ -135,8 +138,28 @@ public enum ExportFile {
             if st.st_mode & S_IFMT == S_IFDIR || (stat(path, &target) == 0 && target.st_mode & S_IFMT == S_IFDIR) {
                 throw ExportError(path: path, message: "is a directory; give a file name with -o")
             }
-            if !overwrite { throw ExportError(path: path, message: "already exists; pass --force to replace it") }
+            if !overwrite { throw exists(path) }
         }
-        try AtomicFile.write(bytes, to: path)
+        if overwrite { return try AtomicFile.write(bytes, to: path) }
+        let dir = (path as NSString).deletingLastPathComponent, base = (path as NSString).lastPathComponent
+        let staged = (dir.isEmpty ? "" : dir + "/") + ".\(base).export-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do { try AtomicFile.write(bytes, to: staged) } catch let e as FileIOError {
+            throw FileIOError(path: path, operation: e.operation, code: e.code)
+        }
+        defer { _ = unlink(staged) }
+        if link(staged, path) != 0 {
+            let code = errno
+            if code == EEXIST { throw exists(path) }
+            guard [EPERM, EOPNOTSUPP, ENOTSUP, EMLINK, ENOSYS].contains(code) else { throw FileIOError(path: path, operation: "link", code: code) }
+            // no hard links here: check once more and rename (the staged file is complete and fsynced)
+            if lstat(path, &st) == 0 { throw exists(path) }
+            if rename(staged, path) != 0 { throw FileIOError(path: path, operation: "rename", code: errno) }
+        }
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { _ = fsync(fd); _ = close(fd) }
+    }
+
+    static func exists(_ path: String) -> ExportError {
+        ExportError(path: path, message: "already exists; pass --force to replace it")
     }
 }

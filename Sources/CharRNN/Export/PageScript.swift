@@ -138,6 +138,7 @@ const unk = meta.unknown_id;
 function encode(text) {
   if (meta.normalize === "nfc") text = text.normalize("NFC");
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (meta.unit === "grapheme" && !(window.Intl && Intl.Segmenter)) throw new Error("this browser cannot split text into graphemes (no Intl.Segmenter)");
   const pieces = meta.unit === "grapheme"
     ? Array.from(new Intl.Segmenter(undefined, { granularity: "grapheme" }).segment(text), (s) => s.segment)
     : Array.from(text);
@@ -242,10 +243,10 @@ function complete(opts) {
   for (let n = 0; n < o.length; n++) { const t = draw(g.lp, o, g.rng); text += meta.vocab[t]; step(t, g.st, g.lp); }
   return text;
 }
-let stopping = false;
+let stopping = false, skipped = [];
 async function generate(opts, onChunk) {
   const o = options(opts), g = begin(o);
-  stopping = false;
+  stopping = false; skipped = g.skipped;
   let text = o.prime, n = 0;
   if (onChunk) onChunk(o.prime, 0);
   while (n < o.length && !stopping) {
@@ -294,7 +295,9 @@ async function onGenerate() {
       $("status").textContent = n + " characters, " + sec.toFixed(1) + " s, " + Math.round(n / Math.max(sec, 1e-3)) + " chars/s";
     });
     const sec = (performance.now() - started) / 1000;
-    setRunning(false, (stopping ? "stopped after " : "") + count + " characters, " + Math.round(count / Math.max(sec, 1e-3)) + " chars/s");
+    const note = skipped.length ? " · prompt characters not in the vocabulary " + (unk === null ? "skipped: " : "read as unknown: ") +
+      skipped.map((c) => JSON.stringify(c)).join(" ") : "";
+    setRunning(false, (stopping ? "stopped after " : "") + count + " characters, " + Math.round(count / Math.max(sec, 1e-3)) + " chars/s" + note);
   } catch (e) {
     setRunning(false, "error: " + e.message);
   }

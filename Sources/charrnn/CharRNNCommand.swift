@@ -20,7 +20,7 @@ struct CharRNNCommand: AsyncParsableCommand {
 
     static var subcommands: [ParsableCommand.Type] {
         var s: [ParsableCommand.Type] = [TrainCommand.self, SampleCommand.self, BenchCommand.self,
-                                         EvalCommand.self, InfoCommand.self, PlotCommand.self]
+                                         EvalCommand.self, InfoCommand.self, PlotCommand.self, ExportCommand.self]
         #if !CHARRNN_NO_SERVER
         s.append(ServeCommand.self)
         #endif

@@ -42,6 +42,8 @@ struct ModelOptions: ParsableArguments {
         [(cell != nil, "--model"), (layers != nil, "--layers"), (hidden != nil, "--hidden"), (embed != nil, "--embed")]
             .filter(\.0).map(\.1)
     }
+    /// --dropout, when given (a resume keeps the run's; --init-from may change it).
+    var givenDropoutFlag: [String] { dropout != nil ? ["--dropout"] : [] }
 
     func validate() throws {
         // checked as given, before a Float rounds 0.9999999999 up to 1
@@ -51,51 +53,66 @@ struct ModelOptions: ParsableArguments {
 }
 
 struct OptimizationOptions: ParsableArguments {
-    @Option(help: "Characters per stream per minibatch (truncated-BPTT length).")
-    var seq: Int = 50
-    @Option(help: "Parallel streams per minibatch.")
-    var batch: Int = 50
+    // Optionals, the defaults (the library's TrainConfig) applied in `apply` and shown in the help, so
+    // that `givenFlags` knows what the command line said (--resume ignores these).
+    @Option(help: "Characters per stream per minibatch (truncated-BPTT length). (default: \(trainDefaults.seq))")
+    var seq: Int?
+    @Option(help: "Parallel streams per minibatch. (default: \(trainDefaults.batch))")
+    var batch: Int?
     @Option(help: "Passes over the training split; on --resume, replaces the run's. (default: \(trainDefaults.epochs))")
     var epochs: Double?
     @Option(help: ArgumentHelp("Stop after N iterations (overrides --epochs).", valueName: "N"))
     var maxIters: Int?
-    @Option(help: "Optimizer: rmsprop (α 0.95, as char-rnn), adam (β 0.9/0.999) or sgd (momentum 0.9).")
-    var optim: OptimizerKind = .rmsprop
-    @Option(help: "Learning rate.")
-    var lr: Double = 2e-3
-    @Option(help: "Learning-rate multiplier applied at the end of each epoch after --lr-decay-after.")
-    var lrDecay: Float = 0.97
-    @Option(help: ArgumentHelp("Epochs before the learning rate starts decaying.", valueName: "EPOCHS"))
-    var lrDecayAfter: Int = 10
-    @Option(help: "Gradient clipping threshold (0 disables).")
-    var clip: Double = 5
-    @Option(help: "norm: scale to a global L2 norm ≤ --clip; value: clamp each element to ±--clip (char-rnn).")
-    var clipMode: ClipMode = .norm
-    @Option(help: "Fraction of minibatches used for training.")
-    var trainFrac: Double = 0.95
-    @Option(help: "Fraction of minibatches used for validation (the rest, if any, is test).")
-    var valFrac: Double = 0.05
-    @Option(help: ArgumentHelp("Validate (and checkpoint) every N iterations, and at each epoch end.", valueName: "N"))
-    var evalEvery: Int = 1000
+    @Option(help: "Optimizer: rmsprop (α 0.95, as char-rnn), adam (β 0.9/0.999) or sgd (momentum 0.9). (default: \(trainDefaults.optim.rawValue))")
+    var optim: OptimizerKind?
+    @Option(help: "Learning rate. (default: \(trainDefaults.lr))")
+    var lr: Double?
+    @Option(help: "Learning-rate multiplier applied at the end of each epoch after --lr-decay-after. (default: \(trainDefaults.lrDecay))")
+    var lrDecay: Float?
+    @Option(help: ArgumentHelp("Epochs before the learning rate starts decaying. (default: \(trainDefaults.lrDecayAfter))", valueName: "EPOCHS"))
+    var lrDecayAfter: Int?
+    @Option(help: "Gradient clipping threshold (0 disables). (default: \(trainDefaults.clip))")
+    var clip: Double?
+    @Option(help: "norm: scale to a global L2 norm ≤ --clip; value: clamp each element to ±--clip (char-rnn). (default: \(trainDefaults.clipMode.rawValue))")
+    var clipMode: ClipMode?
+    @Option(help: "Fraction of minibatches used for training. (default: \(trainDefaults.trainFrac))")
+    var trainFrac: Double?
+    @Option(help: "Fraction of minibatches used for validation (the rest, if any, is test). (default: \(trainDefaults.valFrac))")
+    var valFrac: Double?
+    @Option(help: ArgumentHelp("Validate (and checkpoint) every N iterations, and at each epoch end. (default: \(trainDefaults.evalEvery))", valueName: "N"))
+    var evalEvery: Int?
     @Option(help: ArgumentHelp("Validate on the first minibatches of the val split (every stream), at most N tokens (at least one minibatch), the same ones each time; all = the whole split. (default: \(trainDefaults.valTokens!))", valueName: "N|all"))
     var valTokens: ValTokens?
-    @Option(help: ArgumentHelp("Write a \(RunFolder.lossLogName) row every N iterations.", valueName: "N"))
-    var logEvery: Int = 1
-    @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run.")
-    var seed: UInt64 = 123
+    @Option(help: ArgumentHelp("Write a \(RunFolder.lossLogName) row every N iterations. (default: \(trainDefaults.logEvery))", valueName: "N"))
+    var logEvery: Int?
+    @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run. (default: \(trainDefaults.seed))")
+    var seed: UInt64?
 
     func apply(to t: inout TrainConfig) {
-        t.seq = seq; t.batch = batch; t.epochs = epochs ?? trainDefaults.epochs; t.maxIters = maxIters; t.optim = optim; t.lr = Float(lr)
-        t.lrDecay = lrDecay; t.lrDecayAfter = lrDecayAfter; t.clip = Float(clip); t.clipMode = clipMode
-        t.trainFrac = trainFrac; t.valFrac = valFrac; t.evalEvery = evalEvery; t.logEvery = logEvery
-        t.seed = seed
-        t.valTokens = valTokens.map(\.limit) ?? trainDefaults.valTokens
+        let d = trainDefaults
+        t.seq = seq ?? d.seq; t.batch = batch ?? d.batch; t.epochs = epochs ?? d.epochs; t.maxIters = maxIters
+        t.optim = optim ?? d.optim; t.lr = lr.map { Float($0) } ?? d.lr
+        t.lrDecay = lrDecay ?? d.lrDecay; t.lrDecayAfter = lrDecayAfter ?? d.lrDecayAfter
+        t.clip = clip.map { Float($0) } ?? d.clip; t.clipMode = clipMode ?? d.clipMode
+        t.trainFrac = trainFrac ?? d.trainFrac; t.valFrac = valFrac ?? d.valFrac
+        t.evalEvery = evalEvery ?? d.evalEvery; t.logEvery = logEvery ?? d.logEvery
+        t.seed = seed ?? d.seed
+        t.valTokens = valTokens.map(\.limit) ?? d.valTokens
+    }
+
+    /// The flags of the run's recorded settings given on the command line (--epochs and --max-iters,
+    /// the stopping point, are not among them: a resume may move it).
+    var givenRunFlags: [String] {
+        [(seq != nil, "--seq"), (batch != nil, "--batch"), (optim != nil, "--optim"), (lr != nil, "--lr"),
+         (lrDecay != nil, "--lr-decay"), (lrDecayAfter != nil, "--lr-decay-after"), (clip != nil, "--clip"),
+         (clipMode != nil, "--clip-mode"), (trainFrac != nil, "--train-frac"), (valFrac != nil, "--val-frac"),
+         (evalEvery != nil, "--eval-every"), (logEvery != nil, "--log-every"), (seed != nil, "--seed")].filter(\.0).map(\.1)
     }
 
     func validate() throws {
         // checked as given (a Float turns 1e39 into inf and 1e-50 into 0), then as the library sees them
-        if let p = Bounds.check("--lr", lr, in: Bounds.learningRate) { throw ValidationError(p) }
-        if let p = Bounds.check("--clip", clip, in: 0...Bounds.maxClip) { throw ValidationError(p + "; 0 disables clipping") }
+        if let lr, let p = Bounds.check("--lr", lr, in: Bounds.learningRate) { throw ValidationError(p) }
+        if let clip, let p = Bounds.check("--clip", clip, in: 0...Bounds.maxClip) { throw ValidationError(p + "; 0 disables clipping") }
         if let epochs, let p = Bounds.checkEpochs(epochs) { throw ValidationError(p) }
         var t = TrainConfig()
         apply(to: &t)
@@ -129,8 +146,10 @@ struct TextOptions: ParsableArguments {
 
 /// `--threads`, for every command that computes.
 struct ThreadsOption: ParsableArguments {
-    @Option(help: ArgumentHelp("CPU cores to use (0 = all).", valueName: "N"))
-    var threads: Int = 0
+    @Option(name: .customLong("threads"), help: ArgumentHelp("CPU cores to use (0 = all). (default: 0)", valueName: "N"))
+    var given: Int?
+    /// The cores asked for (0 = all).
+    var threads: Int { given ?? 0 }
 
     func validate() throws {
         if threads < 0 || threads > Bounds.maxThreads {

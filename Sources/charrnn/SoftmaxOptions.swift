@@ -9,10 +9,14 @@ enum SoftmaxKind: String, CaseIterable, ExpressibleByArgument {
 }
 
 struct SoftmaxOptions: ParsableArguments {
-    @Option(help: "Output layer: full softmax, or adaptive (frequent characters in a head, rare ones in smaller tail clusters; training only, validation and sampling use the exact distribution).")
-    var softmax: SoftmaxKind = .full
+    @Option(name: .customLong("softmax"), help: "Output layer: full softmax, or adaptive (frequent characters in a head, rare ones in smaller tail clusters; training only, validation and sampling use the exact distribution). (default: full)")
+    var kind: SoftmaxKind?
+    var softmax: SoftmaxKind { kind ?? .full }
     @Option(help: ArgumentHelp("Adaptive softmax cutoffs as frequency ranks, e.g. 1000,3000 (default: chosen from the corpus).", valueName: "LIST"))
     var cutoffs: String?
+
+    /// The output-layer flags given on the command line (--resume and --init-from keep the checkpoint's).
+    var givenFlags: [String] { [(kind != nil, "--softmax"), (cutoffs != nil, "--cutoffs")].filter(\.0).map(\.1) }
 
     var manualCutoffs: [Int]? {
         cutoffs.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }

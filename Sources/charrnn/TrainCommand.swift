@@ -34,8 +34,9 @@ struct TrainCommand: ParsableCommand {
     var name: String?
     @Flag(help: "Replace the run already in <out>/<run> (its checkpoints and loss log); without it such a run is refused. Never the --init-from source.")
     var overwrite = false
-    @Option(help: ArgumentHelp("Folder that holds the run folders.", valueName: "DIR"))
-    var out: String = "checkpoints"
+    @Option(name: .customLong("out"), help: ArgumentHelp("Folder that holds the run folders. (default: checkpoints)", valueName: "DIR"))
+    var outGiven: String?
+    var out: String { outGiven ?? "checkpoints" }
     @Option(help: ArgumentHelp("Continue a run exactly: its folder or a .safetensors file (prefers latest).", valueName: "RUN_DIR_OR_FILE"))
     var resume: String?
     @Flag(help: "With --resume: accept a corpus that differs from the run's (same vocabulary; the data layout is rebuilt).")
@@ -96,18 +97,14 @@ struct TrainCommand: ParsableCommand {
 
     /// Flags given on the command line that a resume or a fine-tuning run does not use: one warning each.
     var ignoredFlags: [String] {
-        let args = CommandLine.arguments.dropFirst()
-        func given(_ flag: String) -> Bool { args.contains { $0 == flag || $0.hasPrefix(flag + "=") } }
-        let shape = ["--model", "--layers", "--hidden", "--embed", "--unit", "--normalize", "--softmax", "--cutoffs",
-                     "--max-vocab", "--min-count", "--lossy"]
+        // what --init-from takes from its checkpoint: the model's shape, output layer, tokenization and vocabulary
+        let shape = model.givenShapeFlags + text.givenFlags + softmax.givenFlags + vocabulary.givenFlags
         if resume != nil {
             // everything but the stopping point, the corpus and the cache is the run's own
-            let run = shape + ["--dropout", "--seq", "--batch", "--optim", "--lr", "--lr-decay", "--lr-decay-after", "--clip",
-                               "--clip-mode", "--train-frac", "--val-frac", "--eval-every", "--log-every", "--seed", "--threads",
-                               "--name", "--out", "--skip-nonfinite"].filter { $0 != "--skip-nonfinite" }
-            return run.filter(given)
+            return shape + model.givenDropoutFlag + opt.givenRunFlags + (threads.given != nil ? ["--threads"] : [])
+                + (name != nil ? ["--name"] : []) + (outGiven != nil ? ["--out"] : [])
         }
-        if initFrom != nil { return shape.filter(given) }
+        if initFrom != nil { return shape }
         return []
     }
 

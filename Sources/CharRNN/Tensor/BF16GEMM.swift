@@ -109,7 +109,7 @@ public final class BF16Operand: @unchecked Sendable {
         precondition(maxRows >= 0 && maxK >= 0)
         self.maxRows = maxRows; self.maxK = maxK
         let k2 = (maxK + 1) / 2
-        storage = Storage(count: max(maxRows * roundUp16(k2), k2 * roundUp16(maxRows)))
+        storage = Storage(count: max(maxRows * paddedLD(k2), k2 * paddedLD(maxRows)))
     }
 
     var words: UnsafeMutablePointer<UInt32> { UnsafeMutableRawPointer(storage.ptr).assumingMemoryBound(to: UInt32.self) }
@@ -120,7 +120,7 @@ public final class BF16Operand: @unchecked Sendable {
     /// A = a (rows × k, row-major, lda), in the row layout.
     public func round(_ a: UnsafePointer<Float>, rows: Int, k: Int, lda: Int) {
         precondition(rows <= maxRows && k <= maxK && (rows == 0 || lda >= k))
-        self.rows = rows; self.k = k; layout = .rows; ld = roundUp16((k + 1) / 2)
+        self.rows = rows; self.k = k; layout = .rows; ld = paddedLD((k + 1) / 2)
         runPack(PackJob(op: .rows, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
                         kernel: BF16GEMMKernel.selected.runs), units: rows)
     }
@@ -129,7 +129,7 @@ public final class BF16Operand: @unchecked Sendable {
     /// operand: a = the gate gradients, k = the minibatch's rows).
     public func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int) {
         precondition(rows <= maxRows && k <= maxK && (k == 0 || lda >= rows))
-        self.rows = rows; self.k = k; layout = .pairs; ld = roundUp16(rows)
+        self.rows = rows; self.k = k; layout = .pairs; ld = paddedLD(rows)
         runPack(PackJob(op: .pairs, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
                         kernel: BF16GEMMKernel.selected.runs), units: (k + 1) / 2)
     }
@@ -170,7 +170,10 @@ public final class BF16Panels: @unchecked Sendable {
     }
 }
 
-@inline(__always) func roundUp16(_ x: Int) -> Int { (x + 15) / 16 * 16 }
+/// Words between the rows (or k-pairs) of a `BF16Operand` holding x words each: a whole number of
+/// 64-byte lines plus one, so rows are never a multiple of 4 KB apart (the 12 rows a register tile
+/// reads would share one L1 set: k = 2048 ran markedly slower unpadded on Zen 4).
+@inline(__always) func paddedLD(_ x: Int) -> Int { (x + 15) / 16 * 16 + 16 }
 
 /// The bfloat16 of `x` as VCVTNE2PS2BF16 rounds it: nearest even; NaN keeps sign and top payload
 /// with the quiet bit set; a float32 subnormal becomes a zero of its sign.

@@ -153,6 +153,36 @@ final class BF16GEMMTests: XCTestCase {
         }
     }
 
+    /// The recurrent pattern: each pool part rounds its rows of h and multiplies them on its own
+    /// thread (`roundRows` + `bf16GemmRows`); the result has the bits of one pooled `bf16Gemm`.
+    func testRowPartsInsidePoolMatchThePooledProduct() throws {
+        struct Job {
+            let h: UnsafePointer<Float>, scratch: Unmanaged<BF16Operand>, w: Unmanaged<BF16Panels>
+            let c: UnsafeMutablePointer<Float>, m: Int, k: Int, n: Int, parts: Int
+        }
+        let m = 50, k = 64, n = 256
+        let h = random(m * k, seed: 11), w = random(n * k, seed: 12), start = random(m * n, seed: 13)
+        for kernel in Self.kernels {
+            BF16GEMMKernel.forced = kernel
+            try WorkerPool.shared.setWidth(2)
+            let panels = BF16Panels(maxK: k, maxN: n), scratch = BF16Operand(maxRows: m, maxK: k)
+            panels.packTransposed(w.ptr, k: k, n: n, ldw: k)
+            let whole = Storage(count: m * n), parted = Storage(count: m * n)
+            whole.ptr.update(from: start.ptr, count: m * n); parted.ptr.update(from: start.ptr, count: m * n)
+            bf16Gemm(m: m, a: h.ptr, lda: k, b: panels, scratch: BF16Operand(maxRows: m, maxK: k), c: whole.ptr, ldc: n, accumulate: true)
+            scratch.prepare(rows: m, k: k)
+            let job = Job(h: h.ptr, scratch: .passUnretained(scratch), w: .passUnretained(panels), c: parted.ptr, m: m, k: k, n: n, parts: 2)
+            WorkerPool.shared.run(parts: 2, with: job) {
+                let j = $0.assumingMemoryBound(to: Job.self).pointee, r = slice(j.m, part: $1, of: j.parts)
+                let a = j.scratch.takeUnretainedValue()
+                a.roundRows(r, from: j.h, lda: j.k)
+                bf16GemmRows(r, a: a, b: j.w.takeUnretainedValue(), c: j.c, ldc: j.n, accumulate: true)
+            }
+            XCTAssertEqual(parted.toArray().map(\.bitPattern), whole.toArray().map(\.bitPattern), "\(kernel)")
+            withExtendedLifetime((panels, scratch)) {}
+        }
+    }
+
     /// float32 → bf16 on the edge cases, in the Swift rounding and in CKernels (where the CPU has
     /// AVX512_BF16), and both equal on a million random bit patterns (every class of float).
     func testRoundingToNearestEvenOnEdgeCases() {

@@ -125,6 +125,22 @@ public final class BF16Operand: @unchecked Sendable {
                         kernel: BF16GEMMKernel.selected.runs), units: rows)
     }
 
+    /// Sets the row layout for `rows` × k without rounding anything: the rows are then rounded part
+    /// by part with `roundRows`, each part on its own thread (the per-step recurrent products, whose
+    /// time loop runs one batch slice per core). Call it before the pool splits the work.
+    public func prepare(rows: Int, k: Int) {
+        precondition(rows <= maxRows && k <= maxK)
+        self.rows = rows; self.k = k; layout = .rows; ld = paddedLD((k + 1) / 2)
+    }
+
+    /// Rounds rows `r` of a (row-major, lda; a points at row 0) into the same rows of this operand, on
+    /// the calling thread; the shape is the one `prepare` set. Parts may round disjoint ranges at once.
+    public func roundRows(_ r: Range<Int>, from a: UnsafePointer<Float>, lda: Int) {
+        precondition(layout == .rows && r.lowerBound >= 0 && r.upperBound <= rows && (r.isEmpty || lda >= k))
+        PackJob(op: .rows, src: a + r.lowerBound * lda, k: k, count: r.count, ld: lda, dst: words + r.lowerBound * ld,
+                ldd: ld, parts: 1, kernel: BF16GEMMKernel.selected.runs).run(part: 0)
+    }
+
     /// A = aᵀ with a (k × rows, row-major, lda), in the pair layout (the weight gradient's left
     /// operand: a = the gate gradients, k = the minibatch's rows).
     public func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int) {
@@ -273,6 +289,20 @@ public func bf16Gemm(a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Floa
         job.parts = max(1, min(width, m / 12))
     }
     WorkerPool.shared.run(parts: job.parts, with: job) { $0.assumingMemoryBound(to: GemmJob.self).pointee.run(part: $1) }
+}
+
+/// Rows `r` of C (m×n) = or += A·B on the calling thread, no pool: for a pool part that owns those
+/// rows (the recurrent product of one batch slice per step, A's rows rounded by `roundRows`).
+/// c points at row 0 of C; the bits are those `bf16Gemm` gives the same rows.
+public func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
+                         accumulate: Bool) {
+    precondition(a.k == b.k, "bf16GemmRows: A has k = \(a.k), B has k = \(b.k)")
+    precondition(r.lowerBound >= 0 && r.upperBound <= a.rows && (r.isEmpty || ldc >= b.n))
+    if r.isEmpty || b.panels == 0 { return }
+    let rs = a.rowStride
+    GemmJob(a: a.words + r.lowerBound * rs, rs: rs, qs: a.pairStride, m: r.count, panels: b.words, k: b.k, n: b.n,
+            c: c + r.lowerBound * ldc, ldc: ldc, accumulate: accumulate, kernel: BF16GEMMKernel.selected.runs,
+            parts: 1, byPanels: true).run(part: 0)
 }
 
 /// The forward, recurrent and decoder products (b packed by `packTransposed` from W) and the input

@@ -222,7 +222,7 @@ final class BF16GEMMTests: XCTestCase {
     /// Both paths pack every layout into the same words, edge values included, with odd k, ragged
     /// n and padding words zero.
     func testBothPathsPackTheSameWords() throws {
-        guard BF16GEMMKernel.cpuHasAVX512BF16 else { throw XCTSkip("no AVX512_BF16 on this CPU") }
+        guard BF16GEMMKernel.cpuHasAVX512BF16 else { throw XCTSkip("no AVX512_BF16 kernel here (the CPU lacks it, or a CHARRNN_PORTABLE build)") }
         let specials: [Float] = [.nan, -.infinity, .infinity, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 1),
                                  -Float(bitPattern: 0x7F_FFFF), .greatestFiniteMagnitude, Float(bitPattern: 0x3F81_8000), -0.0]
         for (rows, k, n) in [(5, 7, 33), (16, 32, 64), (3, 1, 1), (13, 45, 100)] {
@@ -338,6 +338,42 @@ final class BF16GEMMTests: XCTestCase {
             bits.append(c.toArray().map(\.bitPattern))
         }
         XCTAssertEqual(bits[0], bits[1])
+    }
+
+    /// Rounding, packing and the three products make no heap allocation once the operands exist
+    /// (this thread's count, with scripts/malloc-count.c preloaded as .ci/run does; skipped otherwise).
+    func testProductsAllocateNothing() throws {
+        typealias Fn = @convention(c) () -> UInt
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "charrnn_malloc_count_thread") else {
+            throw XCTSkip("run with LD_PRELOAD of scripts/malloc-count.c to count allocations")
+        }
+        let count = unsafeBitCast(sym, to: Fn.self)
+        try WorkerPool.shared.setWidth(2)
+        let m = 50, k = 64, n = 96
+        let x = random(m * k, seed: 1), w = random(n * k, seed: 2), c = Storage(count: 2 * m * n + n * k)
+        let wp = BF16Panels(maxK: max(k, n), maxN: max(k, n)), wt = BF16Panels(maxK: max(m, n), maxN: max(k, n))
+        let op = BF16Operand(maxRows: max(m, n), maxK: max(m, n, k)), op2 = BF16Operand(maxRows: max(m, n), maxK: max(m, n, k))
+        for kernel in Self.kernels {
+            BF16GEMMKernel.forced = kernel
+            func round() {
+                wp.packTransposed(w.ptr, k: k, n: n, ldw: k)
+                bf16Gemm(m: m, a: x.ptr, lda: k, b: wp, scratch: op, c: c.ptr, ldc: n, accumulate: false)    // x·Wᵀ
+                op.prepare(rows: m, k: k)
+                op.roundRows(0..<m, from: x.ptr, lda: k)
+                bf16GemmRows(0..<m, a: op, b: wp, c: c.ptr, ldc: n, accumulate: true)                       // h·Wᵀ per step
+                wp.pack(w.ptr, k: n, n: k, ldb: k)
+                bf16Gemm(m: m, a: c.ptr, lda: n, b: wp, scratch: op, c: c.ptr + m * n, ldc: k, accumulate: true)  // dy·W
+                bf16GemmTN(m: n, n: k, k: m, a: c.ptr, lda: n, b: x.ptr, ldb: k, aScratch: op2, bScratch: wt,
+                           c: c.ptr + 2 * m * n, ldc: k, accumulate: true)                                   // dyᵀ·x
+            }
+            round()
+            let start = count()
+            for _ in 0..<20 { round() }
+            XCTAssertEqual(count() - start, 0, "heap allocations in 20 rounds, \(kernel)")
+        }
+        let probe = count()
+        let a = [Float](repeating: 1, count: 1000 + m)
+        XCTAssertGreaterThan(count() - probe, 0, "the counter counts (\(a.count) floats allocated)")
     }
 
     /// The probe runs the selected kernel and reports a positive finite rate (a smoke run at a small

@@ -5,8 +5,9 @@
 //
 // Compiled with per-function target attributes, not global -march flags: the binary still runs on
 // any x86-64 (or other) CPU, and `charrnn_has_avx512bf16` says whether these kernels may be called.
-// The Swift caller (Tensor/PackedGEMM.swift) decides once, when it packs the weights, since the
-// panel layout of this path differs from the portable one.
+// The inference caller (Tensor/PackedGEMM.swift) decides once, when it packs the weights, since the
+// panel layout of this path differs from its portable one; the training caller (Tensor/BF16GEMM.swift)
+// shares its layouts with its portable path, so it may decide per call.
 
 #ifndef CHARRNN_CKERNELS_H
 #define CHARRNN_CKERNELS_H

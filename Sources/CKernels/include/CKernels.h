@@ -1,11 +1,13 @@
-// CKernels — the few C functions Swift cannot reach: the CPU affinity mask, and AVX512_BF16's
+// CKernels — the few C functions Swift cannot reach: the CPU affinity mask, AVX512_BF16's
 // VDPBF16PS (bfloat16 pair dot products accumulated in float32) for the inference step's packed
-// bf16 weights.
+// bf16 weights (bf16.c) and for the mixed-precision training products (bf16gemm.c), and the
+// AMX-BF16 detection.
 //
 // Compiled with per-function target attributes, not global -march flags: the binary still runs on
 // any x86-64 (or other) CPU, and `charrnn_has_avx512bf16` says whether these kernels may be called.
-// The Swift caller (Tensor/PackedGEMM.swift) decides once, when it packs the weights, since the
-// panel layout of this path differs from the portable one.
+// The inference caller (Tensor/PackedGEMM.swift) decides once, when it packs the weights, since the
+// panel layout of this path differs from its portable one; the training caller (Tensor/BF16GEMM.swift)
+// shares its layouts with its portable path, so it may decide per call.
 
 #ifndef CHARRNN_CKERNELS_H
 #define CHARRNN_CKERNELS_H
@@ -37,6 +39,54 @@ long charrnn_bf16_max_k(void);
 /// Requires charrnn_has_avx512bf16() and k ≤ charrnn_bf16_max_k().
 void charrnn_bf16_gemm_rows(long m, const float *a, long lda, const void *panels, long k, long n,
                             long p0, long p1, float *c, long ldc, int accumulate);
+
+// MARK: - Training products (bf16gemm.c)
+//
+// Operands are "pair words": word q of a row holds bf16(x[2q]) in its low and bf16(x[2q+1]) in its
+// high 16 bits, K2 = ⌈k/2⌉ words per row (an odd k pads the last high half with 0).
+// Rounding (all functions below, and the Swift portable path): float32 → bf16 to nearest even, as
+// VCVTNE2PS2BF16 does: a NaN stays a NaN (quiet bit set, sign and top payload kept), ±Inf stays,
+// a finite value past the largest bf16 becomes ±Inf, a float32 subnormal becomes ±0.
+//
+// Left operand A (m × k) is read at a[i·rs + q·qs] (word q of row i):
+//   row layout   rs = ld ≥ K2, qs = 1   (charrnn_bf16_round_rows of a row-major A)
+//   pair layout  rs = 1, qs = ld ≥ m    (charrnn_bf16_round_pairs of a row-major Aᵀ (k × m))
+// Right operand B (k × n) is packed in 32-column panels, the layout of the inference kernel: panel p
+// (columns [32p, 32p+32)) holds for each k-pair q 32 words, word jj = pair (B[2q][32p+jj],
+// B[2q+1][32p+jj]); columns past n are 0. Panel p starts at word p·K2·32 (64-byte aligned when the
+// buffer is).
+
+/// dst[i] = bf16(src[i]) for i < n.
+void charrnn_bf16_round(const float *src, long n, uint16_t *dst);
+
+/// Row layout of A = src (rows × k, row-major, lds): dst[r·ldd + q] for q < K2 (ldd ≥ K2; words
+/// past K2 are not written).
+void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint32_t *dst, long ldd);
+
+/// Pair layout of A = srcᵀ, src (k × m, row-major, lds): dst[q·ldd + i] = pair (src[2q][i],
+/// src[2q+1][i]) for k-pairs q in [q0, q1) and i < m (ldd ≥ m).
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long ldd, long q0, long q1);
+
+/// Panels [p0, p1) of B (k × n): B[kk][j] = src[kk·ld + j], or with `transposed` src[j·ld + kk]
+/// (src then holds Bᵀ (n × k), e.g. a weight matrix W for x·Wᵀ). `panels` must be 64-byte aligned.
+void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed, uint32_t *panels, long p0, long p1);
+
+/// c (m × columns [32·p0, min(n, 32·p1))) = (accumulate ? c + : ) A · B, A in either layout (rs, qs),
+/// B packed in panels for (k, n). Each element is one float32 chain over the k-pairs in order
+/// (VDPBF16PS: high products then low, denormals flushed), stored or added to c once at the end, so
+/// its bits depend on neither m, nor the panel range, nor how a caller splits rows or panels
+/// across threads. Requires charrnn_has_avx512bf16(); `panels` 64-byte aligned.
+void charrnn_bf16_gemm(long m, const uint32_t *a, long rs, long qs, const uint32_t *panels, long k, long n,
+                       long p0, long p1, float *c, long ldc, int accumulate);
+
+/// AMX-BF16 from the raw facts: 0 = the CPU has no AMX-BF16 (or no AMX-TILE), 1 = it has but the
+/// OS does not enable the tile state (XCR0 bits 17–18) or refuses this process the tile data,
+/// 2 = usable. Pure: tests feed it every combination.
+int charrnn_amx_bf16_decide(uint32_t cpuid7_edx, uint64_t xcr0, int permission_granted);
+
+/// charrnn_amx_bf16_decide for this CPU and process (asks Linux for the tile data with
+/// arch_prctl(ARCH_REQ_XCOMP_PERM) when the CPU has AMX); 0 on other systems and portable builds.
+int charrnn_amx_bf16_state(void);
 
 #ifdef __cplusplus
 }

@@ -5,85 +5,41 @@
 //   h' = (1 − z) ⊙ n + z ⊙ h
 //
 // Legend: T steps, B batch, H hidden, G = 3H. Caches: gx (T, B, G) overwritten with [r z n] after
-// activation; gh (T, B, G) = h[t-1]·W_hhᵀ per step, its n block overwritten with W_hn h + b_hn.
+// activation; gh (T, B, G) = h[t-1]·W_hhᵀ per step (kept apart from gx: r multiplies its n block),
+// its n block overwritten with W_hn h + b_hn. The time loops are the shared ones of Recurrent.swift.
 // Backward has two pre-activation gradients: dGx = [dr̃ dz̃ dñ] for the input side and
-// dGh = [dr̃ dz̃ r ⊙ dñ] for the hidden side (r multiplies the hidden n-term only).
+// dGh = [dr̃ dz̃ r ⊙ dñ] for the hidden side (r multiplies the hidden n-term only); h' also depends on
+// h directly (z ⊙ h), so the kernel writes that part of ∂L/∂h[t-1] and the recurrent product adds to it.
 
-public final class GRULayer: RecurrentLayer, @unchecked Sendable {
-    let gh: Storage    // (T, B, G)
-    let dGh: Storage   // (T, B, G) ∂L/∂ hidden-side pre-activations; the same buffer as gh (see dGx)
+public final class GRULayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
+    static var kind: CellKind { .gru }
+    static var hasCellState: Bool { false }
+    static var keepsHiddenProduct: Bool { true }
+    static var hasDirectHiddenPath: Bool { true }
 
     public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
-        gh = Storage(count: maxT * maxB * 3 * H)
-        dGh = gh
-        super.init(kind: .gru, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+        super.init(cell: GRULayer.self, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }
 
-    override var dGhPtr: UnsafeMutablePointer<Float> { dGh.ptr }
-
-    // MARK: - Forward
-
-    public override func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
-                                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
-                                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
-        checkShape(T: T, B: B)
-        let BH = B * H
-        projectInput(x, T: T, B: B, p: p)
-        h.ptr.update(from: h0, count: BH)
-        whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)
-        runTimeLoop(T: T, B: B, p: p, dy: nil)
-        hT.update(from: h.ptr + T * BH, count: BH)
+    @inline(__always)
+    func forwardStep(_ s: StepRows, p: UnsafePointer<Float>) {
+        let h = h.ptr, t = s.t
+        gruForwardKernel(gx: s.g(gx.ptr, t), gh: s.g(gh.ptr, t), bIH: p + params.bIH.offset, bHH: p + params.bHH.offset,
+                         hPrev: s.h(h, t), h: s.h(h, t + 1), rows: s.rows, H: H)
     }
 
-    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
-        let BH = B * H, BG = B * G
-        let bIH = p + params.bIH.offset, bHH = p + params.bHH.offset
-        let gx = gx.ptr, gh = gh.ptr, h = h.ptr
-        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-        var probe = timed ? Profiler.start() : Profiler.idle
-        for t in 0..<T {
-            // gh[t] = h[t-1] · W_hhᵀ   (this part's streams only)
-            packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G, accumulate: false)
-            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-            gruForwardKernel(gx: gx + t * BG + og, gh: gh + t * BG + og, bIH: bIH, bHH: bHH,
-                             hPrev: h + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
-            if timed { probe = Profiler.stop(.gates, probe) }
-        }
+    @inline(__always)
+    func backwardStep(_ s: StepRows, dy: UnsafePointer<Float>, dh: UnsafeMutablePointer<Float>) {
+        let t = s.t
+        // writes dGx[t], dGh[t] and the direct part dhNext = dh ⊙ z
+        gruBackwardKernel(gates: s.g(gx.ptr, t), gh: s.g(gh.ptr, t), hPrev: s.h(h.ptr, t), dy: dy, dh: dh,
+                          dGx: s.g(dGx.ptr, t), dGh: s.g(dGh.ptr, t), rows: s.rows, H: H)
     }
 
-    // MARK: - Backward
-
-    public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
-                                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
-                                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
-        checkShape(T: T, B: B)
-        dhNext.zero()
-        whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H)
-        runTimeLoop(T: T, B: B, p: p, dy: dy)
-        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
-    }
-
-    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
-        let BH = B * H, BG = B * G
-        let gx = gx.ptr, gh = gh.ptr, h = h.ptr, dh = dhNext.ptr, dGx = dGx.ptr, dGh = dGh.ptr
-        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-        var probe = timed ? Profiler.start() : Profiler.idle
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            // writes dGx[t], dGh[t] and the direct part dhNext = dh ⊙ z
-            gruBackwardKernel(gates: gx + t * BG + og, gh: gh + t * BG + og, hPrev: h + t * BH + oh, dy: dy + t * BH + oh,
-                              dh: dh + oh, dGx: dGx + t * BG + og, dGh: dGh + t * BG + og, rows: nb, H: H)
-            if timed { probe = Profiler.stop(.gates, probe) }
-            // forward: gh[t] = h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] += dGh[t] · W_hh
-            packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: true)
-            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-        }
-    }
-
-    // MARK: - Inference step
-
-    public override func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                                  scratch: UnsafeMutablePointer<Float>) {
+    @inline(__always)
+    func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                    c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                    scratch: UnsafeMutablePointer<Float>) {
         // r multiplies the hidden n-term with its own bias, so the two biases stay apart here
         gruForwardKernel(gx: gx, gh: gh, bIH: p + params.bIH.offset, bHH: p + params.bHH.offset, hPrev: h, h: h, rows: rows, H: H)
     }

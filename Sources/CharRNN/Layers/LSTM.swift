@@ -5,89 +5,41 @@
 //   c' = f ⊙ c + i ⊙ g                       h' = o ⊙ tanh(c')
 //
 // Legend: T steps, B batch, H hidden, G = 4H. Caches for backward: gx (T, B, G) overwritten with the
-// post-activation gates, c (T+1, B, H) with slot 0 = carried c, tanhC (T, B, H).
-// Per step: one recurrent GEMM into gx[t] plus one fused SIMD kernel (bias, σ/tanh, c', h').
+// post-activation gates, c (T+1, B, H) with slot 0 = carried c (the core's second state slot), tanhC
+// (T, B, H). Per step (the shared loop of Recurrent.swift): one recurrent GEMM into gx[t], then the
+// fused SIMD kernel below (bias, σ/tanh, c', h'); backward: the kernel's derivative into dA = dGx = dGh.
 
-public final class LSTMLayer: RecurrentLayer, @unchecked Sendable {
-    let c: Storage       // (T+1, B, H)
+public final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
+    static var kind: CellKind { .lstm }
+    static var hasCellState: Bool { true }
+    static var keepsHiddenProduct: Bool { false }
+    static var hasDirectHiddenPath: Bool { false }
+
     let tanhC: Storage   // (T, B, H)
-    let dcNext: Storage  // (B, H) ∂L/∂c[t-1] flowing left; after backward: ∂L/∂c0
 
     public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
-        c = Storage(count: (maxT + 1) * maxB * H)
         tanhC = Storage(count: maxT * maxB * H)
-        dcNext = Storage(count: maxB * H)
-        super.init(kind: .lstm, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+        super.init(cell: LSTMLayer.self, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }
 
-    public override var dc0: UnsafePointer<Float>? { UnsafePointer(dcNext.ptr) }
-
-    // MARK: - Forward
-
-    public override func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
-                                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
-                                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
-        checkShape(T: T, B: B)
-        let BH = B * H
-        projectInput(x, T: T, B: B, p: p)
-        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
-        h.ptr.update(from: h0, count: BH)
-        c.ptr.update(from: c0!, count: BH)
-        whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)
-        runTimeLoop(T: T, B: B, p: p, dy: nil)
-        hT.update(from: h.ptr + T * BH, count: BH)
-        cT!.update(from: c.ptr + T * BH, count: BH)
+    @inline(__always)
+    func forwardStep(_ s: StepRows, p: UnsafePointer<Float>) {
+        let c = c.ptr, t = s.t
+        lstmForwardKernel(gates: s.g(gx.ptr, t), bias: biasSum.ptr, cPrev: s.h(c, t), c: s.h(c, t + 1),
+                          tanhC: s.h(tanhC.ptr, t), h: s.h(h.ptr, t + 1), rows: s.rows, H: H)
     }
 
-    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
-        let BH = B * H, BG = B * G
-        let gx = gx.ptr, h = h.ptr, c = c.ptr, tanhC = tanhC.ptr, bias = biasSum.ptr
-        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-        var probe = timed ? Profiler.start() : Profiler.idle
-        for t in 0..<T {
-            let gt = gx + t * BG + og
-            // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
-            packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gt, ldc: G, accumulate: true)
-            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-            lstmForwardKernel(gates: gt, bias: bias, cPrev: c + t * BH + oh, c: c + (t + 1) * BH + oh,
-                              tanhC: tanhC + t * BH + oh, h: h + (t + 1) * BH + oh, rows: nb, H: H)
-            if timed { probe = Profiler.stop(.gates, probe) }
-        }
+    @inline(__always)
+    func backwardStep(_ s: StepRows, dy: UnsafePointer<Float>, dh: UnsafeMutablePointer<Float>) {
+        let t = s.t
+        lstmBackwardKernel(gates: s.g(gx.ptr, t), cPrev: s.h(c.ptr, t), tanhC: s.h(tanhC.ptr, t), dy: dy, dh: dh,
+                           dc: dcNext.ptr + s.oh, dA: s.g(dGx.ptr, t), rows: s.rows, H: H)
     }
 
-    // MARK: - Backward
-
-    public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
-                                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
-                                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
-        checkShape(T: T, B: B)
-        dhNext.zero(); dcNext.zero()   // truncated BPTT: nothing flows back from the next minibatch
-        whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H)
-        runTimeLoop(T: T, B: B, p: p, dy: dy)
-        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
-    }
-
-    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
-        let BH = B * H, BG = B * G
-        let gx = gx.ptr, c = c.ptr, tanhC = tanhC.ptr, dA = dGx.ptr, dh = dhNext.ptr, dc = dcNext.ptr
-        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
-        var probe = timed ? Profiler.start() : Profiler.idle
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            lstmBackwardKernel(gates: gx + t * BG + og, cPrev: c + t * BH + oh, tanhC: tanhC + t * BH + oh,
-                               dy: dy + t * BH + oh, dh: dh + oh, dc: dc + oh, dA: dA + t * BG + og, rows: nb, H: H)
-            if timed { probe = Profiler.stop(.gates, probe) }
-            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
-            packedGemm(m: nb, a: dA + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H, accumulate: false)
-            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-        }
-    }
-
-    // MARK: - Inference step
-
-    public override func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                                  scratch: UnsafeMutablePointer<Float>) {
-        addVectors(gx, gh, into: gx, n: rows * G)                                   // W_ih x + W_hh h
+    @inline(__always)
+    func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                    c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                    scratch: UnsafeMutablePointer<Float>) {
         lstmForwardKernel(gates: gx, bias: bias, cPrev: c!, c: c!, tanhC: scratch, h: h, rows: rows, H: H)
     }
 }

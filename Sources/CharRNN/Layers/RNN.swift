@@ -2,68 +2,32 @@
 //
 // Legend: T steps, B batch, H hidden, G = H. Cache: gx (T, B, H) keeps nothing of its own after
 // forward; h (T+1, B, H) holds the outputs, which is all backward needs (tanh' = 1 − h'²).
+// The time loops are the shared ones of Recurrent.swift; this file is the cell's two kernels.
 
-public final class RNNLayer: RecurrentLayer, @unchecked Sendable {
+public final class RNNLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
+    static var kind: CellKind { .rnn }
+    static var hasCellState: Bool { false }
+    static var keepsHiddenProduct: Bool { false }
+    static var hasDirectHiddenPath: Bool { false }
+
     public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
-        super.init(kind: .rnn, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
+        super.init(cell: RNNLayer.self, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }
 
-    public override func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
-                                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
-                                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
-        checkShape(T: T, B: B)
-        let BH = B * H
-        projectInput(x, T: T, B: B, p: p)
-        addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G)
-        h.ptr.update(from: h0, count: BH)
-        whhT.packTransposed(p + params.wHH.offset, k: H, n: H, ld: H)
-        runTimeLoop(T: T, B: B, p: p, dy: nil)
-        hT.update(from: h.ptr + T * BH, count: BH)
+    @inline(__always)
+    func forwardStep(_ s: StepRows, p: UnsafePointer<Float>) {
+        rnnForwardKernel(pre: s.g(gx.ptr, s.t), bias: biasSum.ptr, h: s.h(h.ptr, s.t + 1), rows: s.rows, H: H)
     }
 
-    override func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
-        let BH = B * H
-        let gx = gx.ptr, h = h.ptr, bias = biasSum.ptr
-        let nb = r.count, o = r.lowerBound * H
-        var probe = timed ? Profiler.start() : Profiler.idle
-        for t in 0..<T {
-            let gt = gx + t * BH + o
-            // gx[t] += h[t-1] · W_hhᵀ   (this part's streams only)
-            packedGemm(m: nb, a: h + t * BH + o, lda: H, b: whhT, c: gt, ldc: H, accumulate: true)
-            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-            rnnForwardKernel(pre: gt, bias: bias, h: h + (t + 1) * BH + o, rows: nb, H: H)
-            if timed { probe = Profiler.stop(.gates, probe) }
-        }
+    @inline(__always)
+    func backwardStep(_ s: StepRows, dy: UnsafePointer<Float>, dh: UnsafeMutablePointer<Float>) {
+        rnnBackwardKernel(h: s.h(h.ptr, s.t + 1), dy: dy, dh: dh, dA: s.g(dGx.ptr, s.t), rows: s.rows, H: H)
     }
 
-    public override func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
-                                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
-                                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
-        checkShape(T: T, B: B)
-        dhNext.zero()
-        whhP.pack(p + params.wHH.offset, k: H, n: H, ld: H)
-        runTimeLoop(T: T, B: B, p: p, dy: dy)
-        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
-    }
-
-    override func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
-        let BH = B * H
-        let h = h.ptr, dh = dhNext.ptr, dA = dGx.ptr
-        let nb = r.count, o = r.lowerBound * H
-        var probe = timed ? Profiler.start() : Profiler.idle
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            rnnBackwardKernel(h: h + (t + 1) * BH + o, dy: dy + t * BH + o, dh: dh + o, dA: dA + t * BH + o, rows: nb, H: H)
-            if timed { probe = Profiler.stop(.gates, probe) }
-            // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dA[t] · W_hh
-            packedGemm(m: nb, a: dA + t * BH + o, lda: H, b: whhP, c: dh + o, ldc: H, accumulate: false)
-            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-        }
-    }
-
-    public override func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                                  scratch: UnsafeMutablePointer<Float>) {
-        addVectors(gx, gh, into: gx, n: rows * G)
+    @inline(__always)
+    func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                    c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                    scratch: UnsafeMutablePointer<Float>) {
         rnnForwardKernel(pre: gx, bias: bias, h: h, rows: rows, H: H)
     }
 }

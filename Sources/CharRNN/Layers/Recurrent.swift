@@ -1,17 +1,29 @@
-// Layers/Recurrent.swift — what every recurrent layer shares: parameters, the batched input
-// projection, the per-minibatch weight-gradient GEMMs and dx.
+// Layers/Recurrent.swift — everything a recurrent layer does that does not depend on its cell, written
+// once: parameters, caches and carried state, the batched input projection, the per-step recurrent
+// product, the time loop split by streams across the pool, the per-minibatch weight-gradient GEMMs,
+// dx, and the profiler hooks. LSTM.swift, GRU.swift and RNN.swift supply only the cell.
 //
 // Legend: T steps, B batch, D input width, H hidden, G = gates·H (LSTM 4H, GRU 3H, RNN H), V vocabulary.
-// Layout: time-major rows, (T, B, ·). h has a leading slot, (T+1, B, H), slot 0 = carried state, so
-// dW_hh is one GEMM over h[0..<T].
+// Layout: time-major rows, (T, B, ·). h (and the LSTM's c) has a leading slot, (T+1, B, H), slot 0 =
+// carried state, so dW_hh is one GEMM over h[0..<T].
 //
 // Parameters (PyTorch nn.LSTM/nn.GRU/nn.RNN state_dict names and shapes):
 //   rnn.weight_ih_l{k} (G, D)   rnn.weight_hh_l{k} (G, H)   rnn.bias_ih_l{k} (G)   rnn.bias_hh_l{k} (G)
 //
-// Forward (shared part):  gx = x · W_ihᵀ        one GEMM over T·B rows, or a row gather of W_ihᵀ for one-hot x
-// Backward (shared part): dW_ih += dGxᵀ · x     dW_hh += dGhᵀ · h[0..<T]
-//                         db_ih += Σ_rows dGx   db_hh += Σ_rows dGh       dx = dGx · W_ih
-// where dGx/dGh are ∂L/∂(input/hidden pre-activations), written by the cell's time loop.
+// Forward:  gx = x · W_ihᵀ                  one GEMM over T·B rows, or a row gather of W_ihᵀ for one-hot x
+//           per step t: gx[t] += h[t-1] · W_hhᵀ   (a cell that keeps it apart, GRU: gh[t] = h[t-1] · W_hhᵀ)
+//                       then the cell's fused kernel: gates, h[t] (and c[t])
+// Backward: per step t (right to left): the cell's kernel writes dGx[t], dGh[t] = ∂L/∂(input/hidden
+//                       pre-activations), then ∂L/∂h[t-1] = dGh[t] · W_hh
+//           dW_ih += dGxᵀ · x     dW_hh += dGhᵀ · h[0..<T]
+//           db_ih += Σ_rows dGx   db_hh += Σ_rows dGh       dx = dGx · W_ih
+//
+// Design: `RecurrentLayerCore` (a class with no overridable methods) holds the shared state and the
+// per-minibatch GEMMs; a cell is a final subclass conforming to `RecurrentCell`, whose extension is
+// the shared forward/backward/time loops. Every cell method those loops call is statically
+// dispatched (the extension is specialised per cell); the only dynamic calls are the stack's
+// `forward`/`backward`/`stepRows` (one per layer and minibatch or inference step) and the pool's
+// entry into a part's time loop (one per part) — as many as the class vtable had before.
 
 /// The recurrent cell kinds, named as the CLI and checkpoints name them.
 public enum CellKind: String, Sendable, CaseIterable, Codable {
@@ -42,40 +54,83 @@ public struct RecurrentParams: Sendable {
     }
 }
 
-/// Base class: owns the activation caches of one layer for up to (maxT, maxB) and implements the
-/// parts of forward/backward that do not depend on the cell. Subclasses implement the time loops.
-public class RecurrentLayer: @unchecked Sendable {
+/// What the stack calls on a recurrent layer, whatever its cell: `LSTMLayer`, `GRULayer`, `RNNLayer`.
+/// The cell-independent state (dimensions, parameters, caches, `output`, `dh0`, `dc0`) is the
+/// `RecurrentLayerCore` every layer is; these three are written once, in the extension of `RecurrentCell`.
+public protocol RecurrentLayer: RecurrentLayerCore {
+    /// Runs the layer over T steps. `h0`/`c0` (B, H) are the carried state (c0 ignored unless LSTM);
+    /// on return `hT`/`cT` receive the final state. Writes all caches needed by `backward`.
+    func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+                 h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
+                 hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?)
+
+    /// Back-propagates dy (T, B, H) = ∂L/∂h[1...T] (read only). Consumes the forward caches (gradients
+    /// are written over the gates in place), so each backward needs its own forward. Parameter gradients accumulate into g;
+    /// dx (T, B, D) is written when non-nil. Truncated BPTT: no gradient arrives from beyond step T.
+    /// After return, `dh0` holds ∂L/∂h0 (and `dc0` ∂L/∂c0 for LSTM).
+    func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+                  p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                  ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?)
+
+    /// One inference step for `rows` streams given both products without biases: gx (rows, G) =
+    /// x · W_ihᵀ and gh (rows, G) = h · W_hhᵀ (both overwritten). Updates h (rows, H) and, for the
+    /// LSTM, c (rows, H) in place, with the same fused kernel as training. `bias` (G) is b_ih + b_hh;
+    /// `scratch` holds rows·H floats.
+    func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                  c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                  scratch: UnsafeMutablePointer<Float>)
+}
+
+/// The cell-independent part of a recurrent layer: dimensions, parameter views, the activation caches
+/// and carried state for up to (maxT, maxB), and the per-minibatch GEMMs before and after the time
+/// loop. Never used alone and has nothing to override: each cell is a final subclass that conforms
+/// to `RecurrentCell`.
+public class RecurrentLayerCore: @unchecked Sendable {
     public let kind: CellKind
     public let D: Int, H: Int, G: Int
     public let maxT: Int, maxB: Int
     public let params: RecurrentParams
     /// True when the input is one-hot tokens (D = V).
     public let oneHot: Bool
+    /// The cell carries c beside h (LSTM).
+    let hasCellState: Bool
 
-    // Caches, allocated once.
-    let gx: Storage        // (T, B, G) input projection; cells overwrite it with what backward needs
+    // Caches and carried state, allocated once.
+    let gx: Storage        // (T, B, G) input projection (+ the hidden one, unless kept apart); cells overwrite it with what backward needs
+    /// (T, B, G) h[t-1] · W_hhᵀ when the cell keeps it apart (GRU); otherwise the same buffer as gx.
+    let gh: Storage
     let h: Storage         // (T+1, B, H) slot 0 = carried state
+    let c: Storage         // (T+1, B, H) slot 0 = carried c, when the cell has it (LSTM); else empty
     /// (T, B, G) ∂L/∂ input-side pre-activations. The same buffer as gx: the backward kernel of step t
     /// reads what forward left in gx[t] and overwrites it with the gradient (all reads of a unit come
     /// before its writes), and nothing reads gx[t] afterwards — one (T, B, G) buffer less per layer.
     let dGx: Storage
+    /// (T, B, G) ∂L/∂ hidden-side pre-activations: the same buffer as gh, for the same reason (so for
+    /// LSTM and RNN also the same as dGx).
+    let dGh: Storage
     let dhNext: Storage    // (B, H) ∂L/∂h[t-1] flowing left; after backward: ∂L/∂h0
+    let dcNext: Storage    // (B, H) ∂L/∂c[t-1] flowing left; after backward: ∂L/∂c0 (LSTM; else empty)
     let biasSum: Storage   // (G) b_ih + b_hh, for cells that add both at once
     let whhT: PackedPanels // W_hhᵀ (H × G) packed for the per-step forward product, once per forward
     let whhP: PackedPanels // W_hh (G × H) packed for the per-step backward product, once per backward
     let wihT: Storage?     // (V, G) W_ihᵀ for the one-hot gather, refreshed each forward
     let dwihT: Storage?    // (V, G) scatter target for the one-hot dW_ih
-    /// ∂L/∂ hidden-side pre-activations; aliases dGx for LSTM and RNN.
-    var dGhPtr: UnsafeMutablePointer<Float> { dGx.ptr }
 
-    init(kind: CellKind, inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+    init<Cell: RecurrentCell>(cell: Cell.Type, inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int,
+                              params: RecurrentParams) {
         precondition(D > 0 && H > 0 && maxT > 0 && maxB > 0, "layer dimensions must be positive")
-        self.kind = kind; self.D = D; self.H = H; self.G = kind.gates * H
+        let kind = Cell.kind, G = kind.gates * H
+        self.kind = kind; self.D = D; self.H = H; self.G = G
         self.maxT = maxT; self.maxB = maxB; self.params = params; self.oneHot = oneHot
+        hasCellState = Cell.hasCellState
         gx = Storage(count: maxT * maxB * G)
+        gh = Cell.keepsHiddenProduct ? Storage(count: maxT * maxB * G) : gx
         h = Storage(count: (maxT + 1) * maxB * H)
+        c = Storage(count: hasCellState ? (maxT + 1) * maxB * H : 0)
         dGx = gx
+        dGh = gh
         dhNext = Storage(count: maxB * H)
+        dcNext = Storage(count: hasCellState ? maxB * H : 0)
         biasSum = Storage(count: G)
         whhT = PackedPanels(maxK: H, maxN: G)
         whhP = PackedPanels(maxK: G, maxN: H)
@@ -84,9 +139,14 @@ public class RecurrentLayer: @unchecked Sendable {
     }
 
     /// h[1...T] as (T, B, H) rows for a minibatch of B streams.
-    @inline(__always) public func output(B: Int) -> UnsafeMutablePointer<Float> { h.ptr + B * H }
+    @inline(__always) public final func output(B: Int) -> UnsafeMutablePointer<Float> { h.ptr + B * H }
 
-    // MARK: - Shared forward
+    /// ∂L/∂h0 after `backward` (B, H).
+    public final var dh0: UnsafePointer<Float> { UnsafePointer(dhNext.ptr) }
+    /// ∂L/∂c0 after `backward` (B, H), LSTM only.
+    public final var dc0: UnsafePointer<Float>? { hasCellState ? UnsafePointer(dcNext.ptr) : nil }
+
+    // MARK: - Before the time loop
 
     /// gx (T·B, G) = x · W_ihᵀ (dense) or gx[r] = W_ihᵀ[token r] (one-hot). Writes gx.
     final func projectInput(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>) {
@@ -112,15 +172,15 @@ public class RecurrentLayer: @unchecked Sendable {
         }
     }
 
-    // MARK: - Shared backward
+    // MARK: - After the time loop
 
-    /// After the time loop: weight and bias gradients (accumulate) and dx (written, when given).
+    /// Weight and bias gradients (accumulate) and dx (written, when given).
     final func accumulateGradients(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                                    ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
         let probe = Profiler.start()
         defer { Profiler.stop(.weightGradients, probe) }
         let rows = T * B
-        let dGh = dGhPtr
+        let dGh = dGh.ptr
         // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  dW_hh += dGhᵀ · h[0..<T]
         pgemm(.trans, .noTrans, m: G, n: H, k: rows, a: dGh, lda: G, b: h.ptr, ldb: H,
               beta: 1, c: g + params.wHH.offset, ldc: H)
@@ -150,62 +210,152 @@ public class RecurrentLayer: @unchecked Sendable {
         }
     }
 
-    // MARK: - Cell interface
-
-    /// Runs the layer over T steps. `h0`/`c0` (B, H) are the carried state (c0 ignored unless LSTM);
-    /// on return `hT`/`cT` receive the final state. Writes all caches needed by `backward`.
-    public func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
-                        h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
-                        hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
-        preconditionFailure("abstract")
-    }
-
-    /// Back-propagates dy (T, B, H) = ∂L/∂h[1...T] (read only). Consumes the forward caches (gradients
-    /// are written over the gates in place), so each backward needs its own forward. Parameter gradients accumulate into g;
-    /// dx (T, B, D) is written when non-nil. Truncated BPTT: no gradient arrives from beyond step T.
-    /// After return, `dh0` holds ∂L/∂h0 (and `dc0` ∂L/∂c0 for LSTM).
-    public func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
-                         p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
-                         ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
-        preconditionFailure("abstract")
-    }
-
-    /// ∂L/∂h0 after `backward` (B, H).
-    public var dh0: UnsafePointer<Float> { UnsafePointer(dhNext.ptr) }
-    /// ∂L/∂c0 after `backward` (B, H), LSTM only.
-    public var dc0: UnsafePointer<Float>? { nil }
-
-    // MARK: - Inference step (B streams, no caches)
-
-    /// One inference step for `rows` streams given both products without biases: gx (rows, G) =
-    /// x · W_ihᵀ and gh (rows, G) = h · W_hhᵀ (both overwritten). Updates h (rows, H) and, for the
-    /// LSTM, c (rows, H) in place, with the same fused kernel as training. `bias` (G) is b_ih + b_hh;
-    /// `scratch` holds rows·H floats.
-    public func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                         c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                         scratch: UnsafeMutablePointer<Float>) {
-        preconditionFailure("abstract")
-    }
-
     /// How many batch slices the time loop runs in parallel (each slice's streams are independent).
     final func timeLoopParts(B: Int) -> Int { min(WorkerPool.shared.width, max(1, B / 8)) }
 
-    /// Runs the cell's forward (dy == nil) or backward time loop, the batch split across the pool.
-    final func runTimeLoop(T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?) {
+    final func checkShape(T: Int, B: Int) {
+        precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB, "minibatch (\(T), \(B)) exceeds workspace (\(maxT), \(maxB))")
+    }
+}
+
+// MARK: - Cell interface
+
+/// Where one time-loop part's streams sit at step t in the layer's time-major buffers: row block
+/// `s.g(buf, t)` of a (T, B, G) buffer, `s.h(buf, t)` of a (T or T+1, B, H) one. `rows` streams.
+struct StepRows {
+    let t: Int, rows: Int
+    let BH: Int, BG: Int     // one step's stride in (·, B, H) and (·, B, G) buffers
+    let oh: Int, og: Int     // the part's first stream, in floats, within a step of those buffers
+    @inline(__always) func h(_ base: UnsafeMutablePointer<Float>, _ slot: Int) -> UnsafeMutablePointer<Float> { base + slot * BH + oh }
+    @inline(__always) func g(_ base: UnsafeMutablePointer<Float>, _ slot: Int) -> UnsafeMutablePointer<Float> { base + slot * BG + og }
+}
+
+/// What a cell supplies; its extension below is every recurrent layer's forward, backward, time
+/// loops and inference step. A conforming type is a final subclass of `RecurrentLayerCore` whose
+/// requirements below are statically dispatched by the (specialised) extension.
+protocol RecurrentCell: RecurrentLayer {
+    /// Gate blocks per hidden unit, and the name.
+    static var kind: CellKind { get }
+    /// Carries a second state c beside h (LSTM): the core keeps c (T+1, B, H) and dcNext, and
+    /// forward/backward copy c0/cT and zero dcNext.
+    static var hasCellState: Bool { get }
+    /// The hidden product h·W_hhᵀ goes to its own buffer gh (=) instead of being added into gx, and the
+    /// two biases stay apart (GRU: r multiplies the hidden n-term with its bias). Otherwise the
+    /// kernels see gx + gh and b_ih + b_hh summed once per forward (`biasSum`).
+    static var keepsHiddenProduct: Bool { get }
+    /// h[t] depends on h[t-1] directly, not only through W_hh (GRU: z ⊙ h): the backward kernel
+    /// writes that part of ∂L/∂h[t-1] into dhNext and the recurrent product adds to it (+=);
+    /// otherwise the product overwrites dhNext (=).
+    static var hasDirectHiddenPath: Bool { get }
+
+    /// Training forward of step `s.t` for one part's streams, after the recurrent product: reads
+    /// gx[t] (gh[t]), h[t-1] (c[t-1]); writes the gates' cache and h[t] (c[t]).
+    func forwardStep(_ s: StepRows, p: UnsafePointer<Float>)
+    /// Training backward of step `s.t` for one part's streams, before the recurrent product: reads
+    /// the forward caches of step t, dy (rows, H) and dh (rows, H) = ∂L/∂h[t] from step t+1; writes
+    /// dGx[t] and dGh[t] (and, with `hasDirectHiddenPath`, dh = the direct part of ∂L/∂h[t-1]).
+    func backwardStep(_ s: StepRows, dy: UnsafePointer<Float>, dh: UnsafeMutablePointer<Float>)
+    /// The inference step's fused kernel (see `RecurrentLayer.stepRows`), after gx += gh when the
+    /// hidden product is not kept apart.
+    func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                    c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                    scratch: UnsafeMutablePointer<Float>)
+
+    // The pool's entries into one part's time loop (requirements so that a part's job reaches the
+    // cell's specialised loop through the witness table); supplied by the extension.
+    func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool)
+    func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool)
+}
+
+extension RecurrentCell {
+    // MARK: - Forward
+
+    public func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+                        h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
+                        hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        let BH = B * H
+        projectInput(x, T: T, B: B, p: p)
+        if !Self.keepsHiddenProduct { addVectors(p + params.bIH.offset, p + params.bHH.offset, into: biasSum.ptr, n: G) }
+        h.ptr.update(from: h0, count: BH)
+        if Self.hasCellState {
+            guard let c0 else { preconditionFailure("\(kind) forward needs c0") }
+            c.ptr.update(from: c0, count: BH)
+        }
+        whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: nil)
+        hT.update(from: h.ptr + T * BH, count: BH)
+        if Self.hasCellState {
+            guard let cT else { preconditionFailure("\(kind) forward needs cT") }
+            cT.update(from: c.ptr + T * BH, count: BH)
+        }
+    }
+
+    /// Forward time loop over the streams `r` (weights packed, slot 0 of the state filled); `timed`:
+    /// feed the profiler (part 0 only).
+    func forwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) {
+        let BH = B * H, BG = B * G
+        let gh = gh.ptr, h = h.ptr
+        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        var probe = timed ? Profiler.start() : Profiler.idle
+        for t in 0..<T {
+            // gx[t] += h[t-1] · W_hhᵀ, or gh[t] = h[t-1] · W_hhᵀ when kept apart (gh is gx otherwise);
+            // this part's streams only
+            packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G,
+                       accumulate: !Self.keepsHiddenProduct)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
+            forwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og), p: p)
+            if timed { probe = Profiler.stop(.gates, probe) }
+        }
+    }
+
+    // MARK: - Backward
+
+    public func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+                         p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                         ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        checkShape(T: T, B: B)
+        // truncated BPTT: nothing flows back from the next minibatch
+        dhNext.zero()
+        if Self.hasCellState { dcNext.zero() }
+        whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H)
+        runTimeLoop(T: T, B: B, p: p, dy: dy)
+        accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
+    }
+
+    /// Backward time loop over the streams `r` (dhNext/dcNext rows zeroed, W_hh packed); `timed` as forward.
+    func backwardRows(_ r: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) {
+        let BH = B * H, BG = B * G
+        let dGh = dGh.ptr, dh = dhNext.ptr
+        let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        var probe = timed ? Profiler.start() : Profiler.idle
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            backwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og), dy: dy + t * BH + oh, dh: dh + oh)
+            if timed { probe = Profiler.stop(.gates, probe) }
+            // forward: gx[t] (or gh[t]) += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dGh[t] · W_hh  (+ the direct part)
+            packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H,
+                       accumulate: Self.hasDirectHiddenPath)
+            if timed { probe = Profiler.stop(.recurrentProducts, probe) }
+        }
+    }
+
+    // MARK: - Time loop across the pool
+
+    /// Runs the forward (dy == nil) or backward time loop, the batch split across the pool.
+    func runTimeLoop(T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?) {
         let parts = timeLoopParts(B: B)
-        WorkerPool.shared.run(parts: parts, with: TimeLoopJob(layer: Unmanaged.passUnretained(self), T: T, B: B, p: p, dy: dy, parts: parts)) {
+        WorkerPool.shared.run(parts: parts, with: TimeLoopJob(layer: self, T: T, B: B, p: p, dy: dy, parts: parts)) {
             $0.assumingMemoryBound(to: TimeLoopJob.self).pointee.run(part: $1)
         }
     }
 
-    /// Forward time loop over the streams `rows` (weights already packed, caches' slot 0 filled);
-    /// `timed`: feed the profiler (part 0 only).
-    func forwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, timed: Bool) { preconditionFailure("abstract") }
-    /// Backward time loop over the streams `rows` (dhNext/dcNext rows zeroed, W_hh packed); `timed` as forward.
-    func backwardRows(_ rows: Range<Int>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>, timed: Bool) { preconditionFailure("abstract") }
+    // MARK: - Inference step
 
-    final func checkShape(T: Int, B: Int) {
-        precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB, "minibatch (\(T), \(B)) exceeds workspace (\(maxT), \(maxB))")
+    public func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+                         c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                         scratch: UnsafeMutablePointer<Float>) {
+        if !Self.keepsHiddenProduct { addVectors(gx, gh, into: gx, n: rows * G) }   // W_ih x + W_hh h
+        stepKernel(gx: gx, gh: gh, h: h, c: c, rows: rows, bias: bias, p: p, scratch: scratch)
     }
 }
 
@@ -234,12 +384,14 @@ private struct ScatterJob {
     }
 }
 
-/// One part of a layer's time loop: the streams of one batch slice (allocation-free pool job).
+/// One part of a layer's time loop: the streams of one batch slice (allocation-free pool job; the
+/// layer is borrowed, not retained, for the duration of `run`).
 private struct TimeLoopJob {
-    let layer: Unmanaged<RecurrentLayer>, T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?, parts: Int
+    unowned(unsafe) let layer: any RecurrentCell
+    let T: Int, B: Int, p: UnsafePointer<Float>, dy: UnsafePointer<Float>?, parts: Int
     func run(part: Int) {
-        let l = layer.takeUnretainedValue(), r = slice(B, part: part, of: parts)
         // part 0 runs on the calling thread: the only one that feeds the profiler
+        let l = layer, r = slice(B, part: part, of: parts)
         if let dy { l.backwardRows(r, T: T, B: B, p: p, dy: dy, timed: part == 0) } else { l.forwardRows(r, T: T, B: B, p: p, timed: part == 0) }
     }
 }

@@ -19,12 +19,10 @@
 import CKernels
 import Foundation
 
-public typealias Vec16 = SIMD16<Float>
-
 /// acc += a·b: one fused multiply-add where the build CPU has FMA (CHARRNN_FMA, set by Package.swift),
 /// else a multiply and an add (a fused one would become a libm call per lane).
 @inline(__always)
-func madd(_ acc: inout Vec16, _ a: Vec16, _ b: Vec16) {
+func madd(_ acc: inout Vec, _ a: Vec, _ b: Vec) {
     #if CHARRNN_FMA
     acc.addProduct(a, b)
     #else
@@ -191,21 +189,21 @@ func float(bfloat16 h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
 /// One k-row of a 32-column panel: its byte stride and how to load it as two float vectors.
 protocol PanelRow {
     static var stride: Int { get }
-    static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16)
+    static func load(_ p: UnsafeRawPointer) -> (Vec, Vec)
 }
 
 enum FP32Row: PanelRow {
     static var stride: Int { 128 }
-    @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16) { (p.load(as: Vec16.self), (p + 64).load(as: Vec16.self)) }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec, Vec) { (p.load(as: Vec.self), (p + 64).load(as: Vec.self)) }
 }
 
 enum BF16Row: PanelRow {
     static var stride: Int { 64 }
     /// Word i holds column i (low 16 bits) and column i + 16 (high 16 bits); a bfloat16 in the high
     /// half of a 32-bit word is already that float.
-    @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec16, Vec16) {
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> (Vec, Vec) {
         let w = p.load(as: SIMD16<UInt32>.self)
-        return (unsafeBitCast(w &<< 16, to: Vec16.self), unsafeBitCast(w & 0xFFFF_0000, to: Vec16.self))
+        return (unsafeBitCast(w &<< 16, to: Vec.self), unsafeBitCast(w & 0xFFFF_0000, to: Vec.self))
     }
 }
 
@@ -230,17 +228,17 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
             let a0 = a + i * lda
             let a1 = mr > 1 ? a0 + lda : a0, a2 = mr > 2 ? a0 + 2 * lda : a0
             let a3 = mr > 3 ? a0 + 3 * lda : a0, a4 = mr > 4 ? a0 + 4 * lda : a0, a5 = mr > 5 ? a0 + 5 * lda : a0
-            var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16(), c20 = Vec16(), c21 = Vec16()
-            var c30 = Vec16(), c31 = Vec16(), c40 = Vec16(), c41 = Vec16(), c50 = Vec16(), c51 = Vec16()
+            var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec(), c20 = Vec(), c21 = Vec()
+            var c30 = Vec(), c31 = Vec(), c40 = Vec(), c41 = Vec(), c50 = Vec(), c51 = Vec()
             var pp = UnsafeRawPointer(panel)
             for kk in 0..<k {
-                let b0 = pp.load(as: Vec16.self), b1 = (pp + 64).load(as: Vec16.self)
-                var s = Vec16(repeating: a0[kk]); madd(&c00, s, b0); madd(&c01, s, b1)
-                s = Vec16(repeating: a1[kk]); madd(&c10, s, b0); madd(&c11, s, b1)
-                s = Vec16(repeating: a2[kk]); madd(&c20, s, b0); madd(&c21, s, b1)
-                s = Vec16(repeating: a3[kk]); madd(&c30, s, b0); madd(&c31, s, b1)
-                s = Vec16(repeating: a4[kk]); madd(&c40, s, b0); madd(&c41, s, b1)
-                s = Vec16(repeating: a5[kk]); madd(&c50, s, b0); madd(&c51, s, b1)
+                let b0 = pp.load(as: Vec.self), b1 = (pp + 64).load(as: Vec.self)
+                var s = Vec(repeating: a0[kk]); madd(&c00, s, b0); madd(&c01, s, b1)
+                s = Vec(repeating: a1[kk]); madd(&c10, s, b0); madd(&c11, s, b1)
+                s = Vec(repeating: a2[kk]); madd(&c20, s, b0); madd(&c21, s, b1)
+                s = Vec(repeating: a3[kk]); madd(&c30, s, b0); madd(&c31, s, b1)
+                s = Vec(repeating: a4[kk]); madd(&c40, s, b0); madd(&c41, s, b1)
+                s = Vec(repeating: a5[kk]); madd(&c50, s, b0); madd(&c51, s, b1)
                 pp += 128
             }
             let cc = c + i * ldc + p * 32
@@ -277,18 +275,18 @@ private func rowKernel<R: PanelRow>(_: R.Type, a: UnsafePointer<Float>, b: Packe
                                     accumulate: Bool, panels: Range<Int>) {
     let k = b.k, n = b.n, P = UnsafeRawPointer(b.storage.ptr)
     for p in panels {
-        var x0 = Vec16(), x1 = Vec16(), y0 = Vec16(), y1 = Vec16()
+        var x0 = Vec(), x1 = Vec(), y0 = Vec(), y1 = Vec()
         var pp = P + p * k * R.stride
         var kk = 0
         while kk + 1 < k {   // two k at a time: four independent accumulators
-            let s0 = Vec16(repeating: a[kk]), s1 = Vec16(repeating: a[kk + 1])
+            let s0 = Vec(repeating: a[kk]), s1 = Vec(repeating: a[kk + 1])
             let (b0, b1) = R.load(pp), (b2, b3) = R.load(pp + R.stride)
             madd(&x0, s0, b0); madd(&x1, s0, b1)
             madd(&y0, s1, b2); madd(&y1, s1, b3)
             pp += 2 * R.stride; kk += 2
         }
         if kk < k {
-            let s0 = Vec16(repeating: a[kk])
+            let s0 = Vec(repeating: a[kk])
             let (b0, b1) = R.load(pp)
             madd(&x0, s0, b0); madd(&x1, s0, b1)
         }
@@ -339,38 +337,38 @@ private func rowsKernel<R: PanelRow>(_: R.Type, m: Int, a: UnsafePointer<Float>,
 private func rowsTile6<R: PanelRow>(_: R.Type, a a0: UnsafePointer<Float>, lda: Int, panel: UnsafeRawPointer, k: Int,
                                     c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
     let a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda
-    var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
-    var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
-    var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
-    var x30 = Vec16(), x31 = Vec16(), y30 = Vec16(), y31 = Vec16()
-    var x40 = Vec16(), x41 = Vec16(), y40 = Vec16(), y41 = Vec16()
-    var x50 = Vec16(), x51 = Vec16(), y50 = Vec16(), y51 = Vec16()
+    var x00 = Vec(), x01 = Vec(), y00 = Vec(), y01 = Vec()
+    var x10 = Vec(), x11 = Vec(), y10 = Vec(), y11 = Vec()
+    var x20 = Vec(), x21 = Vec(), y20 = Vec(), y21 = Vec()
+    var x30 = Vec(), x31 = Vec(), y30 = Vec(), y31 = Vec()
+    var x40 = Vec(), x41 = Vec(), y40 = Vec(), y41 = Vec()
+    var x50 = Vec(), x51 = Vec(), y50 = Vec(), y51 = Vec()
     var pp = panel
     var kk = 0
     while kk + 1 < k {
         let (b0, b1) = R.load(pp), (b2, b3) = R.load(pp + R.stride)
-        var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
+        var s0 = Vec(repeating: a0[kk]), s1 = Vec(repeating: a0[kk + 1])
         madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
-        s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
+        s0 = Vec(repeating: a1[kk]); s1 = Vec(repeating: a1[kk + 1])
         madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
-        s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
+        s0 = Vec(repeating: a2[kk]); s1 = Vec(repeating: a2[kk + 1])
         madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
-        s0 = Vec16(repeating: a3[kk]); s1 = Vec16(repeating: a3[kk + 1])
+        s0 = Vec(repeating: a3[kk]); s1 = Vec(repeating: a3[kk + 1])
         madd(&x30, s0, b0); madd(&x31, s0, b1); madd(&y30, s1, b2); madd(&y31, s1, b3)
-        s0 = Vec16(repeating: a4[kk]); s1 = Vec16(repeating: a4[kk + 1])
+        s0 = Vec(repeating: a4[kk]); s1 = Vec(repeating: a4[kk + 1])
         madd(&x40, s0, b0); madd(&x41, s0, b1); madd(&y40, s1, b2); madd(&y41, s1, b3)
-        s0 = Vec16(repeating: a5[kk]); s1 = Vec16(repeating: a5[kk + 1])
+        s0 = Vec(repeating: a5[kk]); s1 = Vec(repeating: a5[kk + 1])
         madd(&x50, s0, b0); madd(&x51, s0, b1); madd(&y50, s1, b2); madd(&y51, s1, b3)
         pp += 2 * R.stride; kk += 2
     }
     if kk < k {
         let (b0, b1) = R.load(pp)
-        var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
-        s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
-        s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
-        s0 = Vec16(repeating: a3[kk]); madd(&x30, s0, b0); madd(&x31, s0, b1)
-        s0 = Vec16(repeating: a4[kk]); madd(&x40, s0, b0); madd(&x41, s0, b1)
-        s0 = Vec16(repeating: a5[kk]); madd(&x50, s0, b0); madd(&x51, s0, b1)
+        var s0 = Vec(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
+        s0 = Vec(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
+        s0 = Vec(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
+        s0 = Vec(repeating: a3[kk]); madd(&x30, s0, b0); madd(&x31, s0, b1)
+        s0 = Vec(repeating: a4[kk]); madd(&x40, s0, b0); madd(&x41, s0, b1)
+        s0 = Vec(repeating: a5[kk]); madd(&x50, s0, b0); madd(&x51, s0, b1)
     }
     storeTile(cc, ldc: ldc, row: 0, mr: 6, w: w, x00 + y00, x01 + y01, accumulate)
     storeTile(cc, ldc: ldc, row: 1, mr: 6, w: w, x10 + y10, x11 + y11, accumulate)
@@ -385,26 +383,26 @@ private func rowsTile6<R: PanelRow>(_: R.Type, a a0: UnsafePointer<Float>, lda: 
 private func rowsTile3<R: PanelRow>(_: R.Type, a a0: UnsafePointer<Float>, lda: Int, panel: UnsafeRawPointer, k: Int,
                                     c cc: UnsafeMutablePointer<Float>, ldc: Int, w: Int, accumulate: Bool) {
     let a1 = a0 + lda, a2 = a1 + lda
-    var x00 = Vec16(), x01 = Vec16(), y00 = Vec16(), y01 = Vec16()
-    var x10 = Vec16(), x11 = Vec16(), y10 = Vec16(), y11 = Vec16()
-    var x20 = Vec16(), x21 = Vec16(), y20 = Vec16(), y21 = Vec16()
+    var x00 = Vec(), x01 = Vec(), y00 = Vec(), y01 = Vec()
+    var x10 = Vec(), x11 = Vec(), y10 = Vec(), y11 = Vec()
+    var x20 = Vec(), x21 = Vec(), y20 = Vec(), y21 = Vec()
     var pp = panel
     var kk = 0
     while kk + 1 < k {
         let (b0, b1) = R.load(pp), (b2, b3) = R.load(pp + R.stride)
-        var s0 = Vec16(repeating: a0[kk]), s1 = Vec16(repeating: a0[kk + 1])
+        var s0 = Vec(repeating: a0[kk]), s1 = Vec(repeating: a0[kk + 1])
         madd(&x00, s0, b0); madd(&x01, s0, b1); madd(&y00, s1, b2); madd(&y01, s1, b3)
-        s0 = Vec16(repeating: a1[kk]); s1 = Vec16(repeating: a1[kk + 1])
+        s0 = Vec(repeating: a1[kk]); s1 = Vec(repeating: a1[kk + 1])
         madd(&x10, s0, b0); madd(&x11, s0, b1); madd(&y10, s1, b2); madd(&y11, s1, b3)
-        s0 = Vec16(repeating: a2[kk]); s1 = Vec16(repeating: a2[kk + 1])
+        s0 = Vec(repeating: a2[kk]); s1 = Vec(repeating: a2[kk + 1])
         madd(&x20, s0, b0); madd(&x21, s0, b1); madd(&y20, s1, b2); madd(&y21, s1, b3)
         pp += 2 * R.stride; kk += 2
     }
     if kk < k {
         let (b0, b1) = R.load(pp)
-        var s0 = Vec16(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
-        s0 = Vec16(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
-        s0 = Vec16(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
+        var s0 = Vec(repeating: a0[kk]); madd(&x00, s0, b0); madd(&x01, s0, b1)
+        s0 = Vec(repeating: a1[kk]); madd(&x10, s0, b0); madd(&x11, s0, b1)
+        s0 = Vec(repeating: a2[kk]); madd(&x20, s0, b0); madd(&x21, s0, b1)
     }
     storeTile(cc, ldc: ldc, row: 0, mr: 3, w: w, x00 + y00, x01 + y01, accumulate)
     storeTile(cc, ldc: ldc, row: 1, mr: 3, w: w, x10 + y10, x11 + y11, accumulate)
@@ -414,17 +412,17 @@ private func rowsTile3<R: PanelRow>(_: R.Type, a a0: UnsafePointer<Float>, lda: 
 /// Writes (or adds) one row of a 32-wide tile; only the first w columns when the panel is partial.
 @inline(__always)
 func storeTile(_ cc: UnsafeMutablePointer<Float>, ldc: Int, row: Int, mr: Int, w: Int,
-               _ x0: Vec16, _ x1: Vec16, _ accumulate: Bool) {
+               _ x0: Vec, _ x1: Vec, _ accumulate: Bool) {
     guard row < mr else { return }
     let q = cc + row * ldc
     if w == 32 {
         let r = UnsafeMutableRawPointer(q)
         if accumulate {
-            r.storeBytes(of: r.loadUnaligned(as: Vec16.self) + x0, as: Vec16.self)
-            (r + 64).storeBytes(of: (r + 64).loadUnaligned(as: Vec16.self) + x1, as: Vec16.self)
+            r.storeBytes(of: r.loadUnaligned(as: Vec.self) + x0, as: Vec.self)
+            (r + 64).storeBytes(of: (r + 64).loadUnaligned(as: Vec.self) + x1, as: Vec.self)
         } else {
-            r.storeBytes(of: x0, as: Vec16.self)
-            (r + 64).storeBytes(of: x1, as: Vec16.self)
+            r.storeBytes(of: x0, as: Vec.self)
+            (r + 64).storeBytes(of: x1, as: Vec.self)
         }
     } else {
         for j in 0..<w {

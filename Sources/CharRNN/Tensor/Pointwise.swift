@@ -11,6 +11,7 @@
 // LSTM forward kernel 3× slower. The math functions are @_transparent for the same reason — with
 // @inline(__always) alone the compiler kept some as calls, passing each vector in four registers.
 
+/// The library's one SIMD vector type: the pointwise kernels here and the packed GEMM's tiles.
 public typealias Vec = SIMD16<Float>
 public let vecWidth = 16
 

@@ -361,17 +361,17 @@ func portableGemm(m: Int, a: UnsafePointer<UInt32>, rs: Int, qs: Int, panels: Un
             let mr = min(4, m - i)
             let a0 = a + i * rs
             let a1 = mr > 1 ? a0 + rs : a0, a2 = mr > 2 ? a0 + 2 * rs : a0, a3 = mr > 3 ? a0 + 3 * rs : a0
-            var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
-            var c20 = Vec16(), c21 = Vec16(), c30 = Vec16(), c31 = Vec16()
+            var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec()
+            var c20 = Vec(), c21 = Vec(), c30 = Vec(), c31 = Vec()
             var pp = panel
             var aq = 0
             for _ in 0..<k2 {
                 let w0 = pp.load(as: SIMD16<UInt32>.self), w1 = (pp + 64).load(as: SIMD16<UInt32>.self)
-                let h0 = unsafeBitCast(w0 & hiMask, to: Vec16.self), l0 = unsafeBitCast(w0 &<< 16, to: Vec16.self)
-                let h1 = unsafeBitCast(w1 & hiMask, to: Vec16.self), l1 = unsafeBitCast(w1 &<< 16, to: Vec16.self)
-                @inline(__always) func row(_ acc0: inout Vec16, _ acc1: inout Vec16, _ x: UInt32) {
-                    let xh = Vec16(repeating: Float(bitPattern: x & 0xFFFF_0000))
-                    let xl = Vec16(repeating: Float(bitPattern: x << 16))
+                let h0 = unsafeBitCast(w0 & hiMask, to: Vec.self), l0 = unsafeBitCast(w0 &<< 16, to: Vec.self)
+                let h1 = unsafeBitCast(w1 & hiMask, to: Vec.self), l1 = unsafeBitCast(w1 &<< 16, to: Vec.self)
+                @inline(__always) func row(_ acc0: inout Vec, _ acc1: inout Vec, _ x: UInt32) {
+                    let xh = Vec(repeating: Float(bitPattern: x & 0xFFFF_0000))
+                    let xl = Vec(repeating: Float(bitPattern: x << 16))
                     madd(&acc0, xh, h0); madd(&acc0, xl, l0)
                     madd(&acc1, xh, h1); madd(&acc1, xl, l1)
                 }

@@ -1,7 +1,8 @@
-// BatchEngineTests.swift — the continuous-batching engine of `charrnn serve` against the sampler of
-// `charrnn sample`: the same text for the same prompt, seed and options while other requests join
-// and leave; rows freed on cancel within one step; stop strings; n > 1; queue and buffer limits;
-// the threaded engine; and the request decoder's checks.
+// BatchEngineTests.swift — the continuous-batching engine of `charrnn serve` (a driver of the
+// GenerationLoop that `charrnn sample` runs) against the step-level Sampler, an independent
+// reference that feeds and draws token by token: the same text for the same prompt, seed and
+// options while other requests join and leave; rows freed on cancel within one step; stop strings;
+// n > 1; queue and buffer limits; the threaded engine; and the request decoder's checks.
 
 import XCTest
 @testable import CharRNN
@@ -25,8 +26,9 @@ final class BatchEngineTests: XCTestCase {
         return m
     }
 
-    /// What `charrnn sample --prime P --seed S --num-samples n --length L` with `--stop`s draws: sample
-    /// i's generated text (after the prime), cut before the first stop string.
+    /// What `charrnn sample --prime P --seed S --num-samples n --length L` with `--stop`s must draw,
+    /// computed with the step-level Sampler: sample i's generated text (after the prime), cut before
+    /// the first stop string.
     static func reference(_ m: CharRNNModel, vocabulary: Vocabulary = vocabulary, _ r: GenerationRequest) -> [String] {
         let s = Sampler(model: m, vocabulary: vocabulary, options: r.options, seed: r.seed, streams: r.choices)
         if r.prompt.isEmpty { s.start() } else { for t in r.prompt { s.feed(Int(t)) } }

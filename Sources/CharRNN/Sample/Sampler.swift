@@ -1,11 +1,18 @@
-// Sample/Sampler.swift — generation from a checkpoint for K independent streams.
+// Sample/Sampler.swift — the step-level sampling API: K streams stepped in lockstep, the sampling
+// options, the stream seed derivation, and TokenDrawer (the draw).
 //
-// The network runs through the model's inference step (Model/Inference.swift), which gives log p of
-// every id for each stream. The sampler only shapes that distribution — temperature, top-k, top-p
-// (nucleus) truncation, the unknown token masked — and draws, each stream with its own generator
-// (stream i's from the seed and i, so sample i is the same whatever K is; stream 0's is the seed's
-// own, as a single sample has always been). Temperature 0 is argmax. The shaping and the draw are
-// TokenDrawer, which a server can use row by row. All buffers are allocated at init.
+// Generating text — `charrnn sample` and `charrnn serve` — goes through GenerationLoop, which uses
+// the pieces defined here: `Sampler.seed(_:stream:)` (stream i's generator seed: the seed itself for
+// stream 0, as a single sample has always been, a SplitMix64 step away for the others, so sample i
+// is the same whatever K is), `SamplingOptions`, `Vocabulary.startID` and `TokenDrawer`. The
+// `Sampler` class itself steps the model token by token for code that wants the log-probabilities
+// and draws one at a time (the benchmark's sampling figure, tests, the fuzz targets): the network
+// runs through the model's inference step (Model/Inference.swift), which gives log p of every id
+// for each stream; `feed` gives every stream the same token, `draw` draws from one stream's row
+// with its own generator, `next` draws and feeds (after the start token when nothing was fed, as
+// the loop does). The shaping and the draw are TokenDrawer: softmax(log p / T), the unknown token
+// masked, top-k and top-p (nucleus) truncation; temperature 0 is argmax. All buffers are allocated
+// at init.
 
 /// Controls of the next-token distribution.
 public struct SamplingOptions: Sendable {

@@ -2,7 +2,7 @@
 //
 // The engine is a driver of the GenerationLoop (which `charrnn sample` drives too): each request (a
 // `GenerationTicket`) joins the loop as n rows, choice i with stream index i, so choice i of a
-// request with seed S draws with `Xoshiro256(seed: Sampler.seed(S, stream: i))` and its text
+// request with seed S draws with `Xoshiro256(seed: GenerationLoop.streamSeed(S, stream: i))` and its text
 // equals `charrnn sample --prime P --seed S --num-samples n` with the same options, however many
 // other requests are in flight. Prompt feeding, the start token, the draw and stop strings are the
 // loop's; the engine owns what serving adds: a bounded queue (first come, first served), rows that
@@ -24,7 +24,7 @@ public struct GenerationRequest: Sendable {
     public var prompt: [Int32]
     /// Independent completions (rows), n ≥ 1.
     public var choices: Int
-    /// Choice i draws with `Xoshiro256(seed: Sampler.seed(seed, stream: i))`.
+    /// Choice i draws with `Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: i))`.
     public var seed: UInt64
     public var options: SamplingOptions
     /// Tokens to draw per choice at most (≥ 0).

@@ -7,7 +7,7 @@
 // sampling options, a token budget and a stop filter. It then feeds its prompt, one token per step
 // (an empty prompt feeds the vocabulary's start token, a newline; a vocabulary without one draws the
 // first token from the uniform distribution), and afterwards per step draws a token from its row
-// of log p with its own generator, `Xoshiro256(seed: Sampler.seed(seed, stream: i))`, and feeds it.
+// of log p with its own generator, `Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: i))`, and feeds it.
 // The drawn token's UTF-8 goes through the row's `StopFilter`; what the filter releases is the
 // row's text. A row ends when a stop string was generated (`stop`, the text ends before it), when it
 // drew its budget (`length`, the filter's held bytes are released), or when its driver ends it.
@@ -110,11 +110,19 @@ public final class GenerationLoop {
 
     // MARK: - Joining
 
+    /// The seed of stream i's generator: the seed itself for stream 0 (as a single sample has always
+    /// been), a SplitMix64 step away for the others, so sample i is the same whatever K is.
+    public static func streamSeed(_ seed: UInt64, stream i: Int) -> UInt64 {
+        guard i > 0 else { return seed }
+        var z = seed &+ UInt64(i - 1) &* 0x9E37_79B9_7F4A_7C15   // i steps from the seed
+        return Xoshiro256.splitmix(&z)
+    }
+
     /// Adds a row to the batch; it feeds `prompt[0]` in the coming `step`. With `maxTokens` 0 it
     /// ends at once (`length`); with an empty prompt and no start token it draws its first token now.
     /// - Parameters:
     ///   - prompt: token ids, each in 0..<V (empty: the start token).
-    ///   - seed: with `stream`, the row's generator: `Xoshiro256(seed: Sampler.seed(seed, stream: stream))`.
+    ///   - seed: with `stream`, the row's generator: `Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: stream))`.
     ///   - maxTokens: tokens to draw at most (≥ 0).
     ///   - stop: the row's stop filter (moved in: a copy would share its buffer and allocate at the first token).
     ///   - owner: the driver's object for the row (`owner(_:)`), kept until the row leaves.
@@ -129,7 +137,7 @@ public final class GenerationLoop {
         slots[i].feed = prompt.isEmpty ? startFeed : prompt
         slots[i].options = options
         slots[i].maxTokens = maxTokens
-        slots[i].rng = Xoshiro256(seed: Sampler.seed(seed, stream: stream))
+        slots[i].rng = Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: stream))
         slots[i].filter = stop
         slots[i].fed = 0; slots[i].drawn = 0; slots[i].end = nil; slots[i].fresh = true
         released[i].removeAll(keepingCapacity: true)

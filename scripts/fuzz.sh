@@ -23,12 +23,13 @@ TARGETS_ALL="corpus safetensors csv prime request"
 
 build() {
     local srcs
-    srcs=$(find Sources/CharRNN -name '*.swift' | sort)
+    srcs=$(find Sources/CharRNN Sources/CharRNNAPI -name '*.swift' | sort)
     local newest
     newest=$(ls -t $srcs Fuzz/Harness.swift Tests/CharRNNTests/FuzzTargets.swift | head -1)
     if [ -x "$OUT/charrnn-fuzz" ] && [ "$OUT/charrnn-fuzz" -nt "$newest" ]; then return; fi
     echo "building $OUT/charrnn-fuzz (ASan + libFuzzer) …" >&2
-    # One module: the library sources, the shared entry points and the libFuzzer harness.
+    # One module: the library and API sources (the API's `import CharRNN` is left out under
+    # CHARRNN_FUZZ), the shared entry points and the libFuzzer harness.
     # shellcheck disable=SC2086
     # (Run from $OUT: swiftc leaves CharRNNFuzz-1.swiftmodule & co. in the working directory.)
     (cd "$OUT" && swiftc -sanitize=fuzzer,address -parse-as-library -O -g -wmo -D CHARRNN_FUZZ \

@@ -19,7 +19,8 @@
 // - request: `charrnn serve`'s body decoders (CompletionRequest, ScoreRequest): an input is accepted
 //   only if it is valid UTF-8 and every field is within the limits; a refusal is a 400 APIError
 //   with a one-line message and a well-formed error object; an accepted completion runs through
-//   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings.
+//   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings, and
+//   its hand-written streamed event equal to the encoded Codable chunk.
 //
 // The first input byte selects options (unit, normalization, chart flags, sampling controls); the
 // rest is the payload.
@@ -27,6 +28,7 @@
 import Foundation
 #if !CHARRNN_FUZZ
 @testable import CharRNN
+import CharRNNAPI
 #endif
 
 struct FuzzViolation: Error, CustomStringConvertible {
@@ -314,8 +316,15 @@ enum FuzzTarget: String, CaseIterable {
                 try check(p.finish[i] == .length || p.finish[i] == .stop, t, "finish \(String(describing: p.finish[i]))")
                 try check(p.completionTokens[i] <= min(r.maxTokens, 8), t, "drew more than max_tokens")
                 guard let s = String(validating: text[i], as: UTF8.self) else { throw FuzzViolation(target: t.rawValue, message: "text not UTF-8") }
-                _ = s
                 try check(!r.stop.contains { containsBytes(text[i], Array($0.utf8)) }, t, "text contains a stop string")
+                // the hand-written streamed event is the Codable chunk, byte for byte (fuzzed strings as model and fingerprint)
+                let model = r.model ?? r.prompt, fingerprint = r.stop.first ?? "charrnn"
+                var event: [UInt8] = []
+                CompletionEvents(id: "cmpl-1", created: 1, model: model, fingerprint: fingerprint).append(index: i, text: text[i], finish: p.finish[i], to: &event)
+                let chunk = CompletionChunk(id: "cmpl-1", created: 1, model: model, systemFingerprint: fingerprint,
+                                            choices: [CompletionChoice(index: i, text: s, finishReason: p.finish[i]?.rawValue)])
+                try check(event == Array("data: ".utf8) + APIJSON.encode(chunk) + Array("\n\n".utf8), t,
+                          "streamed event \(String(decoding: event, as: UTF8.self).debugDescription) is not the encoded chunk")
             }
         } catch let e as APIError {
             try refused(e)

@@ -87,5 +87,8 @@ let package = Package(
         .testTarget(name: "CharRNNTests", dependencies: ["CharRNN", "CharRNNAPI"]),   // CharRNNAPI: the `request` fuzz target
         .testTarget(name: "CharRNNAPITests", dependencies: ["CharRNNAPI", "CharRNN"]),
         .testTarget(name: "charrnnTests", dependencies: ["charrnn"]),
+        // CharRNN as another package uses it: `import CharRNN` without @testable, so only the public
+        // API compiles (the README's "Use as a Swift library" example).
+        .testTarget(name: "LibraryUseTests", dependencies: ["CharRNN"]),
     ]
 )

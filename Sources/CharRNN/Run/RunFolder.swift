@@ -6,6 +6,13 @@
 // process that writes the run and holding its pid. The kernel drops the lock when that process exits,
 // however it exits (kill -9 included), so a lock is never stale; the file itself stays (removing it
 // would let two processes lock two different inodes of the same name).
+//
+// Ownership: a run writes only files it owns. The lock is opened with O_NOFOLLOW and must be a regular
+// file with one name (a symbolic or hard link into another run or to any other file is refused, never
+// truncated); the checkpoints and loss.csv are replaced by rename, so nothing is written through a link
+// (`AtomicFile`); and a resume refuses a folder whose run files are symbolic links (`checkOwnedFiles`,
+// e.g. a `cp -as` copy of another run), naming the link and what to do. A folder with no checkpoint is
+// not a run: a new run reclaims it (its lock free, its leftover loss.csv removed).
 
 import Foundation
 
@@ -47,9 +54,48 @@ public struct RunFolder: Sendable, Equatable {
     /// The default token-cache folder for the runs under `out` (`<out>/.cache`).
     public static func cacheDir(under out: String) -> String { (out as NSString).appendingPathComponent(cacheDirName) }
 
-    /// Whether the folder holds any file of a run (a checkpoint or the loss log).
-    public var holdsRun: Bool {
-        [best, latest, lossLog].contains { FileManager.default.fileExists(atPath: $0) }
+    /// Whether the folder holds a run: a checkpoint (best or latest; a dangling link counts). A loss log
+    /// alone is what a run stopped before its first save leaves, and a new run reclaims it.
+    public var holdsRun: Bool { [best, latest].contains(where: RunFolder.exists) }
+
+    /// Whether something (of any type, a dangling link included) has the name `path`.
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// Refuses a run folder whose run files (lock, checkpoints, loss log) are not its own: a symbolic
+    /// link (a `cp -as` copy of another run, or a link to any file), a lock with other hard links (a
+    /// `cp -al` copy), or anything but a regular file. A run only ever replaces those names (and writes
+    /// its lock in place), but a link someone made says the file lives elsewhere, so it is reported,
+    /// all of them in one line, not replaced.
+    /// - Throws: `CheckpointError` naming the files and what to do.
+    public func checkOwnedFiles() throws {
+        var links: [String] = [], others: [String] = []
+        for name in [RunFolder.lockName, RunFolder.lossLogName, RunFolder.bestName, RunFolder.latestName] {
+            let f = file(name)
+            var st = stat()
+            guard lstat(f, &st) == 0 else { continue }
+            if st.st_mode & S_IFMT == S_IFLNK {
+                links.append(name + RunFolder.linkTarget(f))
+            } else if st.st_mode & S_IFMT != S_IFREG {
+                others.append("\(name) is not a regular file")
+            } else if name == RunFolder.lockName && st.st_nlink != 1 {
+                others.append("\(name) is a hard link (\(st.st_nlink) names for one file)")
+            }
+        }
+        guard !links.isEmpty || !others.isEmpty else { return }
+        var what = others
+        if !links.isEmpty { what.insert(links.joined(separator: ", ") + (links.count == 1 ? " is a symbolic link" : " are symbolic links"), at: 0) }
+        throw CheckpointError(file: path, message: what.joined(separator: "; ") + "; a run writes only files it owns, never through a link: copy a run with cp -a (not cp -s or cp -l), or replace each of these with a copy of its own (cp --remove-destination)")
+    }
+
+    /// " (to TARGET)" for a symbolic link, else "".
+    static func linkTarget(_ path: String) -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return "" }
+        return " (to \(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).debugDescription))"
     }
 
     // MARK: - Names
@@ -90,16 +136,19 @@ public struct RunFolder: Sendable, Equatable {
         let lock = try RunLock(runDir: path)
         lock.created = created
         let run = RunFolder(path)
-        if run.holdsRun {
-            guard replacing else {
-                throw CheckpointError(file: path, message: "already holds a run; resume it with --resume \(shellQuoted(path)), choose another --name, or pass --overwrite to replace it")
-            }
-            for f in [run.best, run.latest, run.lossLog] where FileManager.default.fileExists(atPath: f) {
-                do { try FileManager.default.removeItem(atPath: f) } catch {
-                    throw CheckpointError(file: f, message: "cannot remove it to replace the run: \(describe(error))")
-                }
+        if run.holdsRun && !replacing {
+            throw CheckpointError(file: path, message: "already holds a run; resume it with --resume \(shellQuoted(path)), choose another --name, or pass --overwrite to replace it")
+        }
+        // --overwrite, or a folder without a checkpoint (a run stopped before its first save: not a
+        // run, reclaimed): the names are removed, never followed (unlink removes a link, not its
+        // target) and never recursively (a folder of that name is refused)
+        for f in [run.best, run.latest, run.lossLog] where exists(f) {
+            if unlink(f) != 0 {
+                let code = errno
+                throw CheckpointError(file: f, message: "cannot remove it to \(run.holdsRun ? "replace the run" : "reclaim the folder"): \(String(cString: strerror(code)))")
             }
         }
+        RunContinuation.removeStaleTempFiles(runDir: path)
         return lock
     }
 
@@ -125,7 +174,9 @@ public struct RunFolder: Sendable, Equatable {
             let p = run.checkpoint(which)
             if FileManager.default.fileExists(atPath: p) { return p }
         }
-        throw CheckpointError(file: path, message: "run directory has no \(bestName) or \(latestName)")
+        let stopped = exists(run.lossLog) || exists(run.file(lockName))
+        throw CheckpointError(file: path, message: "run directory has no \(bestName) or \(latestName)"
+                              + (stopped ? " (the run stopped before its first checkpoint, so there is nothing to resume: start it again with the same --name; the folder is reclaimed)" : ""))
     }
 
     /// The most recently modified run folder under `root` that holds a checkpoint.
@@ -168,8 +219,25 @@ public final class RunLock: @unchecked Sendable {
     /// - Throws: `CheckpointError` naming the holder's pid when another process writes the run.
     public init(runDir: String) throws {
         path = (runDir as NSString).appendingPathComponent(RunFolder.lockName)
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        if fd < 0 { throw CheckpointError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
+        // never followed, never a FIFO or device that blocks on open
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        if fd < 0 {
+            let code = errno
+            if code == ELOOP {
+                throw CheckpointError(file: path, message: "is a symbolic link\(RunFolder.linkTarget(path)); charrnn never writes a run's lock through a link: remove it (rm \(shellQuoted(path))) and run again")
+            }
+            throw CheckpointError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(code)))")
+        }
+        // a regular file with one name: a hard link (into another run, or to any file) would be
+        // truncated and share its lock with the other name
+        var st = stat()
+        let why: String? = fstat(fd, &st) != 0 ? String(cString: strerror(errno))
+            : st.st_mode & S_IFMT != S_IFREG ? "is not a regular file"
+            : st.st_nlink != 1 ? "is a hard link (\(st.st_nlink) names for one file)" : nil
+        if let why {
+            close(fd)
+            throw CheckpointError(file: path, message: "\(why); a run's lock must be its own file: remove it (rm \(shellQuoted(path))) and run again")
+        }
         var whole = flock()
         whole.l_type = Int16(F_WRLCK); whole.l_whence = Int16(SEEK_SET); whole.l_start = 0; whole.l_len = 0
         if fcntl(fd, F_SETLK, &whole) != 0 {
@@ -189,17 +257,25 @@ public final class RunLock: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// Runs `body`; when it throws and the run folder holds nothing but the lock (the run never
-    /// started), removes the lock file and the folder, so a refused run leaves nothing behind.
+    /// Runs `body`; when it throws and the run folder holds nothing but the lock and a loss log (the
+    /// run never saved a checkpoint), removes them and the folders this claim made, so a refused run
+    /// leaves nothing behind (and never blocks the corrected rerun).
     public func abandoningOnError<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch {
-            let dir = (path as NSString).deletingLastPathComponent
-            if (try? FileManager.default.contentsOfDirectory(atPath: dir)) == [RunFolder.lockName] {
-                unlink(path)
-                for d in created where rmdir(d) != 0 { break }   // only the empty folders this run made
-            }
+            abandon()
             throw error
         }
+    }
+
+    /// `abandoningOnError`'s clean-up: only a folder with no checkpoint and nothing but the lock and
+    /// loss.csv is touched (a regular loss.csv: `unlink` removes the name only).
+    func abandon() {
+        let dir = (path as NSString).deletingLastPathComponent
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir),
+              Set(names).isSubset(of: [RunFolder.lockName, RunFolder.lossLogName]) else { return }
+        if names.contains(RunFolder.lossLogName) { unlink(RunFolder(dir).lossLog) }
+        unlink(path)
+        for d in created where rmdir(d) != 0 { break }   // only the empty folders this run made
     }
 }
 

@@ -128,7 +128,8 @@ public struct TrainingRun {
         case let .initFrom(checkpoint, dropout):
             (plan, trainer, lock) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
         }
-        try trainer.checkAgreement()
+        // ranks that disagree: a fresh run's folder is left as it was found (no .lock, no empty loss.csv)
+        do { try trainer.checkAgreement() } catch { lock?.abandon(); throw error }
     }
 
     static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
@@ -136,9 +137,10 @@ public struct TrainingRun {
         let t = r.train, path = r.corpus[0]
         try WorkerPool.configure(threads: t.threads)
         let (c, files) = try loadCorpus(r.corpus, options: t.loadOptions, request: r, report: report)
-        var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
-                              hash: c.contentHash)
-        if r.corpus.count > 1 { info.paths = r.corpus }
+        // absolute paths: a resume from another working directory finds the corpus again
+        var info = CorpusInfo(name: c.name, path: RunContinuation.absolutePath(path), bytes: files.reduce(0) { $0 + $1.size },
+                              tokens: c.count, hash: c.contentHash)
+        if r.corpus.count > 1 { info.paths = r.corpus.map(RunContinuation.absolutePath) }
         var mc = model
         mc.vocabSize = c.vocabulary.count
         if case let .adaptive(cutoffs) = softmax { try chooseAdaptiveSoftmax(&mc, corpus: c, manual: cutoffs, report: report) }
@@ -156,7 +158,10 @@ public struct TrainingRun {
                        report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
         let file = try RunFolder.resolve(checkpoint, preferring: .latest)
         let folder = (file as NSString).deletingLastPathComponent
-        // the lock first: a run that another process is writing is neither read half-written nor continued twice
+        // a run writes only files it owns: not through links into another run (`cp -as`), all named at once
+        if r.writesFolder { try RunFolder(folder.isEmpty ? "." : folder).checkOwnedFiles() }
+        // the lock before the checkpoint is read: a run that another process is writing is neither read
+        // half-written nor continued twice
         let lock = r.writesFolder ? try RunLock(runDir: folder.isEmpty ? "." : folder) : nil
         // the token cache beside the run (under the folder that holds it), not under the default --out
         var r = r
@@ -166,7 +171,7 @@ public struct TrainingRun {
         let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, reducer: r.reducer)
         report(.checkpointRead(path: loaded.path))
         let recorded = loaded.meta.corpus
-        let paths = r.corpus.isEmpty ? (recorded.paths ?? [recorded.path]) : r.corpus
+        let paths = r.corpus.isEmpty ? try RunContinuation.recordedCorpus(recorded, checkpoint: checkpoint) : r.corpus
         let plan: Plan
         let trainer: Trainer
         // A single corpus file is compared with what the run recorded: its size, then the content

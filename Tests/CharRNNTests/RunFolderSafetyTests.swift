@@ -227,3 +227,100 @@ final class RunFolderSafetyTests: RunFolderTestCase {
     }
 }
 
+/// The hostile round of the same class: links, concurrent runs, odd path encodings.
+final class RunFolderHostileTests: RunFolderTestCase {
+    override class var folderPrefix: String { "hostile" }
+
+    func testANewRunRefusesARunFolderThatIsASymbolicLinkEvenWithOverwrite() throws {
+        let elsewhere = dir + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try AtomicFile.write([7], to: elsewhere + "/best.safetensors")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        XCTAssertEqual(symlink(elsewhere, out + "/x"), 0)
+        for replacing in [false, true] {
+            do { _ = try RunFolder.claimNew(out + "/x", replacing: replacing); XCTFail("claimed a link") } catch {
+                XCTAssertTrue("\(error)".contains("is a symbolic link"), "\(error)")
+            }
+        }
+        XCTAssertEqual(try AtomicFile.read(from: elsewhere + "/best.safetensors"), [7])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: elsewhere + "/.lock"))
+    }
+
+    func testADefaultNameTakenByARunOrByAnotherWriterGetsASuffix() throws {
+        let base = out + "/c-20260101-000000"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        try AtomicFile.write([1], to: base + "/latest.safetensors")
+        let (second, lock2) = try RunFolder.claimUnused(base)
+        XCTAssertEqual(second, base + "-2")
+        // another process holds -3's lock (a run that has not saved yet): -3 is skipped, not reclaimed
+        let third = base + "-3"
+        try FileManager.default.createDirectory(atPath: third, withIntermediateDirectories: true)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)", third + "/.lock"]
+        let pipe = Pipe()
+        holder.standardOutput = pipe
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        _ = pipe.fileHandleForReading.availableData                  // "held"
+        XCTAssertTrue(RunLock.isHeld(runDir: third))
+        // -2 now holds a run too: the next default claim goes past -2 and the held -3
+        try AtomicFile.write([1], to: second + "/latest.safetensors")
+        withExtendedLifetime(lock2) {}
+        let (fourth, _) = try RunFolder.claimUnused(base)
+        XCTAssertEqual(fourth, base + "-4")
+        XCTAssertEqual(try AtomicFile.read(from: second + "/latest.safetensors"), [1])
+    }
+
+    func testErrorsNameOddPathsOnOneLine() throws {
+        let nl = "a\nb.txt"
+        XCTAssertFalse("\(TextError.nulByte(file: nl, line: 1, column: 2, byteOffset: 1))".contains("\n"))
+        XCTAssertTrue("\(TextError.changed(file: nl, offset: 3))".hasPrefix(#""a\nb.txt": "#))
+        XCTAssertFalse("\(FileIOError(path: "x\u{1B}[2Jy", operation: "write", code: ENOSPC))".contains("\u{1B}"))
+        XCTAssertFalse("\(CheckpointError(file: "r\nx", message: "m"))".contains("\n"))
+        XCTAssertEqual(displayPath("plain/päth.txt"), "plain/päth.txt")
+        // a name whose bytes are not UTF-8 arrives with U+FFFD: the error says why it is not found
+        let e = TextError.cannotRead("caf\u{FFFD}.txt", code: ENOENT)
+        XCTAssertTrue("\(e)".contains("not UTF-8"), "\(e)")
+        XCTAssertFalse("\(TextError.cannotRead("cafe.txt", code: ENOENT))".contains("UTF-8"))
+    }
+
+    func testAFolderThisProcessIsWritingIsNeitherReclaimedNorUnlocked() throws {
+        // a library caller: one run claimed and logging, no checkpoint yet; a second claim in the
+        // same process must not reclaim it (removing its live loss.csv) nor drop its lock
+        let run = out + "/c-20260101-000000"
+        let first = try RunFolder.claimNew(run, replacing: false)
+        _ = try LossLog(path: RunFolder(run).lossLog, keepThrough: nil)
+        let m = { () -> String in do { _ = try RunFolder.claimNew(run, replacing: true); return "" } catch { return "\(error)" } }()
+        XCTAssertTrue(m.contains("this process is already writing"), m)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: RunFolder(run).lossLog))
+        XCTAssertTrue(RunLock.isHeld(runDir: run))
+        let (other, _) = try RunFolder.claimUnused(run)
+        XCTAssertEqual(other, run + "-2")
+        // the kernel lock is still there: another process is refused
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import fcntl,sys\ntry:\n  fcntl.lockf(open(sys.argv[1],'r+'), fcntl.LOCK_EX | fcntl.LOCK_NB); sys.exit(0)\nexcept OSError: sys.exit(3)", run + "/.lock"]
+        try probe.run(); probe.waitUntilExit()
+        XCTAssertEqual(probe.terminationStatus, 3)
+        withExtendedLifetime(first) {}
+    }
+
+    func testRunNamesWithBidirectionalControlsAreRefusedAndOtherUnicodeIsFine() throws {
+        for bad in ["run\u{202E}txt.exe", "a\u{2066}b", "\u{200F}x"] {
+            XCTAssertThrowsError(try RunFolder.checkName(bad), bad.debugDescription) { e in
+                XCTAssertTrue("\(e)".contains("bidirectional"), "\(e)")
+            }
+        }
+        for good in ["café", "日本語", "e\u{301}", "👩‍💻", "a b"] { XCTAssertNoThrow(try RunFolder.checkName(good), good) }
+    }
+
+    func testAStaleLockFileAloneIsNoRunAndAFreshRunReusesIt() throws {
+        let run = out + "/x"
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        try AtomicFile.write(Array("99999\n".utf8), to: run + "/.lock")
+        let lock = try RunFolder.claimNew(run, replacing: false)
+        XCTAssertEqual(String(decoding: try AtomicFile.read(from: run + "/.lock"), as: UTF8.self), "\(getpid())\n")
+        withExtendedLifetime(lock) {}
+    }
+}

@@ -65,6 +65,16 @@ final class FileSafetyCLITests: CharrnnCLITestCase {
         XCTAssertTrue(info.out.contains(d + "/project/data/" + corpus), info.out)
     }
 
+    func testACorpusNameWithANewlineGivesAOneLineError() throws {
+        let d = workDir()
+        let name = "bad\nname.txt"
+        FileManager.default.createFile(atPath: d + "/" + name, contents: Data("ab\u{0}cd".utf8))
+        let r = try run(["train", name, "--out", "runs"] + quick, cwd: d)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+        XCTAssertTrue(r.err.contains(#""bad\nname.txt":1:3"#), r.err)
+    }
+
     /// Runs `args` through /bin/sh (for cp), returning the exit status.
     func run(_ args: [String], cwd: String, shell: Bool) throws -> Int32 {
         let p = Process()

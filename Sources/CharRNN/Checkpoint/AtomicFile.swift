@@ -47,8 +47,14 @@ public struct FileIOError: Error, CustomStringConvertible, Equatable {
 
     /// `<path>: cannot <operation>: <strerror(code)>`.
     public var description: String {
-        "\(path): cannot \(operation): \(String(cString: strerror(code)))"
+        "\(displayPath(path)): cannot \(operation): \(String(cString: strerror(code)))"
     }
+}
+
+/// `path` for a one-line message: as it is, or quoted with Swift escapes (`"a\nb"`) when it holds a
+/// control character (a newline, tab, escape … in a file name would break the line or the terminal).
+public func displayPath(_ path: String) -> String {
+    path.unicodeScalars.contains { $0.properties.generalCategory == .control } ? path.debugDescription : path
 }
 
 /// Whole-file reads and atomic whole-file writes.

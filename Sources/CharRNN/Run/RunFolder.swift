@@ -15,6 +15,7 @@
 // not a run: a new run reclaims it (its lock free, its leftover loss.csv removed).
 
 import Foundation
+import Synchronization
 
 /// A run folder and the files in it.
 public struct RunFolder: Sendable, Equatable {
@@ -102,12 +103,19 @@ public struct RunFolder: Sendable, Equatable {
 
     /// Checks that `name` is one path component that names a folder inside `--out`.
     /// - Throws: `CheckpointError` for "", ".", "..", a name with "/" or a control character (NUL,
-    ///   newline, …: legal in a file name, but every printed command would break on it).
+    ///   newline, …: legal in a file name, but every printed command would break on it), or a
+    ///   bidirectional control (U+202E …: the printed `--resume` command would not read as it runs).
     public static func checkName(_ name: String) throws {
         let why: String? = name.isEmpty ? "is empty" : name == "." || name == ".." ? "is \"\(name)\"" :
             name.contains("/") ? "contains \"/\"" :
-            name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) ? "contains a control character" : nil
+            name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) ? "contains a control character" :
+            name.unicodeScalars.contains(where: isBidiControl) ? "contains a bidirectional control character (it would reorder the printed commands)" : nil
         if let why { throw CheckpointError(file: "--name \(name.debugDescription)", message: "a run name must be one folder name inside --out; this one \(why)") }
+    }
+
+    /// U+061C, U+200E/F, U+202A…E, U+2066…9: invisible characters that reorder the text around them.
+    static func isBidiControl(_ c: Unicode.Scalar) -> Bool {
+        c.value == 0x061C || c.value == 0x200E || c.value == 0x200F || (0x202A...0x202E).contains(c.value) || (0x2066...0x2069).contains(c.value)
     }
 
     // MARK: - Writing a run
@@ -120,6 +128,11 @@ public struct RunFolder: Sendable, Equatable {
     ///     refused even when `replacing`.
     /// - Throws: `CheckpointError` (cannot create, locked by another process, holds a run).
     public static func claimNew(_ path: String, replacing: Bool, protecting: String? = nil) throws -> RunLock {
+        // a new run makes its own folder: a link there would put it (and --overwrite's removals) elsewhere
+        var st = stat()
+        if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
+            throw CheckpointError(file: path, message: "is a symbolic link\(linkTarget(path)); a new run makes its own folder and never writes through a link: choose another --name, or remove the link")
+        }
         if let protecting, sameFile((protecting as NSString).deletingLastPathComponent, path) {
             throw CheckpointError(file: path, message: "is the folder of the --init-from checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another --name)")
         }
@@ -132,6 +145,11 @@ public struct RunFolder: Sendable, Equatable {
         }
         do { try makeFolders(path) } catch let e as FileIOError {
             throw CheckpointError(file: path, message: "cannot create run directory: \(String(cString: strerror(e.code)))")
+        }
+        // a folder this process is writing right now (a library caller): opening and closing its
+        // lock here would drop this process's lock on it, so it is refused before the lock is touched
+        if RunLock.heldHere(runDir: path) {
+            throw CheckpointError(file: path, message: "this process is already writing a run in this folder; choose another --name")
         }
         let lock = try RunLock(runDir: path)
         lock.created = created
@@ -150,6 +168,19 @@ public struct RunFolder: Sendable, Equatable {
         }
         RunContinuation.removeStaleTempFiles(runDir: path)
         return lock
+    }
+
+    /// Claims `path` for a run with a default name, or, when a run or another writer already holds it
+    /// (two runs started in the same second), the first of `path-2`, `path-3`, … that nobody holds.
+    /// - Returns: the folder claimed and its lock.
+    /// - Throws: what `claimNew` throws.
+    static func claimUnused(_ path: String) throws -> (String, RunLock) {
+        for k in 1...1000 {
+            let p = k == 1 ? path : "\(path)-\(k)"
+            if exists(p) && (RunFolder(p).holdsRun || RunLock.isHeld(runDir: p)) { continue }
+            return (p, try claimNew(p, replacing: false))
+        }
+        return (path, try claimNew(path, replacing: false))
     }
 
     /// Whether two paths name the same existing file or folder (device and inode).
@@ -212,6 +243,14 @@ public struct RunFolder: Sendable, Equatable {
 public final class RunLock: @unchecked Sendable {
     public let path: String
     let fd: Int32
+    /// The lock file's device and inode, counted in `live` while this value lives.
+    private let id: FileID
+
+    struct FileID: Hashable { var dev: UInt64; var ino: UInt64 }
+    /// The lock files this process holds through a live `RunLock` (with how many): POSIX locks do not
+    /// show to their own process, so this is how `isHeld` and `claimNew` see them without opening
+    /// (and, on close, dropping) them.
+    private static let live = Mutex<[FileID: Int]>([:])
     /// Folders created to hold the run, innermost first (`RunFolder.claimNew`).
     var created: [String] = []
 
@@ -238,6 +277,7 @@ public final class RunLock: @unchecked Sendable {
             close(fd)
             throw CheckpointError(file: path, message: "\(why); a run's lock must be its own file: remove it (rm \(shellQuoted(path))) and run again")
         }
+        id = FileID(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))
         var whole = flock()
         whole.l_type = Int16(F_WRLCK); whole.l_whence = Int16(SEEK_SET); whole.l_start = 0; whole.l_len = 0
         if fcntl(fd, F_SETLK, &whole) != 0 {
@@ -253,9 +293,35 @@ public final class RunLock: @unchecked Sendable {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
+        RunLock.live.withLock { [id] in $0[id, default: 0] += 1 }
     }
 
-    deinit { close(fd) }
+    deinit {
+        RunLock.live.withLock { [id] in
+            if let n = $0[id], n > 1 { $0[id] = n - 1 } else { $0[id] = nil }
+        }
+        close(fd)
+    }
+
+    /// Whether a live `RunLock` of this process holds the lock of `runDir` (never opens the file).
+    static func heldHere(runDir: String) -> Bool {
+        var st = stat()
+        guard lstat((runDir as NSString).appendingPathComponent(RunFolder.lockName), &st) == 0 else { return false }
+        let id = FileID(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))
+        return live.withLock { $0[id] != nil }
+    }
+
+    /// Whether this process (a live `RunLock`) or another one (F_GETLK) holds the lock of `runDir`;
+    /// never creates the lock file, and never opens one this process holds (closing it would drop the lock).
+    static func isHeld(runDir: String) -> Bool {
+        if heldHere(runDir: runDir) { return true }
+        let fd = open((runDir as NSString).appendingPathComponent(RunFolder.lockName), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var probe = flock()
+        probe.l_type = Int16(F_WRLCK); probe.l_whence = Int16(SEEK_SET); probe.l_start = 0; probe.l_len = 0
+        return fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != Int16(F_UNLCK)
+    }
 
     /// Runs `body`; when it throws and the run folder holds nothing but the lock and a loss log (the
     /// run never saved a checkpoint), removes them and the folders this claim made, so a refused run

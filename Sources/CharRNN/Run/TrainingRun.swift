@@ -147,8 +147,11 @@ public struct TrainingRun {
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
         try checkMemory(corpus: c, config: mc, train: t, reducer: r.reducer, report: report)
-        let dir = runDir(r, corpusName: c.name)
-        let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
+        var dir = runDir(r, corpusName: c.name)
+        let lock: RunLock?
+        if defaultName(r) { (dir, lock) = try RunFolder.claimUnused(dir) } else {
+            lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
+        }
         let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir, reducer: r.reducer) }
         reportLayout(trainer, report: report)
         return (.fresh, trainer, lock)
@@ -227,7 +230,7 @@ public struct TrainingRun {
         var t = r.train
         try WorkerPool.configure(threads: t.threads)
         let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
-        let dir = runDir(r, corpusName: base)
+        var dir = runDir(r, corpusName: base)
         // the weights read once, before any corpus work or run folder
         let source = try FineTuneSource(try Checkpoint.load(path: try RunFolder.resolve(checkpoint)))
         let loaded = source.checkpoint
@@ -239,7 +242,12 @@ public struct TrainingRun {
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
-        let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil
+        let lock: RunLock?
+        if defaultName(r) && !RunFolder.sameFile((loaded.path as NSString).deletingLastPathComponent, dir) {
+            (dir, lock) = try RunFolder.claimUnused(dir)
+        } else {
+            lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil
+        }
         let trainer = try lock.abandoningOnError {
             try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, reducer: r.reducer)
         }
@@ -378,6 +386,12 @@ public struct TrainingRun {
         // data-parallel: rank 0's clock names the folder (the ranks may start a second apart)
         let stamp = r.reducer.broadcast(timestamp())
         return (r.outDir as NSString).appendingPathComponent(r.name ?? "\(corpusName)-\(stamp)")
+    }
+
+    /// Whether the run folder gets a default name this process may change (`claimUnused`): no
+    /// --name, no --overwrite, and one process (the ranks of a data-parallel run must agree on it).
+    static func defaultName(_ r: Request) -> Bool {
+        r.name == nil && !r.overwrite && r.writesFolder && r.reducer.size == 1
     }
 
     static func timestamp() -> String {

@@ -51,27 +51,27 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .cannotRead(file, reason):
-            return "cannot read \(file): \(reason)"
+            return "cannot read \(displayPath(file)): \(reason)"
         case let .invalidUTF8(file, line, column, byteOffset, bytes):
             let hex = bytes.map { b -> String in
                 let digits = String(b, radix: 16, uppercase: true)
                 return "0x" + (digits.count < 2 ? "0" + digits : digits)
             }
-            return "\(file):\(line):\(column) (byte \(byteOffset)): invalid UTF-8 sequence \(hex.joined(separator: " "))"
+            return "\(displayPath(file)):\(line):\(column) (byte \(byteOffset)): invalid UTF-8 sequence \(hex.joined(separator: " "))"
         case let .empty(file):
-            return "\(file): corpus is empty"
+            return "\(displayPath(file)): corpus is empty"
         case let .normalizationFailed(file, reason):
-            return "\(file): NFC normalization failed: \(reason)"
+            return "\(displayPath(file)): NFC normalization failed: \(reason)"
         case let .tooSmall(file, tokens, minimum, batch, seq):
-            return "\(file): corpus too small: \(tokens) tokens, need at least \(minimum) for --batch \(batch) --seq \(seq) (one training and one validation minibatch)"
+            return "\(displayPath(file)): corpus too small: \(tokens) tokens, need at least \(minimum) for --batch \(batch) --seq \(seq) (one training and one validation minibatch)"
         case let .invalidSplit(file, trainFrac, valFrac):
-            return "\(file): --train-frac \(trainFrac) --val-frac \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
+            return "\(displayPath(file)): --train-frac \(trainFrac) --val-frac \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
         case let .nulByte(file, line, column, byteOffset):
-            return "\(file):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
+            return "\(displayPath(file)):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
         case let .binary(file, byteOffset, percent, sampled):
-            return "\(file) (byte \(byteOffset)): not a text file: \(percent)% of the first \(sampled) bytes are control bytes or invalid UTF-8"
+            return "\(displayPath(file)) (byte \(byteOffset)): not a text file: \(percent)% of the first \(sampled) bytes are control bytes or invalid UTF-8"
         case let .changed(file, offset):
-            return "\(file): the file changed while it was being read (near byte \(offset)); load it again once it is complete"
+            return "\(displayPath(file)): the file changed while it was being read (near byte \(offset)); load it again once it is complete"
         case let .invalidOption(message):
             return message
         }
@@ -93,7 +93,10 @@ extension TextError {
 
     /// `.cannotRead` with the system's reason for `code`.
     static func cannotRead(_ file: String, code: Int32) -> TextError {
-        .cannotRead(file: file, reason: String(cString: strerror(code)))
+        // a name that is not valid UTF-8 reaches charrnn with U+FFFD in place of its bad bytes
+        let hint = code == ENOENT && file.unicodeScalars.contains("\u{FFFD}")
+            ? " (if the name has bytes that are not UTF-8, charrnn sees U+FFFD in their place and cannot open the file: rename it)" : ""
+        return .cannotRead(file: file, reason: String(cString: strerror(code)) + hint)
     }
 }
 

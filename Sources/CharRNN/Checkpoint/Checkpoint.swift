@@ -74,7 +74,7 @@ public enum MetaKey: String, CaseIterable, Sendable {
 public struct CheckpointError: Error, CustomStringConvertible {
     public let file: String
     public let message: String
-    public var description: String { "\(file): \(message)" }
+    public var description: String { "\(displayPath(file)): \(message)" }
 }
 
 public enum Checkpoint {

@@ -38,6 +38,7 @@ public struct RunFolder: Sendable, Equatable {
     /// The run folder itself.
     public let path: String
 
+    /// The run folder at `path` (nothing is read or created).
     public init(_ path: String) { self.path = path }
 
     /// best.safetensors: the checkpoint with the lowest validation loss so far.

@@ -38,7 +38,9 @@ public struct TrainingRun {
         case off
     }
 
+    /// What to train: a fresh model, a resume or a fine-tuning, on which corpus files, into which folder.
     public struct Request: Sendable {
+        /// Fresh, resume or fine-tune.
         public var mode: Mode
         /// Text files or folders of .txt files; may be empty on resume (the run's own corpus).
         /// `.initFrom` and `.resume` with `allowNewCorpus` take at most one.
@@ -61,6 +63,7 @@ public struct TrainingRun {
         /// never the folder of the `--init-from` checkpoint.
         public var overwrite: Bool
 
+        /// A request; `corpus` lists files or folders of .txt files (joined by a newline; empty on a resume that uses the run's own).
         public init(mode: Mode, corpus: [String], train: TrainConfig = TrainConfig(), outDir: String = "checkpoints",
                     name: String? = nil, tokenCache: TokenCache = .beside, overwrite: Bool = false) {
             self.mode = mode; self.corpus = corpus; self.train = train; self.outDir = outDir
@@ -92,6 +95,7 @@ public struct TrainingRun {
         case continuingOnNewCorpus(path: String, tokens: Int)
         case resuming(runDir: String, iteration: Int, epoch: Double)
 
+        /// One line for the user.
         public var description: String {
             switch self {
             case let .loading(done, total): return "loading \(done) / \(total) bytes"
@@ -105,6 +109,7 @@ public struct TrainingRun {
     }
 
     public let plan: Plan
+    /// The prepared trainer: call `run(report:)` while this value (which holds the run folder's lock) is alive.
     public let trainer: Trainer
     /// The run folder's writer lock, held while this value lives (see `RunLock`); only the process that
     /// writes the folder holds it (rank 0 of a data-parallel run), nil on the other ranks.

@@ -37,10 +37,12 @@ public struct EvalResult: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case file, tokens, unknown, scored, loss, bpc, perplexity }
 
+    /// A result from its counts and mean loss.
     public init(file: String, tokens: Int, unknown: Int, scored: Int, loss: Double) {
         self.file = file; self.tokens = tokens; self.unknown = unknown; self.scored = scored; self.loss = loss
     }
 
+    /// Decodes `--json` output (the derived fields are recomputed).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         file = try c.decode(String.self, forKey: .file)
@@ -50,6 +52,7 @@ public struct EvalResult: Codable, Sendable, Equatable {
         loss = try c.decode(Double.self, forKey: .loss)
     }
 
+    /// The `--json` object: the counts, loss, bits per token and perplexity.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(file, forKey: .file); try c.encode(tokens, forKey: .tokens); try c.encode(unknown, forKey: .unknown)

@@ -43,6 +43,7 @@ public enum FinishReason: String, Sendable, Equatable {
 /// Runs rows of generation in one batch (see the file header). One thread at a time.
 public final class GenerationLoop {
     public let model: CharRNNModel
+    /// The tokens the model reads and writes.
     public let vocabulary: Vocabulary
     /// Rows running together at most.
     public let maxStreams: Int

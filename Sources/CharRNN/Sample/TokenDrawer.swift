@@ -6,12 +6,17 @@
 
 /// Controls of the next-token distribution.
 public struct SamplingOptions: Sendable {
+    /// Divides the logits; 0 is argmax (the likeliest token).
     public var temperature: Float = 0.8
+    /// Draw among the k likeliest tokens only; 0 = off.
     public var topK: Int = 0          // 0 = off
+    /// Draw among the smallest set of likeliest tokens whose probability reaches p (nucleus); 1 = off.
     public var topP: Float = 1        // 1 = off
+    /// Options of one draw.
     public init(temperature: Float = 0.8, topK: Int = 0, topP: Float = 1) {
         self.temperature = temperature; self.topK = topK; self.topP = topP
     }
+    /// Why the options cannot be used, or nil.
     public var problem: String? {
         if !(temperature >= 0) || !temperature.isFinite { return "--temp must be ≥ 0" }
         if topK < 0 { return "--top-k must be ≥ 0" }

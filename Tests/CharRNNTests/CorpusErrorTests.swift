@@ -1,6 +1,6 @@
 // CorpusErrorTests.swift — a bad corpus gives one specific, one-line error: empty files, a BOM alone,
 // invalid UTF-8 anywhere in every mode, overlong encodings and surrogates, a corpus with nothing to learn.
-// The same cases through the binary: Tests/charrnnTests/ReliabilityCLITests.swift.
+// The same cases through the binary: Tests/charrnnTests/CorpusCLITests.swift.
 
 import Foundation
 import XCTest

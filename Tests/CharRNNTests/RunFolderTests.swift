@@ -15,7 +15,7 @@ final class RunFolderTests: RunFolderTestCase {
         let lock = try RunLock(runDir: run)
         XCTAssertEqual(try String(contentsOfFile: run + "/.lock", encoding: .utf8), "\(getpid())\n")
         withExtendedLifetime(lock) {}
-        // another process refused with this pid, and the lock dropped at exit: HostileRoundTwoCLITests
+        // another process refused with this pid, and the lock dropped at exit: RunFolderCLITests
     }
 
     func testAnExistingRunIsReplacedOnlyWithOverwriteAndNeverTheInitFromSource() throws {

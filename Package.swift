@@ -86,7 +86,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "CharRNNTests", dependencies: ["CharRNN", "CharRNNAPI"]),   // CharRNNAPI: the `request` fuzz target
         .testTarget(name: "CharRNNAPITests", dependencies: ["CharRNNAPI", "CharRNN"]),
-        .testTarget(name: "charrnnTests", dependencies: ["charrnn"]),
+        .testTarget(name: "charrnnTests", dependencies: ["charrnn", "CharRNN"]),   // CharRNN: the names its messages use (Setting)
         // CharRNN as another package uses it: `import CharRNN` without @testable, so only the public
         // API compiles (the README's "Use as a Swift library" example).
         .testTarget(name: "LibraryUseTests", dependencies: ["CharRNN"]),

@@ -33,6 +33,8 @@ struct CharRNNCommand: AsyncParsableCommand {
     /// any other command's output instead of exiting 0 with nothing written.
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
+        // the library's messages name settings; here they are this tool's flags
+        Setting.spell = { "--" + $0.kebab }
         do {
             var command = try parseAsRoot(nil)
             if var asyncCommand = command as? AsyncParsableCommand {

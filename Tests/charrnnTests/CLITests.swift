@@ -3,6 +3,7 @@
 
 import Foundation
 import XCTest
+import CharRNN
 
 final class CLITests: CharrnnCLITestCase {
     func testTrainSampleAndCSV() throws {
@@ -76,5 +77,23 @@ final class CLITests: CharrnnCLITestCase {
         let noRun = try run(["sample"], cwd: dir)
         XCTAssertNotEqual(noRun.status, 0)
         XCTAssertTrue(noRun.err.contains("train a model first"), noRun.err)
+    }
+
+    /// Every setting the library's messages name is spelled as a flag this tool has (the spelling the
+    /// CLI installs at start is the option's name in kebab case, as swift-argument-parser derives it).
+    func testEverySettingTheLibraryNamesIsAFlag() throws {
+        var help = ""
+        for cmd in ["train", "sample", "eval", "export", "bench", "info", "plot"] {
+            let r = try run([cmd, "--help"], cwd: NSTemporaryDirectory())
+            XCTAssertEqual(r.status, 0, r.err)
+            help += r.out
+        }
+        for s in Setting.allCases {
+            XCTAssertTrue(help.contains("--\(s.kebab) ") || help.contains("--\(s.kebab)\n") || help.contains("--\(s.kebab),"),
+                          "--\(s.kebab) (Setting.\(s.rawValue)) is not an option of any subcommand")
+        }
+        // and the messages use it
+        let r = try run(["train", "x.txt", "--lr-decay", "2"], cwd: NSTemporaryDirectory())
+        XCTAssertTrue(r.err.contains("--lr-decay must be in (0, 1]"), r.err)
     }
 }

@@ -144,7 +144,7 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .tooFewStreams(b, n):
-            return "--batch \(b) gives fewer streams than the \(n) processes; use --batch \(n) or more, or fewer processes"
+            return "\(Setting.batch) \(b) gives fewer streams than the \(n) processes; use \(Setting.batch) \(n) or more, or fewer processes"
         case let .mismatch(rank, what):
             return "rank \(rank) differs from rank 0: \(what); every process must run the same command on the same corpus"
         case let .weightsDiverged(it, ranks):

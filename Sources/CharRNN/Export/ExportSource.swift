@@ -160,6 +160,6 @@ public enum ExportFile {
     }
 
     static func exists(_ path: String) -> ExportError {
-        ExportError(path: path, message: "already exists; pass --force to replace it")
+        ExportError(path: path, message: "already exists; pass \(Setting.force) to replace it")
     }
 }

@@ -57,7 +57,7 @@ public struct AdaptiveSoftmaxConfig: Codable, Sendable, Equatable {
         if !(divValue >= 1) { return "adaptive softmax div value must be ≥ 1" }
         var prev = 0
         for c in cutoffs {
-            if c <= prev || c >= V { return "--cutoffs must be increasing, positive and below the vocabulary size \(V)" }
+            if c <= prev || c >= V { return "\(Setting.cutoffs) must be increasing, positive and below the vocabulary size \(V)" }
             prev = c
         }
         if Set(order).count != V || order.contains(where: { $0 < 0 || $0 >= V }) { return "adaptive softmax order is not a permutation" }

@@ -31,16 +31,16 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     /// Problems with the numbers, or nil.
     public var problem: String? {
-        if layers < 1 { return "--layers must be at least 1" }
-        if hidden < 1 { return "--hidden must be at least 1" }
-        if embed < 0 { return "--embed must be 0 (one-hot) or positive" }
-        if let p = Bounds.check("--dropout", Double(dropout), in: 0...Bounds.maxDropout) { return p }
+        if layers < 1 { return "\(Setting.layers) must be at least 1" }
+        if hidden < 1 { return "\(Setting.hidden) must be at least 1" }
+        if embed < 0 { return "\(Setting.embed) must be 0 (one-hot) or positive" }
+        if let p = Bounds.check("\(Setting.dropout)", Double(dropout), in: 0...Bounds.maxDropout) { return p }
         if vocabSize < 1 { return "vocabulary is empty" }
         // Bounds far past any machine, so that sizes computed from them cannot overflow an Int
         // (the memory estimate then refuses what does not fit).
-        if layers > 1024 { return "--layers must be at most 1024" }
-        if hidden > 1 << 20 { return "--hidden must be at most 1048576" }
-        if embed > 1 << 20 { return "--embed must be at most 1048576" }
+        if layers > 1024 { return "\(Setting.layers) must be at most 1024" }
+        if hidden > 1 << 20 { return "\(Setting.hidden) must be at most 1048576" }
+        if embed > 1 << 20 { return "\(Setting.embed) must be at most 1048576" }
         if vocabSize > 1 << 30 { return "vocabulary is larger than 2^30 tokens" }
         if let adaptive {
             if let p = adaptive.problem { return p }

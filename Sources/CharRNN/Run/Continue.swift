@@ -72,7 +72,7 @@ public enum RunContinuation {
     public static func recordedCorpus(_ corpus: CorpusInfo, checkpoint: String) throws -> [String] {
         let paths = corpus.paths ?? [corpus.path]
         for p in paths where !p.hasPrefix("/") && !RunFolder.exists(p) {
-            throw TrainError.config("the run was trained on \(p.debugDescription), a path relative to the folder it was started from, and there is no such file from \(absolutePath(".").debugDescription): run from that folder, or pass the corpus after the run (charrnn train --resume \(shellQuoted(checkpoint)) PATH)")
+            throw TrainError.config("the run was trained on \(p.debugDescription), a path relative to the folder it was started from, and there is no such file from \(absolutePath(".").debugDescription): run from that folder, or pass the corpus after the run (charrnn train \(Setting.resume) \(shellQuoted(checkpoint)) PATH)")
         }
         return paths
     }
@@ -118,10 +118,10 @@ public struct ResumePoint {
         // than "done" (a run resumed without one that has already finished still just says done).
         let at = checkpoint.meta.progress.iteration
         if let maxIters, maxIters <= at {
-            throw TrainError.config("--max-iters \(maxIters) is not beyond the checkpoint's iteration \(at) (\(checkpoint.path)): nothing to train; give a larger --max-iters")
+            throw TrainError.config("\(Setting.maxIters) \(maxIters) is not beyond the checkpoint's iteration \(at) (\(checkpoint.path)): nothing to train; give a larger \(Setting.maxIters)")
         }
         if let epochs, maxIters == nil, epochs <= checkpoint.meta.epoch {
-            throw TrainError.config("--epochs \(epochs) is not beyond the checkpoint's epoch \(String(format: "%.2f", checkpoint.meta.epoch)) (\(checkpoint.path)): nothing to train; give a larger --epochs")
+            throw TrainError.config("\(Setting.epochs) \(epochs) is not beyond the checkpoint's epoch \(String(format: "%.2f", checkpoint.meta.epoch)) (\(checkpoint.path)): nothing to train; give a larger \(Setting.epochs)")
         }
         guard checkpoint.hasOptimizerState else { throw TrainError.noOptimizerState(checkpoint: checkpoint.path) }
         let config = checkpoint.meta.model

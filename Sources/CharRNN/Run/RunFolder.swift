@@ -111,7 +111,7 @@ public struct RunFolder: Sendable, Equatable {
             name.contains("/") ? "contains \"/\"" :
             name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) ? "contains a control character" :
             name.unicodeScalars.contains(where: isBidiControl) ? "contains a bidirectional control character (it would reorder the printed commands)" : nil
-        if let why { throw CheckpointError(file: "--name \(name.debugDescription)", message: "a run name must be one folder name inside --out; this one \(why)") }
+        if let why { throw CheckpointError(file: "\(Setting.name) \(name.debugDescription)", message: "a run name must be one folder name inside \(Setting.out); this one \(why)") }
     }
 
     /// U+061C, U+200E/F, U+202A…E, U+2066…9: invisible characters that reorder the text around them.
@@ -132,10 +132,10 @@ public struct RunFolder: Sendable, Equatable {
         // a new run makes its own folder: a link there would put it (and --overwrite's removals) elsewhere
         var st = stat()
         if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
-            throw CheckpointError(file: path, message: "is a symbolic link\(linkTarget(path)); a new run makes its own folder and never writes through a link: choose another --name, or remove the link")
+            throw CheckpointError(file: path, message: "is a symbolic link\(linkTarget(path)); a new run makes its own folder and never writes through a link: choose another \(Setting.name), or remove the link")
         }
         if let protecting, sameFile((protecting as NSString).deletingLastPathComponent, path) {
-            throw CheckpointError(file: path, message: "is the folder of the --init-from checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another --name)")
+            throw CheckpointError(file: path, message: "is the folder of the \(Setting.initFrom) checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another \(Setting.name))")
         }
         // the folders this claim creates, innermost first: a refused run removes them again
         var created: [String] = []
@@ -150,13 +150,13 @@ public struct RunFolder: Sendable, Equatable {
         // a folder this process is writing right now (a library caller): opening and closing its
         // lock here would drop this process's lock on it, so it is refused before the lock is touched
         if RunLock.heldHere(runDir: path) {
-            throw CheckpointError(file: path, message: "this process is already writing a run in this folder; choose another --name")
+            throw CheckpointError(file: path, message: "this process is already writing a run in this folder; choose another \(Setting.name)")
         }
         let lock = try RunLock(runDir: path)
         lock.created = created
         let run = RunFolder(path)
         if run.holdsRun && !replacing {
-            throw CheckpointError(file: path, message: "already holds a run; resume it with --resume \(shellQuoted(path)), choose another --name, or pass --overwrite to replace it")
+            throw CheckpointError(file: path, message: "already holds a run; resume it with \(Setting.resume) \(shellQuoted(path)), choose another \(Setting.name), or pass \(Setting.overwrite) to replace it")
         }
         // --overwrite, or a folder without a checkpoint (a run stopped before its first save: not a
         // run, reclaimed): the names are removed, never followed (unlink removes a link, not its
@@ -208,7 +208,7 @@ public struct RunFolder: Sendable, Equatable {
         }
         let stopped = exists(run.lossLog) || exists(run.file(lockName))
         throw CheckpointError(file: path, message: "run directory has no \(bestName) or \(latestName)"
-                              + (stopped ? " (the run stopped before its first checkpoint, so there is nothing to resume: start it again with the same --name; the folder is reclaimed)" : ""))
+                              + (stopped ? " (the run stopped before its first checkpoint, so there is nothing to resume: start it again with the same \(Setting.name); the folder is reclaimed)" : ""))
     }
 
     /// The most recently modified run folder under `root` that holds a checkpoint.
@@ -216,7 +216,7 @@ public struct RunFolder: Sendable, Equatable {
     public static func latestRun(under root: String) throws -> String {
         let fm = FileManager.default
         guard let names = try? fm.contentsOfDirectory(atPath: root) else {
-            throw CheckpointError(file: root, message: "no checkpoints folder; train a model first (charrnn train CORPUS) or pass --checkpoint")
+            throw CheckpointError(file: root, message: "no checkpoints folder; train a model first (charrnn train CORPUS) or pass \(Setting.checkpoint)")
         }
         var newest: (String, Date)? = nil
         for n in names {
@@ -228,7 +228,7 @@ public struct RunFolder: Sendable, Equatable {
             }
         }
         guard let newest else {
-            throw CheckpointError(file: root, message: "no run with a checkpoint found; train a model first (charrnn train CORPUS) or pass --checkpoint")
+            throw CheckpointError(file: root, message: "no run with a checkpoint found; train a model first (charrnn train CORPUS) or pass \(Setting.checkpoint)")
         }
         return newest.0
     }

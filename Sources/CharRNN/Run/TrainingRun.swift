@@ -299,7 +299,7 @@ public struct TrainingRun {
         }
         let s = corpus.stats
         if s.replacements > 0 {
-            report(.detail("--lossy: replaced \(s.replacements) invalid UTF-8 sequence\(s.replacements == 1 ? "" : "s") with U+FFFD"))
+            report(.detail("\(Setting.lossy): replaced \(s.replacements) invalid UTF-8 sequence\(s.replacements == 1 ? "" : "s") with U+FFFD"))
         }
         var line = "\(corpus.count) tokens (\(options.unit.rawValue)), vocabulary \(corpus.vocabulary.count)"
         if corpus.vocabulary.unknownID != nil {
@@ -361,10 +361,10 @@ public struct TrainingRun {
         let perHost = local > 1 ? " per process, × \(local) processes on this host" : ""
         report(.detail("memory estimate: token array \(megabytes(corpus.count * corpus.bytesPerToken)) (resident) + model \(e)\(perHost)"))
         var hints: [String] = []
-        if config.adaptive == nil && config.vocabSize > 2000 { hints.append("--softmax adaptive") }
-        if config.vocabSize > 2000 { hints.append("--max-vocab \(max(2, config.vocabSize / 2))") }
-        if train.batch > 1 { hints.append("--batch \(max(1, train.batch / 2))") }
-        hints.append("a smaller --hidden")
+        if config.adaptive == nil && config.vocabSize > 2000 { hints.append("\(Setting.softmax) adaptive") }
+        if config.vocabSize > 2000 { hints.append("\(Setting.maxVocab) \(max(2, config.vocabSize / 2))") }
+        if train.batch > 1 { hints.append("\(Setting.batch) \(max(1, train.batch / 2))") }
+        hints.append("a smaller \(Setting.hidden)")
         if local > 1 { hints.append("fewer processes on this host") }
         try OutOfMemoryPrediction.check(local > 1 ? "the model, optimizer and activations of \(local) processes" : "the model, optimizer and activations",
                                         needed: e.total * local,

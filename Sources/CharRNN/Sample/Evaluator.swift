@@ -161,8 +161,8 @@ public final class Evaluator {
         let (T, B) = Self.extent(predictions: max(0, enc.ids.count - 1), seq: seq, batch: batch)
         if T > capacity.T || B > capacity.B {
             let workspace = NetworkSpec(model.config).activationBytes(rows: T * B) + 8 * T * B
-            try OutOfMemoryPrediction.check("scoring \(name) with --batch \(B) --seq \(T)", needed: workspace,
-                                            available: availableBytes(), suggestion: "use a smaller --batch or --seq")
+            try OutOfMemoryPrediction.check("scoring \(name) with \(Setting.batch) \(B) \(Setting.seq) \(T)", needed: workspace,
+                                            available: availableBytes(), suggestion: "use a smaller \(Setting.batch) or \(Setting.seq)")
         }
         var r = evaluate(ids: enc.ids)
         r.file = name; r.unknown = enc.unknownCount

@@ -18,9 +18,9 @@ public struct SamplingOptions: Sendable {
     }
     /// Why the options cannot be used, or nil.
     public var problem: String? {
-        if !(temperature >= 0) || !temperature.isFinite { return "--temp must be ≥ 0" }
-        if topK < 0 { return "--top-k must be ≥ 0" }
-        if !(topP > 0 && topP <= 1) { return "--top-p must be in (0, 1]" }
+        if !(temperature >= 0) || !temperature.isFinite { return "\(Setting.temp) must be ≥ 0" }
+        if topK < 0 { return "\(Setting.topK) must be ≥ 0" }
+        if !(topP > 0 && topP <= 1) { return "\(Setting.topP) must be in (0, 1]" }
         return nil
     }
 }

@@ -153,10 +153,10 @@ public enum WorkerPoolError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .tooManyThreads(n, limit): return "--threads \(n) is more than \(limit) threads"
+        case let .tooManyThreads(n, limit): return "\(Setting.threads) \(n) is more than \(limit) threads"
         case let .cannotStart(n, started, code):
             return "cannot start worker thread \(started + 1) of \(n): \(String(cString: strerror(code))) "
-                + "(the process or user thread limit, ulimit -u, or memory); use a smaller --threads"
+                + "(the process or user thread limit, ulimit -u, or memory); use a smaller \(Setting.threads)"
         }
     }
 }

@@ -63,9 +63,9 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
         case let .normalizationFailed(file, reason):
             return "\(displayPath(file)): NFC normalization failed: \(reason)"
         case let .tooSmall(file, tokens, minimum, batch, seq):
-            return "\(displayPath(file)): corpus too small: \(tokens) tokens, need at least \(minimum) for --batch \(batch) --seq \(seq) (one training and one validation minibatch)"
+            return "\(displayPath(file)): corpus too small: \(tokens) tokens, need at least \(minimum) for \(Setting.batch) \(batch) \(Setting.seq) \(seq) (one training and one validation minibatch)"
         case let .invalidSplit(file, trainFrac, valFrac):
-            return "\(displayPath(file)): --train-frac \(trainFrac) --val-frac \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
+            return "\(displayPath(file)): \(Setting.trainFrac) \(trainFrac) \(Setting.valFrac) \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
         case let .nulByte(file, line, column, byteOffset):
             return "\(displayPath(file)):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
         case let .binary(file, byteOffset, percent, sampled):

@@ -50,8 +50,8 @@ public struct LoadOptions: Sendable, Equatable, Codable {
     public var prunes: Bool { minCount > 1 || maxVocab != nil }
 
     public var problem: String? {
-        if minCount < 1 { return "--min-count must be at least 1" }
-        if let m = maxVocab, m < 2 { return "--max-vocab must be at least 2 (one character and the unknown token)" }
+        if minCount < 1 { return "\(Setting.minCount) must be at least 1" }
+        if let m = maxVocab, m < 2 { return "\(Setting.maxVocab) must be at least 2 (one character and the unknown token)" }
         return nil
     }
 }

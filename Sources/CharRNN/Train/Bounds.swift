@@ -63,7 +63,7 @@ public enum Bounds {
 
     /// The `--epochs` check: "--epochs must be positive and at most 1000000000 (got inf)".
     public static func checkEpochs(_ v: Double) -> String? {
-        v > 0 && v <= maxEpochs ? nil : "--epochs must be positive and at most \(show(maxEpochs)) (got \(show(v)))"
+        v > 0 && v <= maxEpochs ? nil : "\(Setting.epochs) must be positive and at most \(show(maxEpochs)) (got \(show(v)))"
     }
 
     /// "--flag must be between lo and hi (got v)" when `v` is outside `range` or not finite.

@@ -71,24 +71,24 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     /// Problems with the numbers, or nil.
     public var problem: String? {
-        if seq < 1 || seq > Bounds.maxSeq { return "--seq must be between 1 and \(Bounds.maxSeq) (got \(seq))" }
-        if batch < 1 || batch > Bounds.maxBatch { return "--batch must be between 1 and \(Bounds.maxBatch) (got \(batch))" }
+        if seq < 1 || seq > Bounds.maxSeq { return "\(Setting.seq) must be between 1 and \(Bounds.maxSeq) (got \(seq))" }
+        if batch < 1 || batch > Bounds.maxBatch { return "\(Setting.batch) must be between 1 and \(Bounds.maxBatch) (got \(batch))" }
         if seq * batch > Bounds.maxTokensPerMinibatch {
-            return "--seq × --batch must be at most \(Bounds.maxTokensPerMinibatch) tokens per minibatch (got \(seq) × \(batch))"
+            return "\(Setting.seq) × \(Setting.batch) must be at most \(Bounds.maxTokensPerMinibatch) tokens per minibatch (got \(seq) × \(batch))"
         }
         if let p = Bounds.checkEpochs(epochs) { return p }
-        if let m = maxIters, m < 1 || m > Bounds.maxIterations { return "--max-iters must be between 1 and \(Bounds.maxIterations) (got \(m))" }
-        if let p = Bounds.check("--lr", Double(lr), in: Bounds.learningRate) { return p }
-        if !(lrDecay > 0 && lrDecay <= 1) { return "--lr-decay must be in (0, 1]" }
-        if lrDecayAfter < 0 { return "--lr-decay-after must be non-negative" }
-        if let p = Bounds.check("--clip", Double(clip), in: 0...Bounds.maxClip) { return p + "; 0 disables clipping" }
-        if !(trainFrac > 0 && trainFrac <= 1) { return "--train-frac must be in (0, 1]" }
-        if !(valFrac > 0 && valFrac < 1) { return "--val-frac must be in (0, 1)" }
-        if trainFrac + valFrac > 1 + 1e-9 { return "--train-frac + --val-frac must not exceed 1" }
-        if evalEvery < 1 { return "--eval-every must be at least 1" }
-        if logEvery < 1 { return "--log-every must be at least 1" }
-        if let v = valTokens, v < 1 { return "--val-tokens must be at least 1 (or all)" }
-        if threads < 0 || threads > Bounds.threadLimit { return "--threads must be 0 (all cores) or between 1 and \(Bounds.threadLimit) (got \(threads))" }
+        if let m = maxIters, m < 1 || m > Bounds.maxIterations { return "\(Setting.maxIters) must be between 1 and \(Bounds.maxIterations) (got \(m))" }
+        if let p = Bounds.check("\(Setting.lr)", Double(lr), in: Bounds.learningRate) { return p }
+        if !(lrDecay > 0 && lrDecay <= 1) { return "\(Setting.lrDecay) must be in (0, 1]" }
+        if lrDecayAfter < 0 { return "\(Setting.lrDecayAfter) must be non-negative" }
+        if let p = Bounds.check("\(Setting.clip)", Double(clip), in: 0...Bounds.maxClip) { return p + "; 0 disables clipping" }
+        if !(trainFrac > 0 && trainFrac <= 1) { return "\(Setting.trainFrac) must be in (0, 1]" }
+        if !(valFrac > 0 && valFrac < 1) { return "\(Setting.valFrac) must be in (0, 1)" }
+        if trainFrac + valFrac > 1 + 1e-9 { return "\(Setting.trainFrac) + \(Setting.valFrac) must not exceed 1" }
+        if evalEvery < 1 { return "\(Setting.evalEvery) must be at least 1" }
+        if logEvery < 1 { return "\(Setting.logEvery) must be at least 1" }
+        if let v = valTokens, v < 1 { return "\(Setting.valTokens) must be at least 1 (or all)" }
+        if threads < 0 || threads > Bounds.threadLimit { return "\(Setting.threads) must be 0 (all cores) or between 1 and \(Bounds.threadLimit) (got \(threads))" }
         return nil
     }
 }

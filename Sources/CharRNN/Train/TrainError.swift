@@ -42,13 +42,13 @@ public enum TrainError: Error, CustomStringConvertible, Equatable {
         case let .nothingToLearn(file, token):
             return "\(file): the corpus has only one distinct character (\(token ?? "nothing")); there is nothing to learn"
         case let .corpusChanged(ckpt, change):
-            return "\(ckpt): the corpus changed: \(change); pass --allow-new-corpus to continue on it with the run's vocabulary"
+            return "\(ckpt): the corpus changed: \(change); pass \(Setting.allowNewCorpus) to continue on it with the run's vocabulary"
         case let .vocabularyMismatch(ckpt, ours, theirs):
             return "\(ckpt): the corpus's vocabulary differs from the checkpoint's (\(ours) vs \(theirs) tokens); resume needs the same corpus"
         case let .vocabularyContentMismatch(ckpt, size, i, ours, theirs):
             return "\(ckpt): the corpus's vocabulary differs from the checkpoint's (both \(size) tokens, first at id \(i): \(ours) vs \(theirs)); resume needs the same corpus"
         case let .everythingUnknown(file, distinct, minCount):
-            return "\(file): all \(distinct) distinct characters occur fewer than --min-count \(minCount) times and map to the unknown token; there is nothing to learn (lower --min-count)"
+            return "\(file): all \(distinct) distinct characters occur fewer than \(Setting.minCount) \(minCount) times and map to the unknown token; there is nothing to learn (lower \(Setting.minCount))"
         case let .notEncodedWithCheckpointVocabulary(ckpt):
             return "\(ckpt): the corpus is not encoded with the checkpoint's vocabulary"
         case let .corpusLengthMismatch(ckpt, tokens, expected):
@@ -59,7 +59,7 @@ public enum TrainError: Error, CustomStringConvertible, Equatable {
             return "\(file): \(count) tokens are not in the checkpoint's vocabulary of \(size) (\(shown.joined(separator: " "))); "
                 + "the vocabulary has no unknown token to map them to, so the corpus must use only its characters"
         case let .nonFinite(it, loss, norm, ckpt):
-            return "training diverged at iteration \(it): loss \(loss), gradient norm \(norm) (try a lower --lr or --clip)\(kept(ckpt))"
+            return "training diverged at iteration \(it): loss \(loss), gradient norm \(norm) (try a lower \(Setting.lr) or \(Setting.clip))\(kept(ckpt))"
         case let .tooManyNonFiniteSteps(steps, first, last, skipped, ckpt):
             return "training diverged: \(steps) steps in a row had a non-finite loss or gradient (iterations \(first)–\(last), \(skipped) skipped in all)\(kept(ckpt))"
         }

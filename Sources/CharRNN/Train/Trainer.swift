@@ -204,12 +204,12 @@ public final class Trainer {
     /// - Throws: `TrainError.config` when that is not a count of iterations this trainer can run.
     static func total(_ t: TrainConfig, ntrain: Int) throws -> Int {
         if let m = t.maxIters {
-            guard m >= 1 && m <= Bounds.maxIterations else { throw TrainError.config("--max-iters must be between 1 and \(Bounds.maxIterations) (got \(m))") }
+            guard m >= 1 && m <= Bounds.maxIterations else { throw TrainError.config("\(Setting.maxIters) must be between 1 and \(Bounds.maxIterations) (got \(m))") }
             return m
         }
         let n = (t.epochs * Double(ntrain)).rounded()
         guard n.isFinite, n <= Double(Bounds.maxIterations) else {
-            throw TrainError.config("--epochs \(Bounds.show(t.epochs)) × \(ntrain) minibatches per epoch is more than \(Bounds.maxIterations) iterations; use a smaller --epochs or --max-iters")
+            throw TrainError.config("\(Setting.epochs) \(Bounds.show(t.epochs)) × \(ntrain) minibatches per epoch is more than \(Bounds.maxIterations) iterations; use a smaller \(Setting.epochs) or \(Setting.maxIters)")
         }
         return max(1, Int(n))
     }
@@ -230,7 +230,7 @@ public final class Trainer {
     public var validationSummary: String {
         let m = valBatches, tokens = m * batches.batch * batches.seq, all = batches.nval * batches.batch * batches.seq
         if m == batches.nval { return "validation: the whole val split, \(tokens) tokens (\(m) minibatches)" }
-        return String(format: "validation: the first %d of %d val minibatches, all %d streams: %d of %d tokens (%.1f%% of the split; --val-tokens all for the whole split)",
+        return String(format: "validation: the first %d of %d val minibatches, all %d streams: %d of %d tokens (%.1f%% of the split; \(Setting.valTokens) all for the whole split)",
                       m, batches.nval, batches.batch, tokens, all, 100 * Double(tokens) / Double(all))
     }
 

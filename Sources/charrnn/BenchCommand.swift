@@ -35,6 +35,8 @@ struct BenchCommand: ParsableCommand {
     var sampleStreams: String = "1"
     @Option(help: "Precision of the sampler's packed weights: fp32 or bf16.")
     var weights: WeightPrecision = .fp32
+    @Option(help: "Arithmetic of the timed training step's products, as `train --precision`: fp32 or bf16.")
+    var precision: Precision = .fp32
     @Flag(help: "Break the training step down by phase (input projection, recurrent products, gate kernels, decoder + softmax, weight gradients, optimizer, pool waits).")
     var profile = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -77,6 +79,7 @@ struct BenchCommand: ParsableCommand {
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
         cfg.sampleWeights = weights
+        cfg.precision = precision
         cfg.profile = profile
         let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width, reducer: group ?? LocalReducer())
         if (group?.rank ?? 0) != 0 { return }
@@ -91,6 +94,7 @@ struct BenchCommand: ParsableCommand {
             try say(String(format: "ranks:  %ld processes (mpirun) × %ld threads; tokens/s below is global; %.1f%% of iteration time in the exchanges, %.2f MB sent per process per iteration",
                          r.ranks, r.threads, 100 * share, Double(bytes) / 1e6))
         }
+        if let k = r.bf16Kernel { try say("precision: bf16 training products (\(k) kernel), float32 sums") }
         try say(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%ld iterations after %ld warm-up)",
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
         let ceiling = r.ranks == 1 ? String(format: "%.1f GFLOP/s", r.sgemmPeakGFLOPS)

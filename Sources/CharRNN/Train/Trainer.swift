@@ -96,6 +96,7 @@ public final class Trainer {
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
                 reducer: any GradientReducer = LocalReducer()) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
+        if train.stepPrecision == .bf16, let p = CharRNNModel.bf16Problem(modelConfig) { throw TrainError.config(p) }
         if corpus.vocabulary.count < 2 && corpus.vocabulary.unknownID != nil {
             throw TrainError.everythingUnknown(file: corpusInfo.path, distinct: corpus.stats.distinctTokens, minCount: train.minCount ?? 1)
         }
@@ -112,7 +113,8 @@ public final class Trainer {
         // activations and workspaces for this process's block of streams only
         model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: streams.count)
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
-        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq)
+        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
+                            precision: train.stepPrecision)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -154,7 +156,9 @@ public final class Trainer {
         (streams, localState, evalState) = try Trainer.share(trainState, config: model.config, reducer: reducer)
         self.reducer = reducer
         precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the reducer (ResumePoint(…reducer:))")
-        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq)
+        if train.stepPrecision == .bf16, let p = CharRNNModel.bf16Problem(model.config) { throw TrainError.config(p) }
+        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
+                            precision: train.stepPrecision)
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {

@@ -1,7 +1,7 @@
 // BF16TrainingTests.swift — training with `--precision bf16` (issue 19): the bf16 gradients of every
 // cell kind against the float32 ones within a tolerance derived from bf16's 8-bit significand (and a
 // wrong term exceeding it), the same bits for the same seed, a bit-exact resume, the loss falling as
-// in float32, the portable kernel agreeing with AVX512_BF16, and what the config records.
+// in float32, the portable kernel agreeing with AVX512_BF16, the adaptive softmax, and what the config records.
 //
 // The tolerance. bf16 keeps 8 significant bits, so rounding to nearest even moves a value by at most
 // u = 2⁻⁸ of itself (relative, half an ulp of 2⁻⁷). A product with both operands rounded is off by at
@@ -213,21 +213,24 @@ final class BF16TrainingTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(TrainConfig.self, from: try enc.encode(TrainConfig())).stepPrecision, .fp32)
     }
 
-    /// The adaptive softmax has no bf16 products yet: a bf16 run with it is refused, in one line.
-    func testAdaptiveSoftmaxIsRefusedInBF16() throws {
-        let text = syntheticCorpusText()
-        let corpus = try Corpus(bytes: Array(text.utf8), name: "s")
-        var t = TrainConfig()
-        t.seq = 8; t.batch = 4; t.maxIters = 1
-        t.stepPrecision = .bf16
-        var cfg = ModelConfig(cell: .lstm, layers: 1, hidden: 8, vocabSize: corpus.vocabulary.count)
-        cfg.adaptive = AdaptiveSoftmaxConfig.choose(counts: corpus.tokenCounts(), hidden: 8, manual: [4])
-        let dir = tempDir("bf16ad")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let info = CorpusInfo(name: "s", path: dir + "/s.txt", bytes: 0, tokens: corpus.count)
-        XCTAssertThrowsError(try Trainer(corpus: corpus, corpusInfo: info, model: cfg, train: t, runDir: dir + "/run")) { e in
-            XCTAssertTrue("\(e)".contains("--precision bf16 does not support --softmax adaptive"), "\(e)")
-            XCTAssertFalse("\(e)".contains("\n"))
+    /// The adaptive softmax's head and tails in bf16: its gradients too within the tolerance (and
+    /// far inside), one-hot and embedded input.
+    func testAdaptiveSoftmaxGradientsMatchFP32() throws {
+        try WorkerPool.configure(threads: 2)
+        let V = 37
+        let counts = (0..<V).map { 1000 / ($0 + 1) }
+        for embed in [0, 16] {
+            var cfg = ModelConfig(cell: .lstm, layers: 2, hidden: 40, embed: embed, dropout: 0, vocabSize: V)
+            cfg.adaptive = AdaptiveSoftmaxConfig.choose(counts: counts, hidden: 40, divValue: 2, manual: [8, 20])
+            let p = pair(cfg, T: 8, B: 12)
+            XCTAssertNotNil(p.bf16.bf16?.adaptive)
+            let (g32, g16, l32, l16) = gradients(p)
+            XCTAssertFalse(g16 == g32)
+            XCTAssertLessThan(abs(l16 - l32) / l32, Double(cfg.layers + 1) * 2 * Self.u)
+            for (t, e) in errors(p.fp32, g16, g32) {
+                XCTAssertLessThan(e, Self.tolerance(layers: 2), "adaptive embed \(embed) \(t): \(e)")
+                XCTAssertLessThan(e, 4 * Self.u, "adaptive embed \(embed) \(t): \(e), expected ≈ u")
+            }
         }
     }
 }

@@ -134,6 +134,8 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
     public let maxRows: Int
     let ws: AdaptiveSoftmaxWorkspace
     let head: Storage             // (maxRows, S + C) head logits; in training replaced by their gradient
+    /// The bf16 copies of the head and tails when the model trains in bf16: `trainLoss` then uses them.
+    var mixed: AdaptiveBF16?
 
     public init(layer: AdaptiveSoftmaxLayer, maxRows: Int) {
         self.layer = layer; self.maxRows = maxRows
@@ -143,10 +145,14 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
 
     public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                           g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double {
-        layer.head.forward(x: x, rows: N, p: p, out: head.ptr)
-        let loss = layer.trainLoss(x: x, targets: targets, rows: N, head: head.ptr, p: p, g: g, ws: ws)
+        if let m = mixed { layer.head.forward16(x: x, rows: N, p: p, out: head.ptr, m: m.head) } else {
+            layer.head.forward(x: x, rows: N, p: p, out: head.ptr)
+        }
+        let loss = layer.trainLoss(x: x, targets: targets, rows: N, head: head.ptr, p: p, g: g, ws: ws, bf16: mixed)
         // head: z = x · W_headᵀ + b  ⇒  as nn.Linear; the tails' part of dx is added after
-        layer.head.backward(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
+        if let m = mixed { layer.head.backward16(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m.head) } else {
+            layer.head.backward(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
+        }
         axpy(n: N * layer.H, alpha: 1, x: ws.dxTail.ptr, y: dx)
         return loss
     }

@@ -11,15 +11,15 @@
 //   give the same bits at more cost.
 // - Activations and gradients, as produced: x and h[t-1] before the products that read them (the
 //   input projection per minibatch, the recurrent product per step and stream slice), the gate
-//   gradients dG before dx, dh and the weight gradients, the decoder's input and ∂loss/∂logits. Each
-//   is rounded where it is read, from the float32 value the fp32 path would read, so the error of one
-//   product is that of bf16 operands alone (no rounding compounds across products), and the float32
-//   caches the cells, dropout and the softmax use are untouched.
+//   gradients dG before dx, dh and the weight gradients, the decoder's input and ∂loss/∂logits (and
+//   for the adaptive softmax each tail's gathered rows, projections and their gradients). Each is
+//   rounded where it is read, from the float32 value the fp32 path would read, so no value is rounded
+//   twice, and the float32 caches the cells, dropout and the softmax use are untouched. Per minibatch
+//   (not once per layer for all time) because the values exist only then.
 // Everything else is float32: master weights, the gradients as summed (each product adds into them in
 // float32), the optimizer moments, clipping, c, the gate nonlinearities, biases, the embedding, the
 // one-hot gather and its scatter (a one-hot row picks W's values exactly, so there is no product to
 // round), softmax and the loss. Validation and sampling read the float32 weights.
-// Not covered yet: the adaptive softmax (a bf16 run with it is refused, `bf16Problem`).
 
 /// The scratch operands every bf16 product of one model rounds into, shared by its layers (they run
 /// one after the other; the per-step operand is split by rows across the time loop's parts).
@@ -67,22 +67,60 @@ final class RecurrentBF16: @unchecked Sendable {
     }
 }
 
-/// The bf16 weight copies of the full-softmax decoder (V, H).
+/// The bf16 copies of one weight matrix W (out × in) for y = x · Wᵀ: Wᵀ for the forward product and
+/// W for dx = dy · W.
+final class MatrixBF16: @unchecked Sendable {
+    let view: TensorView
+    let rows: Int, cols: Int
+    let wT: BF16Panels, w: BF16Panels
+
+    init(_ view: TensorView) {
+        self.view = view
+        rows = view.shape[0]; cols = view.shape[1]
+        wT = BF16Panels(maxK: cols, maxN: rows)
+        w = BF16Panels(maxK: rows, maxN: cols)
+    }
+
+    func pack(_ p: UnsafePointer<Float>) {
+        wT.packTransposed(p + view.offset, k: cols, n: rows, ldw: cols)
+        w.pack(p + view.offset, k: rows, n: cols, ldb: cols)
+    }
+}
+
+/// The bf16 weight copies of a linear layer: the full-softmax decoder (V, H) or the adaptive head.
 final class DecoderBF16: @unchecked Sendable {
     let scratch: BF16Scratch
+    let weight: MatrixBF16
     /// Wᵀ for logits = x · Wᵀ + b, W for dx = dlogits · W.
-    let wT: BF16Panels, w: BF16Panels
+    var wT: BF16Panels { weight.wT }
+    var w: BF16Panels { weight.w }
 
     init(decoder: LinearLayer, scratch: BF16Scratch) {
         self.scratch = scratch
-        wT = BF16Panels(maxK: decoder.inFeatures, maxN: decoder.outFeatures)
-        w = BF16Panels(maxK: decoder.outFeatures, maxN: decoder.inFeatures)
+        weight = MatrixBF16(decoder.weight)
     }
 
-    func pack(decoder: LinearLayer, p: UnsafePointer<Float>) {
-        let V = decoder.outFeatures, H = decoder.inFeatures
-        wT.packTransposed(p + decoder.weight.offset, k: H, n: V, ldw: H)
-        w.pack(p + decoder.weight.offset, k: V, n: H, ldb: H)
+    func pack(_ p: UnsafePointer<Float>) { weight.pack(p) }
+}
+
+/// The bf16 weight copies of the adaptive softmax: the head, and each tail's projection W0 (w_i, H)
+/// and output W1 (n_i, w_i).
+final class AdaptiveBF16: @unchecked Sendable {
+    let scratch: BF16Scratch
+    let head: DecoderBF16
+    let proj: [MatrixBF16], out: [MatrixBF16]
+
+    init(layer: AdaptiveSoftmaxLayer, scratch: BF16Scratch) {
+        self.scratch = scratch
+        head = DecoderBF16(decoder: layer.head, scratch: scratch)
+        proj = layer.tails.map { MatrixBF16($0.proj) }
+        out = layer.tails.map { MatrixBF16($0.out) }
+    }
+
+    func pack(_ p: UnsafePointer<Float>) {
+        head.pack(p)
+        for m in proj { m.pack(p) }     // (not proj + out: that would allocate an array per step)
+        for m in out { m.pack(p) }
     }
 }
 
@@ -91,13 +129,25 @@ final class DecoderBF16: @unchecked Sendable {
 final class BF16Training: @unchecked Sendable {
     let scratch: BF16Scratch
     let layers: [RecurrentBF16]
-    let decoder: DecoderBF16
+    /// The full softmax's decoder, or the adaptive softmax's head and tails.
+    let decoder: DecoderBF16?
+    let adaptive: AdaptiveBF16?
     /// False until the first pack and after `CharRNNModel.parametersChanged`.
     var fresh = false
 
-    init(model m: CharRNNModel, decoder: LinearLayer) {
-        let N = m.maxT * m.maxB, H = m.config.hidden, V = decoder.outFeatures
-        var rowsK = max(H, V), gradRows = V, actsN = H, stepK = H
+    init(model m: CharRNNModel) {
+        let N = m.maxT * m.maxB, H = m.config.hidden
+        // every (out × in) matrix of the output layer: its products round rows of width in or out
+        // (the forward input, dout), its weight gradient out-wide pairs and in-wide panels
+        var matrices: [TensorView] = []
+        if let full = m.output as? FullSoftmaxOutput { matrices = [full.decoder.weight] }
+        if let a = m.output as? AdaptiveSoftmaxOutput { matrices = [a.layer.head.weight] + a.layer.tails.flatMap { [$0.proj, $0.out] } }
+        var rowsK = H, gradRows = 1, actsN = H, stepK = H
+        for v in matrices {
+            rowsK = max(rowsK, v.shape[0], v.shape[1])
+            gradRows = max(gradRows, v.shape[0])
+            actsN = max(actsN, v.shape[1])
+        }
         for l in m.layers {
             rowsK = max(rowsK, l.G, l.oneHot ? 0 : l.D)
             gradRows = max(gradRows, l.G)
@@ -107,27 +157,20 @@ final class BF16Training: @unchecked Sendable {
         let s = BF16Scratch(maxRows: N, maxB: m.maxB, rowsK: rowsK, gradRows: gradRows, actsN: actsN, stepK: stepK)
         scratch = s
         layers = m.layers.map { RecurrentBF16(layer: $0, scratch: s) }
-        self.decoder = DecoderBF16(decoder: decoder, scratch: s)
+        decoder = (m.output as? FullSoftmaxOutput).map { DecoderBF16(decoder: $0.decoder, scratch: s) }
+        adaptive = (m.output as? AdaptiveSoftmaxOutput).map { AdaptiveBF16(layer: $0.layer, scratch: s) }
     }
 }
 
 extension CharRNNModel {
-    /// Why this model cannot train in bf16, or nil.
-    public static func bf16Problem(_ config: ModelConfig) -> String? {
-        config.adaptive != nil
-            ? "--precision bf16 does not support --softmax adaptive yet (its products are float32 only); use --precision fp32 or --softmax full"
-            : nil
-    }
-
     /// Switches training (`trainStep`) to bf16 products: allocates the packed copies and scratch once
     /// (a second call does nothing). Validation, `logProbs` and the inference step stay float32.
     public func enableBF16Training() {
         if bf16 != nil { return }
-        precondition(CharRNNModel.bf16Problem(config) == nil, CharRNNModel.bf16Problem(config) ?? "")
-        guard let full = output as? FullSoftmaxOutput else { preconditionFailure("bf16 training needs the full softmax") }
-        let t = BF16Training(model: self, decoder: full.decoder)
+        let t = BF16Training(model: self)
         for (l, m) in zip(layers, t.layers) { l.mixed = m }
-        full.mixed = t.decoder
+        (output as? FullSoftmaxOutput)?.mixed = t.decoder
+        (output as? AdaptiveSoftmaxOutput)?.mixed = t.adaptive
         bf16 = t
     }
 
@@ -137,7 +180,8 @@ extension CharRNNModel {
         guard let t = bf16 else { return }
         let p = UnsafePointer(params.ptr)
         for (l, m) in zip(layers, t.layers) { m.pack(layer: l, p: p) }
-        if let full = output as? FullSoftmaxOutput { t.decoder.pack(decoder: full.decoder, p: p) }
+        t.decoder?.pack(p)
+        t.adaptive?.pack(p)
         t.fresh = true
     }
 

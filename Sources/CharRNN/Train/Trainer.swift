@@ -96,7 +96,6 @@ public final class Trainer {
     public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
                 reducer: any GradientReducer = LocalReducer()) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
-        if train.stepPrecision == .bf16, let p = CharRNNModel.bf16Problem(modelConfig) { throw TrainError.config(p) }
         if corpus.vocabulary.count < 2 && corpus.vocabulary.unknownID != nil {
             throw TrainError.everythingUnknown(file: corpusInfo.path, distinct: corpus.stats.distinctTokens, minCount: train.minCount ?? 1)
         }
@@ -156,7 +155,6 @@ public final class Trainer {
         (streams, localState, evalState) = try Trainer.share(trainState, config: model.config, reducer: reducer)
         self.reducer = reducer
         precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the reducer (ResumePoint(…reducer:))")
-        if train.stepPrecision == .bf16, let p = CharRNNModel.bf16Problem(model.config) { throw TrainError.config(p) }
         step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
                             precision: train.stepPrecision)
         meta = checkpoint.meta

@@ -129,9 +129,8 @@ final class BF16TrainingTests: XCTestCase {
         }
     }
 
-    /// The portable kernel and AVX512_BF16 (when the CPU has it) give the same gradients within the
-    /// float32 accumulation's rounding (the products of bf16 values are exact in float32; only a
-    /// subnormal flush may differ), and both are within the bf16 tolerance of float32.
+    /// The portable kernel is within the bf16 tolerance of float32 and, when the CPU has AVX512_BF16,
+    /// gives its gradients bit for bit.
     func testPortableKernelAgrees() throws {
         try WorkerPool.configure(threads: 2)
         let cfg = ModelConfig(cell: .lstm, layers: 2, hidden: 40, embed: 16, dropout: 0, vocabSize: 37)
@@ -141,7 +140,9 @@ final class BF16TrainingTests: XCTestCase {
         guard BF16GEMMKernel.cpuHasAVX512BF16 else { return }
         BF16GEMMKernel.forced = .avx512bf16
         let (_, ga, _, _) = gradients(pair(cfg))
-        for (t, e) in errors(pair(cfg).fp32, gp, ga) { XCTAssertLessThan(e, 1e-5, "portable vs AVX512_BF16 \(t): \(e)") }
+        // the same bits: products of bf16 values are exact in float32 and both add them in the same
+        // order (VDPBF16PS alone would flush a subnormal product or partial sum; none occurs here)
+        XCTAssertTrue(ga == gp, "portable and AVX512_BF16 gradients differ")
     }
 
     // MARK: - Training runs

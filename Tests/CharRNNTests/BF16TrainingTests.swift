@@ -198,6 +198,32 @@ final class BF16TrainingTests: XCTestCase {
         }
     }
 
+    /// A group of one (`SoloGroup`: every data-parallel branch of the trainer, the gathered state and
+    /// the weights hash) in bf16 is the single-process bf16 run bit for bit; the N = 2 runs under
+    /// mpirun are scripts/mpi-check.sh's section 7.
+    func testDataParallelBranchesInBF16() throws {
+        try WorkerPool.configure(threads: 1)
+        let text = syntheticCorpusText()
+        let corpus = try Corpus(bytes: Array(text.utf8), name: "s")
+        var t = TrainConfig()
+        t.seq = 16; t.batch = 8; t.maxIters = 12; t.evalEvery = 5; t.threads = 1; t.trainFrac = 0.9; t.valFrac = 0.1
+        t.stepPrecision = .bf16
+        let cfg = ModelConfig(cell: .gru, layers: 2, hidden: 16, embed: 4, dropout: 0.1, vocabSize: corpus.vocabulary.count)
+        var params: [[UInt32]] = []
+        for group in [nil, SoloGroup()] as [SoloGroup?] {
+            let dir = tempDir("bf16dp")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let info = CorpusInfo(name: "s", path: dir + "/s.txt", bytes: text.utf8.count, tokens: corpus.count)
+            let tr = try Trainer(corpus: corpus, corpusInfo: info, model: cfg, train: t, runDir: dir + "/run", reducer: group ?? LocalReducer())
+            try tr.checkAgreement()
+            _ = try tr.run { _ in }
+            XCTAssertTrue(tr.model.trainsInBF16)
+            if let group { XCTAssertEqual(group.calls, 12) }
+            params.append(tr.model.params.toArray().map(\.bitPattern))
+        }
+        XCTAssertEqual(params[0], params[1])
+    }
+
     /// fp32 is not recorded (an fp32 checkpoint's header is what it was before --precision); a header
     /// without the key reads as fp32; bf16 is recorded and read back.
     func testPrecisionInTheRecordedConfig() throws {

@@ -224,6 +224,40 @@ final class BF16TrainingTests: XCTestCase {
         XCTAssertEqual(params[0], params[1])
     }
 
+    /// Nothing is allocated by a bf16 training step after the first (which packs the weights into
+    /// buffers made at the switch): full and adaptive softmax, one-hot and embedded input, dropout.
+    /// Counts with scripts/malloc-count.c preloaded (.ci/run), on one thread so that every part runs here.
+    func testBF16StepAllocatesNothing() throws {
+        typealias Fn = @convention(c) () -> UInt
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "charrnn_malloc_count_thread") else {
+            throw XCTSkip("run with LD_PRELOAD of scripts/malloc-count.c to count allocations")
+        }
+        let count = unsafeBitCast(sym, to: Fn.self)
+        try WorkerPool.configure(threads: 1)
+        let V = 37, (T, B) = (8, 6)
+        for adaptive in [false, true] {
+            for (cell, embed) in [(CellKind.lstm, 0), (.gru, 12), (.rnn, 0)] {
+                var cfg = ModelConfig(cell: cell, layers: 2, hidden: 24, embed: embed, dropout: 0.2, vocabSize: V)
+                if adaptive { cfg.adaptive = AdaptiveSoftmaxConfig.choose(counts: (0..<V).map { 500 / ($0 + 1) }, hidden: 24, manual: [8, 20]) }
+                let model = CharRNNModel(config: cfg, maxT: T, maxB: B)
+                var rng = Xoshiro256(seed: 3)
+                model.initialize(rng: &rng)
+                let step = TrainingStep(model: model, optimizer: Optimizer(kind: .adam, count: model.layout.count),
+                                        reducer: LocalReducer(), batch: B, seq: T, precision: .bf16)
+                let state = RecurrentState(config: cfg, batch: B)
+                func one(_ it: Int) {
+                    _ = step.run(iteration: it, state: state, rng: &rng, lr: 1e-2, clipMode: .norm, clip: 5, stopRequested: { false }) { x, y, _ in
+                        for i in 0..<(T * B) { x[i] = Int32((i * 7 + it) % V); y[i] = Int32((i * 5 + 3 + it) % V) }
+                    }
+                }
+                for it in 1...2 { one(it) }
+                let start = count()
+                for it in 3...8 { one(it) }
+                XCTAssertEqual(count() - start, 0, "\(cell) embed \(embed) adaptive \(adaptive): allocations in bf16 steps")
+            }
+        }
+    }
+
     /// fp32 is not recorded (an fp32 checkpoint's header is what it was before --precision); a header
     /// without the key reads as fp32; bf16 is recorded and read back.
     func testPrecisionInTheRecordedConfig() throws {

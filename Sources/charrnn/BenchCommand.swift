@@ -11,7 +11,8 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         Prints training tokens/s, ms/iteration (min/median/max after warm-up), achieved GFLOP/s (model \
         FLOPs by formula: 3 × 2 × forward multiply-adds of every weight matrix; a one-hot gather counts \
-        zero), this machine's sgemm GFLOP/s on 2048³ with the same threads, their ratio, sampling \
+        zero), this machine's sgemm GFLOP/s on 2048³ with the same threads, their ratio (with --precision \
+        bf16 also the bf16 kernel's rate on 2048³ and the ratio to it), sampling \
         tokens/s (temperature 0.8; --sample-streams K draws K samples in one batched step) and peak RSS. \
         Under mpirun -np N each process trains its block of the --batch streams and the update is \
         shared as in training: tokens/s is global, with the share of time in communication and the \
@@ -101,6 +102,9 @@ struct BenchCommand: ParsableCommand {
             : String(format: "%.1f GFLOP/s per process × %ld = %.1f", r.sgemmPeakGFLOPS, r.ranks, r.sgemmPeakGFLOPS * Double(r.ranks))
         try say(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %@; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, ceiling, 100 * r.fractionOfPeak))
+        if let peak = r.bf16PeakGFLOPS, let share = r.fractionOfBF16Peak, let k = r.bf16Kernel {
+            try say(String(format: "bf16:   %@ 2048³ %.1f GFLOP/s per process; ratio %.0f%%", k, peak, 100 * share))
+        }
         let weightsName = weights == .bf16 ? "bf16 (\(BF16Kernel.selected.label))" : weights.rawValue
         for f in r.sampleStreams {
             try say(String(format: "sample: %.0f tokens/s with %ld stream%@ (%.0f per stream, temperature 0.8, %@ weights)",

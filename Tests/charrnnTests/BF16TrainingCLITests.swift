@@ -1,6 +1,6 @@
 // BF16TrainingCLITests.swift — `train --precision bf16` and `bench --precision bf16` from the command
 // line: the run records bf16 and a resume keeps it (warning that a --precision given then is ignored),
-// the portable path says in one line that it is slower, and bench reports the kernel it timed.
+// the portable path says in one line that it is slower, and bench reports the kernel it timed and its 2048³ rate.
 
 import Foundation
 import XCTest
@@ -42,7 +42,10 @@ final class BF16TrainingCLITests: CharrnnCLITestCase {
         XCTAssertEqual(r.status, 0, r.err)
         let j = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
         XCTAssertEqual(j?["bf16Kernel"] as? String, "portable bf16→fp32")
+        XCTAssertGreaterThan(j?["bf16PeakGFLOPS"] as? Double ?? 0, 0)
         let f = try run(["bench", "--hidden", "32", "--iters", "2", "--warmup", "1", "--sample-length", "2", "--threads", "1", "--json"], cwd: dir)
-        XCTAssertNil((try JSONSerialization.jsonObject(with: Data(f.out.utf8)) as? [String: Any])?["bf16Kernel"])
+        let fj = try JSONSerialization.jsonObject(with: Data(f.out.utf8)) as? [String: Any]
+        XCTAssertNotNil(fj?["loss"])
+        XCTAssertNil(fj?["bf16Kernel"]); XCTAssertNil(fj?["bf16PeakGFLOPS"])
     }
 }

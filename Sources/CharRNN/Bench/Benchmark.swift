@@ -67,6 +67,10 @@ public struct BenchResult: Sendable, Codable {
     public var bytesPerIteration: Int? = nil
     /// bf16 training: the bf16 kernel that ran (`BF16GEMMKernel.label`); nil in fp32.
     public var bf16Kernel: String? = nil
+    /// bf16 training: that kernel on 2048³ with this process's threads (rank 0's), the bf16
+    /// counterpart of `sgemmPeakGFLOPS`, and the achieved rate over ranks × it; nil in fp32.
+    public var bf16PeakGFLOPS: Double? = nil
+    public var fractionOfBF16Peak: Double? = nil
 }
 
 /// Sampling speed with K streams in one batched step.
@@ -205,7 +209,14 @@ public enum Benchmark {
                            trainAllocations: trainAllocs, sampleAllocations: sampleAllocs,
                            sampleWeightBytesPerToken: weightBytes, sampleWeightGBs: weightBytes * oneStream / 1e9, readProbeGBs: probe,
                            profileMsPerIter: cfg.profile ? Dictionary(uniqueKeysWithValues: phases.map { ($0.key.name, $0.value * 1e3 / Double(times.count)) }) : nil)
-        if cfg.precision == .bf16 { result.bf16Kernel = BF16GEMMKernel.selected.label }
+        if cfg.precision == .bf16 {
+            result.bf16Kernel = BF16GEMMKernel.selected.label
+            if reducer.rank == 0 {
+                let peak = bf16GemmPeakGFLOPS()
+                result.bf16PeakGFLOPS = peak
+                result.fractionOfBF16Peak = achieved / (peak * Double(reducer.size))
+            }
+        }
         if reducer.size > 1 {
             result.ranks = reducer.size
             result.communicationShare = commSeconds / total

@@ -27,11 +27,18 @@ var toolSettings: [SwiftSetting] = [.define("CHARRNN_NO_SERVER")]
 if withServer {
     // traits: [] leaves out swift-configuration support, which the server does not use
     serverPackages = [.package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: [])]
-    // MARK: Server (the HTTP layer of `charrnn serve`; the engine it drives is in CharRNN)
-    serverTargets = [.target(name: "CharRNNServer", dependencies: [
-        "CharRNN",
-        .product(name: "Hummingbird", package: "hummingbird"),
-    ])]
+    // MARK: Server (the HTTP layer of `charrnn serve`; the wire format is CharRNNAPI's, the engine
+    // CharRNN's) and its in-process router tests (HummingbirdTesting)
+    serverTargets = [
+        .target(name: "CharRNNServer", dependencies: [
+            "CharRNN", "CharRNNAPI",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+        .testTarget(name: "CharRNNServerTests", dependencies: [
+            "CharRNNServer",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
+    ]
     toolDependencies = ["CharRNNServer"]
     toolSettings = []
 }
@@ -63,16 +70,25 @@ let package = Package(
                                 .unsafeFlags(kernelFlags),
                                 // hot loops touch only raw buffers; skip the runtime exclusivity checks
                                 .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
+        // MARK: API
+        // The OpenAI-style wire format of `charrnn serve` (request decoding and limits, the error
+        // object, responses and streamed events) without HTTP: built always, also with
+        // CHARRNN_NO_SERVER, so the sanitizer runs and the request fuzzer still reach the decoder.
+        .target(name: "CharRNNAPI", dependencies: ["CharRNN"]),
         // MARK: Tool
         .executableTarget(name: "charrnn", dependencies: [
-            "CharRNN",
+            "CharRNN", "CharRNNAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + toolDependencies,
         // C stdio globals (stdout) in the CLI; the test-only fault hooks (charrnn/TestFaults.swift) in debug builds
         swiftSettings: [.swiftLanguageMode(.v5), .define("CHARRNN_FAULTS", .when(configuration: .debug))] + toolSettings),
     ] + serverTargets + [
         // MARK: Tests
-        .testTarget(name: "CharRNNTests", dependencies: ["CharRNN"]),
+        .testTarget(name: "CharRNNTests", dependencies: ["CharRNN", "CharRNNAPI"]),   // CharRNNAPI: the `request` fuzz target
+        .testTarget(name: "CharRNNAPITests", dependencies: ["CharRNNAPI", "CharRNN"]),
         .testTarget(name: "charrnnTests", dependencies: ["charrnn"]),
+        // CharRNN as another package uses it: `import CharRNN` without @testable, so only the public
+        // API compiles (the README's "Use as a Swift library" example).
+        .testTarget(name: "LibraryUseTests", dependencies: ["CharRNN"]),
     ]
 )

@@ -84,7 +84,7 @@ if "$BIN" serve --help >/dev/null 2>&1; then
   done
   body='{"prompt":"The ","max_tokens":200,"temperature":0.8,"seed":9,"n":2}'
   { curl -sS --max-time 30 "http://127.0.0.1:$port/v1/completions" -d "$body" \
-      | python3 -c 'import json,sys; d=json.load(sys.stdin); print([c["text"] for c in d["choices"]], d["usage"])'
+      | python3 -c 'import json,sys; d=json.load(sys.stdin); print([c["text"] for c in d["choices"]], sorted(d["usage"].items()))'
     curl -sS --max-time 30 "http://127.0.0.1:$port/v1/completions" -d "${body%\}},\"stream\":true}" \
       | python3 -c '
 import json,sys

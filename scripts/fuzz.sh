@@ -23,19 +23,28 @@ TARGETS_ALL="corpus safetensors csv prime request"
 
 build() {
     local srcs
-    srcs=$(find Sources/CharRNN -name '*.swift' | sort)
+    srcs=$(find Sources/CharRNN Sources/CharRNNAPI -name '*.swift' | sort)
     local newest
-    newest=$(ls -t $srcs Fuzz/Harness.swift Tests/CharRNNTests/FuzzTargets.swift | head -1)
+    newest=$(ls -t $srcs Sources/CKernels/*.c Sources/CKernels/include/*.h Fuzz/Harness.swift Tests/CharRNNTests/FuzzTargets.swift | head -1)
     if [ -x "$OUT/charrnn-fuzz" ] && [ "$OUT/charrnn-fuzz" -nt "$newest" ]; then return; fi
     echo "building $OUT/charrnn-fuzz (ASan + libFuzzer) …" >&2
-    # One module: the library sources, the shared entry points and the libFuzzer harness.
+    # The C kernels (target CKernels) are compiled apart, with ASan, and found through a module map.
+    mkdir -p "$OUT/ckernels"
+    printf 'module CKernels {\n    header "%s/Sources/CKernels/include/CKernels.h"\n    export *\n}\n' "$ROOT" > "$OUT/ckernels/module.modulemap"
+    local objs=""
+    for c in Sources/CKernels/*.c; do
+        clang -O2 -g -fsanitize=address -I Sources/CKernels/include -c "$c" -o "$OUT/ckernels/$(basename "$c" .c).o"
+        objs="$objs $OUT/ckernels/$(basename "$c" .c).o"
+    done
+    # One module: the library and API sources (the API's `import CharRNN` is left out under
+    # CHARRNN_FUZZ), the shared entry points and the libFuzzer harness.
     # shellcheck disable=SC2086
     # (Run from $OUT: swiftc leaves CharRNNFuzz-1.swiftmodule & co. in the working directory.)
     (cd "$OUT" && swiftc -sanitize=fuzzer,address -parse-as-library -O -g -wmo -D CHARRNN_FUZZ \
-        -module-name CharRNNFuzz -I "$ROOT/Sources/COpenBLAS" -I "$ROOT/Sources/Cutf8proc" \
+        -module-name CharRNNFuzz -I "$ROOT/Sources/COpenBLAS" -I "$ROOT/Sources/Cutf8proc" -I "$OUT/ckernels" \
         $(pkg-config --cflags-only-I openblas libutf8proc | sed 's/-I/-Xcc -I/g') \
         $(for f in $srcs Tests/CharRNNTests/FuzzTargets.swift Fuzz/Harness.swift; do echo "$ROOT/$f"; done) \
-        $(pkg-config --libs openblas libutf8proc) -o "$OUT/charrnn-fuzz.new" 2> >(grep -v "Cannot export local symbol" >&2))
+        $objs $(pkg-config --libs openblas libutf8proc) -o "$OUT/charrnn-fuzz.new" 2> >(grep -v "Cannot export local symbol" >&2))
     mv "$OUT/charrnn-fuzz.new" "$OUT/charrnn-fuzz"
     for t in $TARGETS_ALL; do ln -sf charrnn-fuzz "$OUT/fuzz-$t"; done
 }

@@ -11,10 +11,8 @@
 #include "CKernels.h"
 
 #if defined(__x86_64__) && !defined(CHARRNN_PORTABLE)
-#include <immintrin.h>
+#include "bf16_avx512.h"
 
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define INLINE static inline __attribute__((always_inline))
 
 int charrnn_has_avx512bf16(void) {
     __builtin_cpu_init();
@@ -46,18 +44,6 @@ INLINE void masks(int w, __mmask16 *m0, __mmask16 *m1) {
     *m1 = w >= 32 ? 0xFFFF : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
 }
 
-INLINE BF16_TARGET void store_half(float *c, __mmask16 mask, __m512 v, int accumulate) {
-    if (mask == 0xFFFF) {
-        if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(c), v);
-        _mm512_storeu_ps(c, v);
-    } else if (mask) {
-        if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, c), v);
-        _mm512_mask_storeu_ps(c, mask, v);
-    }
-}
-
-#define DP(acc, x, w) acc = _mm512_dpbf16_ps(acc, (__m512bh)(x), (__m512bh)(w))
-
 /// R rows (R ≤ 6, a constant after inlining) × one panel. x: converted rows, xs words apart;
 /// c: the panel's first column of row 0; w: the panel's columns (≤ 32).
 INLINE BF16_TARGET void tile(const int R, const uint32_t *x, long xs, const uint32_t *panel, long K2,
@@ -84,8 +70,8 @@ INLINE BF16_TARGET void tile(const int R, const uint32_t *x, long xs, const uint
     __mmask16 m0, m1;
     masks(w, &m0, &m1);
     for (int r = 0; r < R; r++) {
-        store_half(c + r * ldc, m0, _mm512_add_ps(e0[r], o0[r]), accumulate);
-        store_half(c + r * ldc + 16, m1, _mm512_add_ps(e1[r], o1[r]), accumulate);
+        store16(c + r * ldc, m0, _mm512_add_ps(e0[r], o0[r]), accumulate);
+        store16(c + r * ldc + 16, m1, _mm512_add_ps(e1[r], o1[r]), accumulate);
     }
 }
 
@@ -118,8 +104,8 @@ INLINE BF16_TARGET void row_panels(const int NP, const uint32_t *x, const uint32
         long col = (p + j) * 32;
         __mmask16 m0, m1;
         masks(n - col < 32 ? (int)(n - col) : 32, &m0, &m1);
-        store_half(c + col, m0, _mm512_add_ps(e0[j], o0[j]), accumulate);
-        store_half(c + col + 16, m1, _mm512_add_ps(e1[j], o1[j]), accumulate);
+        store16(c + col, m0, _mm512_add_ps(e0[j], o0[j]), accumulate);
+        store16(c + col + 16, m1, _mm512_add_ps(e1[j], o1[j]), accumulate);
     }
 }
 

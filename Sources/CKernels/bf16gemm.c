@@ -52,10 +52,8 @@ int charrnn_amx_bf16_state(void) {
 }
 
 #if defined(__x86_64__) && !defined(CHARRNN_PORTABLE)
-#include <immintrin.h>
+#include "bf16_avx512.h"
 
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define INLINE static inline __attribute__((always_inline))
 
 /// Mask of the first `left` (clamped to 0…16) of 16 lanes.
 INLINE __mmask16 lanes(long left) {
@@ -144,17 +142,6 @@ BF16_TARGET void charrnn_bf16_pack_panels(const float *src, long k, long n, long
     }
 }
 
-INLINE BF16_TARGET void store16(float *c, __mmask16 mask, __m512 v, int accumulate) {
-    if (mask == 0xFFFF) {
-        if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(c), v);
-        _mm512_storeu_ps(c, v);
-    } else if (mask) {
-        if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, c), v);
-        _mm512_mask_storeu_ps(c, mask, v);
-    }
-}
-
-#define DP(acc, x, w) acc = _mm512_dpbf16_ps(acc, (__m512bh)(x), (__m512bh)(w))
 #define MR 12
 // the row loops unrolled in full, so the 2R accumulators live in registers (clang keeps them on the
 // stack from R = 11 otherwise, at well under half the speed)

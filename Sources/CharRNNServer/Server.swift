@@ -1,9 +1,13 @@
 // CharRNNServer/Server.swift — the HTTP layer of `charrnn serve` on Hummingbird 2.
 //
-// Routes: GET / (the web page), GET /health, GET /v1/models, POST /v1/completions (OpenAI completions,
-// with server-sent events when `stream` is true), POST /v1/score. The model runs only on the
-// BatchEngine's thread; handlers submit tickets and await their text (completions) or queue a job
-// (score). Limits: the body is read up to `maxBodyBytes` (413 beyond), `max_tokens`, prompt size and
+// Routes (`makeRouter`): GET / (the web page), GET /health, GET /v1/models, POST /v1/completions
+// (OpenAI completions, with server-sent events when `stream` is true), POST /v1/score. What goes over
+// the wire — request decoding, limits, the error object, every response body and streamed event — is
+// the CharRNNAPI target's; this file is the HTTP around it. The checkpoint is loaded once (by the
+// caller) and its model built once: the engine generates with it, the evaluator copies its weights.
+// The model runs only on the BatchEngine's thread; handlers submit tickets and await their text
+// (completions) or queue one scoring job per input text (score), between which generation steps run.
+// Limits: the body is read up to `maxBodyBytes` (413 beyond), `max_tokens`, prompt size and
 // `n` are checked by the library's decoder (400), a full engine queue answers 429 with Retry-After,
 // a shutting-down engine 503. A client that closes (or half-closes) its connection cancels its
 // ticket, streaming or not (`DisconnectMonitor`; a failed write does the same), so its rows are free
@@ -15,6 +19,7 @@
 // seconds to finish and are then cut; then the HTTP server closes its connections and exits.
 
 import CharRNN
+import CharRNNAPI
 import Foundation
 import Hummingbird
 import Logging
@@ -48,13 +53,13 @@ public struct ServedModel: Sendable {
     public var id: String
     /// The checkpoint file.
     public var path: String
-    /// `charrnn info --json` of the checkpoint, as a JSON object.
-    public var info: [UInt8]
+    /// `charrnn info` of the checkpoint.
+    public var summary: CheckpointSummary
     /// `charrnn --version`.
     public var version: String
     public var created: Int
-    public init(id: String, path: String, info: [UInt8], version: String, created: Int) {
-        self.id = id; self.path = path; self.info = info; self.version = version; self.created = created
+    public init(id: String, path: String, summary: CheckpointSummary, version: String, created: Int) {
+        self.id = id; self.path = path; self.summary = summary; self.version = version; self.created = created
     }
 }
 
@@ -84,9 +89,11 @@ public final class CompletionServer: Sendable {
     let vocabulary: Vocabulary
     let normalize: Normalization
     let evaluator: EngineThreadOnly<Evaluator>   // scoring runs as an engine job, never concurrently
-    let modelInfo: String   // the model object of /v1/models, JSON
+    /// The model object of /v1/models.
+    let modelObject: ModelObject
 
-    /// Loads the model once for generation (the engine) and once for scoring (as `charrnn eval`).
+    /// Builds the model once from the loaded checkpoint (checking its tensors): the engine generates
+    /// with it, the evaluator scores with a copy of its weights.
     public init(checkpoint: Checkpoint.Loaded, model: ServedModel, configuration: ServeConfiguration) throws {
         self.configuration = configuration
         self.model = model
@@ -97,21 +104,15 @@ public final class CompletionServer: Sendable {
         normalize = checkpoint.meta.train.normalize
         engine = BatchEngine(model: m, vocabulary: vocabulary, maxStreams: configuration.maxStreams, queueLimit: configuration.queueLimit)
         engine.stepInterval = configuration.stepInterval
-        evaluator = EngineThreadOnly(try Evaluator(checkpoint: checkpoint))
-        let info = (try? JSONSerialization.jsonObject(with: Data(model.info))) ?? [:]
-        let object: [String: Any] = [
-            "id": model.id, "object": "model", "created": model.created, "owned_by": "charrnn",
-            "charrnn": info, "charrnn_version": model.version,
-            "limits": ["max_streams": configuration.maxStreams, "max_tokens": configuration.limits.maxTokens,
-                       "max_prompt_bytes": configuration.limits.maxPromptBytes, "max_n": configuration.limits.maxChoices,
-                       "max_body_bytes": configuration.maxBodyBytes],
-        ]
-        modelInfo = String(decoding: json(object), as: UTF8.self)
+        evaluator = EngineThreadOnly(Evaluator(model: m, vocabulary: vocabulary, normalize: normalize))
+        modelObject = ModelObject(id: model.id, created: model.created, summary: model.summary, version: model.version,
+                                  limits: ServerLimits(maxStreams: configuration.maxStreams, limits: configuration.limits,
+                                                       maxBodyBytes: configuration.maxBodyBytes))
     }
 
-    /// Serves until SIGINT/SIGTERM. `onListening` gets the bound port (useful with port 0).
-    public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
-        engine.start()
+    /// The routes, their handlers and the error/log middleware (see the file header). The engine must
+    /// be started (`run` does it) for completions and scores to be answered.
+    func makeRouter() -> Router<ServeContext> {
         let router = Router(context: ServeContext.self)
         router.add(middleware: LogAndErrorMiddleware())
         router.get("/") { _, _ in
@@ -119,23 +120,24 @@ public final class CompletionServer: Sendable {
                      body: .init(byteBuffer: ByteBuffer(string: webPage)))
         }
         router.get("/health") { [self] _, _ in health() }
-        router.get("/v1/models") { [self] _, _ in
-            jsonResponse(.ok, Array(#"{"object":"list","data":["#.utf8) + Array(modelInfo.utf8) + Array("]}".utf8))
-        }
+        router.get("/v1/models") { [self] _, _ in jsonResponse(.ok, ModelList(data: [modelObject])) }
         router.get("/v1/models/:id") { [self] _, context in
-            guard context.parameters.get("id") == model.id else {
-                throw APIError(status: 404, message: "model '\(context.parameters.get("id") ?? "")' not found; this server serves '\(model.id)'",
-                               param: "model", code: "model_not_found")
-            }
-            return jsonResponse(.ok, Array(modelInfo.utf8))
+            let id = context.parameters.get("id") ?? ""
+            guard id == model.id else { throw APIError.modelNotFound(id, served: model.id) }
+            return jsonResponse(.ok, modelObject)
         }
         router.post("/v1/completions") { [self] request, context in try await completions(request, context) }
         router.post("/v1/score") { [self] request, context in try await score(request, context) }
+        return router
+    }
 
+    /// Serves until SIGINT/SIGTERM. `onListening` gets the bound port (useful with port 0).
+    public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        engine.start()
         var logger = Logger(label: "charrnn.serve")
         logger.logLevel = .error
         let app = Application(
-            router: router,
+            router: makeRouter(),
             server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectMonitor()],
                                                 idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "charrnn/\(model.version)",
@@ -154,17 +156,13 @@ public final class CompletionServer: Sendable {
 
     func health() -> Response {
         let shutting = engine.isShuttingDown
-        let o: [String: Any] = ["status": shutting ? "shutting_down" : "ok", "model": model.id,
-                                "active_streams": engine.active, "queued": engine.queued, "max_streams": engine.maxStreams,
-                                "steps": engine.steps]
-        return jsonResponse(shutting ? .serviceUnavailable : .ok, json(o))
+        return jsonResponse(shutting ? .serviceUnavailable : .ok,
+                            HealthStatus(shuttingDown: shutting, model: model.id, activeStreams: engine.active, queued: engine.queued,
+                                         maxStreams: engine.maxStreams, steps: engine.steps))
     }
 
     func checkModel(_ name: String?) throws(APIError) {
-        if let name, name != model.id, name != "charrnn" {
-            throw APIError(status: 404, message: "model '\(name)' not found; this server serves '\(model.id)'", param: "model",
-                           code: "model_not_found")
-        }
+        if let name, name != model.id, name != "charrnn" { throw .modelNotFound(name, served: model.id) }
     }
 
     func completions(_ request: Request, _ context: ServeContext) async throws -> Response {
@@ -172,26 +170,12 @@ public final class CompletionServer: Sendable {
         let r = try CompletionRequest(body: body, limits: configuration.limits)
         try checkModel(r.model)
         let (ids, unknown) = vocabulary.encode(r.prompt, normalize: normalize)
-        if ids.isEmpty && !unknown.isEmpty {
-            throw APIError.invalid("prompt has no character in the model's vocabulary: " + unknown.prefix(10).map { $0.debugDescription }.joined(separator: " "),
-                                   param: "prompt", code: "unknown_characters")
-        }
+        if ids.isEmpty && !unknown.isEmpty { throw APIError.unknownCharacters(unknown) }
         let seed = r.seed ?? UInt64.random(in: 0...UInt64.max)
         let ticket = GenerationTicket(GenerationRequest(prompt: ids, choices: r.n, seed: seed, options: r.options,
                                                         maxTokens: r.maxTokens, stop: r.stop),
                                       bufferLimit: configuration.streamBufferBytes)
-        do { try engine.submit(ticket) } catch {
-            switch error {
-            case .queueFull:
-                throw APIError(status: 429, message: error.description, type: "rate_limit_error", code: "server_busy")
-            case .shuttingDown:
-                throw APIError(status: 503, message: error.description, type: "server_error", code: "shutting_down")
-            case .tooManyChoices:
-                throw APIError.invalid(error.description, param: "n")
-            case .tokenOutOfRange:
-                throw APIError(status: 500, message: error.description, type: "server_error")
-            }
-        }
+        do { try engine.submit(ticket) } catch { throw APIError(error) }
         // A client that goes away (closes or half-closes its connection) cancels the ticket: its
         // rows are free before the next step, streaming or not.
         let monitor = try? await context.channel.pipeline.handler(type: DisconnectMonitor.self).get()
@@ -200,29 +184,24 @@ public final class CompletionServer: Sendable {
         let created = Int(Date().timeIntervalSince1970)
         let promptTokens = ids.count
         let stats = context.stats
+        let fingerprint = "charrnn-\(model.version)"
         if !r.stream {
             let u = await withTaskCancellationHandler { await ticket.collect() } onCancel: { ticket.cancel() }
             monitor?.unwatch()
-            if u.finish.contains(.shutdown) && u.completionTokens.allSatisfy({ $0 == 0 }) {
-                throw APIError(status: 503, message: "the server shut down before this request ran", type: "server_error", code: "shutting_down")
-            }
+            if u.finish.contains(.shutdown) && u.completionTokens.allSatisfy({ $0 == 0 }) { throw APIError.shutDownBeforeRunning }
             let completion = u.completionTokens.reduce(0, +)
             stats.tokens = completion
-            let choices: [[String: Any]] = (0..<r.n).map { i in
-                ["index": i, "text": String(decoding: u.text[i], as: UTF8.self), "finish_reason": finishName(u.finish[i]), "logprobs": NSNull()]
+            let choices = (0..<r.n).map { i in
+                CompletionChoice(index: i, text: String(decoding: u.text[i], as: UTF8.self), finishReason: finishReasonName(u.finish[i]))
             }
-            let o: [String: Any] = ["id": id, "object": "text_completion", "created": created, "model": model.id, "choices": choices,
-                                    "system_fingerprint": "charrnn-\(model.version)", "seed": seed,
-                                    "usage": ["prompt_tokens": promptTokens, "completion_tokens": completion,
-                                              "total_tokens": promptTokens + completion]]
-            return jsonResponse(.ok, json(o))
+            return jsonResponse(.ok, Completion(id: id, created: created, model: model.id, choices: choices, systemFingerprint: fingerprint,
+                                                seed: seed, usage: Usage(prompt: promptTokens, completion: completion)))
         }
         // Server-sent events: one event per choice with text released since the writer last ran (one
         // token when the stream keeps up; several when the writer was late), a last event per choice
-        // with its finish_reason, then one with usage and [DONE]. The events are formatted by hand
+        // with its finish_reason, then one with usage and [DONE] (CompletionEvents). The events go
         // into one reused buffer; the text is taken into a reused update (no allocation per take).
-        let modelID = model.id, fingerprint = "charrnn-\(model.version)"
-        let events = CompletionEvents(id: id, created: created, model: modelID, fingerprint: fingerprint)
+        let events = CompletionEvents(id: id, created: created, model: model.id, fingerprint: fingerprint)
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             var reported = [Bool](repeating: false, count: r.n)
@@ -244,15 +223,8 @@ public final class CompletionServer: Sendable {
                     if done {
                         let completion = u.completionTokens.reduce(0, +)
                         stats.tokens = completion
-                        let usage: [String: Any] = ["id": id, "object": "text_completion", "created": created, "model": modelID,
-                                                    "choices": [Any](),
-                                                    "usage": ["prompt_tokens": promptTokens, "completion_tokens": completion,
-                                                              "total_tokens": promptTokens + completion]]
-                        if u.finish.contains(.overflow) {
-                            out += Array("data: ".utf8) + APIError(status: 500, message: "the client read too slowly; the stream was dropped",
-                                                                   type: "server_error", code: "stream_overflow").json + Array("\n\n".utf8)
-                        }
-                        out += Array("data: ".utf8) + json(usage) + Array("\n\ndata: [DONE]\n\n".utf8)
+                        events.appendEnd(usage: Usage(prompt: promptTokens, completion: completion),
+                                         overflowed: u.finish.contains(.overflow), to: &out)
                     }
                     if !out.isEmpty {
                         // clear() reuses the storage once NIO has let go of it (else it takes a new one)
@@ -277,31 +249,21 @@ public final class CompletionServer: Sendable {
         let r = try ScoreRequest(body: body, limits: configuration.limits)
         try checkModel(r.model)
         let evaluator = self.evaluator
-        // Exactly `charrnn eval FILE`: each text goes through the same file reader and evaluator.
-        let results = await engine.run { () -> [Result<EvalResult, APIError>] in
-            r.input.enumerated().map { (i, text) -> Result<EvalResult, APIError> in
-                let path = NSTemporaryDirectory() + "/charrnn-score-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).txt"
-                defer { unlink(path) }
-                guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
-                    return .failure(APIError(status: 500, message: "cannot write a scratch file", type: "server_error"))
-                }
-                do { return .success(try evaluator.value.evaluate(path: path)) } catch {
-                    return .failure(.invalid("input[\(i)]: \(String(describing: error).replacingOccurrences(of: path, with: "text"))", param: "input"))
+        // Exactly `charrnn eval FILE` on a file holding the text, scored in memory. One engine job per
+        // text, so generation steps run between them.
+        var data: [ScoreResult] = []
+        for (i, text) in r.input.enumerated() {
+            let result = await engine.run { () -> Result<EvalResult, APIError> in
+                do { return .success(try evaluator.value.evaluate(text: text, name: "text")) } catch {
+                    return .failure(.invalid("input[\(i)]: \(error)", param: "input"))
                 }
             }
-        }
-        guard let results else {
-            throw APIError(status: 503, message: "the server is busy or shutting down", type: "server_error", code: "server_busy")
-        }
-        var data: [[String: Any]] = []
-        for (i, res) in results.enumerated() {
-            let e = try res.get()
-            func num(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
-            data.append(["index": i, "tokens": e.tokens, "unknown": e.unknown, "scored": e.scored, "nats_per_token": num(e.loss),
-                         "bits_per_character": num(e.bitsPerToken), "perplexity": num(e.perplexity)])
+            guard let result else { throw APIError.busy }
+            let e = try result.get()
+            data.append(ScoreResult(index: i, result: e))
             context.stats.tokens += e.tokens
         }
-        return jsonResponse(.ok, json(["object": "list", "model": model.id, "data": data]))
+        return jsonResponse(.ok, ScoreList(model: model.id, data: data))
     }
 
     /// The request body, at most `maxBodyBytes` (413 beyond); a body that has not arrived within
@@ -310,7 +272,7 @@ public final class CompletionServer: Sendable {
     func readBody(_ request: Request, _ context: ServeContext) async throws -> [UInt8] {
         let cap = configuration.maxBodyBytes
         if let l = request.headers[.contentLength].flatMap({ Int($0) }), l > cap {
-            throw APIError(status: 413, message: "the request body is \(l) bytes; the limit is \(cap)", code: "body_too_large")
+            throw APIError.bodyTooLarge(length: l, limit: cap)
         }
         let channel = context.channel
         let timer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(configuration.bodyTimeout * 1000))) {
@@ -318,7 +280,7 @@ public final class CompletionServer: Sendable {
         }
         defer { timer.cancel() }
         do { return Array(buffer: try await request.body.collect(upTo: cap)) } catch is NIOTooManyBytesError {
-            throw APIError(status: 413, message: "the request body is larger than the limit of \(cap) bytes", code: "body_too_large")
+            throw APIError.bodyTooLarge(length: nil, limit: cap)
         }
     }
 }
@@ -400,13 +362,9 @@ struct LogAndErrorMiddleware: RouterMiddleware {
         } catch let e as APIError {
             response = errorResponse(e)
         } catch let e as HTTPResponseError {
-            let status = Int(e.status.code)
-            let type = status == 404 || status == 405 ? "invalid_request_error" : status >= 500 ? "server_error" : "invalid_request_error"
-            let message = status == 404 ? "no route \(method) \(path)" : status == 405 ? "\(method) is not allowed on \(path)"
-                : status == 413 ? "the request body is too large" : "HTTP \(status): \(e.status.reasonPhrase)"
-            response = errorResponse(APIError(status: status, message: message, type: type, code: status == 404 ? "not_found" : nil))
+            response = errorResponse(.http(status: Int(e.status.code), reason: e.status.reasonPhrase, method: method, path: path))
         } catch {
-            response = errorResponse(APIError(status: 500, message: "internal error: \(error)", type: "server_error"))
+            response = errorResponse(.internalError(error))
         }
         let status = response.status.code
         let body = response.body
@@ -431,12 +389,7 @@ func errorResponse(_ e: APIError) -> Response {
     return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: e.json)))
 }
 
-func jsonResponse(_ status: HTTPResponse.Status, _ bytes: [UInt8]) -> Response {
-    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+/// A JSON body (`APIJSON`) with its status.
+func jsonResponse<T: Encodable>(_ status: HTTPResponse.Status, _ value: T) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: APIJSON.encode(value))))
 }
-
-func json(_ o: Any) -> [UInt8] {
-    Array((try? JSONSerialization.data(withJSONObject: o, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8))
-}
-
-func finishName(_ f: FinishReason?) -> String { f?.rawValue ?? "length" }

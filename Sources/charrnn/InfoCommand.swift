@@ -1,4 +1,5 @@
 // charrnn info — what is in a checkpoint: format, model, vocabulary, corpus, progress, optimizer.
+// The facts are the library's `CheckpointSummary` (also GET /v1/models of `serve`); this file prints them.
 
 import ArgumentParser
 import CharRNN
@@ -15,66 +16,7 @@ struct InfoCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
-    /// Everything `info` reports; also its --json output.
-    struct Info: Codable {
-        var file: String
-        var fileBytes: Int
-        var tensors: Int
-        var format: String
-        var formatVersion: Int
-        var cell: String
-        var layers: Int
-        var hidden: Int
-        var embed: Int
-        var dropout: Float
-        var parameters: Int
-        var vocabSize: Int
-        var unit: String
-        var firstTokens: [String]
-        /// The 10 rarest tokens with their counts in the training corpus; nil without `vocab_counts`.
-        var rarestTokens: [TokenCount]?
-        var corpus: CorpusInfo
-        var iteration: Int
-        var epoch: Double
-        var bestValLoss: Double?
-        var bestIteration: Int?
-        var lastValLoss: Double?
-        var trainingSeconds: Double
-        var optimizer: String
-        var lr: Float
-        var currentLR: Float
-        var seq: Int
-        var batch: Int
-        var hasOptimizerState: Bool
-        var initFrom: String?
-    }
-
-    struct TokenCount: Codable { var token: String; var count: Int }
-
     func run() throws { try reportingErrors(info) }
-
-    static func gather(path: String) throws -> Info {
-        let c = try Checkpoint.load(path: path)
-        // Check that every model tensor is present with the shape the metadata implies.
-        try Checkpoint.restore(c, model: CharRNNModel(config: c.meta.model, maxT: 1, maxB: 1))
-        let m = c.meta, p = m.progress
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int ?? 0
-        var rarest: [TokenCount]? = nil
-        if let counts = VocabCounts.decode(m) {
-            let order = counts.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }
-            rarest = order.prefix(10).map { TokenCount(token: m.vocabulary.tokens[$0], count: counts[$0]) }
-        }
-        return Info(file: path, fileBytes: bytes, tensors: c.file.tensors.count,
-                    format: c.file.metadata["format"] ?? "?", formatVersion: Int(c.file.metadata["format_version"] ?? "") ?? 0,
-                    cell: m.model.cell.rawValue, layers: m.model.layers, hidden: m.model.hidden, embed: m.model.embed,
-                    dropout: m.model.dropout, parameters: m.model.parameterCount, vocabSize: m.vocabulary.count,
-                    unit: m.vocabulary.unit.rawValue, firstTokens: Array(m.vocabulary.tokens.prefix(20)), rarestTokens: rarest,
-                    corpus: m.corpus, iteration: p.iteration, epoch: m.epoch, bestValLoss: p.bestValLoss,
-                    bestIteration: p.bestValLoss == nil ? nil : p.bestIteration, lastValLoss: p.lastValLoss,
-                    trainingSeconds: p.elapsed, optimizer: m.train.optim.rawValue, lr: m.train.lr, currentLR: p.lr,
-                    seq: m.train.seq, batch: m.train.batch, hasOptimizerState: c.hasOptimizerState,
-                    initFrom: m.extra[RunContinuation.initFromKey])
-    }
 
     /// A token made visible: control characters escaped, space as ␣.
     static func show(_ t: String) -> String {
@@ -93,7 +35,7 @@ struct InfoCommand: ParsableCommand {
 
     func info() throws {
         let path = try RunFolder.resolve(checkpoint)
-        let i = try Self.gather(path: path)
+        let i = try CheckpointSummary.read(path: path)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             // a NaN or infinite loss (a run whose validation overflowed) as a string, as `eval --json` does

@@ -1,4 +1,7 @@
-// charrnn sample — stream generated text from a checkpoint to stdout.
+// charrnn sample — stream generated text from a checkpoint to stdout (or K samples to files), through
+// the library's GenerationLoop: prompt feeding, the start token, stream seeds, the draw and stop
+// strings are the loop's, the same as `charrnn serve`'s. This file owns the flags, the prime's
+// checks and warning, and where the text goes.
 
 import ArgumentParser
 import CharRNN
@@ -49,49 +52,39 @@ struct SampleCommand: ParsableCommand {
 
     func run() throws { try reportingErrors(sample) }
 
+    /// K streams of the generation loop (the one `charrnn serve` drives): sample 1 goes to standard
+    /// output as it is drawn, the others are kept and printed after it (or all go to --output-dir).
     func sample() throws {
         try threads.configure()
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
-        let K = numSamples
-        let sampler = try Sampler(checkpoint: loaded, options: options, seed: seed ?? UInt64.random(in: 1...UInt64.max), streams: K,
-                                  weights: weights)
-        var primeText = ""
+        let K = numSamples, vocab = loaded.meta.vocabulary
+        let loop = try GenerationLoop(checkpoint: loaded, maxStreams: K, weights: weights)
+        let seed = self.seed ?? UInt64.random(in: 1...UInt64.max)
+        var prompt: [Int32] = [], primeText = ""
         if let prime = try effectivePrime(), !prime.isEmpty {
-            let (known, unknownOnly) = loaded.meta.vocabulary.encode(prime, normalize: loaded.meta.train.normalize)
-            if known.isEmpty && !unknownOnly.isEmpty {
-                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknownOnly.map { $0.debugDescription })
+            let (known, unknown) = vocab.encode(prime, normalize: loaded.meta.train.normalize)
+            if known.isEmpty && !unknown.isEmpty {
+                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknown.map { $0.debugDescription })
             }
-            let unknown = sampler.prime(prime, normalize: loaded.meta.train.normalize)
             if !unknown.isEmpty {
-                let what = loaded.meta.vocabulary.unknownID == nil ? "were skipped" : "were read as the unknown token"
+                let what = vocab.unknownID == nil ? "were skipped" : "were read as the unknown token"
                 printError("warning: --prime characters not in the vocabulary \(what): \(unknown.map { $0.debugDescription }.joined(separator: " "))")
             }
-            primeText = prime
+            prompt = known; primeText = prime
         }
-        let vocab = loaded.meta.vocabulary
-        if K == 1 && outputDir == nil {
-            // one stream, streamed to stdout as it is drawn
-            let out = TokenWriter(vocabulary: vocab, stops: stop)
-            try out.write(primeText)
-            for _ in 0..<length { if try !out.write(token: sampler.next()) { break } }
-            try out.finish()
-            return
+        for i in 0..<K {
+            loop.join(prompt: prompt, seed: seed, stream: i, options: options, maxTokens: length, stop: StopFilter(stops: stop))
         }
-        // K streams in lockstep: sample 0 streams to stdout, the others are kept until the end
-        let live = outputDir == nil ? TokenWriter(vocabulary: vocab, stops: stop) : nil
-        if live != nil { try say(Self.separator(1, of: K)) }
-        try live?.write(primeText)
-        var kept = [[Int32]](repeating: [], count: K)
-        for i in 0..<K { kept[i].reserveCapacity(length) }
-        let step = IntStorage(count: K)
-        for _ in 0..<length {
-            sampler.next(into: step.ptr)
-            for i in 0..<K { kept[i].append(step.ptr[i]) }
-            try live?.write(token: Int(step.ptr[0]))
+        // sample 1 streams to stdout (per token on a terminal), after the prime text
+        let out = Output.standard, live = outputDir == nil
+        if live && K > 1 { try say(Self.separator(1, of: K)) }
+        if live { try out.write(primeText) }
+        var kept = [[UInt8]](repeating: [], count: K)
+        for i in (live ? 1 : 0)..<K { kept[i].reserveCapacity(length) }
+        try loop.runToEnd { i, text in
+            if i == 0 && live { try out.write(bytes: text) } else { kept[i].append(contentsOf: text) }
         }
-        let bytes = vocab.tokens.map { Array($0.utf8) }
-        func text(_ i: Int) -> [UInt8] { Array(primeText.utf8) + Self.cut(kept[i].map { bytes[Int($0)] }, stops: stop) }
         if let outputDir {
             do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
                 throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
@@ -100,16 +93,17 @@ struct SampleCommand: ParsableCommand {
             for i in 0..<K {
                 let name = "sample-" + String(repeating: "0", count: width - String(i + 1).count) + String(i + 1) + ".txt"
                 let file = (outputDir as NSString).appendingPathComponent(name)
-                try AtomicFile.write(text(i), to: file)
+                try AtomicFile.write(Array(primeText.utf8) + kept[i], to: file)
             }
             printError("wrote \(K) samples to \(outputDir)/sample-*.txt")
             return
         }
-        try live?.finish()
-        let out = Output.standard
+        if out.tty { try out.write("\n") }
+        try out.flush()
+        guard K > 1 else { return }
         for i in 1..<K {
             try out.write("\n\n" + Self.separator(i + 1, of: K) + "\n")
-            try out.write(bytes: text(i))
+            try out.write(bytes: Array(primeText.utf8) + kept[i])
         }
         try out.write("\n")
         try out.flush()
@@ -133,44 +127,6 @@ enum SampleError: Error, CustomStringConvertible {
         case let .primeFile(path, problem):
             return "\(path): \(problem)"
         }
-    }
-}
-
-/// Writes tokens' UTF-8 to stdout through `Output` (per token on a terminal, buffered otherwise), cut
-/// before the first stop string; a failed write throws `OutputError`.
-final class TokenWriter {
-    let bytes: [[UInt8]]
-    let out = Output.standard
-    var filter: StopFilter
-    init(vocabulary: Vocabulary, stops: [String] = []) {
-        bytes = vocabulary.tokens.map { Array($0.utf8) }
-        filter = StopFilter(stops: stops)
-    }
-    /// false once a stop string was generated (nothing more is written).
-    @discardableResult
-    func write(token: Int) throws(OutputError) -> Bool {
-        var failure: OutputError? = nil
-        let out = out
-        let stopped = bytes[token].withUnsafeBufferPointer { t in
-            filter.feed(t) { chunk in
-                guard failure == nil else { return }
-                do throws(OutputError) { try out.write(bytes: chunk) } catch { failure = error }
-            }
-        }
-        if let failure { throw failure }
-        return !stopped
-    }
-    func write(_ s: String) throws(OutputError) { try out.write(s) }
-    func finish() throws(OutputError) {
-        var failure: OutputError? = nil
-        let out = out
-        filter.flush { chunk in
-            guard failure == nil else { return }
-            do throws(OutputError) { try out.write(bytes: chunk) } catch { failure = error }
-        }
-        if let failure { throw failure }
-        if out.tty { try out.write("\n") }
-        try out.flush()
     }
 }
 
@@ -198,13 +154,5 @@ extension SampleCommand {
             throw SampleError.primeFile(path: primeFile, problem: "--prime-file is not valid UTF-8")
         }
         return text
-    }
-
-    /// A sample's generated tokens (UTF-8 each) joined and cut before the first stop string.
-    static func cut(_ tokens: [[UInt8]], stops: [String]) -> [UInt8] {
-        var f = StopFilter(stops: stops), out: [UInt8] = []
-        for t in tokens { if t.withUnsafeBufferPointer({ f.feed($0) { out += $0 } }) { break } }
-        f.flush { out += $0 }
-        return out
     }
 }

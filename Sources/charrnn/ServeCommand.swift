@@ -3,6 +3,7 @@
 
 import ArgumentParser
 import CharRNN
+import CharRNNAPI
 import CharRNNServer
 import Foundation
 
@@ -72,10 +73,9 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try WorkerPool.configure(threads: threads)
             let path = try source.resolve()
+            // read once: the summary (`info`) is taken from it, the server builds its one model from it
             let loaded = try Checkpoint.load(path: path)
-            let info = InfoCommand.gather(path:)
-            let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            let infoJSON = Array(try enc.encode(try info(path)))
+            let summary = CheckpointSummary(checkpoint: loaded)
             let created = ((try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date)
                 .map { Int($0.timeIntervalSince1970) } ?? 0
             var c = ServeConfiguration()
@@ -85,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
             c.idleTimeout = idleTimeout; c.bodyTimeout = bodyTimeout; c.shutdownGrace = shutdownGrace
             c.stepInterval = stepIntervalMs / 1000
             c.weights = weights
-            server = try CompletionServer(checkpoint: loaded, model: ServedModel(id: Self.modelID(path: path), path: path, info: infoJSON,
+            server = try CompletionServer(checkpoint: loaded, model: ServedModel(id: Self.modelID(path: path), path: path, summary: summary,
                                                                                version: charrnnVersion, created: created),
                                           configuration: c)
         } catch {

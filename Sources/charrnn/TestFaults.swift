@@ -1,6 +1,6 @@
 // charrnn/TestFaults.swift — fault injection for the reliability tests, compiled into debug builds only
 // (Package.swift defines CHARRNN_FAULTS for the debug configuration): a release binary reads none of
-// these variables. The tests and scripts that use them (ReliabilityCLITests, scripts/mpi-check.sh) run
+// these variables. The tests and scripts that use them (FaultInjectionCLITests, scripts/mpi-check.sh) run
 // the debug build.
 //   CHARRNN_FAULT_NONFINITE=3,4,5   a NaN in the gradient at those (1-based) iterations
 //   CHARRNN_FAULT_SLOW_SAVE=4       each checkpoint write first waits 4 s (a slow disk: under mpirun the

@@ -205,4 +205,29 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(contents(path), a + b + c)
         XCTAssertEqual(temps(), [])
     }
+
+    // MARK: - Links (issue 22: nothing is written through a link)
+
+    func testWritingOverALinkReplacesTheNameAndLeavesTheTarget() throws {
+        let target = dir + "/target"
+        try AtomicFile.write([1, 2, 3], to: target)
+        for makeLink in [{ symlink(target, self.dir + "/name") }, { link(target, self.dir + "/name") }] {
+            unlink(dir + "/name")
+            XCTAssertEqual(makeLink(), 0)
+            try AtomicFile.write([9], to: dir + "/name")                 // checkpoints, the token cache
+            XCTAssertEqual(try AtomicFile.read(from: target), [1, 2, 3])
+            XCTAssertEqual(try AtomicFile.read(from: dir + "/name"), [9])
+            unlink(dir + "/name")
+            XCTAssertEqual(makeLink(), 0)
+            let fd = try AtomicFile.replace(dir + "/name", with: [7])       // the loss log
+            XCTAssertEqual([UInt8](arrayLiteral: 8).withUnsafeBytes { write(fd, $0.baseAddress, 1) }, 1)
+            close(fd)
+            XCTAssertEqual(try AtomicFile.read(from: target), [1, 2, 3])
+            XCTAssertEqual(try AtomicFile.read(from: dir + "/name"), [7, 8])
+            var st = stat()
+            XCTAssertEqual(lstat(dir + "/name", &st), 0)
+            XCTAssertEqual(st.st_mode & S_IFMT, S_IFREG)
+            XCTAssertEqual(st.st_nlink, 1)
+        }
+    }
 }

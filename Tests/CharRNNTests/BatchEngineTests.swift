@@ -1,7 +1,9 @@
-// BatchEngineTests.swift — the continuous-batching engine of `charrnn serve` against the sampler of
-// `charrnn sample`: the same text for the same prompt, seed and options while other requests join
-// and leave; rows freed on cancel within one step; stop strings; n > 1; queue and buffer limits;
-// the threaded engine; and the request decoder's checks.
+// BatchEngineTests.swift — the continuous-batching engine of `charrnn serve` (a driver of the
+// GenerationLoop that `charrnn sample` runs) against the step-level Sampler, an independent
+// reference that feeds and draws token by token: the same text for the same prompt, seed and
+// options while other requests join and leave; rows freed on cancel within one step; stop strings;
+// n > 1; queue and buffer limits; the threaded engine. (The request decoder and the streamed events:
+// Tests/CharRNNAPITests.)
 
 import XCTest
 @testable import CharRNN
@@ -25,8 +27,9 @@ final class BatchEngineTests: XCTestCase {
         return m
     }
 
-    /// What `charrnn sample --prime P --seed S --num-samples n --length L` with `--stop`s draws: sample
-    /// i's generated text (after the prime), cut before the first stop string.
+    /// What `charrnn sample --prime P --seed S --num-samples n --length L` with `--stop`s must draw,
+    /// computed with the step-level Sampler: sample i's generated text (after the prime), cut before
+    /// the first stop string.
     static func reference(_ m: CharRNNModel, vocabulary: Vocabulary = vocabulary, _ r: GenerationRequest) -> [String] {
         let s = Sampler(model: m, vocabulary: vocabulary, options: r.options, seed: r.seed, streams: r.choices)
         if r.prompt.isEmpty { s.start() } else { for t in r.prompt { s.feed(Int(t)) } }
@@ -275,34 +278,6 @@ final class BatchEngineTests: XCTestCase {
         XCTAssertEqual(u.finish, t.progress.finish)
     }
 
-    // MARK: - Server-sent events
-
-    /// Hand-formatted events parse as the OpenAI chunk, with text that needs every kind of escape.
-    func testCompletionEventsAreTheAPIChunk() throws {
-        let ev = CompletionEvents(id: "cmpl-\"x\\", created: 1700000000, model: "tiny\nmodel", fingerprint: "charrnn-0.1")
-        let texts = ["plain", "quote \" back \\ slash", "nl\ncr\rtab\t", "\u{0}\u{1}\u{1F}\u{7F}", "é😀", ""]
-        for (k, text) in texts.enumerated() {
-            for finish in [nil, FinishReason.length, .stop, .cancelled] {
-                var out: [UInt8] = Array("x".utf8)
-                ev.append(index: 10 * k + 3, text: Array(text.utf8), finish: finish, to: &out)
-                XCTAssertEqual(out.first, UInt8(ascii: "x"), "appends")
-                let event = String(decoding: out.dropFirst(), as: UTF8.self)
-                XCTAssertTrue(event.hasPrefix("data: {") && event.hasSuffix("}\n\n"), event)
-                XCTAssertEqual(event.filter { $0 == "\n" }.count, 2, "one line per event: \(event)")
-                let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8)) as? [String: Any], event)
-                XCTAssertEqual(o["id"] as? String, "cmpl-\"x\\"); XCTAssertEqual(o["object"] as? String, "text_completion")
-                XCTAssertEqual(o["created"] as? Int, 1700000000); XCTAssertEqual(o["model"] as? String, "tiny\nmodel")
-                XCTAssertEqual(o["system_fingerprint"] as? String, "charrnn-0.1")
-                let c = try XCTUnwrap((o["choices"] as? [[String: Any]])?.first)
-                XCTAssertEqual(c["index"] as? Int, 10 * k + 3)
-                XCTAssertEqual(c["text"] as? String, text)
-                XCTAssertEqual(c["finish_reason"] as? String, finish?.rawValue)
-                XCTAssertTrue(c["logprobs"] is NSNull)
-                if finish == nil { XCTAssertTrue(c["finish_reason"] is NSNull) }
-            }
-        }
-    }
-
     // MARK: - Threaded
 
     /// The engine thread serves concurrent submitters; each gets the sampler's text; jobs run between
@@ -360,45 +335,6 @@ final class BatchEngineTests: XCTestCase {
         XCTAssertEqual(run(["aa"], ["a", "a", "a"]).0, "")
         XCTAssertEqual(run(["END"], ["E", "N", "x", "E", "N", "D"]).0, "ENx")
         XCTAssertLessThanOrEqual(run(["abcdef"], Array(repeating: "a", count: 50).map { $0 }).2, 5, "held bytes are bounded by the stop length")
-    }
-
-    // MARK: - Request decoder
-
-    func testCompletionRequestDecoding() throws {
-        let limits = RequestLimits(maxTokens: 100, maxPromptBytes: 50, maxChoices: 4)
-        func decode(_ s: String) throws -> CompletionRequest { try CompletionRequest(body: Array(s.utf8), limits: limits) }
-        let r = try decode(#"{"model":"m","prompt":"hi","max_tokens":7,"temperature":0.5,"top_p":0.9,"top_k":3,"n":2,"seed":18446744073709551615,"stop":["\n",".."],"stream":true,"user":"u","logit_bias":{}}"#)
-        XCTAssertEqual(r.prompt, "hi"); XCTAssertEqual(r.maxTokens, 7); XCTAssertEqual(r.temperature, 0.5); XCTAssertEqual(r.topP, 0.9)
-        XCTAssertEqual(r.topK, 3); XCTAssertEqual(r.n, 2); XCTAssertEqual(r.seed, .max); XCTAssertEqual(r.stop, ["\n", ".."]); XCTAssertTrue(r.stream)
-        let d = try decode(#"{"prompt":["x"],"stop":null,"seed":null,"max_tokens":4.0}"#)
-        XCTAssertEqual(d.prompt, "x"); XCTAssertEqual(d.maxTokens, 4); XCTAssertNil(d.seed); XCTAssertEqual(d.temperature, 0.8); XCTAssertEqual(d.n, 1)
-        let bad: [(String, String?)] = [
-            ("", nil), ("{", nil), ("[1]", nil), ("null", nil), (#"{"prompt":5}"#, "prompt"), (#"{"prompt":["a","b"]}"#, "prompt"),
-            (#"{"max_tokens":101}"#, "max_tokens"), (#"{"max_tokens":-1}"#, "max_tokens"), (#"{"max_tokens":1.5}"#, "max_tokens"),
-            (#"{"max_tokens":"5"}"#, "max_tokens"), (#"{"max_tokens":true}"#, "max_tokens"), (#"{"max_tokens":1e300}"#, "max_tokens"),
-            (#"{"temperature":-0.1}"#, "temperature"), (#"{"temperature":1e999}"#, nil), (#"{"temperature":NaN}"#, nil),
-            (#"{"top_p":0}"#, "top_p"), (#"{"top_p":1.01}"#, "top_p"), (#"{"n":0}"#, "n"), (#"{"n":5}"#, "n"),
-            (#"{"seed":-1}"#, "seed"), (#"{"seed":1.5}"#, "seed"), (#"{"seed":"1"}"#, "seed"), (#"{"stop":""}"#, "stop"),
-            (#"{"stop":["a","b","c","d","e"]}"#, "stop"), (#"{"stop":[1]}"#, "stop"), (#"{"stream":"yes"}"#, "stream"),
-            (#"{"prompt":"\#(String(repeating: "x", count: 51))"}"#, "prompt"), (#"{"model":3}"#, "model"),
-        ]
-        for (body, param) in bad {
-            XCTAssertThrowsError(try decode(body), body) { e in
-                guard let e = e as? APIError else { return XCTFail("not an APIError: \(e)") }
-                XCTAssertEqual(e.status, 400, body)
-                if let param { XCTAssertEqual(e.param, param, body) }
-                XCTAssertFalse(e.message.contains("\n"), body)
-                let json = try? JSONSerialization.jsonObject(with: Data(e.json)) as? [String: Any]
-                XCTAssertNotNil((json?["error"] as? [String: Any])?["message"] as? String, body)
-            }
-        }
-        XCTAssertThrowsError(try CompletionRequest(body: [0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D], limits: limits)) {
-            XCTAssertTrue(($0 as? APIError)?.message.contains("UTF-8 (byte 2)") ?? false, "\($0)")
-        }
-        let s = try ScoreRequest(body: Array(#"{"input":["ab","c"]}"#.utf8), limits: limits)
-        XCTAssertEqual(s.input, ["ab", "c"])
-        XCTAssertThrowsError(try ScoreRequest(body: Array(#"{"input":[1]}"#.utf8), limits: limits))
-        XCTAssertThrowsError(try ScoreRequest(body: Array(#"{}"#.utf8), limits: limits))
     }
 }
 

@@ -10,15 +10,17 @@
 //   are in range; NFC by the quick-check path equals NFC by utf8proc alone (in small chunks);
 //   `Vocabulary.encode` of the text gives the corpus' ids;
 // - safetensors: a file that parses re-serialises to a file that parses to the same tensors and
-//   metadata; `Checkpoint.load(bytes:)` either throws or gives a checkpoint the sampler can run;
+//   metadata; `Checkpoint.load(bytes:)` either throws or gives a checkpoint the generation loop can run;
 // - csv: the loss-log reader, the chart builder and both renderers never crash; LossLog's resume
 //   cut is a prefix of its input;
-// - prime: `Vocabulary.encode` + `Sampler.prime` on a tiny model: ids in range, unknown tokens are
-//   distinct and really unknown, known tokens joined give back the text; sampling stays in range.
+// - prime: `Vocabulary.encode` + the generation loop fed that prime on a tiny model: ids in range,
+//   unknown tokens are distinct and really unknown, known tokens joined give back the text; the
+//   sampled text is valid UTF-8.
 // - request: `charrnn serve`'s body decoders (CompletionRequest, ScoreRequest): an input is accepted
 //   only if it is valid UTF-8 and every field is within the limits; a refusal is a 400 APIError
 //   with a one-line message and a well-formed error object; an accepted completion runs through
-//   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings.
+//   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings, and
+//   its hand-written streamed event equal to the encoded Codable chunk.
 //
 // The first input byte selects options (unit, normalization, chart flags, sampling controls); the
 // rest is the payload.
@@ -26,6 +28,7 @@
 import Foundation
 #if !CHARRNN_FUZZ
 @testable import CharRNN
+import CharRNNAPI
 #endif
 
 struct FuzzViolation: Error, CustomStringConvertible {
@@ -165,20 +168,26 @@ enum FuzzTarget: String, CaseIterable {
         } catch let e as SafeTensorsError {
             try oneLine(e, t)
         }
-        // The sample command's path: load, build the sampler, prime, draw.
+        // The sample command's path: load, build the generation loop, prime, draw.
         do {
             let loaded = try Checkpoint.load(bytes: data, path: "fuzz.safetensors")
-            let sampler = try Sampler(checkpoint: loaded, options: SamplingOptions(temperature: 0.8, topK: 3, topP: 0.9), seed: 1)
-            sampler.prime("ab\n", normalize: loaded.meta.train.normalize)
-            for _ in 0..<4 {
-                let tok = sampler.next()
-                try check(tok >= 0 && tok < loaded.meta.vocabulary.count, t, "sampled token \(tok) out of range")
-            }
+            let loop = try GenerationLoop(checkpoint: loaded, maxStreams: 1)
+            let (ids, _) = loaded.meta.vocabulary.encode("ab\n", normalize: loaded.meta.train.normalize)
+            loop.join(prompt: ids, seed: 1, stream: 0, options: SamplingOptions(temperature: 0.8, topK: 3, topP: 0.9),
+                      maxTokens: 4, stop: StopFilter())
+            try drawChecked(loop, t)
         } catch let e as FuzzViolation {
             throw e
         } catch {
             try oneLine(error, t)
         }
+    }
+
+    /// Runs the loop's rows to their ends; every row's text must be valid UTF-8.
+    static func drawChecked(_ loop: GenerationLoop, _ t: FuzzTarget) throws {
+        var text: [UInt8] = []
+        try loop.runToEnd { _, bytes in text += bytes }
+        try check(String(validating: text, as: UTF8.self) != nil, t, "sampled text is not valid UTF-8")
     }
 
     // MARK: - csv (plot)
@@ -207,10 +216,10 @@ enum FuzzTarget: String, CaseIterable {
     /// Tiny models (LSTM 1×8, GRU 2×4 with an embedding) whose vocabularies mix ASCII, Latin with
     /// and without combining marks, CJK, an astral emoji, a ZWJ sequence and CR LF.
     final class PrimeModels: @unchecked Sendable {
-        let samplers: [Sampler]
+        let loops: [GenerationLoop]
         init() {
             let text = "To be, or not to be: café cafe\u{301} 床前明月光 🦊 👩‍💻 \r\nline\n\u{1F1EB}\u{1F1F7}"
-            var s: [Sampler] = []
+            var s: [GenerationLoop] = []
             for (k, unit) in [TokenUnit.scalar, .grapheme].enumerated() {
                 let corpus = try! Corpus(bytes: Array(text.utf8), name: "prime.txt", unit: unit)
                 let cfg = k == 0 ? ModelConfig(cell: .lstm, layers: 1, hidden: 8, vocabSize: corpus.vocabulary.count)
@@ -218,9 +227,9 @@ enum FuzzTarget: String, CaseIterable {
                 let model = CharRNNModel(config: cfg, maxT: 1, maxB: 1)
                 var rng = Xoshiro256(seed: 7)
                 model.initialize(rng: &rng)
-                s.append(Sampler(model: model, vocabulary: corpus.vocabulary, options: SamplingOptions(), seed: 3))
+                s.append(GenerationLoop(model: model, vocabulary: corpus.vocabulary, maxStreams: 1))
             }
-            samplers = s
+            loops = s
         }
     }
     nonisolated(unsafe) static var primeModels: PrimeModels?
@@ -229,18 +238,15 @@ enum FuzzTarget: String, CaseIterable {
         let t = FuzzTarget.prime
         let (mode, payload) = split(data)
         if primeModels == nil { primeModels = PrimeModels() }
-        let sampler = primeModels!.samplers[Int(mode & 1)]
+        let loop = primeModels!.loops[Int(mode & 1)]
         let normalize: Normalization = mode & 2 == 0 ? .none : .nfc
-        sampler.options = SamplingOptions(temperature: [0, 0.8, 1e-4, 50][Int(mode >> 2) & 3],
-                                          topK: [0, 1, 2, 1000][Int(mode >> 4) & 3], topP: [1, 0.5, 1e-6, 0.9][Int(mode >> 6) & 3])
-        let vocab = sampler.vocabulary
+        let options = SamplingOptions(temperature: [0, 0.8, 1e-4, 50][Int(mode >> 2) & 3],
+                                      topK: [0, 1, 2, 1000][Int(mode >> 4) & 3], topP: [1, 0.5, 1e-6, 0.9][Int(mode >> 6) & 3])
+        let vocab = loop.vocabulary
         // argv arrives as a Swift String: invalid UTF-8 is repaired with U+FFFD, as here.
         let text = String(decoding: payload, as: UTF8.self)
-        let (ids, unknownEncoded) = vocab.encode(text, normalize: normalize)
+        let (ids, unknown) = vocab.encode(text, normalize: normalize)
         try check(ids.allSatisfy { $0 >= 0 && Int($0) < vocab.count }, t, "encoded id out of range")
-        sampler.reset()
-        let unknown = sampler.prime(text, normalize: normalize)
-        try check(unknown == unknownEncoded, t, "prime and encode disagree on unknown tokens")
         // Distinct by UTF-8 bytes (as the vocabulary identifies tokens), not by String equality, which
         // treats canonically equivalent clusters ("e" + U+0301 and "é") as equal.
         try check(Set(unknown.map { Array($0.utf8) }).count == unknown.count, t, "unknown tokens are not distinct")
@@ -251,10 +257,9 @@ enum FuzzTarget: String, CaseIterable {
             let joined = ids.map { vocab.tokens[Int($0)] }.joined()
             try check(Array(joined.utf8) == Array(s.utf8), t, "known tokens joined differ from the prime text")
         }
-        for _ in 0..<3 {
-            let tok = sampler.next()
-            try check(tok >= 0 && tok < vocab.count, t, "sampled token \(tok) out of range")
-        }
+        // the prime fed, then three draws (what `sample --prime` runs)
+        loop.join(prompt: ids, seed: 3, stream: 0, options: options, maxTokens: 3, stop: StopFilter())
+        try drawChecked(loop, t)
     }
 
     // MARK: - request (charrnn serve's body decoder)
@@ -311,8 +316,15 @@ enum FuzzTarget: String, CaseIterable {
                 try check(p.finish[i] == .length || p.finish[i] == .stop, t, "finish \(String(describing: p.finish[i]))")
                 try check(p.completionTokens[i] <= min(r.maxTokens, 8), t, "drew more than max_tokens")
                 guard let s = String(validating: text[i], as: UTF8.self) else { throw FuzzViolation(target: t.rawValue, message: "text not UTF-8") }
-                _ = s
                 try check(!r.stop.contains { containsBytes(text[i], Array($0.utf8)) }, t, "text contains a stop string")
+                // the hand-written streamed event is the Codable chunk, byte for byte (fuzzed strings as model and fingerprint)
+                let model = r.model ?? r.prompt, fingerprint = r.stop.first ?? "charrnn"
+                var event: [UInt8] = []
+                CompletionEvents(id: "cmpl-1", created: 1, model: model, fingerprint: fingerprint).append(index: i, text: text[i], finish: p.finish[i], to: &event)
+                let chunk = CompletionChunk(id: "cmpl-1", created: 1, model: model, systemFingerprint: fingerprint,
+                                            choices: [CompletionChoice(index: i, text: s, finishReason: p.finish[i]?.rawValue)])
+                try check(event == Array("data: ".utf8) + APIJSON.encode(chunk) + Array("\n\n".utf8), t,
+                          "streamed event \(String(decoding: event, as: UTF8.self).debugDescription) is not the encoded chunk")
             }
         } catch let e as APIError {
             try refused(e)

@@ -64,6 +64,33 @@ final class RunToolsTests: XCTestCase {
         XCTAssertEqual(r.bitsPerToken, r.loss / log(2), accuracy: 1e-12)
     }
 
+    /// A text scored in memory (serve's /v1/score) is the file holding it scored (eval): the same
+    /// tokens, unknowns and loss to the bit — with a BOM, unknown characters, a combining accent,
+    /// short and long texts. The in-memory evaluator here is built on an already restored model whose
+    /// inference precision is bf16 (serve's engine model): scoring copies its fp32 weights.
+    func testEvaluatorTextInMemoryIsTheFile() throws {
+        let (ck, _) = try checkpoint(cell: .lstm)
+        let fromFile = try Evaluator(checkpoint: ck, batch: 4, seq: 5)
+        let model = CharRNNModel(config: ck.meta.model, maxT: 1, maxB: 1)
+        try Checkpoint.restore(ck, model: model)
+        model.inferencePrecision = .bf16
+        let before = Array(UnsafeBufferPointer(start: model.params.ptr, count: model.layout.count))
+        let inMemory = Evaluator(model: model, vocabulary: ck.meta.vocabulary, normalize: ck.meta.train.normalize, batch: 4, seq: 5)
+        let dir = tempDir("evaltext")
+        let long = syntheticCorpusText(lines: 20)
+        let texts = ["", "t", "the", "\u{FEFF}the fox 🦊 runs\u{7}far", "e\u{301}te\r\nZZZ", String(long.prefix(37)), long]
+        for (k, text) in texts.enumerated() {
+            let path = dir + "/\(k).txt"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let a = try fromFile.evaluate(path: path), b = try inMemory.evaluate(text: text, name: path)
+            XCTAssertEqual([a.tokens, a.unknown, a.scored], [b.tokens, b.unknown, b.scored], text.debugDescription)
+            XCTAssertEqual(a.loss.bitPattern, b.loss.bitPattern, "\(a.loss) vs \(b.loss): \(text.debugDescription)")
+            XCTAssertEqual(b.file, path)
+        }
+        XCTAssertGreaterThan(try fromFile.evaluate(path: dir + "/6.txt").scored, 100)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: model.params.ptr, count: model.layout.count)), before, "the source model is only read")
+    }
+
     func testLossLogReaderIgnoresTornAndBadLines() throws {
         let csv = LossLog.header + "\n1,0.0100,4.5,,0.002,0.4,100.0,0.1\n2,0.0200,4.4,4.6,0.002,0.4,100.0,0.2\ngarbage\n3,0.03,4.3,,0.002"
         let rows = try LossHistory.parse(Array(csv.utf8), file: "x.csv")

@@ -154,7 +154,7 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(e.description,
                        "checkpoints/run/best.safetensors: header length 18446744073709551615 exceeds the 100000000-byte limit (HeaderTooLarge)")
         let hostile = SafeTensorsError(file: "x", kind: .notFound("a\nb\"c"))
-        XCTAssertEqual(hostile.description, #"x: no tensor named "a\u000ab\"c" (TensorNotFound)"#)
+        XCTAssertEqual(hostile.description, #"x: no tensor named "a\nb\"c" (TensorNotFound)"#)
     }
 
     // MARK: - Rule 3: InvalidHeaderLength

@@ -406,6 +406,26 @@ final class UTF8DecoderTests: XCTestCase {
             XCTAssertFalse(s.unicodeScalars.allSatisfy { UTF8Decoder.isNFCStable($0.value) }, s)
         }
     }
+
+    func testNFCOfAHundredThousandCombiningMarksIsBounded() throws {
+        // alternating ccc 230 and 220: canonical reordering has to move every other mark
+        var text = "a"
+        for i in 0..<100_000 { text.unicodeScalars.append(i % 2 == 0 ? "\u{301}" : "\u{323}") }
+        text += "\nb\n"
+        let t0 = Date()
+        let c = try Corpus(bytes: Array(text.utf8), name: "marks.txt", unit: .scalar, normalize: .nfc)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 10, "NFC work is not bounded per piece")
+        XCTAssertGreaterThan(c.count, 90_000)
+        // ordinary text is normalized as before
+        let e = try Corpus(bytes: Array("e\u{301}\u{323}x\n".utf8), name: "e.txt", unit: .scalar, normalize: .nfc)
+        XCTAssertEqual(e.count, 4, "ẹ́ composes to U+1EB9 U+0301")
+    }
+
+    func testAnInvalidSequenceIsReportedWithoutTheValidByteAfterIt() {
+        XCTAssertThrowsError(try Corpus(bytes: Array("ab".utf8) + [0xE4, 0xB8, 0x41], name: "x.txt")) {
+            XCTAssertEqual("\($0)", "x.txt:1:3 (byte 2): invalid UTF-8 sequence 0xE4 0xB8")
+        }
+    }
 }
 
 // MARK: - Vocabulary

@@ -6,14 +6,7 @@
 import Foundation
 import XCTest
 
-final class ExportCLITests: CharrnnCLITestCase {
-    /// The failure is exactly one line on stderr and the exit status is non-zero.
-    func assertOneLineError(_ r: Result, contains: String..., file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertNotEqual(r.status, 0, r.err, file: file, line: line)
-        XCTAssertEqual(r.err.split(separator: "\n").count, 1, "stderr is not one line: \(r.err)", file: file, line: line)
-        for c in contains { XCTAssertTrue(r.err.contains(c), "\(c) not in: \(r.err)", file: file, line: line) }
-    }
-
+final class ExportCLITests: HostileCLITestCase {
     /// A trained run folder `checkpoints/r` in a fresh work folder.
     func trainedRun() throws -> String {
         let dir = workDir()
@@ -82,17 +75,7 @@ final class ExportCLITests: CharrnnCLITestCase {
         let dir = try trainedRun()
         let full = dir + "/full"
         try FileManager.default.createDirectory(atPath: full, withIntermediateDirectories: true)
-        func sh(_ args: String...) -> Int32 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = args
-            p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
-            do { try p.run() } catch { return -1 }
-            p.waitUntilExit()
-            return p.terminationStatus
-        }
-        try XCTSkipUnless(getuid() == 0 && sh("mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", full) == 0, "needs root and mount(8) for a tmpfs")
-        defer { _ = sh("umount", full) }
+        try mountTmpfs(full, options: "size=16k")             // unmounted by tearDown
         let r = try run(["export", "checkpoints/r", "--format", "html", "-o", "full/m.html"], cwd: dir)
         assertOneLineError(r, contains: "full/m.html", "No space left on device")
         XCTAssertEqual(files(full), [], "no partial or temporary file on the full disk")

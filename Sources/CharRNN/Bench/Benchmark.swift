@@ -1,5 +1,5 @@
 // Bench/Benchmark.swift — times the training step `train` runs (`TrainingStep`, the same object and
-// call) and the real sampler (`charrnn bench`).
+// call) and the generation loop `sample` and `serve` run (`charrnn bench`).
 //
 // Model FLOPs by formula (stated in README), from the network's spec: forward multiply-adds per token
 // are every weight matrix used — G·D (input projection, 0 for a one-hot gather) + G·H (recurrent) per
@@ -176,7 +176,8 @@ public enum Benchmark {
         let sorted = times.sorted()
         let flopsIter = trainFLOPsPerToken(cfg.model, tokens: tokens) * Double(N)
 
-        // Sampling: temperature 0.8, K streams in one batched step, a model holding the trained weights.
+        // Sampling: what `charrnn sample --num-samples K` runs (GenerationLoop), temperature 0.8, K
+        // streams in one batched step, a model holding the trained weights.
         let vocab = Vocabulary(unit: .scalar, tokens: (0..<cfg.model.vocabSize).map(Bounds.syntheticCharacter))
         var figures: [SampleFigure] = []
         var sampleAllocs: Int? = nil
@@ -184,12 +185,15 @@ public enum Benchmark {
             let sm = CharRNNModel(config: cfg.model, maxT: 1, maxB: K)
             sm.params.ptr.update(from: model.params.ptr, count: model.layout.count)
             sm.inferencePrecision = cfg.sampleWeights
-            let sampler = Sampler(model: sm, vocabulary: vocab, options: SamplingOptions(temperature: 0.8), seed: cfg.seed, streams: K)
-            let out = IntStorage(count: K)
-            sampler.next(into: out.ptr)
+            let loop = GenerationLoop(model: sm, vocabulary: vocab, maxStreams: K)
+            for i in 0..<K {
+                loop.join(prompt: [], seed: cfg.seed, stream: i, options: SamplingOptions(temperature: 0.8),
+                          maxTokens: cfg.sampleLength + 2, stop: StopFilter())
+            }
+            loop.advance(); loop.step()                                  // the first draw (warm-up)
             let sampleAllocStart = MallocCounter.count
             let s0 = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<cfg.sampleLength { sampler.next(into: out.ptr) }
+            for _ in 0..<cfg.sampleLength { loop.advance(); loop.step() }
             let sampleSecs = Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
             if figures.isEmpty { sampleAllocs = sampleAllocStart.flatMap { a in MallocCounter.count.map { $0 - a } } }
             figures.append(SampleFigure(streams: K, tokensPerSec: Double(cfg.sampleLength * K) / sampleSecs))

@@ -10,6 +10,9 @@
 // - On any failure before the rename the temp file is unlinked, `path` is untouched, and a one-line
 //   `FileIOError` names the path, the failing step and strerror (ENOSPC, EROFS, EACCES, ENOENT …).
 //   A failure of the final directory fsync is reported too, but by then the new file is in place.
+// - `AtomicFile.replace(_:with:)` does the same and hands back the new file's descriptor for appending:
+//   whatever the name was (a symbolic link, a hard link, another user's file), nothing is written into
+//   an inode it did not create.
 // - `AtomicFile.read(from:)` reads a whole regular file with POSIX read(2) into one array (no
 //   per-byte work), tolerating files whose size changes while being read.
 // - An overwrite replaces the inode: the new file gets default permissions, not the old file's.
@@ -44,8 +47,14 @@ public struct FileIOError: Error, CustomStringConvertible, Equatable {
 
     /// `<path>: cannot <operation>: <strerror(code)>`.
     public var description: String {
-        "\(path): cannot \(operation): \(String(cString: strerror(code)))"
+        "\(displayPath(path)): cannot \(operation): \(String(cString: strerror(code)))"
     }
+}
+
+/// `path` for a one-line message: as it is, or quoted with Swift escapes (`"a\nb"`) when it holds a
+/// control character (a newline, tab, escape … in a file name would break the line or the terminal).
+public func displayPath(_ path: String) -> String {
+    path.unicodeScalars.contains { $0.properties.generalCategory == .control } ? path.debugDescription : path
 }
 
 /// Whole-file reads and atomic whole-file writes.
@@ -66,10 +75,26 @@ public enum AtomicFile {
         try bytes.withUnsafeBytes { raw in try write(parts: [raw], to: path, beforeRename: beforeRename) }
     }
 
+    /// Replaces `path` atomically with `bytes`, like `write(_:to:)`, and returns the new file's
+    /// descriptor (write-only, close-on-exec, positioned at its end) for the caller to append to and
+    /// close. Whatever `path` was — a symbolic link, a file with other hard links, another user's
+    /// file — only the name is replaced: nothing is ever written into an inode this call did not
+    /// create (the loss log appends to its own file only).
+    /// - Throws: `FileIOError`, as `write(_:to:)`.
+    public static func replace(_ path: String, with bytes: [UInt8]) throws -> Int32 {
+        try bytes.withUnsafeBytes { raw in try write(parts: [raw], to: path, keepOpen: true)! }
+    }
+
     /// Writes the concatenation of `parts` to `path` atomically, like `write(_:to:)`, without first
     /// joining them in memory (the token cache's header and its id array).
     static func write(parts: [UnsafeRawBufferPointer], to path: String,
                       beforeRename: () throws -> Void = {}) throws {
+        _ = try write(parts: parts, to: path, keepOpen: false, beforeRename: beforeRename)
+    }
+
+    /// `write(parts:to:)`; with `keepOpen`, the temp file's descriptor stays open and is returned.
+    private static func write(parts: [UnsafeRawBufferPointer], to path: String, keepOpen: Bool,
+                              beforeRename: () throws -> Void = {}) throws -> Int32? {
         let (directory, base) = split(path)
         guard !base.isEmpty, base != ".", base != ".." else {
             throw FileIOError(path: path, operation: "write (path names a directory)", code: EISDIR)
@@ -110,12 +135,15 @@ public enum AtomicFile {
         while fsync(fd) != 0 {
             if errno != EINTR { throw abandon("fsync", errno) }
         }
-        isOpen = false
-        if close(fd) != 0 { throw abandon("close", errno) }
+        if !keepOpen {
+            isOpen = false
+            if close(fd) != 0 { throw abandon("close", errno) }
+        }
 
         do {
             try beforeRename()
         } catch {
+            if isOpen { _ = close(fd) }
             _ = unlink(tempPath)
             throw error
         }
@@ -134,9 +162,11 @@ public enum AtomicFile {
             }
             _ = close(dfd)
             if code != 0 {
+                if isOpen { _ = close(fd) }
                 throw FileIOError(path: path, operation: "fsync directory (file was replaced, durability unknown)", code: code)
             }
         }
+        return isOpen ? fd : nil
     }
 
     /// Reads the whole file at `path`.

@@ -41,8 +41,11 @@ public struct RunProgress: Sendable, Equatable {
 public struct CheckpointMeta: Sendable {
     public static let formatName = "charrnn"
     public static let formatVersion = 1
+    /// The network: cell, layers, hidden size, embedding, dropout, vocabulary size.
     public var model: ModelConfig
+    /// The training settings of the run (tokenization included: `unit`, `normalize`).
     public var train: TrainConfig
+    /// The tokens the model reads and writes, in id order.
     public var vocabulary: Vocabulary
     public var corpus: CorpusInfo
     public var progress: RunProgress
@@ -74,9 +77,10 @@ public enum MetaKey: String, CaseIterable, Sendable {
 public struct CheckpointError: Error, CustomStringConvertible {
     public let file: String
     public let message: String
-    public var description: String { "\(file): \(message)" }
+    public var description: String { "\(displayPath(file)): \(message)" }
 }
 
+/// Reading, validating and writing charrnn checkpoints (safetensors with PyTorch `nn.LSTM` names).
 public enum Checkpoint {
     // MARK: - Write
 
@@ -143,8 +147,10 @@ public enum Checkpoint {
 
     /// A checkpoint read and validated at the format level; `restore` puts its tensors in place.
     public struct Loaded: Sendable {
+        /// The file it was read from.
         public let path: String
         public let file: SafeTensorsFile
+        /// Everything but the tensors: model, training settings, vocabulary, corpus, progress.
         public let meta: CheckpointMeta
         public var hasOptimizerState: Bool {
             NetworkSpec(meta.model).optimizerSlots(meta.train.optim).allSatisfy { file.tensors[$0.name] != nil }

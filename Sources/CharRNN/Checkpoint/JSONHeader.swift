@@ -19,7 +19,8 @@
 //   Numbers are accumulated with overflow-checked arithmetic. Range checks that belong to the nine
 //   validation rules (2^48−1 limits, shape products) are left to `SafeTensorsFile`.
 // - `JSONHeaderWriter` builds the compact header by hand in a fixed key order (never JSONEncoder),
-//   escaping `"`, `\` and control characters (< 0x20, as \u00XX); all other UTF-8 passes through.
+//   with the package's one string escaper (`JSONWriter`, Text/JSONWriter.swift: `"`, `\` and control
+//   characters, as serde_json does; all other UTF-8 passes through).
 
 // MARK: - Parsed form
 
@@ -124,7 +125,7 @@ struct JSONHeaderParser {
     /// A short, one-line, quoted rendering of a key for error messages.
     private static func quoted(_ s: String) -> String {
         var out: [UInt8] = []
-        JSONHeaderWriter.appendString(s, to: &out)
+        JSONWriter.appendString(s, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -447,43 +448,11 @@ enum JSONHeaderWriter {
         let end: Int
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    /// Appends `s` as a quoted JSON string: `"` and `\` are backslash-escaped, bytes below 0x20 become
-    /// `\u00XX`, every other byte (including all of multi-byte UTF-8) passes through unchanged.
-    static func appendString(_ s: String, to out: inout [UInt8]) {
-        out.append(0x22)
-        var s = s
-        s.withUTF8 { utf8 in
-            var runStart = 0
-            for i in 0..<utf8.count {
-                let b = utf8[i]
-                guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
-                runStart = i + 1
-                if b < 0x20 {
-                    out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30])  // \u00
-                    out.append(hexDigits[Int(b >> 4)])
-                    out.append(hexDigits[Int(b & 0x0F)])
-                } else {
-                    out.append(0x5C)
-                    out.append(b)
-                }
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
-        }
-        out.append(0x22)
-    }
-
-    private static func appendInt(_ v: Int, to out: inout [UInt8]) {
-        out.append(contentsOf: String(v).utf8)
-    }
-
     private static func appendIntArray(_ values: [Int], to out: inout [UInt8]) {
         out.append(0x5B)
         for (i, v) in values.enumerated() {
             if i > 0 { out.append(0x2C) }
-            appendInt(v, to: &out)
+            JSONWriter.appendInteger(v, to: &out)
         }
         out.append(0x5D)
     }
@@ -498,9 +467,9 @@ enum JSONHeaderWriter {
             let keys = metadata.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             for (i, key) in keys.enumerated() {
                 if i > 0 { out.append(0x2C) }
-                appendString(key, to: &out)
+                JSONWriter.appendString(key, to: &out)
                 out.append(0x3A)
-                appendString(metadata[key] ?? "", to: &out)
+                JSONWriter.appendString(metadata[key] ?? "", to: &out)
             }
             out.append(0x7D)
             first = false
@@ -508,9 +477,9 @@ enum JSONHeaderWriter {
         for e in entries {
             if !first { out.append(0x2C) }
             first = false
-            appendString(e.name, to: &out)
+            JSONWriter.appendString(e.name, to: &out)
             out.append(contentsOf: #":{"dtype":"#.utf8)
-            appendString(e.dtype.rawValue, to: &out)
+            JSONWriter.appendString(e.dtype.rawValue, to: &out)
             out.append(contentsOf: #","shape":"#.utf8)
             appendIntArray(e.shape, to: &out)
             out.append(contentsOf: #","data_offsets":"#.utf8)

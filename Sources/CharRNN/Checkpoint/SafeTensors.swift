@@ -175,7 +175,7 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     /// JSON-style quoting keeps hostile names (newlines, quotes) on one line.
     static func quoted(_ s: String) -> String {
         var out: [UInt8] = []
-        JSONHeaderWriter.appendString(s, to: &out)
+        JSONWriter.appendString(s, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 

@@ -81,13 +81,15 @@ public final class InferenceState: @unchecked Sendable {
     /// Zeroes the state of stream `i`.
     public func reset(stream i: Int) {
         precondition(i >= 0 && i < streams)
-        for s in h + c { (s.ptr + i * H).update(repeating: 0, count: H) }
+        for s in h { (s.ptr + i * H).update(repeating: 0, count: H) }   // not `h + c`: a new array at every join
+        for s in c { (s.ptr + i * H).update(repeating: 0, count: H) }
     }
 
     /// Copies the state of stream `from` of `source` (same network) into stream `to` of this one.
     public func copyStream(_ from: Int, of source: InferenceState, to: Int) {
-        precondition(from >= 0 && from < source.streams && to >= 0 && to < streams && source.H == H && source.h.count == h.count)
-        for (d, s) in zip(h + c, source.h + source.c) { (d.ptr + to * H).update(from: s.ptr + from * H, count: H) }
+        precondition(from >= 0 && from < source.streams && to >= 0 && to < streams && source.H == H && source.h.count == h.count && source.c.count == c.count)
+        for k in h.indices { (h[k].ptr + to * H).update(from: source.h[k].ptr + from * H, count: H) }
+        for k in c.indices { (c[k].ptr + to * H).update(from: source.c[k].ptr + from * H, count: H) }
     }
 
     /// Hidden state of layer `k` (B, H), for tests.

@@ -2,16 +2,22 @@
 
 /// Hyper-parameters that fix the parameter tensors' names and shapes.
 public struct ModelConfig: Codable, Sendable, Equatable {
+    /// The recurrent cell: LSTM, GRU or a plain tanh RNN (PyTorch's equations and gate order).
     public var cell: CellKind
+    /// Stacked recurrent layers.
     public var layers: Int
+    /// Hidden units per layer.
     public var hidden: Int
     /// 0 = one-hot input (a column gather of the first layer's W_ih); > 0 = embedding width.
     public var embed: Int
+    /// Inverted-dropout probability between layers and before the decoder (training only).
     public var dropout: Float
+    /// Tokens in the vocabulary (the size of the one-hot input and of the output distribution).
     public var vocabSize: Int
     /// Output layer: nil = full softmax (`decoder.weight`, `decoder.bias`); set = adaptive softmax.
     public var adaptive: AdaptiveSoftmaxConfig? = nil
 
+    /// A model shape; `vocabSize` is the corpus's (a `TrainingRun` sets it from the corpus it loads).
     public init(cell: CellKind = .lstm, layers: Int = 2, hidden: Int = 128, embed: Int = 0, dropout: Float = 0, vocabSize: Int) {
         self.cell = cell; self.layers = layers; self.hidden = hidden; self.embed = embed
         self.dropout = dropout; self.vocabSize = vocabSize

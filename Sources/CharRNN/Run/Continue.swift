@@ -50,7 +50,31 @@ public enum RunContinuation {
         }
         guard !enc.ids.isEmpty else { throw TextError.empty(file: path) }
         let corpus = Corpus(ids: enc.ids, vocabulary: vocabulary, name: path)
-        return (corpus, CorpusInfo(name: corpus.name, path: path, bytes: enc.bytes, tokens: corpus.count, hash: enc.contentHash))
+        return (corpus, CorpusInfo(name: corpus.name, path: absolutePath(path), bytes: enc.bytes, tokens: corpus.count, hash: enc.contentHash))
+    }
+
+    /// `path` as an absolute path (the working directory prepended to a relative one; links and ".."
+    /// kept as given, so a link to the current version of a text keeps meaning that link), which is what
+    /// a checkpoint records, so `--resume` finds the corpus again from any working directory.
+    public static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") || path.isEmpty { return path }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buf, buf.count) != nil else { return path }
+        let cwd = String(cString: buf)
+        let rest = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return cwd == "/" ? "/" + rest : cwd + "/" + rest
+    }
+
+    /// The corpus paths a checkpoint recorded, to read on `--resume` without a corpus argument. Older
+    /// checkpoints recorded paths as given on the command line; one that is relative and not found
+    /// from here is refused with what to pass.
+    /// - Throws: `TrainError.config` naming the path and the command that works.
+    public static func recordedCorpus(_ corpus: CorpusInfo, checkpoint: String) throws -> [String] {
+        let paths = corpus.paths ?? [corpus.path]
+        for p in paths where !p.hasPrefix("/") && !RunFolder.exists(p) {
+            throw TrainError.config("the run was trained on \(p.debugDescription), a path relative to the folder it was started from, and there is no such file from \(absolutePath(".").debugDescription): run from that folder, or pass the corpus after the run (charrnn train --resume \(shellQuoted(checkpoint)) PATH)")
+        }
+        return paths
     }
 
     /// Removes `.<name>.tmp-*` files that an atomic write killed before its rename left in `runDir`.
@@ -60,8 +84,9 @@ public enum RunContinuation {
     public static func removeStaleTempFiles(runDir: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
         var removed: [String] = []
+        // unlink: a file or link of that name goes, a folder of that name stays (never a recursive removal)
         for n in names where n.hasPrefix(".") && n.contains(".tmp-") {
-            if (try? FileManager.default.removeItem(atPath: (runDir as NSString).appendingPathComponent(n))) != nil { removed.append(n) }
+            if unlink((runDir as NSString).appendingPathComponent(n)) == 0 { removed.append(n) }
         }
         return removed
     }

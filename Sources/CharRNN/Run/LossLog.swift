@@ -5,6 +5,12 @@
 // Rows are flushed as written, so a plot can follow a running job. On resume the file is cut back
 // to the rows up to the checkpoint's iteration (dropping a torn last line and rows the resumed run
 // will write again) and then appended to.
+//
+// The file a run appends to is always its own: opening the log replaces `loss.csv` atomically
+// (`AtomicFile.replace`, a new inode holding the header, or the rows kept) and appends to that
+// descriptor. A `loss.csv` that is a symbolic or hard link into another run (`cp -as`/`cp -al` of a run
+// folder), or another user's file, is never written through; `RunFolder.checkOwnedFiles` refuses a
+// symbolic link before a resume so that a link someone made on purpose is not silently replaced.
 
 import Foundation
 
@@ -26,15 +32,19 @@ public final class LossLog {
     public init(path: String, keepThrough iteration: Int?) throws {
         self.path = path
         var keep = Data()
-        if let iteration, let existing = FileManager.default.contents(atPath: path) {
-            keep = LossLog.prefix(of: existing, through: iteration)
+        if let iteration, let existing = try? AtomicFile.read(from: path) {
+            keep = LossLog.prefix(of: Data(existing), through: iteration)
         }
         if keep.isEmpty { keep = Data((LossLog.header + "\n").utf8) }
-        guard let f = fopen(path, "w") else {
-            throw LossLogError(file: path, message: "cannot write loss log: \(String(cString: strerror(errno)))")
+        let fd: Int32
+        do { fd = try AtomicFile.replace(path, with: [UInt8](keep)) } catch let e as FileIOError {
+            throw LossLogError(file: path, message: "cannot write loss log: \(String(cString: strerror(e.code)))")
         }
-        _ = keep.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
-        fflush(f)
+        guard let f = fdopen(fd, "a") else {
+            let code = errno
+            close(fd)
+            throw LossLogError(file: path, message: "cannot write loss log: \(String(cString: strerror(code)))")
+        }
         handle = f
     }
 

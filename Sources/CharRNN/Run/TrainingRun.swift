@@ -38,7 +38,9 @@ public struct TrainingRun {
         case off
     }
 
+    /// What to train: a fresh model, a resume or a fine-tuning, on which corpus files, into which folder.
     public struct Request: Sendable {
+        /// Fresh, resume or fine-tune.
         public var mode: Mode
         /// Text files or folders of .txt files; may be empty on resume (the run's own corpus).
         /// `.initFrom` and `.resume` with `allowNewCorpus` take at most one.
@@ -61,6 +63,7 @@ public struct TrainingRun {
         /// never the folder of the `--init-from` checkpoint.
         public var overwrite: Bool
 
+        /// A request; `corpus` lists files or folders of .txt files (joined by a newline; empty on a resume that uses the run's own).
         public init(mode: Mode, corpus: [String], train: TrainConfig = TrainConfig(), outDir: String = "checkpoints",
                     name: String? = nil, tokenCache: TokenCache = .beside, overwrite: Bool = false) {
             self.mode = mode; self.corpus = corpus; self.train = train; self.outDir = outDir
@@ -92,6 +95,7 @@ public struct TrainingRun {
         case continuingOnNewCorpus(path: String, tokens: Int)
         case resuming(runDir: String, iteration: Int, epoch: Double)
 
+        /// One line for the user.
         public var description: String {
             switch self {
             case let .loading(done, total): return "loading \(done) / \(total) bytes"
@@ -105,6 +109,7 @@ public struct TrainingRun {
     }
 
     public let plan: Plan
+    /// The prepared trainer: call `run(report:)` while this value (which holds the run folder's lock) is alive.
     public let trainer: Trainer
     /// The run folder's writer lock, held while this value lives (see `RunLock`); only the process that
     /// writes the folder holds it (rank 0 of a data-parallel run), nil on the other ranks.
@@ -128,7 +133,8 @@ public struct TrainingRun {
         case let .initFrom(checkpoint, dropout):
             (plan, trainer, lock) = try Self.initFrom(request, checkpoint: checkpoint, dropout: dropout, report: report)
         }
-        try trainer.checkAgreement()
+        // ranks that disagree: a fresh run's folder is left as it was found (no .lock, no empty loss.csv)
+        do { try trainer.checkAgreement() } catch { lock?.abandon(); throw error }
     }
 
     static func fresh(_ r: Request, model: ModelConfig, softmax: Softmax, report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
@@ -136,17 +142,21 @@ public struct TrainingRun {
         let t = r.train, path = r.corpus[0]
         try WorkerPool.configure(threads: t.threads)
         let (c, files) = try loadCorpus(r.corpus, options: t.loadOptions, request: r, report: report)
-        var info = CorpusInfo(name: c.name, path: path, bytes: files.reduce(0) { $0 + $1.size }, tokens: c.count,
-                              hash: c.contentHash)
-        if r.corpus.count > 1 { info.paths = r.corpus }
+        // absolute paths: a resume from another working directory finds the corpus again
+        var info = CorpusInfo(name: c.name, path: RunContinuation.absolutePath(path), bytes: files.reduce(0) { $0 + $1.size },
+                              tokens: c.count, hash: c.contentHash)
+        if r.corpus.count > 1 { info.paths = r.corpus.map(RunContinuation.absolutePath) }
         var mc = model
         mc.vocabSize = c.vocabulary.count
         if case let .adaptive(cutoffs) = softmax { try chooseAdaptiveSoftmax(&mc, corpus: c, manual: cutoffs, report: report) }
         // the data layout first: a --batch larger than the corpus is "too small", not "out of memory"
         _ = try Batches(tokenCount: c.count, batch: t.batch, seq: t.seq, trainFrac: t.trainFrac, valFrac: t.valFrac, file: path)
         try checkMemory(corpus: c, config: mc, train: t, reducer: r.reducer, report: report)
-        let dir = runDir(r, corpusName: c.name)
-        let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
+        var dir = runDir(r, corpusName: c.name)
+        let lock: RunLock?
+        if defaultName(r) { (dir, lock) = try RunFolder.claimUnused(dir) } else {
+            lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite) : nil
+        }
         let trainer = try lock.abandoningOnError { try Trainer(corpus: c, corpusInfo: info, model: mc, train: t, runDir: dir, reducer: r.reducer) }
         reportLayout(trainer, report: report)
         return (.fresh, trainer, lock)
@@ -156,7 +166,10 @@ public struct TrainingRun {
                        report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
         let file = try RunFolder.resolve(checkpoint, preferring: .latest)
         let folder = (file as NSString).deletingLastPathComponent
-        // the lock first: a run that another process is writing is neither read half-written nor continued twice
+        // a run writes only files it owns: not through links into another run (`cp -as`), all named at once
+        if r.writesFolder { try RunFolder(folder.isEmpty ? "." : folder).checkOwnedFiles() }
+        // the lock before the checkpoint is read: a run that another process is writing is neither read
+        // half-written nor continued twice
         let lock = r.writesFolder ? try RunLock(runDir: folder.isEmpty ? "." : folder) : nil
         // the token cache beside the run (under the folder that holds it), not under the default --out
         var r = r
@@ -166,7 +179,7 @@ public struct TrainingRun {
         let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, reducer: r.reducer)
         report(.checkpointRead(path: loaded.path))
         let recorded = loaded.meta.corpus
-        let paths = r.corpus.isEmpty ? (recorded.paths ?? [recorded.path]) : r.corpus
+        let paths = r.corpus.isEmpty ? try RunContinuation.recordedCorpus(recorded, checkpoint: checkpoint) : r.corpus
         let plan: Plan
         let trainer: Trainer
         // A single corpus file is compared with what the run recorded: its size, then the content
@@ -222,7 +235,7 @@ public struct TrainingRun {
         var t = r.train
         try WorkerPool.configure(threads: t.threads)
         let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
-        let dir = runDir(r, corpusName: base)
+        var dir = runDir(r, corpusName: base)
         // the weights read once, before any corpus work or run folder
         let source = try FineTuneSource(try Checkpoint.load(path: try RunFolder.resolve(checkpoint)))
         let loaded = source.checkpoint
@@ -234,7 +247,12 @@ public struct TrainingRun {
         t.unit = loaded.meta.vocabulary.unit; t.normalize = loaded.meta.train.normalize
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
-        let lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil
+        let lock: RunLock?
+        if defaultName(r) && !RunFolder.sameFile((loaded.path as NSString).deletingLastPathComponent, dir) {
+            (dir, lock) = try RunFolder.claimUnused(dir)
+        } else {
+            lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil
+        }
         let trainer = try lock.abandoningOnError {
             try Trainer(initFrom: source, corpus: c, corpusInfo: info, train: t, dropout: dropout, runDir: dir, reducer: r.reducer)
         }
@@ -373,6 +391,12 @@ public struct TrainingRun {
         // data-parallel: rank 0's clock names the folder (the ranks may start a second apart)
         let stamp = r.reducer.broadcast(timestamp())
         return (r.outDir as NSString).appendingPathComponent(r.name ?? "\(corpusName)-\(stamp)")
+    }
+
+    /// Whether the run folder gets a default name this process may change (`claimUnused`): no
+    /// --name, no --overwrite, and one process (the ranks of a data-parallel run must agree on it).
+    static func defaultName(_ r: Request) -> Bool {
+        r.name == nil && !r.overwrite && r.writesFolder && r.reducer.size == 1
     }
 
     static func timestamp() -> String {

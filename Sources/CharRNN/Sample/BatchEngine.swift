@@ -1,39 +1,22 @@
 // Sample/BatchEngine.swift — continuous batching: many generation requests share one batched step.
 //
-// Legend: R active rows (≤ maxStreams), V vocabulary.
-// Each request (a `GenerationTicket`) takes n rows. A row first feeds its prompt, one token per step
-// (an empty prompt feeds a newline, as `charrnn sample` without --prime does; a vocabulary without
-// one starts from the uniform distribution), then per step draws a token from its row of log p
-// with its own generator and feeds it. Every iteration advances all R active rows by exactly one
-// `CharRNNModel.step`. Rows join (state reset) and leave (done, stop string, max tokens, cancelled,
-// buffer overflow) between steps. Row i of a request with seed S draws with
-// `Xoshiro256(seed: Sampler.seed(S, stream: i))` and the model's step gives a row the same bits
-// whatever the batch, so a request's text equals `charrnn sample --prime P --seed S
-// --num-samples n` with the same options, however many other requests are in flight.
-// Idle rows cost nothing: active rows are kept contiguous (a leaving row's slot takes the last
-// row's state via `copyStream`, one row of h and c per layer), and the step runs on the first R
-// streams of one preallocated state of maxStreams (`CharRNNModel.step(rows:)`), so rows joining
-// or leaving move no other row's state. Nothing is allocated per iteration: the state, tokens,
-// log-probs, the drawer, rows and the tickets' output buffers are all allocated up front.
-// Threading: one engine thread owns the model (it is not thread-safe); other threads only
-// `submit`, `cancel`, read a ticket's output, or queue a job (`perform`) to run between steps.
+// The engine is a driver of the GenerationLoop (which `charrnn sample` drives too): each request (a
+// `GenerationTicket`) joins the loop as n rows, choice i with stream index i, so choice i of a
+// request with seed S draws with `Xoshiro256(seed: GenerationLoop.streamSeed(S, stream: i))` and its text
+// equals `charrnn sample --prime P --seed S --num-samples n` with the same options, however many
+// other requests are in flight. Prompt feeding, the start token, the draw and stop strings are the
+// loop's; the engine owns what serving adds: a bounded queue (first come, first served), rows that
+// leave when their request is cancelled, overflows its buffer or the shutdown grace ends, each
+// row's released text handed to its ticket, jobs run between steps, and the thread.
+// Every iteration advances all active rows by exactly one `CharRNNModel.step` (see the loop for how
+// idle rows cost nothing). Nothing is allocated per iteration: the loop's buffers and the tickets'
+// output buffers are allocated up front (a ticket's stop filters on the submitting thread).
+// Threading: one engine thread owns the loop and the model (they are not thread-safe); other
+// threads only `submit`, `cancel`, read a ticket's output, or queue a job (`perform`) to run
+// between steps.
 
 import Foundation
 import Synchronization
-
-/// Why a choice ended.
-public enum FinishReason: String, Sendable, Equatable {
-    /// max tokens were drawn.
-    case length
-    /// A stop string was generated (the text ends before it).
-    case stop
-    /// The request was cancelled (client gone).
-    case cancelled
-    /// The reader fell behind by more than the ticket's buffer.
-    case overflow
-    /// The engine shut down first.
-    case shutdown
-}
 
 /// What to generate.
 public struct GenerationRequest: Sendable {
@@ -41,7 +24,7 @@ public struct GenerationRequest: Sendable {
     public var prompt: [Int32]
     /// Independent completions (rows), n ≥ 1.
     public var choices: Int
-    /// Choice i draws with `Xoshiro256(seed: Sampler.seed(seed, stream: i))`.
+    /// Choice i draws with `Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: i))`.
     public var seed: UInt64
     public var options: SamplingOptions
     /// Tokens to draw per choice at most (≥ 0).
@@ -83,10 +66,8 @@ public final class GenerationTicket: @unchecked Sendable {
     private var wakeOnText = true      // false while `collect` waits: text wakes it only when half a buffer is full
     private var cancelReason: FinishReason?
 
-    // Engine-thread only.
+    // Engine-thread only: one stop filter per choice, moved into the loop when the choice joins.
     var filters: [StopFilter]
-    var feed: [Int32] = []
-    var rowsLeft = 0
 
     /// - Parameters:
     ///   - request: what to generate.
@@ -98,8 +79,8 @@ public final class GenerationTicket: @unchecked Sendable {
         output = (0..<n).map { _ in var a = [UInt8](); a.reserveCapacity(bufferLimit); return a }
         finish = Array(repeating: nil, count: n)
         drawn = Array(repeating: 0, count: n)
-        // one filter each: copies of one would share (copy-on-write) a held buffer, and the first
-        // write would allocate inside the step loop
+        // one filter each, made here on the submitting thread: copies of one would share
+        // (copy-on-write) a held buffer, and the first write would allocate inside the step loop
         filters = (0..<n).map { _ in StopFilter(stops: request.stop) }
     }
 
@@ -265,26 +246,8 @@ public final class BatchEngine: @unchecked Sendable {
     private let stepsDone = Atomic<Int>(0)
 
     // MARK: Engine-thread state
-    private struct Row {
-        var ticket: GenerationTicket
-        var choice: Int
-        var rng: Xoshiro256
-        var fed = 0          // prompt (feed) tokens fed
-        var drawn = 0        // tokens drawn
-        var next: Int32 = 0  // the token this step feeds
-        var done = false
-        var fresh = true     // joined this iteration: state not reset yet
-    }
-    private var rows: [Row] = []
+    private let loop: GenerationLoop           // the rows; a row's owner is its ticket
     private let V: Int
-    private let state: InferenceState          // (maxStreams) rows 0..<R are the active rows
-    private let tokens: IntStorage             // (maxStreams)
-    private let logProbs: Storage              // (maxStreams, V)
-    private let zeroRow: Storage               // (V) the uniform start
-    private let drawer: TokenDrawer
-    private let tokenBytes: [UInt8]            // every token's UTF-8, concatenated
-    private let tokenOffsets: [Int]            // (V + 1) token v is tokenBytes[offsets[v]..<offsets[v+1]]
-    private let startToken: Int32?             // newline, fed when the prompt is empty
 
     /// - Parameters:
     ///   - model: the weights (any workspace size); from now on used only by the engine thread.
@@ -294,16 +257,7 @@ public final class BatchEngine: @unchecked Sendable {
         precondition(vocabulary.count == model.config.vocabSize && maxStreams >= 1 && queueLimit >= 0)
         self.model = model; self.vocabulary = vocabulary; self.maxStreams = maxStreams; self.queueLimit = queueLimit
         V = model.config.vocabSize
-        state = InferenceState(config: model.config, streams: maxStreams)
-        tokens = IntStorage(count: maxStreams)
-        logProbs = Storage(count: maxStreams * V)
-        zeroRow = Storage(count: V)
-        drawer = TokenDrawer(vocabSize: V, unknownID: vocabulary.unknownID)
-        var bytes: [UInt8] = [], offsets = [0]
-        for t in vocabulary.tokens { bytes += Array(t.utf8); offsets.append(bytes.count) }
-        tokenBytes = bytes; tokenOffsets = offsets
-        startToken = vocabulary.startID.map { Int32($0) }
-        rows.reserveCapacity(2 * maxStreams)   // done rows stay until step 3 while new ones join
+        loop = GenerationLoop(model: model, vocabulary: vocabulary, maxStreams: maxStreams)
         queue.reserveCapacity(queueLimit + maxStreams + 1)
     }
 
@@ -325,8 +279,6 @@ public final class BatchEngine: @unchecked Sendable {
         let r = ticket.request
         if r.choices > maxStreams { throw .tooManyChoices(requested: r.choices, max: maxStreams) }
         if let bad = r.prompt.first(where: { $0 < 0 || Int($0) >= V }) { throw .tokenOutOfRange(bad) }
-        ticket.feed = r.prompt.isEmpty ? (startToken.map { [$0] } ?? []) : r.prompt
-        ticket.rowsLeft = r.choices
         cond.lock(); defer { cond.unlock() }
         if stopping { throw .shuttingDown }
         // requests that free rows will take at once, plus `queueLimit` that wait
@@ -360,7 +312,7 @@ public final class BatchEngine: @unchecked Sendable {
         started = true
         // The thread holds the engine until its loop ends; the engine does not hold the thread
         // (that would be a cycle that outlives the loop).
-        let t = Thread { [self] in loop() }
+        let t = Thread { [self] in engineLoop() }
         t.name = "charrnn-engine"
         t.stackSize = 1 << 22
         t.start()
@@ -387,11 +339,11 @@ public final class BatchEngine: @unchecked Sendable {
 
     // MARK: - Engine thread
 
-    private func loop() {
+    private func engineLoop() {
         while true {
             cond.lock()
-            while rows.isEmpty && queue.isEmpty && jobs.isEmpty && !stopping { cond.wait() }
-            if stopping && rows.isEmpty && jobs.isEmpty { cond.unlock(); break }
+            while loop.rows == 0 && queue.isEmpty && jobs.isEmpty && !stopping { cond.wait() }
+            if stopping && loop.rows == 0 && jobs.isEmpty { cond.unlock(); break }
             let job = jobs.isEmpty ? nil : jobs.removeFirst()
             cond.unlock()
             job?()
@@ -410,45 +362,24 @@ public final class BatchEngine: @unchecked Sendable {
     @discardableResult
     public func iterate() -> Int {
         let cutAll = cutDeadlinePassed()
-        // 1. every row: cancelled → leaves; prompt not all fed → next prompt token; else draw.
-        for i in rows.indices {
-            let t = rows[i].ticket
-            if cutAll || t.cancelled != nil {
-                leave(i, cutAll ? .shutdown : t.cancelled ?? .cancelled)
-                continue
-            }
-            if rows[i].fed < t.feed.count {
-                rows[i].next = t.feed[rows[i].fed]
-                rows[i].fed += 1
-            } else {
-                generate(i, from: UnsafePointer(logProbs.ptr + i * V))
-            }
+        // 1. rows of cancelled requests (all rows once the grace time is over) leave
+        for r in 0..<loop.rows {
+            if cutAll { loop.end(r, .shutdown) } else if let why = ticket(r).cancelled { loop.end(r, why) }
         }
-        // 2. requests join while rows are free (first come, first served)
+        // 2. every other row feeds its next prompt token or draws
+        loop.advance()
+        // 3. requests join while rows are free (first come, first served)
         if !cutAll { admit() }
-        // 3. rows that left give their slot to the last row
-        var i = 0
-        while i < rows.count {
-            if rows[i].done {
-                let last = rows.count - 1
-                if i != last {
-                    if !rows[last].fresh { state.copyStream(last, of: state, to: i) }
-                    rows.swapAt(i, last)
-                }
-                rows.removeLast()
-            } else { i += 1 }
-        }
-        let R = rows.count
+        // 4. released text and ends go to the tickets
+        deliver()
+        // 5. rows that ended leave; one batched step of the others
+        let R = loop.step()
         activeRows.store(R, ordering: .relaxed)
-        guard R > 0 else { return 0 }
-        // 4. rows that joined start from zero state
-        for r in 0..<R where rows[r].fresh { state.reset(stream: r); rows[r].fresh = false }
-        // 5. one batched step of the R active rows (the state's other streams are not touched)
-        for r in 0..<R { tokens.ptr[r] = rows[r].next }
-        model.step(tokens: tokens.ptr, state: state, rows: R, logProbs: logProbs.ptr)
-        stepsDone.add(1, ordering: .relaxed)
+        if R > 0 { stepsDone.add(1, ordering: .relaxed) }
         return R
     }
+
+    private func ticket(_ r: Int) -> GenerationTicket { unsafeDowncast(loop.owner(r)!, to: GenerationTicket.self) }
 
     private func cutDeadlinePassed() -> Bool {
         cond.lock(); defer { cond.unlock() }
@@ -464,54 +395,32 @@ public final class BatchEngine: @unchecked Sendable {
                 t.finishAll(t.cancelled ?? .cancelled)
                 continue
             }
-            let free = maxStreams - rows.count + rows.reduce(0) { $0 + ($1.done ? 1 : 0) }
-            if t.request.choices > free { break }
+            if t.request.choices > maxStreams - loop.running { break }
             queue.removeFirst()
-            for c in 0..<t.request.choices {
-                rows.append(Row(ticket: t, choice: c, rng: Xoshiro256(seed: Sampler.seed(t.request.seed, stream: c))))
-                let i = rows.count - 1
-                if t.request.maxTokens == 0 {
-                    leave(i, .length)
-                } else if t.feed.isEmpty {
-                    // no prompt and no newline in the vocabulary: the first draw is uniform
-                    generate(i, from: UnsafePointer(zeroRow.ptr))
-                } else {
-                    rows[i].next = t.feed[0]
-                    rows[i].fed = 1
-                }
+            let r = t.request
+            for c in 0..<r.choices {
+                var filter = StopFilter()
+                swap(&filter, &t.filters[c])
+                loop.join(prompt: r.prompt, seed: r.seed, stream: c, options: r.options, maxTokens: r.maxTokens, stop: filter, owner: t)
             }
         }
         queuedRequests.store(queue.count, ordering: .relaxed)
         cond.unlock()
     }
 
-    /// Draws row i's next token from `z`, releases its text, and ends the row when it is done.
-    private func generate(_ i: Int, from z: UnsafePointer<Float>) {
-        let t = rows[i].ticket, c = rows[i].choice
-        let tok = drawer.draw(z, options: t.request.options, rng: &rows[i].rng)
-        rows[i].drawn += 1
-        var overflow = false
-        let hitStop = tokenBytes.withUnsafeBufferPointer { all -> Bool in
-            let b = UnsafeBufferPointer(rebasing: all[tokenOffsets[tok]..<tokenOffsets[tok + 1]])
-            return t.filters[c].feed(b) { if !t.append(c, $0) { overflow = true } }
+    /// Hands every row's released text to its ticket and reports the rows that ended. A ticket
+    /// whose buffer would overflow is dropped (its other rows leave with it).
+    private func deliver() {
+        var overflowed = false
+        for r in 0..<loop.rows {
+            let t = ticket(r), c = loop.stream(r)
+            if overflowed && loop.ended(r) == nil, let why = t.cancelled { loop.end(r, why) }
+            else if !loop.withReleased(r, { t.append(c, $0) }) {
+                t.cancel(reason: .overflow)
+                loop.end(r, .overflow)
+                overflowed = true
+            }
+            if let why = loop.ended(r) { t.finish(c, why, drawn: loop.drawn(r)) }
         }
-        if overflow {
-            t.cancel(reason: .overflow)
-            leave(i, .overflow)
-        } else if hitStop {
-            leave(i, .stop)
-        } else if rows[i].drawn >= t.request.maxTokens {
-            t.filters[c].flush { if !t.append(c, $0) { overflow = true } }
-            leave(i, overflow ? .overflow : .length)
-        } else {
-            rows[i].next = Int32(tok)
-        }
-    }
-
-    private func leave(_ i: Int, _ reason: FinishReason) {
-        rows[i].done = true
-        let t = rows[i].ticket
-        t.finish(rows[i].choice, reason, drawn: rows[i].drawn)
-        t.rowsLeft -= 1
     }
 }

@@ -13,6 +13,8 @@
 // batch 1 from the last stream's carried state, in chunks of T. So B = 1 is one exact sequential
 // pass, and larger B trades B − 1 state resets for speed.
 // loss = (1/P) Σ −ln p(target), summed in Double; bits = loss / ln 2; perplexity = e^loss.
+// Entries: a file (`eval`), a text in memory (`serve`'s /v1/score: tokenized by the same pipeline as
+// a file, `Vocabulary.encode(bytes:)`, so the result is the same), a sequence of ids.
 
 import Foundation
 
@@ -35,10 +37,12 @@ public struct EvalResult: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case file, tokens, unknown, scored, loss, bpc, perplexity }
 
+    /// A result from its counts and mean loss.
     public init(file: String, tokens: Int, unknown: Int, scored: Int, loss: Double) {
         self.file = file; self.tokens = tokens; self.unknown = unknown; self.scored = scored; self.loss = loss
     }
 
+    /// Decodes `--json` output (the derived fields are recomputed).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         file = try c.decode(String.self, forKey: .file)
@@ -48,6 +52,7 @@ public struct EvalResult: Codable, Sendable, Equatable {
         loss = try c.decode(Double.self, forKey: .loss)
     }
 
+    /// The `--json` object: the counts, loss, bits per token and perplexity.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(file, forKey: .file); try c.encode(tokens, forKey: .tokens); try c.encode(unknown, forKey: .unknown)
@@ -90,6 +95,27 @@ public final class Evaluator {
         x = IntStorage(count: 1); y = IntStorage(count: 1)
     }
 
+    /// Scores with the weights of a model already restored (`serve` loads its checkpoint once). The
+    /// model is not used for scoring, only copied from: the first text builds the evaluator's own,
+    /// sized for it, so `source` may belong to another user (the server's engine) as long as its
+    /// parameters do not change while a text is being scored.
+    /// - Parameters:
+    ///   - source: the restored model (any (maxT, maxB), any inference precision: scoring is fp32).
+    ///   - vocabulary, normalize: the checkpoint's.
+    ///   - batch: B parallel streams (≥ 1).
+    ///   - seq: T steps per minibatch (≥ 1).
+    public init(model source: CharRNNModel, vocabulary: Vocabulary, normalize: Normalization, batch: Int = 50, seq: Int = 50) {
+        precondition(batch >= 1 && seq >= 1)
+        model = source
+        self.vocabulary = vocabulary
+        self.normalize = normalize
+        self.batch = batch; self.seq = seq
+        state = RecurrentState(config: source.config, batch: 1)
+        tail = RecurrentState(config: source.config, batch: 1)
+        x = IntStorage(count: 1); y = IntStorage(count: 1)
+        capacity = (0, 0)   // nothing of ours yet: the first `reserve` builds the model
+    }
+
     /// The (T, B) that scoring P predictions with `seq`, `batch` actually uses: B' = min(B, P) (more
     /// streams than predictions leave S = 0 either way), T' = the longest minibatch, min(T, max(S, tail)).
     static func extent(predictions P: Int, seq T: Int, batch B: Int) -> (T: Int, B: Int) {
@@ -115,15 +141,31 @@ public final class Evaluator {
     /// - Throws: `TextError` for an unreadable file or invalid UTF-8; `OutOfMemoryPrediction` when the
     ///   activations for this text's (T, B) would not fit (`--batch 1000000` on a large file).
     public func evaluate(path: String) throws -> EvalResult {
-        let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
+        try evaluate(try vocabulary.encodeFile(path: path, normalize: normalize), name: path)
+    }
+
+    /// Scores `text` held in memory: the same tokens and the same result as `evaluate(path:)` on a
+    /// file holding its UTF-8 (`serve`'s /v1/score; no file is written).
+    /// - Parameters:
+    ///   - text: the text.
+    ///   - name: what errors and `EvalResult.file` call it.
+    /// - Throws: `TextError.normalizationFailed`; `OutOfMemoryPrediction` as `evaluate(path:)`.
+    public func evaluate(text: String, name: String) throws -> EvalResult {
+        var text = text
+        let enc = try text.withUTF8 { (utf8) throws(TextError) in try vocabulary.encode(bytes: utf8, name: name, normalize: normalize) }
+        return try evaluate(enc, name: name)
+    }
+
+    /// The common core of both: checks the memory the text's (T, B) needs, then scores its ids.
+    private func evaluate(_ enc: EncodedText, name: String) throws -> EvalResult {
         let (T, B) = Self.extent(predictions: max(0, enc.ids.count - 1), seq: seq, batch: batch)
         if T > capacity.T || B > capacity.B {
             let workspace = NetworkSpec(model.config).activationBytes(rows: T * B) + 8 * T * B
-            try OutOfMemoryPrediction.check("scoring \(path) with --batch \(B) --seq \(T)", needed: workspace,
+            try OutOfMemoryPrediction.check("scoring \(name) with --batch \(B) --seq \(T)", needed: workspace,
                                             available: availableBytes(), suggestion: "use a smaller --batch or --seq")
         }
         var r = evaluate(ids: enc.ids)
-        r.file = path; r.unknown = enc.unknownCount
+        r.file = name; r.unknown = enc.unknownCount
         return r
     }
 

@@ -1,4 +1,5 @@
-// Sample/StopFilter.swift — stop strings for streamed generation (`sample --stop`, the API's `stop`).
+// Sample/StopFilter.swift — stop strings for streamed generation (`sample --stop`, the API's `stop`);
+// each row of the GenerationLoop has one.
 //
 // Generated text arrives token by token as UTF-8 bytes. Generation ends as soon as the text contains
 // one of the stop strings; the text given out ends just before the earliest-starting occurrence. While
@@ -22,6 +23,12 @@ public struct StopFilter: Sendable {
         held = []
         held.reserveCapacity((self.stops.map(\.count).max() ?? 0) + 64)
     }
+
+    /// No stop strings; allocates nothing (a placeholder until a row's filter is moved in).
+    public init() { stops = []; held = [] }
+
+    /// Bytes of the longest stop string (0 without any).
+    public var longestStop: Int { stops.reduce(0) { max($0, $1.count) } }
 
     /// Appends `bytes` (one token) and passes on the bytes that can no longer be part of a stop string.
     /// - Returns: true when a stop string was completed: `emit` got the text up to its start, and the

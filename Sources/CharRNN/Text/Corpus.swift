@@ -13,7 +13,8 @@
 //   is reserved at one slot per input byte (an upper bound) and shrunk to fit at the end.
 // - A leading BOM is skipped. Empty text after it, unreadable files and invalid UTF-8 are errors;
 //   invalid UTF-8 is reported as file:line:column (byte offset), see `TextError`.
-// - `MappedFile` is the one place that maps files (corpus files, the token cache).
+// - `MappedFile` is the one place that maps files (corpus files, the token cache); a corpus file
+//   truncated while mapped is reported as changed, not a SIGBUS crash (`MappingFaults`).
 
 #if canImport(Glibc)
 import Glibc
@@ -50,27 +51,27 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .cannotRead(file, reason):
-            return "cannot read \(file): \(reason)"
+            return "cannot read \(displayPath(file)): \(reason)"
         case let .invalidUTF8(file, line, column, byteOffset, bytes):
             let hex = bytes.map { b -> String in
                 let digits = String(b, radix: 16, uppercase: true)
                 return "0x" + (digits.count < 2 ? "0" + digits : digits)
             }
-            return "\(file):\(line):\(column) (byte \(byteOffset)): invalid UTF-8 sequence \(hex.joined(separator: " "))"
+            return "\(displayPath(file)):\(line):\(column) (byte \(byteOffset)): invalid UTF-8 sequence \(hex.joined(separator: " "))"
         case let .empty(file):
-            return "\(file): corpus is empty"
+            return "\(displayPath(file)): corpus is empty"
         case let .normalizationFailed(file, reason):
-            return "\(file): NFC normalization failed: \(reason)"
+            return "\(displayPath(file)): NFC normalization failed: \(reason)"
         case let .tooSmall(file, tokens, minimum, batch, seq):
-            return "\(file): corpus too small: \(tokens) tokens, need at least \(minimum) for --batch \(batch) --seq \(seq) (one training and one validation minibatch)"
+            return "\(displayPath(file)): corpus too small: \(tokens) tokens, need at least \(minimum) for --batch \(batch) --seq \(seq) (one training and one validation minibatch)"
         case let .invalidSplit(file, trainFrac, valFrac):
-            return "\(file): --train-frac \(trainFrac) --val-frac \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
+            return "\(displayPath(file)): --train-frac \(trainFrac) --val-frac \(valFrac) cannot give one training and one validation minibatch (both must be in [0, 1], train > 0, and val > 0 unless train + val >= 1)"
         case let .nulByte(file, line, column, byteOffset):
-            return "\(file):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
+            return "\(displayPath(file)):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
         case let .binary(file, byteOffset, percent, sampled):
-            return "\(file) (byte \(byteOffset)): not a text file: \(percent)% of the first \(sampled) bytes are control bytes or invalid UTF-8"
+            return "\(displayPath(file)) (byte \(byteOffset)): not a text file: \(percent)% of the first \(sampled) bytes are control bytes or invalid UTF-8"
         case let .changed(file, offset):
-            return "\(file): the file changed while it was being read (near byte \(offset)); load it again once it is complete"
+            return "\(displayPath(file)): the file changed while it was being read (near byte \(offset)); load it again once it is complete"
         case let .invalidOption(message):
             return message
         }
@@ -92,7 +93,10 @@ extension TextError {
 
     /// `.cannotRead` with the system's reason for `code`.
     static func cannotRead(_ file: String, code: Int32) -> TextError {
-        .cannotRead(file: file, reason: String(cString: strerror(code)))
+        // a name that is not valid UTF-8 reaches charrnn with U+FFFD in place of its bad bytes
+        let hint = code == ENOENT && file.unicodeScalars.contains("\u{FFFD}")
+            ? " (if the name has bytes that are not UTF-8, charrnn sees U+FFFD in their place and cannot open the file: rename it)" : ""
+        return .cannotRead(file: file, reason: String(cString: strerror(code)) + hint)
     }
 }
 
@@ -408,20 +412,31 @@ struct InterningSink: TokenSink {
 /// nothing (`bytes` is empty with a nil base). Keep the object alive while using `bytes`.
 final class MappedFile: @unchecked Sendable {
     private(set) var bytes: UnsafeBufferPointer<UInt8>
+    /// The `MappingFaults` slot of a guarded mapping.
+    private var guardSlot: Int? = nil
 
     /// Maps the first `size` bytes of the open file `fd`; `path` names it in errors.
-    /// - Parameter sequential: tell the kernel the bytes will be read once, in order.
+    /// - Parameters:
+    ///   - sequential: tell the kernel the bytes will be read once, in order.
+    ///   - guarded: a read past the file's end (the file was truncated while mapped) reads zeros and
+    ///     sets `faultOffset` instead of killing the process with SIGBUS (`MappingFaults`).
     /// - Throws: `FileIOError` (operation "map").
-    init(fd: Int32, size: Int, path: String, sequential: Bool = false) throws(FileIOError) {
+    init(fd: Int32, size: Int, path: String, sequential: Bool = false, guarded: Bool = false) throws(FileIOError) {
         guard size > 0 else { bytes = UnsafeBufferPointer(start: nil, count: 0); return }
         let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let base = mapped, base != UnsafeMutableRawPointer(bitPattern: -1) else { throw FileIOError(path: path, operation: "map", code: errno) }
         if sequential { _ = madvise(base, size, MADV_SEQUENTIAL) }
         bytes = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: size)
+        if guarded { guardSlot = MappingFaults.register(base, count: size) }
     }
+
+    /// The offset of the first read that found the file shorter than its mapping (guarded mappings
+    /// only), or nil: when set, the bytes from there on read as zeros and are not the file's.
+    var faultOffset: Int? { guardSlot.flatMap(MappingFaults.faultOffset) }
 
     /// Unmaps now (idempotent); `bytes` is empty afterwards.
     func unmap() {
+        if let k = guardSlot { MappingFaults.unregister(k); guardSlot = nil }
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
         bytes = UnsafeBufferPointer(start: nil, count: 0)
     }
@@ -451,11 +466,18 @@ enum FileBytes {
         if type == S_IFDIR { throw .cannotRead(path, code: EISDIR) }
         if type == S_IFREG {
             let file: MappedFile
-            do { file = try MappedFile(fd: fd, size: Int(info.st_size), path: path, sequential: true) } catch {
+            do { file = try MappedFile(fd: fd, size: Int(info.st_size), path: path, sequential: true, guarded: true) } catch {
                 throw .cannotRead(path, code: error.code)
             }
             defer { file.unmap() }
-            return try body(file.bytes, true)
+            // a file truncated while it is read: its missing bytes read as zeros; say it changed
+            let result: R
+            do { result = try body(file.bytes, true) } catch {
+                if let at = file.faultOffset { throw .changed(file: path, offset: at) }
+                throw error
+            }
+            if let at = file.faultOffset { throw .changed(file: path, offset: at) }
+            return result
         }
         // A pipe, FIFO or device is read once, into memory: its first 64 KiB are checked for binary
         // data as soon as they are in (/dev/zero and /dev/urandom stop there), and at most

@@ -17,8 +17,9 @@
 //   `binaryThreshold` non-text bytes (C0 controls other than tab/LF/VT/FF/CR/ESC, DEL, invalid UTF-8)
 //   (`.binary`). Invalid UTF-8 is an error unless `lossy`: then each maximal invalid sequence
 //   becomes one U+FFFD token and is counted. A file whose size or mtime changes between the start,
-//   any chunk and the end of its decoding is an error (`.changed`). (A file truncated under the
-//   mapping can still raise SIGBUS: mmap cannot report that as an error.)
+//   any chunk and the end of its decoding is an error (`.changed`); so is a file truncated under the
+//   mapping in the middle of a chunk (the mapping is guarded: `MappingFaults` turns the SIGBUS into
+//   zeros and a recorded offset, reported here as `.changed`).
 // - Vocabulary control: with `minCount` and/or `maxVocab`, characters seen fewer than minCount times,
 //   and all but the `maxVocab − 1` most frequent, share one unknown token: text "", id 0, sorted
 //   first, so the rest of the vocabulary keeps its code-point order. The ids are remapped in place.
@@ -205,24 +206,35 @@ public enum CorpusLoader {
             throw .changed(file: file.path, offset: 0)
         }
         let mapped: MappedFile
-        do { mapped = try MappedFile(fd: fd, size: opened.size, path: file.path, sequential: true) } catch {
+        do { mapped = try MappedFile(fd: fd, size: opened.size, path: file.path, sequential: true, guarded: true) } catch {
             throw .cannotRead(file.path, code: error.code)
         }
         defer { mapped.unmap() }
-        // After every chunk, including the last: the file must not have changed since it was opened.
+        // After every chunk, including the last: the file must not have changed since it was opened
+        // (checked before the progress report, so a caller sees only verified offsets).
         let afterChunk = { (offset: Int) throws(TextError) in
-            progress(offset)
             var now = stat()
             if fstat(fd, &now) != 0 { throw .cannotRead(file.path, code: errno) }
             let n = InputFile(path: file.path, stat: now)
             if n.size != opened.size || n.mtimeNanoseconds != opened.mtimeNanoseconds {
                 throw .changed(file: file.path, offset: offset)
             }
+            progress(offset)
         }
-        let replaced = try decodeBytes(mapped.bytes, file: file.path, options: options, checksText: true,
+        // Truncated in the middle of a chunk: the missing bytes read as zeros (a NUL error, or wrong
+        // tokens), so a recorded fault wins over whatever decoding made of them.
+        let replaced: Int
+        do {
+            replaced = try decodeBytes(mapped.bytes, file: file.path, options: options, checksText: true,
                                        dropsPages: true, chunkBytes: chunkBytes, sink: &sink, hasher: &hasher,
                                        afterChunk: afterChunk)
-        return (replaced, CorpusHash.format(hasher.finish(mapped.bytes)))
+        } catch {
+            if let at = mapped.faultOffset { throw .changed(file: file.path, offset: at) }
+            throw error
+        }
+        let hash = CorpusHash.format(hasher.finish(mapped.bytes))
+        if let at = mapped.faultOffset { throw .changed(file: file.path, offset: at) }
+        return (replaced, hash)
     }
 
     /// Checks, then decodes `input` (a whole file's bytes) chunk by chunk into `sink`, feeding each

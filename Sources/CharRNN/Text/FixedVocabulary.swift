@@ -3,12 +3,13 @@
 // per-token counts that checkpoints record.
 //
 // Contract
-// - `Vocabulary.encodeFile` decodes the file exactly as the corpus loader does (same `UTF8Decoder`
-//   pipeline: BOM skipped, NFC first if asked, scalar or grapheme unit) and maps every token to its
-//   id in this vocabulary. A token not in the vocabulary maps to the unknown token when the
-//   vocabulary has one (`--min-count`/`--max-vocab`), else is skipped (left out of `ids`, so its
-//   neighbours become adjacent); either way it is counted in `unknownCount`, and the distinct ones
-//   are listed in order of first appearance in `unknown` (at most 64).
+// - `Vocabulary.encodeFile` (and `encode(bytes:)`, the same for a text in memory) decodes the file
+//   exactly as the corpus loader does (same `UTF8Decoder` pipeline: BOM skipped, NFC first if
+//   asked, scalar or grapheme unit) and maps every token to its id in this vocabulary. A token not
+//   in the vocabulary maps to the unknown token when the vocabulary has one (`--min-count`/
+//   `--max-vocab`), else is skipped (left out of `ids`, so its neighbours become adjacent); either
+//   way it is counted in `unknownCount`, and the distinct ones are listed in order of first
+//   appearance in `unknown` (at most 64).
 // - `CorpusHash` is a fast, non-cryptographic 64-bit hash of a file's bytes: four interleaved lanes
 //   over 8-byte little-endian words, each `h = (h ^ w) · 0x100000001b3; h ^= h >> 29` (FNV-1a's
 //   prime plus an xor-shift so high input bits reach low output bits), the tail bytes FNV-1a, then
@@ -45,18 +46,35 @@ extension Vocabulary {
     /// - Throws: `TextError` (`.cannotRead`, `.invalidUTF8`, `.normalizationFailed`). An empty file
     ///   is not an error here: it gives no ids.
     public func encodeFile(path: String, normalize: Normalization) throws -> EncodedText {
+        try FileBytes.withContents(of: path) { (input, regular) throws(TextError) -> EncodedText in
+            try encode(bytes: input, name: path, normalize: normalize, dropsPages: regular)
+        }
+    }
+
+    /// Tokenizes UTF-8 `bytes` held in memory exactly as `encodeFile` tokenizes a file holding them
+    /// (same pipeline, same ids, counts and hash).
+    /// - Parameters:
+    ///   - bytes: the text's UTF-8.
+    ///   - name: what errors call the text.
+    ///   - normalize: normalization applied before tokenizing (use the checkpoint's).
+    /// - Throws: `TextError` (`.invalidUTF8`, `.normalizationFailed`).
+    public func encode(bytes: UnsafeBufferPointer<UInt8>, name: String, normalize: Normalization) throws(TextError) -> EncodedText {
+        try encode(bytes: bytes, name: name, normalize: normalize, dropsPages: false)
+    }
+
+    /// `dropsPages`: release each decoded page of a read-only file mapping (never of memory we own).
+    private func encode(bytes input: UnsafeBufferPointer<UInt8>, name: String, normalize: Normalization,
+                        dropsPages: Bool) throws(TextError) -> EncodedText {
         var options = LoadOptions()
         options.unit = unit
         options.normalize = normalize
-        return try FileBytes.withContents(of: path) { (input, regular) throws(TextError) -> EncodedText in
-            var sink = LookupSink(vocabulary: self)
-            sink.maxListed = 64
-            var hasher = CorpusHash.Hasher()
-            _ = try CorpusLoader.decodeBytes(input, file: path, options: options, checksText: false,
-                                             dropsPages: regular, sink: &sink, hasher: &hasher)
-            return EncodedText(ids: sink.ids, unknownCount: sink.unknownCount, unknown: sink.unknown, bytes: input.count,
-                               contentHash: CorpusHash.format(hasher.finish(input)))
-        }
+        var sink = LookupSink(vocabulary: self)
+        sink.maxListed = 64
+        var hasher = CorpusHash.Hasher()
+        _ = try CorpusLoader.decodeBytes(input, file: name, options: options, checksText: false,
+                                         dropsPages: dropsPages, sink: &sink, hasher: &hasher)
+        return EncodedText(ids: sink.ids, unknownCount: sink.unknownCount, unknown: sink.unknown, bytes: input.count,
+                           contentHash: CorpusHash.format(hasher.finish(input)))
     }
 }
 

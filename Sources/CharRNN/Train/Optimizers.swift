@@ -14,6 +14,7 @@ import Glibc
 import Darwin
 #endif
 
+/// The optimizer: RMSprop (α 0.95, ε 1e-8, as char-rnn), Adam (β 0.9/0.999) or SGD with momentum 0.9.
 public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     case rmsprop, adam, sgd
     /// Moment buffers, named as PyTorch's optimizer state names them.
@@ -126,6 +127,7 @@ extension Optimizer {
 
 // MARK: - Gradient clipping
 
+/// How gradients are clipped.
 public enum ClipMode: String, Sendable, CaseIterable, Codable {
     /// Scale all gradients so their global L2 norm is at most `clip` (torch.nn.utils.clip_grad_norm_).
     case norm

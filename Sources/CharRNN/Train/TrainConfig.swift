@@ -14,29 +14,49 @@ public enum Precision: String, Sendable, CaseIterable, Codable {
     case bf16
 }
 
+/// How a run trains: data layout, optimizer, schedule, validation, tokenization, vocabulary control. Recorded in every checkpoint.
 public struct TrainConfig: Codable, Sendable, Equatable {
+    /// Truncated-BPTT length: steps per minibatch.
     public var seq = 50
+    /// Parallel streams per minibatch.
     public var batch = 50
+    /// Passes over the training split (unless `maxIters`).
     public var epochs: Double = 50
     /// Stop after this many iterations (overrides `epochs` when set).
     public var maxIters: Int? = nil
+    /// The optimizer.
     public var optim: OptimizerKind = .rmsprop
+    /// Learning rate.
     public var lr: Float = 2e-3
+    /// Multiplies the learning rate at each epoch end after `lrDecayAfter` epochs (char-rnn).
     public var lrDecay: Float = 0.97
+    /// Epochs before the learning rate decays.
     public var lrDecayAfter = 10
+    /// Clipping threshold (0 = off).
     public var clip: Float = 5
+    /// Global L2 norm or elementwise clipping.
     public var clipMode: ClipMode = .norm
+    /// Share of the minibatches for training.
     public var trainFrac = 0.95
+    /// Share of the minibatches for validation (the rest is test).
     public var valFrac = 0.05
+    /// Validate and checkpoint every N iterations (and at each epoch end and the last iteration).
     public var evalEvery = 1000
+    /// A loss.csv row every N iterations.
     public var logEvery = 1
+    /// Seed of initialisation and dropout: same seed and thread count, bit-identical run.
     public var seed: UInt64 = 123
+    /// Cores for the kernels (0 = all).
     public var threads = 0
+    /// What one token is: a Unicode scalar or a grapheme cluster.
     public var unit: TokenUnit = .scalar
+    /// Unicode normalization before tokenizing.
     public var normalize: Normalization = .none
     /// Vocabulary control and decoding; nil in checkpoints written before they existed.
     public var minCount: Int? = nil
+    /// Keep at most this many tokens (the unknown token included).
     public var maxVocab: Int? = nil
+    /// Replace invalid UTF-8 with U+FFFD instead of refusing the corpus.
     public var lossy: Bool? = nil
     /// Validate on at most this many tokens of the val split (`Batches.valBatches`); nil = the whole
     /// split (`--val-tokens all`, and every checkpoint written before the bound existed).
@@ -67,6 +87,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         return o
     }
 
+    /// The defaults (char-rnn's recipe).
     public init() {}
 
     /// Problems with the numbers, or nil.

@@ -30,17 +30,25 @@ public enum TrainEvent {
     case skipped(it: Int, loss: Double, gradNorm: Float, total: Int)
 }
 
+/// How a `Trainer.run` ended.
 public struct TrainSummary: Sendable {
+    /// Iterations done (the run's count, resumed ones included).
     public var iterations: Int
+    /// The last iteration's train loss (nats per token).
     public var lastTrainLoss: Double
+    /// The last validation loss, if any.
     public var lastValLoss: Double?
+    /// The lowest validation loss (the one `best.safetensors` holds).
     public var bestValLoss: Double?
+    /// The run folder.
     public var runDir: String
+    /// Stopped by a stop request (`shouldStop`) before the last iteration; `latest.safetensors` holds where.
     public var interrupted: Bool
     /// Steps whose update was skipped because the loss or gradient was NaN/Inf (`skipNonFinite`).
     public var skippedSteps: Int = 0
 }
 
+/// The training loop of one run: one `TrainingStep` per iteration, validation, checkpoints, stop requests.
 public final class Trainer {
     public let corpus: Corpus
     public let batches: Batches
@@ -58,6 +66,7 @@ public final class Trainer {
     /// The carried state of `streams` (trainState itself when alone).
     let localState: RecurrentState
     public internal(set) var meta: CheckpointMeta
+    /// The run folder (checkpoints and loss.csv).
     public let runDir: String
     public let totalIterations: Int
     /// Rank 0's (or the single process's); nil on the other ranks.
@@ -87,7 +96,9 @@ public final class Trainer {
     public var saveFault: (() -> Void)?
 
     public var folder: RunFolder { RunFolder(runDir) }
+    /// Where the run stopped: `<run>/latest.safetensors`.
     public var latestPath: String { folder.latest }
+    /// The lowest validation loss so far: `<run>/best.safetensors`.
     public var bestPath: String { folder.best }
 
     /// A new run: initialises the model from `train.seed`.
@@ -307,6 +318,7 @@ public final class Trainer {
 
     // MARK: - Loop
 
+    /// Trains to the run's last iteration (or a stop request), validating and saving on the way; `report` sees every event.
     public func run(report: (TrainEvent) -> Void) throws -> TrainSummary {
         let T = meta.train.seq, B = meta.train.batch, ntrain = batches.ntrain
         let train = meta.train

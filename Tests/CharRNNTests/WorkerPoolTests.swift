@@ -1,4 +1,4 @@
-// PoolWidthTests.swift — the worker pool at more workers than this machine has cores (3, 5 and 8 on
+// WorkerPoolTests.swift — the worker pool at more workers than this machine has cores (3, 5 and 8 on
 // two): every part runs exactly once whatever mix of part counts the calls use, widths can be
 // changed between calls, the threaded training step and inference step give the one-worker results
 // (within float-summation tolerance where the split changes a sum's order, bit for bit where it does
@@ -9,7 +9,7 @@ import Foundation
 import XCTest
 @testable import CharRNN
 
-final class PoolWidthTests: XCTestCase {
+final class WorkerPoolTests: XCTestCase {
     override func tearDown() { try? WorkerPool.configure(threads: 1) }
 
     static let widths = [3, 5, 8]
@@ -174,5 +174,21 @@ final class PoolWidthTests: XCTestCase {
             pinned = WorkerPool.availableCores
         }
         XCTAssertEqual(pinned, 1, "a one-CPU affinity mask should give one core")
+    }
+
+    func testAWorkerThreadThatCannotStartIsReportedNotWaitedFor() throws {
+        // a stack no machine can map makes pthread_create fail as a full process table would
+        let pool = WorkerPool(stackBytes: 1 << 56)
+        XCTAssertThrowsError(try pool.setWidth(3)) { e in
+            guard case .cannotStart(requested: 3, started: 1, code: _)? = e as? WorkerPoolError else { return XCTFail("\(e)") }
+            XCTAssertTrue("\(e)".contains("cannot start worker thread 2 of 3"), "\(e)")
+        }
+        XCTAssertEqual(pool.width, 1, "the pool counts a thread that never ran")
+        var ran = 0
+        withUnsafeMutablePointer(to: &ran) { p in
+            pool.run(parts: 1, context: UnsafeRawPointer(p)) { ctx, _ in UnsafeMutablePointer(mutating: ctx.assumingMemoryBound(to: Int.self)).pointee += 1 }
+        }
+        XCTAssertEqual(ran, 1)
+        XCTAssertThrowsError(try pool.setWidth(Bounds.threadLimit + 1))
     }
 }

@@ -1,10 +1,10 @@
-// PlotHostileTests.swift — loss logs that once broke `charrnn plot`: huge values, non-numeric losses,
+// PlotTests.swift — loss logs that once broke `charrnn plot`: huge values, non-numeric losses,
 // a byte-order mark, millions of rows.
 
 import XCTest
 @testable import CharRNN
 
-final class PlotHostileTests: XCTestCase {
+final class PlotTests: XCTestCase {
     let header = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec\n"
 
     func testHugeValuesGiveFiniteCoordinates() throws {

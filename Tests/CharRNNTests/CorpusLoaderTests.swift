@@ -1,4 +1,4 @@
-// CorpusScaleTests.swift — the corpus loader: several inputs, vocabulary control (unknown token),
+// CorpusLoaderTests.swift — the corpus loader: several inputs, vocabulary control (unknown token),
 // the token cache (hit, stale, corrupt, old format), bad input (NUL, binary, lossy, changing file),
 // chunked decoding and the content hash computed in the decoding pass, memory prediction.
 // Every corpus is written to a fresh temp folder here.
@@ -25,7 +25,7 @@ private func options(minCount: Int = 1, maxVocab: Int? = nil, lossy: Bool = fals
     return o
 }
 
-final class CorpusScaleTests: XCTestCase {
+final class CorpusLoaderTests: XCTestCase {
     // MARK: Several inputs
 
     func testFilesAndDirectoryJoinInOrderWithNewlines() throws {

@@ -1,6 +1,6 @@
-// Sample/CompletionRequest.swift — the request bodies of `charrnn serve` (OpenAI completions shape,
-// plus /v1/score), decoded and checked without any HTTP: the server, its tests and the
-// `request` fuzz target share this decoder.
+// CharRNNAPI/CompletionRequest.swift — the request bodies of `charrnn serve` (OpenAI completions
+// shape, plus /v1/score) and the limits they are checked against, decoded without any HTTP: the
+// server, its tests and the `request` fuzz target share this decoder.
 //
 // Decoding: the body must be UTF-8 JSON whose top level is an object. Fields are checked one by one
 // with the exact JSON type (a number is never read as a bool or string, an integer field rejects
@@ -8,35 +8,10 @@
 // such as `user` or `frequency_penalty`). Every failure is an `APIError` with HTTP status 400 and
 // a one-line message naming the field (`param`).
 
+#if !CHARRNN_FUZZ
+import CharRNN   // SamplingOptions (the fuzz build compiles the library and this target as one module)
+#endif
 import Foundation
-
-/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}` plus the HTTP status.
-public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var status: Int
-    public var message: String
-    public var type: String
-    public var param: String?
-    public var code: String?
-
-    public init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
-        self.status = status; self.message = message; self.type = type; self.param = param; self.code = code
-    }
-
-    public static func invalid(_ message: String, param: String?, code: String? = "invalid_value") -> APIError {
-        APIError(status: 400, message: message, param: param, code: code)
-    }
-
-    public var description: String { message }
-
-    /// The JSON body.
-    public var json: [UInt8] {
-        var o: [String: Any] = ["message": message, "type": type]
-        o["param"] = param ?? NSNull()
-        o["code"] = code ?? NSNull()
-        return (try? JSONSerialization.data(withJSONObject: ["error": o], options: [.sortedKeys, .withoutEscapingSlashes]))
-            .map { Array($0) } ?? Array(#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.utf8)
-    }
-}
 
 /// A JSON value with its exact type.
 public enum JSONValue: Decodable, Sendable, Equatable {

@@ -1,0 +1,94 @@
+// Checkpoint/CheckpointSummary.swift — what a checkpoint is, in one value: the facts `charrnn info`
+// prints (as text, and field for field as `--json`) and `charrnn serve` returns in GET /v1/models
+// (the model object's `charrnn` field).
+//
+// Contract: a summary is derived from an already loaded checkpoint and the file's size on disk; it
+// reads nothing else and builds no model, so `serve` can summarise the checkpoint it has loaded
+// once. `read(path:)` is `info`'s whole job: load, check every model tensor against the shape the
+// metadata implies (a mismatch throws, as restoring would), summarise. The Codable keys are the
+// property names; they are `info --json`'s and /v1/models' keys, so renaming a property renames a
+// field of both.
+
+import Foundation
+
+/// Everything `charrnn info` reports about a checkpoint; also its `--json` output and the `charrnn`
+/// object of the server's /v1/models.
+public struct CheckpointSummary: Codable, Sendable, Equatable {
+    public var file: String
+    public var fileBytes: Int
+    public var tensors: Int
+    public var format: String
+    public var formatVersion: Int
+    public var cell: String
+    public var layers: Int
+    public var hidden: Int
+    public var embed: Int
+    public var dropout: Float
+    public var parameters: Int
+    public var vocabSize: Int
+    public var unit: String
+    /// The first 20 tokens of the vocabulary.
+    public var firstTokens: [String]
+    /// The 10 rarest tokens with their counts in the training corpus; nil without `vocab_counts`.
+    public var rarestTokens: [TokenCount]?
+    public var corpus: CorpusInfo
+    public var iteration: Int
+    public var epoch: Double
+    public var bestValLoss: Double?
+    public var bestIteration: Int?
+    public var lastValLoss: Double?
+    public var trainingSeconds: Double
+    public var optimizer: String
+    public var lr: Float
+    public var currentLR: Float
+    public var seq: Int
+    public var batch: Int
+    public var hasOptimizerState: Bool
+    /// The checkpoint this run was fine-tuned from (`train --init-from`), if any.
+    public var initFrom: String?
+
+    /// A token and how often it occurs in the training corpus.
+    public struct TokenCount: Codable, Sendable, Equatable {
+        public var token: String
+        public var count: Int
+    }
+
+    /// Summarises a loaded checkpoint.
+    /// - Parameters:
+    ///   - checkpoint: the checkpoint, as `Checkpoint.load` gave it.
+    ///   - fileBytes: the file's size on disk (nil: read it from `checkpoint.path`, 0 when that fails).
+    public init(checkpoint c: Checkpoint.Loaded, fileBytes: Int? = nil) {
+        let m = c.meta, p = m.progress
+        var rarest: [TokenCount]? = nil
+        if let counts = VocabCounts.decode(m) {
+            let order = counts.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }
+            rarest = order.prefix(10).map { TokenCount(token: m.vocabulary.tokens[$0], count: counts[$0]) }
+        }
+        file = c.path
+        self.fileBytes = fileBytes ?? (try? FileManager.default.attributesOfItem(atPath: c.path))?[.size] as? Int ?? 0
+        tensors = c.file.tensors.count
+        format = c.file.metadata["format"] ?? "?"
+        formatVersion = Int(c.file.metadata["format_version"] ?? "") ?? 0
+        cell = m.model.cell.rawValue; layers = m.model.layers; hidden = m.model.hidden; embed = m.model.embed
+        dropout = m.model.dropout; parameters = m.model.parameterCount
+        vocabSize = m.vocabulary.count; unit = m.vocabulary.unit.rawValue
+        firstTokens = Array(m.vocabulary.tokens.prefix(20)); rarestTokens = rarest
+        corpus = m.corpus
+        iteration = p.iteration; epoch = m.epoch
+        bestValLoss = p.bestValLoss; bestIteration = p.bestValLoss == nil ? nil : p.bestIteration
+        lastValLoss = p.lastValLoss; trainingSeconds = p.elapsed
+        optimizer = m.train.optim.rawValue; lr = m.train.lr; currentLR = p.lr
+        seq = m.train.seq; batch = m.train.batch
+        hasOptimizerState = c.hasOptimizerState
+        initFrom = m.extra[RunContinuation.initFromKey]
+    }
+
+    /// Loads the checkpoint at `path`, checks that every model tensor is present with the shape the
+    /// metadata implies, and summarises it.
+    /// - Throws: what `Checkpoint.load` and `Checkpoint.restore` throw.
+    public static func read(path: String) throws -> CheckpointSummary {
+        let c = try Checkpoint.load(path: path)
+        try Checkpoint.restore(c, model: CharRNNModel(config: c.meta.model, maxT: 1, maxB: 1))
+        return CheckpointSummary(checkpoint: c)
+    }
+}

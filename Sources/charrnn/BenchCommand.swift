@@ -11,7 +11,8 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         Prints training tokens/s, ms/iteration (min/median/max after warm-up), achieved GFLOP/s (model \
         FLOPs by formula: 3 × 2 × forward multiply-adds of every weight matrix; a one-hot gather counts \
-        zero), this machine's sgemm GFLOP/s on 2048³ with the same threads, their ratio, sampling \
+        zero), this machine's sgemm GFLOP/s on 2048³ with the same threads, their ratio (with --precision \
+        bf16 also the bf16 kernel's rate on 2048³ and the ratio to it), sampling \
         tokens/s (temperature 0.8; --sample-streams K draws K samples in one batched step) and peak RSS. \
         Under mpirun -np N each process trains its block of the --batch streams and the update is \
         shared as in training: tokens/s is global, with the share of time in communication and the \
@@ -35,6 +36,8 @@ struct BenchCommand: ParsableCommand {
     var sampleStreams: String = "1"
     @Option(help: "Precision of the sampler's packed weights: fp32 or bf16.")
     var weights: WeightPrecision = .fp32
+    @Option(help: "Arithmetic of the timed training step's products, as `train --precision`: fp32 or bf16.")
+    var precision: Precision = .fp32
     @Flag(help: "Break the training step down by phase (input projection, recurrent products, gate kernels, decoder + softmax, weight gradients, optimizer, pool waits).")
     var profile = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -77,6 +80,7 @@ struct BenchCommand: ParsableCommand {
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
         cfg.sampleWeights = weights
+        cfg.precision = precision
         cfg.profile = profile
         let r = Benchmark.run(cfg, tokens: tokens, threads: WorkerPool.shared.width, reducer: group ?? LocalReducer())
         if (group?.rank ?? 0) != 0 { return }
@@ -91,12 +95,16 @@ struct BenchCommand: ParsableCommand {
             try say(String(format: "ranks:  %ld processes (mpirun) × %ld threads; tokens/s below is global; %.1f%% of iteration time in the exchanges, %.2f MB sent per process per iteration",
                          r.ranks, r.threads, 100 * share, Double(bytes) / 1e6))
         }
+        if let k = r.bf16Kernel { try say("precision: bf16 training products (\(k) kernel), float32 sums") }
         try say(String(format: "train:  %.0f tokens/s   ms/iter min %.2f median %.2f max %.2f   (%ld iterations after %ld warm-up)",
                      r.trainTokensPerSec, r.msPerIterMin, r.msPerIterMedian, r.msPerIterMax, iters, warmup))
         let ceiling = r.ranks == 1 ? String(format: "%.1f GFLOP/s", r.sgemmPeakGFLOPS)
             : String(format: "%.1f GFLOP/s per process × %ld = %.1f", r.sgemmPeakGFLOPS, r.ranks, r.sgemmPeakGFLOPS * Double(r.ranks))
         try say(String(format: "FLOPs:  %.3f GFLOP/iter → %.1f GFLOP/s achieved; sgemm 2048³ %@; ratio %.0f%%",
                      r.trainGFLOPPerIter, r.achievedGFLOPS, ceiling, 100 * r.fractionOfPeak))
+        if let peak = r.bf16PeakGFLOPS, let share = r.fractionOfBF16Peak, let k = r.bf16Kernel {
+            try say(String(format: "bf16:   %@ 2048³ %.1f GFLOP/s per process; ratio %.0f%%", k, peak, 100 * share))
+        }
         let weightsName = weights == .bf16 ? "bf16 (\(BF16Kernel.selected.label))" : weights.rawValue
         for f in r.sampleStreams {
             try say(String(format: "sample: %.0f tokens/s with %ld stream%@ (%.0f per stream, temperature 0.8, %@ weights)",

@@ -14,6 +14,7 @@ extension ClipMode: ExpressibleByArgument {}
 extension TokenUnit: ExpressibleByArgument {}
 extension Normalization: ExpressibleByArgument {}
 extension WeightPrecision: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 private let modelDefaults = ModelConfig(vocabSize: 1)
 private let trainDefaults = TrainConfig()
@@ -87,6 +88,8 @@ struct OptimizationOptions: ParsableArguments {
     var logEvery: Int?
     @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run. (default: \(trainDefaults.seed))")
     var seed: UInt64?
+    @Option(help: "Arithmetic of the training products: fp32, or bf16 (bfloat16 operands, float32 sums; weights, optimizer and checkpoints stay fp32; fast with AVX512_BF16, slower without). (default: fp32)")
+    var precision: Precision?
 
     func apply(to t: inout TrainConfig) {
         let d = trainDefaults
@@ -98,6 +101,7 @@ struct OptimizationOptions: ParsableArguments {
         t.evalEvery = evalEvery ?? d.evalEvery; t.logEvery = logEvery ?? d.logEvery
         t.seed = seed ?? d.seed
         t.valTokens = valTokens.map(\.limit) ?? d.valTokens
+        t.stepPrecision = precision ?? d.stepPrecision
     }
 
     /// The flags of the run's recorded settings given on the command line (--epochs and --max-iters,
@@ -106,7 +110,8 @@ struct OptimizationOptions: ParsableArguments {
         [(seq != nil, "--seq"), (batch != nil, "--batch"), (optim != nil, "--optim"), (lr != nil, "--lr"),
          (lrDecay != nil, "--lr-decay"), (lrDecayAfter != nil, "--lr-decay-after"), (clip != nil, "--clip"),
          (clipMode != nil, "--clip-mode"), (trainFrac != nil, "--train-frac"), (valFrac != nil, "--val-frac"),
-         (evalEvery != nil, "--eval-every"), (logEvery != nil, "--log-every"), (seed != nil, "--seed")].filter(\.0).map(\.1)
+         (evalEvery != nil, "--eval-every"), (logEvery != nil, "--log-every"), (seed != nil, "--seed"),
+         (precision != nil, "--precision")].filter(\.0).map(\.1)
     }
 
     func validate() throws {

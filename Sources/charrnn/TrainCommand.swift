@@ -144,6 +144,9 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode.validationFailure
         }
         SetupLog.release()
+        if root, setup.trainer.meta.train.stepPrecision == .bf16, BF16GEMMKernel.selected == .portable {
+            printError("note: --precision bf16 runs the portable bf16 kernels (this CPU has no AVX512_BF16, or CHARRNN_BF16_KERNEL=portable): slower than fp32; same results within bf16 rounding")
+        }
         try withExtendedLifetime(setup.lock) { try run(setup.trainer, root: root) }
     }
 

@@ -24,6 +24,8 @@ public struct BenchConfig: Sendable {
     public var sampleStreams = [1]
     /// Precision of the sampler's packed weights.
     public var sampleWeights: WeightPrecision = .fp32
+    /// Arithmetic of the timed training step's products (`train --precision`).
+    public var precision: Precision = .fp32
     /// Time the phases of the training step (the probes cost about 1%).
     public var profile = false
     public var seed: UInt64 = 123
@@ -63,6 +65,12 @@ public struct BenchResult: Sendable, Codable {
     public var ranks: Int = 1
     public var communicationShare: Double? = nil
     public var bytesPerIteration: Int? = nil
+    /// bf16 training: the bf16 kernel that ran (`BF16GEMMKernel.label`); nil in fp32.
+    public var bf16Kernel: String? = nil
+    /// bf16 training: that kernel on 2048³ with this process's threads (rank 0's), the bf16
+    /// counterpart of `sgemmPeakGFLOPS`, and the achieved rate over ranks × it; nil in fp32.
+    public var bf16PeakGFLOPS: Double? = nil
+    public var fractionOfBF16Peak: Double? = nil
 }
 
 /// Sampling speed with K streams in one batched step.
@@ -121,7 +129,7 @@ public enum Benchmark {
         let state = RecurrentState(config: cfg.model, batch: streams.count)
         // the training step itself, with train's defaults: RMSprop, lr 2e-3, clipping the norm at 5
         let step = TrainingStep(model: model, optimizer: Optimizer(kind: .rmsprop, count: model.layout.count), reducer: reducer,
-                                batch: B, seq: T)
+                                batch: B, seq: T, precision: cfg.precision)
         // the ranks meet once after their set-up (uneven work: the watchdog's start-up allowance)
         _ = reducer.gather([0])
         var commSeconds = 0.0
@@ -205,6 +213,14 @@ public enum Benchmark {
                            trainAllocations: trainAllocs, sampleAllocations: sampleAllocs,
                            sampleWeightBytesPerToken: weightBytes, sampleWeightGBs: weightBytes * oneStream / 1e9, readProbeGBs: probe,
                            profileMsPerIter: cfg.profile ? Dictionary(uniqueKeysWithValues: phases.map { ($0.key.name, $0.value * 1e3 / Double(times.count)) }) : nil)
+        if cfg.precision == .bf16 {
+            result.bf16Kernel = BF16GEMMKernel.selected.label
+            if reducer.rank == 0 {
+                let peak = bf16GemmPeakGFLOPS()
+                result.bf16PeakGFLOPS = peak
+                result.fractionOfBF16Peak = achieved / (peak * Double(reducer.size))
+            }
+        }
         if reducer.size > 1 {
             result.ranks = reducer.size
             result.communicationShare = commSeconds / total

@@ -16,6 +16,7 @@
 // token (`fullLogProbs`), a normalized distribution over all V ids.
 // The head's forward and backward are a LinearLayer over the head views (AdaptiveSoftmaxOutput in
 // OutputLayer.swift drives both); this file does the head's cross-entropy and everything about the tails.
+// In bf16 training the head's and the tails' products take bf16 operands (Model/MixedPrecision.swift).
 // Caches (workspace): head targets, per-cluster row lists, gathered rows, projections, tail logits, dx of the tails.
 
 #if canImport(Glibc)
@@ -171,6 +172,13 @@ public struct AdaptiveSoftmaxLayer: Sendable {
     /// - Returns: the mean loss −log p(target) over the N rows.
     public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafeMutablePointer<Float>,
                           p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>, ws: AdaptiveSoftmaxWorkspace) -> Double {
+        trainLoss(x: x, targets: targets, rows: N, head: head, p: p, g: g, ws: ws, bf16: nil)
+    }
+
+    /// `trainLoss`, the tails' six products in bf16 with float32 sums when `bf16` is given (bf16
+    /// training, Model/MixedPrecision.swift).
+    func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafeMutablePointer<Float>,
+                   p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>, ws: AdaptiveSoftmaxWorkspace, bf16: AdaptiveBF16?) -> Double {
         precondition(N >= 1 && N <= ws.maxRows, "adaptive softmax: \(N) rows, workspace holds \(ws.maxRows)")
         let ht = ws.headTarget.ptr
         for r in 0..<N {
@@ -195,6 +203,10 @@ public struct AdaptiveSoftmaxLayer: Sendable {
             let W0 = p + tails[i].proj.offset, W1 = p + tails[i].out.offset
             let xs = ws.xs.ptr, P = ws.proj.ptr, U = ws.tailLogits.ptr, dP = ws.dProj.ptr
             for j in 0..<Ni { (xs + j * H).update(from: x + Int(ws.rows.ptr[j]) * H, count: H) }
+            if let m = bf16 {
+                loss += tail16(i, m, rows: Ni, N: N, g: g, ws: ws)
+                continue
+            }
             // P = xs · W0ᵀ (Ni, w);  U = P · W1ᵀ (Ni, n)
             gemm(.noTrans, .trans, m: Ni, n: w, k: H, a: xs, lda: H, b: W0, ldb: H, beta: 0, c: P, ldc: w)
             gemm(.noTrans, .trans, m: Ni, n: n, k: w, a: P, lda: w, b: W1, ldb: w, beta: 0, c: U, ldc: n)
@@ -210,6 +222,31 @@ public struct AdaptiveSoftmaxLayer: Sendable {
             gemm(.noTrans, .noTrans, m: Ni, n: H, k: w, a: dP, lda: w, b: W0, ldb: H, beta: 0, c: xs, ldc: H)
             for j in 0..<Ni { axpy(n: H, alpha: 1, x: xs + j * H, y: ws.dxTail.ptr + Int(ws.rows.ptr[j]) * H) }
         }
+        return loss
+    }
+
+    /// `trainLoss`'s work on tail i (its Ni rows gathered in ws.xs) with bf16 products: the same
+    /// steps, each product's operands rounded, float32 sums. Returns the tail's share of the loss.
+    private func tail16(_ i: Int, _ m: AdaptiveBF16, rows Ni: Int, N: Int, g: UnsafeMutablePointer<Float>,
+                        ws: AdaptiveSoftmaxWorkspace) -> Double {
+        let w = widths[i], n = bounds[i + 1] - bounds[i], s = m.scratch
+        let xs = ws.xs.ptr, P = ws.proj.ptr, U = ws.tailLogits.ptr, dP = ws.dProj.ptr
+        let W0 = m.proj[i], W1 = m.out[i]
+        // P = xs · W0ᵀ (Ni, w);  U = P · W1ᵀ (Ni, n)
+        bf16Gemm(m: Ni, a: xs, lda: H, b: W0.wT, scratch: s.rows, c: P, ldc: w, accumulate: false)
+        bf16Gemm(m: Ni, a: P, lda: w, b: W1.wT, scratch: s.rows, c: U, ldc: n, accumulate: false)
+        let share = Double(Ni) / Double(N)
+        let loss = share * softmaxCrossEntropy(logits: U, targets: ws.clusterTarget.ptr, rows: Ni, V: n, gradient: true,
+                                               scale: Float(share))
+        // dW1 += dUᵀ · P,  dP = dU · W1
+        bf16GemmTN(m: n, n: w, k: Ni, a: U, lda: n, b: P, ldb: w, aScratch: s.pairs, bScratch: s.acts,
+                   c: g + tails[i].out.offset, ldc: w, accumulate: true)
+        bf16Gemm(m: Ni, a: U, lda: n, b: W1.w, scratch: s.rows, c: dP, ldc: w, accumulate: false)
+        // dW0 += dPᵀ · xs,  dxs = dP · W0 (into xs: not read after dW0)
+        bf16GemmTN(m: w, n: H, k: Ni, a: dP, lda: w, b: xs, ldb: H, aScratch: s.pairs, bScratch: s.acts,
+                   c: g + tails[i].proj.offset, ldc: H, accumulate: true)
+        bf16Gemm(m: Ni, a: dP, lda: w, b: W0.w, scratch: s.rows, c: xs, ldc: H, accumulate: false)
+        for j in 0..<Ni { axpy(n: H, alpha: 1, x: xs + j * H, y: ws.dxTail.ptr + Int(ws.rows.ptr[j]) * H) }
         return loss
     }
 

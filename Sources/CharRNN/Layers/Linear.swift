@@ -2,6 +2,8 @@
 //
 //   forward:  logits (N, V) = y (N, H) · Wᵀ + b           one GEMM over all N = T·B rows
 //   backward: dW += dlogitsᵀ · y,  db += Σ_rows dlogits,  dy = dlogits · W
+// `forward16`/`backward16`: the same with bf16 operands and float32 sums (bf16 training,
+// Model/MixedPrecision.swift); the bias and its gradient stay float32.
 
 public struct LinearLayer: Sendable {
     public let weight: TensorView   // (V, H)
@@ -30,5 +32,23 @@ public struct LinearLayer: Sendable {
         pgemm(.trans, .noTrans, m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, beta: 1, c: g + weight.offset, ldc: H)
         pgemvTrans(m: rows, n: V, a: dout, lda: V, x: ones, beta: 1, y: g + bias.offset)
         pgemm(.noTrans, .noTrans, m: rows, n: H, k: V, a: dout, lda: V, b: p + weight.offset, ldb: H, beta: 0, c: dx, ldc: H)
+    }
+
+    /// `forward` with bf16 products: logits = b + bf16(x) · bf16(W)ᵀ, W from `m` (packed this step).
+    func forward16(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, m: DecoderBF16) {
+        let V = outFeatures, H = inFeatures
+        let b = p + bias.offset
+        for r in 0..<rows { (out + r * V).update(from: b, count: V) }
+        bf16Gemm(m: rows, a: x, lda: H, b: m.wT, scratch: m.scratch.rows, c: out, ldc: V, accumulate: true)
+    }
+
+    /// `backward` with bf16 products: dW += bf16(dout)ᵀ · bf16(x), db in float32, dx = bf16(dout) · bf16(W).
+    func backward16(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
+                    g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, m: DecoderBF16) {
+        let V = outFeatures, H = inFeatures, s = m.scratch
+        bf16GemmTN(m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, aScratch: s.pairs, bScratch: s.acts,
+                   c: g + weight.offset, ldc: H, accumulate: true)
+        pgemvTrans(m: rows, n: V, a: dout, lda: V, x: ones, beta: 1, y: g + bias.offset)
+        bf16Gemm(m: rows, a: dout, lda: V, b: m.w, scratch: s.rows, c: dx, ldc: H, accumulate: false)
     }
 }

@@ -65,6 +65,8 @@ public final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
     public let maxRows: Int
     let logits: Storage           // (maxRows, V) logits; in training replaced by ∂loss/∂logits
     var packed: PackedPanels?     // decoder Wᵀ (H × V) in panels, for the inference step
+    /// The bf16 copies of W when the model trains in bf16: `trainLoss` (training only) then uses them.
+    var mixed: DecoderBF16?
 
     public init(decoder: LinearLayer, maxRows: Int) {
         self.decoder = decoder; self.maxRows = maxRows
@@ -73,10 +75,14 @@ public final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
 
     public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                           g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double {
-        decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
+        if let m = mixed { decoder.forward16(x: x, rows: N, p: p, out: logits.ptr, m: m) } else {
+            decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
+        }
         let loss = softmaxCrossEntropy(logits: logits.ptr, targets: targets, rows: N, V: decoder.outFeatures, gradient: true)
         // logits = x · Wᵀ + b  ⇒  dW += dlogitsᵀ · x,  db += Σ dlogits,  dx = dlogits · W
-        decoder.backward(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
+        if let m = mixed { decoder.backward16(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m) } else {
+            decoder.backward(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
+        }
         return loss
     }
 
@@ -128,6 +134,8 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
     public let maxRows: Int
     let ws: AdaptiveSoftmaxWorkspace
     let head: Storage             // (maxRows, S + C) head logits; in training replaced by their gradient
+    /// The bf16 copies of the head and tails when the model trains in bf16: `trainLoss` then uses them.
+    var mixed: AdaptiveBF16?
 
     public init(layer: AdaptiveSoftmaxLayer, maxRows: Int) {
         self.layer = layer; self.maxRows = maxRows
@@ -137,10 +145,14 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
 
     public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                           g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double {
-        layer.head.forward(x: x, rows: N, p: p, out: head.ptr)
-        let loss = layer.trainLoss(x: x, targets: targets, rows: N, head: head.ptr, p: p, g: g, ws: ws)
+        if let m = mixed { layer.head.forward16(x: x, rows: N, p: p, out: head.ptr, m: m.head) } else {
+            layer.head.forward(x: x, rows: N, p: p, out: head.ptr)
+        }
+        let loss = layer.trainLoss(x: x, targets: targets, rows: N, head: head.ptr, p: p, g: g, ws: ws, bf16: mixed)
         // head: z = x · W_headᵀ + b  ⇒  as nn.Linear; the tails' part of dx is added after
-        layer.head.backward(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
+        if let m = mixed { layer.head.backward16(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m.head) } else {
+            layer.head.backward(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
+        }
         axpy(n: N * layer.H, alpha: 1, x: ws.dxTail.ptr, y: dx)
         return loss
     }

@@ -24,6 +24,9 @@
 // dispatched (the extension is specialised per cell); the only dynamic calls are the stack's
 // `forward`/`backward`/`stepRows` (one per layer and minibatch or inference step) and the pool's
 // entry into a part's time loop (one per part) — as many as the class vtable had before.
+// Precision: with `mixed` set and `mixedActive` (a bf16 training forward and its backward), every
+// product above except the one-hot gather/scatter takes bf16 operands with float32 sums
+// (Tensor/BF16GEMM.swift; what is rounded where: Model/MixedPrecision.swift); the rest is unchanged.
 
 /// The recurrent cell kinds, named as the CLI and checkpoints name them.
 public enum CellKind: String, Sendable, CaseIterable, Codable {
@@ -115,6 +118,12 @@ public class RecurrentLayerCore: @unchecked Sendable {
     let whhP: PackedPanels // W_hh (G × H) packed for the per-step backward product, once per backward
     let wihT: Storage?     // (V, G) W_ihᵀ for the one-hot gather, refreshed each forward
     let dwihT: Storage?    // (V, G) scatter target for the one-hot dW_ih
+    /// The bf16 weight copies and scratch, when the model trains in bf16.
+    var mixed: RecurrentBF16?
+    /// This forward (and the backward after it) runs the products in bf16; set by the stack per forward.
+    var mixedActive = false
+    /// `mixed` when this pass runs in bf16.
+    @inline(__always) final var active16: RecurrentBF16? { mixedActive ? mixed : nil }
 
     init<Cell: RecurrentCell>(cell: Cell.Type, inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int,
                               params: RecurrentParams) {
@@ -156,6 +165,10 @@ public class RecurrentLayerCore: @unchecked Sendable {
         switch x {
         case .dense(let xd):
             // forward: gx = x · W_ihᵀ
+            if let m = active16 {
+                bf16Gemm(m: rows, a: xd, lda: D, b: m.wihT!, scratch: m.scratch.rows, c: gx.ptr, ldc: G, accumulate: false)
+                return
+            }
             pgemm(.noTrans, .trans, m: rows, n: G, k: D, a: xd, lda: D, b: p + params.wIH.offset, ldb: D,
                   beta: 0, c: gx.ptr, ldc: G)
         case .tokens(let ids):
@@ -181,6 +194,10 @@ public class RecurrentLayerCore: @unchecked Sendable {
         defer { Profiler.stop(.weightGradients, probe) }
         let rows = T * B
         let dGh = dGh.ptr
+        if let m = active16 {
+            accumulateGradients16(m, x, rows: rows, g: g, ones: ones, dx: dx)
+            return
+        }
         // forward: gx[t] += h[t-1] · W_hhᵀ  ⇒  dW_hh += dGhᵀ · h[0..<T]
         pgemm(.trans, .noTrans, m: G, n: H, k: rows, a: dGh, lda: G, b: h.ptr, ldb: H,
               beta: 1, c: g + params.wHH.offset, ldc: H)
@@ -196,17 +213,47 @@ public class RecurrentLayerCore: @unchecked Sendable {
                 pgemm(.noTrans, .noTrans, m: rows, n: D, k: G, a: dGx.ptr, lda: G, b: p + params.wIH.offset, ldb: D,
                       beta: 0, c: dx, ldc: D)
             }
-        case .tokens(let ids):
-            // forward: gx[r] = W_ihᵀ[token r]  ⇒  dW_ihᵀ[token r] += dGx[r]  (scatter-add, then transpose-add).
-            // Parts own disjoint column blocks, so repeated tokens never race.
-            let dwt = dwihT!.ptr, src = dGx.ptr, G = G
-            dwihT!.zero()
-            let pool = WorkerPool.shared
-            let parts = min(pool.width, max(1, G / 64))
-            pool.run(parts: parts, with: ScatterJob(ids: ids, src: src, table: dwt, rows: rows, G: G, parts: parts)) {
-                $0.assumingMemoryBound(to: ScatterJob.self).pointee.run(part: $1)
-            }
-            addTransposed(dwt, rows: G, cols: D, into: g + params.wIH.offset)
+        case .tokens:
+            scatterOneHot(x, rows: rows, g: g)
+        }
+    }
+
+    /// One-hot input: dW_ih += the scatter of dGx by token.
+    private final func scatterOneHot(_ x: LayerInput, rows: Int, g: UnsafeMutablePointer<Float>) {
+        guard case .tokens(let ids) = x else { return }
+        // forward: gx[r] = W_ihᵀ[token r]  ⇒  dW_ihᵀ[token r] += dGx[r]  (scatter-add, then transpose-add).
+        // Parts own disjoint column blocks, so repeated tokens never race.
+        let dwt = dwihT!.ptr, src = dGx.ptr, G = G
+        dwihT!.zero()
+        let pool = WorkerPool.shared
+        let parts = min(pool.width, max(1, G / 64))
+        pool.run(parts: parts, with: ScatterJob(ids: ids, src: src, table: dwt, rows: rows, G: G, parts: parts)) {
+            $0.assumingMemoryBound(to: ScatterJob.self).pointee.run(part: $1)
+        }
+        addTransposed(dwt, rows: G, cols: D, into: g + params.wIH.offset)
+    }
+
+    /// `accumulateGradients` with bf16 products: the same sums, each product's operands rounded
+    /// (dG once in the pair layout when dGx and dGh are one buffer), float32 sums added into g.
+    private final func accumulateGradients16(_ m: RecurrentBF16, _ x: LayerInput, rows: Int, g: UnsafeMutablePointer<Float>,
+                                             ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        let s = m.scratch, dGh = dGh.ptr, dGx = dGx.ptr
+        // dW_hh += dGhᵀ · h[0..<T]
+        s.pairs.roundTransposed(dGh, k: rows, rows: G, lda: G)
+        s.acts.pack(h.ptr, k: rows, n: H, ldb: H)
+        bf16Gemm(a: s.pairs, b: s.acts, c: g + params.wHH.offset, ldc: H, accumulate: true)
+        pgemvTrans(m: rows, n: G, a: dGx, lda: G, x: ones, beta: 1, y: g + params.bIH.offset)
+        pgemvTrans(m: rows, n: G, a: dGh, lda: G, x: ones, beta: 1, y: g + params.bHH.offset)
+        switch x {
+        case .dense(let xd):
+            // dW_ih += dGxᵀ · x,  dx = dGx · W_ih
+            if dGx != dGh { s.pairs.roundTransposed(dGx, k: rows, rows: G, lda: G) }
+            s.acts.pack(xd, k: rows, n: D, ldb: D)
+            bf16Gemm(a: s.pairs, b: s.acts, c: g + params.wIH.offset, ldc: D, accumulate: true)
+            if let dx { bf16Gemm(m: rows, a: dGx, lda: G, b: m.wih!, scratch: s.rows, c: dx, ldc: D, accumulate: false) }
+        case .tokens:
+            // the one-hot scatter of the float32 path: no product
+            scatterOneHot(x, rows: rows, g: g)
         }
     }
 
@@ -282,7 +329,7 @@ extension RecurrentCell {
             guard let c0 else { preconditionFailure("\(kind) forward needs c0") }
             c.ptr.update(from: c0, count: BH)
         }
-        whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H)
+        if let m = active16 { m.scratch.step.prepare(rows: B, k: H) } else { whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H) }
         runTimeLoop(T: T, B: B, p: p, dy: nil)
         hT.update(from: h.ptr + T * BH, count: BH)
         if Self.hasCellState {
@@ -297,12 +344,18 @@ extension RecurrentCell {
         let BH = B * H, BG = B * G
         let gh = gh.ptr, h = h.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        let m16 = active16
         var probe = timed ? Profiler.start() : Profiler.idle
         for t in 0..<T {
             // gx[t] += h[t-1] · W_hhᵀ, or gh[t] = h[t-1] · W_hhᵀ when kept apart (gh is gx otherwise);
             // this part's streams only
-            packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G,
-                       accumulate: !Self.keepsHiddenProduct)
+            if let m = m16 {
+                m.scratch.step.roundRows(r, from: h + t * BH, lda: H)
+                bf16GemmRows(r, a: m.scratch.step, b: m.whhT, c: gh + t * BG, ldc: G, accumulate: !Self.keepsHiddenProduct)
+            } else {
+                packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G,
+                           accumulate: !Self.keepsHiddenProduct)
+            }
             if timed { probe = Profiler.stop(.recurrentProducts, probe) }
             forwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og), p: p)
             if timed { probe = Profiler.stop(.gates, probe) }
@@ -318,7 +371,7 @@ extension RecurrentCell {
         // truncated BPTT: nothing flows back from the next minibatch
         dhNext.zero()
         if Self.hasCellState { dcNext.zero() }
-        whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H)
+        if let m = active16 { m.scratch.step.prepare(rows: B, k: G) } else { whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H) }
         runTimeLoop(T: T, B: B, p: p, dy: dy)
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }
@@ -328,13 +381,19 @@ extension RecurrentCell {
         let BH = B * H, BG = B * G
         let dGh = dGh.ptr, dh = dhNext.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
+        let m16 = active16
         var probe = timed ? Profiler.start() : Profiler.idle
         for t in stride(from: T - 1, through: 0, by: -1) {
             backwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og), dy: dy + t * BH + oh, dh: dh + oh)
             if timed { probe = Profiler.stop(.gates, probe) }
             // forward: gx[t] (or gh[t]) += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dGh[t] · W_hh  (+ the direct part)
-            packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H,
-                       accumulate: Self.hasDirectHiddenPath)
+            if let m = m16 {
+                m.scratch.step.roundRows(r, from: dGh + t * BG, lda: G)
+                bf16GemmRows(r, a: m.scratch.step, b: m.whh, c: dh, ldc: H, accumulate: Self.hasDirectHiddenPath)
+            } else {
+                packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H,
+                           accumulate: Self.hasDirectHiddenPath)
+            }
             if timed { probe = Profiler.stop(.recurrentProducts, probe) }
         }
     }

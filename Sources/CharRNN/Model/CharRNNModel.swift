@@ -7,6 +7,7 @@
 // allocated by `trainStep` or `evaluate`.
 // Dropout (inverted, PyTorch semantics) sits between layers and before the decoder, as in char-rnn;
 // its masks are a function of (step key, layer, step, global stream), Layers/Dropout.swift.
+// Precision: float32, or bf16 products in training once `enableBF16Training` (Model/MixedPrecision.swift).
 
 /// The carried hidden state of every layer for B streams (truncated BPTT: carried, not back-propagated).
 public final class RecurrentState: @unchecked Sendable {
@@ -41,6 +42,8 @@ public final class CharRNNModel: @unchecked Sendable {
     var inference: InferenceWeights?
     /// How the inference step stores its packed matrices (training always reads float32).
     public var inferencePrecision: WeightPrecision = .fp32
+    /// bf16 training (Model/MixedPrecision.swift): nil trains in float32.
+    var bf16: BF16Training?
 
     // Workspace, (maxT, maxB) sized.
     let embOut: Storage?         // (T, B, E)
@@ -102,15 +105,15 @@ public final class CharRNNModel: @unchecked Sendable {
 
     /// Call after writing `params` other than by training (a restore, a copy): the inference step
     /// re-packs its weights on next use.
-    public func parametersChanged() { inference = nil }
+    public func parametersChanged() { inference = nil; bf16?.fresh = false }
 
     // MARK: - Forward
 
     /// Runs the recurrent stack over a minibatch and returns its top output (N, H): after dropout
     /// when `dropout` is given and the model has dropout (the masks `Dropout.drawMask` draws for it).
-    /// Reads and updates `state`.
+    /// Reads and updates `state`. `bf16`: the recurrent products in bf16 (training in bf16 only).
     func forwardStack(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState,
-                      dropout draw: DropoutDraw?) -> UnsafeMutablePointer<Float> {
+                      dropout draw: DropoutDraw?, bf16: Bool = false) -> UnsafeMutablePointer<Float> {
         precondition(T >= 1 && T <= maxT && B >= 1 && B <= maxB && state.batch == B, "minibatch (\(T), \(B)) does not fit the model workspace")
         let N = T * B, H = config.hidden
         let p = UnsafePointer(params.ptr)
@@ -127,6 +130,7 @@ public final class CharRNNModel: @unchecked Sendable {
         var out: UnsafeMutablePointer<Float>? = nil
         for (k, layer) in layers.enumerated() {
             let c = state.c.isEmpty ? nil : state.c[k].ptr
+            layer.mixedActive = bf16
             layer.forward(input, T: T, B: B, p: p, h0: state.h[k].ptr, c0: c, hT: state.h[k].ptr, cT: c)
             out = layer.output(B: B)
             if drop {
@@ -170,7 +174,8 @@ public final class CharRNNModel: @unchecked Sendable {
     public func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
                           state: RecurrentState, dropout: DropoutDraw) -> Double {
         grads.zero()
-        let top = forwardStack(x: x, T: T, B: B, state: state, dropout: dropout)
+        if let t = bf16, !t.fresh { packBF16Weights() }
+        let top = forwardStack(x: x, T: T, B: B, state: state, dropout: dropout, bf16: bf16 != nil)
         let N = T * B, H = config.hidden
         let p = UnsafePointer(params.ptr), g = grads.ptr
         let drop = config.dropout > 0

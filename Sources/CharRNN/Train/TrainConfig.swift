@@ -4,6 +4,16 @@
 extension TokenUnit: Codable {}
 extension Normalization: Codable {}
 
+/// The arithmetic of the training step's matrix products (issue 19). Validation, sampling and the
+/// checkpoints stay float32 whatever a run trains with.
+public enum Precision: String, Sendable, CaseIterable, Codable {
+    /// float32 operands and sums (OpenBLAS).
+    case fp32
+    /// Mixed precision: the operands of every training product rounded to bfloat16 (nearest even),
+    /// float32 sums (Tensor/BF16GEMM.swift); everything else float32 (Model/MixedPrecision.swift).
+    case bf16
+}
+
 /// How a run trains: data layout, optimizer, schedule, validation, tokenization, vocabulary control. Recorded in every checkpoint.
 public struct TrainConfig: Codable, Sendable, Equatable {
     /// Truncated-BPTT length: steps per minibatch.
@@ -51,6 +61,17 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// Validate on at most this many tokens of the val split (`Batches.valBatches`); nil = the whole
     /// split (`--val-tokens all`, and every checkpoint written before the bound existed).
     public var valTokens: Int? = TrainConfig.defaultValTokens
+    /// `--precision`; nil is fp32. Recorded only when not fp32, so an fp32 run's checkpoint is the
+    /// bytes it was before the flag existed, and a checkpoint without the key decodes as fp32. Read
+    /// it through `stepPrecision`; a resume keeps it (it is part of the recorded config) and the
+    /// ranks of a data-parallel run compare it with the rest of the config.
+    public var precision: Precision? = nil
+
+    /// The precision of the training step's products.
+    public var stepPrecision: Precision {
+        get { precision ?? .fp32 }
+        set { precision = newValue == .fp32 ? nil : newValue }
+    }
 
     /// 250,000 tokens: a tenth of the tokens trained between two validations at the defaults
     /// (--eval-every 1000 × --batch 50 × --seq 50), and a forward-only pass costs well under a training

@@ -123,7 +123,8 @@ public final class Trainer {
         // activations and workspaces for this process's block of streams only
         model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: streams.count)
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
-        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq)
+        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
+                            precision: train.stepPrecision)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -165,7 +166,8 @@ public final class Trainer {
         (streams, localState, evalState) = try Trainer.share(trainState, config: model.config, reducer: reducer)
         self.reducer = reducer
         precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the reducer (ResumePoint(…reducer:))")
-        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq)
+        step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
+                            precision: train.stepPrecision)
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {

@@ -12,6 +12,12 @@
 // parameters and moments, then every chunk goes to every process. A non-finite loss or norm leaves
 // parameters and moments untouched (`StepResult.updated` is false); what to do then is the caller's.
 // Nothing is allocated: x, y and the exchange buffer are sized once.
+// Precision (`--precision`, issue 19) is decided here, once, for train and bench alike: in bf16 the step
+// switches its model to bf16 products at construction (Model/MixedPrecision.swift) and re-rounds the
+// weights' bf16 copies once per step, right after the update has reached every process, so the next
+// forward and backward read the updated weights (a step that did not update keeps its copies; the
+// first step, or one after a restore, packs them itself). Everything the step does in float32 above
+// (the gradient sum, the norm, clipping, the update) is the same code in both precisions.
 
 import Foundation
 
@@ -42,14 +48,20 @@ final class TrainingStep {
     /// Steps per minibatch (T); x and y hold T × Bᵣ token ids, time-major.
     let seq: Int
     let x: IntStorage, y: IntStorage
+    /// The arithmetic of the model's training products.
+    let precision: Precision
     /// (3 + 3N) doubles: this process's loss, stop flag and squared chunk norm, then every process's.
     private let exchange: UnsafeMutablePointer<Double>
     /// Test seam: called with the 1-based iteration and the gradient buffer after backward, before the
     /// gradient sum (the tests put a NaN there).
     var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)?
 
-    init(model: CharRNNModel, optimizer: Optimizer, reducer: any GradientReducer, batch: Int, seq: Int) {
+    init(model: CharRNNModel, optimizer: Optimizer, reducer: any GradientReducer, batch: Int, seq: Int,
+         precision: Precision = .fp32) {
         precondition(batch >= reducer.size, "fewer streams than processes")
+        precondition(precision == .bf16 || !model.trainsInBF16, "a model switched to bf16 training stays bf16")
+        self.precision = precision
+        if precision == .bf16 { model.enableBF16Training() }
         self.model = model
         self.optimizer = optimizer
         self.reducer = reducer
@@ -112,6 +124,8 @@ final class TrainingStep {
             let c2 = DispatchTime.now().uptimeNanoseconds
             reducer.allgatherChunks(model.params.ptr, count: n)
             comm += DispatchTime.now().uptimeNanoseconds - c2
+            // the weights every process now has, rounded once for the next step's products
+            if precision == .bf16 { model.packBF16Weights() }
         }
         return StepResult(loss: loss, norm: norm, updated: updated, stopAgreed: stop,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9,

@@ -1,0 +1,51 @@
+// BF16TrainingCLITests.swift — `train --precision bf16` and `bench --precision bf16` from the command
+// line: the run records bf16 and a resume keeps it (warning that a --precision given then is ignored),
+// the portable path says in one line that it is slower, and bench reports the kernel it timed and its 2048³ rate.
+
+import Foundation
+import XCTest
+
+final class BF16TrainingCLITests: CharrnnCLITestCase {
+    func testTrainResumeAndPortableNote() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        let a = try run(["train", corpus, "--name", "b", "--max-iters", "4", "--precision", "bf16", "--no-cache"] + small, cwd: dir)
+        XCTAssertEqual(a.status, 0, a.err)
+        let header = try String(decoding: Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoints/b/latest.safetensors")).prefix(20000), as: UTF8.self)
+        XCTAssertTrue(header.contains(#"precision\":\"bf16"#), "bf16 not recorded")
+        let r = try run(["train", "--resume", "checkpoints/b", "--max-iters", "6", "--precision", "fp32"], cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("warning: --precision ignored: --resume continues the run"), r.err)
+        let resumed = try String(decoding: Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoints/b/latest.safetensors")).prefix(20000), as: UTF8.self)
+        XCTAssertTrue(resumed.contains(#"precision\":\"bf16"#), "the resume lost bf16")
+        // an fp32 run records nothing about precision (its header is what it was before the flag)
+        let f = try run(["train", corpus, "--name", "f", "--max-iters", "2", "--no-cache"] + small, cwd: dir)
+        XCTAssertEqual(f.status, 0, f.err)
+        let fh = try String(decoding: Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoints/f/latest.safetensors")).prefix(20000), as: UTF8.self)
+        XCTAssertFalse(fh.contains("precision"))
+        XCTAssertFalse(f.err.contains("portable"))
+        // the portable path: one line saying it is slower
+        let p = try run(["train", corpus, "--name", "p", "--max-iters", "2", "--precision", "bf16", "--no-cache"] + small, cwd: dir,
+                        env: ["CHARRNN_BF16_KERNEL": "portable"])
+        XCTAssertEqual(p.status, 0, p.err)
+        let notes = p.err.split(separator: "\n").filter { $0.contains("portable bf16") }
+        XCTAssertEqual(notes.count, 1, p.err)
+        XCTAssertTrue(notes.first?.contains("slower") ?? false, p.err)
+        let bad = try run(["train", corpus, "--precision", "fp16"] + small, cwd: dir)
+        XCTAssertNotEqual(bad.status, 0)
+    }
+
+    func testBenchReportsTheBF16Kernel() throws {
+        let dir = workDir()
+        let r = try run(["bench", "--hidden", "32", "--iters", "2", "--warmup", "1", "--sample-length", "2", "--threads", "1",
+                         "--precision", "bf16", "--json"], cwd: dir, env: ["CHARRNN_BF16_KERNEL": "portable"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let j = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        XCTAssertEqual(j?["bf16Kernel"] as? String, "portable bf16→fp32")
+        XCTAssertGreaterThan(j?["bf16PeakGFLOPS"] as? Double ?? 0, 0)
+        let f = try run(["bench", "--hidden", "32", "--iters", "2", "--warmup", "1", "--sample-length", "2", "--threads", "1", "--json"], cwd: dir)
+        let fj = try JSONSerialization.jsonObject(with: Data(f.out.utf8)) as? [String: Any]
+        XCTAssertNotNil(fj?["loss"])
+        XCTAssertNil(fj?["bf16Kernel"]); XCTAssertNil(fj?["bf16PeakGFLOPS"])
+    }
+}

@@ -9,26 +9,26 @@ import CharRNN   // BatchEngine.Refusal
 #endif
 
 /// An error in OpenAI's shape plus the HTTP status it is sent with.
-public struct APIError: Error, Sendable, Equatable, CustomStringConvertible, Encodable {
-    public var status: Int
-    public var message: String
-    public var type: String
-    public var param: String?
-    public var code: String?
+package struct APIError: Error, Sendable, Equatable, CustomStringConvertible, Encodable {
+    package var status: Int
+    package var message: String
+    package var type: String
+    package var param: String?
+    package var code: String?
 
-    public init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+    package init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
         self.status = status; self.message = message; self.type = type; self.param = param; self.code = code
     }
 
-    public var description: String { message }
+    package var description: String { message }
 
     /// The response body.
-    public var json: [UInt8] { APIJSON.encode(self) }
+    package var json: [UInt8] { APIJSON.encode(self) }
 
     private enum Outer: String, CodingKey { case error }
     private enum Inner: String, CodingKey { case code, message, param, type }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var outer = encoder.container(keyedBy: Outer.self)
         var c = outer.nestedContainer(keyedBy: Inner.self, forKey: .error)
         if let code { try c.encode(code, forKey: .code) } else { try c.encodeNil(forKey: .code) }
@@ -40,24 +40,24 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible, Enc
     // MARK: - The vocabulary
 
     /// 400: a request field (or the body, `param` nil) is wrong.
-    public static func invalid(_ message: String, param: String?, code: String? = "invalid_value") -> APIError {
+    package static func invalid(_ message: String, param: String?, code: String? = "invalid_value") -> APIError {
         APIError(status: 400, message: message, param: param, code: code)
     }
 
     /// 404: a request names a model this server does not serve.
-    public static func modelNotFound(_ name: String, served: String) -> APIError {
+    package static func modelNotFound(_ name: String, served: String) -> APIError {
         APIError(status: 404, message: "model '\(name)' not found; this server serves '\(served)'", param: "model", code: "model_not_found")
     }
 
     /// 400: a prompt none of whose characters the model knows (`unknown`: the first few).
-    public static func unknownCharacters(_ unknown: [String]) -> APIError {
+    package static func unknownCharacters(_ unknown: [String]) -> APIError {
         .invalid("prompt has no character in the model's vocabulary: " + unknown.prefix(10).map { $0.debugDescription }.joined(separator: " "),
                  param: "prompt", code: "unknown_characters")
     }
 
     /// What the engine's refusal of a request means to a client: 429 (queue full, with Retry-After),
     /// 503 (shutting down), 400 (`n` over the rows), 500.
-    public init(_ refusal: BatchEngine.Refusal) {
+    package init(_ refusal: BatchEngine.Refusal) {
         switch refusal {
         case .queueFull: self.init(status: 429, message: refusal.description, type: "rate_limit_error", code: "server_busy")
         case .shuttingDown: self.init(status: 503, message: refusal.description, type: "server_error", code: "shutting_down")
@@ -67,24 +67,24 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible, Enc
     }
 
     /// 503: the server stopped before a (non-streaming) request produced anything.
-    public static let shutDownBeforeRunning = APIError(status: 503, message: "the server shut down before this request ran",
+    package static let shutDownBeforeRunning = APIError(status: 503, message: "the server shut down before this request ran",
                                                        type: "server_error", code: "shutting_down")
 
     /// 503: a scoring job could not be queued.
-    public static let busy = APIError(status: 503, message: "the server is busy or shutting down", type: "server_error", code: "server_busy")
+    package static let busy = APIError(status: 503, message: "the server is busy or shutting down", type: "server_error", code: "server_busy")
 
     /// Sent in the stream (status 500) before [DONE] when the client read too slowly and was dropped.
-    public static let streamOverflow = APIError(status: 500, message: "the client read too slowly; the stream was dropped",
+    package static let streamOverflow = APIError(status: 500, message: "the client read too slowly; the stream was dropped",
                                                 type: "server_error", code: "stream_overflow")
 
     /// 413: the body is (`length` known) or grew larger than `limit` bytes.
-    public static func bodyTooLarge(length: Int?, limit: Int) -> APIError {
+    package static func bodyTooLarge(length: Int?, limit: Int) -> APIError {
         APIError(status: 413, message: length.map { "the request body is \($0) bytes; the limit is \(limit)" }
                     ?? "the request body is larger than the limit of \(limit) bytes", code: "body_too_large")
     }
 
     /// An HTTP-level failure (no route, wrong method, …) with its status and reason phrase.
-    public static func http(status: Int, reason: String, method: String, path: String) -> APIError {
+    package static func http(status: Int, reason: String, method: String, path: String) -> APIError {
         let type = status >= 500 && status != 404 && status != 405 ? "server_error" : "invalid_request_error"
         let message = status == 404 ? "no route \(method) \(path)" : status == 405 ? "\(method) is not allowed on \(path)"
             : status == 413 ? "the request body is too large" : "HTTP \(status): \(reason)"
@@ -92,7 +92,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible, Enc
     }
 
     /// 500: anything else.
-    public static func internalError(_ error: any Error) -> APIError {
+    package static func internalError(_ error: any Error) -> APIError {
         APIError(status: 500, message: "internal error: \(error)", type: "server_error")
     }
 }

@@ -17,14 +17,14 @@ import CharRNN   // FinishReason, JSONWriter
 #endif
 
 /// Formats a streaming completion's events (see the file header).
-public struct CompletionEvents: Sendable {
-    public let id: String, created: Int, model: String
+package struct CompletionEvents: Sendable {
+    package let id: String, created: Int, model: String
     /// `}],"created":…,"system_fingerprint":F}` + blank line — the request's constant tail.
-    public let tail: [UInt8]
+    package let tail: [UInt8]
 
     /// - Parameters:
     ///   - id: the completion id; `created`: Unix seconds; `model`, `fingerprint`: as in the response.
-    public init(id: String, created: Int, model: String, fingerprint: String) {
+    package init(id: String, created: Int, model: String, fingerprint: String) {
         self.id = id; self.created = created; self.model = model
         var t = Array("}],\"created\":".utf8)
         JSONWriter.appendInteger(created, to: &t)
@@ -39,7 +39,7 @@ public struct CompletionEvents: Sendable {
     }
 
     /// Appends the event of choice `index` carrying `text` (UTF-8) and, when it ended, its finish reason.
-    public func append(index: Int, text: [UInt8], finish: FinishReason?, to out: inout [UInt8]) {
+    package func append(index: Int, text: [UInt8], finish: FinishReason?, to out: inout [UInt8]) {
         out.append(contentsOf: CompletionEvents.head)
         if let finish {
             out.append(UInt8(ascii: "\""))
@@ -57,7 +57,7 @@ public struct CompletionEvents: Sendable {
 
     /// Appends the end of the stream: the overflow error event when `overflowed`, the usage event,
     /// and `data: [DONE]` (once per request; this one may allocate).
-    public func appendEnd(usage: Usage, overflowed: Bool, to out: inout [UInt8]) {
+    package func appendEnd(usage: Usage, overflowed: Bool, to out: inout [UInt8]) {
         if overflowed { appendEvent(APIError.streamOverflow.json, to: &out) }
         appendEvent(APIJSON.encode(CompletionUsageChunk(id: id, created: created, model: model, usage: usage)), to: &out)
         out.append(contentsOf: CompletionEvents.done)

@@ -14,10 +14,10 @@ import CharRNN   // SamplingOptions (the fuzz build compiles the library and thi
 import Foundation
 
 /// A JSON value with its exact type.
-public enum JSONValue: Decodable, Sendable, Equatable {
+package enum JSONValue: Decodable, Sendable, Equatable {
     case null, bool(Bool), int(Int64), uint(UInt64), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null; return }
         if let b = try? c.decode(Bool.self) { self = .bool(b); return }
@@ -30,7 +30,7 @@ public enum JSONValue: Decodable, Sendable, Equatable {
     }
 
     /// The JSON type's name, for messages.
-    public var typeName: String {
+    package var typeName: String {
         switch self {
         case .null: return "null"
         case .bool: return "boolean"
@@ -42,7 +42,7 @@ public enum JSONValue: Decodable, Sendable, Equatable {
     }
 
     /// Decodes a request body: UTF-8 JSON with an object at the top.
-    public static func object(from body: [UInt8]) throws(APIError) -> [String: JSONValue] {
+    package static func object(from body: [UInt8]) throws(APIError) -> [String: JSONValue] {
         if body.isEmpty { throw .invalid("the request body is empty; expected a JSON object", param: nil, code: "invalid_json") }
         if String(validating: body, as: UTF8.self) == nil {
             let at = firstInvalidUTF8(body)
@@ -84,46 +84,46 @@ public enum JSONValue: Decodable, Sendable, Equatable {
 }
 
 /// Server limits that a request is checked against.
-public struct RequestLimits: Sendable {
+package struct RequestLimits: Sendable {
     /// Largest `max_tokens`.
-    public var maxTokens: Int
+    package var maxTokens: Int
     /// Largest prompt, in UTF-8 bytes.
-    public var maxPromptBytes: Int
+    package var maxPromptBytes: Int
     /// Largest `n`.
-    public var maxChoices: Int
+    package var maxChoices: Int
     /// Stop strings per request, and bytes per stop string.
-    public var maxStops = 4, maxStopBytes = 256
+    package var maxStops = 4, maxStopBytes = 256
     /// Texts per /v1/score request.
-    public var maxScoreInputs = 64
+    package var maxScoreInputs = 64
 
-    public init(maxTokens: Int = 4096, maxPromptBytes: Int = 65536, maxChoices: Int = 16) {
+    package init(maxTokens: Int = 4096, maxPromptBytes: Int = 65536, maxChoices: Int = 16) {
         self.maxTokens = maxTokens; self.maxPromptBytes = maxPromptBytes; self.maxChoices = maxChoices
     }
 }
 
 /// A checked `POST /v1/completions` body.
-public struct CompletionRequest: Sendable, Equatable {
-    public var model: String?
-    public var prompt: String
-    public var maxTokens: Int
-    public var temperature: Float
-    public var topP: Float
-    public var topK: Int
-    public var n: Int
-    public var seed: UInt64?
-    public var stop: [String]
-    public var stream: Bool
+package struct CompletionRequest: Sendable, Equatable {
+    package var model: String?
+    package var prompt: String
+    package var maxTokens: Int
+    package var temperature: Float
+    package var topP: Float
+    package var topK: Int
+    package var n: Int
+    package var seed: UInt64?
+    package var stop: [String]
+    package var stream: Bool
 
     /// Defaults where the body is silent: 16 tokens (OpenAI's), temperature 0.8 (charrnn sample's),
     /// top_p 1, top_k 0 (off), n 1, a random seed, no stop strings, no streaming.
-    public static let defaultMaxTokens = 16
-    public static let defaultTemperature: Float = 0.8
+    package static let defaultMaxTokens = 16
+    package static let defaultTemperature: Float = 0.8
 
-    public var options: SamplingOptions { SamplingOptions(temperature: temperature, topK: topK, topP: topP) }
+    package var options: SamplingOptions { SamplingOptions(temperature: temperature, topK: topK, topP: topP) }
 
     /// Decodes and checks a body.
     /// - Throws: `APIError` (status 400) saying which field is wrong and why.
-    public init(body: [UInt8], limits: RequestLimits) throws(APIError) {
+    package init(body: [UInt8], limits: RequestLimits) throws(APIError) {
         let o = try JSONValue.object(from: body)
         var f = Fields(o)
         model = try f.string("model")
@@ -145,11 +145,11 @@ public struct CompletionRequest: Sendable, Equatable {
 }
 
 /// A checked `POST /v1/score` body: `{"input": "text" | ["text", …]}`.
-public struct ScoreRequest: Sendable, Equatable {
-    public var model: String?
-    public var input: [String]
+package struct ScoreRequest: Sendable, Equatable {
+    package var model: String?
+    package var input: [String]
 
-    public init(body: [UInt8], limits: RequestLimits) throws(APIError) {
+    package init(body: [UInt8], limits: RequestLimits) throws(APIError) {
         let o = try JSONValue.object(from: body)
         var f = Fields(o)
         model = try f.string("model")

@@ -12,10 +12,10 @@ import CharRNN   // CheckpointSummary, EvalResult, FinishReason
 import Foundation
 
 /// The API's JSON encoder.
-public enum APIJSON {
+package enum APIJSON {
     /// Compact JSON of `value`, keys sorted (`/` unescaped; a non-finite number, which only a
     /// checkpoint summary can hold, as the string `info --json` writes: "nan", "inf", "-inf").
-    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+    package static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -29,44 +29,44 @@ public enum APIJSON {
 // MARK: - Completions
 
 /// `finish_reason` of a choice: the engine's reason; a choice with none yet has run to its length.
-public func finishReasonName(_ f: FinishReason?) -> String { f?.rawValue ?? "length" }
+package func finishReasonName(_ f: FinishReason?) -> String { f?.rawValue ?? "length" }
 
 /// Token counts of a completion.
-public struct Usage: Codable, Sendable, Equatable {
-    public var promptTokens: Int
-    public var completionTokens: Int
-    public var totalTokens: Int
+package struct Usage: Codable, Sendable, Equatable {
+    package var promptTokens: Int
+    package var completionTokens: Int
+    package var totalTokens: Int
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
     }
 
-    public init(prompt: Int, completion: Int) {
+    package init(prompt: Int, completion: Int) {
         promptTokens = prompt; completionTokens = completion; totalTokens = prompt + completion
     }
 }
 
 /// One choice of a completion or of a streamed chunk. `finish_reason` is null in a chunk of a
 /// choice still running; `logprobs` is always null.
-public struct CompletionChoice: Codable, Sendable, Equatable {
-    public var index: Int
-    public var text: String
-    public var finishReason: String?
+package struct CompletionChoice: Codable, Sendable, Equatable {
+    package var index: Int
+    package var text: String
+    package var finishReason: String?
 
     enum CodingKeys: String, CodingKey { case index, text, finishReason = "finish_reason", logprobs }
 
-    public init(index: Int, text: String, finishReason: String?) {
+    package init(index: Int, text: String, finishReason: String?) {
         self.index = index; self.text = text; self.finishReason = finishReason
     }
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         index = try c.decode(Int.self, forKey: .index)
         text = try c.decode(String.self, forKey: .text)
         finishReason = try c.decodeIfPresent(String.self, forKey: .finishReason)
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index)
         try c.encode(text, forKey: .text)
@@ -76,22 +76,22 @@ public struct CompletionChoice: Codable, Sendable, Equatable {
 }
 
 /// The response of a non-streaming POST /v1/completions.
-public struct Completion: Codable, Sendable, Equatable {
-    public var id: String
-    public var object = "text_completion"
-    public var created: Int
-    public var model: String
-    public var choices: [CompletionChoice]
-    public var systemFingerprint: String
+package struct Completion: Codable, Sendable, Equatable {
+    package var id: String
+    package var object = "text_completion"
+    package var created: Int
+    package var model: String
+    package var choices: [CompletionChoice]
+    package var systemFingerprint: String
     /// The seed the request ran with (drawn at random when it gave none), so it can be repeated.
-    public var seed: UInt64
-    public var usage: Usage
+    package var seed: UInt64
+    package var usage: Usage
 
     enum CodingKeys: String, CodingKey {
         case id, object, created, model, choices, systemFingerprint = "system_fingerprint", seed, usage
     }
 
-    public init(id: String, created: Int, model: String, choices: [CompletionChoice], systemFingerprint: String, seed: UInt64, usage: Usage) {
+    package init(id: String, created: Int, model: String, choices: [CompletionChoice], systemFingerprint: String, seed: UInt64, usage: Usage) {
         self.id = id; self.created = created; self.model = model; self.choices = choices
         self.systemFingerprint = systemFingerprint; self.seed = seed; self.usage = usage
     }
@@ -100,33 +100,33 @@ public struct Completion: Codable, Sendable, Equatable {
 /// One server-sent event of a streaming completion: one choice's new text (and its finish reason
 /// when it ended). `CompletionEvents` writes these bytes by hand, without allocating; its tests hold
 /// it to this type's encoding.
-public struct CompletionChunk: Codable, Sendable, Equatable {
-    public var id: String
-    public var object = "text_completion"
-    public var created: Int
-    public var model: String
-    public var systemFingerprint: String
-    public var choices: [CompletionChoice]
+package struct CompletionChunk: Codable, Sendable, Equatable {
+    package var id: String
+    package var object = "text_completion"
+    package var created: Int
+    package var model: String
+    package var systemFingerprint: String
+    package var choices: [CompletionChoice]
 
     enum CodingKeys: String, CodingKey {
         case id, object, created, model, systemFingerprint = "system_fingerprint", choices
     }
 
-    public init(id: String, created: Int, model: String, systemFingerprint: String, choices: [CompletionChoice]) {
+    package init(id: String, created: Int, model: String, systemFingerprint: String, choices: [CompletionChoice]) {
         self.id = id; self.created = created; self.model = model; self.systemFingerprint = systemFingerprint; self.choices = choices
     }
 }
 
 /// The last event of a streaming completion before [DONE]: no choices, the usage.
-public struct CompletionUsageChunk: Codable, Sendable, Equatable {
-    public var id: String
-    public var object = "text_completion"
-    public var created: Int
-    public var model: String
-    public var choices: [CompletionChoice] = []
-    public var usage: Usage
+package struct CompletionUsageChunk: Codable, Sendable, Equatable {
+    package var id: String
+    package var object = "text_completion"
+    package var created: Int
+    package var model: String
+    package var choices: [CompletionChoice] = []
+    package var usage: Usage
 
-    public init(id: String, created: Int, model: String, usage: Usage) {
+    package init(id: String, created: Int, model: String, usage: Usage) {
         self.id = id; self.created = created; self.model = model; self.usage = usage
     }
 }
@@ -134,77 +134,77 @@ public struct CompletionUsageChunk: Codable, Sendable, Equatable {
 // MARK: - Models
 
 /// What a request may ask for at most (the `serve` flags), as /v1/models reports them.
-public struct ServerLimits: Codable, Sendable, Equatable {
-    public var maxStreams: Int
-    public var maxTokens: Int
-    public var maxPromptBytes: Int
-    public var maxN: Int
-    public var maxBodyBytes: Int
+package struct ServerLimits: Codable, Sendable, Equatable {
+    package var maxStreams: Int
+    package var maxTokens: Int
+    package var maxPromptBytes: Int
+    package var maxN: Int
+    package var maxBodyBytes: Int
 
     enum CodingKeys: String, CodingKey {
         case maxStreams = "max_streams", maxTokens = "max_tokens", maxPromptBytes = "max_prompt_bytes", maxN = "max_n",
              maxBodyBytes = "max_body_bytes"
     }
 
-    public init(maxStreams: Int, limits: RequestLimits, maxBodyBytes: Int) {
+    package init(maxStreams: Int, limits: RequestLimits, maxBodyBytes: Int) {
         self.maxStreams = maxStreams; maxTokens = limits.maxTokens; maxPromptBytes = limits.maxPromptBytes
         maxN = limits.maxChoices; self.maxBodyBytes = maxBodyBytes
     }
 }
 
 /// The model object of GET /v1/models and GET /v1/models/{id}.
-public struct ModelObject: Codable, Sendable, Equatable {
-    public var id: String
-    public var object = "model"
+package struct ModelObject: Codable, Sendable, Equatable {
+    package var id: String
+    package var object = "model"
     /// The checkpoint file's modification time, Unix seconds.
-    public var created: Int
-    public var ownedBy = "charrnn"
+    package var created: Int
+    package var ownedBy = "charrnn"
     /// `charrnn info --json` of the checkpoint.
-    public var charrnn: CheckpointSummary
+    package var charrnn: CheckpointSummary
     /// `charrnn --version`.
-    public var charrnnVersion: String
-    public var limits: ServerLimits
+    package var charrnnVersion: String
+    package var limits: ServerLimits
 
     enum CodingKeys: String, CodingKey {
         case id, object, created, ownedBy = "owned_by", charrnn, charrnnVersion = "charrnn_version", limits
     }
 
-    public init(id: String, created: Int, summary: CheckpointSummary, version: String, limits: ServerLimits) {
+    package init(id: String, created: Int, summary: CheckpointSummary, version: String, limits: ServerLimits) {
         self.id = id; self.created = created; charrnn = summary; charrnnVersion = version; self.limits = limits
     }
 }
 
 /// GET /v1/models.
-public struct ModelList: Codable, Sendable, Equatable {
-    public var object = "list"
-    public var data: [ModelObject]
-    public init(data: [ModelObject]) { self.data = data }
+package struct ModelList: Codable, Sendable, Equatable {
+    package var object = "list"
+    package var data: [ModelObject]
+    package init(data: [ModelObject]) { self.data = data }
 }
 
 // MARK: - Score
 
 /// One text's score in POST /v1/score: `charrnn eval --json`'s numbers under the API's names; the
 /// three rates are null when nothing was scored (fewer than two known tokens).
-public struct ScoreResult: Codable, Sendable, Equatable {
-    public var index: Int
-    public var tokens: Int
-    public var unknown: Int
-    public var scored: Int
-    public var natsPerToken: Double?
-    public var bitsPerCharacter: Double?
-    public var perplexity: Double?
+package struct ScoreResult: Codable, Sendable, Equatable {
+    package var index: Int
+    package var tokens: Int
+    package var unknown: Int
+    package var scored: Int
+    package var natsPerToken: Double?
+    package var bitsPerCharacter: Double?
+    package var perplexity: Double?
 
     enum CodingKeys: String, CodingKey {
         case index, tokens, unknown, scored, natsPerToken = "nats_per_token", bitsPerCharacter = "bits_per_character", perplexity
     }
 
-    public init(index: Int, result e: EvalResult) {
+    package init(index: Int, result e: EvalResult) {
         func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
         self.index = index; tokens = e.tokens; unknown = e.unknown; scored = e.scored
         natsPerToken = finite(e.loss); bitsPerCharacter = finite(e.bitsPerToken); perplexity = finite(e.perplexity)
     }
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         index = try c.decode(Int.self, forKey: .index); tokens = try c.decode(Int.self, forKey: .tokens)
         unknown = try c.decode(Int.self, forKey: .unknown); scored = try c.decode(Int.self, forKey: .scored)
@@ -213,7 +213,7 @@ public struct ScoreResult: Codable, Sendable, Equatable {
         perplexity = try c.decodeIfPresent(Double.self, forKey: .perplexity)
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index); try c.encode(tokens, forKey: .tokens)
         try c.encode(unknown, forKey: .unknown); try c.encode(scored, forKey: .scored)
@@ -224,31 +224,31 @@ public struct ScoreResult: Codable, Sendable, Equatable {
 }
 
 /// POST /v1/score.
-public struct ScoreList: Codable, Sendable, Equatable {
-    public var object = "list"
-    public var model: String
-    public var data: [ScoreResult]
-    public init(model: String, data: [ScoreResult]) { self.model = model; self.data = data }
+package struct ScoreList: Codable, Sendable, Equatable {
+    package var object = "list"
+    package var model: String
+    package var data: [ScoreResult]
+    package init(model: String, data: [ScoreResult]) { self.model = model; self.data = data }
 }
 
 // MARK: - Health
 
 /// GET /health (status 503 while shutting down).
-public struct HealthStatus: Codable, Sendable, Equatable {
+package struct HealthStatus: Codable, Sendable, Equatable {
     /// "ok" or "shutting_down".
-    public var status: String
-    public var model: String
-    public var activeStreams: Int
-    public var queued: Int
-    public var maxStreams: Int
+    package var status: String
+    package var model: String
+    package var activeStreams: Int
+    package var queued: Int
+    package var maxStreams: Int
     /// Batched steps run since start.
-    public var steps: Int
+    package var steps: Int
 
     enum CodingKeys: String, CodingKey {
         case status, model, activeStreams = "active_streams", queued, maxStreams = "max_streams", steps
     }
 
-    public init(shuttingDown: Bool, model: String, activeStreams: Int, queued: Int, maxStreams: Int, steps: Int) {
+    package init(shuttingDown: Bool, model: String, activeStreams: Int, queued: Int, maxStreams: Int, steps: Int) {
         status = shuttingDown ? "shutting_down" : "ok"; self.model = model
         self.activeStreams = activeStreams; self.queued = queued; self.maxStreams = maxStreams; self.steps = steps
     }

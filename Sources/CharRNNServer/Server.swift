@@ -27,38 +27,38 @@ import NIOCore
 import ServiceLifecycle
 
 /// What `charrnn serve` was asked for.
-public struct ServeConfiguration: Sendable {
-    public var host = "127.0.0.1"
-    public var port = 8080
-    public var maxStreams = 64
+package struct ServeConfiguration: Sendable {
+    package var host = "127.0.0.1"
+    package var port = 8080
+    package var maxStreams = 64
     /// Requests waiting for rows beyond the running ones.
-    public var queueLimit = 64
-    public var limits = RequestLimits()
-    public var maxBodyBytes = 1 << 20
+    package var queueLimit = 64
+    package var limits = RequestLimits()
+    package var maxBodyBytes = 1 << 20
     /// Bytes of generated text a streaming client may lag behind before it is dropped.
-    public var streamBufferBytes = 1 << 16
-    public var idleTimeout: Double = 30
-    public var bodyTimeout: Double = 30
-    public var shutdownGrace: Double = 5
+    package var streamBufferBytes = 1 << 16
+    package var idleTimeout: Double = 30
+    package var bodyTimeout: Double = 30
+    package var shutdownGrace: Double = 5
     /// Least seconds between batched steps (0 = as fast as possible); see `BatchEngine.stepInterval`.
-    public var stepInterval: Double = 0
+    package var stepInterval: Double = 0
     /// Precision of the packed weights the engine streams (`--weights`; scoring stays exact fp32).
-    public var weights: WeightPrecision = .fp32
-    public init() {}
+    package var weights: WeightPrecision = .fp32
+    package init() {}
 }
 
 /// The loaded model and what the API says about it.
-public struct ServedModel: Sendable {
+package struct ServedModel: Sendable {
     /// The id clients pass as `model` (also accepted: "charrnn", or no model at all).
-    public var id: String
+    package var id: String
     /// The checkpoint file.
-    public var path: String
+    package var path: String
     /// `charrnn info` of the checkpoint.
-    public var summary: CheckpointSummary
+    package var summary: CheckpointSummary
     /// `charrnn --version`.
-    public var version: String
-    public var created: Int
-    public init(id: String, path: String, summary: CheckpointSummary, version: String, created: Int) {
+    package var version: String
+    package var created: Int
+    package init(id: String, path: String, summary: CheckpointSummary, version: String, created: Int) {
         self.id = id; self.path = path; self.summary = summary; self.version = version; self.created = created
     }
 }
@@ -82,9 +82,9 @@ struct ServeContext: RequestContext {
 }
 
 /// `charrnn serve`: the engine and the HTTP application around it.
-public final class CompletionServer: Sendable {
-    public let configuration: ServeConfiguration
-    public let model: ServedModel
+package final class CompletionServer: Sendable {
+    package let configuration: ServeConfiguration
+    package let model: ServedModel
     let engine: BatchEngine
     let vocabulary: Vocabulary
     let normalize: Normalization
@@ -94,7 +94,7 @@ public final class CompletionServer: Sendable {
 
     /// Builds the model once from the loaded checkpoint (checking its tensors): the engine generates
     /// with it, the evaluator scores with a copy of its weights.
-    public init(checkpoint: Checkpoint.Loaded, model: ServedModel, configuration: ServeConfiguration) throws {
+    package init(checkpoint: Checkpoint.Loaded, model: ServedModel, configuration: ServeConfiguration) throws {
         self.configuration = configuration
         self.model = model
         let m = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
@@ -132,7 +132,7 @@ public final class CompletionServer: Sendable {
     }
 
     /// Serves until SIGINT/SIGTERM. `onListening` gets the bound port (useful with port 0).
-    public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+    package func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         engine.start()
         var logger = Logger(label: "charrnn.serve")
         logger.logLevel = .error

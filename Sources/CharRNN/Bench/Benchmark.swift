@@ -13,78 +13,78 @@
 
 import Foundation
 
-public struct BenchConfig: Sendable {
-    public var model: ModelConfig
-    public var seq = 50
-    public var batch = 50
-    public var iters = 50
-    public var warmup = 5
-    public var sampleLength = 2000
+package struct BenchConfig: Sendable {
+    package var model: ModelConfig
+    package var seq = 50
+    package var batch = 50
+    package var iters = 50
+    package var warmup = 5
+    package var sampleLength = 2000
     /// Streams sampled together for the sampling figures (one figure each).
-    public var sampleStreams = [1]
+    package var sampleStreams = [1]
     /// Precision of the sampler's packed weights.
-    public var sampleWeights: WeightPrecision = .fp32
+    package var sampleWeights: WeightPrecision = .fp32
     /// Arithmetic of the timed training step's products (`train --precision`).
-    public var precision: Precision = .fp32
+    package var precision: Precision = .fp32
     /// Time the phases of the training step (the probes cost about 1%).
-    public var profile = false
-    public var seed: UInt64 = 123
-    public init(model: ModelConfig) { self.model = model }
+    package var profile = false
+    package var seed: UInt64 = 123
+    package init(model: ModelConfig) { self.model = model }
 }
 
-public struct BenchResult: Sendable, Codable {
-    public var model: String, layers: Int, hidden: Int, embed: Int, vocab: Int, seq: Int, batch: Int, threads: Int
-    public var params: Int
-    public var trainTokensPerSec: Double
-    public var msPerIterMin: Double, msPerIterMedian: Double, msPerIterMax: Double
-    public var trainGFLOPPerIter: Double
-    public var achievedGFLOPS: Double
+package struct BenchResult: Sendable, Codable {
+    package var model: String, layers: Int, hidden: Int, embed: Int, vocab: Int, seq: Int, batch: Int, threads: Int
+    package var params: Int
+    package var trainTokensPerSec: Double
+    package var msPerIterMin: Double, msPerIterMedian: Double, msPerIterMax: Double
+    package var trainGFLOPPerIter: Double
+    package var achievedGFLOPS: Double
     /// sgemm 2048³ with this process's threads (data-parallel: rank 0's, measured while the others
     /// wait); `fractionOfPeak` is the achieved rate over the job's ceiling, ranks × that.
-    public var sgemmPeakGFLOPS: Double
-    public var fractionOfPeak: Double
+    package var sgemmPeakGFLOPS: Double
+    package var fractionOfPeak: Double
     /// Sampling tokens/s of one stream (the first count of `sampleStreams`).
-    public var sampleTokensPerSec: Double
+    package var sampleTokensPerSec: Double
     /// Per count of streams: tokens/s summed over the streams.
-    public var sampleStreams: [SampleFigure]
-    public var peakRSSMB: Double
-    public var loss: Double
+    package var sampleStreams: [SampleFigure]
+    package var peakRSSMB: Double
+    package var loss: Double
     /// Heap allocations inside the timed training iterations and the sampling loop; nil unless the
     /// process runs with scripts/malloc-count.c preloaded.
-    public var trainAllocations: Int?
-    public var sampleAllocations: Int?
+    package var trainAllocations: Int?
+    package var sampleAllocations: Int?
     /// Bytes of packed weights one sampling step streams per stream at batch 1 (matrices only),
     /// and the rate that gives at the one-stream sampling speed, against a read-bandwidth probe of
     /// the same number of bytes on the same cores in the same run (GB/s = 1e9 bytes/s).
-    public var sampleWeightBytesPerToken: Double
-    public var sampleWeightGBs: Double
-    public var readProbeGBs: Double
+    package var sampleWeightBytesPerToken: Double
+    package var sampleWeightGBs: Double
+    package var readProbeGBs: Double
     /// With `BenchConfig.profile`: ms per timed iteration spent in each phase (Tensor/Profile.swift).
-    public var profileMsPerIter: [String: Double]?
+    package var profileMsPerIter: [String: Double]?
     /// Data-parallel: processes, share of iteration time spent summing gradients, bytes each rank sends per iteration.
-    public var ranks: Int = 1
-    public var communicationShare: Double? = nil
-    public var bytesPerIteration: Int? = nil
+    package var ranks: Int = 1
+    package var communicationShare: Double? = nil
+    package var bytesPerIteration: Int? = nil
     /// bf16 training: the bf16 kernel that ran (`BF16GEMMKernel.label`); nil in fp32.
-    public var bf16Kernel: String? = nil
+    package var bf16Kernel: String? = nil
     /// bf16 training: that kernel on 2048³ with this process's threads (rank 0's), the bf16
     /// counterpart of `sgemmPeakGFLOPS`, and the achieved rate over ranks × it; nil in fp32.
-    public var bf16PeakGFLOPS: Double? = nil
-    public var fractionOfBF16Peak: Double? = nil
+    package var bf16PeakGFLOPS: Double? = nil
+    package var fractionOfBF16Peak: Double? = nil
 }
 
 /// Sampling speed with K streams in one batched step.
-public struct SampleFigure: Sendable, Codable {
-    public var streams: Int
-    public var tokensPerSec: Double
-    public var perStream: Double { tokensPerSec / Double(streams) }
+package struct SampleFigure: Sendable, Codable {
+    package var streams: Int
+    package var tokensPerSec: Double
+    package var perStream: Double { tokensPerSec / Double(streams) }
 }
 
-public enum Benchmark {
+package enum Benchmark {
     /// Forward multiply-adds per token (one-hot gather and embedding lookups count zero).
     /// Training FLOPs per token = 3 × 2 × forward multiply-adds (NetworkSpec), an adaptive softmax's
     /// tails weighted by the share of `tokens` whose id falls in each.
-    public static func trainFLOPsPerToken(_ c: ModelConfig, tokens: [Int32] = []) -> Double {
+    package static func trainFLOPsPerToken(_ c: ModelConfig, tokens: [Int32] = []) -> Double {
         var shares: [Double]? = nil
         if let a = c.adaptive, !tokens.isEmpty {
             var rank = [Int](repeating: 0, count: c.vocabSize)
@@ -101,7 +101,7 @@ public enum Benchmark {
     }
 
     /// Token ids for the benchmark: a corpus, or uniform random ids over `vocab`.
-    public static func syntheticTokens(count: Int, vocab: Int, seed: UInt64) -> [Int32] {
+    package static func syntheticTokens(count: Int, vocab: Int, seed: UInt64) -> [Int32] {
         var rng = Xoshiro256(seed: seed)
         return (0..<count).map { _ in Int32(rng.next() % UInt64(vocab)) }
     }
@@ -163,7 +163,7 @@ public enum Benchmark {
     /// Runs training iterations on `tokens` (time-major minibatches cut from it in order), then the
     /// sampler, then sgemm 2048³ with OpenBLAS's own threads, and reports speed. Peak RSS is read
     /// right after training, before the sampler and the sgemm buffers exist.
-    public static func run(_ cfg: BenchConfig, tokens: [Int32], threads: Int, reducer: any GradientReducer = LocalReducer()) -> BenchResult {
+    package static func run(_ cfg: BenchConfig, tokens: [Int32], threads: Int, reducer: any GradientReducer = LocalReducer()) -> BenchResult {
         let T = cfg.seq, B = cfg.batch, N = T * B
         let trained = timeTraining(cfg, tokens: tokens, reducer: reducer)
         let (times, loss, model, commSeconds) = (trained.times, trained.loss, trained.model, trained.communicationSeconds)

@@ -17,7 +17,7 @@ enum MallocCounter {
 
 extension Benchmark {
     /// sgemm GFLOP/s on n×n×n (median of `reps` after one warm-up), with the current BLAS threads.
-    public static func sgemmGFLOPS(n: Int = 2048, reps: Int = 5) -> Double {
+    package static func sgemmGFLOPS(n: Int = 2048, reps: Int = 5) -> Double {
         let a = Storage(count: n * n), b = Storage(count: n * n), c = Storage(count: n * n)
         for i in 0..<(n * n) { a.ptr[i] = Float(i % 7) * 0.1; b.ptr[i] = Float(i % 5) * 0.1 }
         var times: [Double] = []
@@ -33,7 +33,7 @@ extension Benchmark {
 
     /// Read bandwidth in GB/s over a buffer of `bytes`, each of the pool's cores summing its own slice
     /// (median of 9 passes after one warm-up): what a memory-bound sampling step can reach.
-    public static func readBandwidthGBs(bytes: Int) -> Double {
+    package static func readBandwidthGBs(bytes: Int) -> Double {
         let n = max(vecWidth, bytes / 4)
         let buf = Storage(count: n)
         for i in 0..<n { buf.ptr[i] = Float(i & 7) }
@@ -54,7 +54,7 @@ extension Benchmark {
     }
 
     /// Peak resident set size of this process so far, in MB.
-    public static func peakRSSMB() -> Double {
+    package static func peakRSSMB() -> Double {
         var u = rusage()
         getrusage(RUSAGE_SELF.rawValue, &u)
         return Double(u.ru_maxrss) / 1024

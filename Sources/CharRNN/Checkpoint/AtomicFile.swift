@@ -27,45 +27,45 @@ import Darwin
 
 /// A file-system error: one line naming the path, the operation and the system's reason, e.g.
 /// `checkpoints/run/best.safetensors: cannot write: No space left on device`.
-public struct FileIOError: Error, CustomStringConvertible, Equatable {
+package struct FileIOError: Error, CustomStringConvertible, Equatable {
     /// The path the caller asked for (not the temp file).
-    public let path: String
+    package let path: String
     /// The failing step, e.g. "create temporary file", "write", "fsync", "rename", "open", "read".
-    public let operation: String
+    package let operation: String
     /// The `errno` value.
-    public let code: Int32
+    package let code: Int32
 
     /// - Parameters:
     ///   - path: the path to name.
     ///   - operation: the failing step, read after "cannot".
     ///   - code: the errno value.
-    public init(path: String, operation: String, code: Int32) {
+    package init(path: String, operation: String, code: Int32) {
         self.path = path
         self.operation = operation
         self.code = code
     }
 
     /// `<path>: cannot <operation>: <strerror(code)>`.
-    public var description: String {
+    package var description: String {
         "\(displayPath(path)): cannot \(operation): \(String(cString: strerror(code)))"
     }
 }
 
 /// `path` for a one-line message: as it is, or quoted with Swift escapes (`"a\nb"`) when it holds a
 /// control character (a newline, tab, escape … in a file name would break the line or the terminal).
-public func displayPath(_ path: String) -> String {
+package func displayPath(_ path: String) -> String {
     path.unicodeScalars.contains { $0.properties.generalCategory == .control } ? path.debugDescription : path
 }
 
 /// Whole-file reads and atomic whole-file writes.
-public enum AtomicFile {
+package enum AtomicFile {
     /// Writes `bytes` to `path` atomically: temp file in the same directory
     /// (`.<base>.tmp-<pid>-<random>`), fsync, rename over `path`, fsync of the directory.
     /// - Parameters:
     ///   - bytes: the complete new contents.
     ///   - path: destination; its directory must exist.
     /// - Throws: `FileIOError`. On failure the temp file is removed and `path` is untouched.
-    public static func write(_ bytes: [UInt8], to path: String) throws {
+    package static func write(_ bytes: [UInt8], to path: String) throws {
         try write(bytes, to: path, beforeRename: {})
     }
 
@@ -81,7 +81,7 @@ public enum AtomicFile {
     /// file — only the name is replaced: nothing is ever written into an inode this call did not
     /// create (the loss log appends to its own file only).
     /// - Throws: `FileIOError`, as `write(_:to:)`.
-    public static func replace(_ path: String, with bytes: [UInt8]) throws -> Int32 {
+    package static func replace(_ path: String, with bytes: [UInt8]) throws -> Int32 {
         try bytes.withUnsafeBytes { raw in try write(parts: [raw], to: path, keepOpen: true)! }
     }
 
@@ -171,7 +171,7 @@ public enum AtomicFile {
 
     /// Reads the whole file at `path`.
     /// - Throws: `FileIOError` naming the path and strerror (missing file, directory, permissions …).
-    public static func read(from path: String) throws -> [UInt8] {
+    package static func read(from path: String) throws -> [UInt8] {
         let fd = sysOpen(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileIOError(path: path, operation: "open", code: errno) }
         defer { _ = close(fd) }

@@ -10,53 +10,53 @@
 import Foundation
 
 /// Corpus facts recorded so a resume can tell whether the corpus changed.
-public struct CorpusInfo: Codable, Sendable, Equatable {
-    public var name: String
-    public var path: String
-    public var bytes: Int
-    public var tokens: Int
+package struct CorpusInfo: Codable, Sendable, Equatable {
+    package var name: String
+    package var path: String
+    package var bytes: Int
+    package var tokens: Int
     /// `CorpusHash` of the file's bytes (16 hex digits); nil in checkpoints written before it existed.
-    public var hash: String?
+    package var hash: String?
     /// Every input (files and directories) when there were several; `path` is the first.
-    public var paths: [String]? = nil
-    public init(name: String, path: String, bytes: Int, tokens: Int, hash: String? = nil) {
+    package var paths: [String]? = nil
+    package init(name: String, path: String, bytes: Int, tokens: Int, hash: String? = nil) {
         self.name = name; self.path = path; self.bytes = bytes; self.tokens = tokens; self.hash = hash
     }
 }
 
 /// Counters of a run that a checkpoint carries.
-public struct RunProgress: Sendable, Equatable {
-    public var iteration = 0
-    public var lr: Float = 0
-    public var rng = Xoshiro256(seed: 0)
-    public var optimizerSteps = 0
-    public var bestValLoss: Double? = nil
-    public var bestIteration = 0
-    public var lastValLoss: Double? = nil
-    public var elapsed: Double = 0
-    public init() {}
+package struct RunProgress: Sendable, Equatable {
+    package var iteration = 0
+    package var lr: Float = 0
+    package var rng = Xoshiro256(seed: 0)
+    package var optimizerSteps = 0
+    package var bestValLoss: Double? = nil
+    package var bestIteration = 0
+    package var lastValLoss: Double? = nil
+    package var elapsed: Double = 0
+    package init() {}
 }
 
 /// Everything but the tensors.
 public struct CheckpointMeta: Sendable {
-    public static let formatName = "charrnn"
-    public static let formatVersion = 1
+    package static let formatName = "charrnn"
+    package static let formatVersion = 1
     /// The network: cell, layers, hidden size, embedding, dropout, vocabulary size.
     public var model: ModelConfig
     /// The training settings of the run (tokenization included: `unit`, `normalize`).
     public var train: TrainConfig
     /// The tokens the model reads and writes, in id order.
     public var vocabulary: Vocabulary
-    public var corpus: CorpusInfo
-    public var progress: RunProgress
+    package var corpus: CorpusInfo
+    package var progress: RunProgress
     /// Iterations per epoch (number of train minibatches).
-    public var trainBatches: Int
+    package var trainBatches: Int
     /// Further `__metadata__` entries (e.g. `vocab_counts`, `init_from`), written as they are and read
     /// back from every key this struct does not decode itself.
-    public var extra: [String: String] = [:]
-    public var epoch: Double { Double(progress.iteration) / Double(max(1, trainBatches)) }
+    package var extra: [String: String] = [:]
+    package var epoch: Double { Double(progress.iteration) / Double(max(1, trainBatches)) }
 
-    public init(model: ModelConfig, train: TrainConfig, vocabulary: Vocabulary, corpus: CorpusInfo, progress: RunProgress, trainBatches: Int) {
+    package init(model: ModelConfig, train: TrainConfig, vocabulary: Vocabulary, corpus: CorpusInfo, progress: RunProgress, trainBatches: Int) {
         self.model = model; self.train = train; self.vocabulary = vocabulary; self.corpus = corpus
         self.progress = progress; self.trainBatches = trainBatches
     }
@@ -64,7 +64,7 @@ public struct CheckpointMeta: Sendable {
 
 /// The `__metadata__` keys a checkpoint's own fields are stored under: the one table the writer and
 /// the reader use. Every other key is carried in `CheckpointMeta.extra`.
-public enum MetaKey: String, CaseIterable, Sendable {
+package enum MetaKey: String, CaseIterable, Sendable {
     case format, formatVersion = "format_version", model, train, vocab, unit, unknownID = "unk_id", corpus
     case trainBatches = "train_batches", iteration, epoch, cursor, lr, rng, optimizer
     case optimizerSteps = "optimizer_steps", bestIteration = "best_iteration", elapsed = "elapsed_sec"
@@ -74,10 +74,10 @@ public enum MetaKey: String, CaseIterable, Sendable {
     static let all: Set<String> = Set(allCases.map(\.rawValue))
 }
 
-public struct CheckpointError: Error, CustomStringConvertible {
-    public let file: String
-    public let message: String
-    public var description: String { "\(displayPath(file)): \(message)" }
+package struct CheckpointError: Error, CustomStringConvertible {
+    package let file: String
+    package let message: String
+    package var description: String { "\(displayPath(file)): \(message)" }
 }
 
 /// Reading, validating and writing charrnn checkpoints (safetensors with PyTorch `nn.LSTM` names).
@@ -85,13 +85,13 @@ public enum Checkpoint {
     // MARK: - Write
 
     /// Serialises model, optimizer and state with `meta` and writes `path` atomically.
-    public static func save(to path: String, model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
+    package static func save(to path: String, model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
         try save(to: [path], model: model, optimizer: optimizer, state: state, meta: meta)
     }
 
     /// The same checkpoint, serialised once, written atomically to each path in order. The tensors
     /// are the model's spec: parameters, then the optimizer's slots, then the carried state.
-    public static func save(to paths: [String], model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
+    package static func save(to paths: [String], model: CharRNNModel, optimizer: Optimizer?, state: RecurrentState?, meta: CheckpointMeta) throws {
         var w = SafeTensorsWriter()
         func add(_ t: TensorSpec, from base: UnsafePointer<Float>) { w.add(t.name, shape: t.shape, floats: UnsafeBufferPointer(start: base, count: t.count)) }
         for (t, v) in zip(model.spec.parameters, model.layout.views) { add(t, from: model.params.ptr + v.offset) }
@@ -149,10 +149,10 @@ public enum Checkpoint {
     public struct Loaded: Sendable {
         /// The file it was read from.
         public let path: String
-        public let file: SafeTensorsFile
+        package let file: SafeTensorsFile
         /// Everything but the tensors: model, training settings, vocabulary, corpus, progress.
         public let meta: CheckpointMeta
-        public var hasOptimizerState: Bool {
+        package var hasOptimizerState: Bool {
             NetworkSpec(meta.model).optimizerSlots(meta.train.optim).allSatisfy { file.tensors[$0.name] != nil }
         }
     }
@@ -266,7 +266,7 @@ public enum Checkpoint {
     /// Copies the model tensors (and, when given, optimizer moments and carried state) into place.
     /// Every expected tensor must be present with its exact shape and dtype F32, and hold only
     /// finite values (a NaN or Inf weight would make `sample` print garbage and `eval` report nan).
-    public static func restore(_ c: Loaded, model: CharRNNModel, optimizer: Optimizer? = nil, state: RecurrentState? = nil) throws {
+    package static func restore(_ c: Loaded, model: CharRNNModel, optimizer: Optimizer? = nil, state: RecurrentState? = nil) throws {
         precondition(model.config == c.meta.model, "restore into a model of another shape")
         func finite(_ name: String, _ p: UnsafePointer<Float>, _ n: Int) throws {
             for i in 0..<n where !p[i].isFinite {

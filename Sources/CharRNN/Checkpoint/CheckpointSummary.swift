@@ -13,51 +13,51 @@ import Foundation
 
 /// Everything `charrnn info` reports about a checkpoint; also its `--json` output and the `charrnn`
 /// object of the server's /v1/models.
-public struct CheckpointSummary: Codable, Sendable, Equatable {
-    public var file: String
-    public var fileBytes: Int
-    public var tensors: Int
-    public var format: String
-    public var formatVersion: Int
-    public var cell: String
-    public var layers: Int
-    public var hidden: Int
-    public var embed: Int
-    public var dropout: Float
-    public var parameters: Int
-    public var vocabSize: Int
-    public var unit: String
+package struct CheckpointSummary: Codable, Sendable, Equatable {
+    package var file: String
+    package var fileBytes: Int
+    package var tensors: Int
+    package var format: String
+    package var formatVersion: Int
+    package var cell: String
+    package var layers: Int
+    package var hidden: Int
+    package var embed: Int
+    package var dropout: Float
+    package var parameters: Int
+    package var vocabSize: Int
+    package var unit: String
     /// The first 20 tokens of the vocabulary.
-    public var firstTokens: [String]
+    package var firstTokens: [String]
     /// The 10 rarest tokens with their counts in the training corpus; nil without `vocab_counts`.
-    public var rarestTokens: [TokenCount]?
-    public var corpus: CorpusInfo
-    public var iteration: Int
-    public var epoch: Double
-    public var bestValLoss: Double?
-    public var bestIteration: Int?
-    public var lastValLoss: Double?
-    public var trainingSeconds: Double
-    public var optimizer: String
-    public var lr: Float
-    public var currentLR: Float
-    public var seq: Int
-    public var batch: Int
-    public var hasOptimizerState: Bool
+    package var rarestTokens: [TokenCount]?
+    package var corpus: CorpusInfo
+    package var iteration: Int
+    package var epoch: Double
+    package var bestValLoss: Double?
+    package var bestIteration: Int?
+    package var lastValLoss: Double?
+    package var trainingSeconds: Double
+    package var optimizer: String
+    package var lr: Float
+    package var currentLR: Float
+    package var seq: Int
+    package var batch: Int
+    package var hasOptimizerState: Bool
     /// The checkpoint this run was fine-tuned from (`train --init-from`), if any.
-    public var initFrom: String?
+    package var initFrom: String?
 
     /// A token and how often it occurs in the training corpus.
-    public struct TokenCount: Codable, Sendable, Equatable {
-        public var token: String
-        public var count: Int
+    package struct TokenCount: Codable, Sendable, Equatable {
+        package var token: String
+        package var count: Int
     }
 
     /// Summarises a loaded checkpoint.
     /// - Parameters:
     ///   - checkpoint: the checkpoint, as `Checkpoint.load` gave it.
     ///   - fileBytes: the file's size on disk (nil: read it from `checkpoint.path`, 0 when that fails).
-    public init(checkpoint c: Checkpoint.Loaded, fileBytes: Int? = nil) {
+    package init(checkpoint c: Checkpoint.Loaded, fileBytes: Int? = nil) {
         let m = c.meta, p = m.progress
         var rarest: [TokenCount]? = nil
         if let counts = VocabCounts.decode(m) {
@@ -86,7 +86,7 @@ public struct CheckpointSummary: Codable, Sendable, Equatable {
     /// Loads the checkpoint at `path`, checks that every model tensor is present with the shape the
     /// metadata implies, and summarises it.
     /// - Throws: what `Checkpoint.load` and `Checkpoint.restore` throw.
-    public static func read(path: String) throws -> CheckpointSummary {
+    package static func read(path: String) throws -> CheckpointSummary {
         let c = try Checkpoint.load(path: path)
         try Checkpoint.restore(c, model: CharRNNModel(config: c.meta.model, maxT: 1, maxB: 1))
         return CheckpointSummary(checkpoint: c)

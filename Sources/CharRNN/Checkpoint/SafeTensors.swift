@@ -35,13 +35,13 @@ import Darwin
 // MARK: - DType
 
 /// Element types of the safetensors format (names exactly as in the header).
-public enum DType: String, Sendable, CaseIterable {
+package enum DType: String, Sendable, CaseIterable {
     case BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, C64
     case F8_E5M2, F8_E4M3, F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ
     case F4, F6_E2M3, F6_E3M2
 
     /// Size of one element in bits (4 for F4, 6 for the F6 types, 64 for C64 = two F32).
-    public var bits: Int {
+    package var bits: Int {
         switch self {
         case .F4: return 4
         case .F6_E2M3, .F6_E3M2: return 6
@@ -86,9 +86,9 @@ public enum DType: String, Sendable, CaseIterable {
 
 /// A checkpoint-format error: one line naming the file, the problem, and the reference error name, e.g.
 /// `checkpoints/run/best.safetensors: header length 18446744073709551615 exceeds the 100000000-byte limit (HeaderTooLarge)`.
-public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+package struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     /// What went wrong. Payload strings are tensor names unless stated otherwise.
-    public enum Kind: Equatable, Sendable {
+    package enum Kind: Equatable, Sendable {
         /// Rule 1: the file is shorter than the 8-byte length prefix.
         case headerTooSmall
         /// Rule 2: the declared header length (payload) exceeds 100 000 000 bytes.
@@ -121,21 +121,21 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     }
 
     /// The file (path or caller-supplied label) the error is about.
-    public let file: String
+    package let file: String
     /// The problem.
-    public let kind: Kind
+    package let kind: Kind
 
     /// - Parameters:
     ///   - file: the path or label to name in the message.
     ///   - kind: the problem.
-    public init(file: String, kind: Kind) {
+    package init(file: String, kind: Kind) {
         self.file = file
         self.kind = kind
     }
 
     /// `<file>: <problem> (<ReferenceErrorName>)`, always a single line (control characters in
     /// names are shown escaped).
-    public var description: String {
+    package var description: String {
         "\(Self.oneLine(file)): \(message)"
     }
 
@@ -189,18 +189,18 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
 // MARK: - TensorInfo
 
 /// A validated tensor entry. `begin`/`end` are byte offsets relative to the data section, end exclusive.
-public struct TensorInfo: Sendable, Equatable {
+package struct TensorInfo: Sendable, Equatable {
     /// Element type.
-    public let dtype: DType
+    package let dtype: DType
     /// Dimensions, row-major; `[]` is a scalar.
-    public let shape: [Int]
+    package let shape: [Int]
     /// First byte, relative to the data section.
-    public let begin: Int
+    package let begin: Int
     /// One past the last byte, relative to the data section.
-    public let end: Int
+    package let end: Int
 
     /// Memberwise; no validation (that happens when a file is parsed).
-    public init(dtype: DType, shape: [Int], begin: Int, end: Int) {
+    package init(dtype: DType, shape: [Int], begin: Int, end: Int) {
         self.dtype = dtype
         self.shape = shape
         self.begin = begin
@@ -208,30 +208,30 @@ public struct TensorInfo: Sendable, Equatable {
     }
 
     /// Number of elements (product of `shape`; 1 for rank 0). Cannot overflow after validation.
-    public var count: Int { shape.reduce(1, *) }
+    package var count: Int { shape.reduce(1, *) }
 
     /// Size of the tensor's data in bytes.
-    public var byteCount: Int { end - begin }
+    package var byteCount: Int { end - begin }
 }
 
 // MARK: - Reader
 
 /// A validated, parsed safetensors file held in memory.
-public struct SafeTensorsFile: Sendable {
+package struct SafeTensorsFile: Sendable {
     /// The path (or label) given at load time; used in error messages.
-    public let path: String
+    package let path: String
     /// The `"__metadata__"` map (empty when absent or `null`).
-    public let metadata: [String: String]
+    package let metadata: [String: String]
     /// Every tensor entry, by name.
-    public let tensors: [String: TensorInfo]
+    package let tensors: [String: TensorInfo]
     /// N, the header length in bytes (including any padding).
-    public let headerLength: Int
+    package let headerLength: Int
 
     /// Largest header length N the reader accepts and the writer produces (the reference's MAX_HEADER_SIZE).
-    public static let maxHeaderLength = 100_000_000
+    package static let maxHeaderLength = 100_000_000
 
     /// Largest dimension or offset the schema allows (2^48 − 1).
-    public static let maxSize: UInt64 = (1 << 48) - 1
+    package static let maxSize: UInt64 = (1 << 48) - 1
 
     /// The whole file; the data section starts at `dataStart`.
     private let storage: [UInt8]
@@ -240,7 +240,7 @@ public struct SafeTensorsFile: Sendable {
     /// Reads the whole file at `path` and validates it.
     /// - Throws: `FileIOError` (naming the path and strerror) if the file cannot be read,
     ///   `SafeTensorsError` if its contents are not a valid safetensors file.
-    public static func read(path: String) throws -> SafeTensorsFile {
+    package static func read(path: String) throws -> SafeTensorsFile {
         let bytes = try AtomicFile.read(from: path)
         return try SafeTensorsFile(bytes: bytes, path: path)
     }
@@ -250,7 +250,7 @@ public struct SafeTensorsFile: Sendable {
     /// - Parameters:
     ///   - bytes: the entire file contents (kept, not copied).
     ///   - path: the file name to put in error messages.
-    public init(bytes: [UInt8], path: String) throws {
+    package init(bytes: [UInt8], path: String) throws {
         func fail(_ kind: SafeTensorsError.Kind) -> SafeTensorsError {
             SafeTensorsError(file: path, kind: kind)
         }
@@ -320,7 +320,7 @@ public struct SafeTensorsFile: Sendable {
     }
 
     /// Tensor names, sorted by UTF-8 bytes.
-    public var names: [String] {
+    package var names: [String] {
         tensors.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
@@ -357,7 +357,7 @@ public struct SafeTensorsFile: Sendable {
     ///   - name: the tensor name.
     ///   - shape: if given, the tensor's shape must equal it exactly.
     /// - Throws: `SafeTensorsError` `.notFound`, `.wrongDType` (payload: the actual dtype) or `.wrongShape`.
-    public func floats(_ name: String, shape: [Int]? = nil) throws -> [Float] {
+    package func floats(_ name: String, shape: [Int]? = nil) throws -> [Float] {
         array(try lookup(name, dtype: .F32, shape: shape), of: Float.self)
     }
 
@@ -367,23 +367,23 @@ public struct SafeTensorsFile: Sendable {
     ///   - shape: the required shape; `dst` must have room for its element count.
     ///   - dst: destination, written (=), not accumulated.
     /// - Throws: `SafeTensorsError` `.notFound`, `.wrongDType` or `.wrongShape`.
-    public func copyFloats(_ name: String, shape: [Int], into dst: UnsafeMutablePointer<Float>) throws {
+    package func copyFloats(_ name: String, shape: [Int], into dst: UnsafeMutablePointer<Float>) throws {
         copyBytes(try lookup(name, dtype: .F32, shape: shape), to: UnsafeMutableRawPointer(dst))
     }
 
     /// Copies an I64 tensor (e.g. counters). Same checks as `floats`.
-    public func int64s(_ name: String, shape: [Int]? = nil) throws -> [Int64] {
+    package func int64s(_ name: String, shape: [Int]? = nil) throws -> [Int64] {
         array(try lookup(name, dtype: .I64, shape: shape), of: Int64.self)
     }
 
     /// Copies a U64 tensor (e.g. RNG state). Same checks as `floats`.
-    public func uint64s(_ name: String, shape: [Int]? = nil) throws -> [UInt64] {
+    package func uint64s(_ name: String, shape: [Int]? = nil) throws -> [UInt64] {
         array(try lookup(name, dtype: .U64, shape: shape), of: UInt64.self)
     }
 
     /// The raw little-endian bytes of any tensor, whatever its dtype.
     /// - Throws: `SafeTensorsError.notFound`.
-    public func rawBytes(_ name: String) throws -> [UInt8] {
+    package func rawBytes(_ name: String) throws -> [UInt8] {
         guard let info = tensors[name] else { throw SafeTensorsError(file: path, kind: .notFound(name)) }
         let start = dataStart + info.begin
         return Array(storage[start..<(start + info.byteCount)])
@@ -395,7 +395,7 @@ public struct SafeTensorsFile: Sendable {
 /// Builds a safetensors file. Tensor data is **copied** at `add` time (never referenced), so callers
 /// may reuse or free their buffers immediately; a model's checkpoint therefore costs one extra copy
 /// of its tensors in memory while the writer is alive.
-public struct SafeTensorsWriter: Sendable {
+package struct SafeTensorsWriter: Sendable {
     private struct Entry: Sendable {
         let name: String
         let dtype: DType
@@ -408,10 +408,10 @@ public struct SafeTensorsWriter: Sendable {
 
     /// String→string pairs written as `"__metadata__"` (omitted when empty). Values are arbitrary
     /// strings (JSON-encode structured data into them); they round-trip exactly.
-    public var metadata: [String: String] = [:]
+    package var metadata: [String: String] = [:]
 
     /// An empty writer: no tensors, no metadata.
-    public init() {}
+    package init() {}
 
     /// Adds a tensor of raw little-endian element bytes.
     /// - Parameters:
@@ -419,7 +419,7 @@ public struct SafeTensorsWriter: Sendable {
     ///   - dtype: element type.
     ///   - shape: dims ≥ 0; `∏shape × dtype.bits` must equal `bytes.count × 8`.
     ///   - bytes: copied.
-    public mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+    package mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
         precondition(!name.utf8.elementsEqual("__metadata__".utf8), "tensor name \"__metadata__\" is reserved")
         precondition(names.insert(name).inserted, "duplicate tensor name \(SafeTensorsError.quoted(name))")
         var bits = dtype.bits
@@ -435,22 +435,22 @@ public struct SafeTensorsWriter: Sendable {
     }
 
     /// Adds an F32 tensor, copying `floats` (count must equal `∏shape`).
-    public mutating func add(_ name: String, shape: [Int], floats: UnsafeBufferPointer<Float>) {
+    package mutating func add(_ name: String, shape: [Int], floats: UnsafeBufferPointer<Float>) {
         add(name, dtype: .F32, shape: shape, bytes: UnsafeRawBufferPointer(floats))
     }
 
     /// Adds an F32 tensor, copying `floats` (count must equal `∏shape`).
-    public mutating func add(_ name: String, shape: [Int], floats: [Float]) {
+    package mutating func add(_ name: String, shape: [Int], floats: [Float]) {
         floats.withUnsafeBufferPointer { add(name, shape: shape, floats: $0) }
     }
 
     /// Adds an I64 tensor (e.g. step counters), copying the values.
-    public mutating func add(_ name: String, shape: [Int], int64s: [Int64]) {
+    package mutating func add(_ name: String, shape: [Int], int64s: [Int64]) {
         int64s.withUnsafeBytes { add(name, dtype: .I64, shape: shape, bytes: $0) }
     }
 
     /// Adds a U64 tensor (e.g. RNG state), copying the values.
-    public mutating func add(_ name: String, shape: [Int], uint64s: [UInt64]) {
+    package mutating func add(_ name: String, shape: [Int], uint64s: [UInt64]) {
         uint64s.withUnsafeBytes { add(name, dtype: .U64, shape: shape, bytes: $0) }
     }
 
@@ -502,7 +502,7 @@ public struct SafeTensorsWriter: Sendable {
     /// (keys sorted by UTF-8 bytes) then tensors in offset order, space-padded to a multiple of 8,
     /// then the data. A header over 100 000 000 bytes is a programmer error here (precondition);
     /// `write(to:)` reports it as `SafeTensorsError.headerTooLarge` instead.
-    public func serialize() -> [UInt8] {
+    package func serialize() -> [UInt8] {
         let p = prepare()
         precondition(p.header.count <= SafeTensorsFile.maxHeaderLength,
                      "safetensors header of \(p.header.count) bytes exceeds the \(SafeTensorsFile.maxHeaderLength)-byte limit")
@@ -513,10 +513,10 @@ public struct SafeTensorsWriter: Sendable {
     /// fsync of the folder), so `path` never holds a torn file.
     /// - Throws: `SafeTensorsError.headerTooLarge` if the header would exceed 100 000 000 bytes;
     ///   `FileIOError` (path + strerror) if writing fails, in which case `path` is untouched.
-    public func write(to path: String) throws { try write(to: [path]) }
+    package func write(to path: String) throws { try write(to: [path]) }
 
     /// The same bytes, serialised once, written atomically to each path in order.
-    public func write(to paths: [String]) throws {
+    package func write(to paths: [String]) throws {
         let p = prepare()
         guard p.header.count <= SafeTensorsFile.maxHeaderLength else {
             throw SafeTensorsError(file: paths.first ?? "", kind: .headerTooLarge(UInt64(p.header.count)))

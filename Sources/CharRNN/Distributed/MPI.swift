@@ -28,19 +28,19 @@ import Darwin
 import Foundation
 
 /// Open MPI could not be loaded or started.
-public struct MPIError: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
+package struct MPIError: Error, CustomStringConvertible {
+    package let message: String
+    package var description: String { message }
 }
 
-public final class MPI: @unchecked Sendable {
+package final class MPI: @unchecked Sendable {
     /// Whether mpirun started this process (the only case in which MPI is loaded).
-    public static var launchedByMPIRun: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil }
+    package static var launchedByMPIRun: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil }
 
-    public let rank: Int
-    public let size: Int
+    package let rank: Int
+    package let size: Int
 
-    public typealias Handle = UnsafeMutableRawPointer
+    package typealias Handle = UnsafeMutableRawPointer
     typealias InitThreadFn = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutablePointer<Int32>) -> Int32
     typealias CommIntFn = @convention(c) (Handle, UnsafeMutablePointer<Int32>) -> Int32
     typealias BcastFn = @convention(c) (UnsafeMutableRawPointer, Int32, Handle, Int32, Handle) -> Int32
@@ -70,7 +70,7 @@ public final class MPI: @unchecked Sendable {
 
     /// Opens libmpi and calls MPI_Init_thread(FUNNELED).
     /// - Throws: `MPIError` when libmpi or one of its symbols cannot be found.
-    public init() throws {
+    package init() throws {
         let names = ["libmpi.so.40", "libmpi.so", "libmpi.dylib"]
         guard let lib = names.lazy.compactMap({ dlopen($0, RTLD_NOW | RTLD_GLOBAL) }).first else {
             throw MPIError(message: "started by mpirun, but Open MPI's libmpi.so.40 cannot be loaded (\(String(cString: dlerror()))); install it: apt-get install openmpi-bin libopenmpi-dev")
@@ -105,14 +105,14 @@ public final class MPI: @unchecked Sendable {
     // the job must then be aborted (the operation is still pending and its buffers in use).
 
     /// MPI_Allgather of `count` floats from each rank: recv (size · count) in rank order.
-    public func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>, limit: Double) -> Bool {
+    package func allgather(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>, limit: Double) -> Bool {
         var q: Request = nil
         _ = iallgatherFn(send, Int32(count), float, recv, Int32(count), float, world, &q)
         return wait(&q, limit: limit)
     }
 
     /// MPI_Allgather of `count` bytes from each rank.
-    public func allgatherBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer, limit: Double) -> Bool {
+    package func allgatherBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer, limit: Double) -> Bool {
         var q: Request = nil
         _ = iallgatherFn(send, Int32(count), byte, recv, Int32(count), byte, world, &q)
         return wait(&q, limit: limit)
@@ -121,7 +121,7 @@ public final class MPI: @unchecked Sendable {
     /// MPI_Alltoallv of floats: `sendCounts[j]` floats at `sendDisplacements[j]` of `send` go to rank j;
     /// rank j's land at `recvDisplacements[j]` of `recv` (`recvCounts[j]` floats). The four arrays are
     /// read until completion.
-    public func alltoallv(_ send: UnsafePointer<Float>, counts sendCounts: UnsafePointer<Int32>, displacements sendDisplacements: UnsafePointer<Int32>,
+    package func alltoallv(_ send: UnsafePointer<Float>, counts sendCounts: UnsafePointer<Int32>, displacements sendDisplacements: UnsafePointer<Int32>,
                           into recv: UnsafeMutablePointer<Float>, counts recvCounts: UnsafePointer<Int32>,
                           displacements recvDisplacements: UnsafePointer<Int32>, limit: Double) -> Bool {
         var q: Request = nil
@@ -131,7 +131,7 @@ public final class MPI: @unchecked Sendable {
 
     /// MPI_Allgatherv in place (MPI_IN_PLACE): rank j's `counts[j]` floats at `displacements[j]` of
     /// `buffer` are copied to the same place on every rank.
-    public func allgathervInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>,
+    package func allgathervInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>,
                                   limit: Double) -> Bool {
         var q: Request = nil
         _ = iallgathervFn(MPI.inPlace, 0, float, buffer, counts, displacements, float, world, &q)
@@ -139,14 +139,14 @@ public final class MPI: @unchecked Sendable {
     }
 
     /// MPI_Allgatherv of floats: rank j's `counts[j]` floats land at `displacements[j]` of `recv`.
-    public func allgatherv(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>,
+    package func allgatherv(_ send: UnsafePointer<Float>, count: Int, into recv: UnsafeMutablePointer<Float>,
                            counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
         allgatherv(UnsafeRawPointer(send), count: count, type: float, into: UnsafeMutableRawPointer(recv),
                    counts: counts, displacements: displacements, limit: limit)
     }
 
     /// MPI_Allgatherv of bytes.
-    public func allgathervBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer,
+    package func allgathervBytes(_ send: UnsafeRawPointer, count: Int, into recv: UnsafeMutableRawPointer,
                                 counts: [Int32], displacements: [Int32], limit: Double) -> Bool {
         allgatherv(send, count: count, type: byte, into: recv, counts: counts, displacements: displacements, limit: limit)
     }
@@ -189,25 +189,25 @@ public final class MPI: @unchecked Sendable {
     }
 
     /// MPI_Bcast of `count` bytes from `root`.
-    public func broadcast(_ buffer: UnsafeMutableRawPointer, count: Int, root: Int) {
+    package func broadcast(_ buffer: UnsafeMutableRawPointer, count: Int, root: Int) {
         _ = bcastFn(buffer, Int32(count), byte, Int32(root), world)
     }
 
     /// MPI_Ibarrier, waited for with the watchdog's limit.
-    public func barrier(limit: Double) -> Bool {
+    package func barrier(limit: Double) -> Bool {
         var q: Request = nil
         _ = ibarrierFn(world, &q)
         return wait(&q, limit: limit)
     }
 
     /// MPI_Abort: ends every rank of the job with `code`.
-    public func abort(code: Int32) -> Never {
+    package func abort(code: Int32) -> Never {
         _ = abortFn(world, code)
         exit(code)
     }
 
     /// MPI_Finalize (once).
-    public func finalize() {
+    package func finalize() {
         guard !finalized else { return }
         finalized = true
         _ = finalizeFn()

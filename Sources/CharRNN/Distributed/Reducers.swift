@@ -34,7 +34,7 @@ import Foundation
 
 /// What data-parallel training needs from the other processes. Every method is collective: all ranks
 /// call it, in the same order. A process alone trains with `LocalReducer`, a group of one.
-public protocol GradientReducer: AnyObject, Sendable {
+package protocol GradientReducer: AnyObject, Sendable {
     var rank: Int { get }
     var size: Int { get }
     /// Reduce-scatter in rank order: afterwards `buffer[chunk(of: count)]` holds the elementwise sum
@@ -57,7 +57,7 @@ public protocol GradientReducer: AnyObject, Sendable {
 }
 
 /// What the ranks are doing when they exchange.
-public enum CollectivePhase: Sendable, Equatable {
+package enum CollectivePhase: Sendable, Equatable {
     /// Start-up: loading the corpus, building the model, comparing the ranks (uneven work).
     case setup
     /// The exchanges of training iteration `iteration` (1-based).
@@ -75,65 +75,65 @@ public enum CollectivePhase: Sendable, Equatable {
 
 extension GradientReducer {
     /// Rank r's block of `B` streams: [⌊rB/N⌋, ⌊(r+1)B/N⌋).
-    public func streams(of B: Int, rank r: Int? = nil) -> Range<Int> {
+    package func streams(of B: Int, rank r: Int? = nil) -> Range<Int> {
         let r = r ?? rank
         return (r * B / size)..<((r + 1) * B / size)
     }
 
     /// Rank r's chunk of a `count`-float buffer in the sharded update: [r·c, (r+1)·c) ∩ [0, count),
     /// c = ⌈count/N⌉ (the last chunks may be shorter, or empty when count < N).
-    public func chunk(of count: Int, rank r: Int? = nil) -> Range<Int> {
+    package func chunk(of count: Int, rank r: Int? = nil) -> Range<Int> {
         let c = (count + size - 1) / size, r = r ?? rank
         return min(r * c, count)..<min((r + 1) * c, count)
     }
 
     /// Bytes each rank sends per training iteration for `parameters` floats: (N−1) chunks in the
     /// reduce-scatter and (N−1) in the allgather.
-    public func bytesSentPerIteration(parameters: Int) -> Int { 2 * (size - 1) * ((parameters + size - 1) / size) * 4 }
+    package func bytesSentPerIteration(parameters: Int) -> Int { 2 * (size - 1) * ((parameters + size - 1) / size) * 4 }
 
     /// The gradient's reduce-scatter; returns the squared norm of this rank's reduced chunk (the
     /// global norm is the square root of these added over the ranks in rank order; with one rank it
     /// is the single process's norm again: x² of a float is exact in Double).
-    public func reduceScatterGradient(_ grads: UnsafeMutablePointer<Float>, count: Int) -> Double {
+    package func reduceScatterGradient(_ grads: UnsafeMutablePointer<Float>, count: Int) -> Double {
         reduceScatterInRankOrder(grads, count: count)
         let mine = chunk(of: count)
         let part = Double(GradientClip.norm(grads + mine.lowerBound, count: mine.count))
         return part * part
     }
 
-    public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
+    package func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
         let all = gather(Array(UnsafeBufferPointer(start: values, count: count)))
         out.update(from: all, count: all.count)
     }
 
-    public func enter(_ phase: CollectivePhase) {}
+    package func enter(_ phase: CollectivePhase) {}
 
     /// Rank 0's string, on every rank.
-    public func broadcast(_ s: String) -> String {
+    package func broadcast(_ s: String) -> String {
         String(decoding: gatherBytes(Array(s.utf8))[0], as: UTF8.self)
     }
 }
 
 /// A process alone: a group of one, every collective the identity (nothing is sent, nothing allocated
 /// in the per-step calls), so the trainer's one code path is the single-process arithmetic bit for bit.
-public final class LocalReducer: GradientReducer, @unchecked Sendable {
-    public init() {}
-    public var rank: Int { 0 }
-    public var size: Int { 1 }
-    public func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
-    public func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
-    public func gather(_ values: [Double]) -> [Double] { values }
-    public func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] { [bytes] }
-    public func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
+package final class LocalReducer: GradientReducer, @unchecked Sendable {
+    package init() {}
+    package var rank: Int { 0 }
+    package var size: Int { 1 }
+    package func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    package func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    package func gather(_ values: [Double]) -> [Double] { values }
+    package func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] { [bytes] }
+    package func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
         if UnsafePointer(full) != local { full.update(from: local, count: counts[0]) }
     }
-    public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
+    package func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
         out.update(from: values, count: count)
     }
 }
 
 /// Why a data-parallel run cannot start or go on. `description` is the one line the CLI prints.
-public enum DistributedError: Error, CustomStringConvertible, Equatable {
+package enum DistributedError: Error, CustomStringConvertible, Equatable {
     /// Fewer streams than processes: some rank would have none.
     case tooFewStreams(batch: Int, ranks: Int)
     /// Rank `rank` differs from rank 0 in `what` (config keys, vocabulary, corpus or weights).
@@ -141,7 +141,7 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     /// The weights differ between ranks at `iteration` (a bug or a broken node: the steps were not identical).
     case weightsDiverged(iteration: Int, ranks: [Int])
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .tooFewStreams(b, n):
             return "\(Setting.batch) \(b) gives fewer streams than the \(n) processes; use \(Setting.batch) \(n) or more, or fewer processes"
@@ -154,7 +154,7 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
 }
 
 /// FNV-1a over 64-bit words of a float buffer: equal buffers, equal hashes (a check, not a MAC).
-public func weightsHash(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
+package func weightsHash(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
     var h: UInt64 = 0xCBF2_9CE4_8422_2325
     let raw = UnsafeRawPointer(p)
     var i = 0
@@ -167,32 +167,32 @@ public func weightsHash(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
 }
 
 /// The reducer over Open MPI's world communicator.
-public final class MPIReducer: GradientReducer, @unchecked Sendable {
-    public let mpi: MPI
-    public var rank: Int { mpi.rank }
-    public var size: Int { mpi.size }
+package final class MPIReducer: GradientReducer, @unchecked Sendable {
+    package let mpi: MPI
+    package var rank: Int { mpi.rank }
+    package var size: Int { mpi.size }
     /// Seconds of silence after which a collective gives up and the job is aborted (0: never), and the
     /// allowance of the waits for one rank's work (start-up, rank 0's checkpoint write).
-    public let timeout: Double
-    public var unevenTimeout: Double { 40 * timeout }
-    public static let defaultTimeout = 15.0
-    public static let timeoutVariable = "CHARRNN_MPI_TIMEOUT"
-    public private(set) var phase = CollectivePhase.setup
+    package let timeout: Double
+    package var unevenTimeout: Double { 40 * timeout }
+    package static let defaultTimeout = 15.0
+    package static let timeoutVariable = "CHARRNN_MPI_TIMEOUT"
+    package private(set) var phase = CollectivePhase.setup
 
-    public init(_ mpi: MPI, timeout: Double = MPIReducer.defaultTimeout) { self.mpi = mpi; self.timeout = timeout }
+    package init(_ mpi: MPI, timeout: Double = MPIReducer.defaultTimeout) { self.mpi = mpi; self.timeout = timeout }
 
     /// The reducer when mpirun started this process, else nil (MPI is not touched). The watchdog's
     /// limit is CHARRNN_MPI_TIMEOUT (seconds, 0 = none) when set, else `defaultTimeout`.
     /// - Throws: `MPIError` when mpirun started it but Open MPI cannot be loaded, or the variable is not
     ///   a number of seconds.
-    public static func launchedByMPIRun() throws -> MPIReducer? {
+    package static func launchedByMPIRun() throws -> MPIReducer? {
         guard MPI.launchedByMPIRun else { return nil }
         let timeout = try parseTimeout(ProcessInfo.processInfo.environment[timeoutVariable])
         return MPIReducer(try MPI(), timeout: timeout)
     }
 
     /// CHARRNN_MPI_TIMEOUT's value: nil → `defaultTimeout`; else seconds in [0, 86400].
-    public static func parseTimeout(_ text: String?) throws -> Double {
+    package static func parseTimeout(_ text: String?) throws -> Double {
         guard let text else { return defaultTimeout }
         guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v >= 0, v <= 86_400 else {
             throw MPIError(message: "\(timeoutVariable)=\(text) is not a number of seconds between 0 (no limit) and 86400")
@@ -200,11 +200,11 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         return v
     }
 
-    public func enter(_ phase: CollectivePhase) { self.phase = phase }
+    package func enter(_ phase: CollectivePhase) { self.phase = phase }
 
     /// The ranks meet (a watched MPI_Ibarrier: a silent peer ends the job instead of leaving this one
     /// in MPI_Finalize for ever), then MPI_Finalize. Only where every rank ends the same way.
-    public func finish() {
+    package func finish() {
         enter(.end)
         if !mpi.barrier(limit: limit) { silent("the end of the run") }
         mpi.finalize()
@@ -272,7 +272,7 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         return p
     }
 
-    public func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+    package func reduceScatterInRankOrder(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         let N = size
         guard N > 1 else { return }
         let p = plan(for: count), r = recv!.ptr
@@ -287,13 +287,13 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         }
     }
 
-    public func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+    package func allgatherChunks(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         guard size > 1 else { return }
         let p = plan(for: count)
         if !mpi.allgathervInPlace(buffer, counts: p.counts, displacements: p.offsets, limit: limit) { silent("the parameter exchange") }
     }
 
-    public func gather(_ values: [Double]) -> [Double] {
+    package func gather(_ values: [Double]) -> [Double] {
         var out = [Double](repeating: 0, count: values.count * size)
         values.withUnsafeBytes { v in
             out.withUnsafeMutableBytes { o in
@@ -303,11 +303,11 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         return out
     }
 
-    public func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
+    package func gather(_ values: UnsafePointer<Double>, count: Int, into out: UnsafeMutablePointer<Double>) {
         if !mpi.allgatherBytes(values, count: count * 8, into: out, limit: limit) { silent("the loss exchange") }
     }
 
-    public func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] {
+    package func gatherBytes(_ bytes: [UInt8]) -> [[UInt8]] {
         let lengths = gather([Double(bytes.count)]).map { Int($0) }
         var displacements: [Int32] = [], at = 0
         for n in lengths { displacements.append(Int32(at)); at += n }
@@ -324,7 +324,7 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         return lengths.indices.map { Array(out[Int(displacements[$0])..<(Int(displacements[$0]) + lengths[$0])]) }
     }
 
-    public func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
+    package func gatherBlocks(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, counts: [Int]) {
         var displacements: [Int32] = [], at = 0
         for n in counts { displacements.append(Int32(at)); at += n }
         if !mpi.allgatherv(local, count: counts[rank], into: full, counts: counts.map { Int32($0) }, displacements: displacements, limit: limit) {

@@ -15,35 +15,35 @@ import Foundation
 
 /// The tokenizer and sampling facts of an exported model, as JSON (key `charrnn` of the ONNX
 /// metadata_props; `meta` of the HTML page). Documented in the README's "Export" section.
-public struct ExportMetadata: Codable, Sendable, Equatable {
-    public static let formatName = "charrnn-export"
-    public static let formatVersion = 1
-    public var format = formatName
-    public var formatVersion = formatVersion
+package struct ExportMetadata: Codable, Sendable, Equatable {
+    package static let formatName = "charrnn-export"
+    package static let formatVersion = 1
+    package var format = formatName
+    package var formatVersion = formatVersion
     /// lstm, gru or rnn; layers; hidden units; embedding width (0 = one-hot input); V.
-    public var cell: String, layers: Int, hidden: Int, embed: Int, vocabSize: Int
+    package var cell: String, layers: Int, hidden: Int, embed: Int, vocabSize: Int
     /// "full" or "adaptive" (the exported graph gives exact full log-probabilities either way).
-    public var output: String
+    package var output: String
     /// Id → token text (UTF-8). A token's id is its index.
-    public var vocab: [String]
+    package var vocab: [String]
     /// "scalar" (one Unicode scalar per token) or "grapheme" (one extended grapheme cluster).
-    public var unit: String
+    package var unit: String
     /// "none" or "nfc": normalization applied to text before tokenizing.
-    public var normalize: String
+    package var normalize: String
     /// Id standing for characters outside the vocabulary (never sampled), or nil: such characters are skipped.
-    public var unknownId: Int?
+    package var unknownId: Int?
     /// The token fed first when generating without a prime text (a newline), or nil: then the first
     /// distribution is uniform (log p = −log V for every id).
-    public var startId: Int?
+    package var startId: Int?
     /// Run facts, for display.
-    public var iteration: Int, corpus: String, valLoss: Double?
+    package var iteration: Int, corpus: String, valLoss: Double?
 
     enum CodingKeys: String, CodingKey {
         case format, formatVersion = "format_version", cell, layers, hidden, embed, vocabSize = "vocab_size", output, vocab, unit
         case normalize, unknownId = "unknown_id", startId = "start_id", iteration, corpus, valLoss = "val_loss"
     }
 
-    public init(_ meta: CheckpointMeta) {
+    package init(_ meta: CheckpointMeta) {
         let m = meta.model
         cell = m.cell.rawValue; layers = m.layers; hidden = m.hidden; embed = m.embed; vocabSize = m.vocabSize
         output = m.adaptive == nil ? "full" : "adaptive"
@@ -53,7 +53,7 @@ public struct ExportMetadata: Codable, Sendable, Equatable {
         valLoss = meta.progress.bestValLoss.flatMap { $0.isFinite ? $0 : nil }
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(format, forKey: .format); try c.encode(formatVersion, forKey: .formatVersion)
         try c.encode(cell, forKey: .cell); try c.encode(layers, forKey: .layers); try c.encode(hidden, forKey: .hidden)
@@ -65,7 +65,7 @@ public struct ExportMetadata: Codable, Sendable, Equatable {
 
     /// Compact JSON with sorted keys; `asciiOnly` escapes every non-ASCII character and `<` (for
     /// embedding in an HTML <script>).
-    public func json(asciiOnly: Bool = false) -> String {
+    package func json(asciiOnly: Bool = false) -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         // every field is a finite number, a string or an array of strings: encoding cannot fail
@@ -84,25 +84,25 @@ public struct ExportMetadata: Codable, Sendable, Equatable {
 }
 
 /// Why an export was refused.
-public struct ExportError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-    public init(path: String, message: String) { self.path = path; self.message = message }
-    public var description: String { "\(path): \(message)" }
+package struct ExportError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let message: String
+    package init(path: String, message: String) { self.path = path; self.message = message }
+    package var description: String { "\(path): \(message)" }
 }
 
 /// A checkpoint ready to export: its model's parameters by state_dict name.
-public struct ExportSource: Sendable {
-    public let meta: CheckpointMeta
-    public let config: ModelConfig
-    public let metadata: ExportMetadata
+package struct ExportSource: Sendable {
+    package let meta: CheckpointMeta
+    package let config: ModelConfig
+    package let metadata: ExportMetadata
     /// Parameter name → float32 values (row-major, the checkpoint's shapes: `NetworkSpec` order).
-    public let tensors: [String: [Float]]
-    public let spec: NetworkSpec
+    package let tensors: [String: [Float]]
+    package let spec: NetworkSpec
 
     /// Restores the checkpoint into a model (every check `sample` makes) and copies its parameters.
     /// - Throws: `CheckpointError` / `SafeTensorsError` for a checkpoint that fails validation.
-    public init(checkpoint: Checkpoint.Loaded) throws {
+    package init(checkpoint: Checkpoint.Loaded) throws {
         let model = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
         try Checkpoint.restore(checkpoint, model: model)
         meta = checkpoint.meta
@@ -117,21 +117,21 @@ public struct ExportSource: Sendable {
     }
 
     /// The tensor `name` (which the spec guarantees exists).
-    public func tensor(_ name: String) -> [Float] {
+    package func tensor(_ name: String) -> [Float] {
         guard let t = tensors[name] else { preconditionFailure("no tensor \(name)") }
         return t
     }
 }
 
 /// Writes export files.
-public enum ExportFile {
+package enum ExportFile {
     /// Writes `bytes` to `path` atomically. Unless `overwrite`, refuses a path that exists (also a
     /// dangling symlink), and stays refusing if another process creates it meanwhile: the complete
     /// file is staged under a hidden sibling name and hard-linked into place (link(2) never
     /// replaces), falling back to a rename on file systems without hard links. A directory is always refused.
     /// - Throws: `ExportError` (exists, is a directory), `FileIOError` naming `path` (cannot create,
     ///   no space, …); on any failure no file is left at `path` or beside it.
-    public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool) throws {
+    package static func write(_ bytes: [UInt8], to path: String, overwrite: Bool) throws {
         var st = stat()
         if lstat(path, &st) == 0 {
             var target = stat()

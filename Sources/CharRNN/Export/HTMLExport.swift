@@ -13,10 +13,10 @@
 import Foundation
 
 /// Builds the exported page.
-public enum HTMLExport {
+package enum HTMLExport {
     /// The float32 value's nearest bfloat16 (round to nearest, ties to even), as its 16 bits.
     /// Finite inputs only (a checkpoint's values are checked finite on restore).
-    public static func bfloat16Bits(_ f: Float) -> UInt16 {
+    package static func bfloat16Bits(_ f: Float) -> UInt16 {
         let b = f.bitPattern
         let rounded = b &+ 0x7FFF &+ ((b >> 16) & 1)
         return UInt16(truncatingIfNeeded: rounded >> 16)
@@ -65,7 +65,7 @@ public enum HTMLExport {
     ///   - source: the restored checkpoint.
     ///   - weights: precision of the embedded weights (.fp32 or .bf16).
     ///   - version: charrnn's version, shown on the page.
-    public static func page(_ source: ExportSource, weights: WeightPrecision, version: String) -> String {
+    package static func page(_ source: ExportSource, weights: WeightPrecision, version: String) -> String {
         let (bytes, manifest) = weightBytes(source, weights: weights)
         let c = source.config
         let model = "{\"meta\":\(source.metadata.json(asciiOnly: true)),\"dtype\":\"\(weights == .bf16 ? "bf16" : "fp32")\","

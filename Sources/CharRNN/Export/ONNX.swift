@@ -13,19 +13,19 @@
 // loads every exported file with onnx.load and onnx.checker.check_model).
 
 /// TensorProto.DataType values used here.
-public enum ONNXType: Int64, Sendable {
+package enum ONNXType: Int64, Sendable {
     case float = 1, int64 = 7
 }
 
 /// A constant tensor (initializer).
-public struct ONNXTensor: Sendable {
-    public var name: String
-    public var dims: [Int]
-    public var type: ONNXType
-    public var raw: [UInt8]
+package struct ONNXTensor: Sendable {
+    package var name: String
+    package var dims: [Int]
+    package var type: ONNXType
+    package var raw: [UInt8]
 
     /// float32 values, row-major.
-    public init(_ name: String, dims: [Int], floats: [Float]) {
+    package init(_ name: String, dims: [Int], floats: [Float]) {
         precondition(dims.reduce(1, *) == floats.count, "\(name): \(floats.count) values for dims \(dims)")
         self.name = name; self.dims = dims; type = .float
         var r = [UInt8](); r.reserveCapacity(4 * floats.count)
@@ -34,7 +34,7 @@ public struct ONNXTensor: Sendable {
     }
 
     /// int64 values, row-major.
-    public init(_ name: String, dims: [Int], int64s: [Int64]) {
+    package init(_ name: String, dims: [Int], int64s: [Int64]) {
         precondition(dims.reduce(1, *) == int64s.count, "\(name): \(int64s.count) values for dims \(dims)")
         self.name = name; self.dims = dims; type = .int64
         var r = [UInt8](); r.reserveCapacity(8 * int64s.count)
@@ -51,19 +51,19 @@ public struct ONNXTensor: Sendable {
 }
 
 /// A node attribute.
-public enum ONNXAttribute: Sendable {
+package enum ONNXAttribute: Sendable {
     case int(Int64), float(Float), string(String), ints([Int64]), floats([Float]), strings([String])
 }
 
 /// One operator application.
-public struct ONNXNode: Sendable {
-    public var op: String
-    public var inputs: [String]
-    public var outputs: [String]
-    public var name: String
-    public var attributes: [(String, ONNXAttribute)]
+package struct ONNXNode: Sendable {
+    package var op: String
+    package var inputs: [String]
+    package var outputs: [String]
+    package var name: String
+    package var attributes: [(String, ONNXAttribute)]
 
-    public init(_ op: String, _ inputs: [String], _ outputs: [String], name: String, _ attributes: [(String, ONNXAttribute)] = []) {
+    package init(_ op: String, _ inputs: [String], _ outputs: [String], name: String, _ attributes: [(String, ONNXAttribute)] = []) {
         self.op = op; self.inputs = inputs; self.outputs = outputs; self.name = name; self.attributes = attributes
     }
 
@@ -89,13 +89,13 @@ public struct ONNXNode: Sendable {
 }
 
 /// A graph input or output: name, element type and shape (a number or a named dynamic axis per dim).
-public struct ONNXValueInfo: Sendable {
-    public enum Dim: Sendable { case value(Int), param(String) }
-    public var name: String
-    public var type: ONNXType
-    public var dims: [Dim]
+package struct ONNXValueInfo: Sendable {
+    package enum Dim: Sendable { case value(Int), param(String) }
+    package var name: String
+    package var type: ONNXType
+    package var dims: [Dim]
 
-    public init(_ name: String, _ type: ONNXType, _ dims: [Dim]) { self.name = name; self.type = type; self.dims = dims }
+    package init(_ name: String, _ type: ONNXType, _ dims: [Dim]) { self.name = name; self.type = type; self.dims = dims }
 
     func encode(into w: inout ProtoWriter) {
         w.string(1, name)
@@ -118,25 +118,25 @@ public struct ONNXValueInfo: Sendable {
 }
 
 /// A whole model: one graph, one opset of the default domain, string metadata.
-public struct ONNXModel: Sendable {
-    public static let irVersion: Int64 = 8
-    public var opset: Int64
-    public var producer: String
-    public var producerVersion: String
-    public var doc: String
-    public var graphName: String
-    public var nodes: [ONNXNode] = []
-    public var initializers: [ONNXTensor] = []
-    public var inputs: [ONNXValueInfo] = []
-    public var outputs: [ONNXValueInfo] = []
-    public var metadata: [(String, String)] = []
+package struct ONNXModel: Sendable {
+    package static let irVersion: Int64 = 8
+    package var opset: Int64
+    package var producer: String
+    package var producerVersion: String
+    package var doc: String
+    package var graphName: String
+    package var nodes: [ONNXNode] = []
+    package var initializers: [ONNXTensor] = []
+    package var inputs: [ONNXValueInfo] = []
+    package var outputs: [ONNXValueInfo] = []
+    package var metadata: [(String, String)] = []
 
-    public init(opset: Int64, producer: String, producerVersion: String, doc: String, graphName: String) {
+    package init(opset: Int64, producer: String, producerVersion: String, doc: String, graphName: String) {
         self.opset = opset; self.producer = producer; self.producerVersion = producerVersion; self.doc = doc; self.graphName = graphName
     }
 
     /// The ModelProto bytes.
-    public func serialize() -> [UInt8] {
+    package func serialize() -> [UInt8] {
         var w = ProtoWriter()
         w.int(1, Self.irVersion)
         w.string(2, producer)

@@ -27,9 +27,9 @@
 // text, so a long text scored in chunks equals one pass (the test checks it).
 
 /// Builds the ONNX model of a checkpoint.
-public enum ONNXExport {
+package enum ONNXExport {
     /// The opset the graph declares (every operator used exists in this form since 14 or earlier).
-    public static let opset: Int64 = 14
+    package static let opset: Int64 = 14
 
     /// Gate block order of ONNX's operator, as indices into PyTorch's blocks.
     static func onnxGateOrder(_ cell: CellKind) -> [Int] {
@@ -65,7 +65,7 @@ public enum ONNXExport {
     ///   - source: the restored checkpoint.
     ///   - producerVersion: charrnn's version, recorded as producer_version.
     /// - Throws: `ExportError` when the weights exceed protobuf's 2 GB message limit.
-    public static func model(_ source: ExportSource, producerVersion: String) throws -> ONNXModel {
+    package static func model(_ source: ExportSource, producerVersion: String) throws -> ONNXModel {
         let c = source.config
         let L = c.layers, H = c.hidden, V = c.vocabSize, G = c.cell.gates * H
         let order = onnxGateOrder(c.cell)

@@ -14,8 +14,8 @@
 //   complete(opts)       → the same, synchronously (no streaming)
 //   loadMs               → milliseconds from the script's start to a ready model
 
-public enum PageScript {
-    public static let source = #"""
+package enum PageScript {
+    package static let source = #"""
 "use strict";
 (() => {
 const t0 = performance.now();

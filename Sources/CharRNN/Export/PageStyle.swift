@@ -3,9 +3,9 @@
 // fonts or images to fetch; light and dark follow the system.
 
 /// Styles and page pieces shared by the served and the exported page.
-public enum PageStyle {
+package enum PageStyle {
     /// The stylesheet (the contents of a <style> element).
-    public static let css = #"""
+    package static let css = #"""
   :root { color-scheme: light dark; --fg: #1d1d1f; --bg: #fafafa; --muted: #6e6e73; --accent: #0a66c2; --box: #fff; --line: #d2d2d7; }
   @media (prefers-color-scheme: dark) { :root { --fg: #e8e8ed; --bg: #161617; --muted: #98989d; --accent: #4c9aff; --box: #1f1f21; --line: #3a3a3c; } }
   * { box-sizing: border-box; }

@@ -11,13 +11,13 @@
 // Decoding is not needed here (the tests decode with the official `onnx` package).
 
 /// Appends protobuf fields to a byte buffer.
-public struct ProtoWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
+package struct ProtoWriter: Sendable {
+    package private(set) var bytes: [UInt8] = []
 
-    public init() {}
+    package init() {}
 
     /// An unsigned varint (7 bits per byte, low group first, high bit = more).
-    public mutating func varint(_ v: UInt64) {
+    package mutating func varint(_ v: UInt64) {
         var v = v
         while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
         bytes.append(UInt8(v))
@@ -29,30 +29,30 @@ public struct ProtoWriter: Sendable {
     }
 
     /// int32/int64/enum/bool field (wire type 0); negative values take ten bytes, as the spec says.
-    public mutating func int(_ field: Int, _ v: Int64) { key(field, 0); varint(UInt64(bitPattern: v)) }
+    package mutating func int(_ field: Int, _ v: Int64) { key(field, 0); varint(UInt64(bitPattern: v)) }
 
     /// float field (wire type 5).
-    public mutating func float(_ field: Int, _ v: Float) {
+    package mutating func float(_ field: Int, _ v: Float) {
         key(field, 5)
         let b = v.bitPattern
         for s in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8((b >> UInt32(s)) & 0xff)) }
     }
 
     /// bytes field (wire type 2).
-    public mutating func bytes(_ field: Int, _ data: some Collection<UInt8>) {
+    package mutating func bytes(_ field: Int, _ data: some Collection<UInt8>) {
         key(field, 2); varint(UInt64(data.count)); bytes.append(contentsOf: data)
     }
 
     /// string field (UTF-8, wire type 2).
-    public mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
+    package mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
 
     /// Nested message field (wire type 2): `build` writes the message's own fields.
-    public mutating func message(_ field: Int, _ build: (inout ProtoWriter) -> Void) {
+    package mutating func message(_ field: Int, _ build: (inout ProtoWriter) -> Void) {
         var inner = ProtoWriter()
         build(&inner)
         bytes(field, inner.bytes)
     }
 
     /// A nested message given as its encoded bytes.
-    public mutating func message(_ field: Int, encoded: [UInt8]) { bytes(field, encoded) }
+    package mutating func message(_ field: Int, encoded: [UInt8]) { bytes(field, encoded) }
 }

@@ -28,30 +28,30 @@ import Darwin
 // MARK: - Configuration
 
 /// Where the adaptive softmax cuts the frequency-sorted vocabulary. Stored in the model config.
-public struct AdaptiveSoftmaxConfig: Codable, Sendable, Equatable {
+package struct AdaptiveSoftmaxConfig: Codable, Sendable, Equatable {
     /// PyTorch's `cutoffs` without the final V: the head holds ranks [0, cutoffs[0]) plus one entry per
     /// tail; tail i holds ranks [cutoffs[i], cutoffs[i+1]) (the last one up to V).
-    public var cutoffs: [Int]
+    package var cutoffs: [Int]
     /// Tail i projects H to ⌊H / divValue^(i+1)⌋ (PyTorch's `div_value`, default 4).
-    public var divValue: Double
+    package var divValue: Double
     /// Rank → vocabulary id, most frequent first (ties: lower id first).
-    public var order: [Int]
+    package var order: [Int]
 
-    public init(cutoffs: [Int], divValue: Double = 4, order: [Int]) {
+    package init(cutoffs: [Int], divValue: Double = 4, order: [Int]) {
         self.cutoffs = cutoffs; self.divValue = divValue; self.order = order
     }
 
     /// S: number of tokens in the head.
-    public var headSize: Int { cutoffs[0] }
+    package var headSize: Int { cutoffs[0] }
     /// C: number of tail clusters.
-    public var clusters: Int { cutoffs.count }
+    package var clusters: Int { cutoffs.count }
     /// Rank bounds [S, c_1, …, V].
-    public var bounds: [Int] { cutoffs + [order.count] }
+    package var bounds: [Int] { cutoffs + [order.count] }
     /// w_i.
-    public func tailWidth(_ i: Int, hidden: Int) -> Int { max(1, Int(Double(hidden) / pow(divValue, Double(i + 1)))) }
+    package func tailWidth(_ i: Int, hidden: Int) -> Int { max(1, Int(Double(hidden) / pow(divValue, Double(i + 1)))) }
 
     /// Problems, or nil.
-    public var problem: String? {
+    package var problem: String? {
         let V = order.count
         if V < 2 { return "adaptive softmax needs at least 2 tokens" }
         if cutoffs.isEmpty { return "adaptive softmax needs at least one cutoff" }
@@ -70,7 +70,7 @@ public struct AdaptiveSoftmaxConfig: Codable, Sendable, Equatable {
     ///   (S + C)·(H + κ) + Σ_i P_i·(w_i·H + n_i·(w_i + κ)),  κ = 16 (an exp and a normalization),
     /// where P_i is the fraction of tokens in tail i; the head covers 80, 85, 90 or 95% of the tokens,
     /// and an optional second cut sits at 97, 98, 99 or 99.5% coverage.
-    public static func choose(counts: [Int], hidden H: Int, divValue: Double = 4, manual: [Int]? = nil) -> AdaptiveSoftmaxConfig {
+    package static func choose(counts: [Int], hidden H: Int, divValue: Double = 4, manual: [Int]? = nil) -> AdaptiveSoftmaxConfig {
         let V = counts.count
         let order = (0..<V).sorted { counts[$0] > counts[$1] || (counts[$0] == counts[$1] && $0 < $1) }
         if let manual { return AdaptiveSoftmaxConfig(cutoffs: manual, divValue: divValue, order: order) }
@@ -117,16 +117,16 @@ public struct AdaptiveSoftmaxConfig: Codable, Sendable, Equatable {
 // MARK: - Layer
 
 /// One tail cluster's two projections.
-public struct AdaptiveTail: Sendable {
-    public let proj: TensorView   // (w_i, H)   decoder.tail.{i}.0.weight
-    public let out: TensorView    // (n_i, w_i) decoder.tail.{i}.1.weight
+package struct AdaptiveTail: Sendable {
+    package let proj: TensorView   // (w_i, H)   decoder.tail.{i}.0.weight
+    package let out: TensorView    // (n_i, w_i) decoder.tail.{i}.1.weight
 }
 
 /// The head, the tails and the bookkeeping.
-public struct AdaptiveSoftmaxLayer: Sendable {
-    public let head: LinearLayer
-    public let tails: [AdaptiveTail]
-    public let config: AdaptiveSoftmaxConfig
+package struct AdaptiveSoftmaxLayer: Sendable {
+    package let head: LinearLayer
+    package let tails: [AdaptiveTail]
+    package let config: AdaptiveSoftmaxConfig
     let H: Int, V: Int, S: Int, C: Int
     let bounds: [Int]             // (C + 1)
     let widths: [Int]             // (C)
@@ -135,7 +135,7 @@ public struct AdaptiveSoftmaxLayer: Sendable {
 
     /// Takes `decoder.head.weight`, `decoder.head.bias` and `decoder.tail.{i}.{0,1}.weight` from a
     /// layout built from the model's `NetworkSpec`.
-    public init(config: AdaptiveSoftmaxConfig, hidden: Int, layout: ParameterLayout) {
+    package init(config: AdaptiveSoftmaxConfig, hidden: Int, layout: ParameterLayout) {
         precondition(config.problem == nil, config.problem ?? "")
         H = hidden; V = config.order.count; S = config.headSize; C = config.clusters
         self.config = config
@@ -158,7 +158,7 @@ public struct AdaptiveSoftmaxLayer: Sendable {
     }
 
     /// Head outputs (S + C).
-    public var headOutputs: Int { S + C }
+    package var headOutputs: Int { S + C }
 
     // MARK: Training
 
@@ -170,7 +170,7 @@ public struct AdaptiveSoftmaxLayer: Sendable {
     ///   - p, g: parameters and gradients; the tails' gradients accumulate (+=).
     ///   - ws: workspace; afterwards `ws.dxTail` (N, H) holds the tails' part of ∂loss/∂x (written =).
     /// - Returns: the mean loss −log p(target) over the N rows.
-    public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafeMutablePointer<Float>,
+    package func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafeMutablePointer<Float>,
                           p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>, ws: AdaptiveSoftmaxWorkspace) -> Double {
         trainLoss(x: x, targets: targets, rows: N, head: head, p: p, g: g, ws: ws, bf16: nil)
     }
@@ -265,7 +265,7 @@ public struct AdaptiveSoftmaxLayer: Sendable {
     ///   - x: (rows, H).
     ///   - headLogits: (rows, S + C) precomputed head logits, or nil to compute them here.
     ///   - out: (rows, V) written (=), in vocabulary id order; each row's exp sums to 1.
-    public func fullLogProbs(x: UnsafePointer<Float>, rows R: Int, headLogits: UnsafePointer<Float>?,
+    package func fullLogProbs(x: UnsafePointer<Float>, rows R: Int, headLogits: UnsafePointer<Float>?,
                              p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ws: AdaptiveSoftmaxWorkspace) {
         precondition(R >= 1 && R <= ws.blockRows, "adaptive softmax: \(R) rows, block holds \(ws.blockRows)")
         let K = S + C
@@ -295,7 +295,7 @@ public struct AdaptiveSoftmaxLayer: Sendable {
     /// Mean −log p(target) over N rows from the full distribution (computed block by block).
     /// - Parameters:
     ///   - head: (N, S + C) head logits from `head.forward`; read only.
-    public func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafePointer<Float>,
+    package func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafePointer<Float>,
                           p: UnsafePointer<Float>, ws: AdaptiveSoftmaxWorkspace) -> Double {
         var total = 0.0
         var r0 = 0
@@ -331,8 +331,8 @@ func logSumExp(_ z: UnsafePointer<Float>, n: Int) -> Float {
 
 /// Buffers of the adaptive softmax for up to `maxRows` training rows and `blockRows` rows of the full
 /// distribution. Allocated once.
-public final class AdaptiveSoftmaxWorkspace: @unchecked Sendable {
-    public let maxRows: Int, blockRows: Int
+package final class AdaptiveSoftmaxWorkspace: @unchecked Sendable {
+    package let maxRows: Int, blockRows: Int
     let headTarget: IntStorage     // (maxRows) head class of each row's target
     let rows: IntStorage           // (maxRows) rows of the current cluster
     let clusterTarget: IntStorage  // (maxRows) target rank within the current cluster
@@ -340,11 +340,11 @@ public final class AdaptiveSoftmaxWorkspace: @unchecked Sendable {
     let proj: Storage              // (maxRows, w_max)
     let dProj: Storage             // (maxRows, w_max)
     let tailLogits: Storage        // (maxRows, n_max) tail logits, then their gradient
-    public let dxTail: Storage     // (maxRows, H) the tails' part of ∂loss/∂x
+    package let dxTail: Storage     // (maxRows, H) the tails' part of ∂loss/∂x
     let headBlock: Storage         // (blockRows, S + C) head log-softmax of a block
     let full: Storage              // (blockRows, V) full log-probabilities of a block
 
-    public init(layer a: AdaptiveSoftmaxLayer, maxRows: Int, blockRows: Int = 64) {
+    package init(layer a: AdaptiveSoftmaxLayer, maxRows: Int, blockRows: Int = 64) {
         self.maxRows = maxRows
         self.blockRows = max(1, min(blockRows, maxRows))
         let H = a.H, wMax = a.widths.max() ?? 1

@@ -11,18 +11,18 @@
 // java.util.SplittableRandom); a row's H draws are its SplitMix64 sequence.
 
 /// Which masks a training step draws: the step's key and the global index of this process's first stream.
-public struct DropoutDraw: Sendable {
+package struct DropoutDraw: Sendable {
     /// One word of the run's generator, drawn for this step.
-    public var key: UInt64
+    package var key: UInt64
     /// Global stream index of local row 0 (0 for the single process).
-    public var firstStream: Int
-    public init(key: UInt64, firstStream: Int = 0) { self.key = key; self.firstStream = firstStream }
+    package var firstStream: Int
+    package init(key: UInt64, firstStream: Int = 0) { self.key = key; self.firstStream = firstStream }
 }
 
-public enum Dropout {
+package enum Dropout {
     /// Draws layer `layer`'s mask (T, B, H) for drop probability `prob`; local row b is global stream
     /// `draw.firstStream + b`. Writes mask.
-    public static func drawMask(_ mask: UnsafeMutablePointer<Float>, T: Int, B: Int, H: Int, layer: Int, prob: Float,
+    package static func drawMask(_ mask: UnsafeMutablePointer<Float>, T: Int, B: Int, H: Int, layer: Int, prob: Float,
                                 draw: DropoutDraw) {
         let keep = 1 / (1 - prob)
         var layerSeed = draw.key ^ UInt64(layer)
@@ -43,7 +43,7 @@ public enum Dropout {
     }
 
     /// out = x ⊙ mask. Writes out (may alias x).
-    public static func apply(_ x: UnsafePointer<Float>, mask: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, n: Int) {
+    package static func apply(_ x: UnsafePointer<Float>, mask: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, n: Int) {
         for i in 0..<n { out[i] = x[i] * mask[i] }
     }
 }

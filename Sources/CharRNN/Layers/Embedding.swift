@@ -3,17 +3,17 @@
 //   forward:  x[r] = W[token r]            (row gather, T·B rows of E)
 //   backward: dW[token r] += dx[r]         (scatter-add; accumulates)
 
-public struct EmbeddingLayer: Sendable {
-    public let weight: TensorView   // (V, E)
-    public let V: Int, E: Int
+package struct EmbeddingLayer: Sendable {
+    package let weight: TensorView   // (V, E)
+    package let V: Int, E: Int
 
-    public init(weight: TensorView) {
+    package init(weight: TensorView) {
         precondition(weight.shape.count == 2)
         self.weight = weight; V = weight.shape[0]; E = weight.shape[1]
     }
 
     /// Writes out (rows, E).
-    public func forward(ids: UnsafePointer<Int32>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    package func forward(ids: UnsafePointer<Int32>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let w = p + weight.offset
         for r in 0..<rows {
             let tok = Int(ids[r])
@@ -23,7 +23,7 @@ public struct EmbeddingLayer: Sendable {
     }
 
     /// Accumulates dW from dout (rows, E).
-    public func backward(ids: UnsafePointer<Int32>, rows: Int, dout: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>) {
+    package func backward(ids: UnsafePointer<Int32>, rows: Int, dout: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>) {
         let dw = g + weight.offset
         for r in 0..<rows {
             axpy(n: E, alpha: 1, x: dout + r * E, y: dw + Int(ids[r]) * E)

@@ -11,13 +11,13 @@
 // dGh = [dr̃ dz̃ r ⊙ dñ] for the hidden side (r multiplies the hidden n-term only); h' also depends on
 // h directly (z ⊙ h), so the kernel writes that part of ∂L/∂h[t-1] and the recurrent product adds to it.
 
-public final class GRULayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
+package final class GRULayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
     static var kind: CellKind { .gru }
     static var hasCellState: Bool { false }
     static var keepsHiddenProduct: Bool { true }
     static var hasDirectHiddenPath: Bool { true }
 
-    public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+    package init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
         super.init(cell: GRULayer.self, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }
 

@@ -9,7 +9,7 @@
 // (T, B, H). Per step (the shared loop of Recurrent.swift): one recurrent GEMM into gx[t], then the
 // fused SIMD kernel below (bias, σ/tanh, c', h'); backward: the kernel's derivative into dA = dGx = dGh.
 
-public final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
+package final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
     static var kind: CellKind { .lstm }
     static var hasCellState: Bool { true }
     static var keepsHiddenProduct: Bool { false }
@@ -17,7 +17,7 @@ public final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Send
 
     let tanhC: Storage   // (T, B, H)
 
-    public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+    package init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
         tanhC = Storage(count: maxT * maxB * H)
         super.init(cell: LSTMLayer.self, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }

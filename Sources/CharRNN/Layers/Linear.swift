@@ -5,18 +5,18 @@
 // `forward16`/`backward16`: the same with bf16 operands and float32 sums (bf16 training,
 // Model/MixedPrecision.swift); the bias and its gradient stay float32.
 
-public struct LinearLayer: Sendable {
-    public let weight: TensorView   // (V, H)
-    public let bias: TensorView     // (V)
-    public let inFeatures: Int, outFeatures: Int
+package struct LinearLayer: Sendable {
+    package let weight: TensorView   // (V, H)
+    package let bias: TensorView     // (V)
+    package let inFeatures: Int, outFeatures: Int
 
-    public init(weight: TensorView, bias: TensorView) {
+    package init(weight: TensorView, bias: TensorView) {
         self.weight = weight; self.bias = bias
         outFeatures = weight.shape[0]; inFeatures = weight.shape[1]
     }
 
     /// Writes out (rows, V).
-    public func forward(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    package func forward(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let V = outFeatures, H = inFeatures
         let b = p + bias.offset
         for r in 0..<rows { (out + r * V).update(from: b, count: V) }
@@ -25,7 +25,7 @@ public struct LinearLayer: Sendable {
     }
 
     /// Parameter gradients accumulate; dx (rows, H) is written.
-    public func backward(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
+    package func backward(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
                          g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let V = outFeatures, H = inFeatures
         // logits = y · Wᵀ + b  ⇒  dW += doutᵀ · y,  db += Σ dout,  dy = dout · W

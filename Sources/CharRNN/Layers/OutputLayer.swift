@@ -10,7 +10,7 @@
 // are made once, by `prepareStep`).
 
 /// The output layer of a CharRNNModel.
-public protocol OutputLayer: AnyObject, Sendable {
+package protocol OutputLayer: AnyObject, Sendable {
     /// Rows one call may take (training minibatch rows, or inference streams).
     var maxRows: Int { get }
 
@@ -60,20 +60,20 @@ func inferenceParts(panels: Int, work: Int) -> Int {
 // MARK: - Full softmax
 
 /// nn.Linear(H, V) and a softmax over all V ids (`decoder.weight` (V, H), `decoder.bias` (V)).
-public final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
-    public let decoder: LinearLayer
-    public let maxRows: Int
+package final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
+    package let decoder: LinearLayer
+    package let maxRows: Int
     let logits: Storage           // (maxRows, V) logits; in training replaced by ∂loss/∂logits
     var packed: PackedPanels?     // decoder Wᵀ (H × V) in panels, for the inference step
     /// The bf16 copies of W when the model trains in bf16: `trainLoss` (training only) then uses them.
     var mixed: DecoderBF16?
 
-    public init(decoder: LinearLayer, maxRows: Int) {
+    package init(decoder: LinearLayer, maxRows: Int) {
         self.decoder = decoder; self.maxRows = maxRows
         logits = Storage(count: maxRows * decoder.outFeatures)
     }
 
-    public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
+    package func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                           g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double {
         if let m = mixed { decoder.forward16(x: x, rows: N, p: p, out: logits.ptr, m: m) } else {
             decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
@@ -86,25 +86,25 @@ public final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
         return loss
     }
 
-    public func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>) -> Double {
+    package func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>) -> Double {
         decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
         return softmaxCrossEntropy(logits: logits.ptr, targets: targets, rows: N, V: decoder.outFeatures, gradient: false)
     }
 
-    public func logProbs(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    package func logProbs(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         precondition(rows >= 1 && rows <= maxRows)
         decoder.forward(x: x, rows: rows, p: p, out: out)
         logSoftmaxRows(out, rows: rows, V: decoder.outFeatures)
     }
 
-    public func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision) {
+    package func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision) {
         let V = decoder.outFeatures, H = decoder.inFeatures
         let pk = packed.flatMap { $0.precision == precision ? $0 : nil } ?? PackedPanels(maxK: H, maxN: V, precision: precision)
         pk.packTransposed(p + decoder.weight.offset, k: H, n: V, ld: H)
         packed = pk
     }
 
-    public func stepLogProbs(x: UnsafePointer<Float>, rows B: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    package func stepLogProbs(x: UnsafePointer<Float>, rows B: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         guard let packed else { preconditionFailure("stepLogProbs before prepareStep") }
         let V = decoder.outFeatures, H = decoder.inFeatures
         // logits = b + W · x per row, then log-softmax
@@ -129,21 +129,21 @@ private struct DecoderStepJob {
 /// PyTorch's nn.AdaptiveLogSoftmaxWithLoss: a head (`decoder.head.*`) and tail clusters
 /// (`decoder.tail.{i}.*`); training evaluates each tail only on the rows whose target is in it,
 /// validation and inference use the exact distribution over all V ids.
-public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
-    public let layer: AdaptiveSoftmaxLayer
-    public let maxRows: Int
+package final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
+    package let layer: AdaptiveSoftmaxLayer
+    package let maxRows: Int
     let ws: AdaptiveSoftmaxWorkspace
     let head: Storage             // (maxRows, S + C) head logits; in training replaced by their gradient
     /// The bf16 copies of the head and tails when the model trains in bf16: `trainLoss` then uses them.
     var mixed: AdaptiveBF16?
 
-    public init(layer: AdaptiveSoftmaxLayer, maxRows: Int) {
+    package init(layer: AdaptiveSoftmaxLayer, maxRows: Int) {
         self.layer = layer; self.maxRows = maxRows
         ws = AdaptiveSoftmaxWorkspace(layer: layer, maxRows: maxRows)
         head = Storage(count: maxRows * layer.headOutputs)
     }
 
-    public func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
+    package func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                           g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double {
         if let m = mixed { layer.head.forward16(x: x, rows: N, p: p, out: head.ptr, m: m.head) } else {
             layer.head.forward(x: x, rows: N, p: p, out: head.ptr)
@@ -157,12 +157,12 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
         return loss
     }
 
-    public func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>) -> Double {
+    package func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>) -> Double {
         layer.head.forward(x: x, rows: N, p: p, out: head.ptr)
         return layer.exactLoss(x: x, targets: targets, rows: N, head: head.ptr, p: p, ws: ws)
     }
 
-    public func logProbs(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    package func logProbs(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         precondition(rows >= 1 && rows <= maxRows)
         var r0 = 0
         while r0 < rows {
@@ -172,9 +172,9 @@ public final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
         }
     }
 
-    public func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision) {}   // float32 GEMMs, one row at a time
+    package func prepareStep(p: UnsafePointer<Float>, precision: WeightPrecision) {}   // float32 GEMMs, one row at a time
 
-    public func stepLogProbs(x: UnsafePointer<Float>, rows B: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    package func stepLogProbs(x: UnsafePointer<Float>, rows B: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         // one row at a time, so that a stream's result does not depend on how many share the step
         for r in 0..<B {
             layer.fullLogProbs(x: x + r * layer.H, rows: 1, headLogits: nil, p: p, out: out + r * layer.V, ws: ws)

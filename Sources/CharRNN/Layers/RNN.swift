@@ -4,13 +4,13 @@
 // forward; h (T+1, B, H) holds the outputs, which is all backward needs (tanh' = 1 − h'²).
 // The time loops are the shared ones of Recurrent.swift; this file is the cell's two kernels.
 
-public final class RNNLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
+package final class RNNLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
     static var kind: CellKind { .rnn }
     static var hasCellState: Bool { false }
     static var keepsHiddenProduct: Bool { false }
     static var hasDirectHiddenPath: Bool { false }
 
-    public init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
+    package init(inputSize D: Int, hiddenSize H: Int, oneHot: Bool, maxT: Int, maxB: Int, params: RecurrentParams) {
         super.init(cell: RNNLayer.self, inputSize: D, hiddenSize: H, oneHot: oneHot, maxT: maxT, maxB: maxB, params: params)
     }
 

@@ -36,7 +36,7 @@ public enum CellKind: String, Sendable, CaseIterable, Codable {
 }
 
 /// Input of a recurrent layer for one minibatch.
-public enum LayerInput {
+package enum LayerInput {
     /// Dense rows (T, B, D).
     case dense(UnsafePointer<Float>)
     /// Token ids (T, B): one-hot input, realised as a gather of W_ih's columns.
@@ -44,11 +44,11 @@ public enum LayerInput {
 }
 
 /// Offsets of one layer's parameters in the flat arena.
-public struct RecurrentParams: Sendable {
-    public let wIH: TensorView, wHH: TensorView, bIH: TensorView, bHH: TensorView
+package struct RecurrentParams: Sendable {
+    package let wIH: TensorView, wHH: TensorView, bIH: TensorView, bHH: TensorView
 
     /// The views of layer `k` in a layout built from its `NetworkSpec` tensors.
-    public init(layout: ParameterLayout, layer k: Int) {
+    package init(layout: ParameterLayout, layer k: Int) {
         guard let wIH = layout[StateDict.weightIH(k)], let wHH = layout[StateDict.weightHH(k)],
               let bIH = layout[StateDict.biasIH(k)], let bHH = layout[StateDict.biasHH(k)] else {
             preconditionFailure("layout has no recurrent layer \(k)")
@@ -60,7 +60,7 @@ public struct RecurrentParams: Sendable {
 /// What the stack calls on a recurrent layer, whatever its cell: `LSTMLayer`, `GRULayer`, `RNNLayer`.
 /// The cell-independent state (dimensions, parameters, caches, `output`, `dh0`, `dc0`) is the
 /// `RecurrentLayerCore` every layer is; these three are written once, in the extension of `RecurrentCell`.
-public protocol RecurrentLayer: RecurrentLayerCore {
+package protocol RecurrentLayer: RecurrentLayerCore {
     /// Runs the layer over T steps. `h0`/`c0` (B, H) are the carried state (c0 ignored unless LSTM);
     /// on return `hT`/`cT` receive the final state. Writes all caches needed by `backward`.
     func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
@@ -88,13 +88,13 @@ public protocol RecurrentLayer: RecurrentLayerCore {
 /// and carried state for up to (maxT, maxB), and the per-minibatch GEMMs before and after the time
 /// loop. Never used alone and has nothing to override: each cell is a final subclass that conforms
 /// to `RecurrentCell`.
-public class RecurrentLayerCore: @unchecked Sendable {
-    public let kind: CellKind
-    public let D: Int, H: Int, G: Int
-    public let maxT: Int, maxB: Int
-    public let params: RecurrentParams
+package class RecurrentLayerCore: @unchecked Sendable {
+    package let kind: CellKind
+    package let D: Int, H: Int, G: Int
+    package let maxT: Int, maxB: Int
+    package let params: RecurrentParams
     /// True when the input is one-hot tokens (D = V).
-    public let oneHot: Bool
+    package let oneHot: Bool
     /// The cell carries c beside h (LSTM).
     let hasCellState: Bool
 
@@ -148,12 +148,12 @@ public class RecurrentLayerCore: @unchecked Sendable {
     }
 
     /// h[1...T] as (T, B, H) rows for a minibatch of B streams.
-    @inline(__always) public final func output(B: Int) -> UnsafeMutablePointer<Float> { h.ptr + B * H }
+    @inline(__always) package final func output(B: Int) -> UnsafeMutablePointer<Float> { h.ptr + B * H }
 
     /// ∂L/∂h0 after `backward` (B, H).
-    public final var dh0: UnsafePointer<Float> { UnsafePointer(dhNext.ptr) }
+    package final var dh0: UnsafePointer<Float> { UnsafePointer(dhNext.ptr) }
     /// ∂L/∂c0 after `backward` (B, H), LSTM only.
-    public final var dc0: UnsafePointer<Float>? { hasCellState ? UnsafePointer(dcNext.ptr) : nil }
+    package final var dc0: UnsafePointer<Float>? { hasCellState ? UnsafePointer(dcNext.ptr) : nil }
 
     // MARK: - Before the time loop
 
@@ -317,7 +317,7 @@ protocol RecurrentCell: RecurrentLayer {
 extension RecurrentCell {
     // MARK: - Forward
 
-    public func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
+    package func forward(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>,
                         h0: UnsafePointer<Float>, c0: UnsafePointer<Float>?,
                         hT: UnsafeMutablePointer<Float>, cT: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
@@ -364,7 +364,7 @@ extension RecurrentCell {
 
     // MARK: - Backward
 
-    public func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
+    package func backward(_ x: LayerInput, dy: UnsafePointer<Float>, T: Int, B: Int,
                          p: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                          ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
         checkShape(T: T, B: B)
@@ -410,7 +410,7 @@ extension RecurrentCell {
 
     // MARK: - Inference step
 
-    public func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+    package func stepRows(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
                          c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
                          scratch: UnsafeMutablePointer<Float>) {
         if !Self.keepsHiddenProduct { addVectors(gx, gh, into: gx, n: rows * G) }   // W_ih x + W_hh h

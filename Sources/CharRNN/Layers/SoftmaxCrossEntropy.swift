@@ -14,7 +14,7 @@ import Darwin
 /// Mean cross-entropy of `rows` rows of V logits against targets. When `gradient` is true, the
 /// logits are replaced by ∂loss/∂logits (scaled by `scale`/N, scale 1 for the mean loss).
 /// Returns the mean loss in Double (summed in Double so long validation runs do not drift).
-public func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int,
+package func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int,
                                 gradient: Bool, scale: Float = 1) -> Double {
     precondition(rows > 0 && V > 0)
     // Rows are independent: split them across the pool; the per-part sums are added in part order,

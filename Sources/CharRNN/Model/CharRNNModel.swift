@@ -10,38 +10,38 @@
 // Precision: float32, or bf16 products in training once `enableBF16Training` (Model/MixedPrecision.swift).
 
 /// The carried hidden state of every layer for B streams (truncated BPTT: carried, not back-propagated).
-public final class RecurrentState: @unchecked Sendable {
-    public let h: [Storage]    // L × (B, H)
-    public let c: [Storage]    // L × (B, H); empty unless LSTM
-    public let batch: Int
-    public init(config: ModelConfig, batch: Int) {
+package final class RecurrentState: @unchecked Sendable {
+    package let h: [Storage]    // L × (B, H)
+    package let c: [Storage]    // L × (B, H); empty unless LSTM
+    package let batch: Int
+    package init(config: ModelConfig, batch: Int) {
         self.batch = batch
         h = (0..<config.layers).map { _ in Storage(count: batch * config.hidden) }
         c = config.cell == .lstm ? (0..<config.layers).map { _ in Storage(count: batch * config.hidden) } : []
     }
-    public func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() } }
-    public func copy(from o: RecurrentState) {
+    package func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() } }
+    package func copy(from o: RecurrentState) {
         for (a, b) in zip(h, o.h) { a.ptr.update(from: b.ptr, count: a.count) }
         for (a, b) in zip(c, o.c) { a.ptr.update(from: b.ptr, count: a.count) }
     }
 }
 
-public final class CharRNNModel: @unchecked Sendable {
-    public let config: ModelConfig
+package final class CharRNNModel: @unchecked Sendable {
+    package let config: ModelConfig
     /// Every tensor of the network (names, shapes, roles); the layout below is built from it.
-    public let spec: NetworkSpec
-    public let layout: ParameterLayout
-    public let params: Storage
-    public let grads: Storage
-    public let maxT: Int, maxB: Int
-    public let embedding: EmbeddingLayer?
-    public let layers: [RecurrentLayer]
+    package let spec: NetworkSpec
+    package let layout: ParameterLayout
+    package let params: Storage
+    package let grads: Storage
+    package let maxT: Int, maxB: Int
+    package let embedding: EmbeddingLayer?
+    package let layers: [RecurrentLayer]
     /// Full or adaptive softmax.
-    public let output: any OutputLayer
+    package let output: any OutputLayer
     /// Packed weights of the inference step; made on first use, dropped by `parametersChanged`.
     var inference: InferenceWeights?
     /// How the inference step stores its packed matrices (training always reads float32).
-    public var inferencePrecision: WeightPrecision = .fp32
+    package var inferencePrecision: WeightPrecision = .fp32
     /// bf16 training (Model/MixedPrecision.swift): nil trains in float32.
     var bf16: BF16Training?
 
@@ -54,7 +54,7 @@ public final class CharRNNModel: @unchecked Sendable {
     let ones: Storage            // (N) of 1, for bias column sums
 
     /// Builds the parameter layout (zeros) and all workspaces for minibatches up to (maxT, maxB).
-    public init(config: ModelConfig, maxT: Int, maxB: Int) {
+    package init(config: ModelConfig, maxT: Int, maxB: Int) {
         precondition(config.problem == nil, config.problem ?? "")
         WorkerPool.configureIfNeeded()
         self.config = config; self.maxT = maxT; self.maxB = maxB
@@ -91,7 +91,7 @@ public final class CharRNNModel: @unchecked Sendable {
 
     /// char-rnn's initialisation: every parameter uniform(−0.08, 0.08), then the LSTM forget-gate
     /// block of each bias_ih set to 1.
-    public func initialize(rng: inout Xoshiro256) {
+    package func initialize(rng: inout Xoshiro256) {
         for v in layout.views {
             let p = params.ptr + v.offset
             for i in 0..<v.count { p[i] = (rng.nextFloat() * 2 - 1) * 0.08 }
@@ -105,7 +105,7 @@ public final class CharRNNModel: @unchecked Sendable {
 
     /// Call after writing `params` other than by training (a restore, a copy): the inference step
     /// re-packs its weights on next use.
-    public func parametersChanged() { inference = nil; bf16?.fresh = false }
+    package func parametersChanged() { inference = nil; bf16?.fresh = false }
 
     // MARK: - Forward
 
@@ -145,14 +145,14 @@ public final class CharRNNModel: @unchecked Sendable {
 
     /// Mean cross-entropy of one minibatch without gradients (no dropout), from the exact
     /// distribution. Updates `state`.
-    public func evaluate(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState) -> Double {
+    package func evaluate(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState) -> Double {
         let top = forwardStack(x: x, T: T, B: B, state: state, dropout: nil)
         return output.exactLoss(x: top, targets: y, rows: T * B, p: params.ptr)
     }
 
     /// log p(next token) of every vocabulary id for each row of a minibatch: out (T·B, V), written;
     /// the training forward (no dropout), so the inference step can be checked against it. Updates `state`.
-    public func logProbs(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, out: UnsafeMutablePointer<Float>) {
+    package func logProbs(x: UnsafePointer<Int32>, T: Int, B: Int, state: RecurrentState, out: UnsafeMutablePointer<Float>) {
         let top = forwardStack(x: x, T: T, B: B, state: state, dropout: nil)
         output.logProbs(x: top, rows: T * B, p: params.ptr, out: out)
     }
@@ -162,7 +162,7 @@ public final class CharRNNModel: @unchecked Sendable {
     /// `trainStep(…dropout:)` with the step's dropout key drawn from `rng` (one word, only when the
     /// model has dropout; `rng` is not touched otherwise), the rows being streams 0..<B.
     @discardableResult
-    public func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
+    package func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
                           state: RecurrentState, rng: inout Xoshiro256) -> Double {
         trainStep(x: x, y: y, T: T, B: B, state: state, dropout: DropoutDraw(key: config.dropout > 0 ? rng.next() : 0))
     }
@@ -171,7 +171,7 @@ public final class CharRNNModel: @unchecked Sendable {
     /// backward; returns the mean loss. Gradients of the mean loss are in `grads`; `state` holds the
     /// new carried state.
     @discardableResult
-    public func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
+    package func trainStep(x: UnsafePointer<Int32>, y: UnsafePointer<Int32>, T: Int, B: Int,
                           state: RecurrentState, dropout: DropoutDraw) -> Double {
         grads.zero()
         if let t = bf16, !t.fresh { packBF16Weights() }

@@ -53,8 +53,8 @@ final class InferenceWeights: @unchecked Sendable {
 }
 
 /// The carried state of B inference streams and the step's workspace.
-public final class InferenceState: @unchecked Sendable {
-    public let streams: Int
+package final class InferenceState: @unchecked Sendable {
+    package let streams: Int
     let H: Int
     let h: [Storage]       // L × (B, H)
     let c: [Storage]       // L × (B, H); empty unless LSTM
@@ -64,7 +64,7 @@ public final class InferenceState: @unchecked Sendable {
     let scratch: Storage   // (B, H) the cell kernel's tanh c
 
     /// State for `streams` streams of `config`'s network, all zero.
-    public init(config: ModelConfig, streams B: Int) {
+    package init(config: ModelConfig, streams B: Int) {
         precondition(B >= 1, "at least one stream")
         streams = B; H = config.hidden
         let G = config.cell.gates * config.hidden
@@ -76,24 +76,24 @@ public final class InferenceState: @unchecked Sendable {
     }
 
     /// Zeroes every stream's state.
-    public func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() } }
+    package func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() } }
 
     /// Zeroes the state of stream `i`.
-    public func reset(stream i: Int) {
+    package func reset(stream i: Int) {
         precondition(i >= 0 && i < streams)
         for s in h { (s.ptr + i * H).update(repeating: 0, count: H) }   // not `h + c`: a new array at every join
         for s in c { (s.ptr + i * H).update(repeating: 0, count: H) }
     }
 
     /// Copies the state of stream `from` of `source` (same network) into stream `to` of this one.
-    public func copyStream(_ from: Int, of source: InferenceState, to: Int) {
+    package func copyStream(_ from: Int, of source: InferenceState, to: Int) {
         precondition(from >= 0 && from < source.streams && to >= 0 && to < streams && source.H == H && source.h.count == h.count && source.c.count == c.count)
         for k in h.indices { (h[k].ptr + to * H).update(from: source.h[k].ptr + from * H, count: H) }
         for k in c.indices { (c[k].ptr + to * H).update(from: source.c[k].ptr + from * H, count: H) }
     }
 
     /// Hidden state of layer `k` (B, H), for tests.
-    public func hidden(layer k: Int) -> [Float] { h[k].toArray() }
+    package func hidden(layer k: Int) -> [Float] { h[k].toArray() }
 }
 
 extension CharRNNModel {
@@ -107,7 +107,7 @@ extension CharRNNModel {
 
     /// One step for the B = `state.streams` streams: feeds `tokens` (B), advances `state`, and writes
     /// log p(next token = v) for every id v to `logProbs` (B, V). No dropout.
-    public func step(tokens: UnsafePointer<Int32>, state: InferenceState, logProbs out: UnsafeMutablePointer<Float>) {
+    package func step(tokens: UnsafePointer<Int32>, state: InferenceState, logProbs out: UnsafeMutablePointer<Float>) {
         step(tokens: tokens, state: state, rows: state.streams, logProbs: out)
     }
 
@@ -121,7 +121,7 @@ extension CharRNNModel {
     ///   - state: carried state of at least R streams.
     ///   - rows: R, the streams stepped (1...state.streams).
     ///   - logProbs: (R, V) written.
-    public func step(tokens: UnsafePointer<Int32>, state: InferenceState, rows B: Int, logProbs out: UnsafeMutablePointer<Float>) {
+    package func step(tokens: UnsafePointer<Int32>, state: InferenceState, rows B: Int, logProbs out: UnsafeMutablePointer<Float>) {
         precondition(B >= 1 && B <= state.streams, "rows \(B) outside 1...\(state.streams)")
         let V = config.vocabSize
         let w = inferenceWeights()

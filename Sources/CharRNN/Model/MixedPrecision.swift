@@ -165,7 +165,7 @@ final class BF16Training: @unchecked Sendable {
 extension CharRNNModel {
     /// Switches training (`trainStep`) to bf16 products: allocates the packed copies and scratch once
     /// (a second call does nothing). Validation, `logProbs` and the inference step stay float32.
-    public func enableBF16Training() {
+    package func enableBF16Training() {
         if bf16 != nil { return }
         let t = BF16Training(model: self)
         for (l, m) in zip(layers, t.layers) { l.mixed = m }
@@ -176,7 +176,7 @@ extension CharRNNModel {
 
     /// Rounds the float32 weights into the bf16 copies (no-op in fp32): the training step calls it
     /// right after each update; `trainStep` calls it when the copies are stale.
-    public func packBF16Weights() {
+    package func packBF16Weights() {
         guard let t = bf16 else { return }
         let p = UnsafePointer(params.ptr)
         for (l, m) in zip(layers, t.layers) { m.pack(layer: l, p: p) }
@@ -186,5 +186,5 @@ extension CharRNNModel {
     }
 
     /// Whether `trainStep` runs its products in bf16.
-    public var trainsInBF16: Bool { bf16 != nil }
+    package var trainsInBF16: Bool { bf16 != nil }
 }

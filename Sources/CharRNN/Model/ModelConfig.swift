@@ -15,7 +15,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Tokens in the vocabulary (the size of the one-hot input and of the output distribution).
     public var vocabSize: Int
     /// Output layer: nil = full softmax (`decoder.weight`, `decoder.bias`); set = adaptive softmax.
-    public var adaptive: AdaptiveSoftmaxConfig? = nil
+    package var adaptive: AdaptiveSoftmaxConfig? = nil
 
     /// A model shape; `vocabSize` is the corpus's (a `TrainingRun` sets it from the corpus it loads).
     public init(cell: CellKind = .lstm, layers: Int = 2, hidden: Int = 128, embed: Int = 0, dropout: Float = 0, vocabSize: Int) {
@@ -24,7 +24,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     /// Input width of layer k.
-    public func inputSize(layer k: Int) -> Int { k > 0 ? hidden : (embed > 0 ? embed : vocabSize) }
+    package func inputSize(layer k: Int) -> Int { k > 0 ? hidden : (embed > 0 ? embed : vocabSize) }
 
     /// Number of trainable parameters (from the network's spec; the config must have no `problem`).
     public var parameterCount: Int { NetworkSpec(self).parameterCount }

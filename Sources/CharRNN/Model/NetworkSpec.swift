@@ -17,7 +17,7 @@
 // the parameter count, the memory estimate, the FLOP count of `bench` and `info` read this table.
 
 /// What a tensor of a checkpoint is for.
-public enum TensorRole: Sendable, Equatable {
+package enum TensorRole: Sendable, Equatable {
     case parameter
     /// An optimizer moment (`slot`, e.g. "square_avg") of a parameter.
     case optimizerSlot(String)
@@ -26,31 +26,31 @@ public enum TensorRole: Sendable, Equatable {
 }
 
 /// One tensor: its state_dict name, row-major shape and role.
-public struct TensorSpec: Sendable, Equatable {
-    public let name: String
-    public let shape: [Int]
-    public let role: TensorRole
+package struct TensorSpec: Sendable, Equatable {
+    package let name: String
+    package let shape: [Int]
+    package let role: TensorRole
     /// Multiply-adds per token of the forward pass this weight takes part in (0 for biases, an
     /// embedding or a one-hot input matrix, which are gathered, not multiplied).
-    public let macsPerToken: Int
+    package let macsPerToken: Int
     /// For adaptive-softmax tail weights: the cluster, whose rows only the tokens in it pay for.
-    public let tailCluster: Int?
+    package let tailCluster: Int?
 
     init(_ name: String, _ shape: [Int], role: TensorRole = .parameter, macs: Int = 0, tail: Int? = nil) {
         self.name = name; self.shape = shape; self.role = role; self.macsPerToken = macs; self.tailCluster = tail
     }
 
-    public var count: Int { shape.reduce(1, *) }
+    package var count: Int { shape.reduce(1, *) }
 }
 
 /// The tensors of a network described by a `ModelConfig` (which must have no `problem`: its bounds
 /// keep every size here far from overflowing an Int).
-public struct NetworkSpec: Sendable {
-    public let config: ModelConfig
+package struct NetworkSpec: Sendable {
+    package let config: ModelConfig
     /// Trainable parameters in memory order.
-    public let parameters: [TensorSpec]
+    package let parameters: [TensorSpec]
 
-    public init(_ config: ModelConfig) {
+    package init(_ config: ModelConfig) {
         precondition(config.problem == nil, config.problem ?? "")
         self.config = config
         let V = config.vocabSize, H = config.hidden
@@ -70,7 +70,7 @@ public struct NetworkSpec: Sendable {
     }
 
     /// The four tensors of recurrent layer `k` (PyTorch nn.LSTM/GRU/RNN names and shapes).
-    public static func recurrentTensors(layer k: Int, cell: CellKind, inputSize D: Int, hidden H: Int,
+    package static func recurrentTensors(layer k: Int, cell: CellKind, inputSize D: Int, hidden H: Int,
                                         oneHotInput: Bool = false) -> [TensorSpec] {
         let G = cell.gates * H
         return [TensorSpec(StateDict.weightIH(k), [G, D], macs: oneHotInput ? 0 : G * D),
@@ -80,7 +80,7 @@ public struct NetworkSpec: Sendable {
     }
 
     /// The head and tail tensors of an adaptive softmax (PyTorch nn.AdaptiveLogSoftmaxWithLoss names).
-    public static func adaptiveTensors(_ a: AdaptiveSoftmaxConfig, hidden H: Int) -> [TensorSpec] {
+    package static func adaptiveTensors(_ a: AdaptiveSoftmaxConfig, hidden H: Int) -> [TensorSpec] {
         let K = a.headSize + a.clusters, b = a.bounds
         var t = [TensorSpec(StateDict.adaptiveHeadWeight, [K, H], macs: K * H), TensorSpec(StateDict.adaptiveHeadBias, [K])]
         for i in 0..<a.clusters {
@@ -92,17 +92,17 @@ public struct NetworkSpec: Sendable {
     }
 
     /// Number of trainable parameters.
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+    package var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     /// The moments an optimizer keeps: one tensor per parameter and slot, slot-major.
-    public func optimizerSlots(_ kind: OptimizerKind) -> [TensorSpec] {
+    package func optimizerSlots(_ kind: OptimizerKind) -> [TensorSpec] {
         kind.slots.flatMap { slot in
             parameters.map { TensorSpec(StateDict.moment(slot, of: $0.name), $0.shape, role: .optimizerSlot(slot)) }
         }
     }
 
     /// The carried state of `streams` streams: h of every layer, then c of every layer (LSTM).
-    public func carriedState(streams B: Int) -> [TensorSpec] {
+    package func carriedState(streams B: Int) -> [TensorSpec] {
         let L = config.layers, H = config.hidden
         let h = (0..<L).map { TensorSpec(StateDict.stateH($0), [B, H], role: .carriedState) }
         let c = config.cell == .lstm ? (0..<L).map { TensorSpec(StateDict.stateC($0), [B, H], role: .carriedState) } : []
@@ -112,7 +112,7 @@ public struct NetworkSpec: Sendable {
     /// Forward multiply-adds per token. An adaptive softmax's tail i counts with `tailShares[i]`, the
     /// fraction of tokens whose target falls in it (training evaluates a tail only on those rows);
     /// without shares every tail counts fully (the cost of the exact distribution).
-    public func forwardMACsPerToken(tailShares: [Double]? = nil) -> Double {
+    package func forwardMACsPerToken(tailShares: [Double]? = nil) -> Double {
         parameters.reduce(0.0) { sum, t in
             let share = t.tailCluster.map { i in tailShares.map { i < $0.count ? $0[i] : 1 } ?? 1 } ?? 1
             return sum + Double(t.macsPerToken) * share
@@ -123,7 +123,7 @@ public struct NetworkSpec: Sendable {
     /// layer the LSTM's caches (gates, c, h, tanh c) and their gradients (an upper bound for GRU/RNN),
     /// the embedding output and its gradient, the decoder outputs, and an adaptive softmax's
     /// gathered rows and full-distribution block.
-    public func activationBytes(rows N: Int) -> Int {
+    package func activationBytes(rows N: Int) -> Int {
         let c = config
         let outputs = c.adaptive.map { $0.headSize + $0.cutoffs.count } ?? c.vocabSize
         return N * 4 * (16 * c.layers * c.hidden + 2 * c.embed + outputs)
@@ -133,7 +133,7 @@ public struct NetworkSpec: Sendable {
 
 extension ParameterLayout {
     /// The layout of `tensors`, in their order.
-    public init(_ tensors: [TensorSpec]) {
+    package init(_ tensors: [TensorSpec]) {
         self.init()
         for t in tensors { add(t.name, shape: t.shape) }
     }

@@ -9,23 +9,23 @@
 import Foundation
 
 /// How a series is drawn.
-public enum SeriesStyle: Sendable { case faint, line, points }
+package enum SeriesStyle: Sendable { case faint, line, points }
 
-public struct Series: Sendable {
-    public var label: String?        // nil = not in the legend
-    public var color: Int            // palette index (one per run)
-    public var style: SeriesStyle
-    public var points: [(x: Double, y: Double)]
+package struct Series: Sendable {
+    package var label: String?        // nil = not in the legend
+    package var color: Int            // palette index (one per run)
+    package var style: SeriesStyle
+    package var points: [(x: Double, y: Double)]
 }
 
-public enum XAxisKind: String, Sendable, CaseIterable { case iteration, epoch }
+package enum XAxisKind: String, Sendable, CaseIterable { case iteration, epoch }
 
 /// A linear or log10 axis over [lo, hi].
-public struct Axis: Sendable {
-    public var lo: Double, hi: Double
-    public var log: Bool
+package struct Axis: Sendable {
+    package var lo: Double, hi: Double
+    package var log: Bool
 
-    public init(lo: Double, hi: Double, log: Bool) {
+    package init(lo: Double, hi: Double, log: Bool) {
         // finite bounds, and a span (hi − lo) that is finite too: ±1e308 would overflow it to ∞
         let big = Double.greatestFiniteMagnitude / 4
         var lo = min(max(lo.isNaN ? 0 : lo, -big), big), hi = min(max(hi.isNaN ? 1 : hi, -big), big)
@@ -38,7 +38,7 @@ public struct Axis: Sendable {
     }
 
     /// Position of `v` in [0, 1] (outside for values out of range).
-    public func fraction(_ v: Double) -> Double {
+    package func fraction(_ v: Double) -> Double {
         let f = log ? (Foundation.log10(max(v, 1e-12)) - Foundation.log10(lo)) / (Foundation.log10(hi) - Foundation.log10(lo))
                     : (v - lo) / (hi - lo)
         // a value past the (clamped) range can overflow v − lo: it is off the chart, so say where
@@ -46,7 +46,7 @@ public struct Axis: Sendable {
     }
 
     /// Tick values within [lo, hi], about `target` of them.
-    public func ticks(target: Int = 6) -> [Double] {
+    package func ticks(target: Int = 6) -> [Double] {
         guard lo.isFinite && hi.isFinite else { return [] }
         if log && hi / lo >= 10 {
             var out: [Double] = []
@@ -74,7 +74,7 @@ public struct Axis: Sendable {
     }
 
     /// A tick label with as few decimals as tell the ticks apart (every tick written exactly).
-    public static func label(_ v: Double, ticks: [Double]) -> String {
+    package static func label(_ v: Double, ticks: [Double]) -> String {
         if v == 0 { return "0" }
         if abs(v) >= 1e6 || abs(v) < 1e-4 { return String(format: "%.0e", v) }
         var d = 0
@@ -83,11 +83,11 @@ public struct Axis: Sendable {
     }
 }
 
-public struct Chart: Sendable {
-    public var title: String
-    public var xLabel: String, yLabel: String
-    public var series: [Series]
-    public var x: Axis, y: Axis
+package struct Chart: Sendable {
+    package var title: String
+    package var xLabel: String, yLabel: String
+    package var series: [Series]
+    package var x: Axis, y: Axis
 
     /// The chart of several runs' loss logs.
     /// - Parameters:
@@ -96,7 +96,7 @@ public struct Chart: Sendable {
     ///   - logY: log10 loss axis.
     ///   - smoothing: EMA β in [0, 1); 0 draws the raw train loss.
     ///   - raw: also draw the unsmoothed train loss, faint.
-    public static func losses(_ runs: [LossHistory], xAxis: XAxisKind, logY: Bool, smoothing: Double, raw: Bool) -> Chart {
+    package static func losses(_ runs: [LossHistory], xAxis: XAxisKind, logY: Bool, smoothing: Double, raw: Bool) -> Chart {
         var series: [Series] = []
         for (k, run) in runs.enumerated() {
             func xv(_ r: LossRow) -> Double { xAxis == .epoch ? r.epoch : Double(r.iteration) }

@@ -10,38 +10,38 @@
 import Foundation
 
 /// One row of a loss log.
-public struct LossRow: Sendable, Equatable {
-    public var iteration: Int
-    public var epoch: Double
-    public var trainLoss: Double?
-    public var valLoss: Double?
-    public init(iteration: Int, epoch: Double, trainLoss: Double?, valLoss: Double?) {
+package struct LossRow: Sendable, Equatable {
+    package var iteration: Int
+    package var epoch: Double
+    package var trainLoss: Double?
+    package var valLoss: Double?
+    package init(iteration: Int, epoch: Double, trainLoss: Double?, valLoss: Double?) {
         self.iteration = iteration; self.epoch = epoch; self.trainLoss = trainLoss; self.valLoss = valLoss
     }
 }
 
 /// A run's loss log.
-public struct LossHistory: Sendable {
+package struct LossHistory: Sendable {
     /// Legend name: the run folder's name (or the CSV's base name when it is not `loss.csv`).
-    public var name: String
-    public var rows: [LossRow]
+    package var name: String
+    package var rows: [LossRow]
     /// Complete lines that are not a row (wrong field count, no integer iteration).
-    public var unreadableLines = 0
+    package var unreadableLines = 0
     /// Rows whose train or validation loss field holds something other than a finite number (or empty).
-    public var nonNumericLosses = 0
+    package var nonNumericLosses = 0
 
-    public init(name: String, rows: [LossRow]) { self.name = name; self.rows = rows }
+    package init(name: String, rows: [LossRow]) { self.name = name; self.rows = rows }
 
     /// What `parse` found: the rows and what it could not use.
-    public struct Parsed: Sendable {
-        public var rows: [LossRow] = []
-        public var unreadableLines = 0
-        public var nonNumericLosses = 0
+    package struct Parsed: Sendable {
+        package var rows: [LossRow] = []
+        package var unreadableLines = 0
+        package var nonNumericLosses = 0
     }
 
     /// Reads `path`: a run folder (its loss.csv) or a CSV file.
     /// - Throws: `LossLogError` naming the file when it cannot be read or has no usable header.
-    public static func load(_ path: String) throws -> LossHistory {
+    package static func load(_ path: String) throws -> LossHistory {
         var isDir: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let file = exists && isDir.boolValue ? (path as NSString).appendingPathComponent(RunFolder.lossLogName) : path
@@ -73,12 +73,12 @@ public struct LossHistory: Sendable {
     }
 
     /// Parses CSV bytes (see the file header) into rows.
-    public static func parse(_ bytes: [UInt8], file: String) throws -> [LossRow] {
+    package static func parse(_ bytes: [UInt8], file: String) throws -> [LossRow] {
         try bytes.withUnsafeBytes { try parseReport($0, file: file).rows }
     }
 
     /// Parses CSV bytes (see the file header): rows and the counts of what was not usable.
-    public static func parseReport(_ bytes: UnsafeRawBufferPointer, file: String) throws -> Parsed {
+    package static func parseReport(_ bytes: UnsafeRawBufferPointer, file: String) throws -> Parsed {
         var p = Parser(file: file)
         let used = try p.feed(bytes)
         _ = used   // the rest (after the last newline) is an incomplete line

@@ -6,13 +6,13 @@
 
 import Foundation
 
-public enum SVGChart {
+package enum SVGChart {
     /// matplotlib's tab10 colors, one per run.
-    public static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    package static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
     /// The SVG text of `chart`.
-    public static func render(_ chart: Chart, width W: Int = 960, height H: Int = 600) -> String {
+    package static func render(_ chart: Chart, width W: Int = 960, height H: Int = 600) -> String {
         let left = 78.0, right = 24.0, top = 44.0, bottom = 62.0
         let pw = Double(W) - left - right, ph = Double(H) - top - bottom
         func px(_ x: Double) -> Double { left + chart.x.fraction(x) * pw }

@@ -9,8 +9,8 @@
 
 import Foundation
 
-public enum TextChart {
-    public enum Charset: String, Sendable, CaseIterable { case braille, ascii }
+package enum TextChart {
+    package enum Charset: String, Sendable, CaseIterable { case braille, ascii }
 
     static let ansi = [34, 33, 32, 31, 35, 36, 37, 90, 93, 96]       // tab10 order, approximately
     static let unicodeMarks: [Character] = ["●", "■", "▲", "◆", "★"]
@@ -18,7 +18,7 @@ public enum TextChart {
     static let asciiLines: [Character] = ["*", "+", "x", "%", "&"]
 
     /// The chart as lines of text, at most `width` columns by `height` rows.
-    public static func render(_ chart: Chart, width: Int, height: Int, charset: Charset, color: Bool) -> String {
+    package static func render(_ chart: Chart, width: Int, height: Int, charset: Charset, color: Bool) -> String {
         let runs = Set(chart.series.map(\.color)).count
         let yt = chart.y.ticks(target: max(2, (height - 6) / 3))
         let yLabels = yt.map { Axis.label($0, ticks: yt) }

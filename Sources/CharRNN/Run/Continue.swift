@@ -11,27 +11,27 @@ import Foundation
 
 /// `vocab_counts` metadata: how often each token of the vocabulary occurs in the training corpus,
 /// as a JSON array of integers in vocabulary (id) order.
-public enum VocabCounts {
-    public static let key = "vocab_counts"
+package enum VocabCounts {
+    package static let key = "vocab_counts"
 
-    public static func encode(_ counts: [Int]) -> String {
+    package static func encode(_ counts: [Int]) -> String {
         "[" + counts.map(String.init).joined(separator: ",") + "]"
     }
 
     /// The counts recorded in `meta`, or nil when absent, malformed or not one per token.
-    public static func decode(_ meta: CheckpointMeta) -> [Int]? {
+    package static func decode(_ meta: CheckpointMeta) -> [Int]? {
         guard let s = meta.extra[key], let a = try? JSONDecoder().decode([Int].self, from: Data(s.utf8)),
               a.count == meta.vocabulary.count else { return nil }
         return a
     }
 }
 
-public enum RunContinuation {
+package enum RunContinuation {
     /// `init_from` metadata: the checkpoint a fine-tuning run started from.
-    public static let initFromKey = "init_from"
+    package static let initFromKey = "init_from"
 
     /// Size of the file at `path` in bytes.
-    public static func fileSize(_ path: String) throws -> Int {
+    package static func fileSize(_ path: String) throws -> Int {
         guard let n = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else {
             throw TextError.cannotRead(file: path, reason: "no such file or not readable")
         }
@@ -42,7 +42,7 @@ public enum RunContinuation {
     /// continuing on a new text. The returned info has no content hash; the caller adds it.
     /// - Throws: `TextError` for unreadable, invalid or empty text, `TrainError.tokensOutsideVocabulary`
     ///   when it has tokens the vocabulary lacks and the vocabulary has no unknown token to map them to.
-    public static func corpus(path: String, vocabulary: Vocabulary, normalize: Normalization) throws -> (Corpus, CorpusInfo) {
+    package static func corpus(path: String, vocabulary: Vocabulary, normalize: Normalization) throws -> (Corpus, CorpusInfo) {
         let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
         if enc.unknownCount > 0 && vocabulary.unknownID == nil {
             throw TrainError.tokensOutsideVocabulary(file: path, count: enc.unknownCount, vocabularySize: vocabulary.count,
@@ -56,7 +56,7 @@ public enum RunContinuation {
     /// `path` as an absolute path (the working directory prepended to a relative one; links and ".."
     /// kept as given, so a link to the current version of a text keeps meaning that link), which is what
     /// a checkpoint records, so `--resume` finds the corpus again from any working directory.
-    public static func absolutePath(_ path: String) -> String {
+    package static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") || path.isEmpty { return path }
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&buf, buf.count) != nil else { return path }
@@ -69,7 +69,7 @@ public enum RunContinuation {
     /// checkpoints recorded paths as given on the command line; one that is relative and not found
     /// from here is refused with what to pass.
     /// - Throws: `TrainError.config` naming the path and the command that works.
-    public static func recordedCorpus(_ corpus: CorpusInfo, checkpoint: String) throws -> [String] {
+    package static func recordedCorpus(_ corpus: CorpusInfo, checkpoint: String) throws -> [String] {
         let paths = corpus.paths ?? [corpus.path]
         for p in paths where !p.hasPrefix("/") && !RunFolder.exists(p) {
             throw TrainError.config("the run was trained on \(p.debugDescription), a path relative to the folder it was started from, and there is no such file from \(absolutePath(".").debugDescription): run from that folder, or pass the corpus after the run (charrnn train \(Setting.resume) \(shellQuoted(checkpoint)) PATH)")
@@ -81,7 +81,7 @@ public enum RunContinuation {
     /// Only call this while no other process writes to the run.
     /// - Returns: the names removed.
     @discardableResult
-    public static func removeStaleTempFiles(runDir: String) -> [String] {
+    package static func removeStaleTempFiles(runDir: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
         var removed: [String] = []
         // unlink: a file or link of that name goes, a folder of that name stays (never a recursive removal)
@@ -95,10 +95,10 @@ public enum RunContinuation {
 /// A checkpoint restored, once, into the model, optimizer and carried state that continue its run
 /// (`--resume`). Building it checks every tensor the run needs, so a bad file is refused before any
 /// corpus work; `Trainer(resume:corpus:newCorpus:)` then trains on from it.
-public struct ResumePoint {
-    public let checkpoint: Checkpoint.Loaded
+package struct ResumePoint {
+    package let checkpoint: Checkpoint.Loaded
     /// The run's training config with the new stopping point.
-    public let train: TrainConfig
+    package let train: TrainConfig
     let model: CharRNNModel
     let optimizer: Optimizer
     let state: RecurrentState
@@ -109,7 +109,7 @@ public struct ResumePoint {
     ///     (the restored carried state still holds all of them).
     /// - Throws: `TrainError.config`, `TrainError.noOptimizerState`, `CheckpointError`/`SafeTensorsError`
     ///   for tensors that do not match the metadata.
-    public init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, reducer: any GradientReducer = LocalReducer()) throws {
+    package init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, reducer: any GradientReducer = LocalReducer()) throws {
         var train = checkpoint.meta.train
         if let maxIters { train.maxIters = maxIters }
         if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
@@ -137,12 +137,12 @@ public struct ResumePoint {
 
 /// The weights a fine-tuning run (`--init-from`) starts from: a checkpoint's model tensors read once
 /// into a batch-1 model, so a bad file is refused before any corpus work or run folder.
-public struct FineTuneSource {
-    public let checkpoint: Checkpoint.Loaded
+package struct FineTuneSource {
+    package let checkpoint: Checkpoint.Loaded
     let weights: CharRNNModel
 
     /// - Throws: `CheckpointError`/`SafeTensorsError` for tensors that do not match the metadata.
-    public init(_ checkpoint: Checkpoint.Loaded) throws {
+    package init(_ checkpoint: Checkpoint.Loaded) throws {
         weights = CharRNNModel(config: checkpoint.meta.model, maxT: 1, maxB: 1)
         try Checkpoint.restore(checkpoint, model: weights)
         self.checkpoint = checkpoint
@@ -154,7 +154,7 @@ extension Trainer {
     /// weights of `source` (char-rnn's `-init_from`). The model config is the checkpoint's, with
     /// `dropout` replacing its dropout when given; `corpus` must use the checkpoint's vocabulary.
     /// - Throws: `TrainError.notEncodedWithCheckpointVocabulary`, and what `init(corpus:…)` throws.
-    public convenience init(initFrom source: FineTuneSource, corpus: Corpus, corpusInfo: CorpusInfo,
+    package convenience init(initFrom source: FineTuneSource, corpus: Corpus, corpusInfo: CorpusInfo,
                             train: TrainConfig, dropout: Float?, runDir: String, reducer: any GradientReducer = LocalReducer()) throws {
         let checkpoint = source.checkpoint
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {

@@ -15,21 +15,21 @@
 import Foundation
 
 /// A loss log (loss.csv) that cannot be written or read.
-public struct LossLogError: Error, CustomStringConvertible {
-    public let file: String
-    public let message: String
-    public init(file: String, message: String) { self.file = file; self.message = message }
-    public var description: String { "\(file): \(message)" }
+package struct LossLogError: Error, CustomStringConvertible {
+    package let file: String
+    package let message: String
+    package init(file: String, message: String) { self.file = file; self.message = message }
+    package var description: String { "\(file): \(message)" }
 }
 
-public final class LossLog {
-    public static let header = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec"
-    public let path: String
+package final class LossLog {
+    package static let header = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec"
+    package let path: String
     private let handle: UnsafeMutablePointer<FILE>
 
     /// Opens (creating, or truncating back to `keepThrough` iterations when resuming) the CSV at `path`.
     /// - Throws: `LossLogError` when the file cannot be opened for writing.
-    public init(path: String, keepThrough iteration: Int?) throws {
+    package init(path: String, keepThrough iteration: Int?) throws {
         self.path = path
         var keep = Data()
         if let iteration, let existing = try? AtomicFile.read(from: path) {
@@ -71,7 +71,7 @@ public final class LossLog {
     }
 
     /// Appends one row and flushes it.
-    public func append(iteration: Int, epoch: Double, trainLoss: Double, valLoss: Double?, lr: Float,
+    package func append(iteration: Int, epoch: Double, trainLoss: Double, valLoss: Double?, lr: Float,
                        gradNorm: Float, tokensPerSec: Double, elapsed: Double) {
         let val = valLoss.map { fmt($0, 6) } ?? ""
         let line = "\(iteration),\(fmt(epoch, 4)),\(fmt(trainLoss, 6)),\(val),\(lr),\(fmt(Double(gradNorm), 6)),\(fmt(tokensPerSec, 1)),\(fmt(elapsed, 3))\n"

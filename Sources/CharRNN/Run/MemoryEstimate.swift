@@ -17,33 +17,33 @@ import Darwin
 #endif
 import Foundation
 
-public struct MemoryEstimate: Sendable, CustomStringConvertible {
-    public var tokens: Int
-    public var model: Int
-    public var workspace: Int
-    public var total: Int { tokens + model + workspace }
+package struct MemoryEstimate: Sendable, CustomStringConvertible {
+    package var tokens: Int
+    package var model: Int
+    package var workspace: Int
+    package var total: Int { tokens + model + workspace }
 
-    public init(tokens: Int, model: Int, workspace: Int) {
+    package init(tokens: Int, model: Int, workspace: Int) {
         self.tokens = tokens; self.model = model; self.workspace = workspace
     }
 
     /// Estimate for training `config` with `train` on `tokenCount` tokens of `bytesPerToken` bytes, in
     /// a process that computes `streams` of the batch's streams (data-parallel: its block; default all).
-    public init(tokenCount: Int, bytesPerToken: Int, config: ModelConfig, train: TrainConfig, streams: Int? = nil) {
+    package init(tokenCount: Int, bytesPerToken: Int, config: ModelConfig, train: TrainConfig, streams: Int? = nil) {
         tokens = tokenCount * bytesPerToken
         let spec = NetworkSpec(config)
         model = spec.parameterCount * 4 * (2 + train.optim.slots.count)
         workspace = spec.activationBytes(rows: train.seq * (streams ?? train.batch))
     }
 
-    public var description: String {
+    package var description: String {
         "\(Self.mb(total)) (tokens \(Self.mb(tokens)), parameters+gradients+optimizer \(Self.mb(model)), activations \(Self.mb(workspace)))"
     }
 
     static func mb(_ b: Int) -> String { String(format: "%.0f MB", Double(b) / 1_048_576) }
 
     /// Bytes this process can still allocate: MemAvailable, capped by a cgroup v2 limit when one is set.
-    public static func availableBytes() -> Int? {
+    package static func availableBytes() -> Int? {
         var avail: Int? = nil
         if let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
             for line in s.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
@@ -62,17 +62,17 @@ public struct MemoryEstimate: Sendable, CustomStringConvertible {
 }
 
 /// The run would not fit in memory.
-public struct OutOfMemoryPrediction: Error, CustomStringConvertible {
-    public let what: String
-    public let needed: Int
-    public let available: Int
-    public let suggestion: String
-    public var description: String {
+package struct OutOfMemoryPrediction: Error, CustomStringConvertible {
+    package let what: String
+    package let needed: Int
+    package let available: Int
+    package let suggestion: String
+    package var description: String {
         "\(what) needs about \(MemoryEstimate.mb(needed)) but only \(MemoryEstimate.mb(available)) is available; \(suggestion)"
     }
 
     /// Throws when `needed` exceeds the available memory (`available` nil = measure it).
-    public static func check(_ what: String, needed: Int, available: Int? = MemoryEstimate.availableBytes(),
+    package static func check(_ what: String, needed: Int, available: Int? = MemoryEstimate.availableBytes(),
                              suggestion: String) throws {
         guard let available, needed > available else { return }
         throw OutOfMemoryPrediction(what: what, needed: needed, available: available, suggestion: suggestion)

@@ -27,13 +27,13 @@ public struct RunFolder: Sendable, Equatable {
         var other: Checkpoint { self == .best ? .latest : .best }
     }
 
-    public static let bestName = "best.safetensors"
-    public static let latestName = "latest.safetensors"
-    public static let lossLogName = "loss.csv"
+    package static let bestName = "best.safetensors"
+    package static let latestName = "latest.safetensors"
+    package static let lossLogName = "loss.csv"
     /// The token-cache folder's name inside the folder that holds the runs.
-    public static let cacheDirName = ".cache"
+    package static let cacheDirName = ".cache"
     /// The writer's lock file (see `RunLock`).
-    public static let lockName = ".lock"
+    package static let lockName = ".lock"
 
     /// The run folder itself.
     public let path: String
@@ -49,16 +49,16 @@ public struct RunFolder: Sendable, Equatable {
     public var lossLog: String { file(RunFolder.lossLogName) }
 
     /// `which` of this run's checkpoints.
-    public func checkpoint(_ which: Checkpoint) -> String { file(which.fileName) }
+    package func checkpoint(_ which: Checkpoint) -> String { file(which.fileName) }
 
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// The default token-cache folder for the runs under `out` (`<out>/.cache`).
-    public static func cacheDir(under out: String) -> String { (out as NSString).appendingPathComponent(cacheDirName) }
+    package static func cacheDir(under out: String) -> String { (out as NSString).appendingPathComponent(cacheDirName) }
 
     /// Whether the folder holds a run: a checkpoint (best or latest; a dangling link counts). A loss log
     /// alone is what a run stopped before its first save leaves, and a new run reclaims it.
-    public var holdsRun: Bool { [best, latest].contains(where: RunFolder.exists) }
+    package var holdsRun: Bool { [best, latest].contains(where: RunFolder.exists) }
 
     /// Whether something (of any type, a dangling link included) has the name `path`.
     static func exists(_ path: String) -> Bool {
@@ -72,7 +72,7 @@ public struct RunFolder: Sendable, Equatable {
     /// its lock in place), but a link someone made says the file lives elsewhere, so it is reported,
     /// all of them in one line, not replaced.
     /// - Throws: `CheckpointError` naming the files and what to do.
-    public func checkOwnedFiles() throws {
+    package func checkOwnedFiles() throws {
         var links: [String] = [], others: [String] = []
         for name in [RunFolder.lockName, RunFolder.lossLogName, RunFolder.bestName, RunFolder.latestName] {
             let f = file(name)
@@ -106,7 +106,7 @@ public struct RunFolder: Sendable, Equatable {
     /// - Throws: `CheckpointError` for "", ".", "..", a name with "/" or a control character (NUL,
     ///   newline, …: legal in a file name, but every printed command would break on it), or a
     ///   bidirectional control (U+202E …: the printed `--resume` command would not read as it runs).
-    public static func checkName(_ name: String) throws {
+    package static func checkName(_ name: String) throws {
         let why: String? = name.isEmpty ? "is empty" : name == "." || name == ".." ? "is \"\(name)\"" :
             name.contains("/") ? "contains \"/\"" :
             name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) ? "contains a control character" :
@@ -128,7 +128,7 @@ public struct RunFolder: Sendable, Equatable {
     ///   - protecting: a checkpoint that must survive (the `--init-from` source): a folder holding it is
     ///     refused even when `replacing`.
     /// - Throws: `CheckpointError` (cannot create, locked by another process, holds a run).
-    public static func claimNew(_ path: String, replacing: Bool, protecting: String? = nil) throws -> RunLock {
+    package static func claimNew(_ path: String, replacing: Bool, protecting: String? = nil) throws -> RunLock {
         // a new run makes its own folder: a link there would put it (and --overwrite's removals) elsewhere
         var st = stat()
         if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
@@ -241,8 +241,8 @@ public struct RunFolder: Sendable, Equatable {
 /// refused, with the holder's pid from F_GETLK, while this process may continue a run it wrote
 /// itself (a library caller that trains, then resumes). Within one process, two `RunLock`s on one
 /// folder share the lock, and closing either releases it.
-public final class RunLock: @unchecked Sendable {
-    public let path: String
+package final class RunLock: @unchecked Sendable {
+    package let path: String
     let fd: Int32
     /// The lock file's device and inode, counted in `live` while this value lives.
     private let id: FileID
@@ -327,7 +327,7 @@ public final class RunLock: @unchecked Sendable {
     /// Runs `body`; when it throws and the run folder holds nothing but the lock and a loss log (the
     /// run never saved a checkpoint), removes them and the folders this claim made, so a refused run
     /// leaves nothing behind (and never blocks the corrected rerun).
-    public func abandoningOnError<T>(_ body: () throws -> T) throws -> T {
+    package func abandoningOnError<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch {
             abandon()
             throw error
@@ -347,7 +347,7 @@ public final class RunLock: @unchecked Sendable {
 }
 
 /// `s` as one shell word: unchanged when it is plain, else in single quotes.
-public func shellQuoted(_ s: String) -> String {
+package func shellQuoted(_ s: String) -> String {
     let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_./,:=+@%".unicodeScalars.contains($0) }
     return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }

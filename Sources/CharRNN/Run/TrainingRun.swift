@@ -7,6 +7,8 @@
 
 import Foundation
 
+/// A run prepared from a `Request`: its corpus loaded, its folder made and locked, its `trainer`
+/// built (fresh, resumed, fine-tuned or continued on a new corpus).
 public struct TrainingRun {
     // MARK: - Request
 
@@ -56,7 +58,7 @@ public struct TrainingRun {
         /// The processes this one trains with: `LocalReducer` alone, `MPIReducer` under mpirun. Every
         /// rank builds the same run (rank 0's folder name), checks that they agree, and only rank 0
         /// writes the folder.
-        public var reducer: any GradientReducer = LocalReducer()
+        package var reducer: any GradientReducer = LocalReducer()
         /// Whether this process writes the run folder (and so takes its lock): alone, or rank 0.
         var writesFolder: Bool { reducer.rank == 0 }
         /// A fresh or fine-tuning run may replace a run folder that already holds a run (`--overwrite`);
@@ -74,7 +76,7 @@ public struct TrainingRun {
     // MARK: - Outcome
 
     /// What the run turned out to be.
-    public enum Plan: Sendable, Equatable {
+    package enum Plan: Sendable, Equatable {
         case fresh
         case resume
         /// A resume on a corpus that differs from the recorded one, at `path`.
@@ -108,12 +110,12 @@ public struct TrainingRun {
         }
     }
 
-    public let plan: Plan
+    package let plan: Plan
     /// The prepared trainer: call `run(report:)` while this value (which holds the run folder's lock) is alive.
     public let trainer: Trainer
     /// The run folder's writer lock, held while this value lives (see `RunLock`); only the process that
     /// writes the folder holds it (rank 0 of a data-parallel run), nil on the other ranks.
-    public let lock: RunLock?
+    package let lock: RunLock?
 
     // MARK: - Set-up
 

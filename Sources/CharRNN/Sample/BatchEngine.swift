@@ -19,20 +19,20 @@ import Foundation
 import Synchronization
 
 /// What to generate.
-public struct GenerationRequest: Sendable {
+package struct GenerationRequest: Sendable {
     /// Prompt token ids (empty: start as `charrnn sample` does without --prime).
-    public var prompt: [Int32]
+    package var prompt: [Int32]
     /// Independent completions (rows), n ≥ 1.
-    public var choices: Int
+    package var choices: Int
     /// Choice i draws with `Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: i))`.
-    public var seed: UInt64
-    public var options: SamplingOptions
+    package var seed: UInt64
+    package var options: SamplingOptions
     /// Tokens to draw per choice at most (≥ 0).
-    public var maxTokens: Int
+    package var maxTokens: Int
     /// Stop strings (see `StopFilter`).
-    public var stop: [String]
+    package var stop: [String]
 
-    public init(prompt: [Int32], choices: Int = 1, seed: UInt64, options: SamplingOptions, maxTokens: Int, stop: [String] = []) {
+    package init(prompt: [Int32], choices: Int = 1, seed: UInt64, options: SamplingOptions, maxTokens: Int, stop: [String] = []) {
         self.prompt = prompt; self.choices = choices; self.seed = seed; self.options = options
         self.maxTokens = maxTokens; self.stop = stop
     }
@@ -40,21 +40,21 @@ public struct GenerationRequest: Sendable {
 
 /// One request in the engine: its released text per choice, filled by the engine thread and taken
 /// by the consumer. Thread-safe.
-public final class GenerationTicket: @unchecked Sendable {
-    public let request: GenerationRequest
+package final class GenerationTicket: @unchecked Sendable {
+    package let request: GenerationRequest
     /// Bytes a choice may have released but not yet taken; beyond it the request is dropped (`overflow`).
-    public let bufferLimit: Int
+    package let bufferLimit: Int
 
     /// What the consumer gets: text released since the last take, and the state of each choice.
-    public struct Update: Sendable {
+    package struct Update: Sendable {
         /// Per choice: UTF-8 released since the last update (always whole scalars).
-        public var text: [[UInt8]]
+        package var text: [[UInt8]]
         /// Per choice: why it ended, nil while running.
-        public var finish: [FinishReason?]
+        package var finish: [FinishReason?]
         /// Per choice: tokens drawn so far.
-        public var completionTokens: [Int]
+        package var completionTokens: [Int]
         /// Every choice ended (nothing more will come).
-        public var isDone: Bool { finish.allSatisfy { $0 != nil } }
+        package var isDone: Bool { finish.allSatisfy { $0 != nil } }
     }
 
     private let lock = NSLock()
@@ -72,7 +72,7 @@ public final class GenerationTicket: @unchecked Sendable {
     /// - Parameters:
     ///   - request: what to generate.
     ///   - bufferLimit: bytes per choice the reader may lag behind before the request is dropped.
-    public init(_ request: GenerationRequest, bufferLimit: Int = 1 << 16) {
+    package init(_ request: GenerationRequest, bufferLimit: Int = 1 << 16) {
         precondition(request.choices >= 1 && request.maxTokens >= 0 && bufferLimit >= 64)
         self.request = request; self.bufferLimit = bufferLimit
         let n = request.choices
@@ -85,13 +85,13 @@ public final class GenerationTicket: @unchecked Sendable {
     }
 
     /// Asks the engine to drop the request; its rows are freed before the next step.
-    public func cancel() { cancel(reason: .cancelled) }
+    package func cancel() { cancel(reason: .cancelled) }
 
     /// The reason the request was cancelled, if it was.
-    public var cancelled: FinishReason? { lock.withLock { cancelReason } }
+    package var cancelled: FinishReason? { lock.withLock { cancelReason } }
 
     /// An empty update for `take(into:)`: one buffer per choice of `bufferLimit` bytes' capacity.
-    public func makeUpdate() -> Update {
+    package func makeUpdate() -> Update {
         Update(text: (0..<request.choices).map { _ in var a = [UInt8](); a.reserveCapacity(bufferLimit); return a },
                finish: Array(repeating: nil, count: request.choices), completionTokens: Array(repeating: 0, count: request.choices))
     }
@@ -99,7 +99,7 @@ public final class GenerationTicket: @unchecked Sendable {
     /// Moves the text released since the last take into `u` (made by `makeUpdate`), replacing what
     /// it held, and copies each choice's state; false (and `u`'s text emptied) when nothing changed.
     /// Both sides' buffers keep their capacity, so a take allocates nothing.
-    public func take(into u: inout Update) -> Bool {
+    package func take(into u: inout Update) -> Bool {
         precondition(u.text.count == request.choices && u.finish.count == request.choices && u.completionTokens.count == request.choices)
         for i in u.text.indices { u.text[i].removeAll(keepingCapacity: true) }
         lock.lock(); defer { lock.unlock() }
@@ -115,7 +115,7 @@ public final class GenerationTicket: @unchecked Sendable {
     }
 
     /// Waits until there is something new, then takes it into `u` (see `take(into:)`).
-    public func next(into u: inout Update) async {
+    package func next(into u: inout Update) async {
         while !take(into: &u) { await wait() }
     }
 
@@ -131,7 +131,7 @@ public final class GenerationTicket: @unchecked Sendable {
     }
 
     /// Takes the text released since the last call; nil when nothing changed.
-    public func take() -> Update? {
+    package func take() -> Update? {
         lock.withLock {
             guard fresh else { return nil }
             fresh = false
@@ -142,10 +142,10 @@ public final class GenerationTicket: @unchecked Sendable {
     }
 
     /// Each choice's finish reason and tokens drawn so far, without taking any text.
-    public var progress: Update { lock.withLock { Update(text: [], finish: finish, completionTokens: drawn) } }
+    package var progress: Update { lock.withLock { Update(text: [], finish: finish, completionTokens: drawn) } }
 
     /// Waits until there is something new, then takes it.
-    public func next() async -> Update {
+    package func next() async -> Update {
         while true {
             if let u = take() { return u }
             await wait()
@@ -154,7 +154,7 @@ public final class GenerationTicket: @unchecked Sendable {
 
     /// Waits for the end and returns every choice's whole text. Released text does not wake the
     /// waiting task for every token, only when a choice's buffer is half full (and at the end).
-    public func collect() async -> Update {
+    package func collect() async -> Update {
         lock.withLock { wakeOnText = false }
         var all = makeUpdate(), u = makeUpdate()
         while true {
@@ -207,23 +207,23 @@ public final class GenerationTicket: @unchecked Sendable {
 }
 
 /// Runs generation requests in one continuous batch (see the file header).
-public final class BatchEngine: @unchecked Sendable {
-    public let model: CharRNNModel
-    public let vocabulary: Vocabulary
-    public let maxStreams: Int
+package final class BatchEngine: @unchecked Sendable {
+    package let model: CharRNNModel
+    package let vocabulary: Vocabulary
+    package let maxStreams: Int
     /// Requests that may wait for rows; beyond it `submit` refuses.
-    public let queueLimit: Int
+    package let queueLimit: Int
     /// Least time between two batched steps of the engine thread (0 = as fast as possible): paces
     /// generation, to cap the CPU a server takes or to make streaming visible. Set before `start`.
-    public var stepInterval: Double = 0
+    package var stepInterval: Double = 0
 
     /// Why `submit` refused a request.
-    public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case queueFull(limit: Int)
         case tooManyChoices(requested: Int, max: Int)
         case shuttingDown
         case tokenOutOfRange(Int32)
-        public var description: String {
+        package var description: String {
             switch self {
             case let .queueFull(l): return "the server is busy: all streams are in use and \(l) requests are already waiting"
             case let .tooManyChoices(r, m): return "n = \(r) needs more streams than the server has (\(m))"
@@ -253,7 +253,7 @@ public final class BatchEngine: @unchecked Sendable {
     ///   - model: the weights (any workspace size); from now on used only by the engine thread.
     ///   - maxStreams: rows stepped together at most.
     ///   - queueLimit: requests waiting for rows at most.
-    public init(model: CharRNNModel, vocabulary: Vocabulary, maxStreams: Int, queueLimit: Int) {
+    package init(model: CharRNNModel, vocabulary: Vocabulary, maxStreams: Int, queueLimit: Int) {
         precondition(vocabulary.count == model.config.vocabSize && maxStreams >= 1 && queueLimit >= 0)
         self.model = model; self.vocabulary = vocabulary; self.maxStreams = maxStreams; self.queueLimit = queueLimit
         V = model.config.vocabSize
@@ -264,18 +264,18 @@ public final class BatchEngine: @unchecked Sendable {
     // MARK: - Public interface (any thread)
 
     /// Rows generating now.
-    public var active: Int { activeRows.load(ordering: .relaxed) }
+    package var active: Int { activeRows.load(ordering: .relaxed) }
     /// Requests waiting for rows.
-    public var queued: Int { queuedRequests.load(ordering: .relaxed) }
+    package var queued: Int { queuedRequests.load(ordering: .relaxed) }
     /// `shutdown` was called.
-    public var isShuttingDown: Bool { cond.lock(); defer { cond.unlock() }; return stopping }
+    package var isShuttingDown: Bool { cond.lock(); defer { cond.unlock() }; return stopping }
     /// Batched steps run so far.
-    public var steps: Int { stepsDone.load(ordering: .relaxed) }
+    package var steps: Int { stepsDone.load(ordering: .relaxed) }
 
     /// Queues `ticket`; it joins the batch as soon as it has rows.
     /// - Throws: `Refusal` when the queue is full, n is larger than maxStreams, the engine is
     ///   shutting down, or a prompt id is outside the vocabulary.
-    public func submit(_ ticket: GenerationTicket) throws(Refusal) {
+    package func submit(_ ticket: GenerationTicket) throws(Refusal) {
         let r = ticket.request
         if r.choices > maxStreams { throw .tooManyChoices(requested: r.choices, max: maxStreams) }
         if let bad = r.prompt.first(where: { $0 < 0 || Int($0) >= V }) { throw .tokenOutOfRange(bad) }
@@ -290,7 +290,7 @@ public final class BatchEngine: @unchecked Sendable {
 
     /// Runs `job` on the engine thread between two steps (for work that needs the model, such as
     /// scoring). false when the engine is shutting down or `queueLimit` jobs are waiting.
-    public func perform(_ job: @escaping @Sendable () -> Void) -> Bool {
+    package func perform(_ job: @escaping @Sendable () -> Void) -> Bool {
         cond.lock(); defer { cond.unlock() }
         if stopping || jobs.count >= max(1, queueLimit) { return false }
         jobs.append(job)
@@ -299,14 +299,14 @@ public final class BatchEngine: @unchecked Sendable {
     }
 
     /// Runs `job` on the engine thread and returns its result; nil when refused (see `perform`).
-    public func run<T: Sendable>(_ job: @escaping @Sendable () -> T) async -> T? {
+    package func run<T: Sendable>(_ job: @escaping @Sendable () -> T) async -> T? {
         await withCheckedContinuation { (c: CheckedContinuation<T?, Never>) in
             if !perform({ c.resume(returning: job()) }) { c.resume(returning: nil) }
         }
     }
 
     /// Starts the engine thread.
-    public func start() {
+    package func start() {
         cond.lock(); defer { cond.unlock() }
         precondition(!started, "started twice")
         started = true
@@ -320,7 +320,7 @@ public final class BatchEngine: @unchecked Sendable {
 
     /// Stops taking requests: waiting ones end with `shutdown` at once, running ones may finish
     /// within `grace` seconds, then are cut (`shutdown`). Returns at once; see `waitUntilStopped`.
-    public func shutdown(grace: Double) {
+    package func shutdown(grace: Double) {
         cond.lock()
         let waiting = queue
         queue.removeAll()
@@ -335,7 +335,7 @@ public final class BatchEngine: @unchecked Sendable {
     }
 
     /// Blocks until the engine thread has ended (after `shutdown`).
-    public func waitUntilStopped() { exited.wait(); exited.signal() }
+    package func waitUntilStopped() { exited.wait(); exited.signal() }
 
     // MARK: - Engine thread
 
@@ -360,7 +360,7 @@ public final class BatchEngine: @unchecked Sendable {
     /// One iteration: draw or feed for every row, let requests leave and join, then one batched step.
     /// Called by the engine thread (or, without `start`, directly by tests). Returns the rows stepped.
     @discardableResult
-    public func iterate() -> Int {
+    package func iterate() -> Int {
         let cutAll = cutDeadlinePassed()
         // 1. rows of cancelled requests (all rows once the grace time is over) leave
         for r in 0..<loop.rows {

@@ -65,11 +65,11 @@ public struct EvalResult: Codable, Sendable, Equatable {
 /// `batch` or `seq` larger than the text needs is clamped to what it needs before anything is
 /// allocated (the result is the same: see `extent`), and they grow only for a longer text.
 public final class Evaluator {
-    public private(set) var model: CharRNNModel
-    public let vocabulary: Vocabulary
-    public let normalize: Normalization
+    package private(set) var model: CharRNNModel
+    package let vocabulary: Vocabulary
+    package let normalize: Normalization
     /// The requested streams and steps (the most used).
-    public let batch: Int, seq: Int
+    package let batch: Int, seq: Int
     private(set) var state: RecurrentState         // B streams
     private(set) var tail: RecurrentState          // 1 stream
     private(set) var x: IntStorage, y: IntStorage  // (T, B)
@@ -104,7 +104,7 @@ public final class Evaluator {
     ///   - vocabulary, normalize: the checkpoint's.
     ///   - batch: B parallel streams (≥ 1).
     ///   - seq: T steps per minibatch (≥ 1).
-    public init(model source: CharRNNModel, vocabulary: Vocabulary, normalize: Normalization, batch: Int = 50, seq: Int = 50) {
+    package init(model source: CharRNNModel, vocabulary: Vocabulary, normalize: Normalization, batch: Int = 50, seq: Int = 50) {
         precondition(batch >= 1 && seq >= 1)
         model = source
         self.vocabulary = vocabulary
@@ -212,30 +212,30 @@ public final class Evaluator {
 // MARK: - Through the inference step, in either weight precision
 
 /// What `Evaluator.compareWeights` measures on one text.
-public struct WeightPrecisionScore: Codable, Sendable {
-    public var file: String
-    public var precision: WeightPrecision
+package struct WeightPrecisionScore: Codable, Sendable {
+    package var file: String
+    package var precision: WeightPrecision
     /// Predictions scored (as `EvalResult.scored`).
     public var scored: Int
     /// Mean −ln p(target) through the inference step with float32 weights, and with `precision`.
-    public var lossFP32: Double, loss: Double
+    package var lossFP32: Double, loss: Double
     /// Mean KL(p_fp32 ‖ p_precision) of the next-token distribution, in nats per prediction.
-    public var meanKL: Double
-    public var bitsPerTokenChange: Double { (loss - lossFP32) / M_LN2 }
+    package var meanKL: Double
+    package var bitsPerTokenChange: Double { (loss - lossFP32) / M_LN2 }
 }
 
 extension Evaluator {
     /// Scores `path` through the model's inference step (what `sample` runs) twice in the same stream
     /// layout as `evaluate` — float32 packed weights and `precision` — and compares the two
     /// next-token distributions at every prediction.
-    public func compareWeights(path: String, precision: WeightPrecision) throws -> WeightPrecisionScore {
+    package func compareWeights(path: String, precision: WeightPrecision) throws -> WeightPrecisionScore {
         let enc = try vocabulary.encodeFile(path: path, normalize: normalize)
         var r = compareWeights(ids: enc.ids, precision: precision)
         r.file = path
         return r
     }
 
-    public func compareWeights(ids: [Int32], precision: WeightPrecision) -> WeightPrecisionScore {
+    package func compareWeights(ids: [Int32], precision: WeightPrecision) -> WeightPrecisionScore {
         let P = max(0, ids.count - 1), B = batch, S = P / B, V = model.config.vocabSize
         func stepModel(_ w: WeightPrecision) -> CharRNNModel {
             let m = CharRNNModel(config: model.config, maxT: 1, maxB: B)

@@ -42,7 +42,7 @@ public enum FinishReason: String, Sendable, Equatable {
 
 /// Runs rows of generation in one batch (see the file header). One thread at a time.
 public final class GenerationLoop {
-    public let model: CharRNNModel
+    package let model: CharRNNModel
     /// The tokens the model reads and writes.
     public let vocabulary: Vocabulary
     /// Rows running together at most.
@@ -83,7 +83,7 @@ public final class GenerationLoop {
     /// - Parameters:
     ///   - model: the weights (any workspace size); from now on used only by the loop's thread.
     ///   - maxStreams: rows stepped together at most.
-    public init(model: CharRNNModel, vocabulary: Vocabulary, maxStreams: Int) {
+    package init(model: CharRNNModel, vocabulary: Vocabulary, maxStreams: Int) {
         precondition(vocabulary.count == model.config.vocabSize && maxStreams >= 1)
         self.model = model; self.vocabulary = vocabulary; self.maxStreams = maxStreams
         V = model.config.vocabSize
@@ -220,7 +220,7 @@ public final class GenerationLoop {
     // MARK: - What a row did (between `advance`/`join` and `step`)
 
     /// The driver's object of row r.
-    public func owner(_ r: Int) -> AnyObject? { slots[r].owner }
+    package func owner(_ r: Int) -> AnyObject? { slots[r].owner }
     /// The stream index row r joined with.
     public func stream(_ r: Int) -> Int { slots[r].stream }
     /// Why row r ended, nil while it runs.
@@ -228,7 +228,7 @@ public final class GenerationLoop {
     /// Tokens row r drew.
     public func drawn(_ r: Int) -> Int { slots[r].drawn }
     /// Calls `body` with the text row r released since the last `step` (whole UTF-8 scalars; may be empty).
-    public func withReleased<T>(_ r: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
+    package func withReleased<T>(_ r: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
         precondition(r >= 0 && r < rows)
         return try released[r].withUnsafeBufferPointer(body)
     }

@@ -34,13 +34,13 @@ extension Vocabulary {
 /// Shapes one stream's next-token distribution and draws from it: softmax(log p / T), the unknown
 /// token masked, then top-k and top-p (nucleus) truncation. T = 0 is argmax. Holds the scratch of
 /// one draw (allocated once); draws for several streams one after another.
-public final class TokenDrawer: @unchecked Sendable {
-    public let V: Int
+package final class TokenDrawer: @unchecked Sendable {
+    package let V: Int
     let unknownID: Int?                // masked: never drawn
     let probs: Storage                 // (V) the shaped distribution
     let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
 
-    public init(vocabSize V: Int, unknownID: Int?) {
+    package init(vocabSize V: Int, unknownID: Int?) {
         self.V = V; self.unknownID = unknownID
         probs = Storage(count: V)
         order = .allocate(capacity: V)
@@ -49,7 +49,7 @@ public final class TokenDrawer: @unchecked Sendable {
     deinit { order.deallocate() }
 
     /// The likeliest id of a row of V scores (ties: lowest id), never the unknown token.
-    public func argmax(_ z: UnsafePointer<Float>) -> Int {
+    package func argmax(_ z: UnsafePointer<Float>) -> Int {
         var best = unknownID == 0 && V > 1 ? 1 : 0
         for i in 1..<V where z[i] > z[best] && i != unknownID { best = i }
         return best
@@ -57,7 +57,7 @@ public final class TokenDrawer: @unchecked Sendable {
 
     /// Draws an id from softmax(z / T) restricted by top-k / top-p, advancing `rng` once (not at T = 0).
     /// - Parameter z: (V) log-probabilities (or any scores: only differences matter).
-    public func draw(_ z: UnsafePointer<Float>, options: SamplingOptions, rng: inout Xoshiro256) -> Int {
+    package func draw(_ z: UnsafePointer<Float>, options: SamplingOptions, rng: inout Xoshiro256) -> Int {
         let T = options.temperature
         if T == 0 { return argmax(z) }
         let pr = probs.ptr

@@ -5,24 +5,24 @@
 // checkpoint writer and optimizer walk them by name or as one flat range.
 
 /// A named slice `[offset, offset + count)` of a flat buffer, with a row-major shape.
-public struct TensorView: Sendable, Equatable {
-    public let name: String
-    public let offset: Int
-    public let shape: [Int]
-    public var count: Int { shape.reduce(1, *) }
+package struct TensorView: Sendable, Equatable {
+    package let name: String
+    package let offset: Int
+    package let shape: [Int]
+    package var count: Int { shape.reduce(1, *) }
 }
 
 /// The layout shared by parameters, gradients and optimizer moments.
-public struct ParameterLayout: Sendable {
-    public private(set) var views: [TensorView] = []
-    public private(set) var count: Int = 0
+package struct ParameterLayout: Sendable {
+    package private(set) var views: [TensorView] = []
+    package private(set) var count: Int = 0
     private var index: [String: Int] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Appends a view, 16-float aligned so every tensor starts on a 64-byte boundary.
     @discardableResult
-    public mutating func add(_ name: String, shape: [Int]) -> TensorView {
+    package mutating func add(_ name: String, shape: [Int]) -> TensorView {
         precondition(index[name] == nil, "duplicate parameter \(name)")
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(name)")
         let offset = (count + 15) & ~15
@@ -33,5 +33,5 @@ public struct ParameterLayout: Sendable {
         return v
     }
 
-    public subscript(name: String) -> TensorView? { index[name].map { views[$0] } }
+    package subscript(name: String) -> TensorView? { index[name].map { views[$0] } }
 }

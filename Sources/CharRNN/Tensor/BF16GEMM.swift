@@ -26,7 +26,7 @@ import CKernels
 import Foundation
 
 /// What the CPU and OS offer for AMX-BF16 tiles.
-public enum AMXState: Int, Sendable {
+package enum AMXState: Int, Sendable {
     /// No AMX-BF16 (or no AMX-TILE) in CPUID.
     case absent = 0
     /// The CPU has it but the OS does not enable the tile state or refuses this process the tile data.
@@ -35,7 +35,7 @@ public enum AMXState: Int, Sendable {
     case usable = 2
 
     /// This CPU and process (asks Linux for the tile data once when the CPU has AMX).
-    public static let current = AMXState(rawValue: Int(charrnn_amx_bf16_state())) ?? .absent
+    package static let current = AMXState(rawValue: Int(charrnn_amx_bf16_state())) ?? .absent
 
     /// The decision from raw CPUID.(7,0).EDX, XCR0 and the arch_prctl answer (tests check every case).
     static func decide(cpuid7EDX: UInt32, xcr0: UInt64, permissionGranted: Bool) -> AMXState {
@@ -45,7 +45,7 @@ public enum AMXState: Int, Sendable {
 
 /// Which code runs the bf16 training products. All read the same packed layouts, so the choice can
 /// change between calls without repacking.
-public enum BF16GEMMKernel: String, Sendable, CaseIterable {
+package enum BF16GEMMKernel: String, Sendable, CaseIterable {
     /// Swift SIMD on any CPU: bf16 widened to float32 in registers, float32 multiply-adds.
     case portable
     /// CKernels' VDPBF16PS: 32 bf16 multiply-adds per instruction into float32.
@@ -56,7 +56,7 @@ public enum BF16GEMMKernel: String, Sendable, CaseIterable {
     case amx
 
     /// Whether this CPU and build can run `avx512bf16` (a CHARRNN_PORTABLE build never does).
-    public static let cpuHasAVX512BF16 = charrnn_has_avx512bf16() != 0
+    package static let cpuHasAVX512BF16 = charrnn_has_avx512bf16() != 0
 
     /// The rule of `detected`, from the facts (tests check it without the hardware).
     static func choose(avx512bf16: Bool, amx: AMXState, environment: [String: String]) -> BF16GEMMKernel {
@@ -69,23 +69,23 @@ public enum BF16GEMMKernel: String, Sendable, CaseIterable {
 
     /// The best this CPU offers, decided once (CHARRNN_PORTABLE or CHARRNN_BF16_KERNEL=portable
     /// force the portable path, CHARRNN_BF16_KERNEL=avx512bf16 rules out AMX).
-    public static let detected = choose(avx512bf16: cpuHasAVX512BF16, amx: AMXState.current,
+    package static let detected = choose(avx512bf16: cpuHasAVX512BF16, amx: AMXState.current,
                                         environment: ProcessInfo.processInfo.environment)
 
     /// Tests pin a kernel here (nil: `detected`). A kernel the CPU lacks falls back to `portable`.
     nonisolated(unsafe) static var forced: BF16GEMMKernel? = nil
 
     /// The kernel the products use now.
-    public static var selected: BF16GEMMKernel {
+    package static var selected: BF16GEMMKernel {
         guard let forced else { return detected }
         return forced != .portable && !cpuHasAVX512BF16 ? .portable : forced
     }
 
     /// The code that actually runs: `amx` runs `avx512bf16` until an AMX kernel exists.
-    public var runs: BF16GEMMKernel { self == .amx ? .avx512bf16 : self }
+    package var runs: BF16GEMMKernel { self == .amx ? .avx512bf16 : self }
 
     /// How `charrnn bench` names what ran.
-    public var label: String {
+    package var label: String {
         switch self {
         case .portable: return "portable bf16→fp32"
         case .avx512bf16: return "AVX512_BF16"
@@ -95,17 +95,17 @@ public enum BF16GEMMKernel: String, Sendable, CaseIterable {
 }
 
 /// The left operand A (m × k) rounded to bf16 pair words. Sized once for the largest it will hold.
-public final class BF16Operand: @unchecked Sendable {
-    public enum Layout: Sendable { case rows, pairs }
-    public let maxRows: Int, maxK: Int
-    public private(set) var rows = 0
-    public private(set) var k = 0
-    public private(set) var layout = Layout.rows
+package final class BF16Operand: @unchecked Sendable {
+    package enum Layout: Sendable { case rows, pairs }
+    package let maxRows: Int, maxK: Int
+    package private(set) var rows = 0
+    package private(set) var k = 0
+    package private(set) var layout = Layout.rows
     /// Words between rows (row layout) or between k-pairs (pair layout).
-    public private(set) var ld = 0
+    package private(set) var ld = 0
     let storage: Storage
 
-    public init(maxRows: Int, maxK: Int) {
+    package init(maxRows: Int, maxK: Int) {
         precondition(maxRows >= 0 && maxK >= 0)
         self.maxRows = maxRows; self.maxK = maxK
         let k2 = (maxK + 1) / 2
@@ -118,7 +118,7 @@ public final class BF16Operand: @unchecked Sendable {
     var pairStride: Int { layout == .rows ? 1 : ld }
 
     /// A = a (rows × k, row-major, lda), in the row layout.
-    public func round(_ a: UnsafePointer<Float>, rows: Int, k: Int, lda: Int) {
+    package func round(_ a: UnsafePointer<Float>, rows: Int, k: Int, lda: Int) {
         precondition(rows <= maxRows && k <= maxK && (rows == 0 || lda >= k))
         self.rows = rows; self.k = k; layout = .rows; ld = paddedLD((k + 1) / 2)
         runPack(PackJob(op: .rows, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
@@ -128,14 +128,14 @@ public final class BF16Operand: @unchecked Sendable {
     /// Sets the row layout for `rows` × k without rounding anything: the rows are then rounded part
     /// by part with `roundRows`, each part on its own thread (the per-step recurrent products, whose
     /// time loop runs one batch slice per core). Call it before the pool splits the work.
-    public func prepare(rows: Int, k: Int) {
+    package func prepare(rows: Int, k: Int) {
         precondition(rows <= maxRows && k <= maxK)
         self.rows = rows; self.k = k; layout = .rows; ld = paddedLD((k + 1) / 2)
     }
 
     /// Rounds rows `r` of a (row-major, lda; a points at row 0) into the same rows of this operand, on
     /// the calling thread; the shape is the one `prepare` set. Parts may round disjoint ranges at once.
-    public func roundRows(_ r: Range<Int>, from a: UnsafePointer<Float>, lda: Int) {
+    package func roundRows(_ r: Range<Int>, from a: UnsafePointer<Float>, lda: Int) {
         precondition(layout == .rows && r.lowerBound >= 0 && r.upperBound <= rows && (r.isEmpty || lda >= k))
         PackJob(op: .rows, src: a + r.lowerBound * lda, k: k, count: r.count, ld: lda, dst: words + r.lowerBound * ld,
                 ldd: ld, parts: 1, kernel: BF16GEMMKernel.selected.runs).run(part: 0)
@@ -143,7 +143,7 @@ public final class BF16Operand: @unchecked Sendable {
 
     /// A = aᵀ with a (k × rows, row-major, lda), in the pair layout (the weight gradient's left
     /// operand: a = the gate gradients, k = the minibatch's rows).
-    public func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int) {
+    package func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int) {
         precondition(rows <= maxRows && k <= maxK && (k == 0 || lda >= rows))
         self.rows = rows; self.k = k; layout = .pairs; ld = paddedLD(rows)
         runPack(PackJob(op: .pairs, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
@@ -152,29 +152,29 @@ public final class BF16Operand: @unchecked Sendable {
 }
 
 /// The right operand B (k × n) rounded to bf16 and packed in 32-column panels. Sized once.
-public final class BF16Panels: @unchecked Sendable {
-    public let maxK: Int, maxN: Int
-    public private(set) var k = 0
-    public private(set) var n = 0
+package final class BF16Panels: @unchecked Sendable {
+    package let maxK: Int, maxN: Int
+    package private(set) var k = 0
+    package private(set) var n = 0
     let storage: Storage
 
-    public init(maxK: Int, maxN: Int) {
+    package init(maxK: Int, maxN: Int) {
         precondition(maxK >= 0 && maxN >= 0)
         self.maxK = maxK; self.maxN = maxN
         storage = Storage(count: (maxK + 1) / 2 * ((maxN + 31) / 32) * 32)
     }
 
     /// Number of 32-column panels.
-    public var panels: Int { (n + 31) / 32 }
+    package var panels: Int { (n + 31) / 32 }
     var words: UnsafeMutablePointer<UInt32> { UnsafeMutableRawPointer(storage.ptr).assumingMemoryBound(to: UInt32.self) }
 
     /// B = wᵀ with w (n × k, row-major, ldw): a weight matrix for x·Wᵀ (W_ih, W_hh, the decoder).
-    public func packTransposed(_ w: UnsafePointer<Float>, k: Int, n: Int, ldw: Int) {
+    package func packTransposed(_ w: UnsafePointer<Float>, k: Int, n: Int, ldw: Int) {
         pack(w, k: k, n: n, ld: ldw, transposed: true)
     }
 
     /// B = b (k × n, row-major, ldb): W for dgates·W, or the activations of a weight gradient.
-    public func pack(_ b: UnsafePointer<Float>, k: Int, n: Int, ldb: Int) {
+    package func pack(_ b: UnsafePointer<Float>, k: Int, n: Int, ldb: Int) {
         pack(b, k: k, n: n, ld: ldb, transposed: false)
     }
 
@@ -194,7 +194,7 @@ public final class BF16Panels: @unchecked Sendable {
 /// The bfloat16 of `x` as VCVTNE2PS2BF16 rounds it: nearest even; NaN keeps sign and top payload
 /// with the quiet bit set; a float32 subnormal becomes a zero of its sign.
 @inline(__always)
-public func bf16RNE(_ x: Float) -> UInt16 {
+package func bf16RNE(_ x: Float) -> UInt16 {
     let b = x.bitPattern
     if x.isNaN { return UInt16(b >> 16) | 0x40 }
     if x.isSubnormal { return UInt16(b >> 16) & 0x8000 }
@@ -276,7 +276,7 @@ private func runPack(_ job: PackJob, units: Int) {
 /// C (m×n) = A·B (accumulate: false) or C += A·B (accumulate: true), A and B already rounded;
 /// m = a.rows, k = a.k = b.k, n = b.n, C row-major with ldc. Split across the pool's width over
 /// panels (when each part gets at least two) or else over rows; the bits do not depend on the split.
-public func bf16Gemm(a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+package func bf16Gemm(a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     precondition(a.k == b.k, "bf16Gemm: A has k = \(a.k), B has k = \(b.k)")
     precondition(a.rows == 0 || ldc >= b.n)
     let m = a.rows, panels = b.panels
@@ -294,7 +294,7 @@ public func bf16Gemm(a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Floa
 /// Rows `r` of C (m×n) = or += A·B on the calling thread, no pool: for a pool part that owns those
 /// rows (the recurrent product of one batch slice per step, A's rows rounded by `roundRows`).
 /// c points at row 0 of C; the bits are those `bf16Gemm` gives the same rows.
-public func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
+package func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
                          accumulate: Bool) {
     precondition(a.k == b.k, "bf16GemmRows: A has k = \(a.k), B has k = \(b.k)")
     precondition(r.lowerBound >= 0 && r.upperBound <= a.rows && (r.isEmpty || ldc >= b.n))
@@ -308,7 +308,7 @@ public func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, b: BF16Panels, c: Unsa
 /// The forward, recurrent and decoder products (b packed by `packTransposed` from W) and the input
 /// gradient (b packed by `pack` from W): C (m×n) = or += bf16(a) (m×k, row-major, lda) · B, with a
 /// rounded into `scratch` first (k = b.k).
-public func bf16Gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: BF16Panels, scratch: BF16Operand,
+package func bf16Gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: BF16Panels, scratch: BF16Operand,
                      c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     scratch.round(a, rows: m, k: b.k, lda: lda)
     bf16Gemm(a: scratch, b: b, c: c, ldc: ldc, accumulate: accumulate)
@@ -316,7 +316,7 @@ public func bf16Gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: BF16Panels, s
 
 /// The weight gradient: C (m×n) = or += bf16(a)ᵀ · bf16(b), a (k×m, lda) and b (k×n, ldb) row-major,
 /// rounded into `aScratch` (pair layout) and `bScratch` (panels) first.
-public func bf16GemmTN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+package func bf16GemmTN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                        aScratch: BF16Operand, bScratch: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
                        accumulate: Bool) {
     aScratch.roundTransposed(a, k: k, rows: m, lda: lda)
@@ -393,7 +393,7 @@ func portableGemm(m: Int, a: UnsafePointer<UInt32>, rs: Int, qs: Int, panels: Un
 /// GFLOP/s of the selected kernel on an n×n×n product of pre-rounded operands (median of `reps`
 /// after one warm-up), split across the pool's current width: the ceiling the training products are
 /// compared with (the bf16 counterpart of `Benchmark.sgemmGFLOPS`). Allocates its own operands.
-public func bf16GemmPeakGFLOPS(n: Int = 2048, reps: Int = 5) -> Double {
+package func bf16GemmPeakGFLOPS(n: Int = 2048, reps: Int = 5) -> Double {
     let x = Storage(count: n * n), w = Storage(count: n * n), c = Storage(count: n * n)
     for i in 0..<(n * n) { x.ptr[i] = Float(i % 7) * 0.1; w.ptr[i] = Float(i % 5) * 0.1 }
     let a = BF16Operand(maxRows: n, maxK: n), b = BF16Panels(maxK: n, maxN: n)

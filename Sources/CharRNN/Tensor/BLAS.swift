@@ -8,7 +8,7 @@ import COpenBLAS
 import Foundation
 
 /// Whether an operand of `gemm` is used as stored or transposed.
-public enum Transpose: Sendable {
+package enum Transpose: Sendable {
     case noTrans, trans
     @inline(__always) var cblas: CBLAS_TRANSPOSE { self == .noTrans ? CblasNoTrans : CblasTrans }
 }
@@ -16,7 +16,7 @@ public enum Transpose: Sendable {
 /// C (m×n) = alpha · op(A) (m×k) · op(B) (k×n) + beta · C, all row-major.
 /// Writes C (=) when beta is 0, accumulates (+=) when beta is 1.
 @inline(__always)
-public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
+package func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     if m == 0 || n == 0 { return }
@@ -31,26 +31,26 @@ public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: In
 
 /// y (len m or n) = alpha · op(A) · x + beta · y, A row-major m×n.
 @inline(__always)
-public func gemv(_ trans: Transpose, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+package func gemv(_ trans: Transpose, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                  x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
     cblas_sgemv(CblasRowMajor, trans.cblas, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
 }
 
 /// Euclidean norm of n floats (one BLAS call).
 @inline(__always)
-public func nrm2(n: Int, x: UnsafePointer<Float>) -> Float {
+package func nrm2(n: Int, x: UnsafePointer<Float>) -> Float {
     n == 0 ? 0 : cblas_snrm2(Int32(n), x, 1)
 }
 
 /// x *= alpha (n floats).
 @inline(__always)
-public func scal(n: Int, alpha: Float, x: UnsafeMutablePointer<Float>) {
+package func scal(n: Int, alpha: Float, x: UnsafeMutablePointer<Float>) {
     if n > 0 { cblas_sscal(Int32(n), alpha, x, 1) }
 }
 
 /// y += alpha · x (n floats).
 @inline(__always)
-public func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+package func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
     if n > 0 { cblas_saxpy(Int32(n), alpha, x, 1, y, 1) }
 }
 
@@ -64,34 +64,34 @@ extension WorkerPool {
     ///   the pool's joins then wait for the scheduler (the CLI says so in one line).
     /// Not to be called while the pool runs work.
     /// - Throws: `WorkerPoolError` (more than `Bounds.threadLimit`, or a thread that cannot start).
-    public static func configure(threads: Int) throws(WorkerPoolError) {
+    package static func configure(threads: Int) throws(WorkerPoolError) {
         openblas_set_num_threads(1)
         guard threads <= Bounds.threadLimit else { throw .tooManyThreads(requested: threads, limit: Bounds.threadLimit) }
         try shared.setWidth(width(forThreads: threads))
     }
 
     /// The pool width `configure(threads:)` sets: `threads` bounded by the available cores, all of them for 0.
-    public static func width(forThreads threads: Int) -> Int {
+    package static func width(forThreads threads: Int) -> Int {
         threads > 0 ? min(threads, availableCores) : availableCores
     }
 
     /// Cores this process may run on: its CPU affinity mask (`taskset`, cgroup cpusets), never more
     /// than Foundation's active processor count (which also follows a cgroup CPU quota), at least 1.
-    public static var availableCores: Int {
+    package static var availableCores: Int {
         let active = max(1, ProcessInfo.processInfo.activeProcessorCount)
         let mask = Int(charrnn_affinity_cores())
         return mask > 0 ? min(mask, active) : active
     }
 
     /// One core unless `configure(threads:)` was called (library default: deterministic and quiet).
-    public static func configureIfNeeded() {
+    package static func configureIfNeeded() {
         if !shared.configured { try? configure(threads: 1) }  // width 1 starts no thread
     }
 }
 
 /// Lets OpenBLAS use its own `threads` threads for the duration of `body` (the sgemm peak
 /// measurement of `bench`); it is single-threaded again afterwards.
-public func withOpenBLASThreads<R>(_ threads: Int, _ body: () -> R) -> R {
+package func withOpenBLASThreads<R>(_ threads: Int, _ body: () -> R) -> R {
     openblas_set_num_threads(Int32(max(1, threads)))
     defer { openblas_set_num_threads(1) }
     return body()
@@ -102,7 +102,7 @@ public func withOpenBLASThreads<R>(_ threads: Int, _ body: () -> R) -> R {
 /// `gemm` split across the pool: along m (rows of C) when m ≥ n, else along n. Each part is one
 /// single-threaded sgemm on a block of C; no element is summed across parts, and the partition is
 /// fixed for a given number of cores, so results are reproducible run to run.
-public func pgemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
+package func pgemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let pool = WorkerPool.shared
@@ -137,7 +137,7 @@ private struct GemmJob {
 }
 
 /// y = alpha · Aᵀ · x + beta · y for A row-major (m×n), split over the n outputs (column sums).
-public func pgemvTrans(m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+package func pgemvTrans(m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                        x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
     let pool = WorkerPool.shared
     let parts = min(pool.width, max(1, n / 64))

@@ -37,7 +37,7 @@ public enum WeightPrecision: String, Sendable, CaseIterable, Codable {
 
 /// Which code multiplies bfloat16 panels. Chosen once per `PackedPanels`, when it is made: the two
 /// lay the panels out differently, and a stream's bits depend on the kernel (never on the batch).
-public enum BF16Kernel: String, Sendable, CaseIterable {
+package enum BF16Kernel: String, Sendable, CaseIterable {
     /// Swift SIMD on any CPU: columns j and j + 16 share a 32-bit word, widened to two float32
     /// vectors by a shift and a mask, then float32 fused multiply-adds.
     case portable
@@ -48,14 +48,14 @@ public enum BF16Kernel: String, Sendable, CaseIterable {
     case avx512bf16
 
     /// Whether this CPU and build can run `avx512bf16` (a CHARRNN_PORTABLE build never does).
-    public static let cpuHasAVX512BF16 = charrnn_has_avx512bf16() != 0
+    package static let cpuHasAVX512BF16 = charrnn_has_avx512bf16() != 0
 
     /// Tests pin a kernel here (nil: `selected`'s rule). Set it only while no panels are being made.
     nonisolated(unsafe) static var forced: BF16Kernel? = nil
 
     /// The kernel new bf16 panels get: `avx512bf16` where the CPU has it, unless the environment
     /// has CHARRNN_PORTABLE or CHARRNN_BF16_KERNEL=portable (both read when panels are made).
-    public static var selected: BF16Kernel {
+    package static var selected: BF16Kernel {
         if let forced { return forced == .avx512bf16 && !cpuHasAVX512BF16 ? .portable : forced }
         let env = ProcessInfo.processInfo.environment
         if env["CHARRNN_PORTABLE"] != nil || env["CHARRNN_BF16_KERNEL"] == "portable" { return .portable }
@@ -63,20 +63,20 @@ public enum BF16Kernel: String, Sendable, CaseIterable {
     }
 
     /// How `charrnn bench`/`eval` name what ran.
-    public var label: String { self == .portable ? "portable bf16→fp32" : "AVX512_BF16" }
+    package var label: String { self == .portable ? "portable bf16→fp32" : "AVX512_BF16" }
 }
 
 /// B (k × n) packed for `packedGemm`. Sized once for the largest (k, n) it will hold.
-public final class PackedPanels: @unchecked Sendable {
-    public private(set) var k = 0
-    public private(set) var n = 0
+package final class PackedPanels: @unchecked Sendable {
+    package private(set) var k = 0
+    package private(set) var n = 0
     let maxK: Int, maxN: Int
-    public let precision: WeightPrecision
+    package let precision: WeightPrecision
     /// For bf16 panels, the kernel that reads them (and so their layout); nil for float32.
-    public let kernel: BF16Kernel?
+    package let kernel: BF16Kernel?
     let storage: Storage
 
-    public init(maxK: Int, maxN: Int, precision: WeightPrecision = .fp32) {
+    package init(maxK: Int, maxN: Int, precision: WeightPrecision = .fp32) {
         self.maxK = maxK; self.maxN = maxN; self.precision = precision
         let panels = (maxN + 31) / 32
         if precision == .fp32 {
@@ -92,15 +92,15 @@ public final class PackedPanels: @unchecked Sendable {
     }
 
     /// Number of 32-column panels.
-    public var panels: Int { (n + 31) / 32 }
+    package var panels: Int { (n + 31) / 32 }
 
     /// Packs B[kk][j] = src[j·ld + kk] (src holds Bᵀ row-major, e.g. W_hh (G×H) for B = W_hhᵀ).
-    public func packTransposed(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
+    package func packTransposed(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
         packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: true, kernel: kernel, parts: 0))
     }
 
     /// Packs B[kk][j] = src[kk·ld + j] (src holds B row-major, e.g. W_hh (G×H) for B = W_hh).
-    public func pack(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
+    package func pack(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int) {
         packAll(PackJob(src: src, dst: UnsafeMutableRawPointer(storage.ptr), k: k, n: n, ld: ld, transposed: false, kernel: kernel, parts: 0))
     }
 
@@ -209,7 +209,7 @@ enum BF16Row: PanelRow {
 
 /// C (m×n) = A·B (accumulate: false) or C += A·B (accumulate: true), with B packed.
 /// A is row-major (m×k) with leading dimension lda; C row-major with ldc.
-public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels,
+package func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels,
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     precondition(b.precision == .fp32, "training products read float32 panels")
     let k = b.k, n = b.n, P = UnsafePointer(b.storage.ptr)
@@ -259,7 +259,7 @@ public func packedGemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanel
 
 /// One row of C: c (n) = or += a (k) · B, over all panels or the given panel range (columns
 /// [32·lo, 32·hi)). Also the batch-1 product of the sampler, split by panels across cores.
-public func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool,
+package func packedGemmRow(a: UnsafePointer<Float>, b: PackedPanels, c: UnsafeMutablePointer<Float>, accumulate: Bool,
                           panels: Range<Int>? = nil) {
     let r = panels ?? 0..<b.panels
     switch b.kernel {
@@ -299,7 +299,7 @@ private func rowKernel<R: PanelRow>(_: R.Type, a: UnsafePointer<Float>, b: Packe
 /// another, summed at the end), so a row gets the same bits whether it is alone or one of many.
 /// Six rows (then three, then one) share each pass over a panel: 24 accumulators, and per two k
 /// four panel loads for 24 fused multiply-adds, so the panel is read once per six streams.
-public func packedGemmRows(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
+package func packedGemmRows(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedPanels, c: UnsafeMutablePointer<Float>,
                            ldc: Int, accumulate: Bool, panels: Range<Int>? = nil) {
     let r = panels ?? 0..<b.panels
     switch b.kernel {

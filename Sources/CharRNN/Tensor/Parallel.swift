@@ -15,9 +15,9 @@
 import Foundation
 import Synchronization
 
-public final class WorkerPool: @unchecked Sendable {
+package final class WorkerPool: @unchecked Sendable {
     /// The process-wide pool; its width is set by `WorkerPool.configure(threads:)`.
-    public static let shared = WorkerPool()
+    package static let shared = WorkerPool()
 
     private final class Worker: @unchecked Sendable {
         let wake = DispatchSemaphore(value: 0)
@@ -29,20 +29,20 @@ public final class WorkerPool: @unchecked Sendable {
     private var workers: [Worker] = []
     private let remaining = Atomic<Int>(0)
     /// Work of one part: `(context, part)`.
-    public typealias Task = @convention(c) (UnsafeRawPointer, Int) -> Void
+    package typealias Task = @convention(c) (UnsafeRawPointer, Int) -> Void
     private nonisolated(unsafe) var task: Task? = nil
     private nonisolated(unsafe) var context: UnsafeRawPointer? = nil
     private let lock = NSLock()
 
     /// Number of parts `run` splits work into (1 = run inline).
-    public private(set) var width = 1
+    package private(set) var width = 1
     /// Whether `setWidth` has been called.
-    public private(set) var configured = false
+    package private(set) var configured = false
 
     /// Stack of each worker thread (a test makes it absurd to see a start fail).
     let stackBytes: Int
 
-    public init() { stackBytes = 1 << 20 }
+    package init() { stackBytes = 1 << 20 }
     init(stackBytes: Int) { self.stackBytes = stackBytes }
 
     /// Sets the number of cores used (spawns workers on first need; they live for the process).
@@ -50,7 +50,7 @@ public final class WorkerPool: @unchecked Sendable {
     /// - Throws: `WorkerPoolError.tooManyThreads` above `Bounds.threadLimit`; `.cannotStart` when
     ///   the system refuses a thread (process table full, `ulimit -u`, memory): the pool then keeps
     ///   the width of the workers that did start, so nothing waits for a thread that never ran.
-    public func setWidth(_ n: Int) throws(WorkerPoolError) {
+    package func setWidth(_ n: Int) throws(WorkerPoolError) {
         lock.lock(); defer { lock.unlock() }
         guard n <= Bounds.threadLimit else { throw .tooManyThreads(requested: n, limit: Bounds.threadLimit) }
         configured = true
@@ -87,7 +87,7 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Calls task(context, part) for part in 0..<parts, part 0 on the calling thread and the others
     /// on workers; returns when all are done. parts ≤ width. `context` must stay valid for the call.
-    public func run(parts n: Int, context: UnsafeRawPointer, _ work: Task) {
+    package func run(parts n: Int, context: UnsafeRawPointer, _ work: Task) {
         precondition(n >= 1 && n <= width, "parts must be in 1...width")
         if n == 1 { work(context, 0); return }
         task = work
@@ -109,7 +109,7 @@ public final class WorkerPool: @unchecked Sendable {
     /// `run` with a context value: its address (on the caller's stack) is what `work` receives;
     /// read it back with `ctx.load(as: C.self)`.
     @inline(__always)
-    public func run<C>(parts n: Int, with value: C, _ work: Task) {
+    package func run<C>(parts n: Int, with value: C, _ work: Task) {
         withUnsafePointer(to: value) { run(parts: n, context: UnsafeRawPointer($0), work) }
     }
 
@@ -146,12 +146,12 @@ public final class WorkerPool: @unchecked Sendable {
 }
 
 /// Why the pool cannot have the width asked for.
-public enum WorkerPoolError: Error, CustomStringConvertible, Equatable {
+package enum WorkerPoolError: Error, CustomStringConvertible, Equatable {
     case tooManyThreads(requested: Int, limit: Int)
     /// pthread_create failed with `code` after `started` threads (the caller's included) were running.
     case cannotStart(requested: Int, started: Int, code: Int32)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .tooManyThreads(n, limit): return "\(Setting.threads) \(n) is more than \(limit) threads"
         case let .cannotStart(n, started, code):
@@ -168,6 +168,6 @@ public enum WorkerPoolError: Error, CustomStringConvertible, Equatable {
 
 /// Rows [start, end) of part `k` when `n` rows are split into `parts` near-equal slices.
 @inline(__always)
-public func slice(_ n: Int, part k: Int, of parts: Int) -> Range<Int> {
+package func slice(_ n: Int, part k: Int, of parts: Int) -> Range<Int> {
     (n * k / parts)..<(n * (k + 1) / parts)
 }

@@ -12,8 +12,8 @@
 // @inline(__always) alone the compiler kept some as calls, passing each vector in four registers.
 
 /// The library's one SIMD vector type: the pointwise kernels here and the packed GEMM's tiles.
-public typealias Vec = SIMD16<Float>
-public let vecWidth = 16
+package typealias Vec = SIMD16<Float>
+package let vecWidth = 16
 
 @usableFromInline let expHi: Float = 88.0
 @usableFromInline let expLo: Float = -87.0
@@ -22,7 +22,7 @@ public let vecWidth = 16
 /// Rounding to the nearest integer uses the 1.5·2²³ trick: adding it leaves round(x·log2 e) in the
 /// low mantissa bits, which also gives the integer exponent without a float→int conversion.
 @_transparent
-public func vexp(_ x0: Vec) -> Vec {
+package func vexp(_ x0: Vec) -> Vec {
     let x = vclamp(x0, expLo, expHi)
     let magic = Vec(repeating: 12_582_912.0)                 // 1.5 · 2²³
     let t = x * 1.442_695_04 + magic
@@ -43,7 +43,7 @@ public func vexp(_ x0: Vec) -> Vec {
 /// a · b + c, fused where the CPU has FMA (CHARRNN_FMA, set by Package.swift; elsewhere a fused
 /// multiply-add would become a libm call per lane).
 @_transparent
-public func vfma(_ a: Vec, _ b: Vec, _ c: Float) -> Vec {
+package func vfma(_ a: Vec, _ b: Vec, _ c: Float) -> Vec {
 #if CHARRNN_FMA
     Vec(repeating: c).addingProduct(a, b)
 #else
@@ -53,7 +53,7 @@ public func vfma(_ a: Vec, _ b: Vec, _ c: Float) -> Vec {
 
 /// Lane-wise clamp to [lo, hi] (comparisons and blends; the generic `clamped` does not vectorise).
 @_transparent
-public func vclamp(_ x: Vec, _ lo: Float, _ hi: Float) -> Vec {
+package func vclamp(_ x: Vec, _ lo: Float, _ hi: Float) -> Vec {
     var y = x
     y.replace(with: Vec(repeating: lo), where: y .< Vec(repeating: lo))
     y.replace(with: Vec(repeating: hi), where: y .> Vec(repeating: hi))
@@ -62,35 +62,35 @@ public func vclamp(_ x: Vec, _ lo: Float, _ hi: Float) -> Vec {
 
 /// Lane-wise maximum.
 @_transparent
-public func vmax(_ a: Vec, _ b: Vec) -> Vec {
+package func vmax(_ a: Vec, _ b: Vec) -> Vec {
     var y = a
     y.replace(with: b, where: b .> a)
     return y
 }
 
 /// 1 / (1 + e^−x) for sixteen lanes.
-@_transparent public func vsigmoid(_ x: Vec) -> Vec { 1 / (1 + vexp(-x)) }
+@_transparent package func vsigmoid(_ x: Vec) -> Vec { 1 / (1 + vexp(-x)) }
 
 /// tanh(x) for sixteen lanes.
-@_transparent public func vtanh(_ x: Vec) -> Vec { 1 - 2 / (vexp(x + x) + 1) }
+@_transparent package func vtanh(_ x: Vec) -> Vec { 1 - 2 / (vexp(x + x) + 1) }
 
 
 // MARK: - Unaligned SIMD loads and stores
 
 @inline(__always)
-public func vload(_ p: UnsafePointer<Float>) -> Vec {
+package func vload(_ p: UnsafePointer<Float>) -> Vec {
     UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
 }
 
 @inline(__always)
-public func vstore(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+package func vstore(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
 }
 
 // MARK: - Whole vectors and row tails
 
 /// How a kernel body reads and writes its sixteen lanes.
-public protocol Lanes {
+package protocol Lanes {
     /// Floats this access covers (16, or a tail's count).
     var count: Int { get }
     func load(_ p: UnsafePointer<Float>) -> Vec
@@ -100,21 +100,21 @@ public protocol Lanes {
 }
 
 /// Sixteen floats: plain vector loads and stores.
-public struct WholeLanes: Lanes {
-    public init() {}
-    public var count: Int { vecWidth }
-    @_transparent public func load(_ p: UnsafePointer<Float>) -> Vec { vload(p) }
-    @_transparent public func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { vstore(v, p) }
-    @_transparent public func keep(_ v: Vec) -> Vec { v }
+package struct WholeLanes: Lanes {
+    package init() {}
+    package var count: Int { vecWidth }
+    @_transparent package func load(_ p: UnsafePointer<Float>) -> Vec { vload(p) }
+    @_transparent package func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { vstore(v, p) }
+    @_transparent package func keep(_ v: Vec) -> Vec { v }
 }
 
 /// The first `count` (< 16) floats of a row tail; the other lanes load as 0 and are not stored.
-public struct TailLanes: Lanes {
-    public let count: Int
-    public init(_ count: Int) { self.count = count }
-    @_transparent public func load(_ p: UnsafePointer<Float>) -> Vec { vloadPartial(p, count) }
-    @_transparent public func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { vstorePartial(v, p, count) }
-    @_transparent public func keep(_ v: Vec) -> Vec {
+package struct TailLanes: Lanes {
+    package let count: Int
+    package init(_ count: Int) { self.count = count }
+    @_transparent package func load(_ p: UnsafePointer<Float>) -> Vec { vloadPartial(p, count) }
+    @_transparent package func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { vstorePartial(v, p, count) }
+    @_transparent package func keep(_ v: Vec) -> Vec {
         var out = Vec()
         for k in 0..<count { out[k] = v[k] }
         return out
@@ -125,7 +125,7 @@ public struct TailLanes: Lanes {
 /// `tail(TailLanes(n % 16), j)` once if any are left. Both closures are the same generic kernel
 /// body; this spells the split once.
 @_transparent
-public func forEachLaneBlock(_ n: Int, _ body: (WholeLanes, Int) -> Void, tail: (TailLanes, Int) -> Void) {
+package func forEachLaneBlock(_ n: Int, _ body: (WholeLanes, Int) -> Void, tail: (TailLanes, Int) -> Void) {
     var j = 0
     while j + vecWidth <= n { body(WholeLanes(), j); j += vecWidth }
     if j < n { tail(TailLanes(n - j), j) }
@@ -135,12 +135,12 @@ public func forEachLaneBlock(_ n: Int, _ body: (WholeLanes, Int) -> Void, tail: 
 
 /// c[i] = a[i] + b[i] (n floats). Writes c.
 @inline(__always)
-public func addVectors(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into c: UnsafeMutablePointer<Float>, n: Int) {
+package func addVectors(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into c: UnsafeMutablePointer<Float>, n: Int) {
     for i in 0..<n { c[i] = a[i] + b[i] }
 }
 
 /// dst (rows×cols) += srcᵀ where src is (cols×rows). Accumulates.
-public func addTransposed(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+package func addTransposed(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
     // Blocked so both sides stay in cache for large vocabularies.
     let bs = 32
     var r0 = 0
@@ -160,7 +160,7 @@ public func addTransposed(_ src: UnsafePointer<Float>, rows: Int, cols: Int, int
 }
 
 /// dst (cols×rows) = srcᵀ where src is (rows×cols). Writes dst.
-public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+package func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
     let bs = 32
     var r0 = 0
     while r0 < rows {
@@ -180,7 +180,7 @@ public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into ds
 
 /// Loads `n` (< 16) floats into the low lanes, zero elsewhere (row tails).
 @inline(__always)
-public func vloadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
+package func vloadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
     var v = Vec()
     for k in 0..<n { v[k] = p[k] }
     return v
@@ -188,18 +188,18 @@ public func vloadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
 
 /// Stores the low `n` (< 16) lanes.
 @inline(__always)
-public func vstorePartial(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+package func vstorePartial(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     for k in 0..<n { p[k] = v[k] }
 }
 
 /// Loads min(16, n) floats: a full vector when n ≥ 16, else a zero-padded tail.
 @inline(__always)
-public func vload(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
+package func vload(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
     n >= vecWidth ? vload(p) : vloadPartial(p, n)
 }
 
 /// Stores min(16, n) lanes.
 @inline(__always)
-public func vstore(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+package func vstore(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n >= vecWidth { vstore(v, p) } else { vstorePartial(v, p, n) }
 }

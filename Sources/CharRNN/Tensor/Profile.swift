@@ -18,10 +18,10 @@ import Glibc
 import Darwin
 #endif
 
-public enum ProfilePhase: Int, CaseIterable, Sendable {
+package enum ProfilePhase: Int, CaseIterable, Sendable {
     case inputProjection, recurrentProducts, gates, output, weightGradients, optimizer, poolWait
 
-    public var name: String {
+    package var name: String {
         switch self {
         case .inputProjection: "input projection"
         case .recurrentProducts: "recurrent products"
@@ -34,9 +34,9 @@ public enum ProfilePhase: Int, CaseIterable, Sendable {
     }
 }
 
-public enum Profiler {
+package enum Profiler {
     /// Turns the probes on or off (not while a step runs).
-    public nonisolated(unsafe) static var enabled = false
+    package nonisolated(unsafe) static var enabled = false
     nonisolated(unsafe) static let seconds: UnsafeMutablePointer<Double> = {
         let p = UnsafeMutablePointer<Double>.allocate(capacity: ProfilePhase.allCases.count)
         p.initialize(repeating: 0, count: ProfilePhase.allCases.count)
@@ -44,7 +44,7 @@ public enum Profiler {
     }()
 
     /// Monotonic nanoseconds, or 0 when off.
-    @inline(__always) public static func now() -> UInt64 {
+    @inline(__always) package static func now() -> UInt64 {
         guard enabled else { return 0 }
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -52,18 +52,18 @@ public enum Profiler {
     }
 
     /// A phase's start: the clock and the pool waits so far.
-    public struct Probe: Sendable { let t: UInt64; let waits: Double }
+    package struct Probe: Sendable { let t: UInt64; let waits: Double }
     /// A probe for code that does not report (the pool's other parts).
-    public static let idle = Probe(t: 0, waits: 0)
+    package static let idle = Probe(t: 0, waits: 0)
 
-    @inline(__always) public static func start() -> Probe {
+    @inline(__always) package static func start() -> Probe {
         Probe(t: now(), waits: enabled ? seconds[ProfilePhase.poolWait.rawValue] : 0)
     }
 
     /// Adds the wall time since `probe`, less the pool waits inside it, to `phase`; returns a new
     /// probe (the next phase's start).
     @inline(__always) @discardableResult
-    public static func stop(_ phase: ProfilePhase, _ probe: Probe) -> Probe {
+    package static func stop(_ phase: ProfilePhase, _ probe: Probe) -> Probe {
         guard enabled else { return probe }
         let next = start()
         seconds[phase.rawValue] += Double(next.t &- probe.t) * 1e-9 - (next.waits - probe.waits)
@@ -75,10 +75,10 @@ public enum Profiler {
         if enabled { seconds[phase.rawValue] += Double(now() &- t0) * 1e-9 }
     }
 
-    public static func reset() { seconds.update(repeating: 0, count: ProfilePhase.allCases.count) }
+    package static func reset() { seconds.update(repeating: 0, count: ProfilePhase.allCases.count) }
 
     /// Seconds per phase since the last reset.
-    public static func snapshot() -> [ProfilePhase: Double] {
+    package static func snapshot() -> [ProfilePhase: Double] {
         Dictionary(uniqueKeysWithValues: ProfilePhase.allCases.map { ($0, seconds[$0.rawValue]) })
     }
 }

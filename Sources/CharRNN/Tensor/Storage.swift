@@ -11,13 +11,13 @@ import Darwin
 #endif
 
 /// A fixed-size, 64-byte-aligned, zero-initialised Float32 buffer that frees itself.
-public final class Storage: @unchecked Sendable {
+package final class Storage: @unchecked Sendable {
     /// Base address; valid for `count` floats while `self` is alive.
-    public let ptr: UnsafeMutablePointer<Float>
-    public let count: Int
+    package let ptr: UnsafeMutablePointer<Float>
+    package let count: Int
 
     /// - Parameter count: number of floats (0 is allowed and yields a 1-float dummy allocation).
-    public init(count: Int) {
+    package init(count: Int) {
         precondition(count >= 0, "Storage count must be non-negative")
         self.count = count
         var raw: UnsafeMutableRawPointer? = nil
@@ -31,23 +31,23 @@ public final class Storage: @unchecked Sendable {
     deinit { free(ptr) }
 
     /// Sets every element to zero.
-    @inline(__always) public func zero() { memset(ptr, 0, count * MemoryLayout<Float>.stride) }
+    @inline(__always) package func zero() { memset(ptr, 0, count * MemoryLayout<Float>.stride) }
 
     /// Copies the contents into a new array (tests, checkpoints; never in the hot loop).
-    public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: ptr, count: count)) }
+    package func toArray() -> [Float] { Array(UnsafeBufferPointer(start: ptr, count: count)) }
 
     /// Overwrites the contents from `values` (which must have `count` elements).
-    public func load(_ values: [Float]) {
+    package func load(_ values: [Float]) {
         precondition(values.count == count, "Storage.load: \(values.count) values for \(count) slots")
         values.withUnsafeBufferPointer { ptr.update(from: $0.baseAddress!, count: count) }
     }
 }
 
 /// A fixed-size Int32 buffer (token ids of a minibatch), allocated once.
-public final class IntStorage: @unchecked Sendable {
-    public let ptr: UnsafeMutablePointer<Int32>
-    public let count: Int
-    public init(count: Int) {
+package final class IntStorage: @unchecked Sendable {
+    package let ptr: UnsafeMutablePointer<Int32>
+    package let count: Int
+    package init(count: Int) {
         precondition(count >= 0)
         self.count = count
         ptr = .allocate(capacity: max(1, count))

@@ -17,21 +17,21 @@
 // Caches nothing; reads the corpus' ids directly.
 
 /// The train/val/test minibatch layout of a corpus.
-public struct Batches: Sendable {
+package struct Batches: Sendable {
     /// Which consecutive range of minibatches.
-    public enum Split: Sendable, CaseIterable { case train, val, test }
+    package enum Split: Sendable, CaseIterable { case train, val, test }
 
     /// B: number of parallel streams.
-    public let batch: Int
+    package let batch: Int
     /// T: steps per minibatch.
-    public let seq: Int
+    package let seq: Int
     /// Minibatches in each split.
-    public let ntrain: Int, nval: Int, ntest: Int
+    package let ntrain: Int, nval: Int, ntest: Int
 
     /// N: tokens actually used (a multiple of `batch * seq`).
-    public var usedTokens: Int { (ntrain + nval + ntest) * batch * seq }
+    package var usedTokens: Int { (ntrain + nval + ntest) * batch * seq }
     /// Total minibatches (ntrain + nval + ntest).
-    public var nbatches: Int { ntrain + nval + ntest }
+    package var nbatches: Int { ntrain + nval + ntest }
 
     /// Lays out `tokenCount` tokens as char-rnn does.
     /// - Parameters:
@@ -43,7 +43,7 @@ public struct Batches: Sendable {
     ///   - file: corpus name for error messages.
     /// - Throws: `TextError.tooSmall` unless ntrain ≥ 1 and nval ≥ 1 (the message gives the minimum
     ///   token count); `TextError.invalidSplit` if the fractions cannot give that at any size.
-    public init(tokenCount: Int, batch: Int, seq: Int, trainFrac: Double, valFrac: Double, file: String) throws {
+    package init(tokenCount: Int, batch: Int, seq: Int, trainFrac: Double, valFrac: Double, file: String) throws {
         precondition(batch >= 1 && seq >= 1, "batch and seq must be at least 1")
         precondition(tokenCount >= 0, "negative token count")
         guard let minimumBatches = Batches.minimumBatches(trainFrac: trainFrac, valFrac: valFrac) else {
@@ -63,7 +63,7 @@ public struct Batches: Sendable {
     }
 
     /// char-rnn's split of `nbatches` minibatches into (ntrain, nval, ntest).
-    public static func splitCounts(nbatches: Int, trainFrac: Double, valFrac: Double) -> (train: Int, val: Int, test: Int) {
+    package static func splitCounts(nbatches: Int, trainFrac: Double, valFrac: Double) -> (train: Int, val: Int, test: Int) {
         let testFrac = max(0, 1 - (trainFrac + valFrac))
         let ntrain = Int((Double(nbatches) * trainFrac).rounded(.down))
         if abs(testFrac) < 1e-9 {
@@ -88,7 +88,7 @@ public struct Batches: Sendable {
     }
 
     /// Number of minibatches in `split`.
-    public func count(_ split: Split) -> Int {
+    package func count(_ split: Split) -> Int {
         switch split {
         case .train: return ntrain
         case .val: return nval
@@ -97,7 +97,7 @@ public struct Batches: Sendable {
     }
 
     /// Index of the first minibatch of `split` among all nbatches.
-    public func offset(_ split: Split) -> Int {
+    package func offset(_ split: Split) -> Int {
         switch split {
         case .train: return 0
         case .val: return ntrain
@@ -107,7 +107,7 @@ public struct Batches: Sendable {
 
     /// Minibatches of the bounded validation: the first m = min(nval, max(1, ⌊maxTokens / (B·T)⌋)) of
     /// the val split (all B streams, consecutive, so the carried state is the full pass's); nil = all.
-    public func valBatches(maxTokens: Int?) -> Int {
+    package func valBatches(maxTokens: Int?) -> Int {
         guard let maxTokens else { return nval }
         return min(nval, max(1, maxTokens / (batch * seq)))
     }
@@ -119,7 +119,7 @@ public struct Batches: Sendable {
     ///   - corpus: the tokens; must hold at least `usedTokens`.
     ///   - x: (T, B) inputs, written (=): x[t·B + b] = token b·N/B + k·T + t.
     ///   - y: (T, B) targets, written (=): the token after each input, wrapping to token 0 at N−1.
-    public func fill(_ split: Split, index: Int, corpus: Corpus,
+    package func fill(_ split: Split, index: Int, corpus: Corpus,
                      x: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Int32>) {
         precondition(index >= 0 && index < count(split), "minibatch \(index) out of range for \(split)")
         let N = usedTokens
@@ -131,7 +131,7 @@ public struct Batches: Sendable {
 
     /// Writes the block `streams` (b₀..<b₁ of the B streams) of minibatch `index` of `split`, time-major:
     /// x[t·Bᵣ + b − b₀] for Bᵣ = b₁ − b₀, the same tokens `fill(_:index:corpus:x:y:)` puts in those columns.
-    public func fill(_ split: Split, index: Int, corpus: Corpus, streams: Range<Int>,
+    package func fill(_ split: Split, index: Int, corpus: Corpus, streams: Range<Int>,
                      x: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Int32>) {
         precondition(index >= 0 && index < count(split), "minibatch \(index) out of range for \(split)")
         precondition(streams.lowerBound >= 0 && streams.upperBound <= batch && !streams.isEmpty, "streams \(streams) out of 0..<\(batch)")

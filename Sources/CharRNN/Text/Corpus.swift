@@ -25,7 +25,7 @@ import Darwin
 // MARK: - Errors
 
 /// Errors from reading, decoding and splitting a corpus. Each description is one line.
-public enum TextError: Error, CustomStringConvertible, Equatable {
+package enum TextError: Error, CustomStringConvertible, Equatable {
     /// The file could not be opened or read; `reason` is `strerror(errno)`.
     case cannotRead(file: String, reason: String)
     /// Invalid UTF-8 at 1-based `line` and `column` (in Unicode scalars), `byteOffset` 0-based from the
@@ -48,7 +48,7 @@ public enum TextError: Error, CustomStringConvertible, Equatable {
     /// A loading option is out of range.
     case invalidOption(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .cannotRead(file, reason):
             return "cannot read \(displayPath(file)): \(reason)"
@@ -103,30 +103,30 @@ extension TextError {
 // MARK: - Corpus
 
 /// A decoded training text: its vocabulary and one id per token.
-public struct Corpus: Sendable {
+package struct Corpus: Sendable {
     /// The file's base name without extension (for run names), e.g. "tang-poems".
-    public let name: String
+    package let name: String
     /// Built from this corpus: its distinct tokens in code-point order.
-    public let vocabulary: Vocabulary
+    package let vocabulary: Vocabulary
     let store: TokenStore
     /// Occurrences of each id in the token array (V entries); filled by `CorpusLoader`, empty otherwise.
-    public internal(set) var counts: [Int] = []
+    package internal(set) var counts: [Int] = []
     /// What loading found and did (replacements, pruned characters); see `CorpusLoader`.
-    public internal(set) var stats = CorpusStats()
+    package internal(set) var stats = CorpusStats()
     /// `CorpusHash` of the input file's bytes (16 hex digits), computed while decoding (or kept in the
     /// token cache), equal to `CorpusHash.file(path)`. Set by `CorpusLoader` when the corpus is exactly
     /// one regular file; nil for several files, a directory, a pipe, and corpora built in memory.
-    public internal(set) var contentHash: String? = nil
+    package internal(set) var contentHash: String? = nil
 
     /// Number of tokens.
-    public var count: Int { store.count }
+    package var count: Int { store.count }
 
     /// Bytes used per stored id: 2 while the vocabulary has at most 65,536 tokens, else 4.
-    public var bytesPerToken: Int { store.bytesPerToken }
+    package var bytesPerToken: Int { store.bytesPerToken }
 
     /// The id of token `i` (0 ≤ i < count).
     @inline(__always)
-    public func token(at i: Int) -> Int32 {
+    package func token(at i: Int) -> Int32 {
         precondition(i >= 0 && i < store.count, "token index \(i) out of range 0..<\(store.count)")
         return store.run(IDAt(index: i))
     }
@@ -136,7 +136,7 @@ public struct Corpus: Sendable {
     ///   - start: first token index.
     ///   - count: number of tokens; `start + count` must not exceed `self.count`.
     ///   - dst: output, written (=).
-    public func copyTokens(from start: Int, count: Int, into dst: UnsafeMutablePointer<Int32>) {
+    package func copyTokens(from start: Int, count: Int, into dst: UnsafeMutablePointer<Int32>) {
         precondition(start >= 0 && count >= 0 && start + count <= store.count, "token range out of bounds")
         store.run(CopyIDs(start: start, count: count, dst: dst))
     }
@@ -148,7 +148,7 @@ public struct Corpus: Sendable {
     ///   - unit: one token per Unicode scalar or per extended grapheme cluster.
     ///   - normalize: `.nfc` to compose the text before tokenizing.
     /// - Throws: `TextError` (`.invalidUTF8`, `.empty`, `.normalizationFailed`).
-    public init(bytes: [UInt8], name: String, unit: TokenUnit = .scalar, normalize: Normalization = .none) throws {
+    package init(bytes: [UInt8], name: String, unit: TokenUnit = .scalar, normalize: Normalization = .none) throws {
         var options = LoadOptions()
         options.unit = unit
         options.normalize = normalize

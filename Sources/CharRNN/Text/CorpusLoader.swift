@@ -35,21 +35,21 @@ import Darwin
 // MARK: - Options and report
 
 /// How to turn the input files into tokens. Part of the token cache's key.
-public struct LoadOptions: Sendable, Equatable, Codable {
-    public var unit: TokenUnit = .scalar
-    public var normalize: Normalization = .none
+package struct LoadOptions: Sendable, Equatable, Codable {
+    package var unit: TokenUnit = .scalar
+    package var normalize: Normalization = .none
     /// Replace invalid UTF-8 with U+FFFD (counted) instead of stopping.
-    public var lossy = false
+    package var lossy = false
     /// Characters seen fewer times than this map to the unknown token (1 = keep all).
-    public var minCount = 1
+    package var minCount = 1
     /// At most this many tokens including the unknown one (nil = no limit).
-    public var maxVocab: Int? = nil
-    public init() {}
+    package var maxVocab: Int? = nil
+    package init() {}
 
     /// True when some characters may be mapped to the unknown token.
-    public var prunes: Bool { minCount > 1 || maxVocab != nil }
+    package var prunes: Bool { minCount > 1 || maxVocab != nil }
 
-    public var problem: String? {
+    package var problem: String? {
         if minCount < 1 { return "\(Setting.minCount) must be at least 1" }
         if let m = maxVocab, m < 2 { return "\(Setting.maxVocab) must be at least 2 (one character and the unknown token)" }
         return nil
@@ -57,48 +57,48 @@ public struct LoadOptions: Sendable, Equatable, Codable {
 }
 
 /// What loading found. All counts are tokens.
-public struct CorpusStats: Sendable, Equatable, Codable {
+package struct CorpusStats: Sendable, Equatable, Codable {
     /// Invalid UTF-8 sequences replaced by U+FFFD (`lossy`).
-    public var replacements = 0
+    package var replacements = 0
     /// Distinct tokens before pruning.
-    public var distinctTokens = 0
+    package var distinctTokens = 0
     /// Tokens whose character is in the vocabulary (not mapped to unknown).
-    public var coveredTokens = 0
+    package var coveredTokens = 0
     /// Distinct characters mapped to the unknown token.
-    public var droppedDistinct = 0
+    package var droppedDistinct = 0
     /// The most frequent characters that fell out, with their counts (at most 10).
-    public var topDropped: [DroppedToken] = []
-    public init() {}
+    package var topDropped: [DroppedToken] = []
+    package init() {}
 
-    public struct DroppedToken: Sendable, Equatable, Codable {
-        public var token: String
-        public var count: Int
+    package struct DroppedToken: Sendable, Equatable, Codable {
+        package var token: String
+        package var count: Int
     }
 }
 
 /// One input file: path as named in errors, and what `stat` said when it was opened.
-public struct InputFile: Sendable, Equatable, Codable {
-    public var path: String
-    public var size: Int
-    public var mtimeNanoseconds: Int64
+package struct InputFile: Sendable, Equatable, Codable {
+    package var path: String
+    package var size: Int
+    package var mtimeNanoseconds: Int64
     /// The inode's change time: set by the kernel on every write, rename or `utimensat`, and not
     /// settable from user space, so a rewrite that restores the mtime (`touch -r`) still changes it.
-    public var ctimeNanoseconds: Int64
-    public var inode: UInt64
+    package var ctimeNanoseconds: Int64
+    package var inode: UInt64
 }
 
 // MARK: - Loader
 
-public enum CorpusLoader {
+package enum CorpusLoader {
     /// Bytes decoded between progress reports, page drops and change checks.
-    public static let chunkBytes = 8 << 20
+    package static let chunkBytes = 8 << 20
     /// Fraction of non-text bytes in a file's first 64 KiB above which it is rejected as binary.
-    public static let binaryThreshold = 0.30
+    package static let binaryThreshold = 0.30
 
     /// Expands directories into their `*.txt` files (name order) and stats every file.
     /// - Throws: `TextError.cannotRead` for a missing path, an unreadable directory, or a directory
     ///   with no .txt file.
-    public static func inputs(_ paths: [String]) throws(TextError) -> [InputFile] {
+    package static func inputs(_ paths: [String]) throws(TextError) -> [InputFile] {
         var out: [InputFile] = []
         for path in paths {
             var st = stat()
@@ -137,7 +137,7 @@ public enum CorpusLoader {
     ///   - name: the corpus name (for run names).
     ///   - progress: called after each chunk with (bytes done, total bytes).
     /// - Throws: `TextError`.
-    public static func load(_ files: [InputFile], name: String, options: LoadOptions,
+    package static func load(_ files: [InputFile], name: String, options: LoadOptions,
                             progress: (Int, Int) -> Void = { _, _ in }) throws(TextError) -> Corpus {
         try load(files, name: name, options: options, chunkBytes: chunkBytes, progress: progress)
     }
@@ -456,7 +456,7 @@ extension InputFile {
 
 extension Corpus {
     /// Percentage of tokens whose character is in the vocabulary (100 without an unknown token).
-    public var coveragePercent: Double {
+    package var coveragePercent: Double {
         count == 0 ? 100 : 100 * Double(stats.coveredTokens) / Double(count)
     }
 }

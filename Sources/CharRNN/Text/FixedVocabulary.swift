@@ -23,18 +23,18 @@ import Darwin
 #endif
 
 /// A text as ids of a fixed vocabulary.
-public struct EncodedText: Sendable {
+package struct EncodedText: Sendable {
     /// Ids of the tokens found in the vocabulary, in text order.
-    public var ids: [Int32]
+    package var ids: [Int32]
     /// Tokens skipped because the vocabulary does not have them (every occurrence counts).
-    public var unknownCount: Int
+    package var unknownCount: Int
     /// The distinct unknown tokens, in order of first appearance (at most 64 are kept).
-    public var unknown: [String]
+    package var unknown: [String]
     /// Size of the file in bytes.
-    public var bytes: Int
+    package var bytes: Int
     /// `CorpusHash` of the file's bytes (16 hex digits), computed while decoding; equal to
     /// `CorpusHash.file(path)` for the bytes read.
-    public var contentHash: String
+    package var contentHash: String
 }
 
 extension Vocabulary {
@@ -45,7 +45,7 @@ extension Vocabulary {
     ///   - normalize: normalization applied before tokenizing (use the checkpoint's).
     /// - Throws: `TextError` (`.cannotRead`, `.invalidUTF8`, `.normalizationFailed`). An empty file
     ///   is not an error here: it gives no ids.
-    public func encodeFile(path: String, normalize: Normalization) throws -> EncodedText {
+    package func encodeFile(path: String, normalize: Normalization) throws -> EncodedText {
         try FileBytes.withContents(of: path) { (input, regular) throws(TextError) -> EncodedText in
             try encode(bytes: input, name: path, normalize: normalize, dropsPages: regular)
         }
@@ -58,7 +58,7 @@ extension Vocabulary {
     ///   - name: what errors call the text.
     ///   - normalize: normalization applied before tokenizing (use the checkpoint's).
     /// - Throws: `TextError` (`.invalidUTF8`, `.normalizationFailed`).
-    public func encode(bytes: UnsafeBufferPointer<UInt8>, name: String, normalize: Normalization) throws(TextError) -> EncodedText {
+    package func encode(bytes: UnsafeBufferPointer<UInt8>, name: String, normalize: Normalization) throws(TextError) -> EncodedText {
         try encode(bytes: bytes, name: name, normalize: normalize, dropsPages: false)
     }
 
@@ -84,7 +84,7 @@ extension Corpus {
     ///   - ids: token ids, each in 0..<vocabulary.count; must not be empty.
     ///   - vocabulary: the vocabulary the ids index.
     ///   - name: the file name; `self.name` is its base name without extension.
-    public init(ids: [Int32], vocabulary: Vocabulary, name: String) {
+    package init(ids: [Int32], vocabulary: Vocabulary, name: String) {
         precondition(!ids.isEmpty, "a corpus needs at least one token")
         var builder = TokenStoreBuilder()
         builder.reserve(ids.count)
@@ -94,16 +94,16 @@ extension Corpus {
     }
 
     /// How often each id occurs, in vocabulary order.
-    public func tokenCounts() -> [Int] { store.counts(V: vocabulary.count) }
+    package func tokenCounts() -> [Int] { store.counts(V: vocabulary.count) }
 }
 
 /// A 64-bit content hash of a file (see the file header); 16 lowercase hex digits.
-public enum CorpusHash {
+package enum CorpusHash {
     static let prime: UInt64 = 0x0000_0100_0000_01B3
     static let basis: UInt64 = 0xCBF2_9CE4_8422_2325
 
     /// Hash of `bytes`.
-    public static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+    package static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
         var hasher = Hasher()
         return hasher.finish(bytes)
     }
@@ -144,13 +144,13 @@ public enum CorpusHash {
     }
 
     /// Hash of `bytes` as 16 hex digits.
-    public static func hex(_ bytes: [UInt8]) -> String {
+    package static func hex(_ bytes: [UInt8]) -> String {
         bytes.withUnsafeBufferPointer { format(hash($0)) }
     }
 
     /// Hash of the file at `path` as 16 hex digits.
     /// - Throws: `TextError.cannotRead`.
-    public static func file(_ path: String) throws -> String {
+    package static func file(_ path: String) throws -> String {
         try FileBytes.withContents(of: path) { (bytes, _) throws(TextError) -> String in format(hash(bytes)) }
     }
 

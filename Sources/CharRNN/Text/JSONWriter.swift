@@ -12,11 +12,11 @@
 // written with this writer in the same key order are therefore the same bytes (the API's tests hold
 // the streamed event to that). `appendInteger` writes an Int in decimal without allocating.
 
-public enum JSONWriter {
+package enum JSONWriter {
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Appends the UTF-8 `bytes` as a quoted JSON string (see the file header for the escapes).
-    public static func appendString(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    package static func appendString(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         out.append(0x22)
         var run = 0   // start of the bytes not yet copied
         for i in 0..<bytes.count {
@@ -42,18 +42,18 @@ public enum JSONWriter {
     }
 
     /// Appends the UTF-8 `bytes` as a quoted JSON string.
-    public static func appendString(_ bytes: [UInt8], to out: inout [UInt8]) {
+    package static func appendString(_ bytes: [UInt8], to out: inout [UInt8]) {
         bytes.withUnsafeBufferPointer { appendString($0, to: &out) }
     }
 
     /// Appends `s` as a quoted JSON string.
-    public static func appendString(_ s: String, to out: inout [UInt8]) {
+    package static func appendString(_ s: String, to out: inout [UInt8]) {
         var s = s
         s.withUTF8 { appendString($0, to: &out) }
     }
 
     /// Appends `n` in decimal (a leading `-` when negative), as JSONEncoder writes an Int.
-    public static func appendInteger(_ n: Int, to out: inout [UInt8]) {
+    package static func appendInteger(_ n: Int, to out: inout [UInt8]) {
         if n < 0 { out.append(UInt8(ascii: "-")) }
         // the magnitude as UInt, so Int.min has one too
         var m = n.magnitude, divisor: UInt = 1

@@ -31,17 +31,17 @@ import Darwin
 #endif
 import Foundation
 
-public enum TokenCache {
+package enum TokenCache {
     static let magic: [UInt8] = Array("CRNNTOK1".utf8)
     static let fixedHeader = 48
 
     /// What makes a cache valid for a load.
-    public struct Key: Codable, Equatable, Sendable {
+    package struct Key: Codable, Equatable, Sendable {
         /// The cache format; 2 added the content hash, 3 the inputs' ctime.
-        public var version = 3
-        public var files: [InputFile]
-        public var options: LoadOptions
-        public init(files: [InputFile], options: LoadOptions) { self.files = files; self.options = options }
+        package var version = 3
+        package var files: [InputFile]
+        package var options: LoadOptions
+        package init(files: [InputFile], options: LoadOptions) { self.files = files; self.options = options }
     }
 
     struct Header: Codable {
@@ -57,7 +57,7 @@ public enum TokenCache {
 
     /// Cache file for these inputs and options in `directory`: the corpus name plus a hash of the
     /// absolute paths and options (not sizes or times, so a stale cache is overwritten in place).
-    public static func path(for files: [InputFile], options: LoadOptions, name: String, directory: String) -> String {
+    package static func path(for files: [InputFile], options: LoadOptions, name: String, directory: String) -> String {
         let cwd = FileManager.default.currentDirectoryPath
         var id = files.map { $0.path.hasPrefix("/") ? $0.path : cwd + "/" + $0.path }.joined(separator: "\n")
         id += "\n\(options.unit.rawValue) \(options.normalize.rawValue) \(options.lossy) \(options.minCount) \(options.maxVocab ?? 0)"
@@ -70,7 +70,7 @@ public enum TokenCache {
 
     /// Writes `corpus` atomically (`AtomicFile`) under `path`, creating its folder if needed.
     /// - Throws: `FileIOError`, or the folder's creation error.
-    public static func write(_ corpus: Corpus, key: Key, to path: String) throws {
+    package static func write(_ corpus: Corpus, key: Key, to path: String) throws {
         let header = Header(key: key, name: corpus.name, unit: corpus.vocabulary.unit, tokens: corpus.vocabulary.tokens,
                             unknownID: corpus.vocabulary.unknownID, counts: corpus.counts, stats: corpus.stats,
                             contentHash: corpus.contentHash)
@@ -95,14 +95,14 @@ public enum TokenCache {
 
     // MARK: Read
 
-    public enum Lookup {
+    package enum Lookup {
         case hit(Corpus)
         /// No file, or it must be rebuilt; `reason` is nil when there was simply no file.
         case miss(reason: String?)
     }
 
     /// Maps the cache at `path` and validates it against `key`.
-    public static func read(path: String, key: Key) -> Lookup {
+    package static func read(path: String, key: Key) -> Lookup {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return .miss(reason: errno == ENOENT ? nil : String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -173,7 +173,7 @@ public enum TokenCache {
 // MARK: - Loading through the cache
 
 /// How a corpus was obtained.
-public enum CacheOutcome: Sendable, Equatable {
+package enum CacheOutcome: Sendable, Equatable {
     /// Not cached (disabled, not regular files, or below the size threshold).
     case off
     /// Read from this cache file.
@@ -194,7 +194,7 @@ extension CorpusLoader {
     ///   `contentHash` is set when `paths` is one regular file (not a directory, whose files'
     ///   hashes are not what `CorpusHash.file(path)` would give for the path), from the decoding
     ///   pass or, on a cache hit, from the cache.
-    public static func load(paths: [String], options: LoadOptions, cacheDirectory: String?,
+    package static func load(paths: [String], options: LoadOptions, cacheDirectory: String?,
                             minimumCacheBytes: Int = 1 << 20,
                             progress: (Int, Int) -> Void = { _, _ in }) throws -> (Corpus, [InputFile], CacheOutcome) {
         let files = try inputs(paths)

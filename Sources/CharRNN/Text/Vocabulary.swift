@@ -123,14 +123,14 @@ public struct Vocabulary: Sendable, Equatable {
     /// - Parameters:
     ///   - unit: how `encode` splits text.
     ///   - tokens: id → token text. Should be distinct; if two have the same UTF-8, the first wins in lookups.
-    public init(unit: TokenUnit, tokens: [String]) {
+    package init(unit: TokenUnit, tokens: [String]) {
         var table = TokenTable()
         for (i, token) in tokens.enumerated() { table.insertIfAbsent(Array(token.utf8), id: Int32(i)) }
         self.init(unit: unit, tokens: tokens, table: table)
     }
 
     /// A vocabulary with an unknown token (`tokens[unknownID]` should be "").
-    public init(unit: TokenUnit, tokens: [String], unknownID: Int?) {
+    package init(unit: TokenUnit, tokens: [String], unknownID: Int?) {
         self.init(unit: unit, tokens: tokens)
         precondition(unknownID.map { $0 >= 0 && $0 < tokens.count } ?? true, "unknown id out of range")
         self.unknownID = unknownID
@@ -144,7 +144,7 @@ public struct Vocabulary: Sendable, Equatable {
 
     /// True when `tokens` are distinct and strictly increasing in code-point order, as a vocabulary
     /// built from a corpus always is.
-    public var isSortedInCodePointOrder: Bool {
+    package var isSortedInCodePointOrder: Bool {
         zip(tokens, tokens.dropFirst()).allSatisfy { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 

@@ -18,7 +18,7 @@ import Darwin
 public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     case rmsprop, adam, sgd
     /// Moment buffers, named as PyTorch's optimizer state names them.
-    public var slots: [String] {
+    package var slots: [String] {
         switch self {
         case .rmsprop: ["square_avg"]
         case .adam: ["exp_avg", "exp_avg_sq"]
@@ -27,20 +27,20 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     }
 }
 
-public final class Optimizer: @unchecked Sendable {
-    public let kind: OptimizerKind
-    public let count: Int
+package final class Optimizer: @unchecked Sendable {
+    package let kind: OptimizerKind
+    package let count: Int
     /// One buffer per slot, same layout as the parameters.
-    public let moments: [Storage]
+    package let moments: [Storage]
     /// Steps taken (Adam's bias correction uses it).
-    public var stepCount: Int = 0
+    package var stepCount: Int = 0
 
-    public static let rmspropAlpha: Float = 0.95
-    public static let eps: Float = 1e-8
-    public static let beta1: Float = 0.9, beta2: Float = 0.999
-    public static let momentum: Float = 0.9
+    package static let rmspropAlpha: Float = 0.95
+    package static let eps: Float = 1e-8
+    package static let beta1: Float = 0.9, beta2: Float = 0.999
+    package static let momentum: Float = 0.9
 
-    public init(kind: OptimizerKind, count: Int) {
+    package init(kind: OptimizerKind, count: Int) {
         self.kind = kind; self.count = count
         moments = kind.slots.map { _ in Storage(count: count) }
     }
@@ -48,7 +48,7 @@ public final class Optimizer: @unchecked Sendable {
     /// One update of `params` from `grads` (both `count` floats), elementwise, split across the pool.
     /// `range` limits it to those elements (data-parallel: this rank's chunk; the step count still
     /// advances once).
-    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float, range: Range<Int>? = nil) {
+    package func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float, range: Range<Int>? = nil) {
         stepCount += 1
         let range = range ?? 0..<count
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "optimizer range out of bounds")
@@ -117,7 +117,7 @@ public final class Optimizer: @unchecked Sendable {
 extension Optimizer {
     /// Clips the gradient (`norm` is the global norm) and steps, both over `range` (data-parallel:
     /// this rank's chunk, Distributed/Reducers.swift; nil: everything).
-    public func clipAndStep(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, norm: Float,
+    package func clipAndStep(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, norm: Float,
                             mode: ClipMode, clip: Float, lr: Float, range: Range<Int>?) {
         let r = range ?? 0..<count
         GradientClip.apply(grads + r.lowerBound, count: r.count, mode: mode, clip: clip, norm: norm)
@@ -135,12 +135,12 @@ public enum ClipMode: String, Sendable, CaseIterable, Codable {
     case value
 }
 
-public enum GradientClip {
+package enum GradientClip {
     /// Global L2 norm of n floats, before clipping.
-    public static func norm(_ g: UnsafePointer<Float>, count n: Int) -> Float { nrm2(n: n, x: g) }
+    package static func norm(_ g: UnsafePointer<Float>, count n: Int) -> Float { nrm2(n: n, x: g) }
 
     /// Clips in place; `norm` is the precomputed global norm. clip ≤ 0 disables clipping.
-    public static func apply(_ g: UnsafeMutablePointer<Float>, count n: Int, mode: ClipMode, clip: Float, norm: Float) {
+    package static func apply(_ g: UnsafeMutablePointer<Float>, count n: Int, mode: ClipMode, clip: Float, norm: Float) {
         guard clip > 0 else { return }
         switch mode {
         case .norm:

@@ -68,7 +68,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var precision: Precision? = nil
 
     /// The precision of the training step's products.
-    public var stepPrecision: Precision {
+    package var stepPrecision: Precision {
         get { precision ?? .fp32 }
         set { precision = newValue == .fp32 ? nil : newValue }
     }
@@ -80,7 +80,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public static let defaultValTokens = 250_000
 
     /// How the corpus is decoded into tokens for this run.
-    public var loadOptions: LoadOptions {
+    package var loadOptions: LoadOptions {
         var o = LoadOptions()
         o.unit = unit; o.normalize = normalize; o.lossy = lossy ?? false
         o.minCount = minCount ?? 1; o.maxVocab = maxVocab

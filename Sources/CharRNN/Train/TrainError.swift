@@ -3,7 +3,7 @@
 
 import Foundation
 
-public enum TrainError: Error, CustomStringConvertible, Equatable {
+package enum TrainError: Error, CustomStringConvertible, Equatable {
     /// The training or model settings are invalid (`TrainConfig.problem`, `ModelConfig.problem`).
     case config(String)
     /// The adaptive softmax cutoffs cannot be used with this corpus and model.
@@ -32,7 +32,7 @@ public enum TrainError: Error, CustomStringConvertible, Equatable {
     /// `--skip-nonfinite`: `steps` steps in a row (iterations `first`…`last`) were non-finite.
     case tooManyNonFiniteSteps(steps: Int, first: Int, last: Int, skipped: Int, checkpoint: String?)
 
-    public var description: String {
+    package var description: String {
         func kept(_ ckpt: String?) -> String {
             ckpt.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint had been written yet"
         }

@@ -50,25 +50,25 @@ public struct TrainSummary: Sendable {
 
 /// The training loop of one run: one `TrainingStep` per iteration, validation, checkpoints, stop requests.
 public final class Trainer {
-    public let corpus: Corpus
-    public let batches: Batches
-    public let model: CharRNNModel
-    public let optimizer: Optimizer
+    package let corpus: Corpus
+    package let batches: Batches
+    package let model: CharRNNModel
+    package let optimizer: Optimizer
     /// The carried state of all B streams (what checkpoints hold; gathered before each save when data-parallel).
-    public let trainState: RecurrentState
+    package let trainState: RecurrentState
     /// Validation state of this process's streams.
-    public let evalState: RecurrentState
+    package let evalState: RecurrentState
     /// The processes this one trains with (`LocalReducer` alone) and its block of the B streams.
-    public let reducer: any GradientReducer
-    public var streams: Range<Int> { step.streams }
+    package let reducer: any GradientReducer
+    package var streams: Range<Int> { step.streams }
     /// The one optimizer step (also what `charrnn bench` times).
     let step: TrainingStep
     /// The carried state of `streams` (trainState itself when alone).
     let localState: RecurrentState
-    public internal(set) var meta: CheckpointMeta
+    package internal(set) var meta: CheckpointMeta
     /// The run folder (checkpoints and loss.csv).
     public let runDir: String
-    public let totalIterations: Int
+    package let totalIterations: Int
     /// Rank 0's (or the single process's); nil on the other ranks.
     var log: LossLog?
     /// A group: a stop request seen by any rank in the last step's or validation's exchange.
@@ -79,23 +79,23 @@ public final class Trainer {
     /// trainer saves latest (without finishing or repeating a validation) and stops.
     public var shouldStop: () -> Bool = { false }
     /// The last `validate()` was cut short by `shouldStop`.
-    public private(set) var validationInterrupted = false
+    package private(set) var validationInterrupted = false
     /// --skip-nonfinite: a step whose loss or gradient norm is NaN/Inf is skipped (no update, the
     /// carried state is reset) instead of stopping the run; `maxConsecutiveSkips` in a row still stop it.
-    public var skipNonFinite = false
-    public var maxConsecutiveSkips = 10
+    package var skipNonFinite = false
+    package var maxConsecutiveSkips = 10
     /// Steps skipped so far in this process.
     public private(set) var skippedSteps = 0
     /// Test seam: called with the 1-based iteration and the gradient buffer after backward, before the
     /// gradient sum (a NaN there tests the divergence handling).
-    public var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)? {
+    package var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)? {
         get { step.gradientFault } set { step.gradientFault = newValue }
     }
     /// Test seam: called before each checkpoint write, by the process that writes (a slow disk, for
     /// the data-parallel watchdog's test).
-    public var saveFault: (() -> Void)?
+    package var saveFault: (() -> Void)?
 
-    public var folder: RunFolder { RunFolder(runDir) }
+    package var folder: RunFolder { RunFolder(runDir) }
     /// Where the run stopped: `<run>/latest.safetensors`.
     public var latestPath: String { folder.latest }
     /// The lowest validation loss so far: `<run>/best.safetensors`.
@@ -104,7 +104,7 @@ public final class Trainer {
     /// A new run: initialises the model from `train.seed`.
     /// - Throws: `TrainError.config`, `.nothingToLearn`, `TextError.tooSmall` (layout), `CheckpointError`
     ///   (run folder), `LossLogError`.
-    public init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
+    package init(corpus: Corpus, corpusInfo: CorpusInfo, model modelConfig: ModelConfig, train: TrainConfig, runDir: String,
                 reducer: any GradientReducer = LocalReducer()) throws {
         if let p = train.problem ?? modelConfig.problem { throw TrainError.config(p) }
         if corpus.vocabulary.count < 2 && corpus.vocabulary.unknownID != nil {
@@ -143,7 +143,7 @@ public final class Trainer {
     /// (--allow-new-corpus) accepts a different corpus, already encoded with the checkpoint's
     /// vocabulary, and records it.
     /// - Throws: `TrainError.vocabularyMismatch`, `.corpusLengthMismatch`, `TextError.tooSmall`, `LossLogError`.
-    public init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil, reducer: any GradientReducer = LocalReducer()) throws {
+    package init(resume point: ResumePoint, corpus: Corpus, newCorpus: CorpusInfo? = nil, reducer: any GradientReducer = LocalReducer()) throws {
         let checkpoint = point.checkpoint, train = point.train
         guard corpus.vocabulary == checkpoint.meta.vocabulary else {
             let (a, b) = (corpus.vocabulary.tokens, checkpoint.meta.vocabulary.tokens)
@@ -182,7 +182,7 @@ public final class Trainer {
 
     /// Continues the run saved in `checkpoint` (its run folder), bit for bit: `ResumePoint` then
     /// `init(resume:corpus:newCorpus:)`. `maxIters`/`epochs` replace the stopping point when given.
-    public convenience init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
+    package convenience init(resume checkpoint: Checkpoint.Loaded, corpus: Corpus, maxIters: Int?, epochs: Double?, newCorpus: CorpusInfo? = nil) throws {
         try self.init(resume: ResumePoint(checkpoint, maxIters: maxIters, epochs: epochs), corpus: corpus, newCorpus: newCorpus)
     }
 
@@ -226,10 +226,10 @@ public final class Trainer {
 
     /// Minibatches each validation runs: the first `valBatches` of the val split (`Batches.valBatches`
     /// for the run's `valTokens`), the same at every validation.
-    public var valBatches: Int { batches.valBatches(maxTokens: meta.train.valTokens) }
+    package var valBatches: Int { batches.valBatches(maxTokens: meta.train.valTokens) }
 
     /// What a validation covers, for the set-up report.
-    public var validationSummary: String {
+    package var validationSummary: String {
         let m = valBatches, tokens = m * batches.batch * batches.seq, all = batches.nval * batches.batch * batches.seq
         if m == batches.nval { return "validation: the whole val split, \(tokens) tokens (\(m) minibatches)" }
         return String(format: "validation: the first %d of %d val minibatches, all %d streams: %d of %d tokens (%.1f%% of the split; \(Setting.valTokens) all for the whole split)",
@@ -243,7 +243,7 @@ public final class Trainer {
     /// `validationInterrupted` (the value returned is then not a validation loss). The exchange also
     /// keeps the ranks in step, so that none waits for more than one minibatch of another's (the
     /// watchdog's limit holds for uneven blocks and long validations).
-    public func validate() -> Double {
+    package func validate() -> Double {
         let T = meta.train.seq, B = meta.train.batch, Br = streams.count
         reducer.enter(.validation(iteration: meta.progress.iteration))
         evalState.reset()
@@ -273,7 +273,7 @@ public final class Trainer {
     /// corpus (hash and length) and start from the same weights and progress; else every rank throws
     /// the same `DistributedError.mismatch` naming the first rank and what differs (alone, there is no
     /// one to differ from).
-    public func checkAgreement() throws {
+    package func checkAgreement() throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         func json<T: Encodable>(_ v: T) -> String { (try? enc.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "?" }

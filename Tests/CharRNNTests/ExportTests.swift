@@ -182,6 +182,8 @@ final class ExportTests: XCTestCase {
             var x: [Double]
             if c.embed > 0 {
                 x = Array(d.floats(StateDict.embedding)[(Int(id) * c.embed)..<((Int(id) + 1) * c.embed)]).map(Double.init)
+            } else if let t = d.initializers["one_hot_rows"] {
+                let n = t.dims[1]; x = Array(d.floats("one_hot_rows")[(Int(id) * n)..<((Int(id) + 1) * n)]).map(Double.init)
             } else {
                 x = Array(d.floats("input_gates_table")[(Int(id) * G)..<((Int(id) + 1) * G)]).map(Double.init)
             }
@@ -239,9 +241,7 @@ final class ExportTests: XCTestCase {
             XCTAssertFalse(d.nodes.contains { $0.op == "OneHot" }, tag)
             if cell == .gru { XCTAssertTrue(rnnNodes.allSatisfy { $0.ints["linear_before_reset"] == 1 }, tag) }
             XCTAssertTrue(rnnNodes.allSatisfy { $0.ints["hidden_size"] == 6 }, tag)
-            // one-hot input: a Gather of W_ih's columns (never a one-hot product): layer 0's W is the identity
-            XCTAssertEqual(d.initializers[embed > 0 ? StateDict.embedding : "input_gates_table"] != nil, true, tag)
-            XCTAssertNil(d.initializers["one_hot_rows"], tag)
+            XCTAssertEqual(d.initializers[embed > 0 ? StateDict.embedding : (cell == .rnn ? "input_gates_table" : "one_hot_rows")] != nil, true, tag)
             let lib = libraryStep(s, ids), onnx = onnxStep(d, s.config, ids)
             for j in 0..<6 { XCTAssertEqual(Double(lib.h[j]), onnx.h[j], accuracy: 1e-5, "\(tag): top h[\(j)]") }
             for v in 0..<Self.tokens.count { XCTAssertEqual(Double(lib.logProbs[v]), onnx.logProbs[v], accuracy: 1e-5, "\(tag): log p[\(v)]") }

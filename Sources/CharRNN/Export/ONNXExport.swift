@@ -7,9 +7,11 @@
 //   inputs   tokens int64 [batch, seq]      h float [L, batch, H]      c float [L, batch, H] (LSTM only)
 //   ids      = Transpose(tokens, perm [1, 0])                                  [T, B]
 //   layer 0  x = Gather(embedding.weight, ids)                                 [T, B, E]   (embedding)
-//            x = Gather(W_ihᵀ, ids), W = I_G                                   [T, B, G]   (one-hot)
-//            (the one-hot input is a gather of W_ih's columns, never an OneHot op or a one-hot
-//            product; ONNX's cell always multiplies its input by W, here the identity)
+//            x = Gather(I_V, ids), W = W_ih                                    [T, B, V]   (one-hot, V ≤ G)
+//            x = Gather(W_ihᵀ, ids), W = I_G                                   [T, B, G]   (one-hot, V > G)
+//            (the one-hot input is a gather of rows, never an OneHot op or a MatMul outside the
+//            cell; of the two exact forms the exporter takes the one whose in-cell input product
+//            is smaller, G·min(V, G) per token)
 //   layer k  Y, Y_h[, Y_c] = LSTM|GRU|RNN(x, W, R, B, "", Gather(h, [k])[, Gather(c, [k])])
 //            x = Squeeze(Y, axes [1])                                           [T, B, H]
 //            W, R, B: PyTorch's gate blocks reordered to ONNX's — LSTM [i f g o] → [i o f c];
@@ -90,9 +92,10 @@ package enum ONNXExport {
         if c.embed > 0 {
             m.initializers.append(ONNXTensor(StateDict.embedding, dims: [V, c.embed], floats: source.tensor(StateDict.embedding)))
             node("Gather", [StateDict.embedding, "ids"], ["x0"], [("axis", .int(0))])
+        } else if V <= G {
+            m.initializers.append(ONNXTensor("one_hot_rows", dims: [V, V], floats: identity(V)))
+            node("Gather", ["one_hot_rows", "ids"], ["x0"], [("axis", .int(0))])
         } else {
-            // one-hot input: a Gather of W_ih's columns (rows of W_ihᵀ, the gate pre-activations of each
-            // token), never a one-hot product; ONNX's cell then multiplies by its W, here the identity
             let wih = reorderBlocks(source.tensor(StateDict.weightIH(0)), H: H, cols: V, order: order)
             m.initializers.append(ONNXTensor("input_gates_table", dims: [V, G], floats: transposed(wih, rows: G, cols: V)))
             node("Gather", ["input_gates_table", "ids"], ["x0"], [("axis", .int(0))])

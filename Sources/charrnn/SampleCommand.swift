@@ -14,7 +14,10 @@ struct SampleCommand: ParsableCommand {
         discussion: "Without --checkpoint, uses \(RunFolder.bestName) of the most recently modified run under checkpoints/.")
 
     @OptionGroup var source: CheckpointOptions
-    @Option(name: .customLong("temp"), help: "Temperature: lower is more conservative, 0 = always the likeliest character.")
+    // --temperature as the API and the page call it; the value is read unconditionally, so that
+    // `--temp -1` is refused as a temperature rather than taken for a flag
+    @Option(name: [.customLong("temp"), .customLong("temperature")], parsing: .unconditional,
+            help: "Temperature: lower is more conservative, 0 = always the likeliest character.")
     var temperature: Float = 0.8
     @Option(help: "Number of characters (tokens) to generate after the prime text.")
     var length: Int = 2000

@@ -62,4 +62,18 @@ final class CorpusErrorTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "no run directory for a refused corpus")
         }
     }
+
+    /// A UTF-16 or UTF-32 file (a byte-order mark first) is named as such, with the command that converts it.
+    func testWideEncodingsAreNamedWithTheConversion() {
+        let text = "To be, or not to be: that is the question.\n"
+        let cases: [(String, [UInt8])] = [
+            ("UTF-16LE", [0xFF, 0xFE] + text.utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }),
+            ("UTF-16BE", [0xFE, 0xFF] + text.utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }),
+            ("UTF-32LE", [0xFF, 0xFE, 0, 0] + text.unicodeScalars.flatMap { [UInt8($0.value & 0xFF), 0, 0, 0] }),
+        ]
+        for (name, bytes) in cases {
+            let e = corpusError(bytes) ?? ""
+            XCTAssertTrue(e.contains("is \(name)") && e.contains("iconv -f \(name) -t UTF-8"), e)
+        }
+    }
 }

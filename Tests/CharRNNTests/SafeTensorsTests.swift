@@ -152,7 +152,7 @@ final class SafeTensorsTests: XCTestCase {
     func testErrorDescriptionFormat() {
         let e = SafeTensorsError(file: "checkpoints/run/best.safetensors", kind: .headerTooLarge(UInt64.max))
         XCTAssertEqual(e.description,
-                       "checkpoints/run/best.safetensors: header length 18446744073709551615 exceeds the 100000000-byte limit (HeaderTooLarge)")
+                       "checkpoints/run/best.safetensors: not a safetensors checkpoint: its first 8 bytes give a header length of 18446744073709551615, over the 100000000-byte limit (HeaderTooLarge)")
         let hostile = SafeTensorsError(file: "x", kind: .notFound("a\nb\"c"))
         XCTAssertEqual(hostile.description, #"x: no tensor named "a\nb\"c" (TensorNotFound)"#)
     }

@@ -232,6 +232,18 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual((0..<100).map { _ in b.next() }, greedy)
     }
 
+    /// Temperatures so small that 1/T overflows are the limit they approach, argmax (they drew the last
+    /// vocabulary character for ever: (z − m)·∞ is NaN for the likeliest token).
+    func testTinyTemperaturesAreArgmax() throws {
+        let a = try sampler(seed: 1, options: SamplingOptions(temperature: 0))
+        var greedy: [Int] = []
+        for _ in 0..<60 { greedy.append(a.next()) }
+        for t: Float in [1e-39, 1e-45, .leastNonzeroMagnitude, 3e-39] {
+            let b = try sampler(seed: 5, options: SamplingOptions(temperature: t))
+            XCTAssertEqual((0..<60).map { _ in b.next() }, greedy, "T = \(t)")
+        }
+    }
+
     func testTopKAndTopPRestrictTheDraw() throws {
         let s = try sampler(seed: 5, options: SamplingOptions(temperature: 1.5, topK: 3))
         s.start()

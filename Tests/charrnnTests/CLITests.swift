@@ -96,4 +96,18 @@ final class CLITests: CharrnnCLITestCase {
         let r = try run(["train", "x.txt", "--lr-decay", "2"], cwd: NSTemporaryDirectory())
         XCTAssertTrue(r.err.contains("--lr-decay must be in (0, 1]"), r.err)
     }
+
+    /// `--temperature` is `--temp`, and a negative one is refused as a temperature, not read as a flag.
+    func testTemperatureFlagAndNegativeValues() throws {
+        let dir = workDir()
+        for flag in ["--temp", "--temperature"] {
+            let r = try run(["sample", flag, "-1", "--checkpoint", "none"], cwd: dir)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.err.contains("--temp must be ≥ 0"), "\(flag): \(r.err)")
+            XCTAssertFalse(r.err.contains("Missing value"), r.err)
+            let ok = try run(["sample", flag, "0.5", "--checkpoint", dir + "/none"], cwd: dir)
+            XCTAssertTrue(ok.err.contains("none"), "\(flag) 0.5 parsed; the error is the checkpoint's: \(ok.err)")
+            XCTAssertFalse(ok.err.contains("temp"), ok.err)
+        }
+    }
 }

@@ -85,7 +85,7 @@ package enum DType: String, Sendable, CaseIterable {
 // MARK: - Errors
 
 /// A checkpoint-format error: one line naming the file, the problem, and the reference error name, e.g.
-/// `checkpoints/run/best.safetensors: header length 18446744073709551615 exceeds the 100000000-byte limit (HeaderTooLarge)`.
+/// `checkpoints/run/best.safetensors: not a safetensors checkpoint: its first 8 bytes give a header length of 18446744073709551615, over the 100000000-byte limit (HeaderTooLarge)`.
 package struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     /// What went wrong. Payload strings are tensor names unless stated otherwise.
     package enum Kind: Equatable, Sendable {
@@ -142,11 +142,11 @@ package struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     private var message: String {
         switch kind {
         case .headerTooSmall:
-            return "file is shorter than the 8-byte header length prefix (HeaderTooSmall)"
+            return "not a safetensors checkpoint: shorter than the 8-byte header length prefix (HeaderTooSmall)"
         case .headerTooLarge(let n):
-            return "header length \(n) exceeds the \(SafeTensorsFile.maxHeaderLength)-byte limit (HeaderTooLarge)"
+            return "not a safetensors checkpoint: its first 8 bytes give a header length of \(n), over the \(SafeTensorsFile.maxHeaderLength)-byte limit (HeaderTooLarge)"
         case .invalidHeaderLength:
-            return "header length runs past the end of the file (InvalidHeaderLength)"
+            return "not a safetensors checkpoint: the header length in its first 8 bytes runs past the end of the file (InvalidHeaderLength)"
         case .invalidHeader:
             return "header is not valid UTF-8 (InvalidHeader)"
         case .invalidHeaderDeserialization(let detail):

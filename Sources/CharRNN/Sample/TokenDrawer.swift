@@ -55,11 +55,14 @@ package final class TokenDrawer: @unchecked Sendable {
         return best
     }
 
-    /// Draws an id from softmax(z / T) restricted by top-k / top-p, advancing `rng` once (not at T = 0).
+    /// Draws an id from softmax(z / T) restricted by top-k / top-p, advancing `rng` once (not at T = 0,
+    /// nor at a T whose inverse overflows: both are argmax).
     /// - Parameter z: (V) log-probabilities (or any scores: only differences matter).
     package func draw(_ z: UnsafePointer<Float>, options: SamplingOptions, rng: inout Xoshiro256) -> Int {
         let T = options.temperature
-        if T == 0 { return argmax(z) }
+        // T → 0 is argmax; a T so small that 1/T overflows (below about 3e-39) is that limit too,
+        // not (z − m)·∞ = NaN for the likeliest token
+        if T == 0 || !(1 / T).isFinite { return argmax(z) }
         let pr = probs.ptr
         var m = -Float.infinity
         for i in 0..<V { m = max(m, z[i]) }

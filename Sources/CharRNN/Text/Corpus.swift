@@ -43,6 +43,8 @@ package enum TextError: Error, CustomStringConvertible, Equatable {
     case nulByte(file: String, line: Int, column: Int, byteOffset: Int)
     /// More than `CorpusLoader.binaryThreshold` of the first `sampled` bytes are not text.
     case binary(file: String, byteOffset: Int, percent: Int, sampled: Int)
+    /// The file starts with a UTF-16 or UTF-32 byte-order mark (`encoding`, e.g. "UTF-16LE").
+    case wideEncoding(file: String, encoding: String)
     /// The file's size or modification time changed while it was being read (near `offset`).
     case changed(file: String, offset: Int)
     /// A loading option is out of range.
@@ -70,6 +72,8 @@ package enum TextError: Error, CustomStringConvertible, Equatable {
             return "\(displayPath(file)):\(line):\(column) (byte \(byteOffset)): NUL byte; this looks like a binary file, not UTF-8 text"
         case let .binary(file, byteOffset, percent, sampled):
             return "\(displayPath(file)) (byte \(byteOffset)): not a text file: \(percent)% of the first \(sampled) bytes are control bytes or invalid UTF-8"
+        case let .wideEncoding(file, encoding):
+            return "\(displayPath(file)): the file is \(encoding) (it starts with that byte-order mark), not UTF-8; convert it first: iconv -f \(encoding) -t UTF-8 \(shellQuoted(file)) > corpus-utf8.txt"
         case let .changed(file, offset):
             return "\(displayPath(file)): the file changed while it was being read (near byte \(offset)); load it again once it is complete"
         case let .invalidOption(message):

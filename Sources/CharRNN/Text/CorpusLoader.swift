@@ -251,6 +251,8 @@ package enum CorpusLoader {
                                           sink: inout S, hasher: inout CorpusHash.Hasher,
                                           afterChunk: (Int) throws(TextError) -> Void = { _ in }) throws(TextError) -> Int {
         guard let base = input.baseAddress, input.count > 0 else { return 0 }
+        // a UTF-16 or UTF-32 text is named as such, with the command that converts it (file or memory)
+        if let encoding = wideEncoding(input) { throw .wideEncoding(file: file, encoding: encoding) }
         let n = input.count
         let nfc = options.normalize == .nfc
         if checksText {
@@ -367,6 +369,16 @@ package enum CorpusLoader {
             k += 1
         }
         return k
+    }
+
+    /// "UTF-16LE", "UTF-16BE", "UTF-32LE" or "UTF-32BE" when the bytes start with that byte-order mark.
+    static func wideEncoding(_ b: UnsafeBufferPointer<UInt8>) -> String? {
+        func starts(_ m: [UInt8]) -> Bool { b.count >= m.count && zip(b, m).allSatisfy { $0 == $1 } }
+        if starts([0xFF, 0xFE, 0, 0]) { return "UTF-32LE" }
+        if starts([0, 0, 0xFE, 0xFF]) { return "UTF-32BE" }
+        if starts([0xFF, 0xFE]) { return "UTF-16LE" }
+        if starts([0xFE, 0xFF]) { return "UTF-16BE" }
+        return nil
     }
 
     static func nulError(_ input: UnsafeBufferPointer<UInt8>, at offset: Int, file: String) -> TextError {

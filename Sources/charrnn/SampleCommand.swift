@@ -150,10 +150,26 @@ extension SampleCommand {
     /// --prime, or the text of --prime-file.
     func effectivePrime() throws -> String? {
         guard let primeFile else { return prime }
-        guard let data = FileManager.default.contents(atPath: primeFile) else {
-            throw SampleError.primeFile(path: primeFile, problem: "cannot read the --prime-file")
+        // read(2) to the end, so that pipes and /dev/stdin work; a failure names the system's reason
+        let fd = open(primeFile, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw SampleError.primeFile(path: primeFile, problem: "cannot read the --prime-file: \(String(cString: strerror(errno)))")
         }
-        guard let text = String(validating: Array(data), as: UTF8.self) else {
+        defer { close(fd) }
+        let limit = 64 << 20
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 {
+                throw SampleError.primeFile(path: primeFile, problem: "cannot read the --prime-file: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            data += chunk[0..<n]
+            if data.count > limit { throw SampleError.primeFile(path: primeFile, problem: "the --prime-file is longer than 64 MiB") }
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw SampleError.primeFile(path: primeFile, problem: "--prime-file is not valid UTF-8")
         }
         return text

@@ -110,4 +110,26 @@ final class CLITests: CharrnnCLITestCase {
             XCTAssertFalse(ok.err.contains("temp"), ok.err)
         }
     }
+
+    /// --prime-file reads pipes (/dev/stdin) to the end, and names the system's reason when it cannot.
+    func testPrimeFileFromStdinAndItsErrors() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        XCTAssertEqual(try run(["train", corpus, "--hidden", "16", "--seq", "20", "--batch", "4", "--max-iters", "4", "--name", "r"], cwd: dir).status, 0)
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["sample", "--checkpoint", "checkpoints/r", "--prime-file", "/dev/stdin", "--length", "5", "--seed", "1"]
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        let i = Pipe(), o = Pipe(), e = Pipe()
+        p.standardInput = i; p.standardOutput = o; p.standardError = e
+        try p.run()
+        i.fileHandleForWriting.write(Data("the ".utf8)); try i.fileHandleForWriting.close()
+        let out = String(decoding: o.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        XCTAssertTrue(out.hasPrefix("the "), out)
+        let missing = try run(["sample", "--checkpoint", "checkpoints/r", "--prime-file", "nope.txt"], cwd: dir)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.err.contains("nope.txt") && missing.err.contains("No such file or directory"), missing.err)
+    }
 }

@@ -79,19 +79,31 @@ struct SampleCommand: ParsableCommand {
         for i in 0..<K {
             loop.join(prompt: prompt, seed: seed, stream: i, options: options, maxTokens: length, stop: StopFilter(stops: stop))
         }
+        // the samples kept in memory until the end (all of them with --output-dir, else all but the
+        // first) must fit: refused before any work, like train's and eval's memory checks
+        let keptCount = outputDir == nil ? K - 1 : K
+        let longest = vocab.tokens.map(\.utf8.count).max() ?? 1
+        let (perSample, o1) = length.multipliedReportingOverflow(by: longest)
+        let (keptBytes, o2) = perSample.multipliedReportingOverflow(by: keptCount)
+        try OutOfMemoryPrediction.check("keeping \(keptCount) sample\(keptCount == 1 ? "" : "s") of \(length) tokens",
+                                        needed: o1 || o2 ? Int.max : keptBytes,
+                                        suggestion: "use a smaller --length or --num-samples")
+        // the output folder is made (or refused) before generating, not after
+        if let outputDir {
+            do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
+                throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
+            }
+        }
         // sample 1 streams to stdout (per token on a terminal), after the prime text
         let out = Output.standard, live = outputDir == nil
         if live && K > 1 { try say(Self.separator(1, of: K)) }
         if live { try out.write(primeText) }
         var kept = [[UInt8]](repeating: [], count: K)
-        for i in (live ? 1 : 0)..<K { kept[i].reserveCapacity(length) }
+        for i in (live ? 1 : 0)..<K { kept[i].reserveCapacity(min(length, 1 << 20)) }   // grows past 1 MiB
         try loop.runToEnd { i, text in
             if i == 0 && live { try out.write(bytes: text) } else { kept[i].append(contentsOf: text) }
         }
         if let outputDir {
-            do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
-                throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
-            }
             let width = String(K).count
             for i in 0..<K {
                 let name = "sample-" + String(repeating: "0", count: width - String(i + 1).count) + String(i + 1) + ".txt"

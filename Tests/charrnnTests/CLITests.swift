@@ -132,4 +132,22 @@ final class CLITests: CharrnnCLITestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.err.contains("nope.txt") && missing.err.contains("No such file or directory"), missing.err)
     }
+
+    /// Samples kept in memory must fit (refused before any work, one line), and --output-dir is made or
+    /// refused before generating.
+    func testKeptSamplesAreBoundedAndTheOutputFolderCheckedFirst() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        XCTAssertEqual(try run(["train", corpus, "--hidden", "16", "--seq", "20", "--batch", "4", "--max-iters", "4", "--name", "r"], cwd: dir).status, 0)
+        let huge = try run(["sample", "--checkpoint", "checkpoints/r", "--num-samples", "2", "--length", "1000000000000"], cwd: dir)
+        XCTAssertNotEqual(huge.status, 0)
+        XCTAssertEqual(huge.err.split(separator: "\n").count, 1, huge.err)
+        XCTAssertTrue(huge.err.contains("keeping 1 sample of 1000000000000 tokens") && huge.err.contains("--length"), huge.err)
+        FileManager.default.createFile(atPath: dir + "/file", contents: Data("x".utf8))
+        let t0 = Date()
+        let blocked = try run(["sample", "--checkpoint", "checkpoints/r", "--length", "100000000", "--output-dir", "file/out"], cwd: dir)
+        XCTAssertNotEqual(blocked.status, 0)
+        XCTAssertTrue(blocked.err.contains("file/out"), blocked.err)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 20, "the folder was checked after generating")
+    }
 }

@@ -82,8 +82,7 @@ struct SampleCommand: ParsableCommand {
         // the samples kept in memory until the end (all of them with --output-dir, else all but the
         // first) must fit: refused before any work, like train's and eval's memory checks
         let keptCount = outputDir == nil ? K - 1 : K
-        let longest = vocab.tokens.map(\.utf8.count).max() ?? 1
-        let (perSample, o1) = length.multipliedReportingOverflow(by: longest)
+        let (perSample, o1) = length.multipliedReportingOverflow(by: max(1, loop.longestToken))
         let (keptBytes, o2) = perSample.multipliedReportingOverflow(by: keptCount)
         try OutOfMemoryPrediction.check("keeping \(keptCount) sample\(keptCount == 1 ? "" : "s") of \(length) tokens",
                                         needed: o1 || o2 ? Int.max : keptBytes,

@@ -77,7 +77,8 @@ public final class GenerationLoop {
     private let drawer: TokenDrawer
     private let tokenBytes: [UInt8]            // every token's UTF-8, concatenated
     private let tokenOffsets: [Int]            // (V + 1) token v is tokenBytes[offsets[v]..<offsets[v+1]]
-    private let longestToken: Int              // bytes
+    /// Bytes of the longest token's UTF-8.
+    package let longestToken: Int
     private let startFeed: [Int32]             // [start token], or [] (uniform first draw)
 
     /// - Parameters:

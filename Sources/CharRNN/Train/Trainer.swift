@@ -271,9 +271,10 @@ public final class Trainer {
 
     /// Data-parallel start: every rank must run the same training and model config, vocabulary,
     /// corpus (hash and length) and start from the same weights and progress; else every rank throws
-    /// the same `DistributedError.mismatch` naming the first rank and what differs (alone, there is no
-    /// one to differ from).
+    /// the same `DistributedError.mismatch` naming the first rank and what differs. Alone there is no
+    /// one to differ from, and nothing is encoded or hashed.
     package func checkAgreement() throws {
+        guard reducer.size > 1 else { return }          // no work at start-up for a process alone
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         func json<T: Encodable>(_ v: T) -> String { (try? enc.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "?" }

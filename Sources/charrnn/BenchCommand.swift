@@ -28,6 +28,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Batch size.") var batch: Int = 50
     @Option(help: "Vocabulary size of the synthetic tokens (ignored with --corpus).") var vocab: Int = 65
     @Option(help: ArgumentHelp("Time on this corpus's tokens instead of synthetic ones.", valueName: "FILE")) var corpus: String?
+    @OptionGroup(title: "Output layer (as train's)") var softmax: SoftmaxOptions
     @Option(help: "Timed iterations.") var iters: Int = 50
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 5
     @OptionGroup var threads: ThreadsOption
@@ -38,7 +39,7 @@ struct BenchCommand: ParsableCommand {
     var weights: WeightPrecision = .fp32
     @Option(help: "Arithmetic of the timed training step's products, as `train --precision`: fp32 or bf16.")
     var precision: Precision = .fp32
-    @Flag(help: "Break the training step down by phase (input projection, recurrent products, gate kernels, decoder + softmax, weight gradients, optimizer, pool waits).")
+    @Flag(help: "Break the training step down by phase (input projection, recurrent products, gate kernels, decoder + softmax, weight gradients, optimizer, bf16 weight pack, pool waits).")
     var profile = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -50,6 +51,9 @@ struct BenchCommand: ParsableCommand {
         if vocab > Bounds.maxSyntheticVocab { throw ValidationError("--vocab must be at most \(Bounds.maxSyntheticVocab) (got \(vocab))") }
         if seq > Bounds.maxSeq || batch > Bounds.maxBatch || seq * batch > Bounds.maxTokensPerMinibatch {
             throw ValidationError("--seq and --batch must be at most \(Bounds.maxSeq) each and \(Bounds.maxTokensPerMinibatch) together")
+        }
+        if softmax.softmax == .adaptive && corpus == nil {
+            throw ValidationError("--softmax adaptive needs --corpus (its cutoffs come from the corpus' character frequencies, as in train)")
         }
         if seq < 1 || batch < 1 || iters < 1 || warmup < 0 || vocab < 1 || sampleLength < 1 { throw ValidationError("--seq, --batch, --iters, --vocab and --sample-length must be positive") }
     }
@@ -63,10 +67,17 @@ struct BenchCommand: ParsableCommand {
         try threads.configure()
         var tokens: [Int32]
         var V = vocab
+        var adaptive: AdaptiveSoftmaxConfig? = nil
         if let corpus {
             do {
                 let (c, _, _) = try CorpusLoader.load(paths: [corpus], options: LoadOptions(), cacheDirectory: nil)
                 V = c.vocabulary.count
+                if case let .adaptive(manual) = softmax.choice {
+                    // the cutoffs train would choose for this corpus (or the given ones)
+                    let a = AdaptiveSoftmaxConfig.choose(counts: c.counts, hidden: hidden, manual: manual)
+                    if let p = a.problem { throw BenchError(message: "--cutoffs: \(p)") }
+                    adaptive = a
+                }
                 if V > Bounds.maxSyntheticVocab {
                     throw BenchError(message: "\(corpus): \(V) distinct characters; bench times at most \(Bounds.maxSyntheticVocab)")
                 }
@@ -76,7 +87,9 @@ struct BenchCommand: ParsableCommand {
             tokens = Benchmark.syntheticTokens(count: max(batch * (seq + 1) * 4, 200_000), vocab: vocab, seed: 1)
         }
         guard tokens.count > batch * (seq + 2) else { throw BenchError(message: "\(corpus ?? "the synthetic corpus"): too small for --batch \(batch) --seq \(seq)") }
-        var cfg = BenchConfig(model: ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V))
+        var mc = ModelConfig(cell: cell, layers: layers, hidden: hidden, embed: embed, vocabSize: V)
+        mc.adaptive = adaptive
+        var cfg = BenchConfig(model: mc)
         cfg.seq = seq; cfg.batch = batch; cfg.iters = iters; cfg.warmup = warmup; cfg.sampleLength = sampleLength
         cfg.sampleStreams = streamCounts ?? [1]
         cfg.sampleWeights = weights
@@ -91,6 +104,7 @@ struct BenchCommand: ParsableCommand {
         }
         try say(String(format: "%@ %ld×%ld embed %ld vocab %ld, seq %ld batch %ld, %ld threads, %ld parameters",
                      r.model, r.layers, r.hidden, r.embed, r.vocab, r.seq, r.batch, r.threads, r.params))
+        if let a = adaptive { try say("output: adaptive softmax, cutoffs \(a.cutoffs.map(String.init).joined(separator: ","))") }
         if let share = r.communicationShare, let bytes = r.bytesPerIteration {
             try say(String(format: "ranks:  %ld processes (mpirun) × %ld threads; tokens/s below is global; %.1f%% of iteration time in the exchanges, %.2f MB sent per process per iteration",
                          r.ranks, r.threads, 100 * share, Double(bytes) / 1e6))

@@ -362,5 +362,13 @@ final class CorpusLoaderTests: XCTestCase {
         XCTAssertEqual(half.model, e.model)
         XCTAssertEqual(half.workspace, NetworkSpec(cfg).activationBytes(rows: 50 * 25))
         XCTAssertLessThan(half.workspace, e.workspace * 6 / 10)
+        // bf16 training adds the packed copies (two bf16 copies of every multiplied matrix) and its scratch
+        var bf = TrainConfig(); bf.stepPrecision = .bf16
+        let b = MemoryEstimate(tokenCount: 1_000_000, bytesPerToken: 2, config: cfg, train: bf)
+        let spec = NetworkSpec(cfg)
+        let matrices = spec.parameters.filter { $0.shape.count == 2 && $0.macsPerToken > 0 }.reduce(0) { $0 + $1.count }
+        XCTAssertEqual(b.model, e.model)
+        XCTAssertEqual(b.workspace - e.workspace, spec.bf16TrainingBytes(rows: 2500))
+        XCTAssertGreaterThanOrEqual(b.workspace - e.workspace, 4 * matrices + 2 * 2500 * 20_000)
     }
 }

@@ -48,4 +48,30 @@ final class BF16TrainingCLITests: CharrnnCLITestCase {
         XCTAssertNotNil(fj?["loss"])
         XCTAssertNil(fj?["bf16Kernel"]); XCTAssertNil(fj?["bf16PeakGFLOPS"])
     }
+
+    /// bench times the output layer train would build: --softmax adaptive takes its cutoffs from the
+    /// corpus (or --cutoffs), and the timed step does fewer FLOPs than the full softmax's.
+    func testBenchTimesTheAdaptiveSoftmax() throws {
+        let dir = workDir()
+        var rng = SystemRandomNumberGenerator()
+        // 400 distinct CJK characters, Zipf-like frequencies
+        let text = String((0..<40_000).map { _ in
+            Character(UnicodeScalar(0x4E00 + Int(Double(400) * pow(Double.random(in: 0..<1, using: &rng), 3)))!)
+        })
+        let corpus = dir + "/zh.txt"
+        try text.write(toFile: corpus, atomically: true, encoding: .utf8)
+        let common = ["bench", "--hidden", "32", "--embed", "16", "--corpus", corpus, "--iters", "2", "--warmup", "1",
+                      "--sample-length", "2", "--threads", "1", "--seq", "10", "--batch", "8"]
+        let a = try run(common + ["--softmax", "adaptive", "--cutoffs", "50,150"], cwd: dir)
+        XCTAssertEqual(a.status, 0, a.err)
+        XCTAssertTrue(a.out.contains("output: adaptive softmax, cutoffs 50,150"), a.out)
+        let aj = try run(common + ["--softmax", "adaptive", "--cutoffs", "50,150", "--json"], cwd: dir)
+        let fj = try run(common + ["--json"], cwd: dir)
+        let adaptiveFLOPs = (try JSONSerialization.jsonObject(with: Data(aj.out.utf8)) as? [String: Any])?["trainGFLOPPerIter"] as? Double
+        let fullFLOPs = (try JSONSerialization.jsonObject(with: Data(fj.out.utf8)) as? [String: Any])?["trainGFLOPPerIter"] as? Double
+        XCTAssertLessThan(adaptiveFLOPs ?? 1, fullFLOPs ?? 0)
+        let bad = try run(["bench", "--softmax", "adaptive"], cwd: dir)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("needs --corpus"), bad.err)
+    }
 }

@@ -129,6 +129,22 @@ package struct NetworkSpec: Sendable {
         return N * 4 * (16 * c.layers * c.hidden + 2 * c.embed + outputs)
             + (c.adaptive != nil ? N * 4 * (2 * c.hidden + c.vocabSize) : 0)
     }
+
+    /// Bytes bf16 training (`--precision bf16`, Model/MixedPrecision.swift) adds for N rows (seq ×
+    /// streams), an upper bound: two packed bf16 copies (Wᵀ for forward, W for backward) of every
+    /// multiplied weight matrix, and the scratch its products round activations into — rows of the
+    /// widest operand, the transposed gradient pairs of the tallest matrix and the activation panels
+    /// of the widest input, each N deep.
+    package func bf16TrainingBytes(rows N: Int) -> Int {
+        var matrixElements = 0, widest = config.hidden, tallest = 1, widestInput = config.hidden
+        for t in parameters where t.shape.count == 2 && t.macsPerToken > 0 {
+            matrixElements += t.count
+            widest = max(widest, t.shape[0], t.shape[1])
+            tallest = max(tallest, t.shape[0])
+            widestInput = max(widestInput, t.shape[1])
+        }
+        return 2 * 2 * matrixElements + 2 * N * (widest + tallest + widestInput)
+    }
 }
 
 extension ParameterLayout {

@@ -4,7 +4,9 @@
 // Estimate (bytes):
 //   tokens      = token count × bytes per id (2 while V ≤ 65,536, else 4)
 //   model       = P × 4 × (1 parameters + 1 gradients + optimizer slots), P = NetworkSpec.parameterCount
-//   workspace   = NetworkSpec.activationBytes(rows: N), N = seq × streams (batch, or a rank's block)
+//   workspace   = NetworkSpec.activationBytes(rows: N), N = seq × streams (batch, or a rank's block),
+//                 plus with --precision bf16 NetworkSpec.bf16TrainingBytes(rows: N) (packed weight
+//                 copies and rounded operands)
 // Data-parallel, the ranks on one host share its memory: the check is for all of them (every rank
 // needs the model, its moments and its block's activations).
 // Loading needs the token buffer plus one 8 MB chunk of the file; the file itself is not resident.
@@ -33,7 +35,8 @@ package struct MemoryEstimate: Sendable, CustomStringConvertible {
         tokens = tokenCount * bytesPerToken
         let spec = NetworkSpec(config)
         model = spec.parameterCount * 4 * (2 + train.optim.slots.count)
-        workspace = spec.activationBytes(rows: train.seq * (streams ?? train.batch))
+        let N = train.seq * (streams ?? train.batch)
+        workspace = spec.activationBytes(rows: N) + ((train.precision ?? .fp32) == .bf16 ? spec.bf16TrainingBytes(rows: N) : 0)
     }
 
     package var description: String {

@@ -19,7 +19,7 @@ import Darwin
 #endif
 
 package enum ProfilePhase: Int, CaseIterable, Sendable {
-    case inputProjection, recurrentProducts, gates, output, weightGradients, optimizer, poolWait
+    case inputProjection, recurrentProducts, gates, output, weightGradients, optimizer, bf16WeightPack, poolWait
 
     package var name: String {
         switch self {
@@ -29,6 +29,7 @@ package enum ProfilePhase: Int, CaseIterable, Sendable {
         case .output: "decoder + softmax"
         case .weightGradients: "weight gradients"
         case .optimizer: "optimizer"
+        case .bf16WeightPack: "bf16 weight pack"
         case .poolWait: "pool waits"
         }
     }

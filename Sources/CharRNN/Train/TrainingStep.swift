@@ -125,7 +125,11 @@ final class TrainingStep {
             reducer.allgatherChunks(model.params.ptr, count: n)
             comm += DispatchTime.now().uptimeNanoseconds - c2
             // the weights every process now has, rounded once for the next step's products
-            if precision == .bf16 { model.packBF16Weights() }
+            if precision == .bf16 {
+                let pack = Profiler.start()
+                model.packBF16Weights()
+                Profiler.stop(.bf16WeightPack, pack)
+            }
         }
         return StepResult(loss: loss, norm: norm, updated: updated, stopAgreed: stop,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9,

@@ -59,8 +59,8 @@ struct SampleCommand: ParsableCommand {
     /// output as it is drawn, the others are kept and printed after it (or all go to --output-dir).
     func sample() throws {
         try threads.configure()
-        let path = try source.resolve()
-        let loaded = try Checkpoint.load(path: path)
+        let choice = try source.choose()
+        let loaded = try Checkpoint.load(path: choice.path)
         let K = numSamples, vocab = loaded.meta.vocabulary
         let loop = try GenerationLoop(checkpoint: loaded, maxStreams: K, weights: weights)
         let seed = self.seed ?? UInt64.random(in: 1...UInt64.max)
@@ -93,6 +93,7 @@ struct SampleCommand: ParsableCommand {
                 throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
             }
         }
+        printError(Self.announcement(choice, iteration: loaded.meta.progress.iteration, seed: seed))
         // sample 1 streams to stdout (per token on a terminal), after the prime text
         let out = Output.standard, live = outputDir == nil
         if live && K > 1 { try say(Self.separator(1, of: K)) }

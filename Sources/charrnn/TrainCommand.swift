@@ -160,6 +160,7 @@ struct TrainCommand: ParsableCommand {
         #if CHARRNN_FAULTS
         TestFaults.install(on: trainer)
         #endif
+        let startIteration = trainer.meta.progress.iteration
         let summary = try trainer.run { if root { progress.handle($0) } }
         progress.finish()
         if !root { if summary.interrupted { throw ExitCode(Interrupt.exitCode) } else { return } }
@@ -172,6 +173,9 @@ struct TrainCommand: ParsableCommand {
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
         if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
+        if resume != nil && summary.iterations == startIteration {
+            printError(Self.finishedRunHint(runDir: trainer.runDir, iteration: summary.iterations, maxIters: trainer.meta.train.maxIters, epochs: trainer.meta.train.epochs))
+        }
         printError("sample with: charrnn sample --checkpoint \(shellQuoted(trainer.runDir))")
         if let failure = progress.failure { printError("error: \(failure)"); throw ExitCode(failure.exitCode) }
     }

@@ -39,4 +39,49 @@ final class NewcomerCLITests: HostileCLITestCase {
         XCTAssertTrue(file.err.contains("(iteration 20);"), file.err)
         XCTAssertEqual(file.out, fell.out)
     }
+
+    func testInfoShowsTheOutputLayerTheTextSettingsAndTheUnknownToken() throws {
+        let dir = workDir()
+        _ = try trainSmall(dir, name: "a", extra: ["--softmax", "adaptive", "--cutoffs", "10,20", "--max-vocab", "30", "--normalize", "nfc"])
+        let text = try run(["info", "checkpoints/a"], cwd: dir)
+        XCTAssertEqual(text.status, 0, text.err)
+        for s in ["output layer   adaptive softmax, cutoffs 10,20 (head of 10 tokens + 2 tails, div 4)",
+                  "text           unit scalar, normalization nfc", "unknown token  <unk> (id 0)", "first          <unk> \\n ␣"] {
+            XCTAssertTrue(text.out.contains(s), "\(s) in\n\(text.out)")
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(try run(["info", "--json", "checkpoints/a"], cwd: dir).out.utf8)) as! [String: Any]
+        XCTAssertEqual(json["softmax"] as? String, "adaptive")
+        XCTAssertEqual(json["softmaxCutoffs"] as? [Int], [10, 20])
+        XCTAssertEqual(json["softmaxDivValue"] as? Double, 4)
+        XCTAssertEqual(json["normalize"] as? String, "nfc")
+        XCTAssertEqual(json["unknownID"] as? Int, 0)
+        XCTAssertEqual(json["unit"] as? String, "scalar")
+
+        // the defaults: a full softmax, no normalization, no unknown token (and no unknownID key)
+        _ = try trainSmall(dir, name: "f")
+        let full = try run(["info", "checkpoints/f"], cwd: dir)
+        for s in ["output layer   full softmax", "text           unit scalar, normalization none", "unknown token  none ("] {
+            XCTAssertTrue(full.out.contains(s), "\(s) in\n\(full.out)")
+        }
+        XCTAssertFalse(full.out.contains("<unk>"), full.out)
+        let fj = try JSONSerialization.jsonObject(with: Data(try run(["info", "--json", "checkpoints/f"], cwd: dir).out.utf8)) as! [String: Any]
+        XCTAssertEqual(fj["softmax"] as? String, "full")
+        XCTAssertNil(fj["softmaxCutoffs"]); XCTAssertNil(fj["unknownID"])
+        XCTAssertEqual(fj["normalize"] as? String, "none")
+    }
+
+    func testResumingAFinishedRunSaysHowToTrainFurther() throws {
+        let dir = workDir()
+        _ = try trainSmall(dir, name: "r")
+        let again = try run(["train", "--resume", "checkpoints/r"], cwd: dir)
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssertTrue(again.err.contains("done: 20 iterations"), again.err)
+        XCTAssertTrue(again.err.contains("the run had already reached its stopping point (--max-iters 20) at iteration 20: nothing was trained; "
+                                         + "to train further, raise --max-iters or --epochs, e.g. charrnn train --resume checkpoints/r --max-iters 40"), again.err)
+        // the hint's command does train further, and a resume that trains says nothing of the kind
+        let more = try run(["train", "--resume", "checkpoints/r", "--max-iters", "40"], cwd: dir)
+        XCTAssertEqual(more.status, 0, more.err)
+        XCTAssertTrue(more.err.contains("done: 40 iterations"), more.err)
+        XCTAssertFalse(more.err.contains("already reached"), more.err)
+    }
 }

@@ -153,7 +153,7 @@ struct TrainCommand: ParsableCommand {
     /// Runs the trainer of a prepared run (whose folder lock the caller holds); `root`: this process
     /// reports (alone, or rank 0 of a data-parallel run).
     func run(_ trainer: Trainer, root: Bool) throws {
-        let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
+        let progress = ProgressPrinter(trainer: trainer)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
         trainer.skipNonFinite = skipNonfinite

@@ -84,4 +84,20 @@ final class NewcomerCLITests: HostileCLITestCase {
         XCTAssertTrue(more.err.contains("done: 40 iterations"), more.err)
         XCTAssertFalse(more.err.contains("already reached"), more.err)
     }
+
+    func testTrainPrintsItsEstimatedTimeOnce() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        let r = try run(["train", corpus, "--max-iters", "60", "--eval-every", "20", "--name", "e"] + tiny, cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = r.out.split(separator: "\n").filter { $0.contains("estimated time") }
+        XCTAssertEqual(lines.count, 1, r.out)
+        // measured over iterations 2…21, after the validation at 20; 60, 40 and the last: 3 validations
+        let re = #"^estimated time for the run: [0-9dhms]+ \(60 iterations at [0-9.]+m?s, 3 validations at [0-9.]+m?s\)$"#
+        XCTAssertNotNil(lines.first.flatMap { String($0).range(of: re, options: .regularExpression) }, r.out)
+        // a resume measures its own session
+        let more = try run(["train", "--resume", "checkpoints/e", "--max-iters", "90"], cwd: dir)
+        XCTAssertTrue(more.out.contains("estimated time to finish the run: "), more.out)
+        XCTAssertTrue(more.out.contains("(30 more of 90 iterations at "), more.out)
+    }
 }

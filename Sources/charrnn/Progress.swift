@@ -1,12 +1,37 @@
-// Progress output of `charrnn train`: one updating line on a terminal, plain lines otherwise.
+// Progress output of `charrnn train` (--progress): one updating line cut to the terminal's width
+// (bar), or a plain line every 30 s and at each validation (plain, for logs), or validation lines only
+// (none); auto is bar on a terminal and plain otherwise, and plain under mpirun, whose ranks write to
+// a pseudo-terminal even when mpirun's own output goes to a file. Validation lines, the run's time
+// estimate and the summary print in every mode. Per iteration event only arithmetic runs unless a
+// line is due (at most 10 bar redraws a second, one plain line per interval).
 
+import ArgumentParser
 import CharRNN
 import Foundation
 
+/// `train --progress`: how iteration progress is shown.
+enum ProgressMode: String, CaseIterable, ExpressibleByArgument {
+    case auto, bar, plain, none
+}
+
+struct ProgressOptions: ParsableArguments {
+    @Option(help: "Iteration progress: bar (one updating line, cut to the terminal's width), plain (a line every 30 s and at each validation, for logs), none (validation lines only), or auto: bar on a terminal, else plain (plain under mpirun). (default: auto)")
+    var progress: ProgressMode = .auto
+
+    /// bar, plain or none: auto decided for a terminal or not, and mpirun.
+    static func resolve(_ m: ProgressMode, tty: Bool, mpirun: Bool) -> ProgressMode {
+        m == .auto ? (tty && !mpirun ? .bar : .plain) : m
+    }
+}
+
 final class ProgressPrinter {
     let out = Output.standard
-    var tty: Bool { out.tty }
     let evalEvery: Int
+    /// bar, plain or none (never auto: `ProgressOptions.mode` decides it).
+    let mode: ProgressMode
+    /// Seconds between two plain lines (a test may shorten it: TestFaults).
+    var plainInterval = 30.0
+    var lastPlain = Date().timeIntervalSince1970
     var lastVal: Double?
     var lastDraw = 0.0
     var lineOpen = false
@@ -17,11 +42,17 @@ final class ProgressPrinter {
     /// The whole session's time, printed once from its first iterations (RunEstimate).
     var estimate: RunEstimate?
 
-    init(evalEvery: Int) { self.evalEvery = evalEvery }
+    init(evalEvery: Int, mode: ProgressMode) {
+        self.evalEvery = evalEvery
+        self.mode = mode == .auto ? ProgressOptions.resolve(mode, tty: Output.standard.tty, mpirun: MPI.launchedByMPIRun) : mode
+        #if CHARRNN_FAULTS
+        if let s = TestFaults.progressInterval { plainInterval = s }
+        #endif
+    }
 
     /// The progress of `trainer`'s run, with its time estimate.
-    convenience init(trainer: Trainer) {
-        self.init(evalEvery: trainer.meta.train.evalEvery)
+    convenience init(trainer: Trainer, mode: ProgressMode) {
+        self.init(evalEvery: trainer.meta.train.evalEvery, mode: mode)
         estimate = RunEstimate(startIteration: trainer.meta.progress.iteration, totalIterations: trainer.totalIterations,
                                evalEvery: trainer.meta.train.evalEvery, batchesPerEpoch: trainer.batches.ntrain)
     }
@@ -41,19 +72,23 @@ final class ProgressPrinter {
                 try closeLine()
                 try out.line(Self.describe(figures)); try out.flush()
             }
-            let now = Date().timeIntervalSince1970
-            let remaining = Double(total - it) * elapsed / Double(max(it, 1))
-            let val = lastVal.map { String(format: "%.4f", $0) } ?? "-"
-            // %ld: Int is 64-bit (a %d would print the low 32 bits of a large total)
-            let line = String(format: "iter %ld/%ld  epoch %.2f  loss %.4f  val %@  %@ tok/s  ETA %@",
-                              it, total, epoch, loss, val, Self.si(tps), Self.duration(remaining))
-            if tty {
-                if now - lastDraw >= 0.1 || it == total {
-                    try out.write("\r\u{1B}[K" + line)
-                    lastDraw = now; lineOpen = true
-                }
-            } else if it % evalEvery == 0 {
-                try out.line(line); try out.flush()
+            switch mode {
+            case .bar:
+                let now = Date().timeIntervalSince1970
+                guard now - lastDraw >= 0.1 || it == total else { break }
+                // the cursor stays off the last column: a line as wide as the terminal would wrap on some
+                let fields = fields(it: it, total: total, epoch: epoch, loss: loss, tps: tps, elapsed: elapsed)
+                try out.write("\r\u{1B}[K" + Self.fit(fields, width: Terminal.width() - 1))
+                try out.flush()
+                lastDraw = now; lineOpen = true
+            case .plain:
+                let now = Date().timeIntervalSince1970
+                guard it % evalEvery == 0 || now - lastPlain >= plainInterval else { break }
+                lastPlain = now
+                let fields = fields(it: it, total: total, epoch: epoch, loss: loss, tps: tps, elapsed: elapsed)
+                try out.line(fields.joined(separator: "  ")); try out.flush()
+            case .none, .auto:
+                break
             }
         case let .validation(it, epoch, v, improved, secs):
             estimate?.validation(seconds: secs)
@@ -92,6 +127,27 @@ final class ProgressPrinter {
         return s < 10 ? String(format: "%.2fs", s) : String(format: "%.0fs", s)
     }
 
+    /// The progress line's fields: iteration, epoch, loss, last val loss, tokens/s, ETA.
+    func fields(it: Int, total: Int, epoch: Double, loss: Double, tps: Double, elapsed: Double) -> [String] {
+        let remaining = Double(total - it) * elapsed / Double(max(it, 1))
+        // %ld: Int is 64-bit (a %d would print the low 32 bits of a large total)
+        return [String(format: "iter %ld/%ld", it, total), String(format: "epoch %.2f", epoch), String(format: "loss %.4f", loss),
+                "val " + (lastVal.map { String(format: "%.4f", $0) } ?? "-"), Self.si(tps) + " tok/s", "ETA " + Self.duration(remaining)]
+    }
+
+    /// The fields joined by two spaces in at most `width` columns: tokens/s, then the epoch, then the
+    /// val loss are left out until the line fits, and what still does not is cut (the fields are ASCII).
+    static func fit(_ fields: [String], width: Int) -> String {
+        let w = max(0, width)
+        var keep = Array(fields.indices)
+        var line = fields.joined(separator: "  ")
+        for drop in [4, 1, 3] where line.count > w && fields.indices.contains(drop) {
+            keep.removeAll { $0 == drop }
+            line = keep.map { fields[$0] }.joined(separator: "  ")
+        }
+        return line.count > w ? String(line.prefix(w)) : line
+    }
+
     static func si(_ x: Double) -> String {
         x >= 1e6 ? String(format: "%.2fM", x / 1e6) : x >= 1e3 ? String(format: "%.1fk", x / 1e3) : String(format: "%.0f", x)
     }
@@ -128,5 +184,19 @@ enum Interrupt {
     /// Stdout failed: stop the run as SIGPIPE (EPIPE) would, or as a failure (exit 1).
     static func outputFailed(_ e: OutputError) {
         if signal == 0 { output = e; signal = e.code == EPIPE ? SIGPIPE : SIGTERM }
+    }
+}
+
+/// The terminal's width in columns: standard output's, else standard error's (`train … | tee log` on a
+/// terminal), else $COLUMNS, else 80. Asked at each redraw (an ioctl), so a resized window is followed.
+enum Terminal {
+    static let columnsVariable = ProcessInfo.processInfo.environment["COLUMNS"].flatMap { Int($0) }
+
+    static func width() -> Int {
+        var ws = winsize()
+        if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &ws) == 0 && ws.ws_col > 0 { return Int(ws.ws_col) }
+        if ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &ws) == 0 && ws.ws_col > 0 { return Int(ws.ws_col) }
+        if let c = columnsVariable, c > 0 { return c }
+        return 80
     }
 }

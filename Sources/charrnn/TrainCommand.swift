@@ -29,6 +29,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Vocabulary and scale") var vocabulary: VocabularyOptions
     @OptionGroup(title: "Vocabulary and scale") var softmax: SoftmaxOptions
     @OptionGroup(title: "Vocabulary and scale") var cache: TokenCacheOptions
+    @OptionGroup var progressOptions: ProgressOptions
 
     @Option(help: ArgumentHelp("Run name, one folder name inside --out (default: corpus name + timestamp).", valueName: "RUN"))
     var name: String?
@@ -120,7 +121,7 @@ struct TrainCommand: ParsableCommand {
             setup = try TrainingRun(request) { event in
                 if !root { return }
                 if case let .loading(done, total) = event {
-                    if bar == nil || done == 0 { bar?.finish(); bar = LoadProgressBar() }
+                    if bar == nil || done == 0 { bar?.finish(); bar = LoadProgressBar(mode: progressOptions.progress) }
                     bar?.update(done: done, total: total)
                     return
                 }
@@ -153,7 +154,7 @@ struct TrainCommand: ParsableCommand {
     /// Runs the trainer of a prepared run (whose folder lock the caller holds); `root`: this process
     /// reports (alone, or rank 0 of a data-parallel run).
     func run(_ trainer: Trainer, root: Bool) throws {
-        let progress = ProgressPrinter(trainer: trainer)
+        let progress = ProgressPrinter(trainer: trainer, mode: progressOptions.progress)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
         trainer.skipNonFinite = skipNonfinite

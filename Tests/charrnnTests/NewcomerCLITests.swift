@@ -100,4 +100,74 @@ final class NewcomerCLITests: HostileCLITestCase {
         XCTAssertTrue(more.out.contains("estimated time to finish the run: "), more.out)
         XCTAssertTrue(more.out.contains("(30 more of 90 iterations at "), more.out)
     }
+
+    func testTheBarIsCutToTheTerminalWidthAndPlainLinesComeByTime() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        // the bar, asked for into a pipe: $COLUMNS is the width, and no redraw reaches the last column
+        let bar = try run(["train", corpus, "--max-iters", "30", "--eval-every", "10", "--name", "b", "--progress", "bar"] + tiny, cwd: dir,
+                          env: ["COLUMNS": "40"])
+        XCTAssertEqual(bar.status, 0, bar.err)
+        let draws = bar.out.components(separatedBy: "\r\u{1B}[K").dropFirst().map { $0.split(separator: "\n", omittingEmptySubsequences: false)[0] }
+        XCTAssertFalse(draws.isEmpty, bar.out)
+        for d in draws {
+            XCTAssertLessThanOrEqual(d.count, 39, String(d))
+            XCTAssertTrue(d.hasPrefix("iter ") && d.contains("loss ") && d.contains("ETA "), String(d))
+        }
+        let wide = try run(["train", corpus, "--max-iters", "12", "--eval-every", "10", "--name", "w", "--progress", "bar"] + tiny, cwd: dir,
+                           env: ["COLUMNS": "200"])
+        XCTAssertTrue(wide.out.contains(" tok/s  ETA "), "a wide terminal gets every field: \(wide.out)")
+        let narrow = try run(["train", corpus, "--max-iters", "12", "--eval-every", "10", "--name", "n", "--progress", "bar"] + tiny, cwd: dir,
+                             env: ["COLUMNS": "12"])
+        XCTAssertTrue(narrow.out.components(separatedBy: "\r\u{1B}[K").dropFirst().allSatisfy { $0.split(separator: "\n")[0].count <= 11 }, narrow.out)
+
+        // plain: a line per interval (shortened here) besides the validations, and no terminal codes
+        let plain = try run(["train", corpus, "--max-iters", "30", "--eval-every", "1000", "--name", "p", "--progress", "plain"] + tiny, cwd: dir,
+                            env: ["CHARRNN_FAULT_PROGRESS_INTERVAL": "0"])
+        XCTAssertEqual(plain.status, 0, plain.err)
+        XCTAssertFalse(plain.out.contains("\u{1B}") || plain.out.contains("\r"), plain.out)
+        let its = plain.out.split(separator: "\n").filter { $0.hasPrefix("iter ") && $0.contains("/30  epoch ") }
+        XCTAssertEqual(its.count, 30, plain.out)
+        // the default interval: no iteration line before the validation at the end of so short a run
+        let auto = try run(["train", corpus, "--max-iters", "30", "--eval-every", "1000", "--name", "a"] + tiny, cwd: dir)
+        XCTAssertFalse(auto.out.contains("\u{1B}"), auto.out)
+        XCTAssertEqual(auto.out.split(separator: "\n").filter { $0.hasPrefix("iter ") && $0.contains("/30 ") }.count, 0, auto.out)
+        XCTAssertTrue(auto.out.contains("iter 30  epoch "), auto.out)
+        // none: validation lines only
+        let none = try run(["train", corpus, "--max-iters", "20", "--eval-every", "10", "--name", "z", "--progress", "none"] + tiny, cwd: dir)
+        XCTAssertEqual(none.out.split(separator: "\n").filter { $0.hasPrefix("iter ") }.map { $0.contains("val loss") }, [true, true], none.out)
+        XCTAssertNotEqual(try run(["train", corpus, "--progress", "fancy"], cwd: dir).status, 0)
+    }
+
+    /// mpirun (Open MPI) with one rank; nil when it is not installed.
+    func mpirun(_ args: [String], cwd: String, stdout path: String) throws -> Result? {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        p.arguments = ["-k", "5", "120", "/usr/bin/mpirun", "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo",
+                       "--mca", "oob_tcp_if_include", "lo", "-np", "1", binary.path] + args
+        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        p.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        FileManager.default.createFile(atPath: path, contents: nil)
+        guard let out = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileNoSuchFile) }
+        let e = Pipe()
+        p.standardOutput = out; p.standardError = e
+        try p.run()
+        let ed = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        try out.close()
+        return Result(status: p.terminationStatus, out: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "", err: String(decoding: ed, as: UTF8.self))
+    }
+
+    func testMpirunIntoAFileGetsPlainLinesNotTerminalCodes() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        // Open MPI gives its ranks a pseudo-terminal even when its own output goes to a file
+        guard let r = try mpirun(["train", corpus, "--max-iters", "20", "--eval-every", "10", "--name", "m"] + tiny, cwd: dir, stdout: dir + "/log") else {
+            throw XCTSkip("mpirun is not installed")
+        }
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("iter 10/20  epoch "), r.out)
+        XCTAssertFalse(r.out.contains("\u{1B}") || r.out.contains("\r"), r.out)
+    }
 }

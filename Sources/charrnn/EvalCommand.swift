@@ -35,7 +35,10 @@ struct EvalCommand: ParsableCommand {
         // no upper bound: the evaluator clamps both to what each text needs before allocating
     }
 
-    func run() throws { try reportingErrors(evaluate) }
+    func run() throws {
+        guard SingleProcess.proceed("eval") else { return }
+        try reportingErrors(evaluate)
+    }
 
     func evaluate() throws {
         try threads.configure()

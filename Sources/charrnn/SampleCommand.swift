@@ -53,7 +53,10 @@ struct SampleCommand: ParsableCommand {
         try validateServeControls()
     }
 
-    func run() throws { try reportingErrors(sample) }
+    func run() throws {
+        guard SingleProcess.proceed("sample") else { return }
+        try reportingErrors(sample)
+    }
 
     /// K streams of the generation loop (the one `charrnn serve` drives): sample 1 goes to standard
     /// output as it is drawn, the others are kept and printed after it (or all go to --output-dir).
@@ -68,11 +71,11 @@ struct SampleCommand: ParsableCommand {
         if let prime = try effectivePrime(), !prime.isEmpty {
             let (known, unknown) = vocab.encode(prime, normalize: loaded.meta.train.normalize)
             if known.isEmpty && !unknown.isEmpty {
-                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknown.map { $0.debugDescription })
+                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknown)
             }
             if !unknown.isEmpty {
                 let what = vocab.unknownID == nil ? "were skipped" : "were read as the unknown token"
-                printError("warning: --prime characters not in the vocabulary \(what): \(unknown.map { $0.debugDescription }.joined(separator: " "))")
+                printError("warning: --prime characters not in the vocabulary \(what): \(listedCharacters(unknown))")
             }
             prompt = known; primeText = prime
         }
@@ -130,7 +133,7 @@ struct SampleCommand: ParsableCommand {
 
 /// Why `sample` cannot run with its flags and checkpoint.
 enum SampleError: Error, CustomStringConvertible {
-    /// Not one character of --prime is in the vocabulary of `checkpoint`; `characters` are debug-quoted.
+    /// Not one character of --prime is in the vocabulary of `checkpoint` (the first 20 are listed, debug-quoted).
     case primeOutsideVocabulary(checkpoint: String, characters: [String])
     /// --prime-file cannot be used.
     case primeFile(path: String, problem: String)
@@ -138,7 +141,7 @@ enum SampleError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case let .primeOutsideVocabulary(ckpt, chars):
-            return "\(ckpt): --prime has no character in the model's vocabulary: \(chars.joined(separator: " "))"
+            return "\(ckpt): --prime has no character in the model's vocabulary: \(listedCharacters(chars))"
         case let .primeFile(path, problem):
             return "\(path): \(problem)"
         }
@@ -156,6 +159,7 @@ struct OutputFolderError: Error, CustomStringConvertible {
 extension SampleCommand {
     func validateServeControls() throws {
         if prime != nil && primeFile != nil { throw ValidationError("give --prime or --prime-file, not both") }
+        if let p = RawArguments.invalidUTF8(in: ["--prime", "--stop"]) { throw ValidationError(p) }
         if stop.contains("") { throw ValidationError("--stop must not be empty") }
     }
 

@@ -139,31 +139,11 @@ final class NewcomerCLITests: HostileCLITestCase {
         XCTAssertNotEqual(try run(["train", corpus, "--progress", "fancy"], cwd: dir).status, 0)
     }
 
-    /// mpirun (Open MPI) with one rank; nil when it is not installed.
-    func mpirun(_ args: [String], cwd: String, stdout path: String) throws -> Result? {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        p.arguments = ["-k", "5", "120", "/usr/bin/mpirun", "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo",
-                       "--mca", "oob_tcp_if_include", "lo", "-np", "1", binary.path] + args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        p.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
-        FileManager.default.createFile(atPath: path, contents: nil)
-        guard let out = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileNoSuchFile) }
-        let e = Pipe()
-        p.standardOutput = out; p.standardError = e
-        try p.run()
-        let ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        try out.close()
-        return Result(status: p.terminationStatus, out: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "", err: String(decoding: ed, as: UTF8.self))
-    }
-
     func testMpirunIntoAFileGetsPlainLinesNotTerminalCodes() throws {
         let dir = workDir()
         let corpus = try writeCorpus(dir)
         // Open MPI gives its ranks a pseudo-terminal even when its own output goes to a file
-        guard let r = try mpirun(["train", corpus, "--max-iters", "20", "--eval-every", "10", "--name", "m"] + tiny, cwd: dir, stdout: dir + "/log") else {
+        guard let r = try mpirun(np: 1, ["train", corpus, "--max-iters", "20", "--eval-every", "10", "--name", "m"] + tiny, cwd: dir, stdout: dir + "/log") else {
             throw XCTSkip("mpirun is not installed")
         }
         XCTAssertEqual(r.status, 0, r.err)

@@ -123,4 +123,16 @@ final class CLIOddsTests: HostileCLITestCase {
         }
         XCTAssertEqual(try run(["train", corpus, "--iters", "5"], cwd: dir).status, 64, "a usage error keeps its status")
     }
+
+    func testARanksOwnOutGetsNoFolder() throws {
+        let dir = workDir()
+        let corpus = writeShortCorpus(dir)
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let r = try shell("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 5 120 mpirun --oversubscribe --mca btl self,tcp "
+                          + "--mca btl_tcp_if_include lo --mca oob_tcp_if_include lo -np 2 sh -c '\"$BIN\" train \(corpus) --max-iters 4 --eval-every 2 "
+                          + "\(tiny.joined(separator: " ")) --name x --out out-$OMPI_COMM_WORLD_RANK'", cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out-0/x/latest.safetensors"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out-1"), "rank 1 made its own --out")
+    }
 }

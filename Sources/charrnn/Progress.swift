@@ -15,8 +15,9 @@ enum ProgressMode: String, CaseIterable, ExpressibleByArgument {
 }
 
 struct ProgressOptions: ParsableArguments {
-    @Option(help: "Iteration progress: bar (one updating line, cut to the terminal's width), plain (a line every 30 s and at each validation, for logs), none (validation lines only), or auto: bar on a terminal, else plain (plain under mpirun). (default: auto)")
-    var progress: ProgressMode = .auto
+    @Option(name: .customLong("progress"), help: ArgumentHelp("Iteration progress: bar (one updating line, cut to the terminal's width), plain (a line every 30 s and at each validation, for logs), none (validation lines only), or auto: bar on a terminal, else plain (plain under mpirun). (default: auto)", valueName: "MODE"))
+    var given: ProgressMode?
+    var progress: ProgressMode { given ?? .auto }
 
     /// bar, plain or none: auto decided for a terminal or not, and mpirun.
     static func resolve(_ m: ProgressMode, tty: Bool, mpirun: Bool) -> ProgressMode {

@@ -43,7 +43,7 @@ struct CharRNNCommand: AsyncParsableCommand {
                 try command.run()   // `charrnn help …` runs ArgumentParser's help command, which throws its text
             }
         } catch {
-            guard exitCode(for: error) == .success else { exit(withError: error) }
+            guard exitCode(for: error) == .success else { UsageErrors.exit(error) }
             do {
                 try Output.standard.line(fullMessage(for: error))
                 try Output.standard.flush()

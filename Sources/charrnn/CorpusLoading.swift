@@ -19,7 +19,11 @@ func mb(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1_04
 /// One updating line on stderr while a corpus is decoded: bytes, rate, ETA. Silent when stderr is not
 /// a terminal or the load is quick.
 final class LoadProgressBar {
-    let tty = isatty(STDERR_FILENO) != 0
+    /// stderr is a terminal and --progress draws a bar there (not plain or none, nor auto under mpirun).
+    let tty: Bool
+    init(mode: ProgressMode = .auto) {
+        tty = isatty(STDERR_FILENO) != 0 && ProgressOptions.resolve(mode, tty: true, mpirun: MPI.launchedByMPIRun) == .bar
+    }
     let start = Date()
     var lastDraw = 0.0
     var drawn = false
@@ -33,9 +37,9 @@ final class LoadProgressBar {
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let width = 30, filled = Int(Double(width) * Double(done) / Double(total))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let line = String(format: "\r\u{1B}[Kloading [%@] %@ / %@  %.0f MB/s  ETA %@", bar, mb(done), mb(total),
+        let line = String(format: "loading [%@] %@ / %@  %.0f MB/s  ETA %@", bar, mb(done), mb(total),
                           rate / 1_048_576, ProgressPrinter.duration(eta))
-        FileHandle.standardError.write(Data(line.utf8))
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line.prefix(max(0, Terminal.width() - 1))).utf8))
         drawn = true
     }
 

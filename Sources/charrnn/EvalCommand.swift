@@ -35,14 +35,17 @@ struct EvalCommand: ParsableCommand {
         // no upper bound: the evaluator clamps both to what each text needs before allocating
     }
 
-    func run() throws { try reportingErrors(evaluate) }
+    func run() throws {
+        guard SingleProcess.proceed("eval") else { return }
+        try reportingErrors(evaluate)
+    }
 
     func evaluate() throws {
         try threads.configure()
-        let path = try source.resolve()
-        let loaded = try Checkpoint.load(path: path)
+        let choice = try source.choose()
+        let loaded = try Checkpoint.load(path: choice.path)
         let evaluator = try Evaluator(checkpoint: loaded, batch: batch, seq: seq)
-        if !json { try say("checkpoint \(path) (iteration \(loaded.meta.progress.iteration))") }
+        if !json { try say(choice.described(iteration: loaded.meta.progress.iteration)) }
         for f in files {
             let r = try evaluator.evaluate(path: f)
             if json {

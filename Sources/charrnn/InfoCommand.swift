@@ -18,9 +18,11 @@ struct InfoCommand: ParsableCommand {
 
     func run() throws { try reportingErrors(info) }
 
-    /// A token made visible: control characters escaped, space as ␣.
+    /// A token made visible: control characters escaped, space as ␣, the unknown token (the one
+    /// entry whose text is "") as <unk>.
     static func show(_ t: String) -> String {
         if t == " " { return "␣" }
+        if t.isEmpty { return "<unk>" }
         var s = ""
         for u in t.unicodeScalars {
             switch u {
@@ -51,7 +53,10 @@ struct InfoCommand: ParsableCommand {
             ("format", "\(i.format) version \(i.formatVersion)"),
             ("model", "\(i.cell), \(i.layers) layer\(i.layers == 1 ? "" : "s") × \(i.hidden) hidden, \(input), dropout \(i.dropout)"),
             ("parameters", Self.grouped(i.parameters)),
+            ("output layer", Self.outputLayer(i)),
             ("vocabulary", "\(i.vocabSize) tokens (\(i.unit))"),
+            ("text", "unit \(i.unit), normalization \(i.normalize ?? "none")"),
+            ("unknown token", i.unknownID.map { "<unk> (id \($0))" } ?? "none (characters outside the vocabulary are skipped)"),
             ("first", i.firstTokens.map(Self.show).joined(separator: " ")),
             ("rarest", rarest),
             ("corpus", "\(i.corpus.name) (\(i.corpus.path), \(Self.size(i.corpus.bytes)), \(Self.grouped(i.corpus.tokens)) tokens\(i.corpus.hash.map { ", hash \($0)" } ?? ""))"),
@@ -63,6 +68,13 @@ struct InfoCommand: ParsableCommand {
             ("resumable", i.hasOptimizerState ? "yes (optimizer state and carried hidden state)" : "no optimizer state"),
         ] + (i.initFrom.map { [("init from", $0)] } ?? [])
         for (k, v) in rows { try say(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+    }
+
+    /// "full softmax", or the adaptive softmax's cutoffs, head and tails.
+    static func outputLayer(_ i: CheckpointSummary) -> String {
+        guard i.softmax == "adaptive", let c = i.softmaxCutoffs, let head = c.first else { return "full softmax" }
+        let div = i.softmaxDivValue.map { ", div \(String(format: "%g", $0))" } ?? ""
+        return "adaptive softmax, cutoffs \(c.map(String.init).joined(separator: ",")) (head of \(head) tokens + \(c.count) tail\(c.count == 1 ? "" : "s")\(div))"
     }
 
     static func size(_ n: Int) -> String {

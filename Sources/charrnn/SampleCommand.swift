@@ -53,14 +53,17 @@ struct SampleCommand: ParsableCommand {
         try validateServeControls()
     }
 
-    func run() throws { try reportingErrors(sample) }
+    func run() throws {
+        guard SingleProcess.proceed("sample") else { return }
+        try reportingErrors(sample)
+    }
 
     /// K streams of the generation loop (the one `charrnn serve` drives): sample 1 goes to standard
     /// output as it is drawn, the others are kept and printed after it (or all go to --output-dir).
     func sample() throws {
         try threads.configure()
-        let path = try source.resolve()
-        let loaded = try Checkpoint.load(path: path)
+        let choice = try source.choose()
+        let loaded = try Checkpoint.load(path: choice.path)
         let K = numSamples, vocab = loaded.meta.vocabulary
         let loop = try GenerationLoop(checkpoint: loaded, maxStreams: K, weights: weights)
         let seed = self.seed ?? UInt64.random(in: 1...UInt64.max)
@@ -68,11 +71,11 @@ struct SampleCommand: ParsableCommand {
         if let prime = try effectivePrime(), !prime.isEmpty {
             let (known, unknown) = vocab.encode(prime, normalize: loaded.meta.train.normalize)
             if known.isEmpty && !unknown.isEmpty {
-                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknown.map { $0.debugDescription })
+                throw SampleError.primeOutsideVocabulary(checkpoint: loaded.path, characters: unknown)
             }
             if !unknown.isEmpty {
                 let what = vocab.unknownID == nil ? "were skipped" : "were read as the unknown token"
-                printError("warning: --prime characters not in the vocabulary \(what): \(unknown.map { $0.debugDescription }.joined(separator: " "))")
+                printError("warning: --prime characters not in the vocabulary \(what): \(listedCharacters(unknown))")
             }
             prompt = known; primeText = prime
         }
@@ -93,6 +96,7 @@ struct SampleCommand: ParsableCommand {
                 throw OutputFolderError(path: outputDir, reason: (error as NSError).localizedDescription)
             }
         }
+        printError(Self.announcement(choice, iteration: loaded.meta.progress.iteration, seed: seed))
         // sample 1 streams to stdout (per token on a terminal), after the prime text
         let out = Output.standard, live = outputDir == nil
         if live && K > 1 { try say(Self.separator(1, of: K)) }
@@ -129,7 +133,7 @@ struct SampleCommand: ParsableCommand {
 
 /// Why `sample` cannot run with its flags and checkpoint.
 enum SampleError: Error, CustomStringConvertible {
-    /// Not one character of --prime is in the vocabulary of `checkpoint`; `characters` are debug-quoted.
+    /// Not one character of --prime is in the vocabulary of `checkpoint` (the first 20 are listed, debug-quoted).
     case primeOutsideVocabulary(checkpoint: String, characters: [String])
     /// --prime-file cannot be used.
     case primeFile(path: String, problem: String)
@@ -137,7 +141,7 @@ enum SampleError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case let .primeOutsideVocabulary(ckpt, chars):
-            return "\(ckpt): --prime has no character in the model's vocabulary: \(chars.joined(separator: " "))"
+            return "\(ckpt): --prime has no character in the model's vocabulary: \(listedCharacters(chars))"
         case let .primeFile(path, problem):
             return "\(path): \(problem)"
         }
@@ -155,6 +159,7 @@ struct OutputFolderError: Error, CustomStringConvertible {
 extension SampleCommand {
     func validateServeControls() throws {
         if prime != nil && primeFile != nil { throw ValidationError("give --prime or --prime-file, not both") }
+        if let p = RawArguments.invalidUTF8(in: ["--prime", "--stop"]) { throw ValidationError(p) }
         if stop.contains("") { throw ValidationError("--stop must not be empty") }
     }
 

@@ -5,12 +5,17 @@
 //   CHARRNN_FAULT_NONFINITE=3,4,5   a NaN in the gradient at those (1-based) iterations
 //   CHARRNN_FAULT_SLOW_SAVE=4       each checkpoint write first waits 4 s (a slow disk: under mpirun the
 //                                   other ranks wait for rank 0's write, which the watchdog must allow)
+//   CHARRNN_FAULT_PROGRESS_INTERVAL=0.05   seconds between two `--progress plain` lines (30 s otherwise)
 
 #if CHARRNN_FAULTS
 import CharRNN
 import Foundation
 
 enum TestFaults {
+    static var progressInterval: Double? {
+        ProcessInfo.processInfo.environment["CHARRNN_FAULT_PROGRESS_INTERVAL"].flatMap { Double($0) }.map { max(0, $0) }
+    }
+
     static func install(on trainer: Trainer) {
         let env = ProcessInfo.processInfo.environment
         if let spec = env["CHARRNN_FAULT_NONFINITE"] {

@@ -29,6 +29,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Vocabulary and scale") var vocabulary: VocabularyOptions
     @OptionGroup(title: "Vocabulary and scale") var softmax: SoftmaxOptions
     @OptionGroup(title: "Vocabulary and scale") var cache: TokenCacheOptions
+    @OptionGroup var progressOptions: ProgressOptions
 
     @Option(help: ArgumentHelp("Run name, one folder name inside --out (default: corpus name + timestamp).", valueName: "RUN"))
     var name: String?
@@ -120,7 +121,7 @@ struct TrainCommand: ParsableCommand {
             setup = try TrainingRun(request) { event in
                 if !root { return }
                 if case let .loading(done, total) = event {
-                    if bar == nil || done == 0 { bar?.finish(); bar = LoadProgressBar() }
+                    if bar == nil || done == 0 { bar?.finish(); bar = LoadProgressBar(mode: progressOptions.progress) }
                     bar?.update(done: done, total: total)
                     return
                 }
@@ -153,13 +154,14 @@ struct TrainCommand: ParsableCommand {
     /// Runs the trainer of a prepared run (whose folder lock the caller holds); `root`: this process
     /// reports (alone, or rank 0 of a data-parallel run).
     func run(_ trainer: Trainer, root: Bool) throws {
-        let progress = ProgressPrinter(evalEvery: trainer.meta.train.evalEvery)
+        let progress = ProgressPrinter(trainer: trainer, mode: progressOptions.progress)
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
         trainer.skipNonFinite = skipNonfinite
         #if CHARRNN_FAULTS
         TestFaults.install(on: trainer)
         #endif
+        let startIteration = trainer.meta.progress.iteration
         let summary = try trainer.run { if root { progress.handle($0) } }
         progress.finish()
         if !root { if summary.interrupted { throw ExitCode(Interrupt.exitCode) } else { return } }
@@ -172,6 +174,9 @@ struct TrainCommand: ParsableCommand {
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
         if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
+        if resume != nil && summary.iterations == startIteration {
+            printError(Self.finishedRunHint(runDir: trainer.runDir, iteration: summary.iterations, maxIters: trainer.meta.train.maxIters, epochs: trainer.meta.train.epochs))
+        }
         printError("sample with: charrnn sample --checkpoint \(shellQuoted(trainer.runDir))")
         if let failure = progress.failure { printError("error: \(failure)"); throw ExitCode(failure.exitCode) }
     }

@@ -15,14 +15,14 @@ final class BoundsCLITests: HostileCLITestCase {
                              (["--hidden", "99999999999"], "--hidden"), (["--layers", "100000"], "--layers")] {
             let r = try run(["train", corpus] + args, cwd: dir)
             XCTAssertNotEqual(r.status, 0, "\(args)")
-            XCTAssertTrue(r.err.hasPrefix("Error: ") && r.err.split(separator: "\n")[0].contains(flag), "\(args): \(r.err)")
+            XCTAssertTrue(r.err.hasPrefix("error: ") && r.err.split(separator: "\n")[0].contains(flag), "\(args): \(r.err)")
         }
         let big = try run(["train", corpus, "--batch", "100000"], cwd: dir)
         assertOneLineError(big, contains: "corpus.txt: corpus too small", "--batch 100000")
         for args in [["--temp=-1"], ["--top-p", "2"], ["--top-p", "0"], ["--top-k=-3"], ["--length=-1"]] {
             let r = try run(["sample", "--checkpoint", "nowhere"] + args, cwd: dir)
             XCTAssertNotEqual(r.status, 0, "\(args)")
-            XCTAssertTrue(r.err.hasPrefix("Error: "), "\(args): \(r.err)")
+            XCTAssertTrue(r.err.hasPrefix("error: "), "\(args): \(r.err)")
             XCTAssertFalse(r.err.contains("nowhere"), "flags are checked before the checkpoint is touched: \(r.err)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/checkpoints"), "argument errors must come before any work")
@@ -41,7 +41,7 @@ final class BoundsCLITests: HostileCLITestCase {
                                  (["--threads", "100000"], "--threads must be 0 (all cores) or between 1 and")] {
             let r = try run(["train", corpus] + tiny.filter { $0 != "--threads" && $0 != "1" } + args, cwd: dir)
             XCTAssertEqual(r.status, 64, "\(args): \(r.err)")
-            XCTAssertTrue(r.err.hasPrefix("Error: ") && r.err.contains(expected), "\(args): \(r.err)")
+            XCTAssertTrue(r.err.hasPrefix("error: ") && r.err.contains(expected), "\(args): \(r.err)")
         }
         // the 64-bit total in the progress line, and an epoch count far beyond the minibatches
         let big = try run(["train", corpus, "--max-iters", "\(1 << 40)", "--eval-every", "1", "--name", "big"] + tiny, cwd: dir,

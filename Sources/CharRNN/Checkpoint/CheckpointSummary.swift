@@ -47,6 +47,20 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
     /// The checkpoint this run was fine-tuned from (`train --init-from`), if any.
     package var initFrom: String?
 
+    // MARK: Output layer and text settings
+    // Optional only so that a summary written before they existed still decodes; a summary of a
+    // checkpoint always sets `softmax` and `normalize`.
+    /// The output layer: "full" (one softmax over the vocabulary) or "adaptive".
+    package var softmax: String?
+    /// The adaptive softmax's cutoffs as frequency ranks (PyTorch's `cutoffs` without V); nil for "full".
+    package var softmaxCutoffs: [Int]?
+    /// The adaptive softmax's `div_value` (tail i projects to ⌊hidden / div^(i+1)⌋); nil for "full".
+    package var softmaxDivValue: Double?
+    /// The Unicode normalization applied before tokenizing ("none" or "nfc").
+    package var normalize: String?
+    /// The id of the unknown token (whose entry in the vocabulary is ""), nil when the vocabulary has none.
+    package var unknownID: Int?
+
     /// A token and how often it occurs in the training corpus.
     package struct TokenCount: Codable, Sendable, Equatable {
         package var token: String
@@ -81,6 +95,10 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
         seq = m.train.seq; batch = m.train.batch
         hasOptimizerState = c.hasOptimizerState
         initFrom = m.extra[RunContinuation.initFromKey]
+        softmax = m.model.adaptive == nil ? "full" : "adaptive"
+        softmaxCutoffs = m.model.adaptive?.cutoffs; softmaxDivValue = m.model.adaptive?.divValue
+        normalize = m.train.normalize.rawValue
+        unknownID = m.vocabulary.unknownID
     }
 
     /// Loads the checkpoint at `path`, checks that every model tensor is present with the shape the

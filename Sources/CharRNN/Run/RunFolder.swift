@@ -114,6 +114,21 @@ public struct RunFolder: Sendable, Equatable {
         if let why { throw CheckpointError(file: "\(Setting.name) \(name.debugDescription)", message: "a run name must be one folder name inside \(Setting.out); this one \(why)") }
     }
 
+    /// The default run name's stem made from a corpus name, which may be any file name: control and
+    /// bidirectional-control characters and "/" become "_" (`checkName` would refuse them as a
+    /// --name), at most 200 bytes (whole characters), so that the stem and the 16-byte timestamp fit
+    /// NAME_MAX (255); "corpus" when nothing is left.
+    package static func defaultStem(corpusName: String) -> String {
+        var stem = ""
+        for c in corpusName {
+            let bad = c.unicodeScalars.contains { $0 == "/" || $0.properties.generalCategory == .control || isBidiControl($0) }
+            let piece = bad ? "_" : String(c)
+            if stem.utf8.count + piece.utf8.count > 200 { break }
+            stem += piece
+        }
+        return stem.isEmpty ? "corpus" : stem
+    }
+
     /// U+061C, U+200E/F, U+202A…E, U+2066…9: invisible characters that reorder the text around them.
     static func isBidiControl(_ c: Unicode.Scalar) -> Bool {
         c.value == 0x061C || c.value == 0x200E || c.value == 0x200F || (0x202A...0x202E).contains(c.value) || (0x2066...0x2069).contains(c.value)

@@ -392,7 +392,7 @@ public struct TrainingRun {
     static func runDir(_ r: Request, corpusName: String) -> String {
         // data-parallel: rank 0's clock names the folder (the ranks may start a second apart)
         let stamp = r.reducer.broadcast(timestamp())
-        return (r.outDir as NSString).appendingPathComponent(r.name ?? "\(corpusName)-\(stamp)")
+        return (r.outDir as NSString).appendingPathComponent(r.name ?? "\(RunFolder.defaultStem(corpusName: corpusName))-\(stamp)")
     }
 
     /// Whether the run folder gets a default name this process may change (`claimUnused`): no

@@ -135,7 +135,8 @@ public final class Trainer {
         self.runDir = runDir
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
         exchange = .allocate(capacity: 2 + 2 * reducer.size)
-        try Trainer.makeDirectory(runDir)
+        // rank 0 alone writes the run folder: another rank's own --out gets no empty folder
+        if reducer.rank == 0 { try Trainer.makeDirectory(runDir) }
         log = reducer.rank == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: nil) : nil
     }
 

@@ -11,6 +11,12 @@
 // carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
 // checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
+// Planned stops (issue 20): with --patience, each validation that does not lower the best val loss by
+// --min-delta adds one to `RunProgress.sinceImprovement` (a checkpointed count; an improving one resets
+// it); when it reaches the patience the run stops after that validation's save, and a run resumed in
+// that state trains nothing until its patience allows it. With --max-time (`maxTime`), the step after
+// which this run's time is spent is validated and saved, and the run stops there. Both mark their
+// loss row's `event` and are reported in `TrainSummary.plannedStop`.
 // There is always a reducer (Distributed/Reducers.swift): a process alone has `LocalReducer`, a group of
 // one whose collectives are the identity, and runs the same code as each rank of an mpirun job. This
 // process computes its block `streams` of the B streams on `localState` (all of them, alone); the

@@ -7,7 +7,7 @@
 // of the run's generator) → the gradient sum over the processes (`GradientReducer`: scaled by Bᵣ/B,
 // reduce-scattered in rank order; a process alone is `LocalReducer`, whose collectives are the identity,
 // so its arithmetic is the single-process path bit for bit) → one exchange of the weighted losses, the
-// stop requests and the chunks' squared norms, added in rank order (the global loss and gradient norm,
+// stop requests (and rank 0's "time budget spent", --max-time) and the chunks' squared norms, added in rank order (the global loss and gradient norm,
 // the same bits on every process) → when both are finite: clip and update this process's chunk of the
 // parameters and moments, then every chunk goes to every process. A non-finite loss or norm leaves
 // parameters and moments untouched (`StepResult.updated` is false); what to do then is the caller's.

@@ -13,7 +13,9 @@
 #      write slower than the limit (CHARRNN_FAULT_SLOW_SAVE) does not trip it;
 #   7. --precision bf16: N=2 vs N=1 within 2⁻¹⁰ (float32 sums in another order can move a value across
 #      a bf16 rounding boundary: an occasional 2⁻⁸ step in one operand), N=2 twice bit-identical, N=2 resumed bit-identical,
-#      and ranks that disagree on the precision stop with one line naming it.
+#      and ranks that disagree on the precision stop with one line naming it;
+#   8. --max-time given to rank 0 alone: rank 0's clock decides, both ranks stop after the same step
+#      (a max_time row), and the resume is bit-identical to the uninterrupted N=2 run.
 # Uses ../shared/data/tinyshakespeare.txt (or CORPUS=…), --oversubscribe and runs as root when needed.
 # Every process it starts is ended by it; the traffic stays on loopback.
 #   bash scripts/mpi-check.sh [BIN]     (default: the debug build)
@@ -88,6 +90,18 @@ out=$("${MPIRUN[@]}" sh -c 'exec "$0" train "$@" --precision $([ "$OMPI_COMM_WOR
 echo "$out" | grep '^error:' | sed 's/^/  /'
 [ "$(echo "$out" | grep -c '^error:')" = 1 ] || fail "expected exactly one error line"
 echo "$out" | grep -q '^error: rank 1 differs from rank 0: training config (precision bf16 vs -)' || fail "the error does not name the precision"
+
+echo "8. --max-time on rank 0 only (spent by the first step): both ranks stop after the same step; resumed bit-identically"
+"${MPIRUN[@]}" sh -c 'exec "$0" train "$@" $([ "$OMPI_COMM_WORLD_RANK" = 0 ] && echo --max-time 0.000001s)' "$BIN" "${F[@]}" --max-iters 30 \
+  --name n2t >"$work/n2t.log" 2>&1 || { cat "$work/n2t.log"; fail "the --max-time run failed"; }
+grep -q "time budget .* spent at iteration" "$work/n2t.log" || { cat "$work/n2t.log"; fail "no time budget line"; }
+grep "time budget" "$work/n2t.log" | sed 's/^/  /'
+tail -1 "$work/n2t/loss.csv" | grep -q ',max_time$' || fail "no max_time row in loss.csv"
+"${MPIRUN[@]}" "$BIN" train --resume "$work/n2t" >/dev/null 2>&1 || fail "resume after --max-time"
+trainloss() { awk -F, 'NR>1{print $1, $3}' "$1/loss.csv"; }
+cmp <(trainloss "$work/n2") <(trainloss "$work/n2t") || fail "N=2 resumed after --max-time differs"
+cmp <(tensors "$work/n2/latest.safetensors") <(tensors "$work/n2t/latest.safetensors") || fail "N=2 checkpoint after --max-time differs"
+echo "  same train losses and checkpoint tensors"
 
 echo "6a. SIGTERM to mpirun saves latest; the run resumes"
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --hidden 128 --max-iters 100000 --eval-every 100000 --name term >"$work/term.log" 2>&1 &

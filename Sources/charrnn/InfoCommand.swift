@@ -67,7 +67,23 @@ struct InfoCommand: ParsableCommand {
             ("optimizer", "\(i.optimizer), lr \(i.lr) (now \(i.currentLR)), seq \(i.seq), batch \(i.batch)"),
             ("resumable", i.hasOptimizerState ? "yes (optimizer state and carried hidden state)" : "no optimizer state"),
         ] + (i.initFrom.map { [("init from", $0)] } ?? [])
-        for (k, v) in rows { try say(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in rows + Self.scheduleRows(i) { try say(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+    }
+
+    /// The learning-rate schedule and early stopping (issue 20).
+    static func scheduleRows(_ i: CheckpointSummary) -> [(String, String)] {
+        let schedule = i.lrSchedule ?? "step"
+        var s = schedule
+        if let w = i.warmupIters, w > 0 { s += ", warmup \(w) iterations" }
+        if let m = i.minLR { s += schedule == "cosine" ? ", down to \(m)" : ", floor \(m)" }
+        var rows = [("lr schedule", s)]
+        if let p = i.patience {
+            let delta = i.minDelta.map { " by at least \(Bounds.show($0))" } ?? ""
+            let now = i.validationsWithoutImprovement ?? 0
+            let state = now >= p ? "stopped early (resume with a larger --patience, or 0, to train on)" : "\(now) so far"
+            rows.append(("patience", "\(p) validations without improving the best val loss\(delta); \(state)"))
+        }
+        return rows
     }
 
     /// "full softmax", or the adaptive softmax's cutoffs, head and tails.

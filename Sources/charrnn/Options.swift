@@ -15,6 +15,7 @@ extension TokenUnit: ExpressibleByArgument {}
 extension Normalization: ExpressibleByArgument {}
 extension WeightPrecision: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
+extension LRSchedule: ExpressibleByArgument {}
 
 private let modelDefaults = ModelConfig(vocabSize: 1)
 private let trainDefaults = TrainConfig()
@@ -90,6 +91,17 @@ struct OptimizationOptions: ParsableArguments {
     var seed: UInt64?
     @Option(help: "Arithmetic of the training products: fp32, or bf16 (bfloat16 operands, float32 sums; weights, optimizer and checkpoints stay fp32; fast with AVX512_BF16, slower without). (default: fp32)")
     var precision: Precision?
+    // schedule and early stopping (issue 20)
+    @Option(help: "Learning-rate schedule: step (× --lr-decay per epoch, char-rnn), cosine (from --lr to --min-lr over the run, nanoGPT) or constant. (default: step)")
+    var lrSchedule: LRSchedule?
+    @Option(help: ArgumentHelp("Linear warmup: iteration i < N trains at lr·(i+1)/(N+1). (default: 0)", valueName: "N"))
+    var warmupIters: Int?
+    @Option(help: ArgumentHelp("End of the cosine schedule; with step, a floor for the decay. (default: 0 for cosine, none for step)", valueName: "LR"))
+    var minLr: Double?
+    @Option(help: ArgumentHelp("Stop after N validations in a row that do not improve the best val loss by --min-delta; 0 = never (on --resume, replaces the run's). (default: 0)", valueName: "N"))
+    var patience: Int?
+    @Option(help: ArgumentHelp("Improvement of the best val loss (nats per token) that resets --patience; on --resume, replaces the run's. (default: 0)", valueName: "D"))
+    var minDelta: Double?
 
     func apply(to t: inout TrainConfig) {
         let d = trainDefaults
@@ -102,6 +114,11 @@ struct OptimizationOptions: ParsableArguments {
         t.seed = seed ?? d.seed
         t.valTokens = valTokens.map(\.limit) ?? d.valTokens
         t.stepPrecision = precision ?? d.stepPrecision
+        t.schedule = lrSchedule ?? d.schedule
+        t.warmupIters = warmupIters.flatMap { $0 == 0 ? nil : $0 }
+        t.minLR = minLr.map { Float($0) }
+        t.patience = patience.flatMap { $0 == 0 ? nil : $0 }
+        t.minDelta = minDelta.flatMap { $0 == 0 ? nil : $0 }
     }
 
     /// The flags of the run's recorded settings given on the command line (--epochs and --max-iters,
@@ -111,7 +128,8 @@ struct OptimizationOptions: ParsableArguments {
          (lrDecay != nil, "--lr-decay"), (lrDecayAfter != nil, "--lr-decay-after"), (clip != nil, "--clip"),
          (clipMode != nil, "--clip-mode"), (trainFrac != nil, "--train-frac"), (valFrac != nil, "--val-frac"),
          (evalEvery != nil, "--eval-every"), (logEvery != nil, "--log-every"), (seed != nil, "--seed"),
-         (precision != nil, "--precision")].filter(\.0).map(\.1)
+         (precision != nil, "--precision"), (lrSchedule != nil, "--lr-schedule"), (warmupIters != nil, "--warmup-iters"),
+         (minLr != nil, "--min-lr")].filter(\.0).map(\.1)
     }
 
     func validate() throws {
@@ -119,6 +137,10 @@ struct OptimizationOptions: ParsableArguments {
         if let lr, let p = Bounds.check("--lr", lr, in: Bounds.learningRate) { throw ValidationError(p) }
         if let clip, let p = Bounds.check("--clip", clip, in: 0...Bounds.maxClip) { throw ValidationError(p + "; 0 disables clipping") }
         if let epochs, let p = Bounds.checkEpochs(epochs) { throw ValidationError(p) }
+        if let minLr, !(minLr >= 0 && minLr <= Bounds.learningRate.upperBound) {
+            throw ValidationError("--min-lr must be between 0 and --lr (got \(Bounds.show(minLr)))")
+        }
+        if let patience, patience < 0 { throw ValidationError("--patience must be between 1 and \(Bounds.maxPatience), or 0 for none (got \(patience))") }
         var t = TrainConfig()
         apply(to: &t)
         if let p = t.problem { throw ValidationError(p) }
@@ -187,4 +209,29 @@ struct CheckpointOptions: ParsableArguments {
 
     /// The .safetensors file: --checkpoint, else best of the most recently modified run under --runs.
     func resolve() throws -> String { try RunFolder.resolve(checkpoint ?? RunFolder.latestRun(under: runs)) }
+}
+
+/// A duration on the command line (`--max-time`): one or more number-unit pairs, largest unit first,
+/// each unit once: `90s`, `20m`, `8h`, `1h30m`, `2d`, `1.5h`. A bare number is refused (seconds or
+/// minutes? the unit is required).
+enum DurationArgument {
+    struct Problem: Error { let message: String }
+
+    static func seconds(_ text: String) throws -> Double {
+        let units: [(Character, Double)] = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+        let shape = "a duration is a number and a unit, s, m, h or d, e.g. 90s, 20m, 8h or 1h30m"
+        var total = 0.0, number = "", next = 0
+        for c in text.lowercased() {
+            if c.isASCII && (c.isNumber || c == ".") { number.append(c); continue }
+            guard let u = units.firstIndex(where: { $0.0 == c }) else { throw Problem(message: "unknown unit \(String(c).debugDescription); " + shape) }
+            guard u >= next else { throw Problem(message: "units go from the largest to the smallest, each once; " + shape) }
+            guard let v = Double(number), v.isFinite else { throw Problem(message: shape) }
+            total += v * units[u].1
+            number = ""; next = u + 1
+        }
+        guard number.isEmpty, next > 0 else { throw Problem(message: (number.isEmpty ? "" : "no unit; ") + shape) }
+        guard total > 0 else { throw Problem(message: "must be more than 0") }
+        guard total <= Bounds.maxElapsedSeconds else { throw Problem(message: "must be at most \(Bounds.show(Bounds.maxElapsedSeconds)) seconds") }
+        return total
+    }
 }

@@ -46,6 +46,8 @@ struct TrainCommand: ParsableCommand {
     var skipNonfinite = false
     @Option(help: ArgumentHelp("Fine-tune: a new run starting from this checkpoint's weights (model config and vocabulary from it, fresh optimizer).", valueName: "RUN_DIR_OR_FILE"))
     var initFrom: String?
+    @Option(help: ArgumentHelp("Stop cleanly once this process has trained this long (90s, 20m, 8h, 1h30m; loading not counted): validate, save best and latest; resumable, with a new budget from the resume's own command line.", valueName: "DURATION"))
+    var maxTime: String?
 
     func validate() throws {
         if corpus.isEmpty && resume == nil { throw ValidationError("Missing expected argument '<CORPUS>' (or --resume RUN_DIR_OR_FILE)") }
@@ -54,6 +56,14 @@ struct TrainCommand: ParsableCommand {
         if (initFrom != nil || allowNewCorpus) && corpus.count > 1 { throw ValidationError("--init-from and --allow-new-corpus take one corpus file") }
         if let name { do { try RunFolder.checkName(name) } catch { throw ValidationError("\(error)") } }
         if overwrite && resume != nil { throw ValidationError("--overwrite does not apply to --resume (a resume continues its run in place)") }
+        if let maxTime { _ = try Self.budget(maxTime) }
+    }
+
+    /// `--max-time` in seconds.
+    static func budget(_ text: String) throws -> Double {
+        do { return try DurationArgument.seconds(text) } catch let e as DurationArgument.Problem {
+            throw ValidationError("--max-time \(text.debugDescription): \(e.message)")
+        }
     }
 
     func run() throws {
@@ -92,8 +102,10 @@ struct TrainCommand: ParsableCommand {
         } else {
             mode = .fresh(model: model.config, softmax: softmax.choice)
         }
-        return TrainingRun.Request(mode: mode, corpus: corpus, train: t, outDir: out, name: name, tokenCache: cache.setting,
-                                   overwrite: overwrite)
+        var r = TrainingRun.Request(mode: mode, corpus: corpus, train: t, outDir: out, name: name, tokenCache: cache.setting,
+                                    overwrite: overwrite)
+        if resume != nil { r.resumePatience = opt.patience; r.resumeMinDelta = opt.minDelta }
+        return r
     }
 
     /// Flags given on the command line that a resume or a fine-tuning run does not use: one warning each.
@@ -158,6 +170,7 @@ struct TrainCommand: ParsableCommand {
         Interrupt.install()
         trainer.shouldStop = { Interrupt.requested }
         trainer.skipNonFinite = skipNonfinite
+        trainer.maxTime = try maxTime.map(Self.budget)
         #if CHARRNN_FAULTS
         TestFaults.install(on: trainer)
         #endif
@@ -173,11 +186,37 @@ struct TrainCommand: ParsableCommand {
         }
         let best = summary.bestValLoss.map { String(format: "%.4f", $0) } ?? "-"
         if summary.skippedSteps > 0 { printError("skipped \(summary.skippedSteps) non-finite steps (--skip-nonfinite)") }
+        if let stop = summary.plannedStop {
+            for line in Self.plannedStopLines(stop, trainer: trainer, summary: summary, budget: maxTime) { printError(line) }
+        }
         printError("done: \(summary.iterations) iterations, best val loss \(best) at iteration \(trainer.meta.progress.bestIteration)")
         if resume != nil && summary.iterations == startIteration {
             printError(Self.finishedRunHint(runDir: trainer.runDir, iteration: summary.iterations, maxIters: trainer.meta.train.maxIters, epochs: trainer.meta.train.epochs))
         }
         printError("sample with: charrnn sample --checkpoint \(shellQuoted(trainer.runDir))")
         if let failure = progress.failure { printError("error: \(failure)"); throw ExitCode(failure.exitCode) }
+    }
+}
+
+extension TrainCommand {
+    /// What a planned stop (--patience, --max-time) prints before the summary: why the run stopped,
+    /// and what to pass to train on. A resume of a run whose patience is spent trains nothing and says so.
+    static func plannedStopLines(_ stop: PlannedStop, trainer: Trainer, summary: TrainSummary, budget: String?) -> [String] {
+        let p = trainer.meta.progress, t = trainer.meta.train, dir = shellQuoted(trainer.runDir)
+        switch stop {
+        case .patience:
+            let n = p.sinceImprovement, patience = t.patience ?? 0
+            let delta = t.minDelta.map { " by at least \(Bounds.show($0))" } ?? ""
+            let best = p.bestValLoss.map { String(format: "%.4f at iteration %d", $0, p.bestIteration) } ?? "-"
+            let why = "\(n) validation\(n == 1 ? "" : "s") in a row did not improve the best val loss (\(best))\(delta); --patience \(patience)"
+            let head = summary.startIteration == summary.iterations && summary.startIteration > 0
+                ? "the run stopped early at iteration \(summary.iterations) (\(why)): nothing to train"
+                : "stopped early at iteration \(summary.iterations): \(why)"
+            return [head,
+                    "to train on: charrnn train --resume \(dir) --patience \(n + patience) (another \(patience) validations), or --patience 0 (no early stopping)"]
+        case .maxTime:
+            return ["time budget \(budget ?? "") spent at iteration \(summary.iterations); validated and saved \(trainer.latestPath)",
+                    "resume with: charrnn train --resume \(dir) (--max-time DURATION for a new budget)"]
+        }
     }
 }

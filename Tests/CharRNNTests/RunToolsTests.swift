@@ -92,7 +92,8 @@ final class RunToolsTests: XCTestCase {
     }
 
     func testLossLogReaderIgnoresTornAndBadLines() throws {
-        let csv = LossLog.header + "\n1,0.0100,4.5,,0.002,0.4,100.0,0.1\n2,0.0200,4.4,4.6,0.002,0.4,100.0,0.2\ngarbage\n3,0.03,4.3,,0.002"
+        // (a log written before the event column: 8 fields)
+        let csv = LossLog.legacyHeader + "\n1,0.0100,4.5,,0.002,0.4,100.0,0.1\n2,0.0200,4.4,4.6,0.002,0.4,100.0,0.2\ngarbage\n3,0.03,4.3,,0.002"
         let rows = try LossHistory.parse(Array(csv.utf8), file: "x.csv")
         XCTAssertEqual(rows, [LossRow(iteration: 1, epoch: 0.01, trainLoss: 4.5, valLoss: nil),
                               LossRow(iteration: 2, epoch: 0.02, trainLoss: 4.4, valLoss: 4.6)])

@@ -13,7 +13,7 @@ final class CLITests: CharrnnCLITestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("vocabulary"), r.err)
         let csv = try String(contentsOfFile: dir + "/checkpoints/run1/loss.csv", encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(csv.first, "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec")
+        XCTAssertEqual(csv.first, "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec,event")
         XCTAssertEqual(csv.count, 61)
         let first = Double(csv[1].split(separator: ",")[2])!, last = Double(csv[60].split(separator: ",", omittingEmptySubsequences: false)[2])!
         XCTAssertLessThan(last, first * 0.5, "loss should fall: \(first) → \(last)")

@@ -34,6 +34,9 @@ package struct RunProgress: Sendable, Equatable {
     package var bestIteration = 0
     package var lastValLoss: Double? = nil
     package var elapsed: Double = 0
+    /// Validations in a row that did not improve the best val loss by `--min-delta` (counted, and
+    /// recorded as `patience_count`, only while the run has a `--patience`).
+    package var sinceImprovement = 0
     package init() {}
 }
 
@@ -69,6 +72,7 @@ package enum MetaKey: String, CaseIterable, Sendable {
     case trainBatches = "train_batches", iteration, epoch, cursor, lr, rng, optimizer
     case optimizerSteps = "optimizer_steps", bestIteration = "best_iteration", elapsed = "elapsed_sec"
     case bestValLoss = "best_val_loss", valLoss = "val_loss"
+    case patienceCount = "patience_count"
 
     /// Every key of this table.
     static let all: Set<String> = Set(allCases.map(\.rawValue))
@@ -138,6 +142,7 @@ public enum Checkpoint {
         if let u = meta.vocabulary.unknownID { m[.unknownID] = String(u) }
         if let b = p.bestValLoss { m[.bestValLoss] = "\(b)" }
         if let v = p.lastValLoss { m[.valLoss] = "\(v)" }
+        if meta.train.patience != nil { m[.patienceCount] = String(p.sinceImprovement) }
         var out = meta.extra.filter { !MetaKey.all.contains($0.key) }
         for (k, v) in m { out[k.rawValue] = v }
         return out
@@ -226,6 +231,10 @@ public enum Checkpoint {
         p.elapsed = try number(.elapsed) ?? 0
         guard p.elapsed.isFinite, p.elapsed >= 0, p.elapsed <= Bounds.maxElapsedSeconds else {
             throw fail("metadata \"elapsed_sec\" is \(p.elapsed); a training time is between 0 and \(Bounds.show(Bounds.maxElapsedSeconds)) seconds")
+        }
+        if md[MetaKey.patienceCount.rawValue] != nil {
+            p.sinceImprovement = try int(.patienceCount)
+            guard p.sinceImprovement >= 0 else { throw fail("metadata \"patience_count\" is \(p.sinceImprovement); a count of validations is not negative") }
         }
         var unknownID: Int? = nil
         if let u = md[MetaKey.unknownID.rawValue] {

@@ -46,6 +46,19 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
     package var hasOptimizerState: Bool
     /// The checkpoint this run was fine-tuned from (`train --init-from`), if any.
     package var initFrom: String?
+    // The learning-rate schedule (issue 20); `currentLR` above is the rate of the next iteration.
+    // (optional so that a summary written before them still decodes; always set from a checkpoint)
+    /// `step`, `cosine` or `constant`.
+    package var lrSchedule: String?
+    /// Iterations of linear warmup.
+    package var warmupIters: Int?
+    /// Cosine's end point or step's floor; nil when none was given.
+    package var minLR: Float?
+    /// `--patience` and `--min-delta` of the run (nil: none / 0), and the validations in a row that
+    /// did not improve the best val loss by it (≥ patience: the run stopped early).
+    package var patience: Int?
+    package var minDelta: Double?
+    package var validationsWithoutImprovement: Int?
 
     // MARK: Output layer and text settings
     // Optional only so that a summary written before they existed still decodes; a summary of a
@@ -91,7 +104,12 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
         iteration = p.iteration; epoch = m.epoch
         bestValLoss = p.bestValLoss; bestIteration = p.bestValLoss == nil ? nil : p.bestIteration
         lastValLoss = p.lastValLoss; trainingSeconds = p.elapsed
-        optimizer = m.train.optim.rawValue; lr = m.train.lr; currentLR = p.lr
+        optimizer = m.train.optim.rawValue; lr = m.train.lr
+        let total = (try? Trainer.total(m.train, ntrain: m.trainBatches)) ?? p.iteration
+        currentLR = LearningRate(m.train, total: total).rate(iteration: p.iteration, current: p.lr)
+        lrSchedule = m.train.schedule.rawValue; warmupIters = m.train.warmupIters ?? 0; minLR = m.train.minLR
+        patience = m.train.patience; minDelta = m.train.minDelta
+        validationsWithoutImprovement = m.train.patience == nil ? nil : p.sinceImprovement
         seq = m.train.seq; batch = m.train.batch
         hasOptimizerState = c.hasOptimizerState
         initFrom = m.extra[RunContinuation.initFromKey]

@@ -109,10 +109,16 @@ package struct ResumePoint {
     ///     (the restored carried state still holds all of them).
     /// - Throws: `TrainError.config`, `TrainError.noOptimizerState`, `CheckpointError`/`SafeTensorsError`
     ///   for tensors that do not match the metadata.
-    package init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, reducer: any GradientReducer = LocalReducer()) throws {
+    ///   - patience, minDelta: replace the run's early stopping when given (0 = none: no early stopping,
+    ///     any improvement). The patience count carries over: a run that stopped early trains on only
+    ///     with no patience or one larger than its count (`Trainer.run` says `.patience` otherwise).
+    package init(_ checkpoint: Checkpoint.Loaded, maxIters: Int?, epochs: Double?, patience: Int? = nil, minDelta: Double? = nil,
+                 reducer: any GradientReducer = LocalReducer()) throws {
         var train = checkpoint.meta.train
         if let maxIters { train.maxIters = maxIters }
         if let epochs { train.epochs = epochs; if maxIters == nil { train.maxIters = nil } }
+        if let patience { train.patience = patience == 0 ? nil : patience }
+        if let minDelta { train.minDelta = minDelta == 0 ? nil : minDelta }
         if let p = train.problem { throw TrainError.config(p) }
         // A new finish line at or before where the run stands would train nothing: say so, rather
         // than "done" (a run resumed without one that has already finished still just says done).

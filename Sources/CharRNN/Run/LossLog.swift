@@ -1,7 +1,10 @@
 // Run/LossLog.swift — the per-run loss CSV that a spreadsheet, pandas or gnuplot reads as it is.
 //
-// Header: iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec
+// Header: iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec,event
 // One row per --log-every iterations (and at every validation); val_loss is empty when not evaluated.
+// `event` is empty except on the validation row where a planned stop ended the run: `early_stop`
+// (--patience) or `max_time` (--max-time). A log written before the column existed (`legacyHeader`)
+// gets it, an empty field on every kept row, when a resume rewrites it, so each file has one shape.
 // Rows are flushed as written, so a plot can follow a running job. On resume the file is cut back
 // to the rows up to the checkpoint's iteration (dropping a torn last line and rows the resumed run
 // will write again) and then appended to.
@@ -23,7 +26,13 @@ package struct LossLogError: Error, CustomStringConvertible {
 }
 
 package final class LossLog {
-    package static let header = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec"
+    package static let header = legacyHeader + ",event"
+    /// The header of logs written before the `event` column.
+    package static let legacyHeader = "iteration,epoch,train_loss,val_loss,learning_rate,grad_norm,tokens_per_sec,elapsed_sec"
+    /// `event` of the row where --patience stopped the run.
+    package static let earlyStopEvent = "early_stop"
+    /// `event` of the row where --max-time stopped the run.
+    package static let maxTimeEvent = "max_time"
     package let path: String
     private let handle: UnsafeMutablePointer<FILE>
 
@@ -50,31 +59,37 @@ package final class LossLog {
 
     deinit { fclose(handle) }
 
-    /// The header and the complete rows whose iteration is ≤ `iteration`.
+    /// The header and the complete rows whose iteration is ≤ `iteration` (a legacy log's given the
+    /// `event` column).
     static func prefix(of data: Data, through iteration: Int) -> Data {
         var out = Data()
-        var first = true
+        var first = true, legacy = false
         var start = data.startIndex
         while let nl = data[start...].firstIndex(of: UInt8(ascii: "\n")) {
             let line = data[start..<nl]
             start = data.index(after: nl)
             if first {
-                guard String(decoding: line, as: UTF8.self) == header else { return Data() }
+                let h = String(decoding: line, as: UTF8.self)
+                guard h == header || h == legacyHeader else { return Data() }
+                legacy = h == legacyHeader
                 first = false
-            } else {
-                let field = line.prefix { $0 != UInt8(ascii: ",") }
-                guard let it = Int(String(decoding: field, as: UTF8.self)), it <= iteration else { break }
+                out.append(contentsOf: header.utf8); out.append(UInt8(ascii: "\n"))
+                continue
             }
-            out.append(line); out.append(UInt8(ascii: "\n"))
+            let field = line.prefix { $0 != UInt8(ascii: ",") }
+            guard let it = Int(String(decoding: field, as: UTF8.self)), it <= iteration else { break }
+            out.append(line)
+            if legacy { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\n"))
         }
         return out
     }
 
-    /// Appends one row and flushes it.
+    /// Appends one row and flushes it; `event` (one of the `…Event` names, no comma) marks a planned stop.
     package func append(iteration: Int, epoch: Double, trainLoss: Double, valLoss: Double?, lr: Float,
-                       gradNorm: Float, tokensPerSec: Double, elapsed: Double) {
+                       gradNorm: Float, tokensPerSec: Double, elapsed: Double, event: String? = nil) {
         let val = valLoss.map { fmt($0, 6) } ?? ""
-        let line = "\(iteration),\(fmt(epoch, 4)),\(fmt(trainLoss, 6)),\(val),\(lr),\(fmt(Double(gradNorm), 6)),\(fmt(tokensPerSec, 1)),\(fmt(elapsed, 3))\n"
+        let line = "\(iteration),\(fmt(epoch, 4)),\(fmt(trainLoss, 6)),\(val),\(lr),\(fmt(Double(gradNorm), 6)),\(fmt(tokensPerSec, 1)),\(fmt(elapsed, 3)),\(event ?? "")\n"
         fputs(line, handle)
         fflush(handle)
     }

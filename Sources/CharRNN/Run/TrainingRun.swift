@@ -64,6 +64,10 @@ public struct TrainingRun {
         /// A fresh or fine-tuning run may replace a run folder that already holds a run (`--overwrite`);
         /// never the folder of the `--init-from` checkpoint.
         public var overwrite: Bool
+        /// On `.resume`: `--patience` (0 = none) and `--min-delta` given again; they replace the run's
+        /// recorded ones (`ResumePoint`). A fresh or fine-tuning run takes them from `train`.
+        public var resumePatience: Int? = nil
+        public var resumeMinDelta: Double? = nil
 
         /// A request; `corpus` lists files or folders of .txt files (joined by a newline; empty on a resume that uses the run's own).
         public init(mode: Mode, corpus: [String], train: TrainConfig = TrainConfig(), outDir: String = "checkpoints",
@@ -178,7 +182,8 @@ public struct TrainingRun {
         r.outDir = URL(fileURLWithPath: folder.isEmpty ? "." : folder).standardizedFileURL.deletingLastPathComponent().path
         let loaded = try Checkpoint.load(path: file)
         // every tensor checked and restored into the model that will train on, before any corpus work
-        let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, reducer: r.reducer)
+        let point = try ResumePoint(loaded, maxIters: maxIters, epochs: epochs, patience: r.resumePatience, minDelta: r.resumeMinDelta,
+                                    reducer: r.reducer)
         report(.checkpointRead(path: loaded.path))
         let recorded = loaded.meta.corpus
         let paths = r.corpus.isEmpty ? try RunContinuation.recordedCorpus(recorded, checkpoint: checkpoint) : r.corpus

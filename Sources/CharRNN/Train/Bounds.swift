@@ -48,6 +48,10 @@ package enum Bounds {
 
     /// A checkpoint's `elapsed_sec`: 0 up to 10^12 s (31,000 years).
     package static let maxElapsedSeconds = 1e12
+    /// `--patience`: validations without improvement (a million is already "never").
+    package static let maxPatience = 1_000_000
+    /// `--min-delta`, in nats per token.
+    package static let maxMinDelta = 1e6
 
     /// `--normalize nfc`: the longest run of combining marks normalized as one piece (see
     /// `UTF8Decoder.scanNFCBounded`).

@@ -14,6 +14,8 @@ package enum Setting: String, CaseIterable, Sendable, CustomStringConvertible {
     // data and training
     case seq, batch, epochs, maxIters, lr, lrDecay, lrDecayAfter, clip, trainFrac, valFrac, evalEvery, logEvery, valTokens
     case threads, minCount, maxVocab, lossy
+    // schedules and stops
+    case lrSchedule, warmupIters, minLr, patience, minDelta, maxTime
     // runs
     case name, out, resume, overwrite, initFrom, allowNewCorpus, checkpoint, force
     // sampling

@@ -67,6 +67,28 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// ranks of a data-parallel run compare it with the rest of the config.
     public var precision: Precision? = nil
 
+    // Schedule and early stopping (issue 20). Recorded only when given, as `precision` is: a run that
+    // uses none of them writes the config it wrote before they existed, and an older checkpoint
+    // decodes as `step`, no warmup, no floor, no early stopping. A resume keeps them; `patience` and
+    // `minDelta` are stopping settings that a resume may replace (`ResumePoint`).
+    /// `--lr-schedule`; nil is `step` (read it through `schedule`).
+    public var lrSchedule: LRSchedule? = nil
+    /// `--warmup-iters`: iterations of linear warmup (nil = none).
+    public var warmupIters: Int? = nil
+    /// `--min-lr`: cosine's end point, a floor for step's decay (nil = 0 for cosine, no floor for step).
+    public var minLR: Float? = nil
+    /// `--patience`: stop after this many validations in a row that did not improve the best val loss
+    /// by at least `minDelta` (nil = never).
+    public var patience: Int? = nil
+    /// `--min-delta`: the improvement that resets the patience count (nil = 0: any improvement).
+    public var minDelta: Double? = nil
+
+    /// The learning-rate schedule.
+    package var schedule: LRSchedule {
+        get { lrSchedule ?? .step }
+        set { lrSchedule = newValue == .step ? nil : newValue }
+    }
+
     /// The precision of the training step's products.
     package var stepPrecision: Precision {
         get { precision ?? .fp32 }
@@ -109,7 +131,20 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if evalEvery < 1 { return "\(Setting.evalEvery) must be at least 1" }
         if logEvery < 1 { return "\(Setting.logEvery) must be at least 1" }
         if let v = valTokens, v < 1 { return "\(Setting.valTokens) must be at least 1 (or all)" }
+        if let p = scheduleProblem { return p }
         if threads < 0 || threads > Bounds.threadLimit { return "\(Setting.threads) must be 0 (all cores) or between 1 and \(Bounds.threadLimit) (got \(threads))" }
+        return nil
+    }
+
+    /// Problems with the schedule and early-stopping settings, or nil.
+    var scheduleProblem: String? {
+        if let w = warmupIters, w < 0 || w > Bounds.maxIterations { return "\(Setting.warmupIters) must be between 0 and \(Bounds.maxIterations) (got \(w))" }
+        if let m = minLR {
+            if !(m >= 0 && m <= lr) { return "\(Setting.minLr) must be between 0 and \(Setting.lr) \(lr) (got \(m))" }
+            if schedule == .constant { return "\(Setting.minLr) applies to \(Setting.lrSchedule) cosine and step, not constant" }
+        }
+        if let p = patience, p < 1 || p > Bounds.maxPatience { return "\(Setting.patience) must be between 1 and \(Bounds.maxPatience), or 0 for none (got \(p))" }
+        if let d = minDelta, !(d >= 0 && d <= Bounds.maxMinDelta) { return "\(Setting.minDelta) must be between 0 and \(Bounds.show(Bounds.maxMinDelta)) (got \(d))" }
         return nil
     }
 }

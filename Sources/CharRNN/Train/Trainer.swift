@@ -3,13 +3,20 @@
 // Per iteration: one `TrainingStep` (Train/TrainingStep.swift) on train minibatch k = iteration mod
 // ntrain (hidden state carried from the previous minibatch, not back-propagated through): forward,
 // backward, the gradient sum over the processes, global norm, clip, update; a NaN/Inf loss or norm
-// stops the run (or, with --skip-nonfinite, skips the update). At each epoch end, after --lr-decay-after epochs, the
-// learning rate is multiplied by --lr-decay (char-rnn). Every --eval-every iterations, at each
+// stops the run (or, with --skip-nonfinite, skips the update). The learning rate of each iteration is
+// the schedule's (Train/Schedule.swift; by default char-rnn's: at each epoch end, after --lr-decay-after
+// epochs, it is multiplied by --lr-decay). Every --eval-every iterations, at each
 // epoch end and at the last iteration: validation over the val split's first `valBatches`
 // minibatches (--val-tokens; the whole split by default on small corpora; state reset at its start and
 // carried across its minibatches, as char-rnn's eval_split), then the run folder's latest
 // checkpoint and, when the val loss improved, its best checkpoint are written atomically (`RunFolder`).
 // Nothing is allocated in the loop except the CSV line.
+// Planned stops (issue 20): with --patience, each validation that does not lower the best val loss by
+// --min-delta adds one to `RunProgress.sinceImprovement` (a checkpointed count; an improving one resets
+// it); when it reaches the patience the run stops after that validation's save, and a run resumed in
+// that state trains nothing until its patience allows it. With --max-time (`maxTime`), the step after
+// which this run's time is spent is validated and saved, and the run stops there. Both mark their
+// loss row's `event` and are reported in `TrainSummary.plannedStop`.
 // There is always a reducer (Distributed/Reducers.swift): a process alone has `LocalReducer`, a group of
 // one whose collectives are the identity, and runs the same code as each rank of an mpirun job. This
 // process computes its block `streams` of the B streams on `localState` (all of them, alone); the
@@ -46,6 +53,20 @@ public struct TrainSummary: Sendable {
     public var interrupted: Bool
     /// Steps whose update was skipped because the loss or gradient was NaN/Inf (`skipNonFinite`).
     public var skippedSteps: Int = 0
+    /// A planned stop before the last iteration (--patience, --max-time); nil when the run reached its
+    /// last iteration, was interrupted, or had nothing left to train.
+    public var plannedStop: PlannedStop? = nil
+    /// The iteration this `run` started from (a resume's checkpoint; 0 for a new run).
+    public var startIteration: Int = 0
+}
+
+/// Why a run stopped before its last iteration although nobody asked it to.
+public enum PlannedStop: Sendable, Equatable {
+    /// `--patience` validations in a row did not improve the best val loss by `--min-delta` (this run,
+    /// or the run resumed, which then trains nothing).
+    case patience
+    /// `--max-time` was spent (after a validation and a save at the iteration where it ran out).
+    case maxTime
 }
 
 /// The training loop of one run: one `TrainingStep` per iteration, validation, checkpoints, stop requests.
@@ -86,6 +107,11 @@ public final class Trainer {
     package var maxConsecutiveSkips = 10
     /// Steps skipped so far in this process.
     public private(set) var skippedSteps = 0
+    /// `--max-time`: seconds of this `run` (from its start; loading excluded) after which the run stops
+    /// cleanly: validates at the iteration where it ran out, saves best and latest, reports
+    /// `.maxTime`. Data-parallel: rank 0's clock decides, and the decision travels with the step's
+    /// exchange, so every rank stops after the same step (another rank's value is not read).
+    public var maxTime: Double? = nil
     /// Test seam: called with the 1-based iteration and the gradient buffer after backward, before the
     /// gradient sum (a NaN there tests the divergence handling).
     package var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)? {
@@ -332,11 +358,23 @@ public final class Trainer {
         var rowTokens = 0
         var rowTime = 0.0
         var consecutiveSkips = 0
+        let rule = LearningRate(train, total: totalIterations)
+        let startIteration = meta.progress.iteration
+        var planned: PlannedStop? = nil
+        // --max-time, on rank 0's clock (another rank never says the budget is spent)
+        let budget = reducer.rank == 0 ? maxTime : nil
+        func budgetSpent() -> Bool {
+            guard let budget else { return false }
+            return Double(DispatchTime.now().uptimeNanoseconds - startClock) / 1e9 >= budget
+        }
         while meta.progress.iteration < totalIterations {
+            // a run that stopped early (this one, or the one resumed) trains on only if --patience now allows it
+            if let p = train.patience, meta.progress.sinceImprovement >= p { planned = .patience; break }
             if step.stopBeforeNextStep(agreed: stopAgreed, poll: shouldStop) { interrupted = true; break }
             let k = meta.progress.iteration % ntrain
-            let r = step.run(iteration: meta.progress.iteration + 1, state: localState, rng: &meta.progress.rng, lr: meta.progress.lr,
-                             clipMode: train.clipMode, clip: train.clip, stopRequested: shouldStop) { x, y, streams in
+            let lrUsed = rule.rate(iteration: meta.progress.iteration, current: meta.progress.lr)
+            let r = step.run(iteration: meta.progress.iteration + 1, state: localState, rng: &meta.progress.rng, lr: lrUsed,
+                             clipMode: train.clipMode, clip: train.clip, stopRequested: shouldStop, budgetSpent: budgetSpent) { x, y, streams in
                 batches.fill(.train, index: k, corpus: corpus, streams: streams, x: x, y: y)
             }
             stopAgreed = r.stopAgreed
@@ -366,24 +404,28 @@ public final class Trainer {
             lastLoss = loss
             rowTokens += T * B; rowTime += dt
             let it = meta.progress.iteration
-            let lrUsed = meta.progress.lr
             let epochEnd = it % ntrain == 0
-            if epochEnd && train.lrDecay < 1 && it / ntrain >= train.lrDecayAfter {
-                meta.progress.lr *= train.lrDecay
-            }
+            if epochEnd { meta.progress.lr = LearningRate.decayed(meta.progress.lr, train: train, epochs: it / ntrain) }
             let tps = Double(rowTokens) / max(rowTime, 1e-9)
             report(.iteration(it: it, total: totalIterations, epoch: meta.epoch, loss: loss, lr: lrUsed, tokensPerSec: tps,
                               elapsed: meta.progress.elapsed))
-            func logRow(valLoss: Double?) {
+            func logRow(valLoss: Double?, event: String? = nil) {
                 log?.append(iteration: it, epoch: meta.epoch, trainLoss: loss, valLoss: valLoss, lr: lrUsed, gradNorm: norm,
-                           tokensPerSec: tps, elapsed: meta.progress.elapsed)
+                           tokensPerSec: tps, elapsed: meta.progress.elapsed, event: event)
                 rowTokens = 0; rowTime = 0
             }
-            if it % train.evalEvery == 0 || epochEnd || it == totalIterations {
+            // alone: this process's clock now; a group: rank 0's, as it travelled with this step
+            let timeUp = step.stopBeforeNextStep(agreed: r.budgetSpent, poll: budgetSpent)
+            if it % train.evalEvery == 0 || epochEnd || it == totalIterations || timeUp {
                 // The row goes out before the checkpoint: after a kill -9 the log may run ahead of
                 // latest (resume cuts it back), but it never misses a row the checkpoint has passed.
-                try validateAndSave(report: report, beforeSaving: { logRow(valLoss: $0) })
+                let early = try validateAndSave(report: report, timeUp: timeUp && it < totalIterations,
+                                                beforeSaving: { logRow(valLoss: $0, event: $1) })
                 savedAny = true
+                if !validationInterrupted && it < totalIterations {
+                    if early { planned = .patience; break }
+                    if timeUp { planned = .maxTime; break }
+                }
             } else if it % train.logEvery == 0 {
                 logRow(valLoss: nil)
             }
@@ -391,7 +433,7 @@ public final class Trainer {
         if consecutiveSkips > 0 && !interrupted {
             // The last step(s) were skipped, so their validation and checkpoint did not run: do them now
             // (no loss row: the skipped steps have no train loss).
-            try validateAndSave(report: report, beforeSaving: { _ in })
+            try validateAndSave(report: report, beforeSaving: { _, _ in })
         }
         // a stop request that cut a validation short, the last iteration's included
         if validationInterrupted { interrupted = true }
@@ -399,27 +441,49 @@ public final class Trainer {
             try save(improved: false)
             report(.saved(path: latestPath))
         }
-        return TrainSummary(iterations: meta.progress.iteration, lastTrainLoss: lastLoss, lastValLoss: meta.progress.lastValLoss,
-                            bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted, skippedSteps: skippedSteps)
+        var summary = TrainSummary(iterations: meta.progress.iteration, lastTrainLoss: lastLoss, lastValLoss: meta.progress.lastValLoss,
+                                   bestValLoss: meta.progress.bestValLoss, runDir: runDir, interrupted: interrupted, skippedSteps: skippedSteps)
+        summary.plannedStop = interrupted ? nil : planned
+        summary.startIteration = startIteration
+        return summary
     }
 
-    /// Validates at the current iteration, records the val loss (and the best one when it improved),
-    /// reports `.validation`, calls `beforeSaving` with the val loss, then saves and reports `.saved`.
-    /// An interrupted validation records nothing and saves nothing: `beforeSaving(nil)`, and the loop,
-    /// seeing the stop request, saves latest once.
-    private func validateAndSave(report: (TrainEvent) -> Void, beforeSaving: (_ valLoss: Double?) -> Void) throws {
+    /// Whether the patience count of `v` against the best val loss `best` (before `v`) grows: `v` did
+    /// not improve `best` by at least `minDelta` (a NaN never improves; the first validation always does).
+    package static func withoutImprovement(_ v: Double, best: Double?, minDelta: Double) -> Bool {
+        guard let best else { return !v.isFinite }
+        return !(v < best - minDelta)
+    }
+
+    /// Validates at the current iteration, records the val loss (and the best one when it improved)
+    /// and the patience count, reports `.validation`, calls `beforeSaving` with the val loss and the
+    /// row's event (a planned stop: `early_stop` when the patience is spent, else `max_time` when
+    /// `timeUp`), then saves and reports `.saved`. Returns whether the patience is spent.
+    /// An interrupted validation records nothing and saves nothing: `beforeSaving(nil, nil)`, and the
+    /// loop, seeing the stop request, saves latest once.
+    @discardableResult
+    private func validateAndSave(report: (TrainEvent) -> Void, timeUp: Bool = false,
+                                 beforeSaving: (_ valLoss: Double?, _ event: String?) -> Void) throws -> Bool {
         let it = meta.progress.iteration
         let v0 = DispatchTime.now().uptimeNanoseconds
         let v = validate()
-        if validationInterrupted { beforeSaving(nil); return }
+        if validationInterrupted { beforeSaving(nil, nil); return false }
+        var spent = false
+        if let p = meta.train.patience {
+            let worse = Trainer.withoutImprovement(v, best: meta.progress.bestValLoss, minDelta: meta.train.minDelta ?? 0)
+            meta.progress.sinceImprovement = worse ? meta.progress.sinceImprovement + 1 : 0
+            spent = meta.progress.sinceImprovement >= p
+        }
         let improved = meta.progress.bestValLoss.map { v < $0 } ?? true
         meta.progress.lastValLoss = v
         if improved { meta.progress.bestValLoss = v; meta.progress.bestIteration = it }
         report(.validation(it: it, epoch: meta.epoch, valLoss: v, improved: improved,
                            seconds: Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9))
-        beforeSaving(v)
+        let last = it >= totalIterations
+        beforeSaving(v, last ? nil : spent ? LossLog.earlyStopEvent : timeUp ? LossLog.maxTimeEvent : nil)
         try save(improved: improved)
         report(.saved(path: latestPath))
+        return spent
     }
 
     /// Writes best (when `improved`) and then latest, each atomically, from one serialisation. Best goes first so that a

@@ -7,7 +7,7 @@
 // of the run's generator) → the gradient sum over the processes (`GradientReducer`: scaled by Bᵣ/B,
 // reduce-scattered in rank order; a process alone is `LocalReducer`, whose collectives are the identity,
 // so its arithmetic is the single-process path bit for bit) → one exchange of the weighted losses, the
-// stop requests and the chunks' squared norms, added in rank order (the global loss and gradient norm,
+// stop requests (and rank 0's "time budget spent", --max-time) and the chunks' squared norms, added in rank order (the global loss and gradient norm,
 // the same bits on every process) → when both are finite: clip and update this process's chunk of the
 // parameters and moments, then every chunk goes to every process. A non-finite loss or norm leaves
 // parameters and moments untouched (`StepResult.updated` is false); what to do then is the caller's.
@@ -32,6 +32,9 @@ struct StepResult {
     /// A stop request of some process travelled with this step's exchange (a group only; see
     /// `TrainingStep.stopBeforeNextStep`).
     var stopAgreed: Bool
+    /// Some process (rank 0, the one whose clock decides --max-time) said with this step's exchange
+    /// that the time budget is spent (a group only).
+    var budgetSpent: Bool = false
     /// Seconds from the start of forward to the end of the update (the fill excluded).
     var seconds: Double
     /// Of those, seconds spent in the exchanges between processes.
@@ -50,7 +53,8 @@ final class TrainingStep {
     let x: IntStorage, y: IntStorage
     /// The arithmetic of the model's training products.
     let precision: Precision
-    /// (3 + 3N) doubles: this process's loss, stop flag and squared chunk norm, then every process's.
+    /// (3 + 3N) doubles: this process's loss, stop flags (1: a stop request, 2: the time budget spent)
+    /// and squared chunk norm, then every process's.
     private let exchange: UnsafeMutablePointer<Double>
     /// Test seam: called with the 1-based iteration and the gradient buffer after backward, before the
     /// gradient sum (the tests put a NaN there).
@@ -87,9 +91,9 @@ final class TrainingStep {
     /// One step on the minibatch that `fill` writes into (x, y) (time-major, T × Bᵣ, for the block
     /// `streams`). `iteration` is the 1-based number of this step (the watchdog's phase and the fault
     /// seam); `rng` gives the dropout key (one word per step, when the model has dropout); `stopRequested`
-    /// is polled once, for the exchange, in a group only.
+    /// is polled once, for the exchange, in a group only, and so is `budgetSpent` (--max-time).
     func run(iteration: Int, state: RecurrentState, rng: inout Xoshiro256, lr: Float, clipMode: ClipMode, clip: Float,
-             stopRequested: () -> Bool,
+             stopRequested: () -> Bool, budgetSpent: () -> Bool = { false },
              fill: (_ x: UnsafeMutablePointer<Int32>, _ y: UnsafeMutablePointer<Int32>, _ streams: Range<Int>) -> Void) -> StepResult {
         let n = model.layout.count, Br = streams.count
         reducer.enter(.step(iteration: iteration))
@@ -104,12 +108,14 @@ final class TrainingStep {
         if Br != batch { scal(n: n, alpha: Float(w), x: model.grads.ptr) }
         exchange[2] = reducer.reduceScatterGradient(model.grads.ptr, count: n)
         exchange[0] = local * w
-        exchange[1] = reducer.size > 1 && stopRequested() ? 1 : 0
+        exchange[1] = reducer.size > 1 ? (stopRequested() ? 1 : 0) + (budgetSpent() ? 2 : 0) : 0
         reducer.gather(exchange, count: 3, into: exchange + 3)
-        var loss = 0.0, squares = 0.0, stop = false
+        var loss = 0.0, squares = 0.0, stop = false, spent = false
         for r in 0..<reducer.size {                                      // in rank order
             loss += exchange[3 + 3 * r]
-            if exchange[4 + 3 * r] != 0 { stop = true }
+            let flags = exchange[4 + 3 * r]
+            if flags == 1 || flags == 3 { stop = true }
+            if flags >= 2 { spent = true }
             squares += exchange[5 + 3 * r]
         }
         // one process: √(x²) of a float x is x again (x² is exact in Double), the single-process norm
@@ -131,7 +137,7 @@ final class TrainingStep {
                 Profiler.stop(.bf16WeightPack, pack)
             }
         }
-        return StepResult(loss: loss, norm: norm, updated: updated, stopAgreed: stop,
+        return StepResult(loss: loss, norm: norm, updated: updated, stopAgreed: stop, budgetSpent: spent,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9,
                           communicationSeconds: Double(comm) / 1e9)
     }

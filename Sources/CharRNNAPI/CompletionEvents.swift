@@ -19,13 +19,15 @@ import CharRNN   // FinishReason, JSONWriter
 /// Formats a streaming completion's events (see the file header).
 package struct CompletionEvents: Sendable {
     package let id: String, created: Int, model: String
+    /// The `system_fingerprint` of every event.
+    package let fingerprint: String
     /// `}],"created":…,"system_fingerprint":F}` + blank line — the request's constant tail.
     package let tail: [UInt8]
 
     /// - Parameters:
     ///   - id: the completion id; `created`: Unix seconds; `model`, `fingerprint`: as in the response.
     package init(id: String, created: Int, model: String, fingerprint: String) {
-        self.id = id; self.created = created; self.model = model
+        self.id = id; self.created = created; self.model = model; self.fingerprint = fingerprint
         var t = Array("}],\"created\":".utf8)
         JSONWriter.appendInteger(created, to: &t)
         t += Array(",\"id\":".utf8)
@@ -76,4 +78,42 @@ package struct CompletionEvents: Sendable {
     static let dataPrefix = Array("data: ".utf8)
     static let blankLine = Array("\n\n".utf8)
     static let done = Array("data: [DONE]\n\n".utf8)
+}
+
+// MARK: - Events with logprobs
+//
+// With `logprobs`, an event carries the chunk's `logprobs` object too; those events are encoded by
+// `APIJSON` (one encoder run per event: the writer allocates, the generation loop still does not).
+
+extension CompletionEvents {
+    /// Appends the event of choice `index` carrying `text`, its finish reason and `logprobs`.
+    package func append(index: Int, text: [UInt8], finish: FinishReason?, logprobs: CompletionLogprobs, to out: inout [UInt8]) {
+        let chunk = CompletionChunk(id: id, created: created, model: model, systemFingerprint: fingerprint,
+                                    choices: [CompletionChoice(index: index, text: String(decoding: text, as: UTF8.self),
+                                                               finishReason: finish?.rawValue, logprobs: logprobs)])
+        out.append(contentsOf: CompletionEvents.dataPrefix)
+        out.append(contentsOf: APIJSON.encode(chunk))
+        out.append(contentsOf: CompletionEvents.blankLine)
+    }
+}
+
+// MARK: - best_of and the returned choices
+
+/// The choices of a non-streaming completion from the collected update: with `bestOf` K > n, the n
+/// candidates of highest mean log p per generated character (`BestOf`), best first, re-indexed 0..<n;
+/// otherwise choice i is row i. `logprobs` objects only when the request asked for them.
+package func completionChoices(_ r: CompletionRequest, _ u: GenerationTicket.Update, vocabulary: Vocabulary) -> [CompletionChoice] {
+    let K = r.candidates
+    let picked = K > r.n && u.logprobs.count == K
+        ? BestOf.pick(r.n, of: (0..<K).map { BestOf.meanLogprob(u.logprobs[$0], vocabulary: vocabulary) })
+        : Array(0..<r.n)
+    return picked.enumerated().map { k, i in
+        CompletionChoice(index: k, text: String(decoding: u.text[i], as: UTF8.self), finishReason: finishReasonName(u.finish[i]),
+                         logprobs: r.logprobs == nil ? nil : CompletionLogprobs(u.logprobs[i], vocabulary: vocabulary))
+    }
+}
+
+extension CompletionRequest {
+    /// What the engine records: the requested `logprobs`, or 0 alternatives when only best_of needs log p.
+    package var engineLogprobs: Int? { logprobs ?? (candidates > n ? 0 : nil) }
 }

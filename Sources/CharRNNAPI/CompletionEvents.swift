@@ -11,6 +11,7 @@
 // by `JSONWriter` (the text is whole UTF-8 scalars).
 // End: an error event if the client was dropped for reading too slowly, the `CompletionUsageChunk`
 // event, then `data: [DONE]`.
+// A request with `logprobs` has its events encoded by `APIJSON` instead (the section at the end).
 
 #if !CHARRNN_FUZZ
 import CharRNN   // FinishReason, JSONWriter
@@ -95,25 +96,4 @@ extension CompletionEvents {
         out.append(contentsOf: APIJSON.encode(chunk))
         out.append(contentsOf: CompletionEvents.blankLine)
     }
-}
-
-// MARK: - best_of and the returned choices
-
-/// The choices of a non-streaming completion from the collected update: with `bestOf` K > n, the n
-/// candidates of highest mean log p per generated character (`BestOf`), best first, re-indexed 0..<n;
-/// otherwise choice i is row i. `logprobs` objects only when the request asked for them.
-package func completionChoices(_ r: CompletionRequest, _ u: GenerationTicket.Update, vocabulary: Vocabulary) -> [CompletionChoice] {
-    let K = r.candidates
-    let picked = K > r.n && u.logprobs.count == K
-        ? BestOf.pick(r.n, of: (0..<K).map { BestOf.meanLogprob(u.logprobs[$0], vocabulary: vocabulary) })
-        : Array(0..<r.n)
-    return picked.enumerated().map { k, i in
-        CompletionChoice(index: k, text: String(decoding: u.text[i], as: UTF8.self), finishReason: finishReasonName(u.finish[i]),
-                         logprobs: r.logprobs == nil ? nil : CompletionLogprobs(u.logprobs[i], vocabulary: vocabulary))
-    }
-}
-
-extension CompletionRequest {
-    /// What the engine records: the requested `logprobs`, or 0 alternatives when only best_of needs log p.
-    package var engineLogprobs: Int? { logprobs ?? (candidates > n ? 0 : nil) }
 }

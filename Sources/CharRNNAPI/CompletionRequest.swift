@@ -165,6 +165,9 @@ package struct CompletionRequest: Sendable, Equatable {
 
     /// Rows each choice set needs: `best_of` when given, else `n`.
     package var candidates: Int { bestOf ?? n }
+
+    /// What the engine records: the requested `logprobs`, or 0 alternatives when only best_of needs log p.
+    package var engineLogprobs: Int? { logprobs ?? (candidates > n ? 0 : nil) }
 }
 
 /// A checked `POST /v1/score` body: `{"input": "text" | ["text", …]}`.

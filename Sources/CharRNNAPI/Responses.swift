@@ -177,6 +177,22 @@ package struct CompletionUsageChunk: Codable, Sendable, Equatable {
     }
 }
 
+// MARK: - best_of and the returned choices
+
+/// The choices of a non-streaming completion from the collected update: with `bestOf` K > n, the n
+/// candidates of highest mean log p per generated character (`BestOf`), best first, re-indexed 0..<n;
+/// otherwise choice i is row i. `logprobs` objects only when the request asked for them.
+package func completionChoices(_ r: CompletionRequest, _ u: GenerationTicket.Update, vocabulary: Vocabulary) -> [CompletionChoice] {
+    let K = r.candidates
+    let picked = K > r.n && u.logprobs.count == K
+        ? BestOf.pick(r.n, of: (0..<K).map { BestOf.meanLogprob(u.logprobs[$0], vocabulary: vocabulary) })
+        : Array(0..<r.n)
+    return picked.enumerated().map { k, i in
+        CompletionChoice(index: k, text: String(decoding: u.text[i], as: UTF8.self), finishReason: finishReasonName(u.finish[i]),
+                         logprobs: r.logprobs == nil ? nil : CompletionLogprobs(u.logprobs[i], vocabulary: vocabulary))
+    }
+}
+
 // MARK: - Models
 
 /// What a request may ask for at most (the `serve` flags), as /v1/models reports them.

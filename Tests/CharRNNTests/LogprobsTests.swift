@@ -202,6 +202,37 @@ final class LogprobsTests: XCTestCase {
         XCTAssertEqual(Self.allocations(count, logprobs: { $0 % 6 }, echo: { _ in false }, zero: false), 0, "logprobs only, no max_tokens 0")
     }
 
+    /// The serving path with logprobs 5 and echo: engine iterations and a consumer taking text and
+    /// entries between steps allocate nothing (the tickets reserve their entry buffers up front).
+    func testEngineWithLogprobsAllocatesNothing() throws {
+        typealias Fn = @convention(c) () -> UInt
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "charrnn_malloc_count_thread") else {
+            throw XCTSkip("run with LD_PRELOAD of scripts/malloc-count.c to count allocations")
+        }
+        let count = unsafeBitCast(sym, to: Fn.self)
+        let m = E.model(E.config(.lstm, embed: 8, adaptive: true))
+        let e = BatchEngine(model: m, vocabulary: E.vocabulary, maxStreams: 12, queueLimit: 8)
+        let tickets = (0..<4).map { i in
+            var r = GenerationRequest(prompt: E.ids("the cat sat on the mat"), choices: 2, seed: UInt64(i), options: SamplingOptions(temperature: 1),
+                                      maxTokens: 1000, stop: i % 2 == 0 ? ["ab#", "e e#"] : [])
+            r.logprobs = 5; r.echo = i < 2
+            return GenerationTicket(r)
+        }
+        for t in tickets { try e.submit(t) }
+        var updates = tickets.map { $0.makeUpdate() }
+        var taken = 0
+        func round() {
+            e.iterate()
+            for k in tickets.indices where tickets[k].take(into: &updates[k]) { taken += updates[k].logprobs[0].count + updates[k].logprobs[1].count }
+        }
+        for _ in 0..<5 { round() }
+        let start = count()
+        for _ in 0..<200 { round() }
+        let allocations = count() - start
+        XCTAssertGreaterThan(taken, 300, "entries were taken (the echoed prompts' included)")
+        XCTAssertEqual(allocations, 0, "heap allocations in 200 iterations with logprobs 5")
+    }
+
     static func allocations(_ count: @convention(c) () -> UInt, logprobs: (Int) -> Int?, echo: (Int) -> Bool, zero: Bool = true) -> UInt {
         let m = E.model(E.config(.lstm, embed: 8, adaptive: true))
         let loop = GenerationLoop(model: m, vocabulary: E.vocabulary, maxStreams: 6)

@@ -100,6 +100,12 @@ requests = {
     "deep": b'{"x":' + b"[" * 600 + b"]" * 600 + b"}", "dup-keys": b'{"n":1,"n":2}',
     "long-stop": b'{"stop": "' + b"a" * 300 + b'"}', "many-stops": b'{"stop": ["a","b","c","d","e"]}',
     "nul": b'{"prompt": "a\\u0000b"}', "bom": b'\xef\xbb\xbf{"prompt":"a"}', "whitespace": b' \n\t{"prompt":"a"} \n',
+    # logprobs, echo, best_of (issue 20)
+    "ok-logprobs-echo": b'{"prompt":"ab c\\u00e9","max_tokens":6,"logprobs":5,"echo":true,"stop":["c a","\\ud83e\\udd8a"],"n":2}',
+    "ok-score-echo": b'{"prompt":"a b c","max_tokens":0,"logprobs":0,"echo":true}',
+    "ok-best-of": b'{"prompt":"a","max_tokens":5,"n":2,"best_of":4,"temperature":1.2}',
+    "logprobs-over": b'{"logprobs":6}', "logprobs-neg": b'{"logprobs":-1}', "logprobs-bool": b'{"logprobs":true}',
+    "echo-number": b'{"echo":1}', "best-of-under-n": b'{"best_of":1,"n":2}', "best-of-stream": b'{"best_of":2,"stream":true}',
 }
 for name, body in requests.items():
     put("request", name, body)

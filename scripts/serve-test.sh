@@ -3,7 +3,7 @@
 # count and time: builds, trains a tiny checkpoint, starts the server on a free port (--port 0),
 # and checks with curl (completions = `charrnn sample`, streaming, stop, models, health, score =
 # `charrnn eval`, every error class, hostile bodies, a burst of dropped connections, disconnect
-# frees rows — streaming or not, 429 with Retry-After), with the openai Python package (non-streaming and streaming)
+# frees rows — streaming or not, 429 with Retry-After), with the openai Python package (non-streaming and streaming; logprobs, echo scoring = `charrnn eval --batch 1`, best_of)
 # and with headless Chromium (type, generate, text grows, stop, screenshot); SIGTERM during a
 # stream must end the server cleanly within the grace time; RSS must not grow over 10,000 requests. The server is stopped by a
 # trap whatever happens. Prints "N passed, N failed" and exits non-zero on any failure.
@@ -184,6 +184,10 @@ python3 scripts/serve-test/clients.py timeouts "$PORT" 5 && ok "idle, header-rea
 
 # ---- the openai package
 python3 scripts/serve-test/clients.py openai "$PORT" tiny "$EXPECTED" && ok "openai client" || bad "openai client"
+# logprobs, echo (scoring = charrnn eval --batch 1), best_of, streaming and not
+printf 'the quick brown fox' > "$WORK/echo.txt"
+EVAL_TOTAL=$("$BIN" eval "$WORK/echo.txt" --checkpoint "$CK" --batch 1 --json | json '-d["loss"] * d["scored"]')
+python3 scripts/serve-test/clients.py logprobs "$PORT" tiny "$EVAL_TOTAL" && ok "openai client: logprobs, echo, best_of" || bad "openai client: logprobs, echo, best_of"
 
 # ---- the web page in headless Chromium
 P=$("${CURL[@]}" "$URL/")

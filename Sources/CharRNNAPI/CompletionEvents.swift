@@ -11,6 +11,7 @@
 // by `JSONWriter` (the text is whole UTF-8 scalars).
 // End: an error event if the client was dropped for reading too slowly, the `CompletionUsageChunk`
 // event, then `data: [DONE]`.
+// A request with `logprobs` has its events encoded by `APIJSON` instead (the section at the end).
 
 #if !CHARRNN_FUZZ
 import CharRNN   // FinishReason, JSONWriter
@@ -19,13 +20,15 @@ import CharRNN   // FinishReason, JSONWriter
 /// Formats a streaming completion's events (see the file header).
 package struct CompletionEvents: Sendable {
     package let id: String, created: Int, model: String
+    /// The `system_fingerprint` of every event.
+    package let fingerprint: String
     /// `}],"created":…,"system_fingerprint":F}` + blank line — the request's constant tail.
     package let tail: [UInt8]
 
     /// - Parameters:
     ///   - id: the completion id; `created`: Unix seconds; `model`, `fingerprint`: as in the response.
     package init(id: String, created: Int, model: String, fingerprint: String) {
-        self.id = id; self.created = created; self.model = model
+        self.id = id; self.created = created; self.model = model; self.fingerprint = fingerprint
         var t = Array("}],\"created\":".utf8)
         JSONWriter.appendInteger(created, to: &t)
         t += Array(",\"id\":".utf8)
@@ -76,4 +79,21 @@ package struct CompletionEvents: Sendable {
     static let dataPrefix = Array("data: ".utf8)
     static let blankLine = Array("\n\n".utf8)
     static let done = Array("data: [DONE]\n\n".utf8)
+}
+
+// MARK: - Events with logprobs
+//
+// With `logprobs`, an event carries the chunk's `logprobs` object too; those events are encoded by
+// `APIJSON` (one encoder run per event: the writer allocates, the generation loop still does not).
+
+extension CompletionEvents {
+    /// Appends the event of choice `index` carrying `text`, its finish reason and `logprobs`.
+    package func append(index: Int, text: [UInt8], finish: FinishReason?, logprobs: CompletionLogprobs, to out: inout [UInt8]) {
+        let chunk = CompletionChunk(id: id, created: created, model: model, systemFingerprint: fingerprint,
+                                    choices: [CompletionChoice(index: index, text: String(decoding: text, as: UTF8.self),
+                                                               finishReason: finish?.rawValue, logprobs: logprobs)])
+        out.append(contentsOf: CompletionEvents.dataPrefix)
+        out.append(contentsOf: APIJSON.encode(chunk))
+        out.append(contentsOf: CompletionEvents.blankLine)
+    }
 }

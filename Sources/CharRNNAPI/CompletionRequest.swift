@@ -113,6 +113,13 @@ package struct CompletionRequest: Sendable, Equatable {
     package var seed: UInt64?
     package var stop: [String]
     package var stream: Bool
+    // logprobs, echo, best_of (see `decodeScoring`)
+    /// nil, or each token's log p with this many (0...5) likeliest alternatives.
+    package var logprobs: Int? = nil
+    /// The prompt is returned (and, with `logprobs`, scored) before each completion.
+    package var echo = false
+    /// Candidates drawn per returned choice set: the `n` best of `bestOf` (≥ n) by mean log p per character.
+    package var bestOf: Int? = nil
 
     /// Defaults where the body is silent: 16 tokens (OpenAI's), temperature 0.8 (charrnn sample's),
     /// top_p 1, top_k 0 (off), n 1, a random seed, no stop strings, no streaming.
@@ -141,7 +148,26 @@ package struct CompletionRequest: Sendable, Equatable {
         seed = try f.seed("seed")
         stop = try f.stop("stop", limits: limits)
         stream = try f.bool("stream") ?? false
+        try decodeScoring(&f, limits: limits)
     }
+
+    /// `logprobs` (integer 0...5), `echo` (boolean), `best_of` (integer n...max n; not with `stream`), as
+    /// OpenAI's completions endpoint defines them.
+    private mutating func decodeScoring(_ f: inout Fields, limits: RequestLimits) throws(APIError) {
+        logprobs = try f.int("logprobs", in: 0...TokenLogprob.maxTop)
+        echo = try f.bool("echo") ?? false
+        bestOf = try f.int("best_of", in: 1...limits.maxChoices)
+        if let b = bestOf {
+            if b < n { throw .invalid("best_of must be at least n (\(n)), got \(b)", param: "best_of") }
+            if stream && b > 1 { throw .invalid("best_of cannot be used with stream", param: "best_of") }
+        }
+    }
+
+    /// Rows each choice set needs: `best_of` when given, else `n`.
+    package var candidates: Int { bestOf ?? n }
+
+    /// What the engine records: the requested `logprobs`, or 0 alternatives when only best_of needs log p.
+    package var engineLogprobs: Int? { logprobs ?? (candidates > n ? 0 : nil) }
 }
 
 /// A checked `POST /v1/score` body: `{"input": "text" | ["text", …]}`.

@@ -47,16 +47,17 @@ package struct Usage: Codable, Sendable, Equatable {
 }
 
 /// One choice of a completion or of a streamed chunk. `finish_reason` is null in a chunk of a
-/// choice still running; `logprobs` is always null.
+/// choice still running; `logprobs` is null unless the request asked for them.
 package struct CompletionChoice: Codable, Sendable, Equatable {
     package var index: Int
     package var text: String
     package var finishReason: String?
+    package var logprobs: CompletionLogprobs? = nil
 
     enum CodingKeys: String, CodingKey { case index, text, finishReason = "finish_reason", logprobs }
 
-    package init(index: Int, text: String, finishReason: String?) {
-        self.index = index; self.text = text; self.finishReason = finishReason
+    package init(index: Int, text: String, finishReason: String?, logprobs: CompletionLogprobs? = nil) {
+        self.index = index; self.text = text; self.finishReason = finishReason; self.logprobs = logprobs
     }
 
     package init(from decoder: Decoder) throws {
@@ -64,6 +65,7 @@ package struct CompletionChoice: Codable, Sendable, Equatable {
         index = try c.decode(Int.self, forKey: .index)
         text = try c.decode(String.self, forKey: .text)
         finishReason = try c.decodeIfPresent(String.self, forKey: .finishReason)
+        logprobs = try c.decodeIfPresent(CompletionLogprobs.self, forKey: .logprobs)
     }
 
     package func encode(to encoder: Encoder) throws {
@@ -71,7 +73,51 @@ package struct CompletionChoice: Codable, Sendable, Equatable {
         try c.encode(index, forKey: .index)
         try c.encode(text, forKey: .text)
         if let finishReason { try c.encode(finishReason, forKey: .finishReason) } else { try c.encodeNil(forKey: .finishReason) }
-        try c.encodeNil(forKey: .logprobs)
+        if let logprobs { try c.encode(logprobs, forKey: .logprobs) } else { try c.encodeNil(forKey: .logprobs) }
+    }
+}
+
+/// `choices[].logprobs` of OpenAI's completions: per token given out (the echoed prompt's first),
+/// its text, its log p (null for the first prompt token), a map of the likeliest alternatives' text
+/// to their log p (null for the first prompt token), and its offset in Unicode scalars from the start
+/// of the choice's returned text (the echoed prompt included). In a streamed chunk, the tokens whose
+/// text that chunk (or an earlier one) carried.
+package struct CompletionLogprobs: Codable, Sendable, Equatable {
+    package var tokens: [String] = []
+    package var tokenLogprobs: [Float?] = []
+    package var topLogprobs: [[String: Float]?] = []
+    package var textOffset: [Int] = []
+
+    enum CodingKeys: String, CodingKey {
+        case tokens, tokenLogprobs = "token_logprobs", topLogprobs = "top_logprobs", textOffset = "text_offset"
+    }
+
+    package init() {}
+
+    /// From the loop's entries, the texts taken from `vocabulary`.
+    package init(_ entries: [TokenLogprob], vocabulary: Vocabulary) {
+        for e in entries {
+            tokens.append(vocabulary.text(of: e))
+            textOffset.append(e.offset)
+            if e.isScored {
+                tokenLogprobs.append(e.logprob)
+                var top: [String: Float] = [:]
+                for (t, lp) in e.top { top[vocabulary.tokens[t]] = lp }
+                topLogprobs.append(top)
+            } else {
+                tokenLogprobs.append(nil); topLogprobs.append(nil)
+            }
+        }
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(textOffset, forKey: .textOffset)
+        var l = c.nestedUnkeyedContainer(forKey: .tokenLogprobs)
+        for x in tokenLogprobs { if let x { try l.encode(x) } else { try l.encodeNil() } }
+        try c.encode(tokens, forKey: .tokens)
+        var t = c.nestedUnkeyedContainer(forKey: .topLogprobs)
+        for x in topLogprobs { if let x { try t.encode(x) } else { try t.encodeNil() } }
     }
 }
 
@@ -128,6 +174,22 @@ package struct CompletionUsageChunk: Codable, Sendable, Equatable {
 
     package init(id: String, created: Int, model: String, usage: Usage) {
         self.id = id; self.created = created; self.model = model; self.usage = usage
+    }
+}
+
+// MARK: - best_of and the returned choices
+
+/// The choices of a non-streaming completion from the collected update: with `bestOf` K > n, the n
+/// candidates of highest mean log p per generated character (`BestOf`), best first, re-indexed 0..<n;
+/// otherwise choice i is row i. `logprobs` objects only when the request asked for them.
+package func completionChoices(_ r: CompletionRequest, _ u: GenerationTicket.Update, vocabulary: Vocabulary) -> [CompletionChoice] {
+    let K = r.candidates
+    let picked = K > r.n && u.logprobs.count == K
+        ? BestOf.pick(r.n, of: (0..<K).map { BestOf.meanLogprob(u.logprobs[$0], vocabulary: vocabulary) })
+        : Array(0..<r.n)
+    return picked.enumerated().map { k, i in
+        CompletionChoice(index: k, text: String(decoding: u.text[i], as: UTF8.self), finishReason: finishReasonName(u.finish[i]),
+                         logprobs: r.logprobs == nil ? nil : CompletionLogprobs(u.logprobs[i], vocabulary: vocabulary))
     }
 }
 

@@ -172,9 +172,9 @@ package final class CompletionServer: Sendable {
         let (ids, unknown) = vocabulary.encode(r.prompt, normalize: normalize)
         if ids.isEmpty && !unknown.isEmpty { throw APIError.unknownCharacters(unknown) }
         let seed = r.seed ?? UInt64.random(in: 0...UInt64.max)
-        let ticket = GenerationTicket(GenerationRequest(prompt: ids, choices: r.n, seed: seed, options: r.options,
-                                                        maxTokens: r.maxTokens, stop: r.stop),
-                                      bufferLimit: configuration.streamBufferBytes)
+        var g = GenerationRequest(prompt: ids, choices: r.candidates, seed: seed, options: r.options, maxTokens: r.maxTokens, stop: r.stop)
+        g.logprobs = r.engineLogprobs; g.echo = r.echo
+        let ticket = GenerationTicket(g, bufferLimit: configuration.streamBufferBytes)
         do { try engine.submit(ticket) } catch { throw APIError(error) }
         // A client that goes away (closes or half-closes its connection) cancels the ticket: its
         // rows are free before the next step, streaming or not.
@@ -191,9 +191,7 @@ package final class CompletionServer: Sendable {
             if u.finish.contains(.shutdown) && u.completionTokens.allSatisfy({ $0 == 0 }) { throw APIError.shutDownBeforeRunning }
             let completion = u.completionTokens.reduce(0, +)
             stats.tokens = completion
-            let choices = (0..<r.n).map { i in
-                CompletionChoice(index: i, text: String(decoding: u.text[i], as: UTF8.self), finishReason: finishReasonName(u.finish[i]))
-            }
+            let choices = completionChoices(r, u, vocabulary: vocabulary)   // best_of picks here
             return jsonResponse(.ok, Completion(id: id, created: created, model: model.id, choices: choices, systemFingerprint: fingerprint,
                                                 seed: seed, usage: Usage(prompt: promptTokens, completion: completion)))
         }
@@ -215,9 +213,13 @@ package final class CompletionServer: Sendable {
                     out.removeAll(keepingCapacity: true)
                     for i in 0..<r.n {
                         let f = u.finish[i]
-                        if u.text[i].isEmpty && (f == nil || reported[i]) { continue }
+                        if u.text[i].isEmpty && (u.logprobs.isEmpty || u.logprobs[i].isEmpty) && (f == nil || reported[i]) { continue }
                         if f != nil { reported[i] = true }
-                        events.append(index: i, text: u.text[i], finish: f, to: &out)
+                        if r.logprobs != nil {
+                            events.append(index: i, text: u.text[i], finish: f, logprobs: CompletionLogprobs(u.logprobs[i], vocabulary: self.vocabulary), to: &out)
+                        } else {
+                            events.append(index: i, text: u.text[i], finish: f, to: &out)
+                        }
                     }
                     let done = u.isDone
                     if done {

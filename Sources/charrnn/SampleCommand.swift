@@ -43,6 +43,11 @@ struct SampleCommand: ParsableCommand {
     var stop: [String] = []
     @Option(help: ArgumentHelp("Read the prime text from FILE (UTF-8) instead of --prime.", valueName: "FILE"))
     var primeFile: String?
+    // log-probabilities and best-of; used in the extension "--logprobs and --best-of" below
+    @Option(help: ArgumentHelp("After the text, print each generated character's log-probability and the model's N likeliest alternatives (0-5), as a table.", valueName: "N"))
+    var logprobs: Int?
+    @Option(help: ArgumentHelp("Draw K candidates in one batched pass and print the --num-samples with the highest mean log-probability per character (best first).", valueName: "K"))
+    var bestOf: Int?
 
     var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
 
@@ -51,21 +56,25 @@ struct SampleCommand: ParsableCommand {
         if length < 0 { throw ValidationError("--length must be ≥ 0") }
         if numSamples < 1 || numSamples > 4096 { throw ValidationError("--num-samples must be between 1 and 4096") }
         try validateServeControls()
+        try validateScoring()
     }
 
     func run() throws {
         guard SingleProcess.proceed("sample") else { return }
-        try reportingErrors(sample)
+        try reportingErrors(logprobs != nil || bestOf != nil ? sampleScored : sample)
     }
 
     /// K streams of the generation loop (the one `charrnn serve` drives): sample 1 goes to standard
     /// output as it is drawn, the others are kept and printed after it (or all go to --output-dir).
-    func sample() throws {
+    /// What both sampling paths start from: the checkpoint chosen and loaded, a loop of `streams`
+    /// rows, the seed (given or drawn), and the prime as token ids and as text.
+    private func prepare(streams: Int) throws -> (choice: CheckpointChoice, loaded: Checkpoint.Loaded, loop: GenerationLoop,
+                                                  seed: UInt64, prompt: [Int32], primeText: String) {
         try threads.configure()
         let choice = try source.choose()
         let loaded = try Checkpoint.load(path: choice.path)
-        let K = numSamples, vocab = loaded.meta.vocabulary
-        let loop = try GenerationLoop(checkpoint: loaded, maxStreams: K, weights: weights)
+        let vocab = loaded.meta.vocabulary
+        let loop = try GenerationLoop(checkpoint: loaded, maxStreams: streams, weights: weights)
         let seed = self.seed ?? UInt64.random(in: 1...UInt64.max)
         var prompt: [Int32] = [], primeText = ""
         if let prime = try effectivePrime(), !prime.isEmpty {
@@ -79,6 +88,12 @@ struct SampleCommand: ParsableCommand {
             }
             prompt = known; primeText = prime
         }
+        return (choice, loaded, loop, seed, prompt, primeText)
+    }
+
+    func sample() throws {
+        let (choice, loaded, loop, seed, prompt, primeText) = try prepare(streams: numSamples)
+        let K = numSamples
         for i in 0..<K {
             loop.join(prompt: prompt, seed: seed, stream: i, options: options, maxTokens: length, stop: StopFilter(stops: stop))
         }
@@ -190,4 +205,103 @@ extension SampleCommand {
         }
         return text
     }
+}
+
+// MARK: - --logprobs and --best-of
+//
+// Both need every candidate whole before anything is printed (best-of picks among them; the table
+// follows the text), so this path does not stream: the K = --best-of (else --num-samples) rows of
+// the generation loop run to their ends with log-probabilities recorded (the model's, before
+// temperature and truncation: `TokenLogprob`), then the chosen samples are printed, best first,
+// each followed by its table when --logprobs is given. best-of's rule is the API's (`BestOf`).
+
+extension SampleCommand {
+    func validateScoring() throws {
+        if let n = logprobs, !(0...TokenLogprob.maxTop).contains(n) { throw ValidationError("--logprobs must be between 0 and \(TokenLogprob.maxTop)") }
+        if let k = bestOf {
+            if k < 1 || k > 4096 { throw ValidationError("--best-of must be between 1 and 4096") }
+            if k < numSamples { throw ValidationError("--best-of (\(k)) must be at least --num-samples (\(numSamples))") }
+        }
+        if outputDir != nil && (logprobs != nil || bestOf != nil) {
+            throw ValidationError("--logprobs and --best-of print to standard output; they cannot be used with --output-dir")
+        }
+    }
+
+    func sampleScored() throws {
+        let K = bestOf ?? numSamples, n = numSamples
+        let (choice, loaded, loop, seed, prompt, primeText) = try prepare(streams: K)
+        let vocab = loaded.meta.vocabulary
+        // every candidate with its entries is kept: text bytes plus one entry per token
+        let perToken = max(1, loop.longestToken) + MemoryLayout<TokenLogprob>.stride
+        let (perSample, o1) = length.multipliedReportingOverflow(by: perToken)
+        let (keptBytes, o2) = perSample.multipliedReportingOverflow(by: K)
+        try OutOfMemoryPrediction.check("keeping \(K) sample\(K == 1 ? "" : "s") of \(length) tokens with their log-probabilities",
+                                        needed: o1 || o2 ? Int.max : keptBytes,
+                                        suggestion: "use a smaller --length, --num-samples or --best-of")
+        for i in 0..<K {
+            loop.join(prompt: prompt, seed: seed, stream: i, options: options, maxTokens: length, stop: StopFilter(stops: stop),
+                      logprobs: logprobs ?? 0)
+        }
+        printError(Self.announcement(choice, iteration: loaded.meta.progress.iteration, seed: seed))
+        var text = [[UInt8]](repeating: [], count: K), entries = [[TokenLogprob]](repeating: [], count: K)
+        try loop.runToEnd { i, t, e in
+            text[i].append(contentsOf: t); entries[i].append(contentsOf: e)
+        }
+        let chosen = K > n ? BestOf.pick(n, of: entries.map { BestOf.meanLogprob($0, vocabulary: vocab) }) : Array(0..<n)
+        let out = Output.standard
+        for (k, i) in chosen.enumerated() {
+            if n > 1 { try out.write((k > 0 ? "\n\n" : "") + Self.separator(k + 1, of: n) + "\n") }
+            try out.write(bytes: Array(primeText.utf8) + text[i])
+            if let top = logprobs {
+                try out.write("\n\n" + Self.logprobTable(entries[i], vocabulary: vocab, top: top,
+                                                         title: K > n ? "sample \(i + 1) of \(K) candidates" : nil))
+            }
+        }
+        try out.write("\n")
+        try out.flush()
+    }
+
+    /// The table of `--logprobs`: per generated token its offset in characters (of the generated
+    /// text), the token (control characters escaped), its log p and p, and the N likeliest
+    /// alternatives as `token log p`; a summary line with the mean log p per character.
+    static func logprobTable(_ entries: [TokenLogprob], vocabulary: Vocabulary, top: Int, title: String?) -> String {
+        var lines: [String] = []
+        var sum = 0.0, chars = 0
+        lines.append("──── log-probabilities" + (title.map { " (\($0))" } ?? "") + " ────")
+        lines.append("offset  token     log p        p" + (top > 0 ? "  alternatives (log p)" : ""))
+        for e in entries {
+            let t = vocabulary.text(of: e)
+            sum += Double(e.logprob); chars += t.unicodeScalars.count
+            var line = pad(String(e.offset), 6) + "  " + pad(escapedToken(t), 6) + "  " + pad(fixed(e.logprob), 8) + "  " + pad(fixed(exp(e.logprob)), 7)
+            if top > 0 {
+                line += "  " + e.top.map { escapedToken(vocabulary.tokens[$0.token]) + " " + fixed($0.logprob) }.joined(separator: "  ")
+            }
+            lines.append(line)
+        }
+        let mean = chars == 0 ? "n/a" : fixed(Float(sum / Double(chars)))
+        lines.append("\(entries.count) tokens, \(chars) characters, mean log p per character \(mean)")
+        return lines.joined(separator: "\n")
+    }
+
+    /// A token quoted, control characters, quotes and backslashes escaped (`"\n"`, `"\u{7F}"`).
+    static func escapedToken(_ s: String) -> String {
+        var o = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\n": o += "\\n"
+            case "\r": o += "\\r"
+            case "\t": o += "\\t"
+            case "\"": o += "\\\""
+            case "\\": o += "\\\\"
+            default:
+                if u.properties.generalCategory == .control || u.properties.generalCategory == .format {
+                    o += "\\u{" + String(u.value, radix: 16, uppercase: true) + "}"
+                } else { o.unicodeScalars.append(u) }
+            }
+        }
+        return o + "\""
+    }
+
+    private static func fixed(_ x: Float) -> String { x.isFinite ? String(format: "%.4f", Double(x)) : (x < 0 ? "-inf" : String(describing: x)) }
+    private static func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : s + String(repeating: " ", count: w - s.count) }
 }

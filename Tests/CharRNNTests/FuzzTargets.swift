@@ -301,18 +301,29 @@ enum FuzzTarget: String, CaseIterable {
             if requestEngine == nil { requestEngine = RequestEngine() }
             let e = requestEngine!.engine
             let ids = e.vocabulary.encode(r.prompt, normalize: .none).ids
-            let ticket = GenerationTicket(GenerationRequest(prompt: Array(ids.prefix(64)), choices: r.n, seed: r.seed ?? 0, options: r.options,
-                                                            maxTokens: min(r.maxTokens, 8), stop: r.stop))
+            var g = GenerationRequest(prompt: Array(ids.prefix(64)), choices: r.candidates, seed: r.seed ?? 0, options: r.options,
+                                      maxTokens: min(r.maxTokens, 8), stop: r.stop)
+            g.logprobs = r.engineLogprobs; g.echo = r.echo
+            let ticket = GenerationTicket(g)
             do { try e.submit(ticket) } catch { throw FuzzViolation(target: t.rawValue, message: "engine refused a valid request: \(error)") }
-            var text = [[UInt8]](repeating: [], count: r.n)
+            var text = [[UInt8]](repeating: [], count: r.candidates), entries = [[TokenLogprob]](repeating: [], count: r.candidates)
             for _ in 0..<200 {
                 e.iterate()
-                if let u = ticket.take() { for i in 0..<r.n { text[i] += u.text[i] } }
+                if let u = ticket.take() { for i in 0..<r.candidates { text[i] += u.text[i]; if !u.logprobs.isEmpty { entries[i] += u.logprobs[i] } } }
                 if ticket.progress.isDone { break }
             }
+            // logprobs: the entries' texts join to the returned text (echoed prompt included), offsets count its scalars
+            let echoed = r.echo ? Array(ids.prefix(64).map { e.vocabulary.tokens[Int($0)] }.joined().utf8) : []
+            for i in 0..<r.candidates where g.logprobs != nil {
+                try check(entries[i].map { e.vocabulary.text(of: $0) }.joined().utf8.elementsEqual(text[i]), t, "logprobs tokens do not join to the text")
+                var off = 0
+                for x in entries[i] { try check(x.offset == off, t, "text_offset"); off += e.vocabulary.text(of: x).unicodeScalars.count }
+                try check(Array(text[i].prefix(echoed.count)) == echoed, t, "echo is not the prompt")
+            }
+            if r.echo { for i in 0..<r.candidates { text[i].removeFirst(echoed.count) } }
             let p = ticket.progress
             try check(p.isDone && e.active == 0, t, "the request did not finish")
-            for i in 0..<r.n {
+            for i in 0..<r.candidates {
                 try check(p.finish[i] == .length || p.finish[i] == .stop, t, "finish \(String(describing: p.finish[i]))")
                 try check(p.completionTokens[i] <= min(r.maxTokens, 8), t, "drew more than max_tokens")
                 guard let s = String(validating: text[i], as: UTF8.self) else { throw FuzzViolation(target: t.rawValue, message: "text not UTF-8") }

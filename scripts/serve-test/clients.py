@@ -4,6 +4,11 @@
     clients.py openai PORT MODEL EXPECTED_TEXT     the official openai package: non-streaming and
                                                    streaming completions (seed 7, 60 tokens, prompt
                                                    "the ") must both give EXPECTED_TEXT
+    clients.py logprobs PORT MODEL EVAL_TOTAL      the openai package with logprobs, echo and best_of:
+                                                   echo + logprobs + max_tokens 0 of "the quick brown
+                                                   fox" sums to EVAL_TOTAL (−loss × scored of `charrnn
+                                                   eval --batch 1`); streamed chunks carry their own
+                                                   tokens; best_of picks the best mean log p of n=best_of
     clients.py connections PORT COUNT              COUNT connections opened and dropped: idle, half
                                                    a request line, partial headers, garbage, a body
                                                    cut short; then the server must still answer
@@ -48,6 +53,48 @@ def openai_check(port, model, expected):
         good = getattr(e, "status_code", None) == 400 and "max_tokens" in str(e)
         print(("ok   " if good else "FAIL ") + f"openai sees the 400 error object: {e}")
         ok &= good
+    return ok
+
+
+def logprobs_check(port, model, eval_total):
+    from openai import OpenAI
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", timeout=30, max_retries=0)
+    ok = True
+    def say(good, what):
+        nonlocal ok
+        print(("ok   " if good else "FAIL ") + what)
+        ok &= bool(good)
+    text = "the quick brown fox"
+    r = client.completions.create(model=model, prompt=text, max_tokens=0, echo=True, logprobs=3)
+    lp = r.choices[0].logprobs
+    total = sum(lp.token_logprobs[1:])
+    say(r.choices[0].text == text and "".join(lp.tokens) == text and lp.token_logprobs[0] is None
+        and lp.text_offset == list(range(len(text))) and all(len(t) == 3 for t in lp.top_logprobs[1:])
+        and abs(total - eval_total) <= 1e-4 * len(text) and r.usage.completion_tokens == 0,
+        f"openai echo scoring: sum of token_logprobs {total:.6f}, charrnn eval --batch 1 {eval_total:.6f}")
+    kw = dict(model=model, prompt="the ", max_tokens=40, temperature=0.9, seed=5, logprobs=2, stop=["o"])
+    r = client.completions.create(**kw)
+    c = r.choices[0]
+    say("".join(c.logprobs.tokens) == c.text and len(c.logprobs.token_logprobs) == len(c.text)
+        and all(len(t) == 2 for t in c.logprobs.top_logprobs), f"openai logprobs: {len(c.logprobs.tokens)} tokens, text {c.text!r}")
+    chunks = [ch for ch in client.completions.create(stream=True, **kw) if ch.choices]
+    streamed_tokens = [t for ch in chunks for t in ch.choices[0].logprobs.tokens]
+    say(all("".join(ch.choices[0].logprobs.tokens) == ch.choices[0].text for ch in chunks)
+        and streamed_tokens == c.logprobs.tokens
+        and [x for ch in chunks for x in ch.choices[0].logprobs.token_logprobs] == c.logprobs.token_logprobs,
+        f"openai streamed logprobs: {len(chunks)} chunks, each with its own tokens, together the non-streamed ones")
+    kw = dict(model=model, prompt="the ", max_tokens=30, temperature=1.3, seed=11)
+    alln = client.completions.create(n=3, logprobs=0, **kw)
+    means = [sum(ch.logprobs.token_logprobs) / len(ch.text) for ch in alln.choices]
+    best = client.completions.create(n=1, best_of=3, **kw)
+    want = alln.choices[max(range(3), key=lambda i: means[i])].text
+    say(best.choices[0].text == want and best.usage.completion_tokens == 90,
+        f"openai best_of=3: the candidate of best mean log p ({max(means):.3f}), usage counts all 3")
+    try:
+        client.completions.create(model=model, prompt="a", logprobs=6)
+        say(False, "openai: logprobs 6 was accepted")
+    except Exception as e:
+        say(getattr(e, "status_code", None) == 400 and "logprobs" in str(e), f"openai sees logprobs 6 refused: {e}")
     return ok
 
 
@@ -185,6 +232,8 @@ def timeouts(port, idle):
 
 if __name__ == "__main__":
     mode = sys.argv[1]
+    if mode == "logprobs":
+        sys.exit(0 if logprobs_check(int(sys.argv[2]), sys.argv[3], float(sys.argv[4])) else 1)
     if mode == "openai":
         sys.exit(0 if openai_check(int(sys.argv[2]), sys.argv[3], sys.argv[4]) else 1)
     if mode == "rss":

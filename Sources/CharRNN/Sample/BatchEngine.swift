@@ -11,6 +11,8 @@
 // Every iteration advances all active rows by exactly one `CharRNNModel.step` (see the loop for how
 // idle rows cost nothing). Nothing is allocated per iteration: the loop's buffers and the tickets'
 // output buffers are allocated up front (a ticket's stop filters on the submitting thread).
+// With `logprobs`, each row's `TokenLogprob` entries travel with its text, under the same lock, into
+// buffers the ticket reserves up front (one entry per prompt token and token drawn).
 // Threading: one engine thread owns the loop and the model (they are not thread-safe); other
 // threads only `submit`, `cancel`, read a ticket's output, or queue a job (`perform`) to run
 // between steps.
@@ -31,6 +33,10 @@ package struct GenerationRequest: Sendable {
     package var maxTokens: Int
     /// Stop strings (see `StopFilter`).
     package var stop: [String]
+    /// nil, or record each token's log p and this many (0...5) alternatives (`TokenLogprob`).
+    package var logprobs: Int? = nil
+    /// Each choice gives out the prompt (and, with `logprobs`, its scores) before its completion.
+    package var echo = false
 
     package init(prompt: [Int32], choices: Int = 1, seed: UInt64, options: SamplingOptions, maxTokens: Int, stop: [String] = []) {
         self.prompt = prompt; self.choices = choices; self.seed = seed; self.options = options
@@ -53,12 +59,15 @@ package final class GenerationTicket: @unchecked Sendable {
         package var finish: [FinishReason?]
         /// Per choice: tokens drawn so far.
         package var completionTokens: [Int]
+        /// Per choice, with `logprobs`: the entries of the tokens whose text came with this update or before.
+        package var logprobs: [[TokenLogprob]] = []
         /// Every choice ended (nothing more will come).
         package var isDone: Bool { finish.allSatisfy { $0 != nil } }
     }
 
     private let lock = NSLock()
     private var output: [[UInt8]]
+    private var lpOutput: [[TokenLogprob]]       // per choice (empty without logprobs)
     private var finish: [FinishReason?]
     private var drawn: [Int]
     private var fresh = false          // something new since the last take
@@ -82,6 +91,14 @@ package final class GenerationTicket: @unchecked Sendable {
         // one filter each, made here on the submitting thread: copies of one would share
         // (copy-on-write) a held buffer, and the first write would allocate inside the step loop
         filters = (0..<n).map { _ in StopFilter(stops: request.stop) }
+        lpOutput = (0..<n).map { _ in [] }
+        for i in 0..<n { lpOutput[i].reserveCapacity(logprobsCapacity) }
+    }
+
+    /// Entries a choice may hold untaken: at most one per byte of text, and as many as the prompt and
+    /// the tokens drawn (0 without logprobs).
+    var logprobsCapacity: Int {
+        request.logprobs == nil ? 0 : min(bufferLimit, request.prompt.count + request.maxTokens + 1)
     }
 
     /// Asks the engine to drop the request; its rows are freed before the next step.
@@ -93,7 +110,8 @@ package final class GenerationTicket: @unchecked Sendable {
     /// An empty update for `take(into:)`: one buffer per choice of `bufferLimit` bytes' capacity.
     package func makeUpdate() -> Update {
         Update(text: (0..<request.choices).map { _ in var a = [UInt8](); a.reserveCapacity(bufferLimit); return a },
-               finish: Array(repeating: nil, count: request.choices), completionTokens: Array(repeating: 0, count: request.choices))
+               finish: Array(repeating: nil, count: request.choices), completionTokens: Array(repeating: 0, count: request.choices),
+               logprobs: (0..<request.choices).map { _ in var a = [TokenLogprob](); a.reserveCapacity(logprobsCapacity); return a })
     }
 
     /// Moves the text released since the last take into `u` (made by `makeUpdate`), replacing what
@@ -102,12 +120,15 @@ package final class GenerationTicket: @unchecked Sendable {
     package func take(into u: inout Update) -> Bool {
         precondition(u.text.count == request.choices && u.finish.count == request.choices && u.completionTokens.count == request.choices)
         for i in u.text.indices { u.text[i].removeAll(keepingCapacity: true) }
+        for i in u.logprobs.indices { u.logprobs[i].removeAll(keepingCapacity: true) }
         lock.lock(); defer { lock.unlock() }
         guard fresh else { return false }
         fresh = false
         for i in output.indices {
             u.text[i].append(contentsOf: output[i])   // both have bufferLimit bytes' capacity: no allocation
             output[i].removeAll(keepingCapacity: true)
+            if i < u.logprobs.count { u.logprobs[i].append(contentsOf: lpOutput[i]) }
+            lpOutput[i].removeAll(keepingCapacity: true)
             u.finish[i] = finish[i]
             u.completionTokens[i] = drawn[i]
         }
@@ -135,8 +156,8 @@ package final class GenerationTicket: @unchecked Sendable {
         lock.withLock {
             guard fresh else { return nil }
             fresh = false
-            let u = Update(text: output, finish: finish, completionTokens: drawn)
-            for i in output.indices { output[i].removeAll(keepingCapacity: true) }
+            let u = Update(text: output, finish: finish, completionTokens: drawn, logprobs: lpOutput)
+            for i in output.indices { output[i].removeAll(keepingCapacity: true); lpOutput[i].removeAll(keepingCapacity: true) }
             return u
         }
     }
@@ -159,7 +180,7 @@ package final class GenerationTicket: @unchecked Sendable {
         var all = makeUpdate(), u = makeUpdate()
         while true {
             await next(into: &u)
-            for i in u.text.indices { all.text[i] += u.text[i] }
+            for i in u.text.indices { all.text[i] += u.text[i]; all.logprobs[i] += u.logprobs[i] }
             all.finish = u.finish; all.completionTokens = u.completionTokens
             if u.isDone { return all }
         }
@@ -175,12 +196,13 @@ package final class GenerationTicket: @unchecked Sendable {
         w?.resume()
     }
 
-    /// Appends released bytes of `choice`; false when that would pass `bufferLimit`.
-    func append(_ choice: Int, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        if bytes.isEmpty { return true }
+    /// Appends released bytes of `choice` (and their entries); false when that would pass `bufferLimit`.
+    func append(_ choice: Int, _ bytes: UnsafeBufferPointer<UInt8>, logprobs: UnsafeBufferPointer<TokenLogprob>? = nil) -> Bool {
+        if bytes.isEmpty && (logprobs?.isEmpty ?? true) { return true }
         let (ok, w) = lock.withLock { () -> (Bool, CheckedContinuation<Void, Never>?) in
             if output[choice].count + bytes.count > bufferLimit { return (false, nil) }
             output[choice].append(contentsOf: bytes)
+            if let logprobs { lpOutput[choice].append(contentsOf: logprobs) }
             fresh = true
             if !wakeOnText && output[choice].count < bufferLimit / 2 { return (true, nil) }
             let w = waiter; waiter = nil
@@ -401,7 +423,8 @@ package final class BatchEngine: @unchecked Sendable {
             for c in 0..<r.choices {
                 var filter = StopFilter()
                 swap(&filter, &t.filters[c])
-                loop.join(prompt: r.prompt, seed: r.seed, stream: c, options: r.options, maxTokens: r.maxTokens, stop: filter, owner: t)
+                loop.join(prompt: r.prompt, seed: r.seed, stream: c, options: r.options, maxTokens: r.maxTokens, stop: filter, owner: t,
+                          logprobs: r.logprobs, echo: r.echo)
             }
         }
         queuedRequests.store(queue.count, ordering: .relaxed)
@@ -415,7 +438,7 @@ package final class BatchEngine: @unchecked Sendable {
         for r in 0..<loop.rows {
             let t = ticket(r), c = loop.stream(r)
             if overflowed && loop.ended(r) == nil, let why = t.cancelled { loop.end(r, why) }
-            else if !loop.withReleased(r, { t.append(c, $0) }) {
+            else if !loop.withReleased(r, { b in loop.withReleasedLogprobs(r) { t.append(c, b, logprobs: $0) } }) {
                 t.cancel(reason: .overflow)
                 loop.end(r, .overflow)
                 overflowed = true

@@ -25,6 +25,7 @@
 // Nothing is allocated per iteration: the state, tokens, log-probs, the drawer and 2·maxStreams row
 // slots with their text buffers are allocated at init; a join reuses a slot (it only grows a slot's
 // text buffer when the row's stop strings are longer than any before).
+// Log-probabilities (`logprobs`) and `echo`: the section at the end of this file.
 
 /// Why a stream of generated text ended.
 public enum FinishReason: String, Sendable, Equatable {
@@ -61,6 +62,7 @@ public final class GenerationLoop {
         var next: Int32 = 0                // the token the coming step feeds
         var end: FinishReason? = nil       // set when the row ended; it leaves at `step`
         var fresh = true                   // joined since the last step: state not reset yet
+        var lp = RowLogprobs()             // logprobs / echo (the section at the end of this file)
     }
     private var slots: [Row]                   // (2·maxStreams) rows 0..<rows are in the batch
     private var released: [[UInt8]]            // (2·maxStreams) per slot: text released since the last step
@@ -80,6 +82,7 @@ public final class GenerationLoop {
     /// Bytes of the longest token's UTF-8.
     package let longestToken: Int
     private let startFeed: [Int32]             // [start token], or [] (uniform first draw)
+    private let tokenScalars: [Int32]          // (V) Unicode scalars of each token's text
 
     /// - Parameters:
     ///   - model: the weights (any workspace size); from now on used only by the loop's thread.
@@ -96,10 +99,12 @@ public final class GenerationLoop {
         var bytes: [UInt8] = [], offsets = [0], longest = 0
         for t in vocabulary.tokens { bytes += Array(t.utf8); offsets.append(bytes.count); longest = max(longest, t.utf8.count) }
         tokenBytes = bytes; tokenOffsets = offsets; longestToken = longest
+        tokenScalars = vocabulary.tokens.map { Int32($0.unicodeScalars.count) }
         startFeed = vocabulary.startID.map { [Int32($0)] } ?? []
         // ended rows keep their slot until `step` while as many new ones join
         slots = Array(repeating: Row(), count: 2 * maxStreams)
         released = (0..<2 * maxStreams).map { _ in var a = [UInt8](); a.reserveCapacity(longest + 64); return a }
+        for i in slots.indices { slots[i].lp.reserve(RowLogprobs.initialCapacity) }
     }
 
     /// Loads a checkpoint for generation with `maxStreams` rows.
@@ -128,8 +133,12 @@ public final class GenerationLoop {
     ///   - maxTokens: tokens to draw at most (≥ 0).
     ///   - stop: the row's stop filter (moved in: a copy would share its buffer and allocate at the first token).
     ///   - owner: the driver's object for the row (`owner(_:)`), kept until the row leaves.
+    ///   - logprobs: nil, or record each token's log p and its `logprobs` (0...5) likeliest alternatives
+    ///     (`withReleasedLogprobs`).
+    ///   - echo: release the prompt's text (and, with `logprobs`, its scores) before the completion;
+    ///     with `maxTokens` 0 the prompt is fed (scored) and nothing is drawn.
     public func join(prompt: [Int32], seed: UInt64, stream: Int, options: SamplingOptions, maxTokens: Int,
-                     stop: consuming StopFilter, owner: AnyObject? = nil) {
+                     stop: consuming StopFilter, owner: AnyObject? = nil, logprobs: Int? = nil, echo: Bool = false) {
         precondition(running < maxStreams && rows < slots.count, "no free row")
         precondition(maxTokens >= 0 && stream >= 0)
         let i = rows
@@ -145,7 +154,13 @@ public final class GenerationLoop {
         released[i].removeAll(keepingCapacity: true)
         // one draw releases at most what the filter held (< the longest stop) and the token
         released[i].reserveCapacity(slots[i].filter.longestStop + longestToken)
-        if maxTokens == 0 {
+        joinLogprobs(i, logprobs: logprobs, echo: echo && !prompt.isEmpty)
+        if slots[i].lp.echo {
+            precondition(prompt.allSatisfy { $0 >= 0 && Int($0) < V }, "prompt token outside the vocabulary")
+            slots[i].next = prompt[0]
+            slots[i].fed = 1
+            echoPrompt(i, from: nil)
+        } else if maxTokens == 0 {
             end(i, .length)
         } else if slots[i].feed.isEmpty {
             generate(i, from: UnsafePointer(zeroRow.ptr))
@@ -165,6 +180,7 @@ public final class GenerationLoop {
             if slots[i].fed < slots[i].feed.count {
                 slots[i].next = slots[i].feed[slots[i].fed]
                 slots[i].fed += 1
+                if slots[i].lp.echo { echoPrompt(i, from: UnsafePointer(logProbs.ptr + i * V)) }
             } else {
                 generate(i, from: UnsafePointer(logProbs.ptr + i * V))
             }
@@ -197,6 +213,7 @@ public final class GenerationLoop {
             } else { i += 1 }
         }
         for r in 0..<rows { released[r].removeAll(keepingCapacity: true) }
+        clearLogprobs()
         let R = rows
         guard R > 0 else { return 0 }
         for r in 0..<R where slots[r].fresh { state.reset(stream: r); slots[r].fresh = false }
@@ -240,6 +257,9 @@ public final class GenerationLoop {
     private func generate(_ i: Int, from z: UnsafePointer<Float>) {
         let tok = drawer.draw(z, options: slots[i].options, rng: &slots[i].rng)
         slots[i].drawn += 1
+        let before = released[i].count
+        if slots[i].lp.top >= 0 { logprobsDrawn(i, token: tok, z: z) }
+        defer { if slots[i].lp.top >= 0 { logprobsReleased(i, bytes: released[i].count - before, stopped: slots[i].end == .stop) } }
         let hitStop = tokenBytes.withUnsafeBufferPointer { all -> Bool in
             let b = UnsafeBufferPointer(rebasing: all[tokenOffsets[tok]..<tokenOffsets[tok + 1]])
             return slots[i].filter.feed(b) { released[i].append(contentsOf: $0) }
@@ -252,5 +272,139 @@ public final class GenerationLoop {
         } else {
             slots[i].next = Int32(tok)
         }
+    }
+}
+
+// MARK: - Log-probabilities and echo
+//
+// A row joined with `logprobs: N` records, for each token it gives out, a `TokenLogprob` (its log p
+// under the model and the N likeliest alternatives); with `echo` it first gives out its prompt, text
+// and (with logprobs) scores, one token per step as the prompt is fed.
+// Which drawn tokens appear, and where (the mapping through the stop filter): token j's UTF-8 covers
+// bytes [s_j, e_j) of the generated bytes; the filter releases a prefix of them. A token is given out
+// (with the text released in the same iteration or before) once all its bytes are released. When a
+// stop string ends the row, a token that was partly released (a multi-scalar token the stop cuts
+// inside) is given out with `bytes` = its released part, and the tokens whose text was withheld are
+// dropped. So the entries' texts, joined, are exactly the row's text, and `offset` counts the row's
+// scalars before each entry. The first prompt token has no log p (NaN: nothing predicts it, as in
+// `charrnn eval`, which scores tokens 1…n−1); prompt token k ≥ 1 is scored from the model's row after
+// tokens 0…k−1. With `maxTokens` 0 and echo, the row ends when its last prompt token is given out.
+// Buffers: a slot's entry arrays keep their capacity; a join reserves what the row's stop strings
+// need, so recording allocates nothing per step.
+
+struct RowLogprobs {
+    var top = -1                                   // alternatives per token; -1: not recording
+    var echo = false                               // the prompt is given out
+    var pending: [(start: Int, entry: TokenLogprob)] = []   // drawn, not all bytes released: 0..<pendingCount
+    var pendingCount = 0                           // (kept in place: the array keeps its capacity)
+    var out: [TokenLogprob] = []                   // given out since the last step
+    var drawnBytes = 0                             // generated bytes drawn
+    var releasedBytes = 0                          // generated bytes released
+    var chars = 0                                  // scalars given out in entries so far
+
+    /// Entries every slot holds from the start (rows with stop strings up to 24 bytes need no more).
+    static let initialCapacity = 32
+    mutating func reserve(_ n: Int) {
+        if pending.capacity < n { pending.reserveCapacity(n) }
+        if out.capacity < n { out.reserveCapacity(n) }
+    }
+}
+
+extension GenerationLoop {
+    /// Calls `body` with the entries row r gave out since the last `step` (empty without `logprobs`).
+    package func withReleasedLogprobs<T>(_ r: Int, _ body: (UnsafeBufferPointer<TokenLogprob>) throws -> T) rethrows -> T {
+        precondition(r >= 0 && r < rows)
+        return try slots[r].lp.out.withUnsafeBufferPointer(body)
+    }
+
+    /// `runToEnd` with each row's entries (`charrnn sample --logprobs`): `deliver` gets the stream
+    /// index, the text and the entries released by one draw (called when either is non-empty).
+    public func runToEnd(_ deliver: (_ stream: Int, _ text: UnsafeBufferPointer<UInt8>, _ entries: UnsafeBufferPointer<TokenLogprob>) throws -> Void) rethrows {
+        while rows > 0 {
+            advance()
+            for r in 0..<rows {
+                let i = slots[r].stream
+                try released[r].withUnsafeBufferPointer { t in
+                    try slots[r].lp.out.withUnsafeBufferPointer { e in
+                        if !t.isEmpty || !e.isEmpty { try deliver(i, t, e) }
+                    }
+                }
+            }
+            step()
+        }
+    }
+
+    func joinLogprobs(_ i: Int, logprobs: Int?, echo: Bool) {
+        precondition(logprobs.map { (0...TokenLogprob.maxTop).contains($0) } ?? true, "logprobs outside 0...5")
+        slots[i].lp.top = logprobs ?? -1
+        slots[i].lp.echo = echo
+        slots[i].lp.pendingCount = 0
+        slots[i].lp.out.removeAll(keepingCapacity: true)
+        slots[i].lp.drawnBytes = 0; slots[i].lp.releasedBytes = 0; slots[i].lp.chars = 0
+        if logprobs != nil {
+            slots[i].lp.reserve(slots[i].filter.longestStop + 8)   // pending ≤ held bytes + 1; given out per step ≤ pending + 2
+        }
+    }
+
+    /// Clears what rows gave out (called by `step` with the released text).
+    func clearLogprobs() {
+        for r in 0..<rows where !slots[r].lp.out.isEmpty { slots[r].lp.out.removeAll(keepingCapacity: true) }
+    }
+
+    /// Gives out the prompt token just fed (`feed[fed − 1]`), scored from `z` (nil: the first).
+    func echoPrompt(_ i: Int, from z: UnsafePointer<Float>?) {
+        let tok = Int(slots[i].feed[slots[i].fed - 1])
+        let lo = tokenOffsets[tok], hi = tokenOffsets[tok + 1]
+        tokenBytes.withUnsafeBufferPointer { released[i].append(contentsOf: UnsafeBufferPointer(rebasing: $0[lo..<hi])) }
+        if slots[i].lp.top >= 0 {
+            var e = TokenLogprob(token: tok, bytes: hi - lo, z: z, V: V, top: slots[i].lp.top, isPrompt: true)
+            e.offset = slots[i].lp.chars
+            slots[i].lp.chars += Int(tokenScalars[tok])
+            slots[i].lp.out.append(e)
+        }
+        if slots[i].fed == slots[i].feed.count && slots[i].maxTokens == 0 { end(i, .length) }
+    }
+
+    /// Records the token row i just drew from `z` (given out once its text is released).
+    func logprobsDrawn(_ i: Int, token: Int, z: UnsafePointer<Float>) {
+        let n = tokenOffsets[token + 1] - tokenOffsets[token]
+        let e = TokenLogprob(token: token, bytes: n, z: z, V: V, top: slots[i].lp.top, isPrompt: false)
+        let k = slots[i].lp.pendingCount
+        if k < slots[i].lp.pending.count { slots[i].lp.pending[k] = (slots[i].lp.drawnBytes, e) } else { slots[i].lp.pending.append((slots[i].lp.drawnBytes, e)) }
+        slots[i].lp.pendingCount = k + 1
+        slots[i].lp.drawnBytes += n
+    }
+
+    /// Row i's filter released `bytes` more generated bytes (and stopped, if `stopped`): gives out
+    /// the tokens now wholly released (see the section header for a stop).
+    func logprobsReleased(_ i: Int, bytes: Int, stopped: Bool) {
+        slots[i].lp.releasedBytes += bytes
+        let upTo = slots[i].lp.releasedBytes
+        var k = 0
+        let n = slots[i].lp.pendingCount
+        while k < n {
+            let (start, e0) = slots[i].lp.pending[k]
+            var e = e0
+            if start + Int(e.bytes) > upTo {
+                guard stopped else { break }
+                if start >= upTo { k = n; break }                              // withheld: dropped
+                e.bytes = Int32(upTo - start)                                  // cut inside by the stop
+            }
+            e.offset = slots[i].lp.chars
+            slots[i].lp.chars += e.bytes == Int32(tokenOffsets[Int(e.token) + 1] - tokenOffsets[Int(e.token)])
+                ? Int(tokenScalars[Int(e.token)]) : scalarCount(token: Int(e.token), bytes: Int(e.bytes))
+            slots[i].lp.out.append(e)
+            k += 1
+        }
+        if k > 0 {
+            for j in k..<n { slots[i].lp.pending[j - k] = slots[i].lp.pending[j] }
+            slots[i].lp.pendingCount = n - k
+        }
+    }
+
+    private func scalarCount(token: Int, bytes: Int) -> Int {
+        var n = 0
+        for b in tokenBytes[tokenOffsets[token]..<(tokenOffsets[token] + bytes)] where b & 0xC0 != 0x80 { n += 1 }
+        return n
     }
 }

@@ -71,7 +71,7 @@ for t in $(seq 1 "$TRIALS"); do
         "$BIN" train --resume checkpoints/t --max-iters $N > /dev/null 2> err.txt || problem="resume failed: $(cat err.txt)"
     fi
     if [ -z "$problem" ]; then
-        bad=$(tail -n +2 checkpoints/t/loss.csv | awk -F, 'NF != 8 || $1 != NR' | head -1)
+        bad=$(tail -n +2 checkpoints/t/loss.csv | awk -F, 'NF != 9 || $1 != NR' | head -1)
         [ -n "$bad" ] && problem="loss.csv has a bad row: $bad"
     fi
     if [ -z "$problem" ] && ! cmp -s ref.txt <(losses checkpoints/t/loss.csv); then

@@ -12,7 +12,7 @@
 // - safetensors: a file that parses re-serialises to a file that parses to the same tensors and
 //   metadata; `Checkpoint.load(bytes:)` either throws or gives a checkpoint the generation loop can run;
 // - csv: the loss-log reader, the chart builder and both renderers never crash; LossLog's resume
-//   cut is a prefix of its input;
+//   cut is a prefix of its input (a legacy log's, once the event column it adds is taken out);
 // - prime: `Vocabulary.encode` + the generation loop fed that prime on a tiny model: ids in range,
 //   unknown tokens are distinct and really unknown, known tokens joined give back the text; the
 //   sampled text is valid UTF-8.
@@ -206,9 +206,18 @@ enum FuzzTarget: String, CaseIterable {
         } catch let e as LossLogError {
             try oneLine(e, t)
         }
-        // loss.csv cut on --resume: the header and complete rows up to an iteration — a prefix.
-        let cut = LossLog.prefix(of: Data(text), through: Int(mode))
-        try check(Array(cut) == Array(text.prefix(cut.count)), t, "LossLog.prefix is not a prefix of its input")
+        // loss.csv cut on --resume: the header and complete rows up to an iteration — a prefix (of a log
+        // written before the event column: a prefix once the header is the old one again and each kept
+        // row loses the empty event field the cut added).
+        var cut = Array(LossLog.prefix(of: Data(text), through: Int(mode)))
+        if Array(text.prefix(LossLog.legacyHeader.utf8.count + 1)) == Array((LossLog.legacyHeader + "\n").utf8), !cut.isEmpty {
+            var lines = cut.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast().map(Array.init)
+            try check(lines.first == Array(LossLog.header.utf8) && lines.dropFirst().allSatisfy { $0.last == UInt8(ascii: ",") },
+                      t, "LossLog.prefix did not add the event column to a legacy log")
+            lines = [Array(LossLog.legacyHeader.utf8)] + lines.dropFirst().map { Array($0.dropLast()) }
+            cut = lines.flatMap { $0 + [UInt8(ascii: "\n")] }
+        }
+        try check(cut == Array(text.prefix(cut.count)), t, "LossLog.prefix is not a prefix of its input")
     }
 
     // MARK: - prime (sample --prime)

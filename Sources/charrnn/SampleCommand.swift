@@ -43,14 +43,17 @@ struct SampleCommand: ParsableCommand {
     var stop: [String] = []
     @Option(help: ArgumentHelp("Read the prime text from FILE (UTF-8) instead of --prime.", valueName: "FILE"))
     var primeFile: String?
+    // repetition penalties, logit bias and --beam (PenaltyOptions.swift)
+    @OptionGroup(title: "Repetition, bias and beam search") var penalties: PenaltyOptions
 
-    var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
+    var options: SamplingOptions { penalties.applied(to: SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP)) }
 
     func validate() throws {
         if let p = options.problem { throw ValidationError(p) }
         if length < 0 { throw ValidationError("--length must be ≥ 0") }
         if numSamples < 1 || numSamples > 4096 { throw ValidationError("--num-samples must be between 1 and 4096") }
         try validateServeControls()
+        try validatePenalties()
     }
 
     func run() throws { try reportingErrors(sample) }
@@ -62,6 +65,7 @@ struct SampleCommand: ParsableCommand {
         let path = try source.resolve()
         let loaded = try Checkpoint.load(path: path)
         let K = numSamples, vocab = loaded.meta.vocabulary
+        let options = try resolvedOptions(loaded)
         let loop = try GenerationLoop(checkpoint: loaded, maxStreams: K, weights: weights)
         let seed = self.seed ?? UInt64.random(in: 1...UInt64.max)
         var prompt: [Int32] = [], primeText = ""
@@ -76,6 +80,7 @@ struct SampleCommand: ParsableCommand {
             }
             prompt = known; primeText = prime
         }
+        if penalties.beam > 0 { return try beamSample(loop, prompt: prompt, primeText: primeText) }
         for i in 0..<K {
             loop.join(prompt: prompt, seed: seed, stream: i, options: options, maxTokens: length, stop: StopFilter(stops: stop))
         }

@@ -172,7 +172,8 @@ package final class CompletionServer: Sendable {
         let (ids, unknown) = vocabulary.encode(r.prompt, normalize: normalize)
         if ids.isEmpty && !unknown.isEmpty { throw APIError.unknownCharacters(unknown) }
         let seed = r.seed ?? UInt64.random(in: 0...UInt64.max)
-        let ticket = GenerationTicket(GenerationRequest(prompt: ids, choices: r.n, seed: seed, options: r.options,
+        let options = try r.samplingOptions(vocabulary: vocabulary, normalize: normalize)   // logit_bias keys → tokens
+        let ticket = GenerationTicket(GenerationRequest(prompt: ids, choices: r.n, seed: seed, options: options,
                                                         maxTokens: r.maxTokens, stop: r.stop),
                                       bufferLimit: configuration.streamBufferBytes)
         do { try engine.submit(ticket) } catch { throw APIError(error) }

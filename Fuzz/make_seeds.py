@@ -106,6 +106,13 @@ requests = {
     "ok-best-of": b'{"prompt":"a","max_tokens":5,"n":2,"best_of":4,"temperature":1.2}',
     "logprobs-over": b'{"logprobs":6}', "logprobs-neg": b'{"logprobs":-1}', "logprobs-bool": b'{"logprobs":true}',
     "echo-number": b'{"echo":1}', "best-of-under-n": b'{"best_of":1,"n":2}', "best-of-stream": b'{"best_of":2,"stream":true}',
+    # penalties and logit_bias (keys: the character itself, else a decimal token id)
+    "ok-penalties": '{"prompt":"ab","max_tokens":8,"n":2,"seed":1,"frequency_penalty":0.5,"presence_penalty":-1,"repetition_penalty":1.3,"repeat_window":3,"logit_bias":{"a":-100,"1":2,"🦊":100}}'.encode(),
+    "ok-ban-all-but-one": b'{"prompt":"a","max_tokens":8,"temperature":0,"logit_bias":{"\\n":-100," ":-100,"a":-100,"b":-100,"c":-100,"5":-100}}',
+    "ban-all": b'{"logit_bias":{"\\n":-100," ":-100,"a":-100,"b":-100,"c":-100,"5":-100,"6":-100}}',
+    "bias-bad-key": b'{"logit_bias":{"zz":1,"01":1,"-1":1}}', "bias-bad-value": b'{"logit_bias":{"a":"1"}}',
+    "bias-dup": b'{"logit_bias":{"a":1,"2":1}}', "bias-range": b'{"logit_bias":{"a":-100.01}}', "bias-not-object": b'{"logit_bias":[1]}',
+    "penalty-range": b'{"frequency_penalty":2.5,"presence_penalty":-3}', "repetition-zero": b'{"repetition_penalty":0,"repeat_window":-1}',
 }
 for name, body in requests.items():
     put("request", name, body)

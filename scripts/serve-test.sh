@@ -89,6 +89,14 @@ R=$("${CURL[@]}" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":60,"tem
 expect "$(echo "$R" | json 'd["choices"][0]["text"], d["choices"][0]["finish_reason"]')" \
     "$(python3 -c "import sys; print((sys.argv[1], 'stop'))" "${STOPPED#the }")" "stop = sample --stop, finish_reason stop"
 
+# ---- penalties and logit_bias = charrnn sample with the same flags (the newline banned by character)
+PEN=$("$BIN" sample --checkpoint "$CK" --prime "the " --seed 7 --length 120 --temp 0.8 --frequency-penalty 0.5 --presence-penalty 0.3 \
+      --repetition-penalty 1.3 --repeat-window 16 --logit-bias $'\n=-100' --logit-bias 'e=2')
+R=$("${CURL[@]}" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":120,"temperature":0.8,"seed":7,"frequency_penalty":0.5,"presence_penalty":0.3,"repetition_penalty":1.3,"repeat_window":16,"logit_bias":{"\n":-100,"e":2}}')
+expect "$(echo "$R" | json 'd["choices"][0]["text"]')" "${PEN#the }" "penalties + logit_bias = sample --frequency-penalty … --logit-bias"
+expect "$(echo "$R" | json '"\n" in d["choices"][0]["text"], len(d["choices"][0]["text"])')" "(False, 120)" "logit_bias -100 bans the newline"
+[ "${PEN#the }" != "$EXPECTED" ] && ok "penalties change the text" || bad "penalties did not change the text"
+
 # ---- streaming
 S=$("${CURL[@]}" -N -D "$WORK/stream.h" "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7,"stream":true}')
 grep -qi '^content-type: text/event-stream' "$WORK/stream.h" && ok "stream: text/event-stream" || bad "stream: content type"
@@ -144,6 +152,14 @@ python3 -c "print('{\"prompt\": \"' + 'a' * (10 << 20) + '\"}')" > "$WORK/10mb.j
 code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${C[@]}" --data-binary @"$WORK/10mb.json" 2>/dev/null || true)
 case "$code" in 413|000) ok "10 MB prompt → 413 or closed ($code)";; *) bad "10 MB prompt: $code";; esac
 err "10 MB prompt, chunked (no Content-Length) → 413" 413 None "${C[@]}" -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/10mb.json"
+err "frequency_penalty out of range → 400" 400 frequency_penalty "${C[@]}" -d '{"frequency_penalty": 2.5}'
+err "presence_penalty not a number → 400" 400 presence_penalty "${C[@]}" -d '{"presence_penalty": "1"}'
+err "repetition_penalty 0 → 400" 400 repetition_penalty "${C[@]}" -d '{"repetition_penalty": 0}'
+err "repeat_window negative → 400" 400 repeat_window "${C[@]}" -d '{"repeat_window": -1}'
+err "logit_bias key not in the vocabulary → 400" 400 logit_bias "${C[@]}" -d '{"prompt": "a", "logit_bias": {"Q": 1}}'
+err "logit_bias value out of range → 400" 400 logit_bias "${C[@]}" -d '{"logit_bias": {"a": -101}}'
+python3 -c "import json, sys; print(json.dumps({'logit_bias': {c: -100 for c in set(open(sys.argv[1]).read())}}))" "$WORK/corpus.txt" > "$WORK/ban-all.json"
+err "logit_bias banning every character → 400" 400 logit_bias "${C[@]}" --data-binary @"$WORK/ban-all.json"
 err "unknown model → 404" 404 model "${C[@]}" -d '{"model": "gpt-4", "prompt": "a"}'
 err "unknown route → 404" 404 None "$URL/v2/nothing"
 err "score without input → 400" 400 input "$URL/v1/score" -d '{}'
@@ -188,6 +204,8 @@ python3 scripts/serve-test/clients.py openai "$PORT" tiny "$EXPECTED" && ok "ope
 printf 'the quick brown fox' > "$WORK/echo.txt"
 EVAL_TOTAL=$("$BIN" eval "$WORK/echo.txt" --checkpoint "$CK" --batch 1 --json | json '-d["loss"] * d["scored"]')
 python3 scripts/serve-test/clients.py logprobs "$PORT" tiny "$EVAL_TOTAL" && ok "openai client: logprobs, echo, best_of" || bad "openai client: logprobs, echo, best_of"
+python3 scripts/serve-test/clients.py penalties "$PORT" tiny "${PEN#the }" && ok "openai client: penalties and logit_bias" \
+    || bad "openai client: penalties and logit_bias"
 
 # ---- the web page in headless Chromium
 P=$("${CURL[@]}" "$URL/")

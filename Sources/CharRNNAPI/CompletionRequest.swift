@@ -5,7 +5,7 @@
 // Decoding: the body must be UTF-8 JSON whose top level is an object. Fields are checked one by one
 // with the exact JSON type (a number is never read as a bool or string, an integer field rejects
 // 1.5 and 1e30); null means "not given"; unknown fields are ignored (OpenAI clients send fields
-// such as `user` or `frequency_penalty`). Every failure is an `APIError` with HTTP status 400 and
+// such as `user`). Every failure is an `APIError` with HTTP status 400 and
 // a one-line message naming the field (`param`).
 
 #if !CHARRNN_FUZZ
@@ -120,13 +120,20 @@ package struct CompletionRequest: Sendable, Equatable {
     package var echo = false
     /// Candidates drawn per returned choice set: the `n` best of `bestOf` (≥ n) by mean log p per character.
     package var bestOf: Int? = nil
+    // penalties and bias (Penalties.swift; decoded at the end of this file)
+    package var frequencyPenalty: Float
+    package var presencePenalty: Float
+    package var repetitionPenalty: Float
+    package var repeatWindow: Int
+    /// `logit_bias` as sent: key → bias; the keys are resolved against the vocabulary by `samplingOptions`.
+    package var logitBias: [String: Float]
 
     /// Defaults where the body is silent: 16 tokens (OpenAI's), temperature 0.8 (charrnn sample's),
     /// top_p 1, top_k 0 (off), n 1, a random seed, no stop strings, no streaming.
     package static let defaultMaxTokens = 16
     package static let defaultTemperature: Float = 0.8
 
-    package var options: SamplingOptions { SamplingOptions(temperature: temperature, topK: topK, topP: topP) }
+    package var options: SamplingOptions { withPenalties(SamplingOptions(temperature: temperature, topK: topK, topP: topP)) }
 
     /// Decodes and checks a body.
     /// - Throws: `APIError` (status 400) saying which field is wrong and why.
@@ -148,7 +155,8 @@ package struct CompletionRequest: Sendable, Equatable {
         seed = try f.seed("seed")
         stop = try f.stop("stop", limits: limits)
         stream = try f.bool("stream") ?? false
-        try decodeScoring(&f, limits: limits)
+        (frequencyPenalty, presencePenalty, repetitionPenalty, repeatWindow, logitBias) = try f.penalties()
+        try decodeScoring(&f, limits: limits)   // a mutating method: after every stored field is set
     }
 
     /// `logprobs` (integer 0...5), `echo` (boolean), `best_of` (integer n...max n; not with `stream`), as
@@ -298,5 +306,63 @@ private struct Fields {
             throw .invalid("each stop string must be 1 to \(limits.maxStopBytes) bytes, got \(s.utf8.count)", param: k)
         }
         return list
+    }
+}
+
+// MARK: - Penalties and logit bias
+
+extension CompletionRequest {
+    /// `o` with the request's penalties (not the bias: its keys need the vocabulary).
+    func withPenalties(_ o: SamplingOptions) -> SamplingOptions {
+        var o = o
+        o.frequencyPenalty = frequencyPenalty; o.presencePenalty = presencePenalty
+        o.repetitionPenalty = repetitionPenalty; o.repeatWindow = repeatWindow
+        return o
+    }
+
+    /// The request's sampling options with `logit_bias` resolved against `vocabulary`: a key is one
+    /// token of the vocabulary (normalized as the prompt is) or, failing that, a token id in decimal
+    /// (`LogitBias.token`).
+    /// - Throws: `APIError` (400, param `logit_bias`) for a key that names no token, the unknown
+    ///   token, two keys naming one token, or a bias that bans every token.
+    package func samplingOptions(vocabulary: Vocabulary, normalize: Normalization) throws(APIError) -> SamplingOptions {
+        var o = options
+        guard !logitBias.isEmpty else { return o }
+        let pairs = logitBias.keys.sorted().map { (key: $0, bias: logitBias[$0]!) }
+        do { o.logitBias = try LogitBias.resolve(pairs, vocabulary: vocabulary, normalize: normalize) } catch {
+            throw .invalid("logit_bias: \(error)", param: "logit_bias")
+        }
+        return o
+    }
+}
+
+extension Fields {
+    /// frequency_penalty and presence_penalty (−2…2, OpenAI's), repetition_penalty ((0, 100], 1 = off)
+    /// and repeat_window (≥ 0, 0 = all generated) — extensions —, and logit_bias (an object of
+    /// numbers in −100…100; its keys are checked against the vocabulary later).
+    mutating func penalties() throws(APIError) -> (Float, Float, Float, Int, [String: Float]) {
+        let fp = Float(try double("frequency_penalty", in: -2...2) ?? 0)
+        let pp = Float(try double("presence_penalty", in: -2...2) ?? 0)
+        let rp = try double("repetition_penalty", in: 0...100) ?? 1
+        if rp <= 0 { throw .invalid("repetition_penalty must be in (0, 100], got \(rp)", param: "repetition_penalty") }
+        let window = try int("repeat_window", in: 0...Int(Int32.max)) ?? 0
+        var bias: [String: Float] = [:]
+        if let v = value("logit_bias") {
+            guard case let .object(o) = v else { throw type("logit_bias", "an object of token → bias", v) }
+            for k in o.keys.sorted() {
+                let b: Double
+                switch o[k]! {
+                case let .int(i): b = Double(i)
+                case let .uint(u): b = Double(u)
+                case let .double(d): b = d
+                case let e: throw .invalid("logit_bias[\(k.debugDescription)] must be a number, not a \(e.typeName)", param: "logit_bias", code: "invalid_type")
+                }
+                guard b >= -100 && b <= 100 else {
+                    throw .invalid("logit_bias[\(k.debugDescription)] must be a number in -100...100, got \(b)", param: "logit_bias")
+                }
+                bias[k] = Float(b)
+            }
+        }
+        return (fp, pp, Float(rp), window, bias)
     }
 }

@@ -172,7 +172,8 @@ package final class CompletionServer: Sendable {
         let (ids, unknown) = vocabulary.encode(r.prompt, normalize: normalize)
         if ids.isEmpty && !unknown.isEmpty { throw APIError.unknownCharacters(unknown) }
         let seed = r.seed ?? UInt64.random(in: 0...UInt64.max)
-        var g = GenerationRequest(prompt: ids, choices: r.candidates, seed: seed, options: r.options, maxTokens: r.maxTokens, stop: r.stop)
+        let options = try r.samplingOptions(vocabulary: vocabulary, normalize: normalize)   // logit_bias keys → tokens
+        var g = GenerationRequest(prompt: ids, choices: r.candidates, seed: seed, options: options, maxTokens: r.maxTokens, stop: r.stop)
         g.logprobs = r.engineLogprobs; g.echo = r.echo
         let ticket = GenerationTicket(g, bufferLimit: configuration.streamBufferBytes)
         do { try engine.submit(ticket) } catch { throw APIError(error) }

@@ -48,8 +48,10 @@ struct SampleCommand: ParsableCommand {
     var logprobs: Int?
     @Option(help: ArgumentHelp("Draw K candidates in one batched pass and print the --num-samples with the highest mean log-probability per character (best first).", valueName: "K"))
     var bestOf: Int?
+    // repetition penalties, logit bias and --beam (PenaltyOptions.swift)
+    @OptionGroup(title: "Repetition, bias and beam search") var penalties: PenaltyOptions
 
-    var options: SamplingOptions { SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP) }
+    var options: SamplingOptions { penalties.applied(to: SamplingOptions(temperature: argmax ? 0 : temperature, topK: topK, topP: topP)) }
 
     func validate() throws {
         if let p = options.problem { throw ValidationError(p) }
@@ -57,6 +59,10 @@ struct SampleCommand: ParsableCommand {
         if numSamples < 1 || numSamples > 4096 { throw ValidationError("--num-samples must be between 1 and 4096") }
         try validateServeControls()
         try validateScoring()
+        try validatePenalties()
+        if penalties.beam > 0 && (logprobs != nil || bestOf != nil) {
+            throw ValidationError("--beam searches for the likeliest text; it cannot be combined with --logprobs or --best-of")
+        }
     }
 
     func run() throws {
@@ -69,11 +75,12 @@ struct SampleCommand: ParsableCommand {
     /// What both sampling paths start from: the checkpoint chosen and loaded, a loop of `streams`
     /// rows, the seed (given or drawn), and the prime as token ids and as text.
     private func prepare(streams: Int) throws -> (choice: CheckpointChoice, loaded: Checkpoint.Loaded, loop: GenerationLoop,
-                                                  seed: UInt64, prompt: [Int32], primeText: String) {
+                                                  seed: UInt64, prompt: [Int32], primeText: String, options: SamplingOptions) {
         try threads.configure()
         let choice = try source.choose()
         let loaded = try Checkpoint.load(path: choice.path)
         let vocab = loaded.meta.vocabulary
+        let options = try resolvedOptions(loaded)   // --logit-bias keys → tokens
         let loop = try GenerationLoop(checkpoint: loaded, maxStreams: streams, weights: weights)
         let seed = self.seed ?? UInt64.random(in: 1...UInt64.max)
         var prompt: [Int32] = [], primeText = ""
@@ -88,11 +95,12 @@ struct SampleCommand: ParsableCommand {
             }
             prompt = known; primeText = prime
         }
-        return (choice, loaded, loop, seed, prompt, primeText)
+        return (choice, loaded, loop, seed, prompt, primeText, options)
     }
 
     func sample() throws {
-        let (choice, loaded, loop, seed, prompt, primeText) = try prepare(streams: numSamples)
+        let (choice, loaded, loop, seed, prompt, primeText, options) = try prepare(streams: numSamples)
+        if penalties.beam > 0 { return try beamSample(loop, prompt: prompt, primeText: primeText) }
         let K = numSamples
         for i in 0..<K {
             loop.join(prompt: prompt, seed: seed, stream: i, options: options, maxTokens: length, stop: StopFilter(stops: stop))
@@ -229,7 +237,7 @@ extension SampleCommand {
 
     func sampleScored() throws {
         let K = bestOf ?? numSamples, n = numSamples
-        let (choice, loaded, loop, seed, prompt, primeText) = try prepare(streams: K)
+        let (choice, loaded, loop, seed, prompt, primeText, options) = try prepare(streams: K)
         let vocab = loaded.meta.vocabulary
         // every candidate with its entries is kept: text bytes plus one entry per token
         let perToken = max(1, loop.longestToken) + MemoryLayout<TokenLogprob>.stride

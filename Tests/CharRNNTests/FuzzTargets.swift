@@ -17,7 +17,8 @@
 //   unknown tokens are distinct and really unknown, known tokens joined give back the text; the
 //   sampled text is valid UTF-8.
 // - request: `charrnn serve`'s body decoders (CompletionRequest, ScoreRequest): an input is accepted
-//   only if it is valid UTF-8 and every field is within the limits; a refusal is a 400 APIError
+//   only if it is valid UTF-8 and every field is within the limits (logit_bias keys resolved
+//   against the engine's vocabulary); a refusal is a 400 APIError
 //   with a one-line message and a well-formed error object; an accepted completion runs through
 //   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings, and
 //   its hand-written streamed event equal to the encoded Codable chunk.
@@ -310,7 +311,9 @@ enum FuzzTarget: String, CaseIterable {
             if requestEngine == nil { requestEngine = RequestEngine() }
             let e = requestEngine!.engine
             let ids = e.vocabulary.encode(r.prompt, normalize: .none).ids
-            var g = GenerationRequest(prompt: Array(ids.prefix(64)), choices: r.candidates, seed: r.seed ?? 0, options: r.options,
+            let options = try r.samplingOptions(vocabulary: e.vocabulary, normalize: .none)
+            try check(options.problem(vocabulary: e.vocabulary) == nil, t, "accepted a logit_bias the sampler rejects")
+            var g = GenerationRequest(prompt: Array(ids.prefix(64)), choices: r.candidates, seed: r.seed ?? 0, options: options,
                                       maxTokens: min(r.maxTokens, 8), stop: r.stop)
             g.logprobs = r.engineLogprobs; g.echo = r.echo
             let ticket = GenerationTicket(g)

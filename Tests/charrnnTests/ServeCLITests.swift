@@ -56,11 +56,17 @@ final class ServeCLITests: CharrnnCLITestCase {
         guard let m = line.range(of: #"127\.0\.0\.1:[0-9]+"#, options: .regularExpression) else { return XCTFail("no port in \(line)") }
         let port = line[m].split(separator: ":")[1]
 
-        struct Case { var prompt: String; var seed: Int; var temp: Double; var topK: Int; var topP: Double; var n: Int; var length: Int }
+        struct Case { var prompt: String; var seed: Int; var temp: Double; var topK: Int; var topP: Double; var n: Int; var length: Int
+                      var extra: [String: Any] = [:]; var flags: [String] = [] }   // penalties and logit_bias: the body's fields, sample's flags
         let cases = [Case(prompt: "To ", seed: 1, temp: 0.8, topK: 0, topP: 1, n: 1, length: 200),
                      Case(prompt: "", seed: 2, temp: 1.1, topK: 5, topP: 1, n: 3, length: 150),
                      Case(prompt: "床前", seed: 3, temp: 0.6, topK: 0, topP: 0.9, n: 1, length: 250),
-                     Case(prompt: "Whether", seed: 4, temp: 0, topK: 0, topP: 1, n: 2, length: 100)]
+                     Case(prompt: "Whether", seed: 4, temp: 0, topK: 0, topP: 1, n: 2, length: 100),
+                     Case(prompt: "To ", seed: 5, temp: 0.9, topK: 0, topP: 1, n: 2, length: 150,
+                          extra: ["frequency_penalty": 0.5, "presence_penalty": -0.25, "repetition_penalty": 1.5, "repeat_window": 12,
+                                  "logit_bias": ["\n": -100, "e": 1.5]],
+                          flags: ["--frequency-penalty", "0.5", "--presence-penalty", "-0.25", "--repetition-penalty", "1.5", "--repeat-window", "12",
+                                  "--logit-bias", "\n=-100", "--logit-bias", "e=1.5"])]
         final class Box: @unchecked Sendable { var texts: [[String]]; let lock = NSLock(); init(_ n: Int) { texts = Array(repeating: [], count: n) } }
         let box = Box(cases.count)
         let group = DispatchGroup()
@@ -69,7 +75,7 @@ final class ServeCLITests: CharrnnCLITestCase {
             req.httpMethod = "POST"
             req.httpBody = try JSONSerialization.data(withJSONObject: [
                 "prompt": c.prompt, "seed": c.seed, "temperature": c.temp, "top_k": c.topK, "top_p": c.topP, "n": c.n, "max_tokens": c.length,
-            ])
+            ].merging(c.extra) { $1 })
             group.enter()
             URLSession.shared.dataTask(with: req) { data, _, _ in
                 let o = data.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
@@ -84,6 +90,7 @@ final class ServeCLITests: CharrnnCLITestCase {
             var args = ["sample", "--checkpoint", "checkpoints/r", "--length", "\(c.length)", "--seed", "\(c.seed)", "--temp", "\(c.temp)",
                         "--top-k", "\(c.topK)", "--top-p", "\(c.topP)", "--num-samples", "\(c.n)", "--output-dir", "s\(i)"]
             if !c.prompt.isEmpty { args += ["--prime", c.prompt] }
+            args += c.flags
             XCTAssertEqual(try run(args, cwd: dir).status, 0)
             let expected = try (1...c.n).map { k in
                 String(try String(contentsOfFile: dir + "/s\(i)/sample-\(k).txt", encoding: .utf8).dropFirst(c.prompt.count))

@@ -9,6 +9,12 @@
                                                    fox" sums to EVAL_TOTAL (−loss × scored of `charrnn
                                                    eval --batch 1`); streamed chunks carry their own
                                                    tokens; best_of picks the best mean log p of n=best_of
+    clients.py penalties PORT MODEL EXPECTED_TEXT  the openai package with frequency_penalty,
+                                                   presence_penalty, logit_bias and (extra_body)
+                                                   repetition_penalty + repeat_window, non-streaming
+                                                   and streaming: both give EXPECTED_TEXT (charrnn
+                                                   sample with the same flags); a banned newline
+                                                   never appears; a bad logit_bias key is a 400
     clients.py connections PORT COUNT              COUNT connections opened and dropped: idle, half
                                                    a request line, partial headers, garbage, a body
                                                    cut short; then the server must still answer
@@ -95,6 +101,46 @@ def logprobs_check(port, model, eval_total):
         say(False, "openai: logprobs 6 was accepted")
     except Exception as e:
         say(getattr(e, "status_code", None) == 400 and "logprobs" in str(e), f"openai sees logprobs 6 refused: {e}")
+    return ok
+
+
+PENALTIES = dict(frequency_penalty=0.5, presence_penalty=0.3, logit_bias={"\n": -100, "e": 2},
+                 extra_body={"repetition_penalty": 1.3, "repeat_window": 16})
+
+
+def penalties_check(port, model, expected):
+    from openai import OpenAI
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", timeout=30, max_retries=0)
+    ok = True
+    r = client.completions.create(model=model, prompt="the ", max_tokens=120, temperature=0.8, seed=7, **PENALTIES)
+    good = r.choices[0].text == expected and r.usage.completion_tokens == 120
+    print(("ok   " if good else "FAIL ") + f"openai penalties + logit_bias, non-streaming = sample: {r.choices[0].text!r}")
+    ok &= good
+    chunks = list(client.completions.create(model=model, prompt="the ", max_tokens=120, temperature=0.8, seed=7, stream=True, **PENALTIES))
+    streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+    good = streamed == expected and len(chunks) > 2
+    print(("ok   " if good else "FAIL ") + f"openai penalties + logit_bias, streaming: {len(chunks)} chunks, same text: {streamed == expected}")
+    ok &= good
+    # the newline banned by its token id (OpenAI's key form; id 0 is "\n" in a code-point-ordered vocabulary)
+    for stream in (False, True):
+        r = client.completions.create(model=model, prompt="the ", max_tokens=400, temperature=1.0, seed=3, n=2, logit_bias={"0": -100}, stream=stream)
+        texts = ["", ""]
+        for c in (r if stream else [r]):
+            for ch in c.choices:
+                texts[ch.index] += ch.text
+        good = all(len(t) == 400 and "\n" not in t for t in texts)
+        print(("ok   " if good else "FAIL ") + f"logit_bias {{'0': -100}} bans the newline ({'streaming' if stream else 'non-streaming'}, n=2, 400 tokens)")
+        ok &= good
+    for bad, param in (({"logit_bias": {"zz": 1}}, "logit_bias"), ({"frequency_penalty": 3}, "frequency_penalty"),
+                       ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty")):
+        try:
+            client.completions.create(model=model, prompt="the ", max_tokens=5, **bad)
+            print(f"FAIL openai: {bad} was accepted")
+            ok = False
+        except Exception as e:
+            good = getattr(e, "status_code", None) == 400 and param in str(e)
+            print(("ok   " if good else "FAIL ") + f"openai {bad} → 400 naming {param}: {e}")
+            ok &= good
     return ok
 
 
@@ -236,6 +282,8 @@ if __name__ == "__main__":
         sys.exit(0 if logprobs_check(int(sys.argv[2]), sys.argv[3], float(sys.argv[4])) else 1)
     if mode == "openai":
         sys.exit(0 if openai_check(int(sys.argv[2]), sys.argv[3], sys.argv[4]) else 1)
+    if mode == "penalties":
+        sys.exit(0 if penalties_check(int(sys.argv[2]), sys.argv[3], sys.argv[4]) else 1)
     if mode == "rss":
         sys.exit(0 if rss(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])) else 1)
     if mode == "timeouts":

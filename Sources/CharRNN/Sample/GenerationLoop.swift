@@ -24,7 +24,9 @@
 // row's text does not depend on the other rows, and stream i of a seed is the same whatever K is.
 // Nothing is allocated per iteration: the state, tokens, log-probs, the drawer and 2·maxStreams row
 // slots with their text buffers are allocated at init; a join reuses a slot (it only grows a slot's
-// text buffer when the row's stop strings are longer than any before).
+// text buffer when the row's stop strings are longer than any before). A row with penalties counts
+// the tokens it generates in its slot's counts (Penalties.swift; allocated at the first such join,
+// zeroed at every join; a slot's window ring grows only when its window is longer than any before).
 // Log-probabilities (`logprobs`) and `echo`: the section at the end of this file.
 
 /// Why a stream of generated text ended.
@@ -63,6 +65,7 @@ public final class GenerationLoop {
         var end: FinishReason? = nil       // set when the row ended; it leaves at `step`
         var fresh = true                   // joined since the last step: state not reset yet
         var lp = RowLogprobs()             // logprobs / echo (the section at the end of this file)
+        var penaltySlot = 0                // the row's counts in `penalties` (travels with the row)
     }
     private var slots: [Row]                   // (2·maxStreams) rows 0..<rows are in the batch
     private var released: [[UInt8]]            // (2·maxStreams) per slot: text released since the last step
@@ -83,6 +86,7 @@ public final class GenerationLoop {
     package let longestToken: Int
     private let startFeed: [Int32]             // [start token], or [] (uniform first draw)
     private let tokenScalars: [Int32]          // (V) Unicode scalars of each token's text
+    private var penalties: PenaltyCounts?      // (2·maxStreams, V) counts of generated tokens, once a row has penalties
 
     /// - Parameters:
     ///   - model: the weights (any workspace size); from now on used only by the loop's thread.
@@ -103,6 +107,7 @@ public final class GenerationLoop {
         startFeed = vocabulary.startID.map { [Int32($0)] } ?? []
         // ended rows keep their slot until `step` while as many new ones join
         slots = Array(repeating: Row(), count: 2 * maxStreams)
+        for k in slots.indices { slots[k].penaltySlot = k }
         released = (0..<2 * maxStreams).map { _ in var a = [UInt8](); a.reserveCapacity(longest + 64); return a }
         for i in slots.indices { slots[i].lp.reserve(RowLogprobs.initialCapacity) }
     }
@@ -151,6 +156,7 @@ public final class GenerationLoop {
         slots[i].rng = Xoshiro256(seed: GenerationLoop.streamSeed(seed, stream: stream))
         slots[i].filter = stop
         slots[i].fed = 0; slots[i].drawn = 0; slots[i].end = nil; slots[i].fresh = true
+        startCounting(i)
         released[i].removeAll(keepingCapacity: true)
         // one draw releases at most what the filter held (< the longest stop) and the token
         released[i].reserveCapacity(slots[i].filter.longestStop + longestToken)
@@ -255,7 +261,8 @@ public final class GenerationLoop {
 
     /// Draws row i's next token from `z`, releases its text, and ends the row when it is done.
     private func generate(_ i: Int, from z: UnsafePointer<Float>) {
-        let tok = drawer.draw(z, options: slots[i].options, rng: &slots[i].rng)
+        let tok = slots[i].options.shapesLogits ? drawShaped(i, from: z)
+            : drawer.draw(z, options: slots[i].options, rng: &slots[i].rng)
         slots[i].drawn += 1
         let before = released[i].count
         if slots[i].lp.top >= 0 { logprobsDrawn(i, token: tok, z: z) }
@@ -406,5 +413,29 @@ extension GenerationLoop {
         var n = 0
         for b in tokenBytes[tokenOffsets[token]..<(tokenOffsets[token] + bytes)] where b & 0xC0 != 0x80 { n += 1 }
         return n
+    }
+}
+
+// MARK: - Penalties and logit bias (Penalties.swift)
+
+extension GenerationLoop {
+    /// Row i (joining) starts with no token generated: its options checked against the vocabulary,
+    /// and, with penalties, its slot's counts zeroed.
+    private func startCounting(_ i: Int) {
+        precondition(slots[i].options.logitBias.allSatisfy { $0.id >= 0 && $0.id < V }, "logit bias id outside the vocabulary")
+        guard slots[i].options.countsTokens else { return }
+        if penalties == nil { penalties = PenaltyCounts(slots: slots.count, vocabSize: V) }
+        penalties!.reset(slots[i].penaltySlot, window: slots[i].options.effectiveWindow(maxTokens: slots[i].maxTokens))
+    }
+
+    /// Draws row i's next token from `z` reshaped by its penalties and bias, and counts it.
+    private func drawShaped(_ i: Int, from z: UnsafePointer<Float>) -> Int {
+        let s = slots[i].penaltySlot
+        let counting = slots[i].options.countsTokens
+        let row = drawer.shape(z, options: slots[i].options, counts: counting ? penalties!.all(s) : nil,
+                               recent: counting ? penalties!.recent(s) : nil)
+        let tok = drawer.draw(row, options: slots[i].options, rng: &slots[i].rng)
+        if counting { penalties!.record(s, tok) }
+        return tok
     }
 }

@@ -1,5 +1,6 @@
 // Sample/TokenDrawer.swift — the draw: the sampling options and TokenDrawer, which shapes one
-// stream's next-token distribution — softmax(log p / T), the unknown token masked, top-k and top-p
+// stream's next-token distribution — repetition penalties and logit bias on the row of log p (see
+// Penalties.swift), then softmax(· / T), the unknown and banned tokens masked, top-k and top-p
 // (nucleus) truncation; temperature 0 is argmax — and draws from it with the stream's generator.
 // GenerationLoop (the one generation loop, `sample` and `serve`) draws through it. All buffers are
 // allocated at init; a draw allocates nothing.
@@ -12,6 +13,18 @@ public struct SamplingOptions: Sendable {
     public var topK: Int = 0          // 0 = off
     /// Draw among the smallest set of likeliest tokens whose probability reaches p (nucleus); 1 = off.
     public var topP: Float = 1        // 1 = off
+    // Penalties and bias (Penalties.swift), applied to the row of log p before temperature/top-k/top-p.
+    /// Subtracted from log p of a token once per time it was generated in this completion (−2…2; 0 = off).
+    public var frequencyPenalty: Float = 0
+    /// Subtracted from log p of a token generated at least once in this completion (−2…2; 0 = off).
+    public var presencePenalty: Float = 0
+    /// R > 0: log p of each token among the last `repeatWindow` generated is divided by R when
+    /// positive, multiplied by R when negative (log p ≤ 0, so R > 1 makes it p^R); 1 = off.
+    public var repetitionPenalty: Float = 1
+    /// The last N generated tokens that `repetitionPenalty` looks at; 0 = all generated.
+    public var repeatWindow: Int = 0
+    /// Added to log p of a token; −100 bans it (−∞, never drawn). Sorted by id, ids distinct.
+    public var logitBias: [LogitBias] = []
     /// Options of one draw.
     public init(temperature: Float = 0.8, topK: Int = 0, topP: Float = 1) {
         self.temperature = temperature; self.topK = topK; self.topP = topP
@@ -21,7 +34,7 @@ public struct SamplingOptions: Sendable {
         if !(temperature >= 0) || !temperature.isFinite { return "\(Setting.temp) must be ≥ 0" }
         if topK < 0 { return "\(Setting.topK) must be ≥ 0" }
         if !(topP > 0 && topP <= 1) { return "\(Setting.topP) must be in (0, 1]" }
-        return nil
+        return penaltyProblem
     }
 }
 
@@ -39,10 +52,12 @@ package final class TokenDrawer: @unchecked Sendable {
     let unknownID: Int?                // masked: never drawn
     let probs: Storage                 // (V) the shaped distribution
     let order: UnsafeMutablePointer<Int32>  // (V) indices for top-k / top-p
+    let shaped: Storage                // (V) log p with penalties and bias (Penalties.swift)
 
     package init(vocabSize V: Int, unknownID: Int?) {
         self.V = V; self.unknownID = unknownID
         probs = Storage(count: V)
+        shaped = Storage(count: V)
         order = .allocate(capacity: V)
     }
 
@@ -74,6 +89,7 @@ package final class TokenDrawer: @unchecked Sendable {
                          tail: { sv += expScaledLanes($0, z: z, at: $1, max: mv, invT: invT, into: pr) })
         var s = sv.sum()
         if let u = unknownID, V > 1 { s -= pr[u]; pr[u] = 0 }   // the unknown token is never sampled
+        s -= maskBanned(options)                                // nor are banned ones (exp clamps −∞ to 1e-38)
         let k = options.topK > 0 ? min(options.topK, V) : V
         if k == V && options.topP >= 1 {
             // plain categorical draw
@@ -106,7 +122,10 @@ package final class TokenDrawer: @unchecked Sendable {
             acc += pr[Int(order[r])]
             if u < acc { return Int(order[r]) }
         }
-        return Int(order[keep - 1])
+        // u rounded up to `kept`: the last kept token that can be drawn (not a masked one)
+        var r = keep - 1
+        while r > 0 && pr[Int(order[r])] == 0 { r -= 1 }
+        return Int(order[r])
     }
 
     private func lastNonzero() -> Int {

@@ -20,6 +20,7 @@ package enum Setting: String, CaseIterable, Sendable, CustomStringConvertible {
     case name, out, resume, overwrite, initFrom, allowNewCorpus, checkpoint, force
     // sampling
     case temp, topK, topP
+    case frequencyPenalty, presencePenalty, repetitionPenalty, repeatWindow, logitBias, beam
 
     /// How a message spells a setting; set once at start, before any work.
     package nonisolated(unsafe) static var spell: @Sendable (Setting) -> String = { "--" + $0.kebab }

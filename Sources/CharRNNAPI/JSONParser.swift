@@ -54,9 +54,20 @@ struct JSONParser {
     private func fail(_ what: String, at offset: Int? = nil, code: String = "invalid_json") -> APIError {
         let at = offset ?? i
         if let field {
-            return .invalid("\(field): \(what) at byte \(at)", param: field, code: code)
+            return .invalid("\(Self.display(field)): \(what) at byte \(at)", param: field, code: code)
         }
         return .invalid("the request body is not valid JSON: \(what) at byte \(at)", param: nil, code: code)
+    }
+
+    /// A key as messages show it: as is when it is a plain name, else quoted with its control
+    /// characters escaped (a message stays one line), and cut to 64 characters.
+    static func display(_ key: String) -> String {
+        let plain = !key.isEmpty && key.utf8.count <= 64 && key.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F || $0 == 0x2E || $0 == 0x2D
+        }
+        if plain { return key }
+        let short = key.count > 64 ? String(key.prefix(64)) + "…" : key
+        return short.debugDescription
     }
 
     /// The byte at `k` for a message: a printable ASCII character quoted, anything else in hex.
@@ -120,7 +131,7 @@ struct JSONParser {
             if depth == 1 { field = key }
             let v = try value(depth: depth)
             if o.updateValue(v, forKey: key) != nil {
-                throw fail("the key \(key.debugDescription) appears twice in one object", at: keyAt)
+                throw fail("the key \(Self.display(key)) appears twice in one object", at: keyAt)
             }
             if depth == 1 { field = nil }
             skipSpace()

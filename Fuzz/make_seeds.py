@@ -113,6 +113,17 @@ requests = {
     "bias-bad-key": b'{"logit_bias":{"zz":1,"01":1,"-1":1}}', "bias-bad-value": b'{"logit_bias":{"a":"1"}}',
     "bias-dup": b'{"logit_bias":{"a":1,"2":1}}', "bias-range": b'{"logit_bias":{"a":-100.01}}', "bias-not-object": b'{"logit_bias":[1]}',
     "penalty-range": b'{"frequency_penalty":2.5,"presence_penalty":-3}', "repetition-zero": b'{"repetition_penalty":0,"repeat_window":-1}',
+    # nesting around the 64-level bound (arrays, objects, mixed, unclosed) and brackets inside strings
+    "deep-64": b'{"x":' + b"[" * 63 + b"]" * 63 + b"}", "deep-65": b'{"x":' + b"[" * 64 + b"]" * 64 + b"}",
+    "deep-objects": b'{"x":' + b'{"a":' * 70 + b"1" + b"}" * 71, "deep-mixed": b'{"x":' + b'[{"a":' * 40 + b"0" + b"}]" * 40 + b"}",
+    "deep-unclosed": b'{"x":' + b"[" * 5000, "deep-in-string": b'{"prompt":"' + b'[{\\"' * 100 + b'"}',
+    "wide-deep": b'{"x":[' + b",".join([b"[" * 60 + b"]" * 60] * 50) + b"]}",
+    # surrogates: lone high/low, high+high, high at the end, reversed pair, a valid pair, in stop/input/keys
+    "lone-low": b'{"prompt": "a\\udc00b"}', "high-high": b'{"prompt": "\\ud800\\ud800"}',
+    "high-end": b'{"prompt": "\\ud83e"}', "reversed-pair": b'{"prompt": "\\udd8a\\ud83e"}',
+    "pair": b'{"prompt": "\\ud83e\\udd8a"}', "surrogate-stop": b'{"stop": ["a", "\\ud800"]}',
+    "surrogate-input": b'{"input": ["\\udfff"]}', "surrogate-key": b'{"\\ud800": 1}',
+    "high-then-char": b'{"prompt": "\\ud800\\u0041"}', "short-escape": b'{"prompt": "\\ud8"}',
 }
 for name, body in requests.items():
     put("request", name, body)

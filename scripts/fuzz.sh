@@ -41,7 +41,7 @@ build() {
     # shellcheck disable=SC2086
     # (Run from $OUT: swiftc leaves CharRNNFuzz-1.swiftmodule & co. in the working directory.)
     (cd "$OUT" && swiftc -sanitize=fuzzer,address -parse-as-library -O -g -wmo -D CHARRNN_FUZZ \
-        -module-name CharRNNFuzz -I "$ROOT/Sources/COpenBLAS" -I "$ROOT/Sources/Cutf8proc" -I "$OUT/ckernels" \
+        -module-name CharRNNFuzz -package-name charrnn -I "$ROOT/Sources/COpenBLAS" -I "$ROOT/Sources/Cutf8proc" -I "$OUT/ckernels" \
         $(pkg-config --cflags-only-I openblas libutf8proc | sed 's/-I/-Xcc -I/g') \
         $(for f in $srcs Tests/CharRNNTests/FuzzTargets.swift Fuzz/Harness.swift; do echo "$ROOT/$f"; done) \
         $objs $(pkg-config --libs openblas libutf8proc) -o "$OUT/charrnn-fuzz.new" 2> >(grep -v "Cannot export local symbol" >&2))

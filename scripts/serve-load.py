@@ -12,6 +12,8 @@ client's, not the server's. CPU seconds per 1000 chars do not depend on what els
 machine the way chars/s do; take chars/s only on a quiet machine.
 
     scripts/serve-load.py --port 8080 --pid $(pgrep -n charrnn) --clients 1 8 32 64 --tokens 500 --requests 4
+    scripts/serve-load.py ... --extra '{"logprobs": 5, "frequency_penalty": 0.5, "presence_penalty": 0.3}'
+        (the same load with more request fields: penalties, logprobs)
     scripts/serve-load.py ... --sequential-sample 32 --charrnn .build/release/charrnn --checkpoint RUN
         (after the served figures: the same work as 32 one-shot `charrnn sample` processes of
         --tokens chars each, one after another, for comparison; --clients none runs only that)
@@ -56,8 +58,9 @@ def peak_rss_mb(pid):
 class Stream:
     """One streaming completion on its own connection: request, headers, chunked SSE body."""
 
-    def __init__(self, port, tokens, seed):
-        body = json.dumps({"prompt": "", "max_tokens": tokens, "temperature": 0.8, "seed": seed, "stream": True}).encode()
+    def __init__(self, port, tokens, seed, extra=None):
+        body = json.dumps({"prompt": "", "max_tokens": tokens, "temperature": 0.8, "seed": seed, "stream": True,
+                           **(extra or {})}).encode()
         self.out = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n" % len(body)) + body
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -133,7 +136,7 @@ def load(args, clients):
 
     def start(k):
         left[k] -= 1
-        s = Stream(args.port, args.tokens, 1000 * k + left[k])
+        s = Stream(args.port, args.tokens, 1000 * k + left[k], args.extra)
         sel.register(s.sock, selectors.EVENT_WRITE, (k, s))
 
     cpu0, server0, t0 = self_cpu(), proc_cpu(args.pid), time.perf_counter()
@@ -197,6 +200,8 @@ if __name__ == "__main__":
     a.add_argument("--pid", type=int, default=0, help="server pid, for its CPU time and peak RSS")
     a.add_argument("--clients", nargs="+", default=["1", "8", "32", "64"], help="concurrency levels, or 'none'")
     a.add_argument("--tokens", type=int, default=500)
+    a.add_argument("--extra", type=json.loads, default={}, metavar="JSON",
+                   help='more request fields, e.g. \'{"logprobs": 5, "frequency_penalty": 0.5}\'')
     a.add_argument("--requests", type=int, default=4, help="completions per client")
     a.add_argument("--max-seconds", type=float, default=300)
     a.add_argument("--sequential-sample", type=int, default=0, help="also run N one-shot `charrnn sample` processes")

@@ -3,9 +3,13 @@
 # count and time: builds, trains a tiny checkpoint, starts the server on a free port (--port 0),
 # and checks with curl (completions = `charrnn sample`, streaming, stop, models, health, score =
 # `charrnn eval`, every error class, hostile bodies, a burst of dropped connections, disconnect
-# frees rows — streaming or not, 429 with Retry-After), with the openai Python package (non-streaming and streaming; logprobs, echo scoring = `charrnn eval --batch 1`, best_of)
-# and with headless Chromium (type, generate, text grows, stop, screenshot); SIGTERM during a
-# stream must end the server cleanly within the grace time; RSS must not grow over 10,000 requests. The server is stopped by a
+# frees rows — streaming or not, and reaches the access log, 429 with Retry-After; HTTP/1.0, Expect:
+# 100-continue, malformed chunks, HEAD, 405, favicon, deep JSON, lone surrogates), with the openai Python
+# package (non-streaming and streaming; logprobs, echo scoring = `charrnn eval --batch 1`, best_of;
+# penalties and logit_bias) and with headless Chromium (type, generate, text grows, stop,
+# screenshot); SIGTERM during a stream must end the server cleanly within the grace time, a second
+# one at once; RSS must not grow over 10,000 requests; under `ulimit -n 128`, 300 connections stuck in
+# their headers leave /health answering and the CPU idle; the port in use is one line. The server is stopped by a
 # trap whatever happens. Prints "N passed, N failed" and exits non-zero on any failure.
 #
 #   scripts/serve-test.sh               needs curl, python3 with openai + websocket-client, chromium
@@ -47,8 +51,12 @@ EOF
     --out "$WORK/runs" --name tiny --threads 1 >/dev/null
 CK=$WORK/runs/tiny
 
-start_server() {   # start_server ARGS… : sets SERVER and PORT
-    "$BIN" serve --checkpoint "$CK" --port 0 --threads 1 "$@" 2>"$WORK/server.log" &
+start_server() {   # start_server ARGS… : sets SERVER and PORT (FD_LIMIT=N: under `ulimit -n N`)
+    if [ -n "${FD_LIMIT:-}" ]; then
+        ( ulimit -n "$FD_LIMIT"; exec "$BIN" serve --checkpoint "$CK" --port 0 --threads 1 "$@" ) 2>"$WORK/server.log" &
+    else
+        "$BIN" serve --checkpoint "$CK" --port 0 --threads 1 "$@" 2>"$WORK/server.log" &
+    fi
     SERVER=$!
     for _ in $(seq 1 300); do
         PORT=$(grep -o '127\.0\.0\.1:[0-9]*' "$WORK/server.log" 2>/dev/null | head -1 | cut -d: -f2 || true)
@@ -134,8 +142,11 @@ err "top level not an object → 400" 400 None "${C[@]}" -d '[1,2]'
 err "wrong type (prompt number) → 400" 400 prompt "${C[@]}" -d '{"prompt": 5}'
 err "wrong type (max_tokens string) → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": "5"}'
 err "wrong type (stream) → 400" 400 stream "${C[@]}" -d '{"stream": "yes"}'
-err "NaN → 400" 400 None "${C[@]}" -d '{"temperature": NaN}'
-err "huge number (1e999) → 400" 400 None "${C[@]}" -d '{"temperature": 1e999}'
+err "NaN → 400" 400 temperature "${C[@]}" -d '{"temperature": NaN}'
+err "huge number (1e999) → 400" 400 temperature "${C[@]}" -d '{"temperature": 1e999}'
+err "lone surrogate in the prompt → 400" 400 prompt "${C[@]}" -d '{"prompt": "a\ud800"}'
+err "JSON nested 65 deep → 400" 400 x "${C[@]}" -d "{\"x\": $(printf '[%.0s' $(seq 64))$(printf ']%.0s' $(seq 64))}"
+err "a key twice → 400" 400 n "${C[@]}" -d '{"n": 1, "n": 2}'
 err "huge integer → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": 123456789012345678901234567890}'
 err "negative max_tokens → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": -1}'
 err "max_tokens over the cap → 400" 400 max_tokens "${C[@]}" -d '{"max_tokens": 4097}'
@@ -188,8 +199,16 @@ done
 expect "$freed" yes "dropped streaming clients free their rows"
 
 # ---- a client that goes away frees its row within a step, streaming or not (close, reset, half-close)
+lines_before=$(grep -c ' POST /v1/completions ' "$WORK/server.log" || true)
 python3 scripts/serve-test/clients.py disconnect "$PORT" && ok "disconnected clients (non-streaming and streaming) free their rows at once" \
     || bad "disconnected clients keep their rows"
+sleep 0.5
+lines=$(( $(grep -c ' POST /v1/completions ' "$WORK/server.log" || true) - lines_before ))
+gone=$(grep -c 'client-gone' "$WORK/server.log" || true)
+expect "$lines $([ "$gone" -ge 2 ] && echo yes)" "6 yes" "all 6 requests whose client went away are in the access log ($gone marked client-gone)"
+
+# ---- HTTP/1.0, Expect: 100-continue, malformed chunks, HEAD, 405, favicon, deep JSON, lone surrogates
+python3 scripts/serve-test/clients.py http "$PORT" && ok "HTTP conformance cases" || bad "HTTP conformance cases"
 
 # ---- hostile connections, then a normal request still works
 python3 scripts/serve-test/clients.py connections "$PORT" 1500 && ok "1500 connections opened and dropped" || bad "connection burst"
@@ -236,13 +255,33 @@ start_server --max-streams 8
 python3 scripts/serve-test/clients.py rss "$PORT" "$SERVER" 10000 && ok "no RSS growth over 10,000 requests" || bad "RSS growth"
 kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
 
-# ---- --weights bf16: a completion = charrnn sample --weights bf16 (same kernel, same bits)
-start_server --weights bf16
+# ---- near the descriptor limit: 300 connections stuck in their headers against a limit of 128
+FD_LIMIT=128 start_server --idle-timeout 60
+python3 scripts/serve-test/clients.py fdlimit "$PORT" "$SERVER" 300 && ok "descriptor limit: reachable, no spinning" || bad "descriptor limit"
+kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
+
+# ---- --weights bf16: a completion = charrnn sample --weights bf16 (same kernel, same bits); TMPDIR
+# unwritable changes nothing (scoring is in memory)
+TMPDIR=/nonexistent/charrnn start_server --weights bf16 --max-body 2048 --step-interval-ms 4
 SAMPLE=$("$BIN" sample --checkpoint "$CK" --prime "the " --seed 7 --length 60 --temp 0.8 --weights bf16)
 R=$("${CURL[@]}" "$URL/v1/completions" -H 'Content-Type: application/json' \
     -d '{"prompt":"the ","max_tokens":60,"temperature":0.8,"seed":7}')
 expect "$(echo "$R" | json 'd["choices"][0]["text"]')" "${SAMPLE#the }" "serve --weights bf16 = sample --weights bf16"
-kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
+expect "$("${CURL[@]}" "$URL/v1/score" -d '{"input":"the quick brown fox"}' | json 'd["data"][0]["scored"]')" "18" \
+    "score with TMPDIR unwritable (in memory), --max-body 2048 alone accepted"
+# the port in use: one line saying so
+"$BIN" serve --checkpoint "$CK" --port "$PORT" --threads 1 2>"$WORK/inuse.log" && status=0 || status=$?
+expect "$status $(wc -l < "$WORK/inuse.log") $(grep -c "port $PORT is in use" "$WORK/inuse.log")" "1 1 1" "port in use: one line ($(cat "$WORK/inuse.log"))"
+# a second SIGTERM quits at once while the first waits for a stream's grace time
+curl -sS -N --max-time 30 "$URL/v1/completions" -d '{"prompt":"the ","max_tokens":4000,"stream":true}' > "$WORK/cut2.txt" 2>/dev/null &
+BACKGROUND+=($!)
+for _ in $(seq 100); do [ -s "$WORK/cut2.txt" ] && break; sleep 0.1; done
+kill -TERM "$SERVER"; sleep 0.3; kill -TERM "$SERVER"
+t0=$(date +%s.%N)
+status=0; wait "$SERVER" || status=$?
+t1=$(date +%s.%N)
+SERVER=""
+expect "$status $(python3 -c "print($t1 - $t0 < 2)")" "143 True" "second SIGTERM: exit 143 at once"
 
 echo
 echo "serve-test: $PASS passed, $FAIL failed"

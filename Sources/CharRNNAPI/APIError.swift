@@ -83,6 +83,12 @@ package struct APIError: Error, Sendable, Equatable, CustomStringConvertible, En
                     ?? "the request body is larger than the limit of \(limit) bytes", code: "body_too_large")
     }
 
+    /// 400: the request body is not well-formed HTTP (a bad chunk size, …); the answer closes the
+    /// connection, which cannot be read further.
+    package static func malformedBody(_ detail: String) -> APIError {
+        .invalid("the request body is malformed HTTP (\(detail))", param: nil, code: "malformed_body")
+    }
+
     /// An HTTP-level failure (no route, wrong method, …) with its status and reason phrase.
     package static func http(status: Int, reason: String, method: String, path: String) -> APIError {
         let type = status >= 500 && status != 404 && status != 405 ? "server_error" : "invalid_request_error"

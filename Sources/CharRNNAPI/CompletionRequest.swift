@@ -2,7 +2,8 @@
 // shape, plus /v1/score) and the limits they are checked against, decoded without any HTTP: the
 // server, its tests and the `request` fuzz target share this decoder.
 //
-// Decoding: the body must be UTF-8 JSON whose top level is an object. Fields are checked one by one
+// Decoding: the body must be UTF-8 JSON (`JSONParser`: linear time, nesting at most 64 deep, no
+// lone surrogates or duplicate keys) whose top level is an object. Fields are checked one by one
 // with the exact JSON type (a number is never read as a bool or string, an integer field rejects
 // 1.5 and 1e30); null means "not given"; unknown fields are ignored (OpenAI clients send fields
 // such as `user`). Every failure is an `APIError` with HTTP status 400 and
@@ -13,21 +14,9 @@ import CharRNN   // SamplingOptions (the fuzz build compiles the library and thi
 #endif
 import Foundation
 
-/// A JSON value with its exact type.
-package enum JSONValue: Decodable, Sendable, Equatable {
+/// A JSON value with its exact type (read by `JSONParser`).
+package enum JSONValue: Sendable, Equatable {
     case null, bool(Bool), int(Int64), uint(UInt64), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
-
-    package init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null; return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let i = try? c.decode(Int64.self) { self = .int(i); return }
-        if let u = try? c.decode(UInt64.self) { self = .uint(u); return }
-        if let d = try? c.decode(Double.self) { self = .double(d); return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
-        self = .object(try c.decode([String: JSONValue].self))
-    }
 
     /// The JSON type's name, for messages.
     package var typeName: String {
@@ -48,10 +37,7 @@ package enum JSONValue: Decodable, Sendable, Equatable {
             let at = firstInvalidUTF8(body)
             throw .invalid("the request body is not valid UTF-8 (byte \(at))", param: nil, code: "invalid_json")
         }
-        let v: JSONValue
-        do { v = try JSONDecoder().decode(JSONValue.self, from: Data(body)) } catch {
-            throw .invalid("the request body is not valid JSON: \(oneLine(error))", param: nil, code: "invalid_json")
-        }
+        let v = try JSONParser.parse(body)
         guard case let .object(o) = v else {
             throw .invalid("the request body must be a JSON object, not \(v.typeName == "array" ? "an" : "a") \(v.typeName)", param: nil, code: "invalid_json")
         }
@@ -70,16 +56,6 @@ package enum JSONValue: Decodable, Sendable, Equatable {
             case .emptyInput: return offset
             }
         }
-    }
-
-    static func oneLine(_ e: Error) -> String {
-        var s: String
-        if case let DecodingError.dataCorrupted(c) = e {
-            s = c.debugDescription
-            if let u = c.underlyingError { s += " (" + String(describing: u) + ")" }
-        } else { s = String(describing: e) }
-        s = s.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
-        return s.count > 300 ? String(s.prefix(300)) + "…" : s
     }
 }
 

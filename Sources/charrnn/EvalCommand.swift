@@ -9,9 +9,10 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Score text files with a checkpoint: loss (nats/token), bits per character, perplexity.",
         discussion: """
-        Each file is tokenized with the checkpoint's vocabulary; characters it lacks are counted, and \
-        mapped to its unknown token when it has one (--min-count/--max-vocab), else skipped. Every \
-        remaining token but the first is predicted once from the ones before it. The \
+        Each file is tokenized with the checkpoint's vocabulary; characters it lacks are counted as \
+        unknown and never scored: fed as its unknown token when it has one (--min-count/--max-vocab), \
+        else skipped. Every remaining known token but the first is predicted once from the ones \
+        before it ("scored"); the loss is their mean. The \
         tokens are laid out as --batch parallel streams like training's validation (state zero at each \
         stream's start, carried across minibatches of --seq steps); the remainder continues the last \
         stream. --batch 1 is one exact sequential pass.
@@ -40,6 +41,12 @@ struct EvalCommand: ParsableCommand {
         try reportingErrors(evaluate)
     }
 
+    /// How the unknown characters were treated, when there were any.
+    func unknownNote(_ r: EvalResult, _ evaluator: Evaluator) -> String {
+        guard r.unknown > 0 else { return "" }
+        return evaluator.vocabulary.unknownID != nil ? " (fed as the unknown token, not scored)" : " (skipped, not scored)"
+    }
+
     func evaluate() throws {
         try threads.configure()
         let choice = try source.choose()
@@ -54,10 +61,10 @@ struct EvalCommand: ParsableCommand {
                 enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
                 try say(String(decoding: try enc.encode(r), as: UTF8.self))
             } else if r.scored == 0 {
-                try say("\(f): \(r.tokens) tokens, \(r.unknown) unknown: too short to score (needs 2 known tokens)")
+                try say("\(f): \(r.tokens) tokens, \(r.unknown) unknown\(unknownNote(r, evaluator)): nothing to score (needs 2 known tokens)")
             } else {
-                try say(String(format: "%@: %ld tokens, %ld unknown, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
-                             f, r.tokens, r.unknown, r.loss, r.bitsPerToken, r.perplexity))
+                try say(String(format: "%@: %ld tokens, %ld unknown%@, %ld scored, loss %.4f nats/token, %.4f bits/char, perplexity %.3f",
+                             f, r.tokens, r.unknown, unknownNote(r, evaluator), r.scored, r.loss, r.bitsPerToken, r.perplexity))
             }
             if weights != .fp32 {
                 let w = try evaluator.compareWeights(path: f, precision: weights)

@@ -30,8 +30,8 @@ struct ServeCommand: AsyncParsableCommand {
     var maxQueue: Int?
     @Option(help: ArgumentHelp("Largest max_tokens a request may ask for.", valueName: "N"))
     var maxTokens = 4096
-    @Option(help: ArgumentHelp("Largest prompt, in UTF-8 bytes.", valueName: "BYTES"))
-    var maxPrompt = 16384
+    @Option(help: ArgumentHelp("Largest prompt, in UTF-8 bytes (default: 16384, or --max-body if smaller).", valueName: "BYTES"))
+    var maxPrompt: Int?
     @Option(help: ArgumentHelp("Largest n (completions per request; default: 16 or --max-streams if smaller).", valueName: "N"))
     var maxN: Int?
     @Option(help: ArgumentHelp("Largest request body, in bytes (413 beyond).", valueName: "BYTES"))
@@ -56,7 +56,9 @@ struct ServeCommand: AsyncParsableCommand {
         if maxStreams < 1 || maxStreams > 4096 { throw ValidationError("--max-streams must be between 1 and 4096") }
         if let q = maxQueue, q < 0 || q > 1_000_000 { throw ValidationError("--max-queue must be between 0 and 1000000") }
         if maxTokens < 1 || maxTokens > 1_000_000 { throw ValidationError("--max-tokens must be between 1 and 1000000") }
-        if maxPrompt < 1 || maxPrompt > maxBody { throw ValidationError("--max-prompt must be between 1 and --max-body") }
+        if let maxPrompt, maxPrompt < 1 || maxPrompt > maxBody {
+            throw ValidationError("--max-prompt must be between 1 and --max-body (\(maxBody)), got \(maxPrompt)")
+        }
         if let maxN, maxN < 1 || maxN > maxStreams { throw ValidationError("--max-n must be between 1 and --max-streams") }
         if maxBody < 1024 || maxBody > 1 << 30 { throw ValidationError("--max-body must be between 1024 and 1073741824") }
         if streamBuffer < 1024 || streamBuffer > 1 << 28 { throw ValidationError("--stream-buffer must be between 1024 and 268435456") }
@@ -80,7 +82,7 @@ struct ServeCommand: AsyncParsableCommand {
                 .map { Int($0.timeIntervalSince1970) } ?? 0
             var c = ServeConfiguration()
             c.host = host; c.port = port; c.maxStreams = maxStreams; c.queueLimit = maxQueue ?? maxStreams
-            c.limits = RequestLimits(maxTokens: maxTokens, maxPromptBytes: maxPrompt, maxChoices: maxN ?? min(16, maxStreams))
+            c.limits = RequestLimits(maxTokens: maxTokens, maxPromptBytes: maxPrompt ?? min(16384, maxBody), maxChoices: maxN ?? min(16, maxStreams))
             c.maxBodyBytes = maxBody; c.streamBufferBytes = streamBuffer
             c.idleTimeout = idleTimeout; c.bodyTimeout = bodyTimeout; c.shutdownGrace = shutdownGrace
             c.stepInterval = stepIntervalMs / 1000
@@ -93,6 +95,8 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         let model = server.model.id, host = self.host, streams = maxStreams
+        // the first SIGINT/SIGTERM starts the graceful shutdown (the server's); a second one quits at once
+        SecondSignal.install()
         do {
             try await server.run { port in
                 printError("charrnn serve: \(model) on http://\(host.contains(":") ? "[\(host)]" : host):\(port)/ (max \(streams) streams); Ctrl-C stops")
@@ -102,6 +106,30 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         printError("charrnn serve: stopped")
+    }
+
+    /// SIGINT/SIGTERM: the server's service group shuts down gracefully on the first one; the
+    /// second quits at once (as `train` does), exit status 128 + the signal.
+    enum SecondSignal {
+        nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+        nonisolated(unsafe) static var count = 0   // only on `queue`
+
+        static func install() {
+            let queue = DispatchQueue(label: "charrnn.serve.signals")
+            for s in [SIGINT, SIGTERM] {
+                signal(s, SIG_IGN)   // delivered to the dispatch sources (the service group's and this one)
+                let source = DispatchSource.makeSignalSource(signal: s, queue: queue)
+                source.setEventHandler {
+                    count += Int(source.data)
+                    if count >= 2 {
+                        printError("charrnn serve: second signal, quitting at once")
+                        _exit(128 + s)
+                    }
+                }
+                source.resume()
+                sources.append(source)
+            }
+        }
     }
 
     /// The model id: the run folder's name for <run>/best.safetensors or latest.safetensors, else the file's name.

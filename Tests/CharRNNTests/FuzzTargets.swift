@@ -17,9 +17,10 @@
 //   unknown tokens are distinct and really unknown, known tokens joined give back the text; the
 //   sampled text is valid UTF-8.
 // - request: `charrnn serve`'s body decoders (CompletionRequest, ScoreRequest): an input is accepted
-//   only if it is valid UTF-8 and every field is within the limits (logit_bias keys resolved
-//   against the engine's vocabulary); a refusal is a 400 APIError
-//   with a one-line message and a well-formed error object; an accepted completion runs through
+//   only if it is valid UTF-8, nested at most 64 deep (counted here by an independent scan) and
+//   every field is within the limits (logit_bias keys resolved against the engine's vocabulary); a
+//   refusal is a 400 APIError with a one-line message that names no Swift decoding internals and a
+//   well-formed error object; an accepted completion runs through
 //   the BatchEngine (a few tokens): ids in range, text valid UTF-8 without its stop strings, and
 //   its hand-written streamed event equal to the encoded Codable chunk.
 //
@@ -298,10 +299,13 @@ enum FuzzTarget: String, CaseIterable {
             let o = try? JSONSerialization.jsonObject(with: Data(e.json)) as? [String: Any]
             let err = o?["error"] as? [String: Any]
             try check(err?["message"] as? String == e.message && err?["type"] as? String != nil, t, "error object malformed: \(e.json)")
+            try check(!e.message.contains("typeMismatch") && !e.message.contains("Dictionary<"), t, "decoder internals in \(e.message)")
         }
+        let depth = nestingDepth(data)
         do {
             let r = try CompletionRequest(body: data, limits: limits)
             try check(valid, t, "accepted a body that is not UTF-8")
+            try check(depth <= 64, t, "accepted a body nested \(depth) deep")
             try check((0...limits.maxTokens).contains(r.maxTokens) && (1...limits.maxChoices).contains(r.n), t, "max_tokens/n outside the limits")
             try check(r.temperature.isFinite && r.temperature >= 0 && r.topP > 0 && r.topP <= 1 && r.topK >= 0, t, "sampling options out of range")
             try check(r.options.problem == nil, t, "accepted options the sampler rejects: \(r.options.problem ?? "")")
@@ -354,10 +358,29 @@ enum FuzzTarget: String, CaseIterable {
         }
         do {
             let s = try ScoreRequest(body: data, limits: limits)
+            try check(depth <= 64, t, "accepted a score body nested \(depth) deep")
             try check(valid && !s.input.isEmpty && s.input.count <= limits.maxScoreInputs, t, "score request outside the limits")
         } catch let e as APIError {
             try refused(e)
         }
+    }
+
+    /// The deepest nesting of arrays and objects in `b` outside strings (the oracle of the
+    /// decoder's depth bound; it ignores everything else about the JSON).
+    static func nestingDepth(_ b: [UInt8]) -> Int {
+        var depth = 0, deepest = 0, inString = false, escaped = false
+        for c in b {
+            if inString {
+                if escaped { escaped = false } else if c == UInt8(ascii: "\\") { escaped = true } else if c == UInt8(ascii: "\"") { inString = false }
+            } else if c == UInt8(ascii: "\"") {
+                inString = true
+            } else if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") {
+                depth += 1; deepest = max(deepest, depth)
+            } else if c == UInt8(ascii: "]") || c == UInt8(ascii: "}") {
+                depth -= 1
+            }
+        }
+        return deepest
     }
 
     static func containsBytes(_ h: [UInt8], _ n: [UInt8]) -> Bool {

@@ -8,7 +8,7 @@ checks that it stopped, and saves a screenshot. Loopback only; every wait is bou
     browser.py PORT SCREENSHOT.png            exit 0 = every check passed
 Needs: chromium (Debian), websocket-client (PyPI).
 """
-import base64, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+import base64, re, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
 
 import websocket
 
@@ -97,6 +97,21 @@ try:
     n4 = js("document.getElementById('output').textContent.length")
     check(n3 == n4 and n4 < 3004, f"no more text after Stop ({n3} → {n4})")
     check(js("document.getElementById('output').textContent.startsWith('the ')"), "output starts with the prompt")
+    status = js("document.getElementById('status').textContent")
+    check(re.search(r"seed [0-9]+$", status) is not None, f"the seed used is shown ({status!r})")
+    # the controls: Generate and Stop on one row at 1100 and 1200 px, top-k and seed fields, the shortcut shown
+    for width in (1100, 1200):
+        cdp("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1, mobile=False)
+        same = js("document.getElementById('start').getBoundingClientRect().top === document.getElementById('stop').getBoundingClientRect().top")
+        check(same, f"Generate and Stop on one row at {width} px")
+    check(js("!!document.getElementById('topK') && !!document.getElementById('seed')"), "top-k and seed fields")
+    check("Ctrl" in js("document.querySelector('.actions').textContent"), "the Ctrl+Enter shortcut is shown")
+    # a seed typed in is sent (its digits exactly) and shown back
+    js("document.getElementById('seed').value = '18446744073709551615'; document.getElementById('length').value = '5'")
+    click("#start")
+    used = wait_for("document.getElementById('status').textContent.endsWith('seed 18446744073709551615')", 10)
+    status = js("document.getElementById('status').textContent")
+    check(used, f"the typed seed is used ({status!r})")
     shot = cdp("Page.captureScreenshot", format="png")
     with open(SHOT, "wb") as f:
         f.write(base64.b64decode(shot["data"]))

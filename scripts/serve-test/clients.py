@@ -26,6 +26,14 @@
                                                    (RST) or half-closes it while its row generates:
                                                    the row is free within 0.5 s (a paced server
                                                    would take 16 s for the 4000 tokens asked)
+    clients.py http PORT                           HTTP/1.0 (answered in 1.0, never chunked, closed
+                                                   unless keep-alive with a length), Expect:
+                                                   100-continue answered, a malformed chunk size a
+                                                   400 that closes, HEAD, 405 with Allow, favicon,
+                                                   nested JSON and lone surrogates refused at once
+    clients.py fdlimit PORT PID N                  N connections stuck in their headers against a
+                                                   server started with a lower descriptor limit:
+                                                   /health answers, the server does not spin
     clients.py timeouts PORT IDLE_SECONDS          a silent connection, one stuck in its headers and
                                                    one stuck in its body are all closed by the
                                                    server after about IDLE_SECONDS
@@ -276,6 +284,166 @@ def timeouts(port, idle):
     return ok
 
 
+def exchange(port, data, wait_close=3.0, send_after=None):
+    """Sends `data` (then `send_after` once 100 Continue came), reads until the server closes or
+    `wait_close` s pass; returns (bytes, closed_by_server, got_100)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(data)
+    got_100 = False
+    buf = b""
+    if send_after is not None:
+        s.settimeout(3)
+        try:
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+        except socket.timeout:
+            pass
+        got_100 = buf.startswith(b"HTTP/1.1 100")
+        buf = buf.split(b"\r\n\r\n", 1)[1] if got_100 else buf
+        s.sendall(send_after)
+    s.settimeout(wait_close)
+    closed = False
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    s.close()
+    return buf, closed, got_100
+
+
+def http_checks(port):
+    import json
+    ok = True
+
+    def check(good, what):
+        nonlocal ok
+        print(("ok   " if good else "FAIL ") + what)
+        ok &= bool(good)
+
+    def head_of(resp):
+        h, _, body = resp.partition(b"\r\n\r\n")
+        lines = h.decode("latin-1").split("\r\n")
+        return lines[0], {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}, body
+
+    # HTTP/1.0 without keep-alive: a 1.0 answer with its length, then the server closes
+    r, closed, _ = exchange(port, b"GET /health HTTP/1.0\r\n\r\n")
+    status, h, body = head_of(r)
+    check(status.startswith("HTTP/1.0 200") and "transfer-encoding" not in h and h.get("content-length") == str(len(body)) and closed,
+          f"HTTP/1.0 GET: {status}, content-length {h.get('content-length')}, closed {closed}")
+    # HTTP/1.0 stream: no chunking, the body ends when the server closes
+    req = json.dumps({"prompt": "the ", "max_tokens": 20, "stream": True}).encode()
+    r, closed, _ = exchange(port, b"POST /v1/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(req) + req, wait_close=10)
+    status, h, body = head_of(r)
+    check(status.startswith("HTTP/1.0 200") and "transfer-encoding" not in h and body.rstrip().endswith(b"data: [DONE]") and closed,
+          f"HTTP/1.0 stream: {status}, not chunked, ends with [DONE], closed {closed}")
+    # HTTP/1.0 keep-alive: two answers on one connection
+    r, closed, _ = exchange(port, b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.0\r\n\r\n")
+    check(r.count(b"HTTP/1.0 200") == 2 and b"eep-alive" in r and closed, f"HTTP/1.0 keep-alive: {r.count(b'HTTP/1.0 200')} answers")
+    # Expect: 100-continue is answered before the body is sent
+    req = json.dumps({"prompt": "the ", "max_tokens": 3}).encode()
+    r, _, got_100 = exchange(port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(req), send_after=req)
+    status, h, body = head_of(r)
+    check(got_100 and status.startswith("HTTP/1.1 200"), f"Expect: 100-continue answered ({got_100}), then {status}")
+    # a malformed chunk size: 400 with an error object, and the connection closed
+    r, closed, _ = exchange(port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+    status, h, body = head_of(r)
+    check(status.startswith("HTTP/1.1 400") and b'"error"' in body and closed, f"malformed chunk size: {status}, closed {closed}")
+    # HEAD, 405 with Allow, favicon
+    r, _, _ = exchange(port, b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, h, body = head_of(r)
+    check(status.startswith("HTTP/1.1 200") and body == b"" and int(h.get("content-length", "0")) > 0, f"HEAD /health: {status}, no body")
+    r, _, _ = exchange(port, b"DELETE /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, h, body = head_of(r)
+    check(status.startswith("HTTP/1.1 405") and h.get("allow") == "POST", f"DELETE /v1/completions: {status}, Allow {h.get('allow')}")
+    r, _, _ = exchange(port, b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first = r.split(b"\r\n")[0].decode()
+    check(r.startswith(b"HTTP/1.1 204"), f"GET /favicon.ico: {first}")
+    # 511 levels of nesting in an ignored field, 8 at once: each refused at once, /health unaffected
+    deep = b'{"prompt":"a","x":' + b"[" * 511 + b"]" * 511 + b"}"
+    t0 = time.time()
+    socks = []
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(deep) + deep)
+        socks.append(s)
+    answers = []
+    for s in socks:
+        buf = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            buf += c
+        answers.append(buf)
+        s.close()
+    took = time.time() - t0
+    check(all(a.startswith(b"HTTP/1.1 400") and b"nesting_too_deep" in a for a in answers),
+          f"8 bodies nested 511 deep: all 400 nesting_too_deep ({took * 1000:.0f} ms in all)")
+    lone = b'{"prompt":"\\ud800"}'
+    r, _, _ = exchange(port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(lone) + lone)
+    check(r.startswith(b"HTTP/1.1 400") and b"lone surrogate" in r and b"typeMismatch" not in r, "lone surrogate: " + r.split(b"\r\n\r\n", 1)[-1].decode())
+    return ok
+
+
+def fdlimit(port, pid, n):
+    """n connections stuck in their headers on a server whose descriptor limit is below n: /health
+    must still answer, and the server must not spin (CPU over 2 s well below a core)."""
+    import os
+    held = []
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            held.append(s)
+        except OSError:
+            break
+    time.sleep(0.5)
+    ok = True
+    t0 = time.time()
+    try:
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/health")
+        status = c.getresponse().status
+        c.close()
+    except Exception as e:
+        status = repr(e)
+    took = time.time() - t0
+    good = status == 200 and took < 3
+    print(("ok   " if good else "FAIL ") + f"/health with {len(held)} connections stuck in their headers: {status} in {took * 1000:.0f} ms")
+    ok &= good
+    def cpu():
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    c0 = cpu()
+    time.sleep(2)
+    share = (cpu() - c0) / os.sysconf("SC_CLK_TCK") / 2
+    good = share < 0.3
+    print(("ok   " if good else "FAIL ") + f"server CPU while they are held: {share * 100:.0f}% of a core")
+    ok &= good
+    closed = 0
+    for s in held:
+        s.setblocking(False)
+        try:
+            closed += s.recv(1) == b""
+        except (BlockingIOError, ConnectionResetError):
+            pass
+        s.close()
+    print(f"     {closed} of the held connections were closed by the server to make room")
+    return ok
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "logprobs":
@@ -290,6 +458,10 @@ if __name__ == "__main__":
         sys.exit(0 if timeouts(int(sys.argv[2]), float(sys.argv[3])) else 1)
     if mode == "disconnect":
         sys.exit(0 if disconnect(int(sys.argv[2])) else 1)
+    if mode == "fdlimit":
+        sys.exit(0 if fdlimit(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])) else 1)
+    if mode == "http":
+        sys.exit(0 if http_checks(int(sys.argv[2])) else 1)
     if mode == "connections":
         sys.exit(0 if connections(int(sys.argv[2]), int(sys.argv[3])) else 1)
     sys.exit(2)

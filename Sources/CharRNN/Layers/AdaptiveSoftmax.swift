@@ -292,7 +292,9 @@ package struct AdaptiveSoftmaxLayer: Sendable {
         }
     }
 
-    /// Mean −log p(target) over N rows from the full distribution (computed block by block).
+    /// Mean −log p(target) over N rows from the full distribution (computed block by block). A
+    /// target of −1 is not scored: its row adds 0 (the mean still divides by N), as in
+    /// `softmaxCrossEntropy`.
     /// - Parameters:
     ///   - head: (N, S + C) head logits from `head.forward`; read only.
     package func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, head: UnsafePointer<Float>,
@@ -304,6 +306,7 @@ package struct AdaptiveSoftmaxLayer: Sendable {
             fullLogProbs(x: x + r0 * H, rows: R, headLogits: head + r0 * (S + C), p: p, out: ws.full.ptr, ws: ws)
             for r in 0..<R {
                 let y = Int(targets[r0 + r])
+                if y == -1 { continue }
                 precondition(y >= 0 && y < V, "target id \(y) outside vocabulary of \(V)")
                 total -= Double(ws.full.ptr[r * V + y])
             }

@@ -25,7 +25,8 @@ package protocol OutputLayer: AnyObject, Sendable {
     func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                    g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double
 
-    /// Mean −log p(target) of the exact distribution over N rows, without gradients.
+    /// Mean −log p(target) of the exact distribution over N rows, without gradients. A target of −1
+    /// is not scored (its row adds 0; the mean still divides by N).
     func exactLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>) -> Double
 
     /// log p(v | x) of every id v by GEMMs over the rows: out (rows, V), written; rows ≤ maxRows.

@@ -4,6 +4,9 @@
 //   ∂loss/∂z_rv = (softmax(z_r)_v − [v = y_r]) / N
 //
 // The gradient overwrites the logits in place (the logits are not needed after this point).
+// Without the gradient (evaluation), a target of −1 marks a row that is not scored: it adds 0 to
+// the sum (the mean still divides by N), so `Evaluator` can leave out predictions of the unknown
+// token while the rows still carry the state.
 
 #if canImport(Glibc)
 import Glibc
@@ -54,6 +57,7 @@ func softmaxCrossEntropyRows(logits: UnsafeMutablePointer<Float>, targets: Unsaf
     for r in rows {
         let z = logits + r * V
         let y = Int(targets[r])
+        if y == -1 && !gradient { continue }   // not scored (see the file header)
         precondition(y >= 0 && y < V, "target id \(y) outside vocabulary of \(V)")
         // max
         var mv = Vec(repeating: -.infinity)

@@ -1,20 +1,29 @@
 // Sample/Evaluator.swift — the loss of a checkpoint on a text: nats/token, bits per token, perplexity.
 //
-// Dims: B streams, T steps per minibatch, P = n − 1 predictions for n known tokens, S = ⌊P / B⌋.
-// What is scored: the text is tokenized with the checkpoint's vocabulary and normalization; tokens
-// the vocabulary lacks are skipped (dropped from the sequence) and counted. Every known token except
-// the first is predicted exactly once from the tokens before it: prediction i has input ids[i] and
-// target ids[i+1], i in 0..<P. No wrap-around target (training's last target wraps to the first
-// token; evaluation does not).
+// Dims: B streams, T steps per minibatch, P = n − 1 predictions for a text of n ids, S = ⌊P / B⌋.
+// What is scored: the text is tokenized with the checkpoint's vocabulary and normalization. A
+// token the vocabulary lacks is counted as `unknown`; without an unknown token in the vocabulary
+// it is skipped (dropped from the sequence), with one (`--min-count`/`--max-vocab`) it is fed as
+// that token (the model sees that something it does not know was there) but is never a scored
+// target: predicting "some unknown character" is not predicting the character, and a text of
+// unknown characters would otherwise score a near-perfect perplexity. Every id except the first
+// is predicted once from the ids before it: prediction i has input ids[i] and target ids[i+1], i in
+// 0..<P; `scored` counts the predictions whose target is a known token (n − 1 when nothing is
+// unknown), and only they enter the loss. No wrap-around target (training's last target wraps to
+// the first token; evaluation does not).
 // Layout, as training's validation: predictions are cut into B consecutive streams; stream b covers
 // [b·S, (b+1)·S) and the last stream also takes the tail [B·S, P). The state is zero at the start of
 // each stream and carried across its minibatches (never reset inside a stream). Minibatches are the
 // columns [k·T, (k+1)·T) of all B streams, the last one T' = S mod T wide; then the tail runs at
 // batch 1 from the last stream's carried state, in chunks of T. So B = 1 is one exact sequential
 // pass, and larger B trades B − 1 state resets for speed.
-// loss = (1/P) Σ −ln p(target), summed in Double; bits = loss / ln 2; perplexity = e^loss.
+// loss = (1/scored) Σ −ln p(target) over the scored predictions, summed in Double; bits = loss / ln 2;
+// perplexity = e^loss.
 // Entries: a file (`eval`), a text in memory (`serve`'s /v1/score: tokenized by the same pipeline as
-// a file, `Vocabulary.encode(bytes:)`, so the result is the same), a sequence of ids.
+// a file, `Vocabulary.encode(bytes:)`, so the result is the same), a sequence of ids. A text may
+// also be scored a slice at a time (`begin`, then `advance` until it returns true: the same
+// minibatches in the same order, so the same result), each `ScoringJob` holding its own carried
+// state, so that the server runs generation steps between the slices of a long text.
 
 import Foundation
 
@@ -24,11 +33,12 @@ public struct EvalResult: Codable, Sendable, Equatable {
     public var file: String
     /// Tokens of the text found in the vocabulary.
     public var tokens: Int
-    /// Tokens skipped because the vocabulary lacks them.
+    /// Tokens the vocabulary lacks: skipped, or fed as its unknown token; never scored.
     public var unknown: Int
-    /// Predictions scored: tokens − 1 (0 for a text of fewer than two known tokens).
+    /// Predictions scored: of the known tokens, all but a first one (tokens − 1 when nothing is
+    /// unknown; 0 for a text of fewer than two known tokens).
     public var scored: Int
-    /// Mean cross-entropy in nats per token (NaN when nothing was scored).
+    /// Mean cross-entropy of the scored predictions in nats per token (NaN when nothing was scored).
     public var loss: Double
     /// loss / ln 2: bits per character (per token).
     public var bitsPerToken: Double { loss / M_LN2 }
@@ -70,8 +80,6 @@ public final class Evaluator {
     package let normalize: Normalization
     /// The requested streams and steps (the most used).
     package let batch: Int, seq: Int
-    private(set) var state: RecurrentState         // B streams
-    private(set) var tail: RecurrentState          // 1 stream
     private(set) var x: IntStorage, y: IntStorage  // (T, B)
     private(set) var capacity: (T: Int, B: Int) = (1, 1)
     /// Free memory for the check before the buffers grow (nil: unknown, no check); a test seam.
@@ -90,8 +98,6 @@ public final class Evaluator {
         vocabulary = checkpoint.meta.vocabulary
         normalize = checkpoint.meta.train.normalize
         self.batch = batch; self.seq = seq
-        state = RecurrentState(config: model.config, batch: 1)
-        tail = RecurrentState(config: model.config, batch: 1)
         x = IntStorage(count: 1); y = IntStorage(count: 1)
     }
 
@@ -110,8 +116,6 @@ public final class Evaluator {
         self.vocabulary = vocabulary
         self.normalize = normalize
         self.batch = batch; self.seq = seq
-        state = RecurrentState(config: source.config, batch: 1)
-        tail = RecurrentState(config: source.config, batch: 1)
         x = IntStorage(count: 1); y = IntStorage(count: 1)
         capacity = (0, 0)   // nothing of ours yet: the first `reserve` builds the model
     }
@@ -126,7 +130,6 @@ public final class Evaluator {
 
     /// Grows the model and buffers to hold (T, B), keeping the weights.
     private func reserve(T: Int, B: Int) {
-        if state.batch != B { state = RecurrentState(config: model.config, batch: B) }
         guard T > capacity.T || B > capacity.B else { return }
         let t = max(T, capacity.T), b = max(B, capacity.B)
         let grown = CharRNNModel(config: model.config, maxT: t, maxB: b)
@@ -158,54 +161,130 @@ public final class Evaluator {
 
     /// The common core of both: checks the memory the text's (T, B) needs, then scores its ids.
     private func evaluate(_ enc: EncodedText, name: String) throws -> EvalResult {
+        let job = try begin(enc, name: name)
+        while !advance(job, predictions: .max) {}
+        return job.result
+    }
+
+    /// Scores a sequence of ids (see the file header for exactly what is scored; ids equal to the
+    /// vocabulary's unknown token count as `unknown` and are never scored targets).
+    public func evaluate(ids: [Int32]) -> EvalResult {
+        let job = begin(ids: ids)
+        while !advance(job, predictions: .max) {}
+        return job.result
+    }
+
+    /// Starts scoring an encoded text a slice at a time (`advance`), after checking the memory its
+    /// (T, B) needs and growing the buffers to it.
+    /// - Throws: `OutOfMemoryPrediction` as `evaluate(path:)`.
+    package func begin(_ enc: EncodedText, name: String) throws -> ScoringJob {
         let (T, B) = Self.extent(predictions: max(0, enc.ids.count - 1), seq: seq, batch: batch)
         if T > capacity.T || B > capacity.B {
             let workspace = NetworkSpec(model.config).activationBytes(rows: T * B) + 8 * T * B
             try OutOfMemoryPrediction.check("scoring \(name) with \(Setting.batch) \(B) \(Setting.seq) \(T)", needed: workspace,
                                             available: availableBytes(), suggestion: "use a smaller \(Setting.batch) or \(Setting.seq)")
         }
-        var r = evaluate(ids: enc.ids)
-        r.file = name; r.unknown = enc.unknownCount
-        return r
+        let job = begin(ids: enc.ids)
+        job.name = name
+        job.unknown = enc.unknownCount   // also the tokens skipped, which `ids` no longer holds
+        return job
     }
 
-    /// Scores a sequence of ids (see the file header for exactly what is scored).
-    public func evaluate(ids: [Int32]) -> EvalResult {
+    /// Starts scoring `ids` a slice at a time (`advance`), growing the buffers to its (T, B).
+    package func begin(ids: [Int32]) -> ScoringJob {
         let P = max(0, ids.count - 1)
-        guard P > 0 else { return EvalResult(file: "", tokens: ids.count, unknown: 0, scored: 0, loss: .nan) }
         let (T, B) = Self.extent(predictions: P, seq: seq, batch: batch)
-        reserve(T: T, B: B)
-        let S = P / B
-        var total = 0.0
-        state.reset()
-        ids.withUnsafeBufferPointer { id in
-            var col = 0
-            while col < S {
-                let Tk = min(T, S - col)
+        if P > 0 { reserve(T: T, B: B) }
+        return ScoringJob(ids: ids, T: T, B: B, unknownID: vocabulary.unknownID.map { Int32($0) }, config: model.config)
+    }
+
+    /// Scores the next minibatches of `job`: whole minibatches until at least `budget` predictions
+    /// are done (at least one minibatch, unless the job is complete). The minibatches are those
+    /// `evaluate` runs, in its order, so slicing never changes the result.
+    /// - Returns: true when the job is complete (`job.result` holds the score).
+    @discardableResult
+    package func advance(_ job: ScoringJob, predictions budget: Int) -> Bool {
+        if job.isDone { return true }
+        let T = job.T, B = job.B, S = job.S, P = job.P
+        precondition(P == 0 || (T <= capacity.T && B <= capacity.B), "scoring job of another evaluator, or begun before a larger one grew the buffers")
+        var done = 0
+        let unk = job.unknownID ?? -2
+        @inline(__always) func target(_ id: Int32) -> Int32 { id == unk ? -1 : id }   // −1: not scored
+        job.ids.withUnsafeBufferPointer { id in
+            while done < budget && job.col < S {
+                let Tk = min(T, S - job.col)
                 for t in 0..<Tk {
                     for b in 0..<B {
-                        let i = b * S + col + t
-                        x.ptr[t * B + b] = id[i]; y.ptr[t * B + b] = id[i + 1]
+                        let i = b * S + job.col + t
+                        x.ptr[t * B + b] = id[i]; y.ptr[t * B + b] = target(id[i + 1])
                     }
                 }
-                total += model.evaluate(x: x.ptr, y: y.ptr, T: Tk, B: B, state: state) * Double(Tk * B)
-                col += Tk
+                job.total += model.evaluate(x: x.ptr, y: y.ptr, T: Tk, B: B, state: job.state) * Double(Tk * B)
+                job.col += Tk
+                done += Tk * B
             }
+            if job.col < S { return }
             // Tail [B·S, P): continues the last stream (or starts fresh when S = 0).
-            tail.reset()
-            if S > 0 {
-                for (dst, src) in zip(tail.h, state.h) { dst.ptr.update(from: src.ptr + (B - 1) * model.config.hidden, count: dst.count) }
-                for (dst, src) in zip(tail.c, state.c) { dst.ptr.update(from: src.ptr + (B - 1) * model.config.hidden, count: dst.count) }
+            if !job.tailStarted {
+                job.tail.reset()
+                if S > 0 {
+                    for (dst, src) in zip(job.tail.h, job.state.h) { dst.ptr.update(from: src.ptr + (B - 1) * model.config.hidden, count: dst.count) }
+                    for (dst, src) in zip(job.tail.c, job.state.c) { dst.ptr.update(from: src.ptr + (B - 1) * model.config.hidden, count: dst.count) }
+                }
+                job.next = B * S
+                job.tailStarted = true
             }
-            var i = B * S
-            while i < P {
-                let Tk = min(T, P - i)
-                for t in 0..<Tk { x.ptr[t] = id[i + t]; y.ptr[t] = id[i + t + 1] }
-                total += model.evaluate(x: x.ptr, y: y.ptr, T: Tk, B: 1, state: tail) * Double(Tk)
-                i += Tk
+            while done < budget && job.next < P {
+                let i = job.next, Tk = min(T, P - i)
+                for t in 0..<Tk { x.ptr[t] = id[i + t]; y.ptr[t] = target(id[i + t + 1]) }
+                job.total += model.evaluate(x: x.ptr, y: y.ptr, T: Tk, B: 1, state: job.tail) * Double(Tk)
+                job.next += Tk
+                done += Tk
             }
+            if job.next >= P { job.isDone = true }
         }
-        return EvalResult(file: "", tokens: ids.count, unknown: 0, scored: P, loss: total / Double(P))
+        return job.isDone
+    }
+}
+
+/// A text being scored a slice at a time (`Evaluator.begin`, `Evaluator.advance`): its position,
+/// carried states and running sum. Used by one thread at a time, the one that owns its evaluator
+/// (the server's engine thread); the evaluator's model and minibatch buffers are shared by all its
+/// jobs, since each minibatch is filled and scored within one `advance`.
+package final class ScoringJob: @unchecked Sendable {
+    let ids: [Int32]
+    let unknownID: Int32?
+    /// Predictions, minibatch (T, B), predictions per stream.
+    let P: Int, T: Int, B: Int, S: Int
+    let state: RecurrentState       // B streams
+    let tail: RecurrentState        // 1 stream
+    var col = 0                     // next column of the B streams, in 0...S
+    var next = 0                    // next tail prediction, in B·S...P (once `tailStarted`)
+    var tailStarted = false
+    var total = 0.0                 // Σ −ln p(target) so far (unscored rows add 0)
+    package internal(set) var isDone = false
+    var name = ""
+    /// Known tokens, unknown tokens, scored predictions (counted at the start).
+    var tokens: Int, unknown: Int
+    let scored: Int
+
+    init(ids: [Int32], T: Int, B: Int, unknownID: Int32?, config: ModelConfig) {
+        self.ids = ids; self.unknownID = unknownID
+        P = max(0, ids.count - 1); self.T = T; self.B = B; S = P / B
+        state = RecurrentState(config: config, batch: B)
+        tail = RecurrentState(config: config, batch: 1)
+        state.reset()
+        let unknownIDs = unknownID.map { u in ids.reduce(0) { $0 + ($1 == u ? 1 : 0) } } ?? 0
+        tokens = ids.count - unknownIDs
+        unknown = unknownIDs
+        // targets are ids[1...]; the unknown ones are not scored
+        scored = P == 0 ? 0 : P - (unknownIDs - (ids[0] == unknownID ? 1 : 0))
+        isDone = P == 0
+    }
+
+    /// The score (complete once `isDone`).
+    package var result: EvalResult {
+        EvalResult(file: name, tokens: tokens, unknown: unknown, scored: scored, loss: scored > 0 ? total / Double(scored) : .nan)
     }
 }
 
@@ -215,7 +294,7 @@ public final class Evaluator {
 package struct WeightPrecisionScore: Codable, Sendable {
     package var file: String
     package var precision: WeightPrecision
-    /// Predictions scored (as `EvalResult.scored`).
+    /// Predictions scored (as `EvalResult.scored`: those whose target is a known token).
     public var scored: Int
     /// Mean −ln p(target) through the inference step with float32 weights, and with `precision`.
     package var lossFP32: Double, loss: Double
@@ -248,10 +327,13 @@ extension Evaluator {
         let refTail = InferenceState(config: model.config, streams: 1), lowTail = InferenceState(config: model.config, streams: 1)
         let refLP = Storage(count: B * V), lowLP = Storage(count: B * V)
         let tokens = IntStorage(count: B)
-        var lossRef = 0.0, lossLow = 0.0, kl = 0.0
+        var lossRef = 0.0, lossLow = 0.0, kl = 0.0, scored = 0
+        let unk = vocabulary.unknownID ?? -1
         func score(rows: Int, target: (Int) -> Int) {
             for r in 0..<rows {
                 let a = refLP.ptr + r * V, b = lowLP.ptr + r * V, y = target(r)
+                if y == unk { continue }   // the unknown token is never a scored target (as `evaluate`)
+                scored += 1
                 lossRef -= Double(a[y]); lossLow -= Double(b[y])
                 var d = 0.0
                 for v in 0..<V { let pa = Double(a[v]); d += exp(pa) * (pa - Double(b[v])) }
@@ -276,7 +358,7 @@ extension Evaluator {
                 i += 1
             }
         }
-        let n = Double(max(1, P))
-        return WeightPrecisionScore(file: "", precision: precision, scored: P, lossFP32: lossRef / n, loss: lossLow / n, meanKL: kl / n)
+        let n = Double(max(1, scored))
+        return WeightPrecisionScore(file: "", precision: precision, scored: scored, lossFP32: lossRef / n, loss: lossLow / n, meanKL: kl / n)
     }
 }

@@ -11,7 +11,9 @@
 // by `JSONWriter` (the text is whole UTF-8 scalars).
 // End: an error event if the client was dropped for reading too slowly, the `CompletionUsageChunk`
 // event, then `data: [DONE]`.
-// A request with `logprobs` has its events encoded by `APIJSON` instead (the section at the end).
+// A request with `logprobs` has its events formatted by hand too (the section at the end): the same
+// object as `APIJSON` gives for the chunk, equal to it as JSON (tests), its numbers in Swift's
+// shortest round-trip form.
 
 #if !CHARRNN_FUZZ
 import CharRNN   // FinishReason, JSONWriter
@@ -83,11 +85,89 @@ package struct CompletionEvents: Sendable {
 
 // MARK: - Events with logprobs
 //
-// With `logprobs`, an event carries the chunk's `logprobs` object too; those events are encoded by
-// `APIJSON` (one encoder run per event: the writer allocates, the generation loop still does not).
+// With `logprobs`, an event carries the chunk's `logprobs` object too, formatted here (an encoder run
+// per event cost more server CPU than the generation step it reports on): keys sorted as `APIJSON`
+// sorts them (`text_offset`, `token_logprobs`, `tokens`, `top_logprobs`; an alternative map's keys
+// by their text), a first prompt token's log p and alternatives as null, a non-finite number as the
+// string `APIJSON` writes ("-inf", "inf", "nan").
 
 extension CompletionEvents {
-    /// Appends the event of choice `index` carrying `text`, its finish reason and `logprobs`.
+    /// Appends the event of choice `index` carrying `text`, its finish reason and the logprobs of
+    /// its tokens (`entries`, texts from `vocabulary`).
+    package func append(index: Int, text: [UInt8], finish: FinishReason?, entries: [TokenLogprob], vocabulary: Vocabulary,
+                        to out: inout [UInt8]) {
+        out.append(contentsOf: CompletionEvents.head)
+        if let finish {
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: finish.rawValue.utf8)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            out.append(contentsOf: CompletionEvents.null)
+        }
+        out.append(contentsOf: CompletionEvents.indexKey)
+        JSONWriter.appendInteger(index, to: &out)
+        out.append(contentsOf: CompletionEvents.logprobsKey)
+        CompletionEvents.appendLogprobs(entries, vocabulary: vocabulary, to: &out)
+        out.append(contentsOf: CompletionEvents.textAfterLogprobsKey)
+        JSONWriter.appendString(text, to: &out)
+        out.append(contentsOf: tail)
+    }
+
+    /// The `logprobs` object of `entries` (see the section header).
+    package static func appendLogprobs(_ entries: [TokenLogprob], vocabulary: Vocabulary, to out: inout [UInt8]) {
+        out.append(contentsOf: offsetKey)
+        for (k, e) in entries.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriter.appendInteger(e.offset, to: &out)
+        }
+        out.append(contentsOf: logprobKey)
+        for (k, e) in entries.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            if e.isScored { appendNumber(e.logprob, to: &out) } else { out.append(contentsOf: null) }
+        }
+        out.append(contentsOf: tokensKey)
+        for (k, e) in entries.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriter.appendString(vocabulary.text(of: e), to: &out)
+        }
+        out.append(contentsOf: topKey)
+        for (k, e) in entries.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            guard e.isScored else { out.append(contentsOf: null); continue }
+            // at most five alternatives: their keys sorted by a few comparisons
+            var order = Array(0..<Int(e.topCount))
+            order.sort { vocabulary.tokens[Int(e.topTokens[$0])] < vocabulary.tokens[Int(e.topTokens[$1])] }
+            out.append(UInt8(ascii: "{"))
+            for (j, a) in order.enumerated() {
+                if j > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriter.appendString(vocabulary.tokens[Int(e.topTokens[a])], to: &out)
+                out.append(UInt8(ascii: ":"))
+                appendNumber(e.topLogprobs[a], to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: closeLogprobs)
+    }
+
+    /// A float as JSON: Swift's shortest round-trip digits; non-finite as `APIJSON`'s strings.
+    static func appendNumber(_ x: Float, to out: inout [UInt8]) {
+        if x.isFinite {
+            out.append(contentsOf: x.description.utf8)
+        } else {
+            out.append(contentsOf: Array((x.isNaN ? "\"nan\"" : x < 0 ? "\"-inf\"" : "\"inf\"").utf8))
+        }
+    }
+
+    static let offsetKey = Array("{\"text_offset\":[".utf8)
+    static let logprobKey = Array("],\"token_logprobs\":[".utf8)
+    static let tokensKey = Array("],\"tokens\":[".utf8)
+    static let topKey = Array("],\"top_logprobs\":[".utf8)
+    static let closeLogprobs = Array("]}".utf8)
+    static let logprobsKey = Array(",\"logprobs\":".utf8)
+    static let textAfterLogprobsKey = Array(",\"text\":".utf8)
+
+    /// Appends the event of choice `index` carrying `text`, its finish reason and `logprobs`, through
+    /// `APIJSON` (the reference the hand-formatted event is tested against).
     package func append(index: Int, text: [UInt8], finish: FinishReason?, logprobs: CompletionLogprobs, to out: inout [UInt8]) {
         let chunk = CompletionChunk(id: id, created: created, model: model, systemFingerprint: fingerprint,
                                     choices: [CompletionChoice(index: index, text: String(decoding: text, as: UTF8.self),

@@ -265,7 +265,7 @@ package final class CompletionServer: Sendable {
                         if u.text[i].isEmpty && (u.logprobs.isEmpty || u.logprobs[i].isEmpty) && (f == nil || reported[i]) { continue }
                         if f != nil { reported[i] = true }
                         if r.logprobs != nil {
-                            events.append(index: i, text: u.text[i], finish: f, logprobs: CompletionLogprobs(u.logprobs[i], vocabulary: self.vocabulary), to: &out)
+                            events.append(index: i, text: u.text[i], finish: f, entries: u.logprobs[i], vocabulary: self.vocabulary, to: &out)
                         } else {
                             events.append(index: i, text: u.text[i], finish: f, to: &out)
                         }

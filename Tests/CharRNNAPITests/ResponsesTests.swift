@@ -119,6 +119,44 @@ final class ResponsesTests: XCTestCase {
         }
     }
 
+    /// A logprobs event formatted by hand is, as JSON, the event `APIJSON` encodes for the same chunk:
+    /// tokens that need escaping, a first prompt token (null), a token cut by a stop, 0–5 alternatives,
+    /// tiny and large log p (exponent forms), −inf.
+    func testLogprobsEventIsTheEncodedChunk() throws {
+        let tokens = ["\n", "\"", "\\", "a", "é", "\u{1}", "🦊", "ab", "\u{2028}", "z"]
+        let vocab = Vocabulary(unit: .grapheme, tokens: tokens)
+        let V = tokens.count
+        var rng = SystemRandomNumberGenerator()
+        let ev = CompletionEvents(id: "cmpl-x", created: 5, model: "m\"", fingerprint: "f")
+        for trial in 0..<200 {
+            var z = (0..<V).map { _ in -Float.random(in: 0...30, using: &rng) }
+            z[trial % V] = -1e-7                                   // an exponent form
+            if trial % 7 == 0 { z[(trial + 1) % V] = -.infinity }
+            var entries: [TokenLogprob] = []
+            var offset = 0
+            for k in 0..<Int.random(in: 0...6, using: &rng) {
+                let t = Int.random(in: 0..<V, using: &rng)
+                var e = z.withUnsafeBufferPointer {
+                    TokenLogprob(token: t, bytes: tokens[t].utf8.count, z: trial % 5 == 0 && k == 0 ? nil : $0.baseAddress!,
+                                 V: V, top: trial % 6, isPrompt: k == 0)
+                }
+                if t == 7 && trial % 2 == 0 { e.bytes = 1 }          // "ab" cut by a stop after "a"
+                e.offset = offset
+                offset += vocab.text(of: e).unicodeScalars.count
+                entries.append(e)
+            }
+            let text = Array(entries.map { vocab.text(of: $0) }.joined().utf8)
+            for finish in [nil, FinishReason.length] {
+                var hand: [UInt8] = [], coded: [UInt8] = []
+                ev.append(index: trial % 3, text: text, finish: finish, entries: entries, vocabulary: vocab, to: &hand)
+                ev.append(index: trial % 3, text: text, finish: finish, logprobs: CompletionLogprobs(entries, vocabulary: vocab), to: &coded)
+                let h = String(decoding: hand, as: UTF8.self), c = String(decoding: coded, as: UTF8.self)
+                XCTAssertTrue(h.hasPrefix("data: ") && h.hasSuffix("\n\n"), h)
+                XCTAssertEqual(try parse(Array(hand.dropFirst(6).dropLast(2))), try parse(Array(coded.dropFirst(6).dropLast(2))), "\(h)\n\(c)")
+            }
+        }
+    }
+
     /// The end of a stream: the overflow error (when dropped), the usage chunk, [DONE].
     func testEndOfStream() throws {
         let ev = CompletionEvents(id: "cmpl-9", created: 7, model: "m", fingerprint: "f")

@@ -16,7 +16,7 @@ struct CheckpointChoice {
 
     /// What the choice says about itself: the file, its iteration, and the fallback when there was one.
     func described(iteration: Int) -> String {
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = parentPath(path)
         let why = fellBackToLatest ? "; \(folder.isEmpty ? "." : folder) has no \(RunFolder.bestName), so its latest" : ""
         return "checkpoint \(path) (iteration \(iteration)\(why))"
     }

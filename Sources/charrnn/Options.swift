@@ -23,13 +23,13 @@ private let trainDefaults = TrainConfig()
 struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("model"), help: "Recurrent cell: lstm, gru or rnn (tanh). (default: \(modelDefaults.cell.rawValue))")
     var cell: CellKind?
-    @Option(help: "Number of stacked recurrent layers. (default: \(modelDefaults.layers))")
+    @Option(parsing: .unconditional, help: "Number of stacked recurrent layers. (default: \(modelDefaults.layers))")
     var layers: Int?
-    @Option(help: "Hidden units per layer. (default: \(modelDefaults.hidden))")
+    @Option(parsing: .unconditional, help: "Hidden units per layer. (default: \(modelDefaults.hidden))")
     var hidden: Int?
-    @Option(help: ArgumentHelp("Embedding width; 0 feeds one-hot characters straight into the first layer. (default: \(modelDefaults.embed))", valueName: "E"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Embedding width; 0 feeds one-hot characters straight into the first layer. (default: \(modelDefaults.embed))", valueName: "E"))
     var embed: Int?
-    @Option(help: ArgumentHelp("Dropout probability between layers and before the decoder. (default: \(modelDefaults.dropout))", valueName: "P"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Dropout probability between layers and before the decoder. (default: \(modelDefaults.dropout))", valueName: "P"))
     var dropout: Double?
 
     /// The model shape with the defaults filled in; the vocabulary size is the corpus's, set later.
@@ -57,50 +57,50 @@ struct ModelOptions: ParsableArguments {
 struct OptimizationOptions: ParsableArguments {
     // Optionals, the defaults (the library's TrainConfig) applied in `apply` and shown in the help, so
     // that `givenFlags` knows what the command line said (--resume ignores these).
-    @Option(help: "Characters per stream per minibatch (truncated-BPTT length). (default: \(trainDefaults.seq))")
+    @Option(parsing: .unconditional, help: "Characters per stream per minibatch (truncated-BPTT length). (default: \(trainDefaults.seq))")
     var seq: Int?
-    @Option(help: "Parallel streams per minibatch. (default: \(trainDefaults.batch))")
+    @Option(parsing: .unconditional, help: "Parallel streams per minibatch. (default: \(trainDefaults.batch))")
     var batch: Int?
-    @Option(help: "Passes over the training split; on --resume, replaces the run's. (default: \(trainDefaults.epochs))")
+    @Option(parsing: .unconditional, help: "Passes over the training split; on --resume, replaces the run's. (default: \(trainDefaults.epochs))")
     var epochs: Double?
-    @Option(help: ArgumentHelp("Stop after N iterations (overrides --epochs).", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stop after N iterations (overrides --epochs).", valueName: "N"))
     var maxIters: Int?
     @Option(help: "Optimizer: rmsprop (α 0.95, as char-rnn), adam (β 0.9/0.999) or sgd (momentum 0.9). (default: \(trainDefaults.optim.rawValue))")
     var optim: OptimizerKind?
-    @Option(help: "Learning rate. (default: \(trainDefaults.lr))")
+    @Option(parsing: .unconditional, help: "Learning rate. (default: \(trainDefaults.lr))")
     var lr: Double?
-    @Option(help: "Learning-rate multiplier applied at the end of each epoch after --lr-decay-after. (default: \(trainDefaults.lrDecay))")
+    @Option(parsing: .unconditional, help: "Learning-rate multiplier applied at the end of each epoch after --lr-decay-after. (default: \(trainDefaults.lrDecay))")
     var lrDecay: Float?
-    @Option(help: ArgumentHelp("Epochs before the learning rate starts decaying. (default: \(trainDefaults.lrDecayAfter))", valueName: "EPOCHS"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Epochs before the learning rate starts decaying. (default: \(trainDefaults.lrDecayAfter))", valueName: "EPOCHS"))
     var lrDecayAfter: Int?
-    @Option(help: "Gradient clipping threshold (0 disables). (default: \(trainDefaults.clip))")
+    @Option(parsing: .unconditional, help: "Gradient clipping threshold (0 disables). (default: \(trainDefaults.clip))")
     var clip: Double?
     @Option(help: "norm: scale to a global L2 norm ≤ --clip; value: clamp each element to ±--clip (char-rnn). (default: \(trainDefaults.clipMode.rawValue))")
     var clipMode: ClipMode?
-    @Option(help: "Fraction of minibatches used for training. (default: \(trainDefaults.trainFrac))")
+    @Option(parsing: .unconditional, help: "Fraction of minibatches used for training. (default: \(trainDefaults.trainFrac))")
     var trainFrac: Double?
-    @Option(help: "Fraction of minibatches used for validation (the rest, if any, is test). (default: \(trainDefaults.valFrac))")
+    @Option(parsing: .unconditional, help: "Fraction of minibatches used for validation (the rest, if any, is test). (default: \(trainDefaults.valFrac))")
     var valFrac: Double?
-    @Option(help: ArgumentHelp("Validate (and checkpoint) every N iterations, and at each epoch end. (default: \(trainDefaults.evalEvery))", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Validate (and checkpoint) every N iterations, and at each epoch end. (default: \(trainDefaults.evalEvery))", valueName: "N"))
     var evalEvery: Int?
     @Option(help: ArgumentHelp("Validate on the first minibatches of the val split (every stream), at most N tokens (at least one minibatch), the same ones each time; all = the whole split. (default: \(trainDefaults.valTokens!))", valueName: "N|all"))
     var valTokens: ValTokens?
-    @Option(help: ArgumentHelp("Write a \(RunFolder.lossLogName) row every N iterations. (default: \(trainDefaults.logEvery))", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Write a \(RunFolder.lossLogName) row every N iterations. (default: \(trainDefaults.logEvery))", valueName: "N"))
     var logEvery: Int?
-    @Option(help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run. (default: \(trainDefaults.seed))")
+    @Option(parsing: .unconditional, help: "Random seed (initialisation, dropout). Same seed and --threads give a bit-identical run. (default: \(trainDefaults.seed))")
     var seed: UInt64?
     @Option(help: "Arithmetic of the training products: fp32, or bf16 (bfloat16 operands, float32 sums; weights, optimizer and checkpoints stay fp32; fast with AVX512_BF16, slower without). (default: fp32)")
     var precision: Precision?
     // schedule and early stopping (issue 20)
     @Option(help: "Learning-rate schedule: step (× --lr-decay per epoch, char-rnn), cosine (from --lr to --min-lr over the run, nanoGPT) or constant. (default: step)")
     var lrSchedule: LRSchedule?
-    @Option(help: ArgumentHelp("Linear warmup: iteration i < N trains at lr·(i+1)/(N+1). (default: 0)", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Linear warmup: iteration i < N trains at lr·(i+1)/(N+1). (default: 0)", valueName: "N"))
     var warmupIters: Int?
-    @Option(help: ArgumentHelp("End of the cosine schedule; with step, a floor for the decay. (default: 0 for cosine, none for step)", valueName: "LR"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("End of the cosine schedule; with step, a floor for the decay. (default: 0 for cosine, none for step)", valueName: "LR"))
     var minLr: Double?
-    @Option(help: ArgumentHelp("Stop after N validations in a row that do not improve the best val loss by --min-delta; 0 = never (on --resume, replaces the run's). (default: 0)", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stop after N validations in a row that do not improve the best val loss by --min-delta; 0 = never (on --resume, replaces the run's). (default: 0)", valueName: "N"))
     var patience: Int?
-    @Option(help: ArgumentHelp("Improvement of the best val loss (nats per token) that resets --patience; on --resume, replaces the run's. (default: 0)", valueName: "D"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Improvement of the best val loss (nats per token) that resets --patience; on --resume, replaces the run's. (default: 0)", valueName: "D"))
     var minDelta: Double?
 
     func apply(to t: inout TrainConfig) {
@@ -173,7 +173,7 @@ struct TextOptions: ParsableArguments {
 
 /// `--threads`, for every command that computes.
 struct ThreadsOption: ParsableArguments {
-    @Option(name: .customLong("threads"), help: ArgumentHelp("CPU cores to use (0 = all). (default: 0)", valueName: "N"))
+    @Option(name: .customLong("threads"), parsing: .unconditional, help: ArgumentHelp("CPU cores to use (0 = all). (default: 0)", valueName: "N"))
     var given: Int?
     /// The cores asked for (0 = all).
     var threads: Int { given ?? 0 }

@@ -46,7 +46,7 @@ struct TrainCommand: ParsableCommand {
     var skipNonfinite = false
     @Option(help: ArgumentHelp("Fine-tune: a new run starting from this checkpoint's weights (model config and vocabulary from it, fresh optimizer).", valueName: "RUN_DIR_OR_FILE"))
     var initFrom: String?
-    @Option(help: ArgumentHelp("Stop cleanly once this process has trained this long (90s, 20m, 8h, 1h30m; loading not counted): validate, save best and latest; resumable, with a new budget from the resume's own command line.", valueName: "DURATION"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stop cleanly once this process has trained this long (90s, 20m, 8h, 1h30m; loading not counted): validate, save best and latest; resumable, with a new budget from the resume's own command line.", valueName: "DURATION"))
     var maxTime: String?
 
     func validate() throws {

@@ -230,4 +230,12 @@ final class AtomicFileTests: XCTestCase {
             XCTAssertEqual(st.st_nlink, 1)
         }
     }
+
+    /// parentPath on the paths Foundation's deletingLastPathComponent trapped on, and the usual ones.
+    func testParentPath() {
+        let cases: [(String, String)] = [("o", ""), (".", ""), ("x/", ""), ("o/w4", "o"), ("a/b/c", "a/b"), ("/a", "/"),
+                                         ("/", "/"), ("", ""), ("a//b", "a"), ("a/b/", "a"), ("./x", "."), ("../x", ".."),
+                                         ("/tmp/r/loss.csv", "/tmp/r"), ("é/ü", "é")]
+        for (path, parent) in cases { XCTAssertEqual(parentPath(path), parent, path) }
+    }
 }

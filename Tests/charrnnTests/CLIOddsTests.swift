@@ -79,6 +79,34 @@ final class CLIOddsTests: HostileCLITestCase {
         XCTAssertEqual(longRun?.utf8.count, 200 + 16, longRun ?? "no run")
     }
 
+    /// One-character folder names (Foundation's deletingLastPathComponent trapped on "o" and "x/"):
+    /// a run under `--out o`, named `r`, plotted through `o/r/loss.csv` and sampled through `o/r/`.
+    func testOneCharacterFolderNames() throws {
+        let dir = workDir()
+        let src = writeShortCorpus(dir)
+        let r = try run(["train", src, "--out", "o", "--name", "r", "--max-iters", "2", "--eval-every", "2"] + tiny, cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/o/r/best.safetensors"), r.err)
+        let p = try run(["plot", "o/r/loss.csv", "-o", "o/r/loss.svg"], cwd: dir)
+        XCTAssertEqual(p.status, 0, p.err)
+        let s = try run(["sample", "--checkpoint", "o/r/", "--length", "5", "--seed", "1"], cwd: dir)
+        XCTAssertEqual(s.status, 0, s.err)
+        let resumed = try run(["train", "--resume", "o/r", "--max-iters", "3", "--eval-every", "3"] + tiny, cwd: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+    }
+
+    /// A negative number is a value, refused for what it is (not "Missing value", as for --temp -1).
+    func testNegativeNumbersAreValuesNotFlags() throws {
+        let dir = workDir()
+        let src = writeShortCorpus(dir)
+        for (flag, value) in [("--lr", "-1"), ("--patience", "-1"), ("--max-time", "-5m"), ("--dropout", "-0.5"), ("--min-lr", "-1e-4")] {
+            let r = try run(["train", src, flag, value, "--max-iters", "1"] + tiny, cwd: dir)
+            XCTAssertNotEqual(r.status, 0, flag)
+            XCTAssertFalse(r.err.contains("Missing value"), r.err)
+            XCTAssertTrue(r.err.hasPrefix("error: ") && r.err.contains(flag), r.err)
+        }
+    }
+
     func testAPrimeOfManyUnknownCharactersIsListedInOneShortLine() throws {
         let dir = workDir()
         _ = try trainSmall(dir, name: "r")

@@ -141,7 +141,7 @@ package enum ExportFile {
             if !overwrite { throw exists(path) }
         }
         if overwrite { return try AtomicFile.write(bytes, to: path) }
-        let dir = (path as NSString).deletingLastPathComponent, base = (path as NSString).lastPathComponent
+        let dir = parentPath(path), base = (path as NSString).lastPathComponent
         let staged = (dir.isEmpty ? "" : dir + "/") + ".\(base).export-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do { try AtomicFile.write(bytes, to: staged) } catch let e as FileIOError {
             throw FileIOError(path: path, operation: e.operation, code: e.code)

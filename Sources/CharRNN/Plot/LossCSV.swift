@@ -64,7 +64,7 @@ package struct LossHistory: Sendable {
         }
         let trimmed = (path as NSString).standardizingPath
         let base = (file as NSString).lastPathComponent
-        let name = base == RunFolder.lossLogName ? ((((file as NSString).deletingLastPathComponent) as NSString).standardizingPath as NSString).lastPathComponent
+        let name = base == RunFolder.lossLogName ? ((parentPath(file) as NSString).standardizingPath as NSString).lastPathComponent
                                       : (base as NSString).deletingPathExtension
         let parsed = try parser.finish()
         var h = LossHistory(name: name.isEmpty ? trimmed : name, rows: parsed.rows)

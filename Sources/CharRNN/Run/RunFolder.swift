@@ -149,7 +149,7 @@ public struct RunFolder: Sendable, Equatable {
         if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
             throw CheckpointError(file: path, message: "is a symbolic link\(linkTarget(path)); a new run makes its own folder and never writes through a link: choose another \(Setting.name), or remove the link")
         }
-        if let protecting, sameFile((protecting as NSString).deletingLastPathComponent, path) {
+        if let protecting, sameFile(parentPath(protecting), path) {
             throw CheckpointError(file: path, message: "is the folder of the \(Setting.initFrom) checkpoint \(protecting); a fine-tuning run cannot replace its own source (choose another \(Setting.name))")
         }
         // the folders this claim creates, innermost first: a refused run removes them again
@@ -157,7 +157,7 @@ public struct RunFolder: Sendable, Equatable {
         var p = path
         while !p.isEmpty && p != "/" && !FileManager.default.fileExists(atPath: p) {
             created.append(p)
-            p = (p as NSString).deletingLastPathComponent
+            p = parentPath(p)
         }
         do { try makeFolders(path) } catch let e as FileIOError {
             throw CheckpointError(file: path, message: "cannot create run directory: \(String(cString: strerror(e.code)))")
@@ -352,7 +352,7 @@ package final class RunLock: @unchecked Sendable {
     /// `abandoningOnError`'s clean-up: only a folder with no checkpoint and nothing but the lock and
     /// loss.csv is touched (a regular loss.csv: `unlink` removes the name only).
     func abandon() {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = parentPath(path)
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir),
               Set(names).isSubset(of: [RunFolder.lockName, RunFolder.lossLogName]) else { return }
         if names.contains(RunFolder.lossLogName) { unlink(RunFolder(dir).lossLog) }
@@ -375,7 +375,7 @@ func makeFolders(_ path: String) throws {
         if st.st_mode & S_IFMT == S_IFDIR { return }
         throw FileIOError(path: path, operation: "create folder", code: ENOTDIR)
     }
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = parentPath(path)
     if !parent.isEmpty && parent != path { try makeFolders(parent) }
     if mkdir(path, 0o755) != 0 && errno != EEXIST { throw FileIOError(path: path, operation: "create folder", code: errno) }
 }

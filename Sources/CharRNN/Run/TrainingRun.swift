@@ -171,7 +171,7 @@ public struct TrainingRun {
     static func resume(_ r: Request, checkpoint: String, maxIters: Int?, epochs: Double?, allowNewCorpus: Bool,
                        report: (Event) -> Void) throws -> (Plan, Trainer, RunLock?) {
         let file = try RunFolder.resolve(checkpoint, preferring: .latest)
-        let folder = (file as NSString).deletingLastPathComponent
+        let folder = parentPath(file)
         // a run writes only files it owns: not through links into another run (`cp -as`), all named at once
         if r.writesFolder { try RunFolder(folder.isEmpty ? "." : folder).checkOwnedFiles() }
         // the lock before the checkpoint is read: a run that another process is writing is neither read
@@ -247,7 +247,7 @@ public struct TrainingRun {
         let source = try FineTuneSource(try Checkpoint.load(path: try RunFolder.resolve(checkpoint)))
         let loaded = source.checkpoint
         report(.checkpointRead(path: loaded.path))
-        if RunFolder.sameFile((loaded.path as NSString).deletingLastPathComponent, dir) {
+        if RunFolder.sameFile(parentPath(loaded.path), dir) {
             // before any corpus work: the source is never replaced, --overwrite or not
             _ = try RunFolder.claimNew(dir, replacing: false, protecting: loaded.path)
         }
@@ -255,7 +255,7 @@ public struct TrainingRun {
         let (c, info) = try RunContinuation.corpus(path: path, vocabulary: loaded.meta.vocabulary, normalize: t.normalize)
         report(.fineTuning(from: loaded.path, iteration: loaded.meta.progress.iteration))
         let lock: RunLock?
-        if defaultName(r) && !RunFolder.sameFile((loaded.path as NSString).deletingLastPathComponent, dir) {
+        if defaultName(r) && !RunFolder.sameFile(parentPath(loaded.path), dir) {
             (dir, lock) = try RunFolder.claimUnused(dir)
         } else {
             lock = r.writesFolder ? try RunFolder.claimNew(dir, replacing: r.overwrite, protecting: loaded.path) : nil

@@ -86,7 +86,7 @@ package enum TokenCache {
         put(jsonSum, at: 32); put(checksum64(dataBytes), at: 40)
         head.replaceSubrange(fixedHeader..<(fixedHeader + json.count), with: json)
 
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = parentPath(path)
         if !dir.isEmpty { try makeFolders(dir) }
         try withExtendedLifetime(store) {
             try head.withUnsafeBytes { try AtomicFile.write(parts: [$0, dataBytes], to: path) }

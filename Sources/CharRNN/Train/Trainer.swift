@@ -201,7 +201,7 @@ public final class Trainer {
             meta.corpus = newCorpus; meta.trainBatches = batches.ntrain
             meta.extra[VocabCounts.key] = VocabCounts.encode(corpus.tokenCounts())
         }
-        runDir = (checkpoint.path as NSString).deletingLastPathComponent
+        runDir = parentPath(checkpoint.path)
         totalIterations = try Trainer.total(train, ntrain: batches.ntrain)
         exchange = .allocate(capacity: 2 + 2 * reducer.size)
         log = reducer.rank == 0 ? try LossLog(path: RunFolder(runDir).lossLog, keepThrough: meta.progress.iteration) : nil

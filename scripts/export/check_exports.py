@@ -5,7 +5,7 @@ For LSTM/GRU/RNN x one-hot/embedding x full/adaptive softmax (tiny models traine
 iterations with the charrnn binary in a temporary folder), plus one vocabulary with an unknown token:
   ONNX  onnx.checker.check_model(full_check) passes; metadata_props["charrnn"] holds the vocabulary;
         onnxruntime's per-token log-probabilities of a held-out text, fed in chunks of different
-        lengths with the state carried from call to call, sum to `charrnn eval --batch 1` within 1e-5
+        lengths with the state carried from call to call, sum (over what eval scores: an unknown target is fed, not scored) to `charrnn eval --batch 1` within 1e-5
         relative and equal an independent numpy reference (reference.py) within 1e-4 per token; two
         streams in one batch equal the streams alone; greedy generation of 500 characters (and 200
         after a prime) is identical to `charrnn sample --temp 0`.
@@ -142,6 +142,14 @@ def sample_cli(binary, ckpt, work, length, temp="0", prime=None, seed=None, thre
     return run(cmd, work).stdout.decode("utf-8")
 
 
+def scored_total(got, ids, unk):
+    """−Σ log p over the predictions charrnn eval scores: targets ids[1:], the unknown token fed but not
+    scored. Returns (total, count)."""
+    targets = np.asarray(ids[1:1 + len(got)])
+    mask = np.ones(len(got), bool) if unk is None else targets != unk
+    return float(-got[mask].sum()), int(mask.sum())
+
+
 def eval_cli(binary, ckpt, work):
     out = run([binary, "eval", "--checkpoint", ckpt, "--batch", "1", "--seq", "50", "--json", "--threads", "1", "held-out.txt"], work)
     return json.loads(out.stdout.decode().strip().splitlines()[0])
@@ -177,10 +185,11 @@ def check_onnx(binary, work, name, ckpt, ref, ev, ids, scalar=True):
         i = j
     got = np.asarray(got, np.float64)
     want = ref.token_log_probs(ids)
-    total, eval_total = -got.sum(), ev["loss"] * ev["scored"]
+    total, n = scored_total(got, ids, ref.unk)
+    eval_total = ev["loss"] * ev["scored"]
     rel = abs(total - eval_total) / eval_total
-    check(len(got) == ev["scored"] and rel <= 1e-5,
-          f"{name}: onnxruntime summed loss {total:.6f} vs charrnn eval {eval_total:.6f} (relative {rel:.1e} ≤ 1e-5, {len(got)} predictions)")
+    check(n == ev["scored"] and rel <= 1e-5,
+          f"{name}: onnxruntime summed loss {total:.6f} vs charrnn eval {eval_total:.6f} (relative {rel:.1e} ≤ 1e-5, {n} scored predictions)")
     worst = float(np.abs(got - want).max())
     check(worst <= 1e-4, f"{name}: per-token log p within 1e-4 of the numpy reference (max |diff| {worst:.1e})")
     # two streams in one batch: each equals itself alone
@@ -219,9 +228,10 @@ def check_html(browser, binary, work, name, ckpt, ref, ev, ids, ui_shot=None):
     want = ref.token_log_probs(ids)
     worst = float(np.abs(got - want).max()) if len(got) == len(want) else float("inf")
     check(worst <= 1e-4, f"{name}: page per-token log p within 1e-4 of the reference (max |diff| {worst:.1e})")
-    total, eval_total = -got.sum(), ev["loss"] * ev["scored"]
+    total, n = scored_total(got, ids, ref.unk)
+    eval_total = ev["loss"] * ev["scored"]
     rel = abs(total - eval_total) / eval_total
-    check(rel <= 1e-5, f"{name}: page summed loss {total:.6f} vs charrnn eval {eval_total:.6f} (relative {rel:.1e})")
+    check(n == ev["scored"] and rel <= 1e-5, f"{name}: page summed loss {total:.6f} vs charrnn eval {eval_total:.6f} (relative {rel:.1e}, {n} scored predictions)")
     g = browser.js("charrnn.complete({prime: '', length: 300, temperature: 0})")
     want_g = sample_cli(binary, ckpt, work, 300)
     check(g == want_g, f"{name}: page greedy 300 characters equal charrnn sample --temp 0"

@@ -45,6 +45,14 @@ package struct CompletionEvents: Sendable {
 
     /// Appends the event of choice `index` carrying `text` (UTF-8) and, when it ended, its finish reason.
     package func append(index: Int, text: [UInt8], finish: FinishReason?, to out: inout [UInt8]) {
+        appendChoiceStart(index: index, finish: finish, to: &out)
+        out.append(contentsOf: CompletionEvents.textKey)
+        JSONWriter.appendString(text, to: &out)
+        out.append(contentsOf: tail)
+    }
+
+    /// `data: {"choices":[{"finish_reason":R,"index":I` — what every event of a choice starts with.
+    private func appendChoiceStart(index: Int, finish: FinishReason?, to out: inout [UInt8]) {
         out.append(contentsOf: CompletionEvents.head)
         if let finish {
             out.append(UInt8(ascii: "\""))
@@ -55,9 +63,6 @@ package struct CompletionEvents: Sendable {
         }
         out.append(contentsOf: CompletionEvents.indexKey)
         JSONWriter.appendInteger(index, to: &out)
-        out.append(contentsOf: CompletionEvents.textKey)
-        JSONWriter.appendString(text, to: &out)
-        out.append(contentsOf: tail)
     }
 
     /// Appends the end of the stream: the overflow error event when `overflowed`, the usage event,
@@ -96,16 +101,7 @@ extension CompletionEvents {
     /// its tokens (`entries`, texts from `vocabulary`).
     package func append(index: Int, text: [UInt8], finish: FinishReason?, entries: [TokenLogprob], vocabulary: Vocabulary,
                         to out: inout [UInt8]) {
-        out.append(contentsOf: CompletionEvents.head)
-        if let finish {
-            out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: finish.rawValue.utf8)
-            out.append(UInt8(ascii: "\""))
-        } else {
-            out.append(contentsOf: CompletionEvents.null)
-        }
-        out.append(contentsOf: CompletionEvents.indexKey)
-        JSONWriter.appendInteger(index, to: &out)
+        appendChoiceStart(index: index, finish: finish, to: &out)
         out.append(contentsOf: CompletionEvents.logprobsKey)
         CompletionEvents.appendLogprobs(entries, vocabulary: vocabulary, to: &out)
         out.append(contentsOf: CompletionEvents.textAfterLogprobsKey)

@@ -94,14 +94,14 @@ BF16_TARGET void charrnn_bf16_round_rows(const float *src, long rows, long k, lo
     }
 }
 
-BF16_TARGET void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long ldd,
+BF16_TARGET void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst,
                                           long q0, long q1) {
+    long K2 = (k + 1) / 2, B = CHARRNN_BF16_PAIR_BLOCK;
     for (long q = q0; q < q1; q++) {
         const float *e = src + 2 * q * lds, *o = 2 * q + 1 < k ? e + lds : 0;
-        uint32_t *d = dst + q * ldd;
-        for (long i = 0; i < m; i += 16) {
+        for (long i = 0; i < m; i += 16) {   // 16 lanes never straddle a block (B is a multiple of 16)
             __mmask16 msk = lanes(m - i);
-            _mm512_mask_storeu_epi32(d + i, msk, pair_words(e + i, o ? o + i : 0, msk));
+            _mm512_mask_storeu_epi32(dst + i / B * B * K2 + q * B + i % B, msk, pair_words(e + i, o ? o + i : 0, msk));
         }
     }
 }
@@ -179,28 +179,32 @@ static BF16_TARGET void tile_any(long R, const uint32_t *a, long rs, long qs, co
     }
 }
 
-BF16_TARGET void charrnn_bf16_gemm(long m, const uint32_t *a, long rs, long qs, const uint32_t *panels, long k,
-                                   long n, long p0, long p1, float *c, long ldc, int accumulate) {
+BF16_TARGET void charrnn_bf16_gemm(long m0, long m1, const uint32_t *a, long rs, long qs, long bh, long bs,
+                                   const uint32_t *panels, long k, long n, long p0, long p1, float *c, long ldc,
+                                   int accumulate) {
     long K2 = (k + 1) / 2;
     // Rows in chunks whose A (about 192 KB of bf16) stays in L2 while every panel of the range
-    // passes; within a chunk, panels outer (one panel, ⌈k/2⌉·128 bytes, stays in L1 up to k ≈ 512,
-    // else L2) and row tiles inner, the tiles balanced (heights differ by at most one, so few rows
-    // never run alone). Blocking k as well (the chain parked in C between blocks, which is exact)
-    // was tried: slower on Zen 4 at k = 512…2500, the extra passes over C costing more than the
-    // panel reads from L2 it saves.
-    long chunk = K2 > 0 ? 49152 / K2 : m;
+    // passes, never across one of A's blocks (a register tile reads rows of one block); within a
+    // chunk, panels outer (one panel, ⌈k/2⌉·128 bytes, stays in L1 up to k ≈ 512, else L2) and row
+    // tiles inner, the tiles balanced (heights differ by at most one, so few rows never run alone).
+    // Blocking k as well (the chain parked in C between blocks, which is exact) was tried: slower on
+    // Zen 4 at k = 512…2500, the extra passes over C costing more than the panel reads from L2 it saves.
+    long chunk = K2 > 0 ? 49152 / K2 : m1 - m0;
     chunk = chunk < MR ? MR : chunk / MR * MR;
-    for (long i0 = 0; i0 < m; i0 += chunk) {
-        long mc = m - i0 < chunk ? m - i0 : chunk;
-        long tiles = (mc + MR - 1) / MR;
+    for (long i0 = m0; i0 < m1;) {
+        long end = i0 + chunk < m1 ? i0 + chunk : m1;
+        if (bh < m1) { long block_end = (i0 / bh + 1) * bh; if (block_end < end) end = block_end; }
+        long mc = end - i0, tiles = (mc + MR - 1) / MR;
+        const uint32_t *ab = a + i0 / bh * bs + i0 % bh * rs;   // row i0; the chunk's rows follow at rs
         for (long p = p0; p < p1; p++) {
             const uint32_t *panel = panels + p * K2 * 32;
             int w = n - p * 32 < 32 ? (int)(n - p * 32) : 32;
             for (long t = 0; t < tiles; t++) {
-                long r0 = mc * t / tiles, r1 = mc * (t + 1) / tiles, i = i0 + r0;
-                tile_any(r1 - r0, a + i * rs, rs, qs, panel, K2, c + i * ldc + p * 32, ldc, w, accumulate);
+                long r0 = mc * t / tiles, r1 = mc * (t + 1) / tiles;
+                tile_any(r1 - r0, ab + r0 * rs, rs, qs, panel, K2, c + (i0 + r0) * ldc + p * 32, ldc, w, accumulate);
             }
         }
+        i0 = end;
     }
 }
 
@@ -214,17 +218,17 @@ void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint
     (void)src; (void)rows; (void)k; (void)lds; (void)dst; (void)ldd;
     __builtin_trap();
 }
-void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long ldd, long q0, long q1) {
-    (void)src; (void)k; (void)m; (void)lds; (void)dst; (void)ldd; (void)q0; (void)q1;
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long q0, long q1) {
+    (void)src; (void)k; (void)m; (void)lds; (void)dst; (void)q0; (void)q1;
     __builtin_trap();
 }
 void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed, uint32_t *panels, long p0, long p1) {
     (void)src; (void)k; (void)n; (void)ld; (void)transposed; (void)panels; (void)p0; (void)p1;
     __builtin_trap();
 }
-void charrnn_bf16_gemm(long m, const uint32_t *a, long rs, long qs, const uint32_t *panels, long k, long n,
-                       long p0, long p1, float *c, long ldc, int accumulate) {
-    (void)m; (void)a; (void)rs; (void)qs; (void)panels; (void)k; (void)n; (void)p0; (void)p1; (void)c; (void)ldc; (void)accumulate;
+void charrnn_bf16_gemm(long m0, long m1, const uint32_t *a, long rs, long qs, long bh, long bs,
+                       const uint32_t *panels, long k, long n, long p0, long p1, float *c, long ldc, int accumulate) {
+    (void)m0; (void)m1; (void)a; (void)rs; (void)qs; (void)bh; (void)bs; (void)panels; (void)k; (void)n; (void)p0; (void)p1; (void)c; (void)ldc; (void)accumulate;
     __builtin_trap();
 }
 

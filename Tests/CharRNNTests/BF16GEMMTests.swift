@@ -71,7 +71,8 @@ final class BF16GEMMTests: XCTestCase {
     /// float32 summation-order error of the Double sum over the same bf16 values ((2⌈k/2⌉ + 1)·2⁻²⁴
     /// of Σ|terms|; a missing, doubled or wrong term is ~1/k of that sum, far more), and bit-equal
     /// to the scalar float32 chain in the kernels' order (per k-pair the high product, then the low,
-    /// then added to C). m = 400 at k = 300 spans two row chunks of the C kernel.
+    /// then added to C). m = 400 at k = 300 spans two row chunks of the C kernel; m = 50, 100 and 400
+    /// cross the pair layout's 48-row blocks (in one thread's rows, too, where the split is by rows).
     /// Columns of C past n (the padding of ldc) must stay untouched.
     func testEveryShapeMatchesTheReferences() throws {
         for shape in Shape.allCases {
@@ -238,7 +239,9 @@ final class BF16GEMMTests: XCTestCase {
                 op.round(src.ptr, rows: rows, k: k, lda: ld)
                 for i in 0..<rows { grab((k + 1) / 2, op.words + i * op.ld) }
                 op.roundTransposed(src.ptr, k: k, rows: rows, lda: ld)
-                for q in 0..<((k + 1) / 2) { grab(rows, op.words + q * op.ld) }
+                for q in 0..<((k + 1) / 2) {   // word q of each row, in the pair layout's 48-row blocks
+                    for i in 0..<rows { grab(1, op.words + i / 48 * op.ld + q * 48 + i % 48) }
+                }
                 p.pack(src.ptr, k: k, n: n, ldb: ld)
                 grab(p.panels * ((k + 1) / 2) * 32, p.words)
                 p.packTransposed(src.ptr, k: k, n: n, ldw: ld)

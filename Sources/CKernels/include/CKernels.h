@@ -48,9 +48,15 @@ void charrnn_bf16_gemm_rows(long m, const float *a, long lda, const void *panels
 // VCVTNE2PS2BF16 does: a NaN stays a NaN (quiet bit set, sign and top payload kept), ±Inf stays,
 // a finite value past the largest bf16 becomes ±Inf, a float32 subnormal becomes ±0.
 //
-// Left operand A (m × k) is read at a[i·rs + q·qs] (word q of row i):
-//   row layout   rs = ld ≥ K2, qs = 1   (charrnn_bf16_round_rows of a row-major A)
-//   pair layout  rs = 1, qs = ld ≥ m    (charrnn_bf16_round_pairs of a row-major Aᵀ (k × m))
+// Left operand A (m × k) is read at a[⌊i/bh⌋·bs + (i mod bh)·rs + q·qs] (word q of row i):
+//   row layout   rs = ld ≥ K2, qs = 1, bh = LONG_MAX, bs = 0   (charrnn_bf16_round_rows of a
+//                row-major A)
+//   pair layout  blocks of BLK = CHARRNN_BF16_PAIR_BLOCK rows, each holding its rows' word q side by
+//                side for q = 0, 1, …: rs = 1, qs = BLK, bh = BLK, bs = BLK·K2 (charrnn_bf16_round_pairs
+//                of a row-major Aᵀ (k × m)). A register tile of up to 12 rows then reads 48
+//                consecutive bytes per k-pair, one block after the other; the unblocked pair layout
+//                (word q of all m rows side by side, rows of one k-pair ~8 KB apart at m = 2048)
+//                touched a new 4 KB page per k-pair and ran the weight gradients 13% slower on Zen 4.
 // Right operand B (k × n) is packed in 32-column panels, the layout of the inference kernel: panel p
 // (columns [32p, 32p+32)) holds for each k-pair q 32 words, word jj = pair (B[2q][32p+jj],
 // B[2q+1][32p+jj]); columns past n are 0. Panel p starts at word p·K2·32 (64-byte aligned when the
@@ -63,21 +69,25 @@ void charrnn_bf16_round(const float *src, long n, uint16_t *dst);
 /// past K2 are not written).
 void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint32_t *dst, long ldd);
 
-/// Pair layout of A = srcᵀ, src (k × m, row-major, lds): dst[q·ldd + i] = pair (src[2q][i],
-/// src[2q+1][i]) for k-pairs q in [q0, q1) and i < m (ldd ≥ m).
-void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long ldd, long q0, long q1);
+/// Rows per block of the pair layout (a multiple of 16 and of the 12-row register tile).
+#define CHARRNN_BF16_PAIR_BLOCK 48
+
+/// Pair layout of A = srcᵀ, src (k × m, row-major, lds): word q of row i, pair (src[2q][i],
+/// src[2q+1][i]), at dst[⌊i/48⌋·48·K2 + q·48 + i mod 48] for k-pairs q in [q0, q1) and i < m (the
+/// last block's words past m are not written). dst holds ⌈m/48⌉·48·K2 words.
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long q0, long q1);
 
 /// Panels [p0, p1) of B (k × n): B[kk][j] = src[kk·ld + j], or with `transposed` src[j·ld + kk]
 /// (src then holds Bᵀ (n × k), e.g. a weight matrix W for x·Wᵀ). `panels` must be 64-byte aligned.
 void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed, uint32_t *panels, long p0, long p1);
 
-/// c (m × columns [32·p0, min(n, 32·p1))) = (accumulate ? c + : ) A · B, A in either layout (rs, qs),
-/// B packed in panels for (k, n). Each element is one float32 chain over the k-pairs in order
+/// c (rows [m0, m1) × columns [32·p0, min(n, 32·p1))) = (accumulate ? c + : ) A · B, A in either
+/// layout (rs, qs, bh, bs; a and c point at row 0), B packed in panels for (k, n). Each element is one float32 chain over the k-pairs in order
 /// (VDPBF16PS: high products then low, denormals flushed), stored or added to c once at the end, so
 /// its bits depend on neither m, nor the panel range, nor how a caller splits rows or panels
 /// across threads. Requires charrnn_has_avx512bf16(); `panels` 64-byte aligned.
-void charrnn_bf16_gemm(long m, const uint32_t *a, long rs, long qs, const uint32_t *panels, long k, long n,
-                       long p0, long p1, float *c, long ldc, int accumulate);
+void charrnn_bf16_gemm(long m0, long m1, const uint32_t *a, long rs, long qs, long bh, long bs,
+                       const uint32_t *panels, long k, long n, long p0, long p1, float *c, long ldc, int accumulate);
 
 /// AMX-BF16 from the raw facts: 0 = the CPU has no AMX-BF16 (or no AMX-TILE), 1 = it has but the
 /// OS does not enable the tile state (XCR0 bits 17–18) or refuses this process the tile data,

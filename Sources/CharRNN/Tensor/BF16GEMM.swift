@@ -8,7 +8,8 @@
 //
 // Layouts (shared by every kernel, see CKernels.h): a "pair word" holds bf16(x[2q]) low and
 // bf16(x[2q+1]) high, ⌈k/2⌉ per row (an odd k pads with 0). `BF16Operand` holds the left operand
-// in the row layout (word q of row i at i·ld + q) or, for Aᵀ, the pair layout (at q·ld + i);
+// in the row layout (word q of row i at i·ld + q) or, for Aᵀ, the pair layout (blocks of 48 rows,
+// word q of row i at ⌊i/48⌋·48·K2 + q·48 + i mod 48, so a register tile reads consecutive words);
 // `BF16Panels` holds the right operand in 32-column panels (per k-pair, 32 words).
 //
 // Guarantees:
@@ -101,7 +102,7 @@ package final class BF16Operand: @unchecked Sendable {
     package private(set) var rows = 0
     package private(set) var k = 0
     package private(set) var layout = Layout.rows
-    /// Words between rows (row layout) or between k-pairs (pair layout).
+    /// Words between rows (row layout) or between blocks of 48 rows (pair layout: 48·⌈k/2⌉).
     package private(set) var ld = 0
     let storage: Storage
 
@@ -109,13 +110,15 @@ package final class BF16Operand: @unchecked Sendable {
         precondition(maxRows >= 0 && maxK >= 0)
         self.maxRows = maxRows; self.maxK = maxK
         let k2 = (maxK + 1) / 2
-        storage = Storage(count: max(maxRows * paddedLD(k2), k2 * paddedLD(maxRows)))
+        storage = Storage(count: max(maxRows * paddedLD(k2), k2 * pairBlocks(maxRows) * pairBlock))
     }
 
     var words: UnsafeMutablePointer<UInt32> { UnsafeMutableRawPointer(storage.ptr).assumingMemoryBound(to: UInt32.self) }
-    /// Word q of row i is at words[i·rowStride + q·pairStride].
+    /// Word q of row i is at words[⌊i/blockRows⌋·blockStride + (i mod blockRows)·rowStride + q·pairStride].
     var rowStride: Int { layout == .rows ? ld : 1 }
-    var pairStride: Int { layout == .rows ? 1 : ld }
+    var pairStride: Int { layout == .rows ? 1 : pairBlock }
+    var blockRows: Int { layout == .rows ? Int.max : pairBlock }
+    var blockStride: Int { layout == .rows ? 0 : ld }
 
     /// A = a (rows × k, row-major, lda), in the row layout.
     package func round(_ a: UnsafePointer<Float>, rows: Int, k: Int, lda: Int) {
@@ -145,7 +148,7 @@ package final class BF16Operand: @unchecked Sendable {
     /// operand: a = the gate gradients, k = the minibatch's rows).
     package func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int) {
         precondition(rows <= maxRows && k <= maxK && (k == 0 || lda >= rows))
-        self.rows = rows; self.k = k; layout = .pairs; ld = paddedLD(rows)
+        self.rows = rows; self.k = k; layout = .pairs; ld = pairBlock * ((k + 1) / 2)
         runPack(PackJob(op: .pairs, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
                         kernel: BF16GEMMKernel.selected.runs), units: (k + 1) / 2)
     }
@@ -191,6 +194,10 @@ package final class BF16Panels: @unchecked Sendable {
 /// reads would share one L1 set: k = 2048 ran markedly slower unpadded on Zen 4).
 @inline(__always) func paddedLD(_ x: Int) -> Int { (x + 15) / 16 * 16 + 16 }
 
+/// Rows per block of the pair layout (CKernels.h's CHARRNN_BF16_PAIR_BLOCK).
+let pairBlock = Int(CHARRNN_BF16_PAIR_BLOCK)
+@inline(__always) func pairBlocks(_ rows: Int) -> Int { (rows + pairBlock - 1) / pairBlock }
+
 /// The bfloat16 of `x` as VCVTNE2PS2BF16 rounds it: nearest even; NaN keeps sign and top payload
 /// with the quiet bit set; a float32 subnormal becomes a zero of its sign.
 @inline(__always)
@@ -234,12 +241,14 @@ private struct PackJob {
         case .pairs:
             let r = slice(k2, part: part, of: parts)
             if kernel == .avx512bf16 {
-                charrnn_bf16_round_pairs(src, k, count, ld, dst, ldd, r.lowerBound, r.upperBound)
+                charrnn_bf16_round_pairs(src, k, count, ld, dst, r.lowerBound, r.upperBound)
                 return
             }
             for q in r {
-                let e = src + 2 * q * ld, d = dst + q * ldd, hasOdd = 2 * q + 1 < k
-                for i in 0..<count { d[i] = pairWord(e[i], hasOdd ? e[ld + i] : 0) }
+                let e = src + 2 * q * ld, hasOdd = 2 * q + 1 < k
+                for i in 0..<count {
+                    dst[i / pairBlock * ldd + q * pairBlock + i % pairBlock] = pairWord(e[i], hasOdd ? e[ld + i] : 0)
+                }
             }
         case .panels, .panelsTransposed:
             let transposed = op == .panelsTransposed
@@ -282,7 +291,8 @@ package func bf16Gemm(a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Flo
     let m = a.rows, panels = b.panels
     if m == 0 || panels == 0 { return }
     let width = WorkerPool.shared.width
-    var job = GemmJob(a: a.words, rs: a.rowStride, qs: a.pairStride, m: m, panels: b.words, k: b.k, n: b.n,
+    var job = GemmJob(a: a.words, rs: a.rowStride, qs: a.pairStride, bh: a.blockRows, bs: a.blockStride, rows: 0..<m,
+                      panels: b.words, k: b.k, n: b.n,
                       c: c, ldc: ldc, accumulate: accumulate, kernel: BF16GEMMKernel.selected.runs, parts: 1, byPanels: true)
     if panels >= 2 * width { job.parts = width } else {
         job.byPanels = false
@@ -299,10 +309,9 @@ package func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, b: BF16Panels, c: Uns
     precondition(a.k == b.k, "bf16GemmRows: A has k = \(a.k), B has k = \(b.k)")
     precondition(r.lowerBound >= 0 && r.upperBound <= a.rows && (r.isEmpty || ldc >= b.n))
     if r.isEmpty || b.panels == 0 { return }
-    let rs = a.rowStride
-    GemmJob(a: a.words + r.lowerBound * rs, rs: rs, qs: a.pairStride, m: r.count, panels: b.words, k: b.k, n: b.n,
-            c: c + r.lowerBound * ldc, ldc: ldc, accumulate: accumulate, kernel: BF16GEMMKernel.selected.runs,
-            parts: 1, byPanels: true).run(part: 0)
+    GemmJob(a: a.words, rs: a.rowStride, qs: a.pairStride, bh: a.blockRows, bs: a.blockStride, rows: r,
+            panels: b.words, k: b.k, n: b.n, c: c, ldc: ldc, accumulate: accumulate,
+            kernel: BF16GEMMKernel.selected.runs, parts: 1, byPanels: true).run(part: 0)
 }
 
 /// The forward, recurrent and decoder products (b packed by `packTransposed` from W) and the input
@@ -325,7 +334,9 @@ package func bf16GemmTN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: In
 }
 
 private struct GemmJob {
-    let a: UnsafePointer<UInt32>, rs: Int, qs: Int, m: Int
+    /// A at row 0 and its strides (word q of row i at a[⌊i/bh⌋·bs + (i mod bh)·rs + q·qs]); the rows
+    /// of C to compute; c points at row 0.
+    let a: UnsafePointer<UInt32>, rs: Int, qs: Int, bh: Int, bs: Int, rows: Range<Int>
     let panels: UnsafePointer<UInt32>, k: Int, n: Int
     let c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     let kernel: BF16GEMMKernel
@@ -333,15 +344,16 @@ private struct GemmJob {
 
     func run(part: Int) {
         let np = (n + 31) / 32
-        let rows = byPanels ? 0..<m : slice(m, part: part, of: parts)
+        let own = slice(rows.count, part: part, of: parts)
+        let mine = byPanels ? rows : (rows.lowerBound + own.lowerBound)..<(rows.lowerBound + own.upperBound)
         let p = byPanels ? slice(np, part: part, of: parts) : 0..<np
-        if rows.isEmpty || p.isEmpty { return }
-        let a0 = a + rows.lowerBound * rs, c0 = c + rows.lowerBound * ldc
+        if mine.isEmpty || p.isEmpty { return }
         if kernel == .avx512bf16 {
-            charrnn_bf16_gemm(rows.count, a0, rs, qs, panels, k, n, p.lowerBound, p.upperBound, c0, ldc, accumulate ? 1 : 0)
+            charrnn_bf16_gemm(mine.lowerBound, mine.upperBound, a, rs, qs, bh, bs, panels, k, n, p.lowerBound,
+                              p.upperBound, c, ldc, accumulate ? 1 : 0)
         } else {
-            portableGemm(m: rows.count, a: a0, rs: rs, qs: qs, panels: panels, k: k, n: n, p: p, c: c0, ldc: ldc,
-                         accumulate: accumulate)
+            portableGemm(rows: mine, a: a, rs: rs, qs: qs, bh: bh, bs: bs, panels: panels, k: k, n: n, p: p, c: c,
+                         ldc: ldc, accumulate: accumulate)
         }
     }
 }
@@ -349,18 +361,20 @@ private struct GemmJob {
 /// The portable kernel: charrnn_bf16_gemm's arithmetic with each bf16 widened to float32 (a 16-bit
 /// shift or a mask), four rows × one panel per tile (rows past the last alias row 0: computed,
 /// never stored). madd rounds acc + (exact product) once, as VDPBF16PS's additions do.
-func portableGemm(m: Int, a: UnsafePointer<UInt32>, rs: Int, qs: Int, panels: UnsafePointer<UInt32>, k: Int, n: Int,
-                  p: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+func portableGemm(rows: Range<Int>, a: UnsafePointer<UInt32>, rs: Int, qs: Int, bh: Int, bs: Int,
+                  panels: UnsafePointer<UInt32>, k: Int, n: Int, p: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int,
+                  accumulate: Bool) {
     let k2 = (k + 1) / 2
     let hiMask = SIMD16<UInt32>(repeating: 0xFFFF_0000)
     for pi in p {
         let panel = UnsafeRawPointer(panels + pi * k2 * 32)
         let w = min(32, n - pi * 32)
-        var i = 0
-        while i < m {
-            let mr = min(4, m - i)
-            let a0 = a + i * rs
-            let a1 = mr > 1 ? a0 + rs : a0, a2 = mr > 2 ? a0 + 2 * rs : a0, a3 = mr > 3 ? a0 + 3 * rs : a0
+        @inline(__always) func rowStart(_ i: Int) -> UnsafePointer<UInt32> { a + i / bh * bs + i % bh * rs }
+        var i = rows.lowerBound
+        while i < rows.upperBound {
+            let mr = min(4, rows.upperBound - i)
+            let a0 = rowStart(i)
+            let a1 = mr > 1 ? rowStart(i + 1) : a0, a2 = mr > 2 ? rowStart(i + 2) : a0, a3 = mr > 3 ? rowStart(i + 3) : a0
             var c00 = Vec(), c01 = Vec(), c10 = Vec(), c11 = Vec()
             var c20 = Vec(), c21 = Vec(), c30 = Vec(), c31 = Vec()
             var pp = panel

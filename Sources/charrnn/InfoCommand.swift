@@ -65,9 +65,19 @@ struct InfoCommand: ParsableCommand {
             ("last val loss", i.lastValLoss.map { String(format: "%.4f", $0) } ?? "none yet"),
             ("training time", ProgressPrinter.duration(i.trainingSeconds)),
             ("optimizer", "\(i.optimizer), lr \(i.lr) (now \(i.currentLR)), seq \(i.seq), batch \(i.batch)"),
+            ("precision", Self.precision(i.precision)),
             ("resumable", i.hasOptimizerState ? "yes (optimizer state and carried hidden state)" : "no optimizer state"),
         ] + (i.initFrom.map { [("init from", $0)] } ?? [])
         for (k, v) in rows + Self.scheduleRows(i) { try say(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+    }
+
+    /// The training products' arithmetic (the weights in the file are float32 either way).
+    static func precision(_ p: String?) -> String {
+        switch p {
+        case "bf16"?: return "bf16 (products on bfloat16 operands, float32 sums and master weights; --resume keeps it)"
+        case "fp32"?, nil: return "fp32"
+        case let other?: return other
+        }
     }
 
     /// The learning-rate schedule and early stopping (issue 20).

@@ -1,5 +1,6 @@
 // BF16TrainingCLITests.swift — `train --precision bf16` and `bench --precision bf16` from the command
 // line: the run records bf16 and a resume keeps it (warning that a --precision given then is ignored),
+// info names it,
 // the portable path says in one line that it is slower, and bench reports the kernel it timed and its 2048³ rate.
 
 import Foundation
@@ -24,6 +25,10 @@ final class BF16TrainingCLITests: CharrnnCLITestCase {
         let fh = try String(decoding: Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoints/f/latest.safetensors")).prefix(20000), as: UTF8.self)
         XCTAssertFalse(fh.contains("precision"))
         XCTAssertFalse(f.err.contains("portable"))
+        // info names the precision of either run, in text and JSON
+        let ib = try run(["info", "checkpoints/b"], cwd: dir), jf = try run(["info", "--json", "checkpoints/f"], cwd: dir)
+        XCTAssertTrue(ib.out.split(separator: "\n").contains { $0.hasPrefix("precision") && $0.contains("bf16 (") }, ib.out)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(jf.out.utf8)) as? [String: Any])?["precision"] as? String, "fp32", jf.out)
         // the portable path: one line saying it is slower
         let p = try run(["train", corpus, "--name", "p", "--max-iters", "2", "--precision", "bf16", "--no-cache"] + small, cwd: dir,
                         env: ["CHARRNN_BF16_KERNEL": "portable"])

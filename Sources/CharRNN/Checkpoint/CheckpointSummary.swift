@@ -46,6 +46,9 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
     package var hasOptimizerState: Bool
     /// The checkpoint this run was fine-tuned from (`train --init-from`), if any.
     package var initFrom: String?
+    /// The arithmetic of the run's training products, `fp32` or `bf16` (`train --precision`; optional
+    /// so that a summary written before it still decodes; always set from a checkpoint).
+    package var precision: String?
     // The learning-rate schedule (issue 20); `currentLR` above is the rate of the next iteration.
     // (optional so that a summary written before them still decodes; always set from a checkpoint)
     /// `step`, `cosine` or `constant`.
@@ -113,6 +116,7 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
         seq = m.train.seq; batch = m.train.batch
         hasOptimizerState = c.hasOptimizerState
         initFrom = m.extra[RunContinuation.initFromKey]
+        precision = m.train.stepPrecision.rawValue
         softmax = m.model.adaptive == nil ? "full" : "adaptive"
         softmaxCutoffs = m.model.adaptive?.cutoffs; softmaxDivValue = m.model.adaptive?.divValue
         normalize = m.train.normalize.rawValue

@@ -26,13 +26,26 @@ var toolDependencies: [Target.Dependency] = []
 var toolSettings: [SwiftSetting] = [.define("CHARRNN_NO_SERVER")]
 if withServer {
     // traits: [] leaves out swift-configuration support, which the server does not use
-    serverPackages = [.package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: [])]
+    // The NIO, logging and lifecycle packages are Hummingbird's own dependencies (same constraints as
+    // its manifest, so resolution is unchanged); they are named because CharRNNServer imports them.
+    serverPackages = [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: []),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.14.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+    ]
     // MARK: Server (the HTTP layer of `charrnn serve`; the wire format is CharRNNAPI's, the engine
     // CharRNN's) and its in-process router tests (HummingbirdTesting)
     serverTargets = [
         .target(name: "CharRNNServer", dependencies: [
             "CharRNN", "CharRNNAPI",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "CharRNNServerTests", dependencies: [
             "CharRNNServer",

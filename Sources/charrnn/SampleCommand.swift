@@ -252,7 +252,7 @@ extension SampleCommand {
         }
         printError(Self.announcement(choice, iteration: loaded.meta.progress.iteration, seed: seed))
         var text = [[UInt8]](repeating: [], count: K), entries = [[TokenLogprob]](repeating: [], count: K)
-        try loop.runToEnd { i, t, e in
+        loop.runToEnd { i, t, e in
             text[i].append(contentsOf: t); entries[i].append(contentsOf: e)
         }
         let chosen = K > n ? BestOf.pick(n, of: entries.map { BestOf.meanLogprob($0, vocabulary: vocab) }) : Array(0..<n)

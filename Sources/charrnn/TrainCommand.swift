@@ -158,11 +158,11 @@ struct TrainCommand: ParsableCommand {
         }
         SetupLog.release()
         if root, setup.trainer.meta.train.stepPrecision == .bf16 {
-            // measured in issue 19: every bf16-trained LSTM checked diverged on a few cold starts
+            // measured in issue 19: 4 of the 5 bf16-trained LSTMs checked diverged on a few cold starts
             printError("note: bf16 training is experimental: its models have failed badly on a few starts from a zero state (README, Training in bf16); train in fp32 for a model you will keep, or check it with scripts/quality/cold-start-scan.py")
-        }
-        if root, setup.trainer.meta.train.stepPrecision == .bf16, BF16GEMMKernel.selected == .portable {
-            printError("note: --precision bf16 runs the portable bf16 kernels (this CPU has no AVX512_BF16, or CHARRNN_BF16_KERNEL=portable): slower than fp32; same results within bf16 rounding")
+            if BF16GEMMKernel.selected == .portable {
+                printError("note: --precision bf16 runs the portable bf16 kernels (this CPU has no AVX512_BF16, or CHARRNN_BF16_KERNEL=portable): slower than fp32; same results within bf16 rounding")
+            }
         }
         try withExtendedLifetime(setup.lock) { try run(setup.trainer, root: root) }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel checks on one host (CI runs this): N = 2 processes under mpirun against one process.
 #   1. train losses of N=2 equal N=1's within 1e-5 relative over the first 30 iterations (float sums),
-#      also with --dropout 0.2 (each rank draws the single process's masks for its streams);
+#      also with --dropout 0.2 (each rank draws the single process's masks for its streams) and with
+#      --cold-start-every 3 (each rank restarts the streams of its block that one process would);
 #   2. a second N=2 run is bit-identical (loss.csv train/val columns and latest.safetensors);
 #   3. N=2 stopped at 20 and resumed with N=2 to 30 is bit-identical to the uninterrupted N=2 run;
 #   4. the N=2 checkpoint (carried state of all streams) resumes single-process, within tolerance of N=1;
@@ -49,6 +50,12 @@ echo "1b. the same with --dropout 0.2"
 "$BIN" train "${F[@]}" --max-iters 30 --dropout 0.2 --name d1 2>/dev/null >/dev/null
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --dropout 0.2 --name d2 >/dev/null 2>&1
 close "$work/d1" "$work/d2" 30 || fail "N=2 with dropout differs from N=1"
+# 3, not a divisor of 4: rank 1's block starts at stream 4, so a rank that counted its own streams would differ
+echo "1c. the same with --cold-start-every 3 (each rank restarts the streams of its block that the whole batch would)"
+"$BIN" train "${F[@]}" --max-iters 30 --cold-start-every 3 --name c1 2>/dev/null >/dev/null
+"${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --cold-start-every 3 --name c2 >/dev/null 2>&1
+close "$work/c1" "$work/c2" 30 || fail "N=2 with cold starts differs from N=1"
+close "$work/c1" "$work/n1" 30 2>/dev/null >/dev/null && fail "--cold-start-every changed nothing"
 
 echo "2. N=2 twice: bit-identical"
 "${MPIRUN[@]}" "$BIN" train "${F[@]}" --max-iters 30 --name n2b >/dev/null 2>&1

@@ -87,6 +87,8 @@ struct InfoCommand: ParsableCommand {
         if let w = i.warmupIters, w > 0 { s += ", warmup \(w) iterations" }
         if let m = i.minLR { s += schedule == "cosine" ? ", down to \(m)" : ", floor \(m)" }
         var rows = [("lr schedule", s)]
+        rows.append(("cold starts", i.coldStartEvery.map { "each stream restarts from a zero state every \($0) minibatch\($0 == 1 ? "" : "es") (--cold-start-every)" }
+            ?? "none: each stream's state carried from the start of the run (char-rnn)"))
         if let p = i.patience {
             let delta = i.minDelta.map { " by at least \(Bounds.show($0))" } ?? ""
             let now = i.validationsWithoutImprovement ?? 0

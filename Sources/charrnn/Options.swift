@@ -102,6 +102,8 @@ struct OptimizationOptions: ParsableArguments {
     var patience: Int?
     @Option(parsing: .unconditional, help: ArgumentHelp("Improvement of the best val loss (nats per token) that resets --patience; on --resume, replaces the run's. (default: 0)", valueName: "D"))
     var minDelta: Double?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Each stream restarts from a zero state every N minibatches, staggered (about --batch/N streams per minibatch), so the model learns the cold starts sampling begins with; 0 = never, the state carried from the start (char-rnn). (default: \(TrainConfig.defaultColdStartEvery))", valueName: "N"))
+    var coldStartEvery: Int?
 
     func apply(to t: inout TrainConfig) {
         let d = trainDefaults
@@ -119,6 +121,7 @@ struct OptimizationOptions: ParsableArguments {
         t.minLR = minLr.map { Float($0) }
         t.patience = patience.flatMap { $0 == 0 ? nil : $0 }
         t.minDelta = minDelta.flatMap { $0 == 0 ? nil : $0 }
+        t.coldStartEvery = coldStartEvery.map { $0 == 0 ? nil : $0 } ?? d.coldStartEvery
     }
 
     /// The flags of the run's recorded settings given on the command line (--epochs and --max-iters,
@@ -129,7 +132,7 @@ struct OptimizationOptions: ParsableArguments {
          (clipMode != nil, "--clip-mode"), (trainFrac != nil, "--train-frac"), (valFrac != nil, "--val-frac"),
          (evalEvery != nil, "--eval-every"), (logEvery != nil, "--log-every"), (seed != nil, "--seed"),
          (precision != nil, "--precision"), (lrSchedule != nil, "--lr-schedule"), (warmupIters != nil, "--warmup-iters"),
-         (minLr != nil, "--min-lr")].filter(\.0).map(\.1)
+         (minLr != nil, "--min-lr"), (coldStartEvery != nil, "--cold-start-every")].filter(\.0).map(\.1)
     }
 
     func validate() throws {
@@ -139,6 +142,9 @@ struct OptimizationOptions: ParsableArguments {
         if let epochs, let p = Bounds.checkEpochs(epochs) { throw ValidationError(p) }
         if let minLr, !(minLr >= 0 && minLr <= Bounds.learningRate.upperBound) {
             throw ValidationError("--min-lr must be between 0 and --lr (got \(Bounds.show(minLr)))")
+        }
+        if let coldStartEvery, coldStartEvery < 0 {
+            throw ValidationError("--cold-start-every must be between 1 and \(Bounds.maxIterations), or 0 for never (got \(coldStartEvery))")
         }
         if let patience, patience < 0 { throw ValidationError("--patience must be between 1 and \(Bounds.maxPatience), or 0 for none (got \(patience))") }
         var t = TrainConfig()

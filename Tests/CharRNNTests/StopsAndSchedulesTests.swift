@@ -2,7 +2,8 @@
 // against hand-computed values, `step` as char-rnn's decay (the config and checkpoint of a run that
 // uses none of the new settings are what they were), cosine logged and resumed exactly, --patience
 // stopping where the rule says (and a resume that continues only when the patience allows it), and
-// --max-time stopping early with a validation and a save, then resuming bit for bit.
+// --max-time stopping early with a validation and a save, then resuming bit for bit; --cold-start-every
+// restarting the streams whose turn it is, and resuming bit for bit.
 
 import Foundation
 import XCTest
@@ -89,7 +90,7 @@ final class StopsAndSchedulesTests: XCTestCase {
         let json = String(decoding: try JSONEncoder().encode(TrainConfig()), as: UTF8.self)
         for key in ["lrSchedule", "warmupIters", "minLR", "patience", "minDelta"] { XCTAssertFalse(json.contains(key), json) }
         var t = TrainConfig()
-        t.schedule = .cosine; t.warmupIters = 7; t.minLR = 1e-4; t.patience = 3; t.minDelta = 0.01
+        t.schedule = .cosine; t.warmupIters = 7; t.minLR = 1e-4; t.patience = 3; t.minDelta = 0.01; t.coldStartEvery = 9
         XCTAssertEqual(try JSONDecoder().decode(TrainConfig.self, from: JSONEncoder().encode(t)), t)
     }
 
@@ -101,6 +102,7 @@ final class StopsAndSchedulesTests: XCTestCase {
         t = TrainConfig(); t.patience = 0; XCTAssertNotNil(t.problem)    // 0 is spelled nil
         t = TrainConfig(); t.minDelta = -0.1; XCTAssertNotNil(t.problem)
         t = TrainConfig(); t.minDelta = .nan; XCTAssertNotNil(t.problem)
+        t = TrainConfig(); t.coldStartEvery = 0; XCTAssertNotNil(t.problem)  // 0 is spelled nil
     }
 
     /// The cosine run's learning_rate column is the formula's, and a resume continues it exactly.
@@ -223,6 +225,70 @@ final class StopsAndSchedulesTests: XCTestCase {
         XCTAssertNil(try whole.run { _ in }.plannedStop)
         XCTAssertEqual(trainLosses(try rows(ref)), trainLosses(try rows(a)))
         XCTAssertEqual(whole.model.params.toArray(), resumed.model.params.toArray())
+    }
+
+    // MARK: - Cold starts
+
+    /// Cold starts are on by default and recorded; a config written before they existed (no key)
+    /// decodes as never, so such a run resumes as it trained.
+    func testColdStartsAreTheDefaultAndOldConfigsHaveNone() throws {
+        XCTAssertEqual(TrainConfig().coldStartEvery, TrainConfig.defaultColdStartEvery)
+        let json = String(decoding: try JSONEncoder().encode(TrainConfig()), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"coldStartEvery\":\(TrainConfig.defaultColdStartEvery)"), json)
+        let old = json.replacingOccurrences(of: ",\"coldStartEvery\":\(TrainConfig.defaultColdStartEvery)", with: "")
+            .replacingOccurrences(of: "\"coldStartEvery\":\(TrainConfig.defaultColdStartEvery),", with: "")
+        XCTAssertFalse(old.contains("coldStartEvery"), old)
+        XCTAssertNil(try JSONDecoder().decode(TrainConfig.self, from: Data(old.utf8)).coldStartEvery)
+    }
+
+    /// The streams that restart before an iteration are those with (iteration + global index) mod n = 0:
+    /// a block of a data-parallel run (here streams 3..<7 of the batch) restarts what the whole batch would.
+    func testColdStartsZeroTheStreamsWhoseTurnItIs() {
+        let cfg = ModelConfig(cell: .lstm, layers: 2, hidden: 3, embed: 0, dropout: 0, vocabSize: 5)
+        let s = RecurrentState(config: cfg, batch: 4)
+        func fill() { for x in s.h + s.c { x.ptr.update(repeating: 1, count: x.count) } }
+        func rows() -> [[Float]] { (s.h + s.c).map { x in (0..<4).map { j in x.toArray()[3 * j] + x.toArray()[3 * j + 2] } } }
+        fill()
+        TrainingStep.coldStarts(s, streams: 3..<7, iteration: 7, every: 5)     // 7 + 3 = 10: stream 3 only
+        XCTAssertEqual(rows(), Array(repeating: [0, 2, 2, 2], count: 4))
+        XCTAssertEqual(s.h[0].toArray(), [0, 0, 0] + Array(repeating: 1, count: 9))
+        fill()
+        TrainingStep.coldStarts(s, streams: 3..<7, iteration: 9, every: 2)     // 12 and 14: streams 3 and 5
+        XCTAssertEqual(rows(), Array(repeating: [0, 2, 0, 2], count: 4))
+        fill()
+        TrainingStep.coldStarts(s, streams: 3..<7, iteration: 4, every: 1)     // every stream, every time
+        XCTAssertEqual(rows(), Array(repeating: [0, 0, 0, 0], count: 4))
+        let gru = RecurrentState(config: ModelConfig(cell: .gru, layers: 1, hidden: 2, embed: 0, dropout: 0, vocabSize: 5), batch: 2)
+        gru.h[0].ptr.update(repeating: 1, count: 4)
+        TrainingStep.coldStarts(gru, streams: 0..<2, iteration: 3, every: 2)   // 3 + 1: stream 1 (a GRU has no c)
+        XCTAssertEqual(gru.h[0].toArray(), [1, 1, 0, 0])
+    }
+
+    /// A run with --cold-start-every records it, trains otherwise than one that carries its state, and
+    /// a resume continues it bit for bit (the restarts depend on the iteration and the stream only).
+    func testColdStartRunIsRecordedAndResumesExactly() throws {
+        try WorkerPool.configure(threads: 1)
+        let a = tempDir("cold-full"), b = tempDir("cold-part"), c = tempDir("cold-off")
+        var t = config(maxIters: 16)
+        t.coldStartEvery = 3
+        let whole = try trainer(a, t)
+        _ = try whole.run { _ in }
+        var never = config(maxIters: 16)
+        never.coldStartEvery = nil
+        _ = try trainer(c, never).run { _ in }
+        let full = trainLosses(try rows(a)), carried = trainLosses(try rows(c))
+        XCTAssertEqual(full[1], carried[1])                                  // the first minibatch starts from zero either way
+        XCTAssertNotEqual(full[2], carried[2])                               // streams 1, 4 and 7 restart before iteration 2
+        let part = try trainer(b, t)
+        var stop = false
+        part.shouldStop = { stop }
+        XCTAssertTrue(try part.run { if case let .iteration(it, _, _, _, _, _, _) = $0, it == 7 { stop = true } }.interrupted)
+        let resumed = try Trainer(resume: try Checkpoint.load(path: b + "/run/latest.safetensors"), corpus: part.corpus, maxIters: nil, epochs: nil)
+        XCTAssertEqual(resumed.meta.train.coldStartEvery, 3)
+        _ = try resumed.run { _ in }
+        XCTAssertEqual(full, trainLosses(try rows(b)))
+        XCTAssertEqual(whole.model.params.toArray(), resumed.model.params.toArray())
+        XCTAssertEqual(CheckpointSummary(checkpoint: try Checkpoint.load(path: b + "/run/latest.safetensors")).coldStartEvery, 3)
     }
 
     // MARK: - loss.csv

@@ -16,7 +16,7 @@ final class TrainingStepTests: XCTestCase {
         func fits(_ n: Int) -> Bool { n - (n / (B * T)) * (B * T) >= B }
         while !fits(text.unicodeScalars.count) { text += " " }
         let corpus = try Corpus(bytes: Array(text.utf8), name: "s")
-        var t = TrainConfig()                       // rmsprop, lr 2e-3, clip norm 5, seed 123: bench's
+        var t = TrainConfig()                       // rmsprop, lr 2e-3, clip norm 5, seed 123, cold starts: bench's
         t.seq = T; t.batch = B; t.maxIters = 6; t.evalEvery = 100; t.threads = 1; t.trainFrac = 0.9; t.valFrac = 0.1
         for cell in CellKind.allCases {
             let cfg = ModelConfig(cell: cell, layers: 2, hidden: 16, embed: cell == .gru ? 5 : 0, dropout: 0.25,

@@ -73,7 +73,7 @@ final class StopsCLITests: CharrnnCLITestCase {
         let dir = workDir()
         let corpus = try writeCorpus(dir)
         let r = try run(["train", corpus, "--name", "c", "--lr-schedule", "cosine", "--warmup-iters", "4", "--min-lr", "0.001",
-                         "--eval-every", "10", "--max-iters", "20", "--no-cache"] + small, cwd: dir)
+                         "--cold-start-every", "5", "--eval-every", "10", "--max-iters", "20", "--no-cache"] + small, cwd: dir)
         XCTAssertEqual(r.status, 0, r.err)
         let rows = try csv(dir, "c")
         let lr = rows[0].firstIndex(of: "learning_rate")!
@@ -85,12 +85,33 @@ final class StopsCLITests: CharrnnCLITestCase {
         XCTAssertEqual(json?["warmupIters"] as? Int, 4)
         let text = try run(["info", "checkpoints/c"], cwd: dir)
         XCTAssertTrue(text.out.contains("cosine, warmup 4 iterations, down to 0.001"), text.out)
+        XCTAssertTrue(text.out.contains("cold starts    each stream restarts from a zero state every 5 minibatches"), text.out)
+        XCTAssertEqual(json?["coldStartEvery"] as? Int, 5)
         // a resume keeps the run's schedule (the flag is ignored with a warning)
         let resumed = try run(["train", "--resume", "checkpoints/c", "--max-iters", "25", "--lr-schedule", "constant"], cwd: dir)
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertTrue(resumed.err.contains("warning: --lr-schedule ignored"), resumed.err)
         let info2 = try run(["info", "--json", "checkpoints/c/latest.safetensors"], cwd: dir)
-        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(info2.out.utf8)) as? [String: Any])?["lrSchedule"] as? String, "cosine")
+        let json2 = try JSONSerialization.jsonObject(with: Data(info2.out.utf8)) as? [String: Any]
+        XCTAssertEqual(json2?["lrSchedule"] as? String, "cosine")
+        XCTAssertEqual(json2?["coldStartEvery"] as? Int, 5)
+    }
+
+    /// Cold starts are on by default (info says so); `--cold-start-every 0` turns them off, and train
+    /// says in one line what that risks.
+    func testColdStartsDefaultAndOff() throws {
+        let dir = workDir()
+        let corpus = try writeCorpus(dir)
+        let on = try run(["train", corpus, "--name", "on", "--max-iters", "3", "--no-cache"] + small, cwd: dir)
+        XCTAssertEqual(on.status, 0, on.err)
+        XCTAssertFalse(on.err.contains("cold starts"), on.err)
+        XCTAssertTrue(try run(["info", "checkpoints/on"], cwd: dir).out.contains("cold starts    each stream restarts from a zero state every 10 minibatches"))
+        let off = try run(["train", corpus, "--name", "off", "--max-iters", "3", "--cold-start-every", "0", "--no-cache"] + small, cwd: dir)
+        XCTAssertEqual(off.status, 0, off.err)
+        XCTAssertEqual(off.err.split(separator: "\n").filter { $0.hasPrefix("note: no cold starts") }.count, 1, off.err)
+        let info = try run(["info", "--json", "checkpoints/off"], cwd: dir)
+        XCTAssertNil((try JSONSerialization.jsonObject(with: Data(info.out.utf8)) as? [String: Any])?["coldStartEvery"], info.out)
+        XCTAssertTrue(try run(["info", "checkpoints/off"], cwd: dir).out.contains("cold starts    none"))
     }
 
     func testBadValuesAreRefusedNamingTheOption() throws {
@@ -105,7 +126,8 @@ final class StopsCLITests: CharrnnCLITestCase {
                              (["--min-lr", "1"], "--min-lr must be between 0 and --lr"),
                              (["--warmup-iters=-3"], "--warmup-iters must be between 0"),
                              (["--lr-schedule", "constant", "--min-lr", "0.0001"], "--min-lr applies to --lr-schedule cosine and step"),
-                             (["--lr-schedule", "linear"], "--lr-schedule")] {
+                             (["--lr-schedule", "linear"], "--lr-schedule"),
+                             (["--cold-start-every=-2"], "--cold-start-every must be between 1")] {
             let r = try run(["train", corpus] + args, cwd: dir)
             XCTAssertNotEqual(r.status, 0, "\(args)")
             let first = r.err.split(separator: "\n").first.map(String.init) ?? ""

@@ -32,15 +32,17 @@ def sigmoid(x):
 
 
 class Model:
-    """The checkpoint's model in float64 numpy, from the tensors' PyTorch state_dict names."""
+    """The checkpoint's model in numpy (float64 unless told otherwise), from the tensors' PyTorch
+    state_dict names. scripts/quality/cold-start-scan.py runs it in float32."""
 
-    def __init__(self, path):
+    def __init__(self, path, dtype=np.float64):
         with safe_open(path, framework="numpy") as f:
             meta = f.metadata()
         self.cfg = json.loads(meta["model"])
         self.vocab = json.loads(meta["vocab"])
         self.unit = meta["unit"]
-        t = {k: v.astype(np.float64) for k, v in load_file(path).items()}
+        self.dtype = dtype
+        t = {k: v.astype(dtype) for k, v in load_file(path).items()}
         c = self.cfg
         self.V, self.H, self.L, self.E = c["vocabSize"], c["hidden"], c["layers"], c["embed"]
         self.cell = c["cell"]
@@ -83,7 +85,7 @@ class Model:
         return x @ self.dec_w.T + self.dec_b
 
     def zero_state(self, B):
-        return [(np.zeros((B, self.H)), np.zeros((B, self.H))) for _ in range(self.L)]
+        return [(np.zeros((B, self.H), self.dtype), np.zeros((B, self.H), self.dtype)) for _ in range(self.L)]
 
     def nll(self, logits, targets):
         m = logits.max(axis=1, keepdims=True)

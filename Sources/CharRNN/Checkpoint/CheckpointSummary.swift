@@ -62,6 +62,8 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
     package var patience: Int?
     package var minDelta: Double?
     package var validationsWithoutImprovement: Int?
+    /// `--cold-start-every`: each stream restarted from a zero state every this many minibatches (nil: never).
+    package var coldStartEvery: Int?
 
     // MARK: Output layer and text settings
     // Optional only so that a summary written before they existed still decodes; a summary of a
@@ -113,6 +115,7 @@ package struct CheckpointSummary: Codable, Sendable, Equatable {
         lrSchedule = m.train.schedule.rawValue; warmupIters = m.train.warmupIters ?? 0; minLR = m.train.minLR
         patience = m.train.patience; minDelta = m.train.minDelta
         validationsWithoutImprovement = m.train.patience == nil ? nil : p.sinceImprovement
+        coldStartEvery = m.train.coldStartEvery
         seq = m.train.seq; batch = m.train.batch
         hasOptimizerState = c.hasOptimizerState
         initFrom = m.extra[RunContinuation.initFromKey]

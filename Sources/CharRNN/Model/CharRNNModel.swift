@@ -20,6 +20,11 @@ package final class RecurrentState: @unchecked Sendable {
         c = config.cell == .lstm ? (0..<config.layers).map { _ in Storage(count: batch * config.hidden) } : []
     }
     package func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() } }
+    /// Zeroes the state of stream `j` alone (row j of every h and c).
+    package func reset(stream j: Int) {
+        let H = h[0].count / batch
+        for s in h + c { (s.ptr + j * H).update(repeating: 0, count: H) }
+    }
     package func copy(from o: RecurrentState) {
         for (a, b) in zip(h, o.h) { a.ptr.update(from: b.ptr, count: a.count) }
         for (a, b) in zip(c, o.c) { a.ptr.update(from: b.ptr, count: a.count) }

@@ -15,7 +15,7 @@ package enum Setting: String, CaseIterable, Sendable, CustomStringConvertible {
     case seq, batch, epochs, maxIters, lr, lrDecay, lrDecayAfter, clip, trainFrac, valFrac, evalEvery, logEvery, valTokens
     case threads, minCount, maxVocab, lossy
     // schedules and stops
-    case lrSchedule, warmupIters, minLr, patience, minDelta, maxTime
+    case lrSchedule, warmupIters, minLr, patience, minDelta, maxTime, coldStartEvery
     // runs
     case name, out, resume, overwrite, initFrom, allowNewCorpus, checkpoint, force
     // sampling

@@ -17,6 +17,8 @@
 // that state trains nothing until its patience allows it. With --max-time (`maxTime`), the step after
 // which this run's time is spent is validated and saved, and the run stops there. Both mark their
 // loss row's `event` and are reported in `TrainSummary.plannedStop`.
+// Cold starts (--cold-start-every N) are the step's (`TrainingStep.coldStarts`): the streams whose turn
+// it is restart from a zero state before it.
 // There is always a reducer (Distributed/Reducers.swift): a process alone has `LocalReducer`, a group of
 // one whose collectives are the identity, and runs the same code as each rank of an mpirun job. This
 // process computes its block `streams` of the B streams on `localState` (all of them, alone); the
@@ -150,7 +152,7 @@ public final class Trainer {
         model = CharRNNModel(config: modelConfig, maxT: train.seq, maxB: streams.count)
         optimizer = Optimizer(kind: train.optim, count: model.layout.count)
         step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
-                            precision: train.stepPrecision)
+                            precision: train.stepPrecision, coldStartEvery: train.coldStartEvery)
         var progress = RunProgress()
         progress.rng = Xoshiro256(seed: train.seed)
         progress.lr = train.lr
@@ -194,7 +196,7 @@ public final class Trainer {
         self.reducer = reducer
         precondition(model.maxB >= streams.count, "the resume point's model is built for \(model.maxB) streams; build it with the reducer (ResumePoint(…reducer:))")
         step = TrainingStep(model: model, optimizer: optimizer, reducer: reducer, batch: train.batch, seq: train.seq,
-                            precision: train.stepPrecision)
+                            precision: train.stepPrecision, coldStartEvery: train.coldStartEvery)
         meta = checkpoint.meta
         meta.train = train
         if let newCorpus {

@@ -3,6 +3,7 @@
 // step (a clipping rule, a precision) is made here once and bench times what train runs.
 //
 // The step, in order: the caller fills (x, y) for this process's block `streams` of the B streams →
+// the streams whose turn it is restart from a zero state (--cold-start-every, `coldStarts`) →
 // forward and backward on that block (hidden state carried in `state`, dropout masks keyed by one word
 // of the run's generator) → the gradient sum over the processes (`GradientReducer`: scaled by Bᵣ/B,
 // reduce-scattered in rank order; a process alone is `LocalReducer`, whose collectives are the identity,
@@ -53,6 +54,8 @@ final class TrainingStep {
     let x: IntStorage, y: IntStorage
     /// The arithmetic of the model's training products.
     let precision: Precision
+    /// `--cold-start-every`: each stream restarts from a zero state every this many steps (nil: never).
+    let coldStartEvery: Int?
     /// (3 + 3N) doubles: this process's loss, stop flags (1: a stop request, 2: the time budget spent)
     /// and squared chunk norm, then every process's.
     private let exchange: UnsafeMutablePointer<Double>
@@ -61,8 +64,10 @@ final class TrainingStep {
     var gradientFault: ((_ iteration: Int, _ grads: UnsafeMutablePointer<Float>) -> Void)?
 
     init(model: CharRNNModel, optimizer: Optimizer, reducer: any GradientReducer, batch: Int, seq: Int,
-         precision: Precision = .fp32) {
+         precision: Precision = .fp32, coldStartEvery: Int? = nil) {
         precondition(batch >= reducer.size, "fewer streams than processes")
+        precondition(coldStartEvery.map { $0 >= 1 } ?? true, "cold starts every n ≥ 1 steps")
+        self.coldStartEvery = coldStartEvery
         precondition(precision == .bf16 || !model.trainsInBF16, "a model switched to bf16 training stays bf16")
         self.precision = precision
         if precision == .bf16 { model.enableBF16Training() }
@@ -79,6 +84,15 @@ final class TrainingStep {
     }
 
     deinit { exchange.deallocate() }
+
+    /// --cold-start-every n: zeroes the carried state of each of this process's streams (global index b)
+    /// whose turn it is before 1-based `iteration`, (iteration + b) mod n = 0, so a stream restarts
+    /// every n steps and about B/n of them do at each one: the model learns the zero state that
+    /// sampling, eval and serving begin from (README, Cold starts). A function of the iteration and
+    /// the global stream index only: the same streams restart alone or under mpirun, and after a resume.
+    static func coldStarts(_ state: RecurrentState, streams: Range<Int>, iteration: Int, every n: Int) {
+        for j in 0..<state.batch where (iteration + streams.lowerBound + j) % n == 0 { state.reset(stream: j) }
+    }
 
     /// Whether to stop before the next step, given this process's request `poll`. A process alone
     /// answers its own request at once. In a group a request travels with a step's exchange (asking
@@ -98,6 +112,7 @@ final class TrainingStep {
         let n = model.layout.count, Br = streams.count
         reducer.enter(.step(iteration: iteration))
         fill(x.ptr, y.ptr, streams)
+        if let n = coldStartEvery { TrainingStep.coldStarts(state, streams: streams, iteration: iteration, every: n) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         // the dropout masks of this block's rows are the whole batch's rows of these streams
         let draw = DropoutDraw(key: model.config.dropout > 0 ? rng.next() : 0, firstStream: streams.lowerBound)

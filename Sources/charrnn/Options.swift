@@ -143,9 +143,6 @@ struct OptimizationOptions: ParsableArguments {
         if let minLr, !(minLr >= 0 && minLr <= Bounds.learningRate.upperBound) {
             throw ValidationError("--min-lr must be between 0 and --lr (got \(Bounds.show(minLr)))")
         }
-        if let coldStartEvery, coldStartEvery < 0 {
-            throw ValidationError("--cold-start-every must be between 1 and \(Bounds.maxIterations), or 0 for never (got \(coldStartEvery))")
-        }
         if let patience, patience < 0 { throw ValidationError("--patience must be between 1 and \(Bounds.maxPatience), or 0 for none (got \(patience))") }
         var t = TrainConfig()
         apply(to: &t)

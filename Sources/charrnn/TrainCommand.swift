@@ -161,7 +161,7 @@ struct TrainCommand: ParsableCommand {
             printError("note: --precision bf16 runs the portable bf16 kernels (this CPU has no AVX512_BF16, or CHARRNN_BF16_KERNEL=portable): slower than fp32; same results within bf16 rounding")
         }
         if root, setup.trainer.meta.train.coldStartEvery == nil {
-            // measured in issue 19: LSTMs trained so, fp32 and bf16 alike, failed on up to 2.3% of cold starts
+            // measured in issue 19: LSTMs trained so, fp32 and bf16 alike, failed on up to 3.4% of cold starts
             printError("note: no cold starts (--cold-start-every 0, or a run from before they existed): models trained so have failed badly on a few starts from a zero state (README, Cold starts); check one with scripts/quality/cold-start-scan.py")
         }
         try withExtendedLifetime(setup.lock) { try run(setup.trainer, root: root) }

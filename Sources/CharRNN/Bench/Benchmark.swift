@@ -129,7 +129,7 @@ package enum Benchmark {
         let state = RecurrentState(config: cfg.model, batch: streams.count)
         // the training step itself, with train's defaults: RMSprop, lr 2e-3, clipping the norm at 5, cold starts
         let step = TrainingStep(model: model, optimizer: Optimizer(kind: .rmsprop, count: model.layout.count), reducer: reducer,
-                                batch: B, seq: T, precision: cfg.precision, coldStartEvery: TrainConfig().coldStartEvery)
+                                batch: B, seq: T, precision: cfg.precision, coldStartEvery: TrainConfig.defaultColdStartEvery)
         // the ranks meet once after their set-up (uneven work: the watchdog's start-up allowance)
         _ = reducer.gather([0])
         var commSeconds = 0.0

@@ -87,7 +87,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// minibatch), so that the model learns the cold starts that sampling, `eval` and serving begin
     /// with. nil carries the state from the start of the run (char-rnn; `--cold-start-every 0`), and
     /// is what a checkpoint written before the setting existed decodes as, so its resume is what it
-    /// was. The one default that is not char-rnn's: LSTMs trained its way failed badly on up to 2.3%
+    /// was. The one default that is not char-rnn's: LSTMs trained its way failed badly on up to 3.4%
     /// of cold starts, in fp32 and bf16 alike (README, Cold starts). A resume keeps it.
     public var coldStartEvery: Int? = TrainConfig.defaultColdStartEvery
 

@@ -95,13 +95,23 @@ BF16_TARGET void charrnn_bf16_round_rows(const float *src, long rows, long k, lo
 }
 
 BF16_TARGET void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst,
-                                          long q0, long q1) {
+                                          long i0, long i1, float *sums) {
     long K2 = (k + 1) / 2, B = CHARRNN_BF16_PAIR_BLOCK;
-    for (long q = q0; q < q1; q++) {
+    if (i1 > m) i1 = m;
+    if (sums) for (long i = i0; i < i1; i++) sums[i] = 0;
+    for (long q = 0; q < K2; q++) {
         const float *e = src + 2 * q * lds, *o = 2 * q + 1 < k ? e + lds : 0;
-        for (long i = 0; i < m; i += 16) {   // 16 lanes never straddle a block (B is a multiple of 16)
-            __mmask16 msk = lanes(m - i);
-            _mm512_mask_storeu_epi32(dst + i / B * B * K2 + q * B + i % B, msk, pair_words(e + i, o ? o + i : 0, msk));
+        for (long i = i0; i < i1; i += 16) {   // 16 lanes never straddle a block (i0 and B multiples of 16)
+            __mmask16 msk = lanes(i1 - i);
+            __m512 ev = _mm512_maskz_loadu_ps(msk, e + i), ov = o ? _mm512_maskz_loadu_ps(msk, o + i) : _mm512_setzero_ps();
+            __m512i w = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(ev));
+            if (o) w = _mm512_or_si512(w, _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(ov)), 16));
+            _mm512_mask_storeu_epi32(dst + i / B * B * K2 + q * B + i % B, msk, w);
+            if (sums) {   // row 2q, then row 2q+1: one chain per column in row order
+                __m512 sv = _mm512_add_ps(_mm512_maskz_loadu_ps(msk, sums + i), ev);
+                if (o) sv = _mm512_add_ps(sv, ov);
+                _mm512_mask_storeu_ps(sums + i, msk, sv);
+            }
         }
     }
 }
@@ -138,6 +148,20 @@ BF16_TARGET void charrnn_bf16_pack_panels(const float *src, long k, long n, long
             }
             for (long q = 0; q < qn; q++)
                 for (long jj = 0; jj < 32; jj++) P[(qb + q) * 32 + jj] = tile[jj][q];
+        }
+    }
+}
+
+BF16_TARGET void charrnn_bf16_pack_panel_pairs(const float *src, long k, long n, long ld, uint32_t *panels, long q0, long q1) {
+    long K2 = (k + 1) / 2, np = (n + 31) / 32;
+    if (q1 > K2) q1 = K2;
+    for (long p = 0; p < np; p++) {
+        uint32_t *P = panels + p * K2 * 32;
+        long j0 = p * 32, w = n - j0 < 32 ? n - j0 : 32;
+        for (long q = q0; q < q1; q++) {   // as charrnn_bf16_pack_panels' untransposed case, k-pairs [q0, q1)
+            const float *e = src + 2 * q * ld + j0, *o = 2 * q + 1 < k ? e + ld : 0;
+            _mm512_store_si512((__m512i *)(P + q * 32), pair_words(e, o, lanes(w)));
+            _mm512_store_si512((__m512i *)(P + q * 32 + 16), pair_words(e + 16, o ? o + 16 : 0, lanes(w - 16)));
         }
     }
 }
@@ -218,12 +242,16 @@ void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint
     (void)src; (void)rows; (void)k; (void)lds; (void)dst; (void)ldd;
     __builtin_trap();
 }
-void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long q0, long q1) {
-    (void)src; (void)k; (void)m; (void)lds; (void)dst; (void)q0; (void)q1;
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long i0, long i1, float *sums) {
+    (void)src; (void)k; (void)m; (void)lds; (void)dst; (void)i0; (void)i1; (void)sums;
     __builtin_trap();
 }
 void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed, uint32_t *panels, long p0, long p1) {
     (void)src; (void)k; (void)n; (void)ld; (void)transposed; (void)panels; (void)p0; (void)p1;
+    __builtin_trap();
+}
+void charrnn_bf16_pack_panel_pairs(const float *src, long k, long n, long ld, uint32_t *panels, long q0, long q1) {
+    (void)src; (void)k; (void)n; (void)ld; (void)panels; (void)q0; (void)q1;
     __builtin_trap();
 }
 void charrnn_bf16_gemm(long m0, long m1, const uint32_t *a, long rs, long qs, long bh, long bs,

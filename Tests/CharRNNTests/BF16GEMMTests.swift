@@ -2,7 +2,8 @@
 // the three shapes × (=, +=) × odd/even k × ragged m and n × 1 and 2 threads against a Double
 // reference over the same bf16 values, and bit for bit against a scalar float32 chain in the kernels'
 // order; float32 → bf16 rounding on ties, NaN, Inf, overflow and subnormals; the portable and
-// AVX512_BF16 paths packing the same words and giving the same bits; bits fixed across repeated calls
+// AVX512_BF16 paths packing the same words and giving the same bits; the column sums of the pair
+// rounding and the backward time loop's kept step rows; bits fixed across repeated calls
 // and thread counts; the AMX detection and the kernel choice.
 
 import CKernels
@@ -181,6 +182,77 @@ final class BF16GEMMTests: XCTestCase {
             }
             XCTAssertEqual(parted.toArray().map(\.bitPattern), whole.toArray().map(\.bitPattern), "\(kernel)")
             withExtendedLifetime((panels, scratch)) {}
+        }
+    }
+
+    /// The backward pattern: the parts round step t's rows into rows t·B… of an operand that keeps
+    /// all T steps and multiply from there (`firstRow`); each step has the bits of a pooled product
+    /// of that step alone, and afterwards the operand holds the words of all T·B rows rounded at once
+    /// (what dx then reads without rounding again).
+    func testStepRowsKeptForAllStepsMatchPooledProducts() throws {
+        struct Job {
+            let a: UnsafePointer<Float>, scratch: Unmanaged<BF16Operand>, w: Unmanaged<BF16Panels>
+            let c: UnsafeMutablePointer<Float>, t: Int, B: Int, k: Int, n: Int, parts: Int
+        }
+        let B = 25, T = 3, k = 70, n = 40
+        let a = random(T * B * k, seed: 21), w = random(k * n, seed: 22)
+        for kernel in Self.kernels {
+            BF16GEMMKernel.forced = kernel
+            try WorkerPool.shared.setWidth(2)
+            let panels = BF16Panels(maxK: k, maxN: n), kept = BF16Operand(maxRows: T * B, maxK: k)
+            panels.pack(w.ptr, k: k, n: n, ldb: n)
+            kept.prepare(rows: T * B, k: k)
+            for t in 0..<T {
+                let whole = Storage(count: B * n), parted = Storage(count: B * n)
+                bf16Gemm(m: B, a: a.ptr + t * B * k, lda: k, b: panels, scratch: BF16Operand(maxRows: B, maxK: k),
+                         c: whole.ptr, ldc: n, accumulate: false)
+                let job = Job(a: a.ptr, scratch: .passUnretained(kept), w: .passUnretained(panels), c: parted.ptr,
+                              t: t, B: B, k: k, n: n, parts: 2)
+                WorkerPool.shared.run(parts: 2, with: job) {
+                    let j = $0.assumingMemoryBound(to: Job.self).pointee, r = slice(j.B, part: $1, of: j.parts)
+                    let op = j.scratch.takeUnretainedValue()
+                    op.roundRows((j.t * j.B + r.lowerBound)..<(j.t * j.B + r.upperBound), from: j.a, lda: j.k)
+                    bf16GemmRows(r, a: op, firstRow: j.t * j.B, b: j.w.takeUnretainedValue(), c: j.c, ldc: j.n, accumulate: false)
+                }
+                XCTAssertEqual(parted.toArray().map(\.bitPattern), whole.toArray().map(\.bitPattern), "\(kernel) step \(t)")
+            }
+            let once = BF16Operand(maxRows: T * B, maxK: k)
+            once.round(a.ptr, rows: T * B, k: k, lda: k)
+            for i in 0..<(T * B) {
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: kept.words + i * kept.ld, count: (k + 1) / 2)),
+                               Array(UnsafeBufferPointer(start: once.words + i * once.ld, count: (k + 1) / 2)), "\(kernel) row \(i)")
+            }
+            withExtendedLifetime((panels, kept, once)) {}
+        }
+    }
+
+    /// The column sums that come with the pair rounding (the bias gradients): each is the float32
+    /// chain 0 + a[0][i] + a[1][i] + … in row order, bit for bit, with either kernel and any number
+    /// of threads, and the pair words beside them are the scalar rounding's.
+    func testColumnSumsOfThePairRoundingAreOneChainInRowOrder() throws {
+        for (k, m) in [(7, 5), (50, 37), (2500, 100), (1, 16), (64, 2048)] {
+            let lda = m + 3
+            let a = random(k * lda, seed: UInt64(k * 1000 + m), scale: 3)
+            var expected = [Float](repeating: 0, count: m)
+            for r in 0..<k { for i in 0..<m { expected[i] = expected[i] + a.ptr[r * lda + i] } }
+            for kernel in Self.kernels {
+                BF16GEMMKernel.forced = kernel
+                for threads in [1, 2] {
+                    try WorkerPool.shared.setWidth(threads)
+                    let op = BF16Operand(maxRows: m, maxK: k), sums = Storage(count: m)
+                    op.roundTransposed(a.ptr, k: k, rows: m, lda: lda, columnSums: sums.ptr)
+                    XCTAssertEqual(sums.toArray().map(\.bitPattern), expected.map(\.bitPattern), "k \(k) m \(m) \(kernel) \(threads) threads")
+                    var got: [UInt32] = [], want: [UInt32] = []
+                    for q in 0..<((k + 1) / 2) {
+                        for i in 0..<m {
+                            got.append(op.words[i / pairBlock * op.ld + q * pairBlock + i % pairBlock])
+                            want.append(pairWord(a.ptr[2 * q * lda + i], 2 * q + 1 < k ? a.ptr[(2 * q + 1) * lda + i] : 0))
+                        }
+                    }
+                    XCTAssertEqual(got, want, "k \(k) m \(m) \(kernel) \(threads) threads: pair words")
+                    withExtendedLifetime(op) {}
+                }
+            }
         }
     }
 

@@ -73,13 +73,21 @@ void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint
 #define CHARRNN_BF16_PAIR_BLOCK 48
 
 /// Pair layout of A = srcᵀ, src (k × m, row-major, lds): word q of row i, pair (src[2q][i],
-/// src[2q+1][i]), at dst[⌊i/48⌋·48·K2 + q·48 + i mod 48] for k-pairs q in [q0, q1) and i < m (the
-/// last block's words past m are not written). dst holds ⌈m/48⌉·48·K2 words.
-void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long q0, long q1);
+/// src[2q+1][i]), at dst[⌊i/48⌋·48·K2 + q·48 + i mod 48] for every k-pair q and the rows i of A
+/// (columns of src) in [i0, min(i1, m)), i0 a multiple of 16 (the last block's words past m are not
+/// written). dst holds ⌈m/48⌉·48·K2 words. With `sums` (else NULL): sums[i] = the column sum
+/// Σ src[r][i] over r < k for those i, one float32 chain per column from 0 in row order (a bias
+/// gradient, read in the same pass), so its bits do not depend on how columns are split.
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long i0, long i1, float *sums);
 
 /// Panels [p0, p1) of B (k × n): B[kk][j] = src[kk·ld + j], or with `transposed` src[j·ld + kk]
 /// (src then holds Bᵀ (n × k), e.g. a weight matrix W for x·Wᵀ). `panels` must be 64-byte aligned.
 void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed, uint32_t *panels, long p0, long p1);
+
+/// k-pairs [q0, min(q1, ⌈k/2⌉)) of every panel of B (k × n), B[kk][j] = src[kk·ld + j] (the words
+/// charrnn_bf16_pack_panels writes for them, untransposed): the rows 2q0… of B just updated, packed
+/// while they are in cache (the optimizer's fused update, Model/MixedPrecision.swift).
+void charrnn_bf16_pack_panel_pairs(const float *src, long k, long n, long ld, uint32_t *panels, long q0, long q1);
 
 /// c (rows [m0, m1) × columns [32·p0, min(n, 32·p1))) = (accumulate ? c + : ) A · B, A in either
 /// layout (rs, qs, bh, bs; a and c point at row 0), B packed in panels for (k, n). Each element is one float32 chain over the k-pairs in order

@@ -7,7 +7,8 @@
 // Legend: T steps, B batch, H hidden, G = 4H. Caches for backward: gx (T, B, G) overwritten with the
 // post-activation gates, c (T+1, B, H) with slot 0 = carried c (the core's second state slot), tanhC
 // (T, B, H). Per step (the shared loop of Recurrent.swift): one recurrent GEMM into gx[t], then the
-// fused SIMD kernel below (bias, σ/tanh, c', h'); backward: the kernel's derivative into dA = dGx = dGh.
+// fused SIMD kernel below (bias and a one-hot input's W_ih row, σ/tanh, c', h'); backward: the
+// kernel's derivative into dA = dGx = dGh.
 
 package final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sendable {
     static var kind: CellKind { .lstm }
@@ -25,7 +26,7 @@ package final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sen
     @inline(__always)
     func forwardStep(_ s: StepRows, p: UnsafePointer<Float>) {
         let c = c.ptr, t = s.t
-        lstmForwardKernel(gates: s.g(gx.ptr, t), bias: biasSum.ptr, cPrev: s.h(c, t), c: s.h(c, t + 1),
+        lstmForwardKernel(gates: s.g(gx.ptr, t), bias: biasSum.ptr, input: foldedInput(s), cPrev: s.h(c, t), c: s.h(c, t + 1),
                           tanhC: s.h(tanhC.ptr, t), h: s.h(h.ptr, t + 1), rows: s.rows, H: H)
     }
 
@@ -40,36 +41,38 @@ package final class LSTMLayer: RecurrentLayerCore, RecurrentCell, @unchecked Sen
     func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
                     c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
                     scratch: UnsafeMutablePointer<Float>) {
-        lstmForwardKernel(gates: gx, bias: bias, cPrev: c!, c: c!, tanhC: scratch, h: h, rows: rows, H: H)
+        lstmForwardKernel(gates: gx, bias: bias, input: nil, cPrev: c!, c: c!, tanhC: scratch, h: h, rows: rows, H: H)
     }
 }
 
 // MARK: - Fused kernels
 
-/// One step for `rows` rows. gates (rows, 4H): pre-activations without bias in, post-activations
-/// [i f g o] out. Writes c, tanhC, h (rows, H). cPrev may alias c (sampling).
+/// One step for `rows` rows. gates (rows, 4H): pre-activations without bias in (plus, with `input`,
+/// the one-hot rows W_ihᵀ[token] this kernel adds: see `RecurrentLayerCore.foldsGather`),
+/// post-activations [i f g o] out. Writes c, tanhC, h (rows, H). cPrev may alias c (sampling).
 @inline(__always)
-func lstmForwardKernel(gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cPrev: UnsafePointer<Float>,
-                       c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                       rows: Int, H: Int) {
+func lstmForwardKernel(gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, input: FoldedInput?,
+                       cPrev: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>,
+                       h: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
     let G = 4 * H
     for b in 0..<rows {
-        let a = gates + b * G
+        let a = gates + b * G, x = input?.row(b)
         let cp = cPrev + b * H, cr = c + b * H, tr = tanhC + b * H, hr = h + b * H
-        forEachLaneBlock(H, { lstmForwardLanes($0, a: a, bias: bias, cp: cp, c: cr, tanhC: tr, h: hr, j: $1, H: H) },
-                         tail: { lstmForwardLanes($0, a: a, bias: bias, cp: cp, c: cr, tanhC: tr, h: hr, j: $1, H: H) })
+        forEachLaneBlock(H, { lstmForwardLanes($0, a: a, x: x, bias: bias, cp: cp, c: cr, tanhC: tr, h: hr, j: $1, H: H) },
+                         tail: { lstmForwardLanes($0, a: a, x: x, bias: bias, cp: cp, c: cr, tanhC: tr, h: hr, j: $1, H: H) })
     }
 }
 
-/// The forward cell math for lanes j… of one row (gates a (4H), cp/c/tanhC/h (H)).
+/// The forward cell math for lanes j… of one row (gates a (4H), the one-hot row x (4H) or nil,
+/// cp/c/tanhC/h (H)).
 @inline(__always)
-func lstmForwardLanes<L: Lanes>(_ l: L, a: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cp: UnsafePointer<Float>,
-                                c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-                                j: Int, H: Int) {
-    let i = vsigmoid(l.load(a + j) + l.load(bias + j))
-    let f = vsigmoid(l.load(a + H + j) + l.load(bias + H + j))
-    let gg = vtanh(l.load(a + 2 * H + j) + l.load(bias + 2 * H + j))
-    let o = vsigmoid(l.load(a + 3 * H + j) + l.load(bias + 3 * H + j))
+func lstmForwardLanes<L: Lanes>(_ l: L, a: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>?, bias: UnsafePointer<Float>,
+                                cp: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>,
+                                h: UnsafeMutablePointer<Float>, j: Int, H: Int) {
+    let i = vsigmoid(preActivation(l, a, x, bias, j))
+    let f = vsigmoid(preActivation(l, a, x, bias, H + j))
+    let gg = vtanh(preActivation(l, a, x, bias, 2 * H + j))
+    let o = vsigmoid(preActivation(l, a, x, bias, 3 * H + j))
     let cn = f * l.load(cp + j) + i * gg          // c' = f ⊙ c + i ⊙ g
     let tc = vtanh(cn)
     l.store(i, a + j); l.store(f, a + H + j); l.store(gg, a + 2 * H + j); l.store(o, a + 3 * H + j)

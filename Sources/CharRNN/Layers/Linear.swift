@@ -42,13 +42,14 @@ package struct LinearLayer: Sendable {
         bf16Gemm(m: rows, a: x, lda: H, b: m.wT, scratch: m.scratch.rows, c: out, ldc: V, accumulate: true)
     }
 
-    /// `backward` with bf16 products: dW += bf16(dout)ᵀ · bf16(x), db in float32, dx = bf16(dout) · bf16(W).
+    /// `backward` with bf16 products: dW += bf16(dout)ᵀ · bf16(x), dx = bf16(dout) · bf16(W); db += Σ dout
+    /// in float32, summed in the pass that rounds dout for dW.
     func backward16(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
                     g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, m: DecoderBF16) {
         let V = outFeatures, H = inFeatures, s = m.scratch
         bf16GemmTN(m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, aScratch: s.pairs, bScratch: s.acts,
-                   c: g + weight.offset, ldc: H, accumulate: true)
-        pgemvTrans(m: rows, n: V, a: dout, lda: V, x: ones, beta: 1, y: g + bias.offset)
+                   c: g + weight.offset, ldc: H, accumulate: true, columnSums: s.sums.ptr)
+        addVectors(g + bias.offset, s.sums.ptr, into: g + bias.offset, n: V)
         bf16Gemm(m: rows, a: dout, lda: V, b: m.w, scratch: s.rows, c: dx, ldc: H, accumulate: false)
     }
 }

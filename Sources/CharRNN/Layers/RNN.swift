@@ -16,7 +16,7 @@ package final class RNNLayer: RecurrentLayerCore, RecurrentCell, @unchecked Send
 
     @inline(__always)
     func forwardStep(_ s: StepRows, p: UnsafePointer<Float>) {
-        rnnForwardKernel(pre: s.g(gx.ptr, s.t), bias: biasSum.ptr, h: s.h(h.ptr, s.t + 1), rows: s.rows, H: H)
+        rnnForwardKernel(pre: s.g(gx.ptr, s.t), bias: biasSum.ptr, input: foldedInput(s), h: s.h(h.ptr, s.t + 1), rows: s.rows, H: H)
     }
 
     @inline(__always)
@@ -28,17 +28,18 @@ package final class RNNLayer: RecurrentLayerCore, RecurrentCell, @unchecked Send
     func stepKernel(gx: UnsafeMutablePointer<Float>, gh: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
                     c: UnsafeMutablePointer<Float>?, rows: Int, bias: UnsafePointer<Float>, p: UnsafePointer<Float>,
                     scratch: UnsafeMutablePointer<Float>) {
-        rnnForwardKernel(pre: gx, bias: bias, h: h, rows: rows, H: H)
+        rnnForwardKernel(pre: gx, bias: bias, input: nil, h: h, rows: rows, H: H)
     }
 }
 
-/// h = tanh(pre + bias) for `rows` rows of H. Writes h.
+/// h = tanh(pre (+ the one-hot row of `input`) + bias) for `rows` rows of H. Writes h.
 @inline(__always)
-func rnnForwardKernel(pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, rows: Int, H: Int) {
+func rnnForwardKernel(pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, input: FoldedInput?, h: UnsafeMutablePointer<Float>,
+                      rows: Int, H: Int) {
     for b in 0..<rows {
-        let a = pre + b * H, hr = h + b * H
-        forEachLaneBlock(H, { $0.store(vtanh($0.load(a + $1) + $0.load(bias + $1)), hr + $1) },
-                         tail: { $0.store(vtanh($0.load(a + $1) + $0.load(bias + $1)), hr + $1) })
+        let a = pre + b * H, x = input?.row(b), hr = h + b * H
+        forEachLaneBlock(H, { $0.store(vtanh(preActivation($0, a, x, bias, $1)), hr + $1) },
+                         tail: { $0.store(vtanh(preActivation($0, a, x, bias, $1)), hr + $1) })
     }
 }
 

@@ -13,10 +13,14 @@
 // Forward:  gx = x · W_ihᵀ                  one GEMM over T·B rows, or a row gather of W_ihᵀ for one-hot x
 //           per step t: gx[t] += h[t-1] · W_hhᵀ   (a cell that keeps it apart, GRU: gh[t] = h[t-1] · W_hhᵀ)
 //                       then the cell's fused kernel: gates, h[t] (and c[t])
+//           (one-hot x into LSTM or RNN: no gather pass; gx[t] = h[t-1] · W_hhᵀ and the kernel adds
+//           the rows W_ihᵀ[token], `foldsGather`, with the same bits)
 // Backward: per step t (right to left): the cell's kernel writes dGx[t], dGh[t] = ∂L/∂(input/hidden
 //                       pre-activations), then ∂L/∂h[t-1] = dGh[t] · W_hh
 //           dW_ih += dGxᵀ · x     dW_hh += dGhᵀ · h[0..<T]
 //           db_ih += Σ_rows dGx   db_hh += Σ_rows dGh       dx = dGx · W_ih
+//           (bf16: the bias sums come from the pass that rounds dG for dW; dx reads dG as the time
+//           loop rounded it)
 //
 // Design: `RecurrentLayerCore` (a class with no overridable methods) holds the shared state and the
 // per-minibatch GEMMs; a cell is a final subclass conforming to `RecurrentCell`, whose extension is
@@ -117,6 +121,13 @@ package class RecurrentLayerCore: @unchecked Sendable {
     let whhT: PackedPanels // W_hhᵀ (H × G) packed for the per-step forward product, once per forward
     let whhP: PackedPanels // W_hh (G × H) packed for the per-step backward product, once per backward
     let wihT: Storage?     // (V, G) W_ihᵀ for the one-hot gather, refreshed each forward
+    /// One-hot input of a cell that adds its two products (LSTM, RNN): the gather is folded into the
+    /// forward cell kernel, which adds W_ihᵀ[token] to the stored recurrent product, instead of a pass
+    /// that writes every row of gx before the time loop. (h·W_hhᵀ + W_ihᵀ[token]) + b has the bits of
+    /// the gathered row plus the product, plus b, since addition is commutative.
+    let foldsGather: Bool
+    /// While a forward with `foldsGather` runs: its token ids (T·B, time-major).
+    var foldedIDs: UnsafePointer<Int32>? = nil
     let dwihT: Storage?    // (V, G) scatter target for the one-hot dW_ih
     /// The bf16 weight copies and scratch, when the model trains in bf16.
     var mixed: RecurrentBF16?
@@ -145,6 +156,7 @@ package class RecurrentLayerCore: @unchecked Sendable {
         whhP = PackedPanels(maxK: G, maxN: H)
         wihT = oneHot ? Storage(count: D * G) : nil
         dwihT = oneHot ? Storage(count: D * G) : nil
+        foldsGather = oneHot && !Cell.keepsHiddenProduct
     }
 
     /// h[1...T] as (T, B, H) rows for a minibatch of B streams.
@@ -157,7 +169,8 @@ package class RecurrentLayerCore: @unchecked Sendable {
 
     // MARK: - Before the time loop
 
-    /// gx (T·B, G) = x · W_ihᵀ (dense) or gx[r] = W_ihᵀ[token r] (one-hot). Writes gx.
+    /// gx (T·B, G) = x · W_ihᵀ (dense) or gx[r] = W_ihᵀ[token r] (one-hot). Writes gx, except with
+    /// `foldsGather`: then it refreshes W_ihᵀ and checks the ids, and the cell kernel adds the rows.
     final func projectInput(_ x: LayerInput, T: Int, B: Int, p: UnsafePointer<Float>) {
         let probe = Profiler.start()
         defer { Profiler.stop(.inputProjection, probe) }
@@ -178,6 +191,7 @@ package class RecurrentLayerCore: @unchecked Sendable {
                 let tok = Int(ids[r])
                 precondition(tok >= 0 && tok < D, "token id \(tok) outside vocabulary of \(D)")
             }
+            if foldsGather { return }
             let pool = WorkerPool.shared
             pool.run(parts: pool.width, with: GatherJob(ids: ids, table: wt, out: out, rows: rows, G: G, parts: pool.width)) {
                 $0.assumingMemoryBound(to: GatherJob.self).pointee.run(part: $1)
@@ -237,22 +251,34 @@ package class RecurrentLayerCore: @unchecked Sendable {
     /// (dG once in the pair layout when dGx and dGh are one buffer), float32 sums added into g.
     private final func accumulateGradients16(_ m: RecurrentBF16, _ x: LayerInput, rows: Int, g: UnsafeMutablePointer<Float>,
                                              ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
-        let s = m.scratch, dGh = dGh.ptr, dGx = dGx.ptr
-        // dW_hh += dGhᵀ · h[0..<T]
-        s.pairs.roundTransposed(dGh, k: rows, rows: G, lda: G)
+        let s = m.scratch, dGh = dGh.ptr, dGx = dGx.ptr, sums = s.sums.ptr, shared = dGx == dGh
+        // dW_hh += dGhᵀ · h[0..<T]; db_hh += Σ dGh (and db_ih when dGx is dGh) from the same pass
+        s.pairs.roundTransposed(dGh, k: rows, rows: G, lda: G, columnSums: sums)
+        addVectors(g + params.bHH.offset, sums, into: g + params.bHH.offset, n: G)
+        if shared { addVectors(g + params.bIH.offset, sums, into: g + params.bIH.offset, n: G) }
         s.acts.pack(h.ptr, k: rows, n: H, ldb: H)
         bf16Gemm(a: s.pairs, b: s.acts, c: g + params.wHH.offset, ldc: H, accumulate: true)
-        pgemvTrans(m: rows, n: G, a: dGx, lda: G, x: ones, beta: 1, y: g + params.bIH.offset)
-        pgemvTrans(m: rows, n: G, a: dGh, lda: G, x: ones, beta: 1, y: g + params.bHH.offset)
         switch x {
         case .dense(let xd):
             // dW_ih += dGxᵀ · x,  dx = dGx · W_ih
-            if dGx != dGh { s.pairs.roundTransposed(dGx, k: rows, rows: G, lda: G) }
+            if !shared {
+                s.pairs.roundTransposed(dGx, k: rows, rows: G, lda: G, columnSums: sums)
+                addVectors(g + params.bIH.offset, sums, into: g + params.bIH.offset, n: G)
+            }
             s.acts.pack(xd, k: rows, n: D, ldb: D)
             bf16Gemm(a: s.pairs, b: s.acts, c: g + params.wIH.offset, ldc: D, accumulate: true)
-            if let dx { bf16Gemm(m: rows, a: dGx, lda: G, b: m.wih!, scratch: s.rows, c: dx, ldc: D, accumulate: false) }
+            guard let dx else { break }
+            // the backward time loop left bf16(dGh) for all T·B rows in s.rows (nothing has rounded
+            // into it since): when dGx is dGh, that is dx's left operand already
+            if shared {
+                precondition(s.rows.rows == rows && s.rows.k == G, "the time loop's rounded dG is gone")
+                bf16Gemm(a: s.rows, b: m.wih!, c: dx, ldc: D, accumulate: false)
+            } else {
+                bf16Gemm(m: rows, a: dGx, lda: G, b: m.wih!, scratch: s.rows, c: dx, ldc: D, accumulate: false)
+            }
         case .tokens:
             // the one-hot scatter of the float32 path: no product
+            if !shared { pgemvTrans(m: rows, n: G, a: dGx, lda: G, x: ones, beta: 1, y: g + params.bIH.offset) }
             scatterOneHot(x, rows: rows, g: g)
         }
     }
@@ -267,12 +293,37 @@ package class RecurrentLayerCore: @unchecked Sendable {
 
 // MARK: - Cell interface
 
+/// The one-hot input rows a forward cell kernel adds itself (`RecurrentLayerCore.foldsGather`): row b
+/// of the part's step reads W_ihᵀ[ids[b]] (G floats) of `table`.
+struct FoldedInput {
+    let ids: UnsafePointer<Int32>, table: UnsafePointer<Float>, G: Int
+    @inline(__always) func row(_ b: Int) -> UnsafePointer<Float> { table + Int(ids[b]) * G }
+}
+
+/// A cell's pre-activation at offset o of a row: (a + x) + bias with a folded one-hot row x, a + bias
+/// without (the order of the gather path, whose gx row was x + a).
+@inline(__always)
+func preActivation<L: Lanes>(_ l: L, _ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>?, _ bias: UnsafePointer<Float>,
+                             _ o: Int) -> Vec {
+    guard let x else { return l.load(a + o) + l.load(bias + o) }
+    return (l.load(a + o) + l.load(x + o)) + l.load(bias + o)
+}
+
+extension RecurrentLayerCore {
+    /// The folded one-hot rows of one part's step, or nil (dense input, or a cell that gathers).
+    @inline(__always) func foldedInput(_ s: StepRows) -> FoldedInput? {
+        guard let ids = foldedIDs else { return nil }
+        return FoldedInput(ids: ids + s.row, table: UnsafePointer(wihT!.ptr), G: G)
+    }
+}
+
 /// Where one time-loop part's streams sit at step t in the layer's time-major buffers: row block
 /// `s.g(buf, t)` of a (T, B, G) buffer, `s.h(buf, t)` of a (T or T+1, B, H) one. `rows` streams.
 struct StepRows {
     let t: Int, rows: Int
     let BH: Int, BG: Int     // one step's stride in (·, B, H) and (·, B, G) buffers
     let oh: Int, og: Int     // the part's first stream, in floats, within a step of those buffers
+    let row: Int             // the part's first row of step t among the minibatch's T·B (time-major)
     @inline(__always) func h(_ base: UnsafeMutablePointer<Float>, _ slot: Int) -> UnsafeMutablePointer<Float> { base + slot * BH + oh }
     @inline(__always) func g(_ base: UnsafeMutablePointer<Float>, _ slot: Int) -> UnsafeMutablePointer<Float> { base + slot * BG + og }
 }
@@ -330,7 +381,9 @@ extension RecurrentCell {
             c.ptr.update(from: c0, count: BH)
         }
         if let m = active16 { m.scratch.step.prepare(rows: B, k: H) } else { whhT.packTransposed(p + params.wHH.offset, k: H, n: G, ld: H) }
+        if foldsGather, case .tokens(let ids) = x { foldedIDs = ids }
         runTimeLoop(T: T, B: B, p: p, dy: nil)
+        foldedIDs = nil
         hT.update(from: h.ptr + T * BH, count: BH)
         if Self.hasCellState {
             guard let cT else { preconditionFailure("\(kind) forward needs cT") }
@@ -345,19 +398,19 @@ extension RecurrentCell {
         let gh = gh.ptr, h = h.ptr
         let nb = r.count, oh = r.lowerBound * H, og = r.lowerBound * G
         let m16 = active16
+        // gx[t] += h[t-1] · W_hhᵀ; = when kept apart (into gh) or when the cell kernel adds the one-hot rows
+        let accumulate = !Self.keepsHiddenProduct && foldedIDs == nil
         var probe = timed ? Profiler.start() : Profiler.idle
         for t in 0..<T {
-            // gx[t] += h[t-1] · W_hhᵀ, or gh[t] = h[t-1] · W_hhᵀ when kept apart (gh is gx otherwise);
-            // this part's streams only
+            // this part's streams only (gh is gx unless kept apart)
             if let m = m16 {
                 m.scratch.step.roundRows(r, from: h + t * BH, lda: H)
-                bf16GemmRows(r, a: m.scratch.step, b: m.whhT, c: gh + t * BG, ldc: G, accumulate: !Self.keepsHiddenProduct)
+                bf16GemmRows(r, a: m.scratch.step, b: m.whhT, c: gh + t * BG, ldc: G, accumulate: accumulate)
             } else {
-                packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G,
-                           accumulate: !Self.keepsHiddenProduct)
+                packedGemm(m: nb, a: h + t * BH + oh, lda: H, b: whhT, c: gh + t * BG + og, ldc: G, accumulate: accumulate)
             }
             if timed { probe = Profiler.stop(.recurrentProducts, probe) }
-            forwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og), p: p)
+            forwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og, row: t * B + r.lowerBound), p: p)
             if timed { probe = Profiler.stop(.gates, probe) }
         }
     }
@@ -371,7 +424,8 @@ extension RecurrentCell {
         // truncated BPTT: nothing flows back from the next minibatch
         dhNext.zero()
         if Self.hasCellState { dcNext.zero() }
-        if let m = active16 { m.scratch.step.prepare(rows: B, k: G) } else { whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H) }
+        // bf16: dG[t] is rounded into all T·B rows of `rows`, so dx (accumulateGradients) reuses it
+        if let m = active16 { m.scratch.rows.prepare(rows: T * B, k: G) } else { whhP.pack(p + params.wHH.offset, k: G, n: H, ld: H) }
         runTimeLoop(T: T, B: B, p: p, dy: dy)
         accumulateGradients(x, T: T, B: B, p: p, g: g, ones: ones, dx: dx)
     }
@@ -384,12 +438,13 @@ extension RecurrentCell {
         let m16 = active16
         var probe = timed ? Profiler.start() : Profiler.idle
         for t in stride(from: T - 1, through: 0, by: -1) {
-            backwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og), dy: dy + t * BH + oh, dh: dh + oh)
+            backwardStep(StepRows(t: t, rows: nb, BH: BH, BG: BG, oh: oh, og: og, row: t * B + r.lowerBound), dy: dy + t * BH + oh, dh: dh + oh)
             if timed { probe = Profiler.stop(.gates, probe) }
             // forward: gx[t] (or gh[t]) += h[t-1] · W_hhᵀ  ⇒  ∂L/∂h[t-1] = dGh[t] · W_hh  (+ the direct part)
             if let m = m16 {
-                m.scratch.step.roundRows(r, from: dGh + t * BG, lda: G)
-                bf16GemmRows(r, a: m.scratch.step, b: m.whh, c: dh, ldc: H, accumulate: Self.hasDirectHiddenPath)
+                let rt = (t * B + r.lowerBound)..<(t * B + r.upperBound)   // step t's rows of this part
+                m.scratch.rows.roundRows(rt, from: dGh, lda: G)
+                bf16GemmRows(r, a: m.scratch.rows, firstRow: t * B, b: m.whh, c: dh, ldc: H, accumulate: Self.hasDirectHiddenPath)
             } else {
                 packedGemm(m: nb, a: dGh + t * BG + og, lda: G, b: whhP, c: dh + oh, ldc: H,
                            accumulate: Self.hasDirectHiddenPath)

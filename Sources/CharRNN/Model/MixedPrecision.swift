@@ -6,7 +6,9 @@
 // Where float32 values become bf16 (every rounding is to nearest even, `bf16RNE`, as VCVTNE2PS2BF16):
 // - Weights: once per optimizer step, right after the update (`TrainingStep`), from the float32 master
 //   weights into the packed copies below (and when training starts or resumes: the copies are marked
-//   stale by `parametersChanged` and re-packed before the next forward). Forward and backward of the
+//   stale by `parametersChanged` and re-packed before the next forward). A process alone rounds each
+//   block of 32 rows as soon as the optimizer has updated it (`updateAndPackBF16`, one pass over the
+//   weights); under mpirun the copies are packed after the updated chunks are gathered. Forward and backward of the
 //   next step read them. Once per step because the weights change only then: rounding per use would
 //   give the same bits at more cost.
 // - Activations and gradients, as produced: x and h[t-1] before the products that read them (the
@@ -24,46 +26,50 @@
 /// The scratch operands every bf16 product of one model rounds into, shared by its layers (they run
 /// one after the other; the per-step operand is split by rows across the time loop's parts).
 final class BF16Scratch: @unchecked Sendable {
-    /// Row layout, (N × k): x of the input projection, dG before dx, the decoder's input and dlogits.
+    /// Row layout, (N × k): x of the input projection, the decoder's input and dlogits, and dG of all
+    /// T steps (rounded step by step by the backward time loop, then read by dx).
     let rows: BF16Operand
     /// Pair layout, (m × N): the transposed left operand of the weight gradients (dGᵀ, dlogitsᵀ).
     let pairs: BF16Operand
     /// Panels, (N × n): the right operand of the weight gradients (x, h[0..<T], the decoder's input).
     let acts: BF16Panels
-    /// Row layout, (B × max(H, G)): h[t-1] of the forward recurrent product, dG[t] of the backward one.
+    /// Row layout, (B × H): h[t-1] of the forward recurrent product (the backward one rounds dG[t]
+    /// into `rows`, where dx then finds all T steps of it).
     let step: BF16Operand
+    /// (gradRows): the column sums of a weight gradient's left operand, read in the pass that rounds
+    /// it (`BF16Operand.roundTransposed`): the bias gradient.
+    let sums: Storage
 
-    init(maxRows N: Int, maxB: Int, rowsK: Int, gradRows: Int, actsN: Int, stepK: Int) {
+    init(maxRows N: Int, maxB: Int, rowsK: Int, gradRows: Int, actsN: Int, hidden H: Int) {
         rows = BF16Operand(maxRows: N, maxK: rowsK)
         pairs = BF16Operand(maxRows: gradRows, maxK: N)
         acts = BF16Panels(maxK: N, maxN: actsN)
-        step = BF16Operand(maxRows: maxB, maxK: stepK)
+        step = BF16Operand(maxRows: maxB, maxK: H)
+        sums = Storage(count: gradRows)
     }
 }
 
 /// The bf16 weight copies of one recurrent layer.
 final class RecurrentBF16: @unchecked Sendable {
     let scratch: BF16Scratch
-    /// W_ihᵀ for gx = x · W_ihᵀ, and W_ih for dx = dGx · W_ih (dense input only; a one-hot input gathers).
-    let wihT: BF16Panels?, wih: BF16Panels?
+    /// W_ih (dense input only; a one-hot input gathers) and W_hh.
+    let ih: MatrixBF16?, hh: MatrixBF16
+    /// W_ihᵀ for gx = x · W_ihᵀ, and W_ih for dx = dGx · W_ih.
+    var wihT: BF16Panels? { ih?.wT }
+    var wih: BF16Panels? { ih?.w }
     /// W_hhᵀ for the forward recurrent product, W_hh for ∂L/∂h[t-1] = dGh[t] · W_hh.
-    let whhT: BF16Panels, whh: BF16Panels
+    var whhT: BF16Panels { hh.wT }
+    var whh: BF16Panels { hh.w }
 
     init(layer: RecurrentLayerCore, scratch: BF16Scratch) {
         self.scratch = scratch
-        let D = layer.D, H = layer.H, G = layer.G
-        wihT = layer.oneHot ? nil : BF16Panels(maxK: D, maxN: G)
-        wih = layer.oneHot ? nil : BF16Panels(maxK: G, maxN: D)
-        whhT = BF16Panels(maxK: H, maxN: G)
-        whh = BF16Panels(maxK: G, maxN: H)
+        ih = layer.oneHot ? nil : MatrixBF16(layer.params.wIH)
+        hh = MatrixBF16(layer.params.wHH)
     }
 
-    func pack(layer: RecurrentLayerCore, p: UnsafePointer<Float>) {
-        let D = layer.D, H = layer.H, G = layer.G, pr = layer.params
-        wihT?.packTransposed(p + pr.wIH.offset, k: D, n: G, ldw: D)
-        wih?.pack(p + pr.wIH.offset, k: G, n: D, ldb: D)
-        whhT.packTransposed(p + pr.wHH.offset, k: H, n: G, ldw: H)
-        whh.pack(p + pr.wHH.offset, k: G, n: H, ldb: H)
+    func pack(_ p: UnsafePointer<Float>) {
+        ih?.pack(p)
+        hh.pack(p)
     }
 }
 
@@ -84,6 +90,24 @@ final class MatrixBF16: @unchecked Sendable {
     func pack(_ p: UnsafePointer<Float>) {
         wT.packTransposed(p + view.offset, k: cols, n: rows, ldw: cols)
         w.pack(p + view.offset, k: rows, n: cols, ldb: cols)
+    }
+
+    /// Blocks of 32 rows of W, the unit of the fused update: block b is what panel b of Wᵀ and
+    /// k-pairs [16b, 16b + 16) of W's panels hold.
+    var blocks: Int { (rows + 31) / 32 }
+    /// The arena elements of block b.
+    func elements(ofBlock b: Int) -> Range<Int> { (view.offset + 32 * b * cols)..<(view.offset + min(rows, 32 * b + 32) * cols) }
+
+    /// Sets both copies' shapes, before a pool job packs them block by block.
+    func prepare() {
+        wT.prepare(k: cols, n: rows)
+        w.prepare(k: rows, n: cols)
+    }
+
+    /// Rounds block b of W (the arena p) into both copies, on the calling thread.
+    func packBlock(_ b: Int, _ p: UnsafePointer<Float>) {
+        wT.packTransposedPanel(b, from: p + view.offset, ldw: cols)
+        w.packPairs((16 * b)..<min((rows + 1) / 2, 16 * b + 16), from: p + view.offset, ldb: cols)
     }
 }
 
@@ -134,6 +158,11 @@ final class BF16Training: @unchecked Sendable {
     let adaptive: AdaptiveBF16?
     /// False until the first pack and after `CharRNNModel.parametersChanged`.
     var fresh = false
+    /// Every matrix with bf16 copies, and the units of the fused update (`updateAndPackBF16`) in
+    /// arena order: each block of 32 rows of a matrix, and the rest of the arena (biases, the
+    /// embedding, a one-hot W_ih) in runs of at most `FusedUnit.run` elements. Allocated once.
+    let matrices: [MatrixBF16]
+    let units: UnsafeMutableBufferPointer<FusedUnit>
 
     init(model m: CharRNNModel) {
         let N = m.maxT * m.maxB, H = m.config.hidden
@@ -142,7 +171,7 @@ final class BF16Training: @unchecked Sendable {
         var matrices: [TensorView] = []
         if let full = m.output as? FullSoftmaxOutput { matrices = [full.decoder.weight] }
         if let a = m.output as? AdaptiveSoftmaxOutput { matrices = [a.layer.head.weight] + a.layer.tails.flatMap { [$0.proj, $0.out] } }
-        var rowsK = H, gradRows = 1, actsN = H, stepK = H
+        var rowsK = H, gradRows = 1, actsN = H
         for v in matrices {
             rowsK = max(rowsK, v.shape[0], v.shape[1])
             gradRows = max(gradRows, v.shape[0])
@@ -152,13 +181,57 @@ final class BF16Training: @unchecked Sendable {
             rowsK = max(rowsK, l.G, l.oneHot ? 0 : l.D)
             gradRows = max(gradRows, l.G)
             actsN = max(actsN, l.oneHot ? 0 : l.D)
-            stepK = max(stepK, l.G)
         }
-        let s = BF16Scratch(maxRows: N, maxB: m.maxB, rowsK: rowsK, gradRows: gradRows, actsN: actsN, stepK: stepK)
+        let s = BF16Scratch(maxRows: N, maxB: m.maxB, rowsK: rowsK, gradRows: gradRows, actsN: actsN, hidden: H)
         scratch = s
         layers = m.layers.map { RecurrentBF16(layer: $0, scratch: s) }
         decoder = (m.output as? FullSoftmaxOutput).map { DecoderBF16(decoder: $0.decoder, scratch: s) }
         adaptive = (m.output as? AdaptiveSoftmaxOutput).map { AdaptiveBF16(layer: $0.layer, scratch: s) }
+        var all = layers.flatMap { [$0.ih, $0.hh].compactMap { $0 } }
+        if let d = decoder { all.append(d.weight) }
+        if let a = adaptive { all += [a.head.weight] + a.proj + a.out }
+        self.matrices = all
+        let list = FusedUnit.plan(matrices: all, count: m.layout.count)
+        units = .allocate(capacity: list.count)
+        _ = units.initialize(from: list)
+    }
+
+    deinit { units.deallocate() }
+}
+
+/// One unit of the fused update: the arena elements `range`, and the block of a matrix they are
+/// (`matrix` < 0: elements no copy holds).
+struct FusedUnit {
+    let range: Range<Int>
+    let matrix: Int, block: Int
+
+    /// Largest run of plain elements in one unit (128 KB of parameters).
+    static let run = 32_768
+
+    /// The units for `matrices` over an arena of `count` elements: every element in exactly one.
+    static func plan(matrices: [MatrixBF16], count: Int) -> [FusedUnit] {
+        var pieces: [(range: Range<Int>, matrix: Int, block: Int)] = []
+        for (i, m) in matrices.enumerated() {
+            for b in 0..<m.blocks { pieces.append((m.elements(ofBlock: b), i, b)) }
+        }
+        pieces.sort { $0.range.lowerBound < $1.range.lowerBound }
+        var out: [FusedUnit] = [], at = 0
+        func plain(upTo end: Int) {
+            while at < end {
+                let e = min(end, at + run)
+                out.append(FusedUnit(range: at..<e, matrix: -1, block: 0))
+                at = e
+            }
+        }
+        for p in pieces {
+            precondition(p.range.lowerBound >= at, "bf16 matrices overlap in the arena")
+            plain(upTo: p.range.lowerBound)
+            out.append(FusedUnit(range: p.range, matrix: p.matrix, block: p.block))
+            at = p.range.upperBound
+        }
+        plain(upTo: count)
+        precondition(at == count, "bf16 matrices outside the arena")
+        return out
     }
 }
 
@@ -179,12 +252,47 @@ extension CharRNNModel {
     package func packBF16Weights() {
         guard let t = bf16 else { return }
         let p = UnsafePointer(params.ptr)
-        for (l, m) in zip(layers, t.layers) { m.pack(layer: l, p: p) }
+        for m in t.layers { m.pack(p) }
         t.decoder?.pack(p)
         t.adaptive?.pack(p)
         t.fresh = true
     }
 
+    /// One optimizer step over the whole arena (a process alone: nothing to gather first) with the
+    /// bf16 copies rounded in the same pass: each block of 32 rows of a matrix is updated and at once
+    /// rounded into both its copies while it is in cache, instead of a second pass over the weights
+    /// (and one pool join per copy) after the update. The weights and copies have the bits of
+    /// `optimizer.step` then `packBF16Weights` (both are elementwise). Gradients already clipped.
+    package func updateAndPackBF16(optimizer: Optimizer, lr: Float) {
+        guard let t = bf16 else { preconditionFailure("updateAndPackBF16 on a model not training in bf16") }
+        precondition(optimizer.count == layout.count)
+        optimizer.countStep()
+        for m in t.matrices { m.prepare() }
+        let pool = WorkerPool.shared, parts = min(pool.width, max(1, layout.count / 65_536))
+        let job = FusedUpdateJob(training: .passUnretained(t), optimizer: .passUnretained(optimizer), params: params.ptr,
+                                 grads: UnsafePointer(grads.ptr), lr: lr, count: layout.count, parts: parts)
+        pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: FusedUpdateJob.self).pointee.run(part: $1) }
+        t.fresh = true
+    }
+
     /// Whether `trainStep` runs its products in bf16.
     package var trainsInBF16: Bool { bf16 != nil }
+}
+
+/// One part of the fused update: the units that start in its share of the elements (allocation-free
+/// pool job; the training state and optimizer are borrowed for the call).
+private struct FusedUpdateJob {
+    let training: Unmanaged<BF16Training>, optimizer: Unmanaged<Optimizer>
+    let params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float
+    let count: Int, parts: Int
+
+    func run(part: Int) {
+        let t = training.takeUnretainedValue(), o = optimizer.takeUnretainedValue()
+        let lo = count * part / parts, hi = count * (part + 1) / parts
+        // the units are contiguous in arena order: each part takes those starting in its share
+        for u in t.units where u.range.lowerBound >= lo && u.range.lowerBound < hi {
+            o.update(params: params, grads: grads, range: u.range, lr: lr)
+            if u.matrix >= 0 { t.matrices[u.matrix].packBlock(u.block, params) }
+        }
+    }
 }

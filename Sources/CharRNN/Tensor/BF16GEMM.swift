@@ -145,12 +145,16 @@ package final class BF16Operand: @unchecked Sendable {
     }
 
     /// A = aᵀ with a (k × rows, row-major, lda), in the pair layout (the weight gradient's left
-    /// operand: a = the gate gradients, k = the minibatch's rows).
-    package func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int) {
+    /// operand: a = the gate gradients, k = the minibatch's rows). With `columnSums`, the same pass
+    /// also writes columnSums[i] = Σ a[r][i] over r < k for i < rows: the bias gradient of the layer
+    /// whose gradient a is, one float32 chain per column from 0 in row order (so its bits do not
+    /// depend on the number of threads), read while a passes instead of in a pass of its own.
+    package func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int,
+                                 columnSums: UnsafeMutablePointer<Float>? = nil) {
         precondition(rows <= maxRows && k <= maxK && (k == 0 || lda >= rows))
         self.rows = rows; self.k = k; layout = .pairs; ld = pairBlock * ((k + 1) / 2)
         runPack(PackJob(op: .pairs, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
-                        kernel: BF16GEMMKernel.selected.runs), units: (k + 1) / 2)
+                        kernel: BF16GEMMKernel.selected.runs, sums: columnSums), units: (rows + 15) / 16)
     }
 }
 
@@ -186,6 +190,41 @@ package final class BF16Panels: @unchecked Sendable {
         self.k = k; self.n = n
         runPack(PackJob(op: transposed ? .panelsTransposed : .panels, src: src, k: k, count: n, ld: ld, dst: words,
                         ldd: 0, parts: 0, kernel: BF16GEMMKernel.selected.runs), units: panels)
+    }
+
+    /// Sets the shape (k × n) without packing: the panels are then filled piece by piece on the
+    /// threads of a caller's pool job (`packTransposedPanel`, `packPairs`). Call it before the job.
+    package func prepare(k: Int, n: Int) {
+        precondition(k <= maxK && n <= maxN)
+        self.k = k; self.n = n
+    }
+
+    /// Panel p of B = wᵀ (w (n × k), ldw; the shape `prepare` set): rows [32p, 32p + 32) of w, on the
+    /// calling thread — the words `packTransposed` writes there.
+    package func packTransposedPanel(_ p: Int, from w: UnsafePointer<Float>, ldw: Int) {
+        precondition(p >= 0 && p < panels && ldw >= k)
+        PackJob(op: .panelsTransposed, src: w, k: k, count: n, ld: ldw, dst: words, ldd: 0, parts: 1,
+                kernel: BF16GEMMKernel.selected.runs).panels(p..<(p + 1))
+    }
+
+    /// k-pairs `q` (rows 2q, 2q + 1 of B = b (k × n), ldb; the shape `prepare` set) of every panel,
+    /// on the calling thread — the words `pack` writes there.
+    package func packPairs(_ q: Range<Int>, from b: UnsafePointer<Float>, ldb: Int) {
+        precondition(q.lowerBound >= 0 && q.upperBound <= (k + 1) / 2 && ldb >= n)
+        if q.isEmpty { return }
+        if BF16GEMMKernel.selected.runs == .avx512bf16 {
+            charrnn_bf16_pack_panel_pairs(b, k, n, ldb, words, q.lowerBound, q.upperBound)
+            return
+        }
+        let k2 = (k + 1) / 2
+        for p in 0..<panels {
+            let d = words + p * k2 * 32, j0 = p * 32, w = min(32, n - j0)
+            for qq in q {
+                for jj in 0..<32 {
+                    d[qq * 32 + jj] = jj >= w ? 0 : pairWord(b[2 * qq * ldb + j0 + jj], 2 * qq + 1 < k ? b[(2 * qq + 1) * ldb + j0 + jj] : 0)
+                }
+            }
+        }
     }
 }
 
@@ -224,6 +263,8 @@ private struct PackJob {
     let dst: UnsafeMutablePointer<UInt32>, ldd: Int
     var parts: Int
     let kernel: BF16GEMMKernel
+    /// .pairs only: where the column sums go (nil: none).
+    var sums: UnsafeMutablePointer<Float>? = nil
 
     func run(part: Int) {
         let k2 = (k + 1) / 2
@@ -239,33 +280,44 @@ private struct PackJob {
                 for q in 0..<k2 { d[q] = pairWord(x[2 * q], 2 * q + 1 < k ? x[2 * q + 1] : 0) }
             }
         case .pairs:
-            let r = slice(k2, part: part, of: parts)
+            // split over columns of src in units of 16 (a unit never straddles a 48-row block), every
+            // k-pair in order, so each column sum is one chain whatever the split
+            let u = slice((count + 15) / 16, part: part, of: parts)
+            let r = (u.lowerBound * 16)..<min(count, u.upperBound * 16)
+            if r.isEmpty { return }
             if kernel == .avx512bf16 {
-                charrnn_bf16_round_pairs(src, k, count, ld, dst, r.lowerBound, r.upperBound)
+                charrnn_bf16_round_pairs(src, k, count, ld, dst, r.lowerBound, r.upperBound, sums)
                 return
             }
-            for q in r {
+            if let sums { for i in r { sums[i] = 0 } }
+            for q in 0..<k2 {
                 let e = src + 2 * q * ld, hasOdd = 2 * q + 1 < k
-                for i in 0..<count {
+                for i in r {
                     dst[i / pairBlock * ldd + q * pairBlock + i % pairBlock] = pairWord(e[i], hasOdd ? e[ld + i] : 0)
+                    if let sums { sums[i] = hasOdd ? (sums[i] + e[i]) + e[ld + i] : sums[i] + e[i] }
                 }
             }
         case .panels, .panelsTransposed:
-            let transposed = op == .panelsTransposed
-            let r = slice((count + 31) / 32, part: part, of: parts)
-            if kernel == .avx512bf16 {
-                charrnn_bf16_pack_panels(src, k, count, ld, transposed ? 1 : 0, dst, r.lowerBound, r.upperBound)
-                return
-            }
-            @inline(__always) func element(_ kk: Int, _ j: Int) -> Float {
-                kk >= k ? 0 : transposed ? src[j * ld + kk] : src[kk * ld + j]
-            }
-            for p in r {
-                let d = dst + p * k2 * 32, j0 = p * 32, w = min(32, count - j0)
-                for q in 0..<k2 {
-                    for jj in 0..<32 {
-                        d[q * 32 + jj] = jj < w ? pairWord(element(2 * q, j0 + jj), element(2 * q + 1, j0 + jj)) : 0
-                    }
+            panels(slice((count + 31) / 32, part: part, of: parts))
+        }
+    }
+
+    /// Panels `r` of B, on the calling thread.
+    func panels(_ r: Range<Int>) {
+        let k2 = (k + 1) / 2
+        let transposed = op == .panelsTransposed
+        if kernel == .avx512bf16 {
+            charrnn_bf16_pack_panels(src, k, count, ld, transposed ? 1 : 0, dst, r.lowerBound, r.upperBound)
+            return
+        }
+        @inline(__always) func element(_ kk: Int, _ j: Int) -> Float {
+            kk >= k ? 0 : transposed ? src[j * ld + kk] : src[kk * ld + j]
+        }
+        for p in r {
+            let d = dst + p * k2 * 32, j0 = p * 32, w = min(32, count - j0)
+            for q in 0..<k2 {
+                for jj in 0..<32 {
+                    d[q * 32 + jj] = jj < w ? pairWord(element(2 * q, j0 + jj), element(2 * q + 1, j0 + jj)) : 0
                 }
             }
         }
@@ -303,13 +355,15 @@ package func bf16Gemm(a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Flo
 
 /// Rows `r` of C (m×n) = or += A·B on the calling thread, no pool: for a pool part that owns those
 /// rows (the recurrent product of one batch slice per step, A's rows rounded by `roundRows`).
-/// c points at row 0 of C; the bits are those `bf16Gemm` gives the same rows.
-package func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, b: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
-                         accumulate: Bool) {
+/// Row i of C reads row firstRow + i of A (row layout; the backward time loop keeps every step's
+/// rows). c points at row 0 of C; the bits are those `bf16Gemm` gives the same rows.
+package func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, firstRow: Int = 0, b: BF16Panels, c: UnsafeMutablePointer<Float>,
+                         ldc: Int, accumulate: Bool) {
     precondition(a.k == b.k, "bf16GemmRows: A has k = \(a.k), B has k = \(b.k)")
-    precondition(r.lowerBound >= 0 && r.upperBound <= a.rows && (r.isEmpty || ldc >= b.n))
+    precondition(r.lowerBound >= 0 && firstRow >= 0 && r.upperBound + firstRow <= a.rows && (r.isEmpty || ldc >= b.n))
+    precondition(firstRow == 0 || a.layout == .rows, "bf16GemmRows: a row offset needs the row layout")
     if r.isEmpty || b.panels == 0 { return }
-    GemmJob(a: a.words, rs: a.rowStride, qs: a.pairStride, bh: a.blockRows, bs: a.blockStride, rows: r,
+    GemmJob(a: a.words + firstRow * a.ld, rs: a.rowStride, qs: a.pairStride, bh: a.blockRows, bs: a.blockStride, rows: r,
             panels: b.words, k: b.k, n: b.n, c: c, ldc: ldc, accumulate: accumulate,
             kernel: BF16GEMMKernel.selected.runs, parts: 1, byPanels: true).run(part: 0)
 }
@@ -324,11 +378,12 @@ package func bf16Gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: BF16Panels, 
 }
 
 /// The weight gradient: C (m×n) = or += bf16(a)ᵀ · bf16(b), a (k×m, lda) and b (k×n, ldb) row-major,
-/// rounded into `aScratch` (pair layout) and `bScratch` (panels) first.
+/// rounded into `aScratch` (pair layout) and `bScratch` (panels) first; with `columnSums`, a's column
+/// sums (float32, see `BF16Operand.roundTransposed`) from the same pass.
 package func bf16GemmTN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                        aScratch: BF16Operand, bScratch: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
-                       accumulate: Bool) {
-    aScratch.roundTransposed(a, k: k, rows: m, lda: lda)
+                       accumulate: Bool, columnSums: UnsafeMutablePointer<Float>? = nil) {
+    aScratch.roundTransposed(a, k: k, rows: m, lda: lda, columnSums: columnSums)
     bScratch.pack(b, k: k, n: n, ldb: ldb)
     bf16Gemm(a: aScratch, b: bScratch, c: c, ldc: ldc, accumulate: accumulate)
 }

@@ -9,7 +9,9 @@
 //   gates              the fused per-step cell kernels, forward and backward
 //   output             output layer: decoder GEMMs, softmax and cross-entropy, their backward
 //   weightGradients    per-layer dW_ih, dW_hh, bias sums and dx GEMMs over all T·B rows
-//   optimizer          gradient norm, clipping, the optimizer step
+//   optimizer          gradient norm, clipping, the optimizer step (bf16 in a process alone: with the
+//                      weight pack, which it does block by block)
+//   bf16WeightPack     bf16 under mpirun: rounding the gathered weights into their bf16 copies
 //   poolWait           part 0 waiting for the other parts of a parallel region to finish
 
 #if canImport(Glibc)

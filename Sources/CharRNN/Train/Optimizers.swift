@@ -60,6 +60,17 @@ package final class Optimizer: @unchecked Sendable {
         }
     }
 
+    /// Counts one step (Adam's bias correction) whose update a caller then runs range by range with
+    /// `update(params:grads:range:lr:)`, interleaved with its own work on the same elements (the bf16
+    /// copies rounded as each block is updated, Model/MixedPrecision.swift). The union of the ranges
+    /// must be what `step` would update; each element gets `step`'s bits (the update is elementwise).
+    package func countStep() { stepCount += 1 }
+
+    /// The update of the elements `range` on the calling thread, within a step counted by `countStep`.
+    package func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, range: Range<Int>, lr: Float) {
+        update(params: params + range.lowerBound, grads: grads + range.lowerBound, offset: range.lowerBound, n: range.count, lr: lr)
+    }
+
     private struct StepJob {
         let optimizer: Unmanaged<Optimizer>, params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float
         let range: Range<Int>, parts: Int

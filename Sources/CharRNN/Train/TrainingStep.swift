@@ -15,7 +15,8 @@
 // Nothing is allocated: x, y and the exchange buffer are sized once.
 // Precision (`--precision`, issue 19) is decided here, once, for train and bench alike: in bf16 the step
 // switches its model to bf16 products at construction (Model/MixedPrecision.swift) and re-rounds the
-// weights' bf16 copies once per step, right after the update has reached every process, so the next
+// weights' bf16 copies once per step (a process alone: in the update's own pass, block by block),
+// right after the update has reached every process, so the next
 // forward and backward read the updated weights (a step that did not update keeps its copies; the
 // first step, or one after a restore, packs them itself). Everything the step does in float32 above
 // (the gradient sum, the norm, clipping, the update) is the same code in both precisions.
@@ -137,7 +138,13 @@ final class TrainingStep {
         let norm = Float(squares.squareRoot())
         var comm = DispatchTime.now().uptimeNanoseconds - c0
         let updated = loss.isFinite && norm.isFinite
-        if updated {
+        if updated && precision == .bf16 && reducer.size == 1 {
+            // a process alone: the update rounds each block of the weights into the bf16 copies as it goes
+            let probe = Profiler.start()
+            GradientClip.apply(model.grads.ptr, count: n, mode: clipMode, clip: clip, norm: norm)
+            model.updateAndPackBF16(optimizer: optimizer, lr: lr)
+            Profiler.stop(.optimizer, probe)
+        } else if updated {
             let probe = Profiler.start()
             optimizer.clipAndStep(params: model.params.ptr, grads: model.grads.ptr, norm: norm, mode: clipMode, clip: clip,
                                   lr: lr, range: reducer.chunk(of: n))

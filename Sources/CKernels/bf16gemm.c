@@ -95,7 +95,7 @@ BF16_TARGET void charrnn_bf16_round_rows(const float *src, long rows, long k, lo
 }
 
 BF16_TARGET void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst,
-                                          long i0, long i1, float *sums) {
+                                          long i0, long i1, float *sums, const int32_t *ids, float *table) {
     long K2 = (k + 1) / 2, B = CHARRNN_BF16_PAIR_BLOCK;
     if (i1 > m) i1 = m;
     if (sums) for (long i = i0; i < i1; i++) sums[i] = 0;
@@ -111,6 +111,14 @@ BF16_TARGET void charrnn_bf16_round_pairs(const float *src, long k, long m, long
                 __m512 sv = _mm512_add_ps(_mm512_maskz_loadu_ps(msk, sums + i), ev);
                 if (o) sv = _mm512_add_ps(sv, ov);
                 _mm512_mask_storeu_ps(sums + i, msk, sv);
+            }
+            if (table) {  // row r added into table row ids[r], rows in order
+                float *te = table + (long)ids[2 * q] * m + i;
+                _mm512_mask_storeu_ps(te, msk, _mm512_add_ps(_mm512_maskz_loadu_ps(msk, te), ev));
+                if (o) {
+                    float *to = table + (long)ids[2 * q + 1] * m + i;
+                    _mm512_mask_storeu_ps(to, msk, _mm512_add_ps(_mm512_maskz_loadu_ps(msk, to), ov));
+                }
             }
         }
     }
@@ -242,8 +250,9 @@ void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint
     (void)src; (void)rows; (void)k; (void)lds; (void)dst; (void)ldd;
     __builtin_trap();
 }
-void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long i0, long i1, float *sums) {
-    (void)src; (void)k; (void)m; (void)lds; (void)dst; (void)i0; (void)i1; (void)sums;
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long i0, long i1, float *sums,
+                              const int32_t *ids, float *table) {
+    (void)src; (void)k; (void)m; (void)lds; (void)dst; (void)i0; (void)i1; (void)sums; (void)ids; (void)table;
     __builtin_trap();
 }
 void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed, uint32_t *panels, long p0, long p1) {

@@ -3,7 +3,8 @@
 // reference over the same bf16 values, and bit for bit against a scalar float32 chain in the kernels'
 // order; float32 → bf16 rounding on ties, NaN, Inf, overflow and subnormals; the portable and
 // AVX512_BF16 paths packing the same words and giving the same bits; the column sums of the pair
-// rounding and the backward time loop's kept step rows; bits fixed across repeated calls
+// rounding (and its scatter by id), the backward time loop's kept step rows, the decoder's softmax
+// pass adding the bias and rounding the gradient; bits fixed across repeated calls
 // and thread counts; the AMX detection and the kernel choice.
 
 import CKernels
@@ -226,22 +227,66 @@ final class BF16GEMMTests: XCTestCase {
         }
     }
 
+    /// The bf16 decoder's softmax pass (`softmaxCrossEntropy` with `bias` and `roundInto`): the loss
+    /// and gradient have the bits of adding the bias to the logits first, and the operand holds the
+    /// gradient rows rounded as `round` would, with either kernel and one or two threads.
+    func testSoftmaxPassAddsTheBiasAndRoundsTheGradient() throws {
+        let (N, V) = (37, 83)
+        let z = random(N * V, seed: 31, scale: 4), b = random(V, seed: 32)
+        let targets = (0..<N).map { Int32(($0 * 13) % V) }
+        for kernel in Self.kernels {
+            BF16GEMMKernel.forced = kernel
+            for threads in [1, 2] {
+                try WorkerPool.shared.setWidth(threads)
+                let plain = Storage(count: N * V), fused = Storage(count: N * V)
+                for r in 0..<N { for v in 0..<V { plain.ptr[r * V + v] = b.ptr[v] + z.ptr[r * V + v] } }
+                fused.ptr.update(from: z.ptr, count: N * V)
+                let op = BF16Operand(maxRows: N, maxK: V), once = BF16Operand(maxRows: N, maxK: V)
+                op.prepare(rows: N, k: V)
+                let (l1, l2) = targets.withUnsafeBufferPointer { t in
+                    (softmaxCrossEntropy(logits: plain.ptr, targets: t.baseAddress!, rows: N, V: V, gradient: true),
+                     softmaxCrossEntropy(logits: fused.ptr, targets: t.baseAddress!, rows: N, V: V, gradient: true,
+                                         bias: b.ptr, roundInto: op))
+                }
+                let name = "\(kernel) \(threads) threads"
+                XCTAssertEqual(l1.bitPattern, l2.bitPattern, name)
+                XCTAssertEqual(fused.toArray().map(\.bitPattern), plain.toArray().map(\.bitPattern), name)
+                once.round(plain.ptr, rows: N, k: V, lda: V)
+                for r in 0..<N {
+                    XCTAssertEqual(Array(UnsafeBufferPointer(start: op.words + r * op.ld, count: (V + 1) / 2)),
+                                   Array(UnsafeBufferPointer(start: once.words + r * once.ld, count: (V + 1) / 2)), "\(name) row \(r)")
+                }
+                withExtendedLifetime((op, once)) {}
+            }
+        }
+    }
+
     /// The column sums that come with the pair rounding (the bias gradients): each is the float32
     /// chain 0 + a[0][i] + a[1][i] + … in row order, bit for bit, with either kernel and any number
-    /// of threads, and the pair words beside them are the scalar rounding's.
+    /// of threads; so is the scatter of the rows by id (rows in order); and the pair words beside
+    /// them are the scalar rounding's.
     func testColumnSumsOfThePairRoundingAreOneChainInRowOrder() throws {
         for (k, m) in [(7, 5), (50, 37), (2500, 100), (1, 16), (64, 2048)] {
             let lda = m + 3
             let a = random(k * lda, seed: UInt64(k * 1000 + m), scale: 3)
             var expected = [Float](repeating: 0, count: m)
             for r in 0..<k { for i in 0..<m { expected[i] = expected[i] + a.ptr[r * lda + i] } }
+            // the scatter by id (a one-hot input's dW_ihᵀ): 5 ids, rows added in order onto a start
+            let ids: [Int32] = (0..<k).map { (r: Int) -> Int32 in Int32((r * 7 + r / 3) % 5) }
+            let start = random(5 * m, seed: 77)
+            var scattered = start.toArray()
+            for r in 0..<k { for i in 0..<m { scattered[Int(ids[r]) * m + i] += a.ptr[r * lda + i] } }
             for kernel in Self.kernels {
                 BF16GEMMKernel.forced = kernel
                 for threads in [1, 2] {
                     try WorkerPool.shared.setWidth(threads)
-                    let op = BF16Operand(maxRows: m, maxK: k), sums = Storage(count: m)
-                    op.roundTransposed(a.ptr, k: k, rows: m, lda: lda, columnSums: sums.ptr)
+                    let op = BF16Operand(maxRows: m, maxK: k), sums = Storage(count: m), table = Storage(count: 5 * m)
+                    table.ptr.update(from: start.ptr, count: 5 * m)
+                    ids.withUnsafeBufferPointer {
+                        op.roundTransposed(a.ptr, k: k, rows: m, lda: lda, columnSums: sums.ptr, scatter: ($0.baseAddress!, table.ptr))
+                    }
                     XCTAssertEqual(sums.toArray().map(\.bitPattern), expected.map(\.bitPattern), "k \(k) m \(m) \(kernel) \(threads) threads")
+                    XCTAssertEqual(table.toArray().map(\.bitPattern), scattered.map(\.bitPattern), "k \(k) m \(m) \(kernel) \(threads) threads: scatter")
                     var got: [UInt32] = [], want: [UInt32] = []
                     for q in 0..<((k + 1) / 2) {
                         for i in 0..<m {

@@ -77,8 +77,11 @@ void charrnn_bf16_round_rows(const float *src, long rows, long k, long lds, uint
 /// (columns of src) in [i0, min(i1, m)), i0 a multiple of 16 (the last block's words past m are not
 /// written). dst holds ⌈m/48⌉·48·K2 words. With `sums` (else NULL): sums[i] = the column sum
 /// Σ src[r][i] over r < k for those i, one float32 chain per column from 0 in row order (a bias
-/// gradient, read in the same pass), so its bits do not depend on how columns are split.
-void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long i0, long i1, float *sums);
+/// gradient, read in the same pass), so its bits do not depend on how columns are split. With `table`
+/// (else NULL), also table[ids[r]·m + i] += src[r][i] for every row r in order (a one-hot input's
+/// dW_ihᵀ, a scatter-add by token id, ids in [0, rows of table)).
+void charrnn_bf16_round_pairs(const float *src, long k, long m, long lds, uint32_t *dst, long i0, long i1, float *sums,
+                              const int32_t *ids, float *table);
 
 /// Panels [p0, p1) of B (k × n): B[kk][j] = src[kk·ld + j], or with `transposed` src[j·ld + kk]
 /// (src then holds Bᵀ (n × k), e.g. a weight matrix W for x·Wᵀ). `panels` must be 64-byte aligned.

@@ -35,21 +35,32 @@ package struct LinearLayer: Sendable {
     }
 
     /// `forward` with bf16 products: logits = b + bf16(x) · bf16(W)ᵀ, W from `m` (packed this step).
-    func forward16(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, m: DecoderBF16) {
+    /// Without `addBias`, out = bf16(x) · bf16(W)ᵀ alone and the caller adds b as it reads the rows
+    /// (the full softmax's training pass): (x·Wᵀ) + b has the bits of b + x·Wᵀ, and no pass writes b
+    /// into every row first for the product to read back.
+    func forward16(x: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, m: DecoderBF16,
+                   addBias: Bool = true) {
         let V = outFeatures, H = inFeatures
         let b = p + bias.offset
-        for r in 0..<rows { (out + r * V).update(from: b, count: V) }
-        bf16Gemm(m: rows, a: x, lda: H, b: m.wT, scratch: m.scratch.rows, c: out, ldc: V, accumulate: true)
+        if addBias { for r in 0..<rows { (out + r * V).update(from: b, count: V) } }
+        bf16Gemm(m: rows, a: x, lda: H, b: m.wT, scratch: m.scratch.rows, c: out, ldc: V, accumulate: addBias)
     }
 
     /// `backward` with bf16 products: dW += bf16(dout)ᵀ · bf16(x), dx = bf16(dout) · bf16(W); db += Σ dout
     /// in float32, summed in the pass that rounds dout for dW.
+    /// With `doutRounded`, the caller has left bf16(dout) in `m.scratch.rows` (the softmax's pass).
     func backward16(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
-                    g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, m: DecoderBF16) {
+                    g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, m: DecoderBF16,
+                    doutRounded: Bool = false) {
         let V = outFeatures, H = inFeatures, s = m.scratch
         bf16GemmTN(m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, aScratch: s.pairs, bScratch: s.acts,
                    c: g + weight.offset, ldc: H, accumulate: true, columnSums: s.sums.ptr)
         addVectors(g + bias.offset, s.sums.ptr, into: g + bias.offset, n: V)
-        bf16Gemm(m: rows, a: dout, lda: V, b: m.w, scratch: s.rows, c: dx, ldc: H, accumulate: false)
+        if doutRounded {
+            precondition(s.rows.rows == rows && s.rows.k == V, "backward16: dout is not in the rows scratch")
+            bf16Gemm(a: s.rows, b: m.w, c: dx, ldc: H, accumulate: false)
+        } else {
+            bf16Gemm(m: rows, a: dout, lda: V, b: m.w, scratch: s.rows, c: dx, ldc: H, accumulate: false)
+        }
     }
 }

@@ -76,14 +76,20 @@ package final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
 
     package func trainLoss(x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows N: Int, p: UnsafePointer<Float>,
                           g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) -> Double {
-        if let m = mixed { decoder.forward16(x: x, rows: N, p: p, out: logits.ptr, m: m) } else {
-            decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
+        let V = decoder.outFeatures
+        if let m = mixed {
+            // bf16: the softmax's pass over each row adds the bias and rounds ∂loss/∂logits for dx
+            decoder.forward16(x: x, rows: N, p: p, out: logits.ptr, m: m, addBias: false)
+            m.scratch.rows.prepare(rows: N, k: V)
+            let loss = softmaxCrossEntropy(logits: logits.ptr, targets: targets, rows: N, V: V, gradient: true,
+                                           bias: p + decoder.bias.offset, roundInto: m.scratch.rows)
+            decoder.backward16(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m, doutRounded: true)
+            return loss
         }
-        let loss = softmaxCrossEntropy(logits: logits.ptr, targets: targets, rows: N, V: decoder.outFeatures, gradient: true)
+        decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
+        let loss = softmaxCrossEntropy(logits: logits.ptr, targets: targets, rows: N, V: V, gradient: true)
         // logits = x · Wᵀ + b  ⇒  dW += dlogitsᵀ · x,  db += Σ dlogits,  dx = dlogits · W
-        if let m = mixed { decoder.backward16(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m) } else {
-            decoder.backward(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
-        }
+        decoder.backward(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
         return loss
     }
 

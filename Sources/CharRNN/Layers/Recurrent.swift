@@ -252,20 +252,25 @@ package class RecurrentLayerCore: @unchecked Sendable {
     private final func accumulateGradients16(_ m: RecurrentBF16, _ x: LayerInput, rows: Int, g: UnsafeMutablePointer<Float>,
                                              ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
         let s = m.scratch, dGh = dGh.ptr, dGx = dGx.ptr, sums = s.sums.ptr, shared = dGx == dGh
-        // dW_hh += dGhᵀ · h[0..<T]; db_hh += Σ dGh (and db_ih when dGx is dGh) from the same pass
-        s.pairs.roundTransposed(dGh, k: rows, rows: G, lda: G, columnSums: sums)
+        // dW_hh += dGhᵀ · h[0..<T]; db_hh += Σ dGh (and db_ih when dGx is dGh) from the same pass, and
+        // with one-hot input the scatter of dGx by token too (dW_ih, below)
+        var scatter: (ids: UnsafePointer<Int32>, table: UnsafeMutablePointer<Float>)? = nil
+        if shared, case .tokens(let ids) = x { dwihT!.zero(); scatter = (ids, dwihT!.ptr) }
+        bf16RoundWeightGradientOperands(a: dGh, k: rows, m: G, lda: G, into: s.pairs, columnSums: sums, scatter: scatter,
+                                        b: h.ptr, n: H, ldb: H, into: s.acts)
         addVectors(g + params.bHH.offset, sums, into: g + params.bHH.offset, n: G)
         if shared { addVectors(g + params.bIH.offset, sums, into: g + params.bIH.offset, n: G) }
-        s.acts.pack(h.ptr, k: rows, n: H, ldb: H)
         bf16Gemm(a: s.pairs, b: s.acts, c: g + params.wHH.offset, ldc: H, accumulate: true)
         switch x {
         case .dense(let xd):
             // dW_ih += dGxᵀ · x,  dx = dGx · W_ih
-            if !shared {
-                s.pairs.roundTransposed(dGx, k: rows, rows: G, lda: G, columnSums: sums)
+            if shared {
+                s.acts.pack(xd, k: rows, n: D, ldb: D)
+            } else {
+                bf16RoundWeightGradientOperands(a: dGx, k: rows, m: G, lda: G, into: s.pairs, columnSums: sums,
+                                                b: xd, n: D, ldb: D, into: s.acts)
                 addVectors(g + params.bIH.offset, sums, into: g + params.bIH.offset, n: G)
             }
-            s.acts.pack(xd, k: rows, n: D, ldb: D)
             bf16Gemm(a: s.pairs, b: s.acts, c: g + params.wIH.offset, ldc: D, accumulate: true)
             guard let dx else { break }
             // the backward time loop left bf16(dGh) for all T·B rows in s.rows (nothing has rounded
@@ -277,9 +282,14 @@ package class RecurrentLayerCore: @unchecked Sendable {
                 bf16Gemm(m: rows, a: dGx, lda: G, b: m.wih!, scratch: s.rows, c: dx, ldc: D, accumulate: false)
             }
         case .tokens:
-            // the one-hot scatter of the float32 path: no product
-            if !shared { pgemvTrans(m: rows, n: G, a: dGx, lda: G, x: ones, beta: 1, y: g + params.bIH.offset) }
-            scatterOneHot(x, rows: rows, g: g)
+            // the one-hot scatter of the float32 path (no product), done above in the rounding pass
+            // when dGx is dGh
+            if shared {
+                addTransposed(dwihT!.ptr, rows: G, cols: D, into: g + params.wIH.offset)
+            } else {
+                pgemvTrans(m: rows, n: G, a: dGx, lda: G, x: ones, beta: 1, y: g + params.bIH.offset)
+                scatterOneHot(x, rows: rows, g: g)
+            }
         }
     }
 

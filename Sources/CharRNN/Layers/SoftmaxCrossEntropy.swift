@@ -17,8 +17,14 @@ import Darwin
 /// Mean cross-entropy of `rows` rows of V logits against targets. When `gradient` is true, the
 /// logits are replaced by ∂loss/∂logits (scaled by `scale`/N, scale 1 for the mean loss).
 /// Returns the mean loss in Double (summed in Double so long validation runs do not drift).
+/// bf16 training's decoder (Layers/OutputLayer.swift) passes two more, done in the same pass over each
+/// row while it is in cache: `bias`, added to every row first (the logits hold x·Wᵀ; z = (x·Wᵀ) + b
+/// has the bits of a product added onto b), and `roundInto`, an operand prepared (rows × V) that
+/// receives each gradient row rounded to bf16, dx's left operand.
 package func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int,
-                                gradient: Bool, scale: Float = 1) -> Double {
+                                gradient: Bool, scale: Float = 1, bias: UnsafePointer<Float>? = nil,
+                                roundInto: BF16Operand? = nil) -> Double {
+    precondition(roundInto == nil || (gradient && roundInto!.rows == rows && roundInto!.k == V))
     precondition(rows > 0 && V > 0)
     // Rows are independent: split them across the pool; the per-part sums are added in part order,
     // so the result is deterministic for a given number of cores.
@@ -27,7 +33,8 @@ package func softmaxCrossEntropy(logits: UnsafeMutablePointer<Float>, targets: U
     var partial = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     withUnsafeMutableBytes(of: &partial) { raw in
         let job = SoftmaxJob(logits: logits, targets: targets, rows: rows, V: V, gradient: gradient, invN: scale / Float(rows),
-                             parts: parts, sums: raw.baseAddress!.assumingMemoryBound(to: Double.self))
+                             parts: parts, sums: raw.baseAddress!.assumingMemoryBound(to: Double.self), bias: bias,
+                             rounded: roundInto.map { Unmanaged.passUnretained($0) })
         pool.run(parts: parts, with: job) { $0.assumingMemoryBound(to: SoftmaxJob.self).pointee.run(part: $1) }
     }
     var total = 0.0
@@ -43,9 +50,25 @@ let maxParts = 8
 private struct SoftmaxJob {
     let logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, V: Int, gradient: Bool, invN: Float
     let parts: Int, sums: UnsafeMutablePointer<Double>
+    let bias: UnsafePointer<Float>?, rounded: Unmanaged<BF16Operand>?
     func run(part p: Int) {
-        sums[p] = softmaxCrossEntropyRows(logits: logits, targets: targets, rows: slice(rows, part: p, of: parts), V: V,
-                                          gradient: gradient, invN: invN)
+        let r = slice(rows, part: p, of: parts)
+        if bias == nil && rounded == nil {
+            sums[p] = softmaxCrossEntropyRows(logits: logits, targets: targets, rows: r, V: V, gradient: gradient, invN: invN)
+            return
+        }
+        // row by row, so that each is in cache for the bias, the softmax and its rounding
+        var total = 0.0
+        for i in r {
+            if let bias {
+                let z = logits + i * V
+                forEachLaneBlock(V, { $0.store($0.load(z + $1) + $0.load(bias + $1), z + $1) },
+                                 tail: { $0.store($0.load(z + $1) + $0.load(bias + $1), z + $1) })
+            }
+            total += softmaxCrossEntropyRows(logits: logits, targets: targets, rows: i..<(i + 1), V: V, gradient: gradient, invN: invN)
+            rounded?.takeUnretainedValue().roundRows(i..<(i + 1), from: logits, lda: V)
+        }
+        sums[p] = total
     }
 }
 

@@ -149,12 +149,22 @@ package final class BF16Operand: @unchecked Sendable {
     /// also writes columnSums[i] = Σ a[r][i] over r < k for i < rows: the bias gradient of the layer
     /// whose gradient a is, one float32 chain per column from 0 in row order (so its bits do not
     /// depend on the number of threads), read while a passes instead of in a pass of its own.
+    /// With `scatter`, the same pass also adds each row r of a into row ids[r] of the table (rows ×
+    /// `rows` floats; ids checked by the caller): a one-hot input's dW_ihᵀ, rows in order, so the
+    /// bits are those of the float32 path's scatter.
     package func roundTransposed(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int,
-                                 columnSums: UnsafeMutablePointer<Float>? = nil) {
+                                 columnSums: UnsafeMutablePointer<Float>? = nil,
+                                 scatter: (ids: UnsafePointer<Int32>, table: UnsafeMutablePointer<Float>)? = nil) {
+        runPack(transposedJob(a, k: k, rows: rows, lda: lda, columnSums: columnSums, scatter: scatter), units: (rows + 15) / 16)
+    }
+
+    /// Sets the pair layout for `roundTransposed` and returns its job (not run).
+    fileprivate func transposedJob(_ a: UnsafePointer<Float>, k: Int, rows: Int, lda: Int, columnSums: UnsafeMutablePointer<Float>?,
+                                   scatter: (ids: UnsafePointer<Int32>, table: UnsafeMutablePointer<Float>)?) -> PackJob {
         precondition(rows <= maxRows && k <= maxK && (k == 0 || lda >= rows))
         self.rows = rows; self.k = k; layout = .pairs; ld = pairBlock * ((k + 1) / 2)
-        runPack(PackJob(op: .pairs, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
-                        kernel: BF16GEMMKernel.selected.runs, sums: columnSums), units: (rows + 15) / 16)
+        return PackJob(op: .pairs, src: a, k: k, count: rows, ld: lda, dst: words, ldd: ld, parts: 0,
+                       kernel: BF16GEMMKernel.selected.runs, sums: columnSums, ids: scatter?.ids, table: scatter?.table)
     }
 }
 
@@ -186,10 +196,15 @@ package final class BF16Panels: @unchecked Sendable {
     }
 
     private func pack(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int, transposed: Bool) {
+        runPack(packJob(src, k: k, n: n, ld: ld, transposed: transposed), units: panels)
+    }
+
+    /// Sets the shape for `pack`/`packTransposed` and returns its job (not run).
+    fileprivate func packJob(_ src: UnsafePointer<Float>, k: Int, n: Int, ld: Int, transposed: Bool) -> PackJob {
         precondition(k <= maxK && n <= maxN && (transposed ? (n == 0 || ld >= k) : (k == 0 || ld >= n)))
         self.k = k; self.n = n
-        runPack(PackJob(op: transposed ? .panelsTransposed : .panels, src: src, k: k, count: n, ld: ld, dst: words,
-                        ldd: 0, parts: 0, kernel: BF16GEMMKernel.selected.runs), units: panels)
+        return PackJob(op: transposed ? .panelsTransposed : .panels, src: src, k: k, count: n, ld: ld, dst: words,
+                       ldd: 0, parts: 0, kernel: BF16GEMMKernel.selected.runs)
     }
 
     /// Sets the shape (k × n) without packing: the panels are then filled piece by piece on the
@@ -263,8 +278,10 @@ private struct PackJob {
     let dst: UnsafeMutablePointer<UInt32>, ldd: Int
     var parts: Int
     let kernel: BF16GEMMKernel
-    /// .pairs only: where the column sums go (nil: none).
+    /// .pairs only: where the column sums go, and the scatter of the rows by id (nil: none).
     var sums: UnsafeMutablePointer<Float>? = nil
+    var ids: UnsafePointer<Int32>? = nil
+    var table: UnsafeMutablePointer<Float>? = nil
 
     func run(part: Int) {
         let k2 = (k + 1) / 2
@@ -286,7 +303,7 @@ private struct PackJob {
             let r = (u.lowerBound * 16)..<min(count, u.upperBound * 16)
             if r.isEmpty { return }
             if kernel == .avx512bf16 {
-                charrnn_bf16_round_pairs(src, k, count, ld, dst, r.lowerBound, r.upperBound, sums)
+                charrnn_bf16_round_pairs(src, k, count, ld, dst, r.lowerBound, r.upperBound, sums, ids, table)
                 return
             }
             if let sums { for i in r { sums[i] = 0 } }
@@ -295,6 +312,14 @@ private struct PackJob {
                 for i in r {
                     dst[i / pairBlock * ldd + q * pairBlock + i % pairBlock] = pairWord(e[i], hasOdd ? e[ld + i] : 0)
                     if let sums { sums[i] = hasOdd ? (sums[i] + e[i]) + e[ld + i] : sums[i] + e[i] }
+                }
+                if let ids, let table {
+                    let te = table + Int(ids[2 * q]) * count
+                    for i in r { te[i] += e[i] }
+                    if hasOdd {
+                        let to = table + Int(ids[2 * q + 1]) * count
+                        for i in r { to[i] += e[ld + i] }
+                    }
                 }
             }
         case .panels, .panelsTransposed:
@@ -330,6 +355,24 @@ private func runPack(_ job: PackJob, units: Int) {
     var j = job
     j.parts = max(1, min(pool.width, units))
     pool.run(parts: j.parts, with: j) { $0.assumingMemoryBound(to: PackJob.self).pointee.run(part: $1) }
+}
+
+/// The two operands of a weight gradient C = aᵀ · b rounded in one pool run, so one join instead of
+/// two: `aOp.roundTransposed(a, …)` (with its column sums and scatter) and `bPanels.pack(b, …)`, each
+/// split over the pool's width as alone (part i runs part i of both). The words are the same.
+package func bf16RoundWeightGradientOperands(a: UnsafePointer<Float>, k: Int, m: Int, lda: Int, into aOp: BF16Operand,
+                                            columnSums: UnsafeMutablePointer<Float>? = nil,
+                                            scatter: (ids: UnsafePointer<Int32>, table: UnsafeMutablePointer<Float>)? = nil,
+                                            b: UnsafePointer<Float>, n: Int, ldb: Int, into bPanels: BF16Panels) {
+    struct Both { var a: PackJob, b: PackJob }
+    let pool = WorkerPool.shared, parts = pool.width
+    var both = Both(a: aOp.transposedJob(a, k: k, rows: m, lda: lda, columnSums: columnSums, scatter: scatter),
+                    b: bPanels.packJob(b, k: k, n: n, ld: ldb, transposed: false))
+    both.a.parts = parts; both.b.parts = parts
+    pool.run(parts: parts, with: both) {
+        let j = $0.assumingMemoryBound(to: Both.self).pointee
+        j.a.run(part: $1); j.b.run(part: $1)
+    }
 }
 
 // MARK: - Products
@@ -370,7 +413,8 @@ package func bf16GemmRows(_ r: Range<Int>, a: BF16Operand, firstRow: Int = 0, b:
 
 /// The forward, recurrent and decoder products (b packed by `packTransposed` from W) and the input
 /// gradient (b packed by `pack` from W): C (m×n) = or += bf16(a) (m×k, row-major, lda) · B, with a
-/// rounded into `scratch` first (k = b.k).
+/// rounded into `scratch` first (k = b.k). (Rounding and multiplying each part's own rows in one pool
+/// run, without the join between, measured no faster: each part then reads all of B.)
 package func bf16Gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: BF16Panels, scratch: BF16Operand,
                      c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     scratch.round(a, rows: m, k: b.k, lda: lda)
@@ -383,8 +427,8 @@ package func bf16Gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: BF16Panels, 
 package func bf16GemmTN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                        aScratch: BF16Operand, bScratch: BF16Panels, c: UnsafeMutablePointer<Float>, ldc: Int,
                        accumulate: Bool, columnSums: UnsafeMutablePointer<Float>? = nil) {
-    aScratch.roundTransposed(a, k: k, rows: m, lda: lda, columnSums: columnSums)
-    bScratch.pack(b, k: k, n: n, ldb: ldb)
+    bf16RoundWeightGradientOperands(a: a, k: k, m: m, lda: lda, into: aScratch, columnSums: columnSums,
+                                    b: b, n: n, ldb: ldb, into: bScratch)
     bf16Gemm(a: aScratch, b: bScratch, c: c, ldc: ldc, accumulate: accumulate)
 }
 

@@ -21,9 +21,11 @@ package final class RecurrentState: @unchecked Sendable {
     }
     package func reset() { h.forEach { $0.zero() }; c.forEach { $0.zero() } }
     /// Zeroes the state of stream `j` alone (row j of every h and c).
+    /// Allocation-free (the training step calls it): not `h + c`, a new array at every call.
     package func reset(stream j: Int) {
         let H = h[0].count / batch
-        for s in h + c { (s.ptr + j * H).update(repeating: 0, count: H) }
+        for s in h { (s.ptr + j * H).update(repeating: 0, count: H) }
+        for s in c { (s.ptr + j * H).update(repeating: 0, count: H) }
     }
     package func copy(from o: RecurrentState) {
         for (a, b) in zip(h, o.h) { a.ptr.update(from: b.ptr, count: a.count) }

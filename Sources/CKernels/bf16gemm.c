@@ -124,6 +124,16 @@ BF16_TARGET void charrnn_bf16_round_pairs(const float *src, long k, long m, long
     }
 }
 
+/// k-pairs [q0, q1) of panel P (columns [j0, j0 + w)) of B (k × n) row-major: 16 columns of rows 2q
+/// and 2q+1 make 16 pair words.
+INLINE BF16_TARGET void panel_pairs(const float *src, long k, long ld, uint32_t *P, long j0, long w, long q0, long q1) {
+    for (long q = q0; q < q1; q++) {
+        const float *e = src + 2 * q * ld + j0, *o = 2 * q + 1 < k ? e + ld : 0;
+        _mm512_store_si512((__m512i *)(P + q * 32), pair_words(e, o, lanes(w)));
+        _mm512_store_si512((__m512i *)(P + q * 32 + 16), pair_words(e + 16, o ? o + 16 : 0, lanes(w - 16)));
+    }
+}
+
 BF16_TARGET void charrnn_bf16_pack_panels(const float *src, long k, long n, long ld, int transposed,
                                           uint32_t *panels, long p0, long p1) {
     long K2 = (k + 1) / 2;
@@ -131,12 +141,7 @@ BF16_TARGET void charrnn_bf16_pack_panels(const float *src, long k, long n, long
         uint32_t *P = panels + p * K2 * 32;
         long j0 = p * 32, w = n - j0 < 32 ? n - j0 : 32;
         if (!transposed) {
-            // B (k × n) row-major: 16 columns of rows 2q and 2q+1 make 16 pair words
-            for (long q = 0; q < K2; q++) {
-                const float *e = src + 2 * q * ld + j0, *o = 2 * q + 1 < k ? e + ld : 0;
-                _mm512_store_si512((__m512i *)(P + q * 32), pair_words(e, o, lanes(w)));
-                _mm512_store_si512((__m512i *)(P + q * 32 + 16), pair_words(e + 16, o ? o + 16 : 0, lanes(w - 16)));
-            }
+            panel_pairs(src, k, ld, P, j0, w, 0, K2);
             continue;
         }
         // Bᵀ (n × k) row-major (a weight matrix W for x·Wᵀ): row j's pair words are column j of the
@@ -164,13 +169,8 @@ BF16_TARGET void charrnn_bf16_pack_panel_pairs(const float *src, long k, long n,
     long K2 = (k + 1) / 2, np = (n + 31) / 32;
     if (q1 > K2) q1 = K2;
     for (long p = 0; p < np; p++) {
-        uint32_t *P = panels + p * K2 * 32;
         long j0 = p * 32, w = n - j0 < 32 ? n - j0 : 32;
-        for (long q = q0; q < q1; q++) {   // as charrnn_bf16_pack_panels' untransposed case, k-pairs [q0, q1)
-            const float *e = src + 2 * q * ld + j0, *o = 2 * q + 1 < k ? e + ld : 0;
-            _mm512_store_si512((__m512i *)(P + q * 32), pair_words(e, o, lanes(w)));
-            _mm512_store_si512((__m512i *)(P + q * 32 + 16), pair_words(e + 16, o ? o + 16 : 0, lanes(w - 16)));
-        }
+        panel_pairs(src, k, ld, panels + p * K2 * 32, j0, w, q0, q1);
     }
 }
 

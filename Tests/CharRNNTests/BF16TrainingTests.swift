@@ -263,39 +263,43 @@ final class BF16TrainingTests: XCTestCase {
     /// The fused update of a process alone (`updateAndPackBF16`: each block of 32 rows updated, then
     /// rounded into both copies) leaves the weights, the moments and every packed word as the
     /// optimizer's step followed by `packBF16Weights` does: each optimizer, one and two threads,
-    /// full and adaptive softmax, one-hot and embedded input, two steps (Adam's step count).
+    /// full and adaptive softmax, one-hot and embedded input, two steps (Adam's step count), with
+    /// each kernel this machine has (the portable path packs block by block in Swift).
     func testFusedUpdateHasTheBitsOfStepThenPack() throws {
         let V = 37
-        for threads in [1, 2] {
-            try WorkerPool.configure(threads: threads)
-            for kind in OptimizerKind.allCases {
-                for (adaptive, cell, embed) in [(false, CellKind.lstm, 0), (true, .gru, 12), (false, .rnn, 16)] {
-                    var cfg = ModelConfig(cell: cell, layers: 2, hidden: 40, embed: embed, dropout: 0, vocabSize: V)
-                    if adaptive { cfg.adaptive = AdaptiveSoftmaxConfig.choose(counts: (0..<V).map { 900 / ($0 + 1) }, hidden: 40, manual: [8, 20]) }
-                    let p = pair(cfg)
-                    p.fp32.enableBF16Training()
-                    let n = p.fp32.layout.count
-                    let (split, fused) = (Optimizer(kind: kind, count: n), Optimizer(kind: kind, count: n))
-                    var r = Xoshiro256(seed: 9)
-                    for _ in 0..<2 {
-                        let g = (0..<n).map { _ in (r.nextFloat() - 0.5) * 0.1 }
-                        p.fp32.grads.ptr.update(from: g, count: n); p.bf16.grads.ptr.update(from: g, count: n)
-                        split.step(params: p.fp32.params.ptr, grads: p.fp32.grads.ptr, lr: 1e-2)
-                        p.fp32.packBF16Weights()
-                        p.bf16.updateAndPackBF16(optimizer: fused, lr: 1e-2)
-                    }
-                    let name = "\(kind) \(cell) embed \(embed) adaptive \(adaptive), \(threads) threads"
-                    XCTAssertEqual(p.bf16.params.toArray().map(\.bitPattern), p.fp32.params.toArray().map(\.bitPattern), name)
-                    for (a, b) in zip(fused.moments, split.moments) { XCTAssertEqual(a.toArray().map(\.bitPattern), b.toArray().map(\.bitPattern), name) }
-                    let (mf, ms) = (p.bf16.bf16!.matrices, p.fp32.bf16!.matrices)
-                    XCTAssertEqual(mf.count, ms.count)
-                    XCTAssertEqual(mf.count, 2 * cfg.layers - (embed == 0 ? 1 : 0) + (adaptive ? 1 + 2 * cfg.adaptive!.cutoffs.count : 1), name)
-                    for (a, b) in zip(mf, ms) {
-                        for (x, y) in [(a.wT, b.wT), (a.w, b.w)] {
-                            XCTAssertEqual(x.k, y.k); XCTAssertEqual(x.n, y.n)
-                            let words = (y.k + 1) / 2 * y.panels * 32
-                            XCTAssertEqual(Array(UnsafeBufferPointer(start: x.words, count: words)),
-                                           Array(UnsafeBufferPointer(start: y.words, count: words)), "\(name): \(a.rows)×\(a.cols)")
+        for kernel in BF16GEMMKernel.cpuHasAVX512BF16 ? [BF16GEMMKernel.portable, .avx512bf16] : [.portable] {
+            BF16GEMMKernel.forced = kernel
+            for threads in [1, 2] {
+                try WorkerPool.configure(threads: threads)
+                for kind in OptimizerKind.allCases {
+                    for (adaptive, cell, embed) in [(false, CellKind.lstm, 0), (true, .gru, 12), (false, .rnn, 16)] {
+                        var cfg = ModelConfig(cell: cell, layers: 2, hidden: 40, embed: embed, dropout: 0, vocabSize: V)
+                        if adaptive { cfg.adaptive = AdaptiveSoftmaxConfig.choose(counts: (0..<V).map { 900 / ($0 + 1) }, hidden: 40, manual: [8, 20]) }
+                        let p = pair(cfg)
+                        p.fp32.enableBF16Training()
+                        let n = p.fp32.layout.count
+                        let (split, fused) = (Optimizer(kind: kind, count: n), Optimizer(kind: kind, count: n))
+                        var r = Xoshiro256(seed: 9)
+                        for _ in 0..<2 {
+                            let g = (0..<n).map { _ in (r.nextFloat() - 0.5) * 0.1 }
+                            p.fp32.grads.ptr.update(from: g, count: n); p.bf16.grads.ptr.update(from: g, count: n)
+                            split.step(params: p.fp32.params.ptr, grads: p.fp32.grads.ptr, lr: 1e-2)
+                            p.fp32.packBF16Weights()
+                            p.bf16.updateAndPackBF16(optimizer: fused, lr: 1e-2)
+                        }
+                        let name = "\(kind) \(cell) embed \(embed) adaptive \(adaptive), \(threads) threads, \(kernel)"
+                        XCTAssertEqual(p.bf16.params.toArray().map(\.bitPattern), p.fp32.params.toArray().map(\.bitPattern), name)
+                        for (a, b) in zip(fused.moments, split.moments) { XCTAssertEqual(a.toArray().map(\.bitPattern), b.toArray().map(\.bitPattern), name) }
+                        let (mf, ms) = (p.bf16.bf16!.matrices, p.fp32.bf16!.matrices)
+                        XCTAssertEqual(mf.count, ms.count)
+                        XCTAssertEqual(mf.count, 2 * cfg.layers - (embed == 0 ? 1 : 0) + (adaptive ? 1 + 2 * cfg.adaptive!.cutoffs.count : 1), name)
+                        for (a, b) in zip(mf, ms) {
+                            for (x, y) in [(a.wT, b.wT), (a.w, b.w)] {
+                                XCTAssertEqual(x.k, y.k); XCTAssertEqual(x.n, y.n)
+                                let words = (y.k + 1) / 2 * y.panels * 32
+                                XCTAssertEqual(Array(UnsafeBufferPointer(start: x.words, count: words)),
+                                               Array(UnsafeBufferPointer(start: y.words, count: words)), "\(name): \(a.rows)×\(a.cols)")
+                            }
                         }
                     }
                 }

@@ -50,8 +50,7 @@ package struct LinearLayer: Sendable {
     /// in float32, summed in the pass that rounds dout for dW.
     /// With `doutRounded`, the caller has left bf16(dout) in `m.scratch.rows` (the softmax's pass).
     func backward16(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, rows: Int, p: UnsafePointer<Float>,
-                    g: UnsafeMutablePointer<Float>, ones: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, m: DecoderBF16,
-                    doutRounded: Bool = false) {
+                    g: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>, m: DecoderBF16, doutRounded: Bool = false) {
         let V = outFeatures, H = inFeatures, s = m.scratch
         bf16GemmTN(m: V, n: H, k: rows, a: dout, lda: V, b: x, ldb: H, aScratch: s.pairs, bScratch: s.acts,
                    c: g + weight.offset, ldc: H, accumulate: true, columnSums: s.sums.ptr)

@@ -83,7 +83,7 @@ package final class FullSoftmaxOutput: OutputLayer, @unchecked Sendable {
             m.scratch.rows.prepare(rows: N, k: V)
             let loss = softmaxCrossEntropy(logits: logits.ptr, targets: targets, rows: N, V: V, gradient: true,
                                            bias: p + decoder.bias.offset, roundInto: m.scratch.rows)
-            decoder.backward16(x: x, dout: logits.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m, doutRounded: true)
+            decoder.backward16(x: x, dout: logits.ptr, rows: N, p: p, g: g, dx: dx, m: m, doutRounded: true)
             return loss
         }
         decoder.forward(x: x, rows: N, p: p, out: logits.ptr)
@@ -157,7 +157,7 @@ package final class AdaptiveSoftmaxOutput: OutputLayer, @unchecked Sendable {
         }
         let loss = layer.trainLoss(x: x, targets: targets, rows: N, head: head.ptr, p: p, g: g, ws: ws, bf16: mixed)
         // head: z = x · W_headᵀ + b  ⇒  as nn.Linear; the tails' part of dx is added after
-        if let m = mixed { layer.head.backward16(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx, m: m.head) } else {
+        if let m = mixed { layer.head.backward16(x: x, dout: head.ptr, rows: N, p: p, g: g, dx: dx, m: m.head) } else {
             layer.head.backward(x: x, dout: head.ptr, rows: N, p: p, g: g, ones: ones, dx: dx)
         }
         axpy(n: N * layer.H, alpha: 1, x: ws.dxTail.ptr, y: dx)

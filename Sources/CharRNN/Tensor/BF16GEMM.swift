@@ -227,18 +227,12 @@ package final class BF16Panels: @unchecked Sendable {
     package func packPairs(_ q: Range<Int>, from b: UnsafePointer<Float>, ldb: Int) {
         precondition(q.lowerBound >= 0 && q.upperBound <= (k + 1) / 2 && ldb >= n)
         if q.isEmpty { return }
-        if BF16GEMMKernel.selected.runs == .avx512bf16 {
+        let job = PackJob(op: .panels, src: b, k: k, count: n, ld: ldb, dst: words, ldd: 0, parts: 1,
+                          kernel: BF16GEMMKernel.selected.runs)
+        if job.kernel == .avx512bf16 {
             charrnn_bf16_pack_panel_pairs(b, k, n, ldb, words, q.lowerBound, q.upperBound)
-            return
-        }
-        let k2 = (k + 1) / 2
-        for p in 0..<panels {
-            let d = words + p * k2 * 32, j0 = p * 32, w = min(32, n - j0)
-            for qq in q {
-                for jj in 0..<32 {
-                    d[qq * 32 + jj] = jj >= w ? 0 : pairWord(b[2 * qq * ldb + j0 + jj], 2 * qq + 1 < k ? b[(2 * qq + 1) * ldb + j0 + jj] : 0)
-                }
-            }
+        } else {
+            job.portablePanels(0..<panels, pairs: q)
         }
     }
 }
@@ -329,18 +323,23 @@ private struct PackJob {
 
     /// Panels `r` of B, on the calling thread.
     func panels(_ r: Range<Int>) {
+        if kernel == .avx512bf16 {
+            charrnn_bf16_pack_panels(src, k, count, ld, op == .panelsTransposed ? 1 : 0, dst, r.lowerBound, r.upperBound)
+        } else {
+            portablePanels(r, pairs: 0..<((k + 1) / 2))
+        }
+    }
+
+    /// k-pairs `q` of panels `r` of B, on the calling thread, without CKernels.
+    func portablePanels(_ r: Range<Int>, pairs: Range<Int>) {
         let k2 = (k + 1) / 2
         let transposed = op == .panelsTransposed
-        if kernel == .avx512bf16 {
-            charrnn_bf16_pack_panels(src, k, count, ld, transposed ? 1 : 0, dst, r.lowerBound, r.upperBound)
-            return
-        }
         @inline(__always) func element(_ kk: Int, _ j: Int) -> Float {
             kk >= k ? 0 : transposed ? src[j * ld + kk] : src[kk * ld + j]
         }
         for p in r {
             let d = dst + p * k2 * 32, j0 = p * 32, w = min(32, count - j0)
-            for q in 0..<k2 {
+            for q in pairs {
                 for jj in 0..<32 {
                     d[q * 32 + jj] = jj < w ? pairWord(element(2 * q, j0 + jj), element(2 * q + 1, j0 + jj)) : 0
                 }
